@@ -1,0 +1,221 @@
+"""Backbones: `MODEL:DIM` specs, building RecBole general recommenders, and score/representation adapters.
+
+Response and ranking KD need only scores, which every RecBole general recommender provides.
+Feature KD needs user and item representations; `BackboneAdapter` gives them for the backbones
+listed in `REPRESENTATIONS` (BPR, LightGCN, NGCF, NeuMF) and fails early for the others.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from kdbench.errors import KdbenchError, choices
+
+SPEC_PATTERN = re.compile(r"^(?P<model>[A-Za-z][A-Za-z0-9]*)(?::(?P<dim>\d+))?$")
+
+
+def _neumf_size(dim: int) -> dict[str, Any]:
+    return {"mf_embedding_size": dim, "mlp_embedding_size": dim, "mlp_hidden_size": [2 * dim, dim]}
+
+
+# How a backbone's size is set; the default is RecBole's `embedding_size`.
+SIZE_KEYS: dict[str, Callable[[int], dict[str, Any]]] = {"NeuMF": _neumf_size}
+
+
+@lru_cache(maxsize=1)
+def general_recommenders() -> tuple[str, ...]:
+    import recbole.model.general_recommender as general
+
+    return tuple(sorted(name for name in dir(general) if isinstance(getattr(general, name), type)))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A RecBole general recommender and its embedding dimension, written `BPR:200`."""
+
+    model: str
+    dim: int
+
+    @classmethod
+    def parse(cls, text: str) -> "BackboneSpec":
+        match = SPEC_PATTERN.match(text.strip())
+        if not match:
+            raise KdbenchError(f"malformed backbone '{text}': expected MODEL:DIM, e.g. BPR:200 or LightGCN:64")
+        known = {name.lower(): name for name in general_recommenders()}
+        model = known.get(match["model"].lower())
+        if model is None:
+            raise KdbenchError(f"unknown model '{match['model']}': valid: {choices(general_recommenders())}")
+        dim = int(match["dim"] or 64)
+        if dim < 1:
+            raise KdbenchError(f"backbone '{text}': the dimension must be a positive integer")
+        return cls(model, dim)
+
+    def __str__(self) -> str:
+        return f"{self.model}:{self.dim}"
+
+    def size_overrides(self) -> dict[str, Any]:
+        return SIZE_KEYS.get(self.model, lambda d: {"embedding_size": d})(self.dim)
+
+
+def build_model(spec: BackboneSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None) -> nn.Module:
+    """Instantiate the RecBole model of `spec` on `data` (a PreparedData)."""
+    from recbole.utils import get_model
+
+    config = _model_config(spec, data, device, extra)
+    return get_model(spec.model)(config, data.train.dataset).to(device)
+
+
+def _model_config(spec: BackboneSpec, data, device: str, extra: dict[str, Any] | None):
+    """The model's own RecBole config (its YAML defaults) on the data's settings and protocol."""
+    from recbole.config import Config
+
+    from kdbench.data import isolated_argv
+
+    base = {key: data.config[key] for key in _SHARED_KEYS if data.config[key] is not None}
+    base.update(spec.size_overrides())
+    base.update(extra or {})
+    base["use_gpu"] = device.startswith("cuda")
+    with isolated_argv():
+        config = Config(model=spec.model, dataset=data.name, config_dict=base)
+    config["device"] = torch.device(device)
+    return config
+
+
+_SHARED_KEYS = (
+    "data_path", "load_col", "eval_args", "metrics", "topk", "valid_metric", "valid_metric_bigger",
+    "train_neg_sample_args", "state", "show_progress", "reproducibility", "seed", "checkpoint_dir",
+    "log_wandb", "eval_batch_size", "train_batch_size",
+)
+
+
+def reset_inference_cache(model: nn.Module) -> None:
+    """Drop embeddings a model caches for full-sort prediction (LightGCN's restore_user_e ...)."""
+    for name in getattr(model, "other_parameter_name", None) or []:
+        if hasattr(model, name):
+            setattr(model, name, None)
+
+
+# Representation getters: (model, users, items) -> (user repr (B, d), item repr (..., d)),
+# and whole tables for a frozen teacher.
+def _mf_tables(model):
+    return model.user_embedding.weight, model.item_embedding.weight
+
+
+def _graph_tables(model):
+    return model.forward()
+
+
+def _neumf_tables(model):
+    users = torch.cat([model.user_mf_embedding.weight, model.user_mlp_embedding.weight], dim=1)
+    items = torch.cat([model.item_mf_embedding.weight, model.item_mlp_embedding.weight], dim=1)
+    return users, items
+
+
+REPRESENTATIONS: dict[str, Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]]] = {
+    "BPR": _mf_tables,
+    "LightGCN": _graph_tables,
+    "NGCF": _graph_tables,
+    "NeuMF": _neumf_tables,
+}
+# Backbones whose score is the dot product of the representations above.
+DOT_PRODUCT = {"BPR", "LightGCN", "NGCF"}
+# Backbones whose forward() takes no input and propagates the whole graph: one call per step.
+WHOLE_GRAPH_FORWARD = {"LightGCN", "NGCF"}
+
+
+class BackboneAdapter:
+    """Uniform access to a RecBole model's scores and representations for distillation."""
+
+    def __init__(self, model: nn.Module, uid_field: str, iid_field: str):
+        self.model = model
+        self.name = type(model).__name__
+        self.uid_field = uid_field
+        self.iid_field = iid_field
+
+    @property
+    def has_representations(self) -> bool:
+        return self.name in REPRESENTATIONS
+
+    def require_representations(self, strategy: str) -> None:
+        if not self.has_representations:
+            raise KdbenchError(
+                f"strategy '{strategy}' needs user/item representations, which kdbench provides for "
+                f"{choices(REPRESENTATIONS)}; not for {self.name}"
+            )
+
+    def representation_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All users' and items' representations (n_users x d, n_items x d)."""
+        return REPRESENTATIONS[self.name](self.model)
+
+    def representation_dims(self) -> tuple[int, int]:
+        """(user dim, item dim) of the representations."""
+        with torch.no_grad():
+            users, items = self.representation_tables()
+        return users.shape[1], items.shape[1]
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of users (B,) for items (B, M) -> (B, M); differentiable."""
+        if self.name in DOT_PRODUCT:
+            user_table, item_table = self.representation_tables()
+            return torch.einsum("bd,bmd->bm", user_table[users], item_table[items])
+        flat_users = users.unsqueeze(1).expand_as(items).reshape(-1)
+        from recbole.data.interaction import Interaction
+
+        batch = Interaction({self.uid_field: flat_users, self.iid_field: items.reshape(-1)})
+        return self.model.predict(batch).view(items.shape)
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of users (B,) for every item -> (B, n_items), item 0 (padding) included."""
+        from recbole.data.interaction import Interaction
+
+        n_items = self.model.n_items
+        try:
+            scores = self.model.full_sort_predict(Interaction({self.uid_field: users}))
+        except NotImplementedError:
+            items = torch.arange(n_items, device=users.device).expand(len(users), n_items)
+            return self.score(users, items)
+        return scores.view(len(users), n_items)
+
+    @contextmanager
+    def one_forward_per_step(self) -> Iterator[None]:
+        """Within a training step, make whole-graph backbones propagate once, not once per loss.
+
+        LightGCN's calculate_loss calls forward(); a feature/ranking KD loss on the same student
+        would call it again. Memoising the call inside the step keeps the KD overhead to the loss
+        itself; both losses backpropagate through the same graph.
+        """
+        if self.name not in WHOLE_GRAPH_FORWARD:
+            yield
+            return
+        original = self.model.forward
+        memo: dict[str, Any] = {}
+
+        def forward_once(*args, **kwargs):
+            if args or kwargs:
+                return original(*args, **kwargs)
+            if "out" not in memo:
+                memo["out"] = original()
+            return memo["out"]
+
+        self.model.forward = forward_once
+        try:
+            yield
+        finally:
+            del self.model.forward
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of the deployed model's parameters and buffers."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)

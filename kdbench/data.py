@@ -1,0 +1,256 @@
+"""RecBole bridge: datasets, configs and data loaders under the KD literature's protocol.
+
+Protocol (DE-RRD, HTD, UnKD, RCE-KD): per-user random split 80/10/10, full ranking over all items
+with the user's training (and, for test, validation) items masked, Recall and NDCG at 10 and 20,
+model selection on validation NDCG@10. The split is fixed by `split_seed`, independent of the
+model seed, so every student of a dataset is scored on the same users and items (a prerequisite
+for the paired per-user significance test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import yaml
+
+from kdbench.errors import KdbenchError, choices
+
+BUNDLED_DATASETS = ("ml-100k",)
+TOPK = (10, 20)
+VALID_METRIC = "ndcg@10"
+DEFAULT_SPLIT_SEED = 2020
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+
+PROTOCOL: dict[str, Any] = {
+    "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"},
+    "metrics": ["Recall", "NDCG"],
+    "topk": list(TOPK),
+    "valid_metric": "NDCG@10",
+    "valid_metric_bigger": True,
+    "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
+                              "dynamic": False, "candidate_num": 0},
+}
+
+# Full-sort evaluation batches count score cells for general models: users per batch =
+# eval_batch_size // n_items. 2**22 cells (16 MiB of float32) keeps batches few and memory bounded.
+EVAL_BATCH_CELLS = 2**22
+
+
+@contextmanager
+def isolated_argv() -> Iterator[None]:
+    """RecBole's Config parses sys.argv (`--key=value` overrides the config): hide ours from it."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@lru_cache(maxsize=1)
+def downloadable_datasets() -> tuple[str, ...]:
+    """Dataset names RecBole knows how to download (needs internet)."""
+    import recbole
+
+    url_file = Path(recbole.__file__).parent / "properties" / "dataset" / "url.yaml"
+    return tuple(sorted(yaml.safe_load(url_file.read_text())))
+
+
+@lru_cache(maxsize=1)
+def bundled_dataset_dir() -> Path:
+    import recbole
+
+    return Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
+
+
+def dataset_root(name: str, data_path: str | None) -> Path | None:
+    """The folder that holds `<name>.inter`, or None where RecBole should fetch/bundle it.
+
+    A user folder may hold the atomic files directly or in a `<name>/` subfolder (RecBole's layout).
+    """
+    if data_path is None:
+        return None
+    root = Path(data_path)
+    if not root.is_dir():
+        raise KdbenchError(f"data path '{data_path}' does not exist or is not a directory")
+    for candidate in (root / name, root):
+        if (candidate / f"{name}.inter").is_file():
+            return candidate
+    raise KdbenchError(
+        f"no '{name}.inter' in '{data_path}' or '{root / name}': atomic files must be named after the dataset"
+    )
+
+
+def check_dataset(name: str, data_path: str | None) -> None:
+    """Fail early, with one line, on an unknown dataset or a malformed atomic file."""
+    root = dataset_root(name, data_path)
+    if root is not None:
+        validate_atomic_file(root / f"{name}.inter")
+        return
+    if name in BUNDLED_DATASETS or name in downloadable_datasets():
+        return
+    raise KdbenchError(
+        f"unknown dataset '{name}': bundled: {choices(BUNDLED_DATASETS)}; RecBole can download "
+        f"{len(downloadable_datasets())} more (see `python -m kdbench list`); or give --data-path DIR "
+        f"holding '{name}.inter' in RecBole atomic format"
+    )
+
+
+def validate_atomic_file(path: Path, max_rows: int = 1000) -> None:
+    """Check the header (`name:type` columns incl. user_id and item_id) and the first rows."""
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        fields = {}
+        for column in header:
+            name, sep, kind = column.partition(":")
+            if not sep or not name or kind not in ATOMIC_TYPES:
+                raise KdbenchError(
+                    f"malformed atomic file {path}: header column '{column}' is not 'name:type' "
+                    f"with type one of {choices(ATOMIC_TYPES)}"
+                )
+            fields[name] = kind
+        for required in ("user_id", "item_id"):
+            if required not in fields:
+                raise KdbenchError(f"malformed atomic file {path}: header lacks a '{required}' column")
+        n_rows = 0
+        for line_no, line in enumerate(handle, start=2):
+            if line_no > max_rows + 1:
+                break
+            values = line.rstrip("\n").split("\t")
+            if len(values) != len(header):
+                raise KdbenchError(
+                    f"malformed atomic file {path}: line {line_no} has {len(values)} fields, header has {len(header)}"
+                )
+            for value, (name, kind) in zip(values, fields.items()):
+                if kind == "float" and value != "":
+                    try:
+                        float(value)
+                    except ValueError:
+                        raise KdbenchError(
+                            f"malformed atomic file {path}: line {line_no}, column '{name}' is not a float: '{value}'"
+                        ) from None
+            n_rows += 1
+        if n_rows == 0:
+            raise KdbenchError(f"malformed atomic file {path}: no interactions after the header")
+
+
+def build_config(
+    model: str,
+    dataset: str,
+    data_path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
+    work_dir: str | Path = ".kdbench_cache",
+):
+    """A RecBole Config with the KD protocol; `overrides` sets model sizes and training settings."""
+    from recbole.config import Config
+
+    root = dataset_root(dataset, data_path)
+    work_dir = Path(work_dir)
+    config_dict: dict[str, Any] = {
+        **PROTOCOL,
+        "use_gpu": device.startswith("cuda"),
+        "device": device,
+        "state": "ERROR",
+        "show_progress": False,
+        "reproducibility": True,
+        "seed": DEFAULT_SPLIT_SEED,
+        "checkpoint_dir": str(work_dir / "recbole_saved"),
+        "log_wandb": False,
+        "eval_batch_size": EVAL_BATCH_CELLS,
+    }
+    if root is not None:
+        config_dict["data_path"] = str(root.parent)
+        # without a dataset YAML RecBole loads only user_id/item_id; keep that explicit
+        config_dict["load_col"] = {"inter": ["user_id", "item_id"]}
+    config_dict.update(overrides or {})
+    with isolated_argv():
+        config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    config["device"] = torch.device(device)
+    logging.getLogger().setLevel(logging.ERROR)
+    return config
+
+
+@dataclass
+class PreparedData:
+    """One dataset split into RecBole loaders, plus what strategies need to know about it."""
+
+    name: str
+    config: Any
+    dataset: Any
+    train: Any
+    valid: Any
+    test: Any
+    history: sp.csr_matrix  # users x items, training interactions
+    fingerprint: str  # hash of the training interactions and split: part of cache keys
+
+    @property
+    def n_users(self) -> int:
+        return int(self.dataset.user_num)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.dataset.item_num)
+
+    @property
+    def uid_field(self) -> str:
+        return self.dataset.uid_field
+
+    @property
+    def iid_field(self) -> str:
+        return self.dataset.iid_field
+
+    @property
+    def neg_iid_field(self) -> str:
+        return self.config["NEG_PREFIX"] + self.dataset.iid_field
+
+    def item_popularity(self) -> np.ndarray:
+        return np.asarray(self.history.sum(axis=0)).ravel()
+
+
+def load_data(
+    dataset: str,
+    data_path: str | None = None,
+    model: str = "BPR",
+    batch_size: int = 2048,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    device: str = "cpu",
+    work_dir: str | Path = ".kdbench_cache",
+) -> PreparedData:
+    """Load and split `dataset` once; every model of a run shares these loaders."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    check_dataset(dataset, data_path)
+    config = build_config(
+        model, dataset, data_path,
+        {"train_batch_size": batch_size, "seed": split_seed}, device=device, work_dir=work_dir,
+    )
+    init_seed(split_seed, True)
+    try:
+        full = create_dataset(config)
+    except KdbenchError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise KdbenchError(f"could not load dataset '{dataset}': {exc}") from None
+    if full.user_num < 3 or full.item_num < 3:
+        raise KdbenchError(f"dataset '{dataset}' is too small to split 80/10/10 ({full.inter_num} interactions)")
+    train, valid, test = data_preparation(config, full)
+    history = train.dataset.inter_matrix(form="csr").astype(np.float32)
+    digest = hashlib.sha256()
+    digest.update(dataset.encode())
+    digest.update(str(PROTOCOL["eval_args"]).encode())
+    digest.update(str(split_seed).encode())
+    digest.update(np.ascontiguousarray(history.indptr).tobytes())
+    digest.update(np.ascontiguousarray(history.indices).tobytes())
+    return PreparedData(dataset, config, full, train, valid, test, history.tocsr(), digest.hexdigest()[:16])

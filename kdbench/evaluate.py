@@ -1,0 +1,135 @@
+"""Quality (RecBole's full-ranking metrics, per user) and cost (size, throughput, latency).
+
+Quality goes through RecBole's own Collector and metric classes, so NDCG/Recall are computed
+exactly as RecBole computes them; kdbench only keeps the per-user values RecBole averages away
+(needed for the paired significance test).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdbench.backbones import BackboneAdapter, count_parameters, model_size_bytes, reset_inference_cache
+from kdbench.data import TOPK
+
+
+@dataclass
+class RankingResult:
+    """Mean metrics (`ndcg@10` ...) and the per-user values behind them, users in loader order."""
+
+    metrics: dict[str, float]
+    per_user: dict[str, np.ndarray] = field(repr=False)
+    user_ids: np.ndarray = field(repr=False)
+
+
+@torch.no_grad()
+def full_ranking(model: nn.Module, loader, config) -> RankingResult:
+    """Score every item for every evaluated user, mask seen items, and compute RecBole's metrics."""
+    from recbole.evaluator import Collector
+    from recbole.evaluator.register import metrics_dict
+
+    model.eval()
+    reset_inference_cache(model)
+    adapter = BackboneAdapter(model, loader._dataset.uid_field, loader._dataset.iid_field)
+    collector = Collector(config)
+    user_ids = []
+    for interaction, history_index, positive_u, positive_i in loader:
+        users = interaction[adapter.uid_field].to(config["device"])
+        scores = adapter.full_scores(users).clone()
+        scores[:, 0] = -np.inf  # padding item
+        if history_index is not None:
+            scores[history_index] = -np.inf
+        collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
+        user_ids.append(users.cpu().numpy())
+    struct = collector.get_data_struct()
+    metrics: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    for name in config["metrics"]:
+        metric = metrics_dict[name.lower()](config)
+        pos_index, pos_len = metric.used_info(struct)
+        values = metric.metric_info(pos_index, pos_len)  # users x max(topk): metric@1..@K
+        for k in TOPK:
+            key = f"{name.lower()}@{k}"
+            per_user[key] = values[:, k - 1].astype(np.float64)
+            metrics[key] = float(per_user[key].mean())
+    model.train()
+    return RankingResult(metrics, per_user, np.concatenate(user_ids) if user_ids else np.empty(0, int))
+
+
+@dataclass
+class CostResult:
+    params: int
+    size_bytes: int
+    throughput_users_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    batch_users: int
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def recommend_topk(adapter: BackboneAdapter, users: torch.Tensor, k: int = max(TOPK)) -> torch.Tensor:
+    """Deployed inference: full-catalogue scores, then the top-K item ids."""
+    return torch.topk(adapter.full_scores(users), k, dim=1).indices
+
+
+@torch.no_grad()
+def inference_cost(
+    model: nn.Module,
+    uid_field: str,
+    iid_field: str,
+    n_users: int,
+    batch_users: int = 256,
+    repeats: int = 7,
+    latency_samples: int = 200,
+    seed: int = 0,
+) -> CostResult:
+    """Parameters, bytes, batched top-K throughput (median of repeats after warm-up), single-user latency.
+
+    Throughput: users/s for full-catalogue scoring plus top-20 on batches of `batch_users` users.
+    Latency: one user at a time, p50/p99 over `latency_samples` calls.
+    """
+    model.eval()
+    reset_inference_cache(model)
+    adapter = BackboneAdapter(model, uid_field, iid_field)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.randint(1, n_users, (batch_users,), generator=generator).to(device)
+    singles = torch.randint(1, n_users, (latency_samples,), generator=generator).to(device)
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):  # warm-up (also fills LightGCN's propagated-embedding cache, as deployed)
+        recommend_topk(adapter, batch)
+    synchronize()
+    batch_seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        recommend_topk(adapter, batch)
+        synchronize()
+        batch_seconds.append(time.perf_counter() - start)
+    latencies = []
+    for user in singles:
+        start = time.perf_counter()
+        recommend_topk(adapter, user.view(1))
+        synchronize()
+        latencies.append((time.perf_counter() - start) * 1e3)
+    model.train()
+    return CostResult(
+        params=count_parameters(model),
+        size_bytes=model_size_bytes(model),
+        throughput_users_per_s=batch_users / statistics.median(batch_seconds),
+        latency_p50_ms=float(np.percentile(latencies, 50)),
+        latency_p99_ms=float(np.percentile(latencies, 99)),
+        batch_users=batch_users,
+    )

@@ -1,0 +1,81 @@
+"""One registry type: names -> classes, filled by a decorator, with third-party plugins.
+
+Third parties add strategies without editing kdbench, either through the `kdbench.strategies`
+entry-point group of their own package, or with `--plugin path/to/file.py` on the command line
+(the file registers its classes with `@register_strategy` when it is imported).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable, Generic, Iterator, TypeVar
+
+from kdbench.errors import KdbenchError, choices
+
+T = TypeVar("T")
+
+ENTRY_POINT_GROUP = "kdbench.strategies"
+
+
+class Registry(Generic[T]):
+    """Maps names to registered objects; unknown names fail with the list of valid ones."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise KdbenchError(f"{self.kind} '{name}' is already registered by {self._items[name]}")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise KdbenchError(f"unknown {self.kind} '{name}': valid: {choices(self._items)}") from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+
+def load_entry_point_plugins(group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """Import every module advertised under `group`; importing registers its strategies."""
+    loaded = []
+    for entry in entry_points(group=group):
+        entry.load()
+        loaded.append(entry.name)
+    return loaded
+
+
+def load_plugin_file(path: str | Path) -> None:
+    """Import a Python file by path so that its `@register_strategy` classes register."""
+    path = Path(path)
+    if not path.is_file():
+        raise KdbenchError(f"plugin file '{path}' does not exist")
+    module_name = f"kdbench_plugin_{path.stem}"
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except KdbenchError:
+        raise
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise KdbenchError(f"plugin file '{path}' failed to import: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,142 @@
+"""The strategy interface and its registry.
+
+A strategy is one class and one decorator:
+
+    @register_strategy("rrd", family="ranking", paper="Kang et al., DE-RRD, CIKM 2020")
+    class RRD(DistillationStrategy):
+        defaults = {"weight": 0.001, "K": 40, ...}
+        def prepare(self): ...            # teacher knowledge, once per run
+        def on_epoch_start(self, epoch): ...  # resampling
+        def loss(self, batch): ...        # the KD term on a training batch
+
+The trainer minimises `student base loss + weight * strategy.loss(batch)`. The teacher is frozen
+(`eval()`, no grad) and is not a submodule of the strategy; the strategy's own submodules
+(projectors, experts) are training-only: optimised with the student, never deployed or counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from kdbench.backbones import BackboneAdapter
+from kdbench.errors import KdbenchError, choices
+from kdbench.registry import Registry
+
+STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
+FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
+
+
+@dataclass
+class DistillationContext:
+    """What a strategy may use: the frozen teacher, the student, and the training data."""
+
+    teacher: BackboneAdapter | None
+    student: BackboneAdapter
+    n_users: int
+    n_items: int
+    history: sp.csr_matrix  # users x items training interactions (never evaluation data)
+    uid_field: str
+    iid_field: str
+    neg_iid_field: str
+    device: torch.device
+    seed: int = 0
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator for the strategy's own sampling, seeded from the run's seed."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+
+def register_strategy(name: str, family: str, paper: str = ""):
+    """Class decorator: register a DistillationStrategy subclass under `name`."""
+    if family not in FAMILIES:
+        raise KdbenchError(f"unknown strategy family '{family}': valid: {choices(FAMILIES)}")
+
+    def decorator(cls: type["DistillationStrategy"]) -> type["DistillationStrategy"]:
+        cls.name, cls.family, cls.paper = name, family, paper
+        return STRATEGIES.register(name)(cls)
+
+    return decorator
+
+
+class DistillationStrategy(nn.Module):
+    """Base class: hyperparameter handling and no-op hooks. See the module docstring."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
+    needs_representations: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = True
+
+    def __init__(self, context: DistillationContext, **hparams: Any):
+        super().__init__()
+        self.context = context
+        self.hparams = self.resolve_hparams(hparams)
+        if self.needs_teacher and context.teacher is None:
+            raise KdbenchError(f"strategy '{self.name}' needs a teacher")
+        if self.needs_representations:
+            context.student.require_representations(self.name)
+            context.teacher.require_representations(self.name)
+
+    @classmethod
+    def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults updated by `given`; values cast to the default's type and checked >= 0."""
+        resolved = dict(cls.defaults)
+        for key, raw in given.items():
+            if key not in cls.defaults:
+                raise KdbenchError(
+                    f"unknown hyperparameter '{key}' for strategy '{cls.name}': valid: {choices(cls.defaults)}"
+                )
+            resolved[key] = _cast(cls.name, key, raw, cls.defaults[key])
+        return resolved
+
+    @property
+    def weight(self) -> float:
+        return float(self.hparams["weight"])
+
+    def prepare(self) -> None:
+        """Compute the teacher's knowledge once per run (top-N lists, representation tables)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Per-epoch hook (resampling)."""
+
+    def loss(self, batch) -> torch.Tensor | None:
+        """The distillation term on a RecBole training batch, or None for no KD."""
+        raise NotImplementedError
+
+    # -- helpers shared by strategies -------------------------------------------------------
+    def batch_users(self, batch) -> torch.Tensor:
+        return batch[self.context.uid_field]
+
+    def batch_items(self, batch) -> torch.Tensor:
+        """Positive and (if the loader samples them) negative items of the batch."""
+        items = [batch[self.context.iid_field]]
+        if self.context.neg_iid_field in batch.interaction:
+            items.append(batch[self.context.neg_iid_field])
+        return torch.cat(items)
+
+
+def _cast(strategy: str, key: str, raw: Any, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        elif kind is int:
+            value = int(float(raw)) if float(raw).is_integer() else None
+            if value is None:
+                raise ValueError
+        else:
+            value = float(raw)
+    except (TypeError, ValueError):
+        raise KdbenchError(
+            f"hyperparameter '{key}' of strategy '{strategy}' must be {kind.__name__}, got '{raw}'"
+        ) from None
+    if kind is not bool and (not np.isfinite(value) or value < 0):
+        raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be >= 0, got '{raw}'")
+    return value

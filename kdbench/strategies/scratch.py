@@ -1,0 +1,16 @@
+"""The baseline: the student trained from scratch on its own loss, no distillation."""
+
+from __future__ import annotations
+
+from kdbench.strategies.base import DistillationStrategy, register_strategy
+
+
+@register_strategy("scratch", family="baseline", paper="no distillation (student's own loss only)")
+class Scratch(DistillationStrategy):
+    """L = L_base. The reference every KD strategy is compared against."""
+
+    defaults = {"weight": 0.0}
+    needs_teacher = False
+
+    def loss(self, batch) -> None:
+        return None

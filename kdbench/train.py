@@ -1,0 +1,145 @@
+"""The training loop: a teacher, or a student with an optional distillation term.
+
+    loss = student base loss (RecBole's calculate_loss) + weight * strategy.loss(batch)
+
+Early stopping on validation NDCG@10 with a patience counted in evaluations; the best weights
+are kept in memory and restored before the test evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from kdbench.backbones import BackboneAdapter
+from kdbench.data import VALID_METRIC, PreparedData
+from kdbench.errors import KdbenchError
+from kdbench.evaluate import full_ranking
+from kdbench.strategies.base import DistillationStrategy
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings; part of every cache key and result file."""
+
+    learning_rate: float = 0.001
+    batch_size: int = 2048
+    max_epochs: int = 300
+    patience: int = 10  # evaluations without a better validation NDCG@10
+    eval_every: int = 1  # epochs between validations
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "patience", "eval_every"):
+            if getattr(self, name) < 1:
+                raise KdbenchError(f"{name.replace('_', ' ')} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise KdbenchError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise KdbenchError(f"weight decay must be >= 0, got {self.weight_decay}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs_run: int
+    hit_epoch_cap: bool  # stopped by max_epochs, not by early stopping
+    best_valid: float
+    train_seconds: float  # optimisation only, all epochs
+    eval_seconds: float  # validation passes
+    seconds_per_epoch: float  # optimisation only
+    valid_curve: list[tuple[int, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "best_state"}
+
+
+def _base_loss(model: nn.Module, batch) -> torch.Tensor:
+    loss = model.calculate_loss(batch)
+    return sum(loss) if isinstance(loss, tuple) else loss
+
+
+def fit(
+    model: nn.Module,
+    data: PreparedData,
+    settings: TrainSettings,
+    strategy: DistillationStrategy | None = None,
+    seed: int = 0,
+    on_epoch: Callable[[int, float | None], None] | None = None,
+) -> FitResult:
+    """Train `model` on `data.train` until validation NDCG@10 stops improving; keep the best weights."""
+    device = data.config["device"]
+    student = BackboneAdapter(model, data.uid_field, data.iid_field)
+    params = list(model.parameters())
+    if strategy is not None:
+        params += [p for p in strategy.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    data.train.generator.manual_seed(seed)  # batch order follows the model seed, not the split seed
+    kd_weight = strategy.weight if strategy is not None else 0.0
+
+    best, best_epoch, best_state, evals_without_gain = -math.inf, 0, {}, 0
+    curve: list[tuple[int, float]] = []
+    train_seconds = eval_seconds = 0.0
+    epoch = 0
+    model.train()
+    for epoch in range(1, settings.max_epochs + 1):
+        start = time.perf_counter()
+        if strategy is not None:
+            strategy.on_epoch_start(epoch)
+        for batch in data.train:
+            batch = batch.to(device)
+            with student.one_forward_per_step():
+                loss = _base_loss(model, batch)
+                if strategy is not None:
+                    kd_loss = strategy.loss(batch)
+                    if kd_loss is not None:
+                        loss = loss + kd_weight * kd_loss
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        train_seconds += time.perf_counter() - start
+
+        valid = None
+        if epoch % settings.eval_every == 0 or epoch == settings.max_epochs:
+            start = time.perf_counter()
+            valid = full_ranking(model, data.valid, data.config).metrics[VALID_METRIC]
+            eval_seconds += time.perf_counter() - start
+            curve.append((epoch, valid))
+            if valid > best:
+                best, best_epoch, evals_without_gain = valid, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                evals_without_gain += 1
+        if on_epoch is not None:
+            on_epoch(epoch, valid)
+        if evals_without_gain >= settings.patience:
+            break
+
+    model.load_state_dict(best_state)
+    return FitResult(
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        hit_epoch_cap=evals_without_gain < settings.patience,
+        best_valid=best,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        seconds_per_epoch=train_seconds / max(epoch, 1),
+        valid_curve=curve,
+        best_state=best_state,
+    )
