@@ -1,0 +1,240 @@
+"""Command line: `python -m kdbench run | list | report`.
+
+A mistake a user can make ends in one line on stderr naming the problem (and the valid choices),
+exit code 2, no traceback, nothing written to results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from kdbench.errors import KdbenchError
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _hparam(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kdbench",
+        description="Benchmark knowledge-distillation strategies for recommenders on RecBole.",
+    )
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="import a Python file that registers extra strategies (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train teacher (cached) and students; write results",
+                              description="Train (or load the cached) teacher, train the student(s) "
+                              "with the given strategies and seeds, and write one JSON result per run "
+                              "under RESULTS_DIR/runs/. With --all or --suite, run a whole suite and "
+                              "write the leaderboard.")
+    grid = run.add_argument_group("suite")
+    grid.add_argument("--all", action="store_true", help="run the default suite (kdbench/suites/default.yaml)")
+    grid.add_argument("--suite", metavar="FILE", help="run the suite in this YAML file")
+    grid.add_argument("--quick", action="store_true",
+                      help="the suite's reduced version (a first look; its leaderboard is written beside the full one)")
+    single = run.add_argument_group("single run")
+    single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
+    single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
+    single.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
+    single.add_argument("--student", default="BPR:20", help="student MODEL:DIM (default: BPR:20)")
+    single.add_argument("--strategy", action="append", metavar="NAME",
+                        help="strategy (repeatable or comma-separated; default: scratch; 'all' for every one)")
+    single.add_argument("--seed", action="append", type=int, metavar="N", help="model seed (repeatable; default 0)")
+    single.add_argument("--hp", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
+                        help="override a strategy hyperparameter (repeatable)")
+    training = run.add_argument_group("training")
+    training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
+    training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
+    training.add_argument("--batch-size", type=_positive_int, help="training batch size (default 2048)")
+    training.add_argument("--patience", type=_positive_int, help="validations without improvement before stopping (default 10)")
+    where = run.add_argument_group("where")
+    where.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    where.add_argument("--results-dir", default="results", help="where results go (default: results)")
+    where.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                       help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+    where.add_argument("--force", action="store_true", help="redo cells that already have a result")
+
+    listing = commands.add_parser("list", help="list datasets, backbones and strategies",
+                                  description="List bundled datasets, known backbones and registered strategies.")
+    listing.add_argument("--all-datasets", action="store_true", help="also list every downloadable RecBole dataset")
+
+    report = commands.add_parser("report", help="rebuild leaderboard, CSV, JSON and plot from stored runs",
+                                 description="Rebuild results/leaderboard.md, .csv, .json and pareto.png from "
+                                 "the run files, without training anything.")
+    report.add_argument("--results-dir", default="results", help="where the runs are (default: results)")
+    report.add_argument("--quick", action="store_true", help="rebuild the quick leaderboard instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from kdbench.registry import load_entry_point_plugins, load_plugin_file
+        import kdbench.strategies  # noqa: F401  (registers the built-in strategies)
+
+        load_entry_point_plugins()
+        for plugin in args.plugin:
+            load_plugin_file(plugin)
+        if args.command == "list":
+            return _list(args)
+        if args.command == "report":
+            return _report(args)
+        return _run(args)
+    except KdbenchError as exc:
+        print(f"kdbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("kdbench: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+def _train_settings(args):
+    from kdbench.train import TrainSettings
+
+    given = {"max_epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
+             "patience": args.patience}
+    return TrainSettings(**{k: v for k, v in given.items() if v is not None})
+
+
+def _strategies(args) -> list[str] | None:
+    if not args.strategy:
+        return None
+    from kdbench.strategies import STRATEGIES
+
+    names = [name.strip() for item in args.strategy for name in item.split(",") if name.strip()]
+    return STRATEGIES.names() if names == ["all"] else names
+
+
+def _run(args) -> int:
+    from kdbench.backbones import BackboneSpec
+    from kdbench.runner import Cell, Runner, run_cells, validate_cells
+    from kdbench.suites import expand, load_suite
+
+    started = time.time()
+    if args.all or args.suite or args.quick:
+        suite = load_suite(args.suite, quick=args.quick)
+        cells = expand(suite, _strategies(args))
+        results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
+    else:
+        suite = None
+        settings = _train_settings(args)
+        teacher, student = BackboneSpec.parse(args.teacher), BackboneSpec.parse(args.student)
+        cells = [
+            Cell(args.dataset, teacher, student, name, seed, tuple(sorted(dict(args.hp).items())),
+                 train=settings, data_path=args.data_path)
+            for seed in (args.seed or [0])
+            for name in (_strategies(args) or ["scratch"])
+        ]
+        results_dir = Path(args.results_dir)
+    validate_cells(cells)
+    runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note)
+    records = run_cells(runner, cells)
+    failed = [r for r in records if r.get("status") != "ok"]
+    if suite is None:
+        for record in records:
+            _print_record(record)
+    else:
+        from kdbench.report import write_reports
+
+        command = "python -m kdbench " + " ".join(sys.argv[1:] if args is not None else [])
+        outputs = write_reports(results_dir, Path(args.results_dir), quick=args.quick,
+                                command=command, wall_seconds=time.time() - started)
+        for path in outputs:
+            print(f"wrote {path}")
+    if failed:
+        print(f"kdbench: {len(failed)} cell(s) failed; see their result files", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _progress_note(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def _print_record(record: dict) -> None:
+    test = record.get("test", {})
+    cost = record.get("cost", {})
+    if record.get("status") != "ok":
+        print(f"{record['label']} seed {record['seed']}: FAILED {record.get('error')}")
+        return
+    print(f"{record['dataset']} {record['pairing']} {record['label']} seed {record['seed']}: "
+          f"NDCG@10 {test['ndcg@10']:.4f} Recall@10 {test['recall@10']:.4f} "
+          f"(teacher NDCG@10 {record.get('teacher_test', test)['ndcg@10']:.4f}) "
+          f"params {cost.get('params')} {cost.get('throughput_users_per_s', 0):.0f} users/s "
+          f"{record['training']['seconds_per_epoch']:.2f} s/epoch, best epoch {record['training']['best_epoch']}")
+
+
+def _list(args) -> int:
+    from tabulate import tabulate
+
+    from kdbench.backbones import REPRESENTATIONS, general_recommenders
+    from kdbench.data import BUNDLED_DATASETS, downloadable_datasets
+    from kdbench.strategies import STRATEGIES
+
+    print("Datasets bundled (offline): " + ", ".join(BUNDLED_DATASETS))
+    downloadable = downloadable_datasets()
+    if args.all_datasets:
+        print("Datasets RecBole downloads (needs internet): " + ", ".join(downloadable))
+    else:
+        print(f"Datasets RecBole downloads (needs internet): {len(downloadable)} (--all-datasets lists them); "
+              "your own: --data-path DIR with DATASET.inter")
+    print("\nBackbones (RecBole general recommenders, MODEL:DIM):")
+    print("  " + ", ".join(general_recommenders()))
+    print("  feature strategies need representations: " + ", ".join(REPRESENTATIONS))
+    rows = []
+    for name in STRATEGIES.names():
+        cls = STRATEGIES.get(name)
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+        rows.append([name, cls.family, cls.paper, defaults])
+    print("\nStrategies:")
+    print(tabulate(rows, headers=["name", "family", "source", "defaults"], tablefmt="simple"))
+    return 0
+
+
+def _report(args) -> int:
+    from kdbench.report import write_reports
+
+    root = Path(args.results_dir)
+    runs_dir = root / "quick" if args.quick else root
+    if not (runs_dir / "runs").is_dir():
+        raise KdbenchError(f"no runs under '{runs_dir / 'runs'}': run `python -m kdbench run --all` first")
+    for path in write_reports(runs_dir, root, quick=args.quick):
+        print(f"wrote {path}")
+    return 0
