@@ -164,7 +164,9 @@ class BackboneAdapter:
         """Scores of users (B,) for items (B, M) -> (B, M); differentiable."""
         if self.name in DOT_PRODUCT:
             user_table, item_table = self.representation_tables()
-            return torch.einsum("bd,bmd->bm", user_table[users], item_table[items])
+            # Broadcast multiply + sum, not einsum: einsum lowers to B tiny (1 x d)(d x M) bmm's,
+            # about 3x slower forward + backward on CPU; the values are the same dot products.
+            return (user_table[users].unsqueeze(1) * item_table[items]).sum(dim=-1)
         flat_users = users.unsqueeze(1).expand_as(items).reshape(-1)
         from recbole.data.interaction import Interaction
 

@@ -91,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="List bundled datasets, known backbones and registered strategies.")
     listing.add_argument("--all-datasets", action="store_true", help="also list every downloadable RecBole dataset")
 
+    sweep = commands.add_parser("sweep", help="NDCG@10 vs embedding size, trained from scratch",
+                                description="Train a backbone from scratch at several sizes (the largest is "
+                                "the reference) and write results/size_sweep_DATASET_MODEL.md/.csv.")
+    sweep.add_argument("--dataset", default="ml-100k")
+    sweep.add_argument("--data-path", metavar="DIR")
+    sweep.add_argument("--model", default="BPR", help="RecBole general recommender (default: BPR)")
+    sweep.add_argument("--dims", default="200,64,32,20,10,5", help="comma-separated sizes")
+    sweep.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    sweep.add_argument("--lr", type=_positive_float, default=0.001)
+    sweep.add_argument("--batch-size", type=_positive_int, default=2048)
+    sweep.add_argument("--patience", type=_positive_int, default=10)
+    sweep.add_argument("--epochs", type=_positive_int, default=300)
+    sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    sweep.add_argument("--results-dir", default="results")
+    sweep.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"))
+
     report = commands.add_parser("report", help="rebuild leaderboard, CSV, JSON and plot from stored runs",
                                  description="Rebuild results/leaderboard.md, .csv, .json and pareto.png from "
                                  "the run files, without training anything.")
@@ -103,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         from kdbench.registry import load_entry_point_plugins, load_plugin_file
         import kdbench.strategies  # noqa: F401  (registers the built-in strategies)
@@ -114,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "sweep":
+            return _sweep(args)
         return _run(args)
     except KdbenchError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
@@ -163,6 +182,7 @@ def _run(args) -> int:
         results_dir = Path(args.results_dir)
     validate_cells(cells)
     runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note)
+    runner.check_no_overwrite(cells)
     records = run_cells(runner, cells)
     failed = [r for r in records if r.get("status") != "ok"]
     if suite is None:
@@ -171,7 +191,7 @@ def _run(args) -> int:
     else:
         from kdbench.report import write_reports
 
-        command = "python -m kdbench " + " ".join(sys.argv[1:] if args is not None else [])
+        command = "python -m kdbench " + " ".join(args.argv)
         outputs = write_reports(results_dir, Path(args.results_dir), quick=args.quick,
                                 command=command, wall_seconds=time.time() - started)
         for path in outputs:
@@ -237,4 +257,32 @@ def _report(args) -> int:
         raise KdbenchError(f"no runs under '{runs_dir / 'runs'}': run `python -m kdbench run --all` first")
     for path in write_reports(runs_dir, root, quick=args.quick):
         print(f"wrote {path}")
+    return 0
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise KdbenchError(f"{what} must be comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 0:
+        raise KdbenchError(f"{what} must be non-negative integers, got '{text}'")
+    return values
+
+
+def _sweep(args) -> int:
+    from kdbench.backbones import BackboneSpec
+    from kdbench.data import check_dataset
+    from kdbench.sweep import run_sweep
+    from kdbench.train import TrainSettings
+
+    dims = _int_list(args.dims, "--dims")
+    model = BackboneSpec.parse(f"{args.model}:{max(dims)}").model
+    check_dataset(args.dataset, args.data_path)
+    settings = TrainSettings(learning_rate=args.lr, batch_size=args.batch_size,
+                             patience=args.patience, max_epochs=args.epochs)
+    path = run_sweep(args.dataset, model, dims, _int_list(args.seeds, "--seeds"), settings,
+                     args.results_dir, args.cache_dir, args.device, args.data_path)
+    print(path.read_text())
+    print(f"wrote {path}")
     return 0

@@ -106,42 +106,50 @@ def check_dataset(name: str, data_path: str | None) -> None:
     )
 
 
-def validate_atomic_file(path: Path, max_rows: int = 1000) -> None:
-    """Check the header (`name:type` columns incl. user_id and item_id) and the first rows."""
+def validate_atomic_file(path: Path) -> None:
+    """Check the header (`name:type` columns incl. user_id and item_id) and every row.
+
+    A row with another number of fields than the header, or a non-numeric value in a float
+    column, is named by its line number.
+    """
+    import pandas as pd
+
     with open(path, encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
-        fields = {}
-        for column in header:
-            name, sep, kind = column.partition(":")
-            if not sep or not name or kind not in ATOMIC_TYPES:
-                raise KdbenchError(
-                    f"malformed atomic file {path}: header column '{column}' is not 'name:type' "
-                    f"with type one of {choices(ATOMIC_TYPES)}"
-                )
-            fields[name] = kind
-        for required in ("user_id", "item_id"):
-            if required not in fields:
-                raise KdbenchError(f"malformed atomic file {path}: header lacks a '{required}' column")
-        n_rows = 0
-        for line_no, line in enumerate(handle, start=2):
-            if line_no > max_rows + 1:
-                break
-            values = line.rstrip("\n").split("\t")
-            if len(values) != len(header):
-                raise KdbenchError(
-                    f"malformed atomic file {path}: line {line_no} has {len(values)} fields, header has {len(header)}"
-                )
-            for value, (name, kind) in zip(values, fields.items()):
-                if kind == "float" and value != "":
-                    try:
-                        float(value)
-                    except ValueError:
-                        raise KdbenchError(
-                            f"malformed atomic file {path}: line {line_no}, column '{name}' is not a float: '{value}'"
-                        ) from None
-            n_rows += 1
-        if n_rows == 0:
-            raise KdbenchError(f"malformed atomic file {path}: no interactions after the header")
+    fields = {}
+    for column in header:
+        name, sep, kind = column.partition(":")
+        if not sep or not name or kind not in ATOMIC_TYPES:
+            raise KdbenchError(
+                f"malformed atomic file {path}: header column '{column}' is not 'name:type' "
+                f"with type one of {choices(ATOMIC_TYPES)}"
+            )
+        fields[name] = kind
+    for required in ("user_id", "item_id"):
+        if required not in fields:
+            raise KdbenchError(f"malformed atomic file {path}: header lacks a '{required}' column")
+    lines = path.read_bytes().rstrip(b"\n").split(b"\n")[1:]
+    if not lines:
+        raise KdbenchError(f"malformed atomic file {path}: no interactions after the header")
+    tabs = np.fromiter((line.count(b"\t") for line in lines), dtype=np.int64, count=len(lines))
+    wrong = np.flatnonzero(tabs != len(header) - 1)
+    if wrong.size:
+        row = int(wrong[0])
+        raise KdbenchError(
+            f"malformed atomic file {path}: line {row + 2} has {tabs[row] + 1} fields, header has {len(header)}"
+        )
+    rows = pd.read_csv(path, sep="\t", header=0, names=list(fields), dtype=str, quoting=3,
+                       keep_default_na=False, engine="c")
+    for name, kind in fields.items():
+        if kind != "float":
+            continue
+        values = rows[name]
+        bad = pd.to_numeric(values.where(values != ""), errors="coerce").isna() & (values != "")
+        if bad.any():
+            index = int(bad.idxmax())
+            raise KdbenchError(
+                f"malformed atomic file {path}: line {index + 2}, column '{name}' is not a float: '{values[index]}'"
+            )
 
 
 def build_config(
@@ -176,6 +184,10 @@ def build_config(
     config_dict.update(overrides or {})
     with isolated_argv():
         config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    if root is not None:
+        # RecBole reads `data_path/<dataset>/` (and always the bundled copy for 'ml-100k'): point it
+        # at the folder that actually holds the files, so the flat DIR/<name>.inter layout works too
+        config["data_path"] = str(root)
     config["device"] = torch.device(device)
     logging.getLogger().setLevel(logging.ERROR)
     return config

@@ -7,6 +7,7 @@ entry-point group of their own package, or with `--plugin path/to/file.py` on th
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from importlib.metadata import entry_points
@@ -66,7 +67,9 @@ def load_plugin_file(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise KdbenchError(f"plugin file '{path}' does not exist")
-    module_name = f"kdbench_plugin_{path.stem}"
+    # one module per file (not per file name: two plugins may both be called strategies.py)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    module_name = f"kdbench_plugin_{path.stem}_{digest}"
     if module_name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -75,6 +78,7 @@ def load_plugin_file(path: str | Path) -> None:
     try:
         spec.loader.exec_module(module)
     except KdbenchError:
+        del sys.modules[module_name]
         raise
     except Exception as exc:
         del sys.modules[module_name]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import platform
 import time
@@ -21,10 +22,10 @@ from typing import Any, Callable, Iterable
 import torch
 
 from kdbench import __version__, atomic
-from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model
+from kdbench.backbones import REPRESENTATIONS, BackboneAdapter, BackboneSpec, build_model
 from kdbench.checkpoints import cache_key, load_checkpoint, save_checkpoint
 from kdbench.data import DEFAULT_SPLIT_SEED, PROTOCOL, PreparedData, check_dataset, load_data
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, choices
 from kdbench.evaluate import full_ranking, inference_cost
 from kdbench.results import RunStore, run_label
 from kdbench.strategies import STRATEGIES, DistillationContext
@@ -75,7 +76,14 @@ def validate_cells(cells: Iterable[Cell]) -> list[Cell]:
             check_dataset(cell.dataset, cell.data_path)
             checked_datasets.add((cell.dataset, cell.data_path))
         if cell.strategy != TEACHER:
-            STRATEGIES.get(cell.strategy).resolve_hparams(dict(cell.hparams))
+            strategy = STRATEGIES.get(cell.strategy)
+            strategy.resolve_hparams(dict(cell.hparams))
+            for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
+                if spec.model not in REPRESENTATIONS:
+                    raise KdbenchError(
+                        f"strategy '{cell.strategy}' needs user/item representations, which kdbench "
+                        f"provides for {choices(REPRESENTATIONS)}; not for {spec.model}"
+                    )
     return cells
 
 
@@ -147,20 +155,41 @@ class Runner:
         return model, meta
 
     # -- cells ------------------------------------------------------------------------------
-    def is_done(self, cell: Cell) -> bool:
+    def _stored(self, cell: Cell) -> tuple[dict[str, Any] | None, bool]:
+        """(finished record at this cell's path or None, whether it was made with this cell's settings)."""
         record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)
-        return record is not None and record.get("status") == "ok"
+        if record is None or record.get("status") != "ok":
+            return None, False
+        return record, record.get("config") == json.loads(json.dumps(self._config(cell)))
+
+    def is_done(self, cell: Cell) -> bool:
+        return self._stored(cell)[1]
+
+    def check_no_overwrite(self, cells: Iterable[Cell]) -> None:
+        """Refuse, before anything trains, to replace a finished run made with other settings."""
+        if self.force:
+            return
+        for cell in cells:
+            record, same = self._stored(cell)
+            if record is not None and not same:
+                path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed)
+                raise KdbenchError(
+                    f"{path} holds a finished run with other settings; pass --force to replace it "
+                    f"or choose another --results-dir"
+                )
 
     def run(self, cell: Cell) -> dict[str, Any]:
-        """Run one cell (unless finished and not forced); always returns its record."""
-        if not self.force and self.is_done(cell):
-            return self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)
+        """Run one cell (unless finished with the same settings and not forced); returns its record."""
+        record, same = self._stored(cell)
+        if same and not self.force:
+            return record
         log_path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed).with_suffix(".log")
         handler = _attach_log(log_path)
         start = time.perf_counter()
         try:
             record = self._run(cell)
         except KdbenchError:
+            log_path.unlink(missing_ok=True)
             raise
         except Exception as exc:  # a failed cell is recorded and the suite goes on
             logging.getLogger("kdbench").error("cell failed:\n%s", traceback.format_exc())
@@ -217,9 +246,21 @@ class Runner:
             "training": result.summary() | {"kd_prepare_seconds": kd_prepare_seconds},
         }
 
+    def _config(self, cell: Cell) -> dict[str, Any]:
+        """Everything besides the record's path (dataset, pairing, label, seed) that determines it."""
+        is_teacher = cell.strategy == TEACHER
+        return {
+            "train": (cell.teacher_settings if is_teacher else cell.train).as_dict(),
+            "teacher_train": cell.teacher_settings.as_dict(),
+            "protocol": PROTOCOL,
+            "split_seed": cell.split_seed,
+            "teacher_seed": cell.teacher_seed,
+            "data_path": cell.data_path,
+            "device": self.device,
+        }
+
     def _base_record(self, cell: Cell) -> dict[str, Any]:
         is_teacher = cell.strategy == TEACHER
-        settings = cell.teacher_settings if is_teacher else cell.train
         return {
             "kdbench_run": 1,
             "dataset": cell.dataset,
@@ -231,14 +272,7 @@ class Runner:
             "label": cell.label,
             "family": TEACHER if is_teacher else STRATEGIES.get(cell.strategy).family,
             "seed": cell.seed,
-            "config": {
-                "train": settings.as_dict(),
-                "protocol": PROTOCOL,
-                "split_seed": cell.split_seed,
-                "teacher_seed": cell.teacher_seed,
-                "data_path": cell.data_path,
-                "device": self.device,
-            },
+            "config": self._config(cell),
             "environment": environment(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,6 +90,8 @@ def fit(
         params += [p for p in strategy.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     data.train.generator.manual_seed(seed)  # batch order follows the model seed, not the split seed
+    np.random.seed(seed)  # so do RecBole's negative samples (drawn from numpy's global generator)
+    torch.manual_seed(seed)  # and dropout
     kd_weight = strategy.weight if strategy is not None else 0.0
 
     best, best_epoch, best_state, evals_without_gain = -math.inf, 0, {}, 0

@@ -57,3 +57,20 @@ def teacher_representations(teacher: BackboneAdapter) -> tuple[torch.Tensor, tor
     """The frozen teacher's user and item representation tables (constant during distillation)."""
     users, items = teacher.representation_tables()
     return users.detach().clone(), items.detach().clone()
+
+
+@torch.no_grad()
+def scores_of_lists(adapter: BackboneAdapter, items: torch.Tensor, max_cells: int = 2**18) -> torch.Tensor:
+    """Each user's scores for its own item list: row u of `items` (n_users, M) -> (n_users, M).
+
+    Chunked over users (`max_cells` user-item pairs at a time: dot-product backbones gather a
+    d-dimensional row per pair); whole-graph backbones propagate once for all chunks.
+    """
+    device = next(adapter.model.parameters()).device
+    n_users, width = items.shape
+    out = torch.empty((n_users, width), dtype=torch.float32, device=device)
+    with adapter.one_forward_per_step():
+        for start, stop in user_chunks(n_users, width, max_cells):
+            users = torch.arange(start, stop, device=device)
+            out[start:stop] = adapter.score(users, items[start:stop].to(device)).float()
+    return out

@@ -1,0 +1,577 @@
+"""Reporting: stored run records -> leaderboard (Markdown, CSV, JSON) and the Pareto plot.
+
+Everything here is a pure function of the run files (plus the command line and wall time stored
+beside the leaderboard by `run --all`), so `python -m kdbench report` rebuilds byte-identical files:
+no clock, floats rounded to 6 significant digits, rows in a fixed order.
+
+Significance, per strategy against scratch (same dataset and pairing), on NDCG@10:
+
+- `p_value_vs_scratch`: each seed's run is paired with scratch's run of the same seed; on the seeds
+  both have, each user's NDCG@10 is averaged over those seeds for the strategy and for scratch, and
+  `scipy.stats.wilcoxon` (two-sided, zero differences dropped) compares the two over users.
+- `p_value_seeds`: `scipy.stats.ttest_rel` (two-sided) over the per-seed mean NDCG@10, paired by seed;
+  needs two shared seeds.
+
+Both are 1.0 when the strategy and scratch agree exactly (scipy rejects all-zero differences).
+The teacher and scratch rows get no p-value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdbench import atomic
+from kdbench.results import RunStore
+
+METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+TEACHER, SCRATCH = "teacher", "scratch"
+SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))
+FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
+                  "ranking": "tab:green", "topology": "tab:red"}  # fixed, so plots compare across reports
+
+COLUMNS = (
+    "dataset", "pairing", "teacher", "student", "strategy", "family", "model", "rank",
+    "n_seeds", "n_failed",
+    *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
+    "ndcg@10_vs_scratch_pct", "teacher_ndcg@10_retained_pct",
+    "p_value_vs_scratch", "p_value_seeds", "n_paired_seeds", "n_users_tested",
+    "params", "compression_vs_teacher", "size_bytes", "throughput_users_per_s",
+    "latency_p50_ms", "latency_p99_ms", "train_s_per_epoch", "epoch_time_ratio_vs_scratch",
+    "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds",
+)
+
+# One row per stored run: these record fields, flattened.
+_RUN_FIELDS = {
+    "params": ("cost", "params"),
+    "size_bytes": ("cost", "size_bytes"),
+    "throughput_users_per_s": ("cost", "throughput_users_per_s"),
+    "latency_p50_ms": ("cost", "latency_p50_ms"),
+    "latency_p99_ms": ("cost", "latency_p99_ms"),
+    "train_s_per_epoch": ("training", "seconds_per_epoch"),
+    "epochs_run": ("training", "epochs_run"),
+    "best_epoch": ("training", "best_epoch"),
+    "hit_epoch_cap": ("training", "hit_epoch_cap"),
+    "teacher_ndcg@10": ("teacher_test", "ndcg@10"),
+}
+_ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def load_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """Every stored run under `runs_dir/runs/`, one row each, failed ones included.
+
+    `status` is 'ok' or 'failed' (with `error`); a failed run has no metrics or costs (NaN).
+    `per_user` holds the run's per-user NDCG@10 as a Series indexed by user id.
+    `strategy` is the run's label (`rrd`, or `rrd@K=20` for overridden hyperparameters), the unit
+    the leaderboard compares; `method` is the bare strategy name.
+    """
+    rows = [_flatten(record) for record in RunStore(runs_dir).records()]
+    columns = ["dataset", "teacher", "student", "pairing", "model", "strategy", "method", "family",
+               "seed", "status", "error", "created", "wall_seconds", *METRICS, *_RUN_FIELDS,
+               "per_user", *(f"env_{k}" for k in _ENVIRONMENT)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    ok = record.get("status") == "ok"
+    row = {
+        "dataset": record.get("dataset"),
+        "teacher": record.get("teacher"),
+        "student": record.get("student"),
+        "pairing": record.get("pairing") or f"{record.get('teacher')}->{record.get('student')}",
+        "model": record.get("model"),
+        "strategy": record.get("label") or record.get("strategy"),
+        "method": record.get("strategy"),
+        "family": record.get("family"),
+        "seed": record.get("seed"),
+        "status": "ok" if ok else "failed",
+        "error": record.get("error"),
+        "created": record.get("created"),
+        "wall_seconds": record.get("wall_seconds"),
+    }
+    test = record.get("test") or {}
+    for metric in METRICS:
+        row[metric] = float(test[metric]) if ok and metric in test else math.nan
+    for column, (section, field) in _RUN_FIELDS.items():
+        value = (record.get(section) or {}).get(field)
+        row[column] = value if ok and value is not None else math.nan
+    per_user = record.get("per_user") or {}
+    row["per_user"] = (pd.Series(per_user["ndcg@10"], index=per_user["user_ids"], dtype=float)
+                       if ok and "ndcg@10" in per_user else None)
+    environment = record.get("environment") or {}
+    for key in _ENVIRONMENT:
+        row[f"env_{key}"] = environment.get(key)
+    return row
+
+
+# -- aggregation -----------------------------------------------------------------------------------
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, teacher, student, strategy label), with the columns in `COLUMNS`.
+
+    Means and sample standard deviations (ddof=1; NaN with one seed) are over the ok seeds; costs are
+    means over seeds. Rows are ordered by dataset, teacher, student (alphabetical), then NDCG@10
+    mean, best first; `rank` numbers the students (the teacher row has none).
+    """
+    rows = []
+    for (dataset, teacher, student), cell in df.groupby(["dataset", "teacher", "student"], sort=True):
+        ok = cell[cell["status"] == "ok"]
+        scratch = ok[ok["strategy"] == SCRATCH]
+        teacher_runs = ok[ok["strategy"] == TEACHER]
+        teacher_ndcg = _first_valid(teacher_runs["ndcg@10"].mean(), ok["teacher_ndcg@10"].mean())
+        teacher_params = teacher_runs["params"].mean()
+        group_rows = []
+        for strategy, runs in cell.groupby("strategy", sort=True):
+            group_rows.append(_strategy_row(runs, scratch, teacher_ndcg, teacher_params))
+        group = pd.DataFrame(group_rows)
+        group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
+        group = group.sort_values(["ndcg@10_mean", "_order", "strategy"], ascending=[False, True, True],
+                                  na_position="last", kind="mergesort")
+        students = group["family"] != TEACHER
+        group["rank"] = pd.array([pd.NA] * len(group), dtype="Int64")
+        group.loc[students, "rank"] = np.arange(1, int(students.sum()) + 1)
+        rows.append(group.drop(columns="_order"))
+    if not rows:
+        return pd.DataFrame(columns=list(COLUMNS))
+    result = pd.concat(rows, ignore_index=True)
+    return result.reindex(columns=list(COLUMNS)).reset_index(drop=True)
+
+
+def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float,
+                  teacher_params: float) -> dict[str, Any]:
+    ok = runs[runs["status"] == "ok"]
+    first = runs.iloc[0]
+    family = _first_text(ok["family"], runs["family"])
+    row: dict[str, Any] = {
+        "dataset": first["dataset"], "pairing": first["pairing"], "teacher": first["teacher"],
+        "student": first["student"], "strategy": first["strategy"], "family": family,
+        "model": _first_text(ok["model"], runs["model"]),
+        "n_seeds": int(len(ok)), "n_failed": int((runs["status"] != "ok").sum()),
+    }
+    for metric in METRICS:
+        row[f"{metric}_mean"] = ok[metric].mean()
+        row[f"{metric}_std"] = ok[metric].std(ddof=1)
+    scratch_ndcg = scratch["ndcg@10"].mean()
+    row["ndcg@10_vs_scratch_pct"] = _ratio(row["ndcg@10_mean"] - scratch_ndcg, scratch_ndcg) * 100
+    row["teacher_ndcg@10_retained_pct"] = _ratio(row["ndcg@10_mean"], teacher_ndcg) * 100
+    if family == TEACHER or first["strategy"] == SCRATCH:
+        row.update(p_value_vs_scratch=math.nan, p_value_seeds=math.nan, n_paired_seeds=0, n_users_tested=0)
+    else:
+        row.update(paired_tests(ok, scratch))
+    for column in ("params", "size_bytes", "throughput_users_per_s", "latency_p50_ms",
+                   "latency_p99_ms", "train_s_per_epoch"):
+        row[column] = ok[column].mean()
+    row["compression_vs_teacher"] = _ratio(teacher_params, row["params"])
+    row["epoch_time_ratio_vs_scratch"] = _ratio(row["train_s_per_epoch"], scratch["train_s_per_epoch"].mean())
+    row["epochs_run_mean"] = ok["epochs_run"].mean()
+    row["hit_epoch_cap_share"] = ok["hit_epoch_cap"].astype(float).mean()
+    row["compute_seconds"] = runs["wall_seconds"].astype(float).sum(min_count=1)
+    return row
+
+
+def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
+    """Both significance tests of one strategy's ok runs against scratch's (see the module docstring)."""
+    from scipy import stats
+
+    seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
+    out = {"p_value_vs_scratch": math.nan, "p_value_seeds": math.nan,
+           "n_paired_seeds": len(seeds), "n_users_tested": 0}
+    if not seeds:
+        return out
+    mine = runs.set_index("seed").loc[seeds]
+    base = scratch.set_index("seed").loc[seeds]
+    if all(u is not None for u in mine["per_user"]) and all(u is not None for u in base["per_user"]):
+        strategy_users = pd.concat(list(mine["per_user"]), axis=1).mean(axis=1)
+        scratch_users = pd.concat(list(base["per_user"]), axis=1).mean(axis=1)
+        users = strategy_users.index.intersection(scratch_users.index, sort=False)
+        x, y = strategy_users.loc[users].to_numpy(), scratch_users.loc[users].to_numpy()
+        out["n_users_tested"] = len(users)
+        if len(users):
+            out["p_value_vs_scratch"] = 1.0 if np.array_equal(x, y) else float(stats.wilcoxon(x, y).pvalue)
+    if len(seeds) >= 2:
+        x, y = mine["ndcg@10"].to_numpy(float), base["ndcg@10"].to_numpy(float)
+        out["p_value_seeds"] = 1.0 if np.array_equal(x, y) else float(stats.ttest_rel(x, y).pvalue)
+    return out
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if denominator is None or not np.isfinite(denominator) or denominator == 0:
+        return math.nan
+    return float(numerator / denominator)
+
+
+def _first_valid(*values: float) -> float:
+    return next((v for v in values if v is not None and np.isfinite(v)), math.nan)
+
+
+def _first_text(*series: pd.Series) -> Any:
+    for values in series:
+        values = values.dropna()
+        if len(values):
+            return values.iloc[0]
+    return None
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
+                  command: str | None = None, wall_seconds: float | None = None) -> list[Path]:
+    """Write leaderboard.md/.csv/.json and pareto.png (the `-quick` set with `quick=True`).
+
+    `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
+    stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
+    read back from it, so a rebuild from the same runs gives the same files.
+    """
+    out_dir = Path(out_dir)
+    suffix = "-quick" if quick else ""
+    meta_path = out_dir / f"leaderboard{suffix}.meta.json"
+    meta = _invocation(meta_path, command, wall_seconds)
+    runs = load_runs(runs_dir)
+    table = aggregate(runs)
+    header = _header(runs, meta, quick)
+
+    paths = {kind: out_dir / f"leaderboard{suffix}.{kind}" for kind in ("md", "csv", "json")}
+    paths["png"] = out_dir / f"pareto{suffix}.png"
+    rounded = _rounded(table)
+    atomic.write_text(paths["csv"], rounded.to_csv(index=False, lineterminator="\n"))
+    atomic.write_json(paths["json"], {"header": header, "columns": list(COLUMNS),
+                                      "rows": _json_rows(rounded)})
+    atomic.write_text(paths["md"], render_markdown(rounded, runs, header, quick))
+    plot_pareto(table, paths["png"], quick=quick)
+    return [paths["md"], paths["csv"], paths["json"], paths["png"]] + (
+        [meta_path] if meta_path.is_file() else [])
+
+
+def _invocation(meta_path: Path, command: str | None, wall_seconds: float | None) -> dict[str, Any]:
+    if command is not None or wall_seconds is not None:
+        meta = {"command": command, "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1)}
+        atomic.write_json(meta_path, meta)
+        return meta
+    if meta_path.is_file():
+        return json.loads(meta_path.read_text())
+    return {"command": None, "wall_seconds": None}
+
+
+def _header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool) -> dict[str, Any]:
+    def values(column: str) -> str:
+        found = sorted({str(v) for v in runs[column].dropna()})
+        return ", ".join(found) if found else "unknown"
+
+    created = sorted(str(v) for v in runs["created"].dropna())
+    return {
+        "quick": quick,
+        "command": meta.get("command"),
+        "wall_seconds": meta.get("wall_seconds"),
+        "compute_seconds": _sig(float(runs["wall_seconds"].astype(float).sum())) if len(runs) else 0.0,
+        "date": created[-1] if created else None,
+        "n_runs": int(len(runs)),
+        "n_failed": int((runs["status"] != "ok").sum()),
+        "environment": {key: values(f"env_{key}") for key in _ENVIRONMENT},
+    }
+
+
+def _sig(value: Any, digits: int = 6) -> Any:
+    """Round a float to `digits` significant digits (NaN/inf become None); other values pass."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(f"{value:.{digits}g}") if np.isfinite(value) else None
+    return value
+
+
+def _rounded(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = [_sig(v) for v in out[column]]
+    for column in ("n_seeds", "n_failed", "n_paired_seeds", "n_users_tested", "params", "size_bytes"):
+        out[column] = pd.array([None if v is None or pd.isna(v) else int(round(v)) for v in out[column]],
+                               dtype="Int64")
+    return out
+
+
+def _json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for record in table.to_dict(orient="records"):
+        rows.append({k: (None if v is None or v is pd.NA or (isinstance(v, float) and not np.isfinite(v))
+                         else _sig(v)) for k, v in record.items()})
+    return rows
+
+
+# -- Markdown --------------------------------------------------------------------------------------
+def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, Any], quick: bool = False) -> str:
+    """The leaderboard page: header facts, one ranked table per (dataset, pairing), failures, legend."""
+    from tabulate import tabulate
+
+    env = header["environment"]
+    lines = ["# kdbench leaderboard" + (" (QUICK)" if quick else ""), ""]
+    if quick:
+        lines += ["> **Quick, reduced run (fewer seeds and strategies): a first look only. Do not cite "
+                  "these numbers; cite `leaderboard.md` from the full suite.**", ""]
+    command = f"`{header['command']}`" if header["command"] else "not recorded (no leaderboard meta file)"
+    facts = [
+        ("Command", command),
+        ("kdbench / RecBole / torch / Python",
+         f"{env['kdbench']} / {env['recbole']} / {env['torch']} / {env['python']}"),
+        ("CPU", f"{env['cpu']} ({env['threads']} torch threads)"),
+        ("GPU", env["gpu"]),
+        ("Date (newest run)", header["date"] or "unknown"),
+        ("Wall time of the invocation", _duration(header["wall_seconds"])),
+        ("Compute time (sum over runs)", _duration(header["compute_seconds"])),
+        ("Runs", f"{header['n_runs']} ({header['n_failed']} failed)"),
+    ]
+    lines += [tabulate(facts, headers=["", ""], tablefmt="github"), ""]
+    for (dataset, pairing), group in table.groupby(["dataset", "pairing"], sort=False):
+        lines += [f"## {dataset}: {pairing.replace('->', ' → ')}", ""]
+        rows = [_markdown_row(row) for row in group.to_dict(orient="records")]
+        lines += [tabulate(rows, headers=_MD_HEADERS, tablefmt="github", disable_numparse=True), ""]
+    failed = runs[runs["status"] != "ok"]
+    if len(failed):
+        lines += ["## Failed runs", ""]
+        rows = [[r.dataset, r.pairing, r.strategy, r.seed,
+                 r.error.splitlines()[0][:200] if isinstance(r.error, str) and r.error else "unknown error"]
+                for r in failed.itertuples(index=False)]
+        lines += [tabulate(rows, headers=["dataset", "pairing", "strategy", "seed", "error"],
+                           tablefmt="github", disable_numparse=True), ""]
+    lines += [_LEGEND]
+    return "\n".join(lines)
+
+
+_MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch", "of teacher", "NDCG@20", "Recall@10",
+               "Recall@20", "p users", "p seeds", "seeds", "params", "× smaller", "MB", "users/s",
+               "p50 ms", "s/epoch", "epoch × scratch", "cap hit", "failed"]
+
+_LEGEND = """### How to read these tables
+
+- One table per dataset and teacher → student pairing; rows ranked by mean NDCG@10 over seeds, best
+  first. **teacher (model)** is the teacher itself (one run, the reference); **scratch** is the student
+  trained without distillation (the baseline every test compares against). `#` ranks the students.
+- NDCG@10, NDCG@20, Recall@10, Recall@20: full-ranking test metrics (RecBole), mean ± sample standard
+  deviation over seeds (no ± with a single seed).
+- † / ‡ after NDCG@10: the per-user test below gives p < 0.05 / p < 0.01 against scratch (either
+  direction; read the sign in "vs scratch").
+- vs scratch: relative change of mean NDCG@10 against scratch's mean, in %.
+- of teacher: mean NDCG@10 as a share of the teacher's NDCG@10, in %.
+- p users (`p_value_vs_scratch`): two-sided Wilcoxon signed-rank test over test users. Each seed's run is
+  paired with scratch's run of the same seed; each user's NDCG@10 is averaged over the shared seeds, for
+  the strategy and for scratch, and the two per-user vectors are compared (users with equal values are
+  dropped, scipy's default). Users are its sampling unit: it finds consistent per-user differences but
+  does not see seed-to-seed variance.
+- p seeds (`p_value_seeds`): two-sided paired t-test over the per-seed mean NDCG@10 (paired by seed;
+  needs two shared seeds). It does see seed variance, but with few seeds it has little power. Both
+  are 1 when the runs equal scratch's exactly.
+- seeds: successful seeds aggregated. failed: runs that failed (listed under "Failed runs").
+- params: parameters used at inference (training-only modules excluded). × smaller: teacher params /
+  params. MB: model size on disk.
+- users/s: inference throughput (full-catalogue scoring and top-K, users per second); p50 ms: median
+  latency of one batch; both averaged over seeds, measured on the machine above.
+- s/epoch: training seconds per epoch (optimisation only); epoch × scratch: that over scratch's, the
+  training overhead of distilling. cap hit: share of seeds that stopped at the epoch limit rather than by
+  early stopping (their quality may be understated).
+- pareto.png: NDCG@10 against parameters (top) and throughput (bottom); up-left (top) or up-right
+  (bottom) is better; the dashed line joins the points no other point beats on both axes. Students of
+  one pairing share a parameter count, so their points are spread slightly sideways to stay readable.
+- Wall time: the whole `run` invocation that wrote these runs; compute time: the sum of the runs' own
+  wall times (a teacher loaded from the cache counts only its loading).
+- The CSV and JSON beside this file hold every column at 6 significant digits.
+"""
+
+
+def _markdown_row(get: dict[str, Any]) -> list[str]:
+    family, strategy = get["family"], get["strategy"]
+    if family == TEACHER:
+        name = f"**teacher ({get['model']})**"
+    elif strategy == SCRATCH:
+        name = "**scratch**"
+    else:
+        name = strategy
+    p_users = get["p_value_vs_scratch"]
+    mark = next((m for level, m in SIGNIFICANCE if _finite(p_users) and p_users < level), "")
+    rank = get["rank"]
+    return [
+        "" if rank is pd.NA or rank is None or (isinstance(rank, float) and math.isnan(rank)) else str(int(rank)),
+        name, family or "",
+        _mean_std(get["ndcg@10_mean"], get["ndcg@10_std"]) + (" " + mark if mark else ""),
+        _pct(get["ndcg@10_vs_scratch_pct"], signed=True),
+        _pct(get["teacher_ndcg@10_retained_pct"]),
+        _mean_std(get["ndcg@20_mean"], get["ndcg@20_std"]),
+        _mean_std(get["recall@10_mean"], get["recall@10_std"]),
+        _mean_std(get["recall@20_mean"], get["recall@20_std"]),
+        _p(p_users), _p(get["p_value_seeds"]),
+        str(get["n_seeds"]),
+        _fmt(get["params"], "{:,.0f}"),
+        _fmt(get["compression_vs_teacher"], "{:.1f}"),
+        _fmt(get["size_bytes"] / 1e6 if _finite(get["size_bytes"]) else math.nan, "{:.2f}"),
+        _fmt(get["throughput_users_per_s"], "{:,.0f}"),
+        _fmt(get["latency_p50_ms"], "{:.2f}"),
+        _fmt(get["train_s_per_epoch"], "{:.3f}"),
+        _fmt(get["epoch_time_ratio_vs_scratch"], "{:.2f}"),
+        _pct(get["hit_epoch_cap_share"] * 100 if _finite(get["hit_epoch_cap_share"]) else math.nan, digits=0),
+        str(get["n_failed"]),
+    ]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and bool(np.isfinite(value))
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    return pattern.format(value) if _finite(value) else "—"
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if not _finite(mean):
+        return "—"
+    return f"{mean:.4f} ± {std:.4f}" if _finite(std) else f"{mean:.4f}"
+
+
+def _pct(value: float, signed: bool = False, digits: int = 1) -> str:
+    if not _finite(value):
+        return "—"
+    return f"{value:+.{digits}f}%" if signed else f"{value:.{digits}f}%"
+
+
+def _p(value: float) -> str:
+    if not _finite(value):
+        return "—"
+    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not _finite(seconds):
+        return "not recorded"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+# -- plot ------------------------------------------------------------------------------------------
+def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> Path:
+    """NDCG@10 (mean ± std) against params (top row) and throughput (bottom row), log x; one column
+    per (dataset, pairing), one labelled point per strategy, teacher and scratch included.
+
+    Drawn on a bare Agg `Figure` (no pyplot state); fixed size, dpi and no software/date metadata,
+    so the same table gives the same bytes.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    panels = list(table.groupby(["dataset", "pairing"], sort=False)) if len(table) else []
+    n = max(len(panels), 1)
+    families = sorted({str(f) for f in table["family"].dropna()}, key=lambda f: (f not in FAMILY_COLOURS, f))
+    spare = iter(["tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"] * 10)
+    colours = {f: FAMILY_COLOURS.get(f) or next(spare) for f in families}
+    fig = Figure(figsize=(6.4 * n, 9.0), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    for col, ((dataset, pairing), group) in enumerate(panels):
+        for row, (x_col, x_label) in enumerate((("params", "inference parameters (log scale)"),
+                                                ("throughput_users_per_s", "throughput, users/s (log scale)"))):
+            ax = axes[row][col]
+            _pareto_panel(ax, group, x_col, colours, better_high=(row == 1))
+            ax.set_xlabel(x_label, fontsize=8)
+            ax.set_ylabel("NDCG@10 (mean ± std over seeds)", fontsize=8)
+            ax.set_title(f"{dataset}: {pairing.replace('->', ' → ')}", fontsize=9)
+            ax.tick_params(labelsize=7)
+    if not panels:
+        for ax in axes.flat:
+            ax.text(0.5, 0.5, "no successful runs", ha="center", va="center", transform=ax.transAxes)
+    handles = [Line2D([], [], marker=_marker(f, ""), color=colours[f], linestyle="", label=f) for f in families]
+    handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8, label="Pareto front"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
+    fig.suptitle("kdbench: quality vs inference cost" + (" (QUICK, reduced run: do not cite)" if quick else ""),
+                 fontsize=10)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    return Path(path)
+
+
+def _marker(family: str, strategy: str) -> str:
+    return "*" if family == TEACHER else "s" if strategy == SCRATCH or family == "baseline" else "o"
+
+
+def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, better_high: bool) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    points = group[np.isfinite(group["ndcg@10_mean"].astype(float)) & np.isfinite(group[x_col].astype(float))
+                   & (group[x_col].astype(float) > 0)]
+    if points.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return
+    x = points[x_col].to_numpy(float)
+    y = points["ndcg@10_mean"].to_numpy(float)
+    err = np.nan_to_num(points["ndcg@10_std"].to_numpy(float))
+    # Students share one parameter count: spread equal x a little so bars stay readable.
+    shown_x = x.copy()
+    for value in np.unique(x):
+        same = np.flatnonzero(x == value)
+        if len(same) > 1:
+            order = same[np.argsort(-y[same], kind="stable")]
+            offsets = np.linspace(-0.025, 0.025, len(order))
+            shown_x[order] = value * 10 ** offsets
+    for i, (family, strategy) in enumerate(zip(points["family"], points["strategy"])):
+        ax.errorbar(shown_x[i], y[i], yerr=err[i], fmt=_marker(family, strategy),
+                    color=colours.get(str(family), "grey"), markersize=9 if family == TEACHER else 6,
+                    capsize=2, elinewidth=0.8, markeredgecolor="black", markeredgewidth=0.4)
+    frontier = _frontier(x, y, better_high)
+    if len(frontier) > 1:
+        ax.plot(x[frontier], y[frontier], color="grey", linewidth=0.8, linestyle="--", zorder=0)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = float(np.min(x)), float(np.max(x))
+    ax.set_xlim(lo / 1.8, hi * 3.5)
+    span = max(float(np.max(y + err) - np.min(y - err)), 1e-6)
+    ax.set_ylim(float(np.min(y - err)) - 0.08 * span, float(np.max(y + err)) + 0.08 * span)
+    ax.grid(True, which="both", linewidth=0.3, alpha=0.5)
+    _label_points(ax, shown_x, y, list(points["strategy"]), list(points["family"]), span)
+
+
+def _compact(value: float, _position=None) -> str:
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def _frontier(x: np.ndarray, y: np.ndarray, better_high: bool) -> list[int]:
+    """Indices of the non-dominated points: lower x (or higher, for throughput) and higher y."""
+    keep = []
+    for i in range(len(x)):
+        dominated = any(
+            (x[j] >= x[i] if better_high else x[j] <= x[i]) and y[j] >= y[i] and (x[j] != x[i] or y[j] != y[i])
+            for j in range(len(x)))
+        if not dominated:
+            keep.append(i)
+    return sorted(keep, key=lambda i: (x[i], y[i]))
+
+
+def _label_points(ax, x: np.ndarray, y: np.ndarray, names: list[str], families: list[str], span: float) -> None:
+    """Labels to the right of their points, pushed apart vertically so they do not overlap."""
+    from matplotlib.collections import LineCollection
+
+    order = np.argsort(y, kind="stable")
+    gap = span * 0.045
+    placed = np.empty(len(y))
+    last = -np.inf
+    for i in order:
+        placed[i] = max(y[i], last + gap)
+        last = placed[i]
+    overflow = last - (np.max(y) + 0.05 * span)
+    if overflow > 0:
+        placed -= min(overflow, float(placed[order[0]] - (np.min(y) - 0.05 * span)))
+    leaders = []
+    for i in order:
+        text = "teacher" if families[i] == TEACHER else names[i]
+        label_x = x[i] * 1.35
+        leaders.append([(x[i], y[i]), (label_x / 1.03, placed[i])])
+        ax.text(label_x, placed[i], text, fontsize=7, va="center",
+                fontweight="bold" if families[i] == TEACHER or names[i] == SCRATCH else "normal")
+    ax.add_collection(LineCollection(leaders, colors="grey", linewidths=0.4, zorder=0))

@@ -1,0 +1,66 @@
+"""Size sweep: NDCG@10 of a backbone trained from scratch at several dimensions.
+
+Used to choose the suite's teacher -> student pairings: a student size where scratch keeps
+clearly less than the teacher leaves distillation a gap to close.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from kdbench import atomic
+from kdbench.backbones import BackboneSpec
+from kdbench.runner import Cell, Runner, run_cells
+from kdbench.train import TrainSettings
+
+
+def sweep_cells(dataset: str, model: str, dims: list[int], seeds: list[int], train: TrainSettings,
+                data_path: str | None = None) -> list[Cell]:
+    teacher = BackboneSpec(model, max(dims))
+    return [
+        Cell(dataset, teacher, BackboneSpec(model, dim), "scratch", seed, train=train, data_path=data_path)
+        for dim in sorted(dims, reverse=True) for seed in seeds
+    ]
+
+
+def sweep_table(records: list[dict]) -> pd.DataFrame:
+    rows = pd.DataFrame([
+        {"model": r["student"], "dim": int(r["student"].split(":")[1]), "seed": r["seed"],
+         "ndcg@10": r["test"]["ndcg@10"], "recall@10": r["test"]["recall@10"],
+         "params": r["cost"]["params"], "best_epoch": r["training"]["best_epoch"],
+         "hit_epoch_cap": r["training"]["hit_epoch_cap"]}
+        for r in records if r.get("status") == "ok"
+    ])
+    table = rows.groupby(["model", "dim"], sort=False).agg(
+        seeds=("seed", "count"), params=("params", "first"),
+        ndcg10_mean=("ndcg@10", "mean"), ndcg10_std=("ndcg@10", "std"),
+        recall10_mean=("recall@10", "mean"), best_epoch=("best_epoch", "mean"),
+        capped=("hit_epoch_cap", "sum"),
+    ).reset_index().sort_values("dim", ascending=False)
+    table["share_of_largest_%"] = 100 * table["ndcg10_mean"] / table["ndcg10_mean"].iloc[0]
+    return table
+
+
+def run_sweep(dataset: str, model: str, dims: list[int], seeds: list[int], train: TrainSettings,
+              results_dir: str | Path, cache_dir: str | Path, device: str = "cpu",
+              data_path: str | None = None) -> Path:
+    results_dir = Path(results_dir)
+    runner = Runner(results_dir / "sweep", cache_dir, device)
+    records = run_cells(runner, sweep_cells(dataset, model, dims, seeds, train, data_path))
+    table = sweep_table(records)
+    stem = results_dir / f"size_sweep_{dataset}_{model}"
+    atomic.write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format="%.4f"))
+    header = (
+        f"# Size sweep: {model} trained from scratch on {dataset}\n\n"
+        f"Command: `python -m kdbench sweep --dataset {dataset} --model {model} "
+        f"--dims {','.join(map(str, dims))} --seeds {','.join(map(str, seeds))}`; training: "
+        f"lr {train.learning_rate}, batch {train.batch_size}, patience {train.patience}, "
+        f"max epochs {train.max_epochs}. Test NDCG@10 mean (std) over seeds; share of the largest "
+        f"model's NDCG@10.\n\n"
+    )
+    atomic.write_text(stem.with_suffix(".md"), header + tabulate(
+        table, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f") + "\n")
+    return stem.with_suffix(".md")

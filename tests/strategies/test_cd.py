@@ -1,0 +1,140 @@
+"""CD (Collaborative Distillation: soft labels on rank-sampled unobserved items)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from _helpers_response_feature import (
+    check_gradients,
+    check_integration,
+    check_not_counted,
+    check_rejects_bad_hparams,
+    ready,
+)
+from kdbench.strategies.cd import cd_loss, sample_ranks
+from kdbench.strategies.knowledge import teacher_top_n
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_cd_loss_matches_hand_computed():
+    student = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+    teacher = torch.tensor([[2.0, 0.0], [-2.0, 6.0]])
+    t1, t2 = 2.0, 0.0
+
+    def bce(q: float, s: float) -> float:
+        return -(q * math.log(sigmoid(s)) + (1 - q) * math.log(1 - sigmoid(s)))
+
+    row1 = bce(sigmoid(1.0), 0.5) + bce(0.5, -1.0)  # q = sig(2 / 2), sig(0 / 2)
+    row2 = bce(sigmoid(-1.0), 2.0) + bce(sigmoid(3.0), 0.0)
+    assert cd_loss(student, teacher, t1, t2).item() == pytest.approx((row1 + row2) / 2, rel=1e-6)
+    # t2 shifts the teacher's score before the temperature: q = sig((0 + 2) / 2) on a single item
+    shifted = cd_loss(torch.tensor([[0.5]]), torch.tensor([[0.0]]), t1, 2.0)
+    assert shifted.item() == pytest.approx(bce(sigmoid(1.0), 0.5), rel=1e-6)
+
+
+def test_cd_loss_counts_weight_rows_as_repeated_rows():
+    student = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+    teacher = torch.tensor([[2.0, 0.0], [-2.0, 6.0]])
+    repeated = cd_loss(student[[0, 1, 1]], teacher[[0, 1, 1]], 2.0, 0.0)
+    weighted = cd_loss(student, teacher, 2.0, 0.0, counts=torch.tensor([1, 2]))
+    assert weighted.item() == pytest.approx(repeated.item(), rel=1e-6)
+
+
+def test_rank_sampler_follows_the_better_of_two_draws_distribution():
+    n_top, temperature, limit = 12, 0.1, 10  # p(r) ~ exp(-r / 1.2), truncated to ranks 1..10
+    ranks = sample_ranks(torch.full((40_000,), limit), 1, n_top, temperature, torch.Generator().manual_seed(3))
+    p = np.exp(-np.arange(1, limit + 1) / (n_top * temperature))
+    p /= p.sum()
+    at_least = np.cumsum(p[::-1])[::-1]  # P(R >= r)
+    above = np.append(at_least[1:], 0.0)  # P(R > r)
+    best_of_two = at_least**2 - above**2  # P(min(R1, R2) = r)
+    observed = np.bincount(ranks[:, 0].numpy(), minlength=limit)
+    assert observed.sum() == 40_000 and len(observed) == limit  # never beyond the limit
+    assert chisquare(observed, best_of_two * 40_000).pvalue > 1e-3
+
+
+def test_rank_sampler_returns_distinct_ranks_within_each_rows_limit():
+    limits = torch.tensor([3, 5, 100, 100, 1])
+    ranks = sample_ranks(limits, 4, 100, 0.05, torch.Generator().manual_seed(0))
+    assert ranks.shape == (5, 4)
+    for row, limit in zip(ranks.tolist(), limits.tolist()):
+        assert max(row) < limit
+        assert len(set(row)) == min(4, limit)  # a row with fewer ranks than n_distill repeats
+
+
+def test_rank_sampler_is_reproducible_with_the_generator():
+    limits = torch.full((50,), 30)
+    first = sample_ranks(limits, 5, 30, 1.0, torch.Generator().manual_seed(7))
+    again = sample_ranks(limits, 5, 30, 1.0, torch.Generator().manual_seed(7))
+    assert torch.equal(first, again)
+
+
+def test_samples_are_unobserved_items_from_the_teacher_top_n(ml100k):
+    context, strategy = ready(ml100k, "cd", N=300, n_distill=10)
+    top = teacher_top_n(context.teacher, context.history, 300)
+    history = context.history.tocsr()
+    items = strategy.items
+    assert items.shape == (context.n_users, 10)
+    for user in range(1, context.n_users, 50):
+        row = items[user].tolist()
+        assert len(set(row)) == 10 and 0 not in row
+        assert set(row) <= set(top[user].tolist())
+        assert not set(row) & set(history[user].indices.tolist())
+    users = torch.arange(1, 40)
+    with torch.no_grad():
+        expected = context.teacher.score(users, items[users])
+    assert torch.allclose(strategy.teacher_scores[users], expected, atol=1e-5)
+
+
+def test_heavy_users_never_get_training_items_when_n_exceeds_their_unobserved_count(ml100k):
+    context, strategy = ready(ml100k, "cd", N=3000, n_distill=50)  # N clipped to the catalogue
+    history = context.history.tocsr()
+    heavy = int(np.argmax(np.diff(history.indptr)))
+    for epoch in range(2, 4):
+        strategy.on_epoch_start(epoch)
+        assert not set(strategy.items[heavy].tolist()) & set(history[heavy].indices.tolist())
+
+
+def test_resampled_each_epoch_and_reproducible_by_seed(ml100k):
+    _, strategy = ready(ml100k, "cd", seed=4)
+    first = strategy.items.clone()
+    strategy.on_epoch_start(2)
+    assert not torch.equal(first, strategy.items)
+    _, again = ready(ml100k, "cd", seed=4)
+    assert torch.equal(first, again.items)
+
+
+def test_loss_equals_mean_over_batch_rows(ml100k, first_batch):
+    context, strategy = ready(ml100k, "cd", n_distill=5, t1=3.0, t2=1.0)
+    users = first_batch[context.uid_field]
+    items = strategy.items[users]
+    row_wise = cd_loss(context.student.score(users, items), context.teacher.score(users, items), 3.0, 1.0)
+    assert strategy.loss(first_batch).item() == pytest.approx(row_wise.item(), rel=1e-5)
+
+
+def test_gradient_reaches_student_never_teacher(ml100k, first_batch):
+    context, strategy = ready(ml100k, "cd")
+    check_gradients(context, strategy, first_batch)
+
+
+def test_no_training_only_parameters(ml100k, first_batch):
+    check_not_counted(ml100k, "cd", first_batch)
+
+
+def test_rejects_unknown_negative_and_zero_hparams(ml100k):
+    check_rejects_bad_hparams(ml100k, "cd", must_be_positive=("n_distill", "N", "T", "t1"))
+
+
+@pytest.mark.parametrize("teacher", ["BPR:32", "ENMF:8"])
+def test_integration_on_any_backbone(ml100k, first_batch, teacher):
+    """ENMF has no representation getter in kdbench: CD needs only scores."""
+    context, strategy = ready(ml100k, "cd", teacher=teacher)
+    check_integration(strategy, first_batch)

@@ -1,0 +1,81 @@
+"""FitNet (hint regression of student representations onto the teacher's, linear projectors)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from _helpers_response_feature import (
+    check_gradients,
+    check_integration,
+    check_not_counted,
+    check_rejects_bad_hparams,
+    ready,
+)
+from conftest import make_context
+from kdbench.errors import KdbenchError
+from kdbench.strategies.fitnet import FitNet, hint_loss
+
+
+def test_hint_loss_matches_hand_computed():
+    projected = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    target = torch.tensor([[0.0, 0.0], [3.0, 1.0]])
+    # ||(1, 2)||^2 = 5 and ||(-3, -2)||^2 = 13
+    assert hint_loss(projected, target).item() == pytest.approx(5 + 13)
+    assert hint_loss(projected, target, counts=torch.tensor([2, 1])).item() == pytest.approx(2 * 5 + 13)
+
+
+def test_loss_is_mean_over_rows_of_user_term_plus_average_item_term(ml100k, first_batch):
+    context, strategy = ready(ml100k, "fitnet")
+    users = first_batch[context.uid_field]
+    pos, neg = first_batch[context.iid_field], first_batch[context.neg_iid_field]
+    student_users, student_items = context.student.representation_tables()
+    teacher_users, teacher_items = context.teacher.representation_tables()
+
+    def per_row(projector, student, teacher, ids):
+        return (projector(student[ids]) - teacher[ids]).pow(2).sum(dim=1)
+
+    rows = per_row(strategy.user_projector, student_users, teacher_users, users) + 0.5 * (
+        per_row(strategy.item_projector, student_items, teacher_items, pos)
+        + per_row(strategy.item_projector, student_items, teacher_items, neg)
+    )
+    assert strategy.loss(first_batch).item() == pytest.approx(rows.mean().item(), rel=1e-5)
+
+
+def test_projectors_map_student_dims_to_teacher_dims(ml100k):
+    _, strategy = ready(ml100k, "fitnet", teacher="BPR:32", student="BPR:8")
+    for projector in (strategy.user_projector, strategy.item_projector):
+        assert projector.weight.shape == (32, 8) and projector.bias is None
+
+
+def test_teacher_tables_are_constant_copies(ml100k):
+    context, strategy = ready(ml100k, "fitnet")
+    users, items = context.teacher.representation_tables()
+    assert torch.equal(strategy.teacher_users, users) and torch.equal(strategy.teacher_items, items)
+    assert not strategy.teacher_users.requires_grad and not strategy.teacher_items.requires_grad
+    assert strategy.teacher_users.data_ptr() != users.data_ptr()
+    assert "teacher_users" not in strategy.state_dict()
+
+
+def test_gradient_reaches_student_and_projectors_never_teacher(ml100k, first_batch):
+    context, strategy = ready(ml100k, "fitnet")
+    check_gradients(context, strategy, first_batch)
+
+
+def test_projectors_are_not_counted_in_the_student(ml100k, first_batch):
+    check_not_counted(ml100k, "fitnet", first_batch)
+
+
+def test_rejects_unknown_and_negative_hparams(ml100k):
+    check_rejects_bad_hparams(ml100k, "fitnet")
+
+
+def test_backbone_without_representations_fails_early(ml100k):
+    with pytest.raises(KdbenchError, match="needs user/item representations"):
+        FitNet(make_context(ml100k, teacher="ENMF:8"))
+
+
+@pytest.mark.parametrize("student", ["BPR:8", "LightGCN:8"])
+def test_integration(ml100k, first_batch, student):
+    _, strategy = ready(ml100k, "fitnet", student=student)
+    check_integration(strategy, first_batch)

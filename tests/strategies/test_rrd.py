@@ -1,0 +1,197 @@
+"""RRD and rrd-topk: the loss, the samplers, the batch reduction, the teacher's isolation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.stats import chisquare
+
+from _helpers_ranking import any_training_pair, assert_gradients_reach_student_only, assert_is_teacher_top_k
+from conftest import make_context
+from kdbench.errors import KdbenchError
+from kdbench.strategies import STRATEGIES
+from kdbench.strategies._sampling import ItemExclusions, sample_allowed
+from kdbench.strategies.knowledge import teacher_top_n
+from kdbench.strategies.rrd import RRD, RRDTopK, rrd_loss, sample_interesting_ranks
+
+
+@pytest.fixture
+def rrd(bpr_context):
+    strategy = RRD(bpr_context)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    return strategy
+
+
+# -- the loss --------------------------------------------------------------------------------
+def test_rrd_loss_matches_hand_computed():
+    interesting = torch.tensor([[2.0, 1.0], [0.0, 3.0]])
+    uninteresting = torch.tensor([[0.5], [-1.0]])
+    e = math.exp
+    user0 = -(2.0 - math.log(e(2.0) + e(1.0) + e(0.5))) - (1.0 - math.log(e(1.0) + e(0.5)))
+    user1 = -(0.0 - math.log(e(0.0) + e(3.0) + e(-1.0))) - (3.0 - math.log(e(3.0) + e(-1.0)))
+    assert rrd_loss(interesting, uninteresting).tolist() == pytest.approx([user0, user1], rel=1e-6)
+
+
+def test_rrd_loss_without_uninteresting_items_is_plackett_luce():
+    loss = rrd_loss(torch.tensor([[3.0, 1.0]]), torch.empty(1, 0))
+    by_hand = -(3.0 - math.log(math.exp(3.0) + math.exp(1.0))) - (1.0 - 1.0)
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_rrd_loss_equals_the_reference_expression():
+    # DE-RRD Utils/loss.py: -(S1.sum() - (S1.flip(-1).exp().cumsum(1) + S2.exp().sum(1)).log().sum())
+    gen = torch.Generator().manual_seed(3)
+    s1, s2 = torch.randn(5, 7, generator=gen, dtype=torch.float64), torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    reference = -(s1.sum(1) - (s1.flip(-1).exp().cumsum(1) + s2.exp().sum(1, keepdim=True)).log().sum(1))
+    assert rrd_loss(s1.float(), s2.float()).double().tolist() == pytest.approx(reference.tolist(), rel=1e-5)
+
+
+def test_rrd_loss_is_finite_for_large_scores():
+    interesting = torch.tensor([[900.0, 400.0, -300.0]], requires_grad=True)
+    uninteresting = torch.tensor([[850.0, -900.0]])
+    loss = rrd_loss(interesting, uninteresting)
+    expected = (torch.logaddexp(torch.logcumsumexp(interesting.double().flip(1), 1).flip(1),
+                                torch.logsumexp(uninteresting.double(), 1, keepdim=True)) - interesting.double()).sum()
+    assert torch.isfinite(loss).all() and loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.sum().backward()
+    assert torch.isfinite(interesting.grad).all()
+
+
+# -- the samplers ----------------------------------------------------------------------------
+def test_interesting_first_draw_follows_exp_rank_distribution():
+    pool, temperature, draws = 60, 10.0, 20_000
+    ranks = sample_interesting_ranks(draws, pool, 1, temperature, torch.Generator().manual_seed(0))
+    observed = np.bincount(ranks[:, 0].numpy(), minlength=pool)
+    weights = np.exp(-np.arange(1, pool + 1) / temperature)
+    expected = draws * weights / weights.sum()
+    assert expected.min() >= 5
+    assert chisquare(observed, expected).pvalue > 0.001
+    assert chisquare(observed).pvalue < 1e-12  # the test can tell this from uniform
+
+
+def test_interesting_pairs_follow_sampling_without_replacement():
+    # K=2 of 3 ranks: P({a, b}) = p_a p_b / (1 - p_a) + p_b p_a / (1 - p_b) (successive draws)
+    temperature, draws = 1.0, 30_000
+    ranks = sample_interesting_ranks(draws, 3, 2, temperature, torch.Generator().manual_seed(1))
+    p = np.exp(-np.arange(1, 4) / temperature)
+    p /= p.sum()
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    expected = np.array([p[a] * p[b] / (1 - p[a]) + p[b] * p[a] / (1 - p[b]) for a, b in pairs]) * draws
+    observed = np.array([((ranks[:, 0] == a) & (ranks[:, 1] == b)).sum().item() for a, b in pairs])
+    assert observed.sum() == draws  # every row is one of the three sorted pairs
+    assert chisquare(observed, expected).pvalue > 0.001
+
+
+def test_interesting_ranks_are_distinct_and_sorted():
+    ranks = sample_interesting_ranks(2_000, 500, 40, 10.0, torch.Generator().manual_seed(2))
+    assert ranks.shape == (2_000, 40)
+    assert (ranks[:, 1:] > ranks[:, :-1]).all() and ranks.min() >= 0 and ranks.max() < 500
+
+
+def test_small_temperature_does_not_underflow():
+    ranks = sample_interesting_ranks(10, 500, 40, 0.01, torch.Generator().manual_seed(0))
+    assert (ranks == torch.arange(40)).all()  # all the mass on the top ranks, in order
+
+
+def _toy_exclusions():
+    # 2 users, items 1..11 (0 is padding). User 0 trained on {2, 5}; extra list {7} -> 8 allowed.
+    history = sp.csr_matrix((np.ones(3), ([0, 0, 1], [2, 5, 3])), shape=(2, 12))
+    return ItemExclusions(history, extra=torch.tensor([[7], [4]]))
+
+
+@pytest.mark.parametrize("distinct", [True, False])
+def test_allowed_items_are_drawn_uniformly(distinct):
+    excluded = _toy_exclusions()
+    draws = sample_allowed(excluded, torch.zeros(6_000, dtype=torch.long), 3, torch.Generator().manual_seed(4),
+                           distinct=distinct)
+    allowed = [1, 3, 4, 6, 8, 9, 10, 11]
+    assert set(draws.unique().tolist()) == set(allowed)
+    if distinct:
+        ordered = draws.sort(dim=1).values
+        assert (ordered[:, 1:] != ordered[:, :-1]).all()
+    observed = np.bincount(draws.reshape(-1).numpy(), minlength=12)[allowed]
+    assert chisquare(observed).pvalue > 0.001
+
+
+def test_sampled_sets_respect_exclusions(rrd, ml100k):
+    pool = teacher_top_n(rrd.context.teacher, ml100k.history, 500)
+    interesting, uninteresting = rrd.interesting, rrd.uninteresting
+    assert interesting.shape == (ml100k.n_users, 40) and uninteresting.shape == (ml100k.n_users, 40)
+    # interesting: distinct items of the teacher's top 500, in teacher order
+    position = (pool.unsqueeze(1) == interesting.unsqueeze(2)).float().argmax(dim=2)
+    assert (pool.gather(1, position) == interesting).all()
+    assert (position[:, 1:] > position[:, :-1]).all()
+    # uninteresting: distinct, never padding, a training item or a teacher top-500 item
+    ordered = uninteresting.sort(dim=1).values
+    assert (ordered[:, 1:] != ordered[:, :-1]).all() and (uninteresting > 0).all()
+    assert not (pool.unsqueeze(1) == uninteresting.unsqueeze(2)).any()
+    assert not any_training_pair(ml100k.history, uninteresting)
+    assert not any_training_pair(ml100k.history, interesting)
+
+
+def test_resampled_every_epoch_and_reproducible(ml100k):
+    first, second = RRD(make_context(ml100k, seed=3)), RRD(make_context(ml100k, seed=3))
+    for strategy in (first, second):
+        strategy.prepare()
+        strategy.on_epoch_start(1)
+    assert torch.equal(first.interesting, second.interesting)
+    assert torch.equal(first.uninteresting, second.uninteresting)
+    before = first.interesting.clone(), first.uninteresting.clone()
+    first.on_epoch_start(2)
+    assert not torch.equal(first.interesting, before[0]) and not torch.equal(first.uninteresting, before[1])
+
+
+def test_rrd_topk_takes_exactly_the_teacher_top_k(bpr_context, ml100k):
+    strategy = RRDTopK(bpr_context, K=25)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    assert_is_teacher_top_k(bpr_context, strategy.interesting)
+    strategy.on_epoch_start(2)  # not resampled: the same list every epoch
+    assert torch.equal(strategy.interesting, strategy._pool[:, :25])
+    assert not any_training_pair(ml100k.history, strategy.uninteresting)
+
+
+# -- the batch loss ------------------------------------------------------------------------
+def test_batch_loss_sums_unique_users_over_batch_size(rrd, first_batch):
+    users = first_batch[rrd.context.uid_field]
+    expected = 0.0
+    for user in users.unique().tolist():
+        scores = rrd.context.student.score(torch.tensor([user]), rrd._items[[user]])
+        expected += rrd_loss(scores[:, :40], scores[:, 40:]).item()
+    assert rrd.loss(first_batch).item() == pytest.approx(expected / len(users), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["rrd", "rrd-topk"])
+def test_integration_gradients_reach_student_never_teacher(name, bpr_context, first_batch):
+    strategy = STRATEGIES.get(name)(bpr_context)
+    assert strategy.family == "ranking" and strategy.weight == pytest.approx(0.001)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    assert_gradients_reach_student_only(strategy, first_batch)
+
+
+def test_loss_before_sampling_is_an_error(bpr_context, first_batch):
+    with pytest.raises(RuntimeError):
+        RRD(bpr_context).loss(first_batch)
+
+
+# -- hyperparameters -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "hparams",
+    [{"tau": 1.0}, {"K": -1}, {"L": -5}, {"T": -2.0}, {"weight": -0.1}, {"K": 0}, {"T": 0.0},
+     {"K": 50, "top_n": 40}, {"K": "many"}],
+)
+def test_bad_hyperparameters_raise(bpr_context, hparams):
+    with pytest.raises(KdbenchError):
+        RRD(bpr_context, **hparams)
+
+
+def test_too_few_items_outside_training_raises(bpr_context):
+    strategy = RRD(bpr_context, top_n=1500)  # ml-100k users have at most 1682 - 591 unseen items
+    with pytest.raises(KdbenchError, match="lower top_n or L"):
+        strategy.prepare()

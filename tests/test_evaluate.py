@@ -1,0 +1,141 @@
+"""Evaluation: RecBole's full-ranking metrics kept per user, and the deployed model's cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model, count_parameters, model_size_bytes
+from kdbench.evaluate import full_ranking, inference_cost, recommend_topk
+
+
+def _indicator(data, loader) -> torch.Tensor:
+    """users x items, 1 where the loader's split holds the interaction."""
+    feat = loader.dataset.inter_feat
+    matrix = torch.zeros(data.n_users, data.n_items)
+    matrix[feat[data.uid_field], feat[data.iid_field]] = 1.0
+    return matrix
+
+
+def _scripted_model(data, user_scores: torch.Tensor):
+    """A BPR whose score for (user, item) is exactly user_scores[user, item] (identity item embeddings)."""
+    model = build_model(BackboneSpec("BPR", data.n_items), data)
+    with torch.no_grad():
+        model.item_embedding.weight.copy_(torch.eye(data.n_items))
+        model.user_embedding.weight.copy_(user_scores)
+    return model
+
+
+@pytest.fixture(scope="module")
+def splits(ml100k):
+    return {name: _indicator(ml100k, getattr(ml100k, name)) for name in ("train", "valid", "test")}
+
+
+@pytest.fixture(scope="module")
+def random_bpr(ml100k):
+    torch.manual_seed(0)
+    return build_model(BackboneSpec("BPR", 8), ml100k)
+
+
+def test_a_model_that_scores_the_test_items_first_gets_perfect_ndcg(ml100k, splits):
+    result = full_ranking(_scripted_model(ml100k, splits["test"]), ml100k.test, ml100k.config)
+    assert result.metrics["ndcg@10"] == pytest.approx(1.0)
+    assert result.metrics["ndcg@20"] == pytest.approx(1.0)
+    n_test = splits["test"].sum(1)[1:].numpy()
+    for k in (10, 20):
+        assert result.metrics[f"recall@{k}"] == pytest.approx(np.mean(np.minimum(k, n_test) / n_test))
+
+
+def test_a_model_that_scores_the_test_items_last_gets_zero(ml100k, splits):
+    result = full_ranking(_scripted_model(ml100k, -splits["test"]), ml100k.test, ml100k.config)
+    assert result.metrics == {"recall@10": 0.0, "recall@20": 0.0, "ndcg@10": 0.0, "ndcg@20": 0.0}
+
+
+def test_training_and_validation_items_are_masked_at_test_time(ml100k, splits):
+    scores = 3 * splits["train"] + 2 * splits["valid"] + splits["test"]
+    result = full_ranking(_scripted_model(ml100k, scores), ml100k.test, ml100k.config)
+    assert result.metrics["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_test_items_are_not_masked_at_validation_time(ml100k, splits):
+    masked = full_ranking(_scripted_model(ml100k, 3 * splits["train"] + splits["valid"]), ml100k.valid, ml100k.config)
+    assert masked.metrics["ndcg@10"] == pytest.approx(1.0)
+    distracted = full_ranking(_scripted_model(ml100k, splits["valid"] + 2 * splits["test"]),
+                              ml100k.valid, ml100k.config)
+    assert distracted.metrics["ndcg@10"] < 0.5
+
+
+def test_the_padding_item_is_never_recommended(ml100k, splits):
+    scores = splits["test"].clone()
+    scores[:, 0] = 100.0
+    result = full_ranking(_scripted_model(ml100k, scores), ml100k.test, ml100k.config)
+    assert result.metrics["ndcg@10"] == pytest.approx(1.0)
+
+
+def test_mean_metrics_are_the_means_of_the_per_user_values(ml100k, random_bpr):
+    result = full_ranking(random_bpr, ml100k.test, ml100k.config)
+    assert set(result.metrics) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    for name, value in result.metrics.items():
+        assert 0.0 <= value <= 1.0
+        assert len(result.per_user[name]) == 943
+        assert value == pytest.approx(result.per_user[name].mean())
+        assert ((result.per_user[name] >= 0) & (result.per_user[name] <= 1)).all()
+
+
+def test_per_user_values_come_with_every_evaluated_user_once(ml100k, random_bpr):
+    result = full_ranking(random_bpr, ml100k.test, ml100k.config)
+    assert len(result.user_ids) == 943
+    assert sorted(result.user_ids.tolist()) == list(range(1, 944))
+
+
+def test_metrics_equal_recboles_own_trainer_evaluation(ml100k, random_bpr, tmp_path, monkeypatch):
+    from recbole.trainer import Trainer
+
+    monkeypatch.chdir(tmp_path)  # RecBole's trainer writes log_tensorboard/ into the working directory
+    ours = full_ranking(random_bpr, ml100k.test, ml100k.config).metrics
+    theirs = Trainer(ml100k.config, random_bpr).evaluate(ml100k.test, load_best_model=False, show_progress=False)
+    for name, value in ours.items():
+        assert value == pytest.approx(float(theirs[name]), abs=1e-4)  # RecBole rounds to 4 places
+
+
+def test_evaluation_leaves_the_model_unchanged(ml100k, random_bpr):
+    before = {k: v.clone() for k, v in random_bpr.state_dict().items()}
+    first = full_ranking(random_bpr, ml100k.test, ml100k.config).metrics
+    assert full_ranking(random_bpr, ml100k.test, ml100k.config).metrics == first
+    for name, tensor in random_bpr.state_dict().items():
+        assert torch.equal(tensor, before[name])
+
+
+# -- cost ------------------------------------------------------------------------------------
+
+
+def test_inference_cost_reports_size_throughput_and_latency(ml100k, random_bpr):
+    cost = inference_cost(random_bpr, ml100k.uid_field, ml100k.iid_field, ml100k.n_users,
+                          batch_users=32, repeats=2, latency_samples=20)
+    assert cost.params == count_parameters(random_bpr) == (ml100k.n_users + ml100k.n_items) * 8
+    assert cost.size_bytes == model_size_bytes(random_bpr) == cost.params * 4
+    assert cost.batch_users == 32
+    assert cost.throughput_users_per_s > 0
+    assert 0 < cost.latency_p50_ms <= cost.latency_p99_ms
+    assert set(cost.as_dict()) == {"params", "size_bytes", "throughput_users_per_s", "latency_p50_ms",
+                                   "latency_p99_ms", "batch_users"}
+
+
+def test_inference_cost_works_for_a_graph_backbone(toy):
+    model = build_model(BackboneSpec("LightGCN", 4), toy)
+    cost = inference_cost(model, toy.uid_field, toy.iid_field, toy.n_users, batch_users=8, repeats=1,
+                          latency_samples=5)
+    assert cost.params == (toy.n_users + toy.n_items) * 4
+    assert cost.throughput_users_per_s > 0
+    assert cost.latency_p50_ms <= cost.latency_p99_ms
+
+
+def test_a_deployed_model_recommends_the_top_20_items_per_user(toy):
+    model = build_model(BackboneSpec("BPR", 4), toy)
+    adapter = BackboneAdapter(model, toy.uid_field, toy.iid_field)
+    users = torch.tensor([1, 2, 3])
+    top = recommend_topk(adapter, users)
+    assert top.shape == (3, 20)
+    expected = torch.topk(adapter.full_scores(users), 20, dim=1).indices
+    assert torch.equal(top, expected)

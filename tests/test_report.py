@@ -1,0 +1,240 @@
+"""The reporting layer: hand-made run files in, leaderboard numbers and files out (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kdbench.report import COLUMNS, aggregate, load_runs, write_reports
+from kdbench.results import RunStore
+
+USERS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]
+TEACHER, STUDENT = "BPR:64", "BPR:8"
+PAIRING = f"{TEACHER}->{STUDENT}"
+ENV = {"kdbench": "0.1.0", "recbole": "1.2.1", "torch": "2.3.0", "python": "3.11.9",
+       "cpu": "Test CPU 9000", "gpu": "none", "threads": "4"}
+
+# Per-user NDCG@10 by (strategy, seed); the per-user test runs on these.
+_rng = np.random.default_rng(7)
+PER_USER = {
+    ("scratch", s): np.round(_rng.uniform(0, 0.5, len(USERS)), 6) for s in range(3)
+}
+PER_USER |= {("kd", s): np.round(PER_USER["scratch", s] + _rng.uniform(-0.05, 0.15, len(USERS)), 6)
+             for s in range(3)}
+PER_USER |= {("twin", s): PER_USER["scratch", s] for s in range(3)}
+PER_USER |= {("teacher", 0): np.round(_rng.uniform(0.2, 0.8, len(USERS)), 6)}
+
+NDCG = {("scratch", 0): 0.20, ("scratch", 1): 0.22, ("scratch", 2): 0.24,
+        ("kd", 0): 0.25, ("kd", 1): 0.27, ("kd", 2): 0.26,
+        ("twin", 0): 0.20, ("twin", 1): 0.22, ("twin", 2): 0.24,
+        ("teacher", 0): 0.40}
+
+
+def record(label, seed, ndcg10, *, dataset="toy", teacher=TEACHER, student=STUDENT, family=None,
+           per_user=None, params=None, sec_per_epoch=1.0, hit_cap=False, day=1, status="ok"):
+    is_teacher = label == "teacher"
+    family = family or ("teacher" if is_teacher else "baseline" if label == "scratch" else "response")
+    rec = {
+        "dataset": dataset, "teacher": teacher, "student": student, "pairing": f"{teacher}->{student}",
+        "model": teacher if is_teacher else student, "strategy": label.split("@")[0], "label": label,
+        "family": family, "seed": seed, "status": status, "environment": ENV,
+        "created": f"2025-01-{day:02d}T10:00:00+00:00", "wall_seconds": 10.0,
+    }
+    if status != "ok":
+        return rec | {"error": "RuntimeError: loss became NaN"}
+    values = per_user if per_user is not None else np.full(len(USERS), ndcg10)
+    params = params or (6400 if is_teacher else 800)
+    rec |= {
+        "test": {"ndcg@10": ndcg10, "ndcg@20": ndcg10 + 0.05, "recall@10": 2 * ndcg10, "recall@20": 3 * ndcg10},
+        "per_user": {"user_ids": USERS, "ndcg@10": [float(v) for v in values],
+                     "recall@10": [0.0] * len(USERS), "ndcg@20": [0.0] * len(USERS), "recall@20": [0.0] * len(USERS)},
+        "cost": {"params": params, "size_bytes": 4 * params,
+                 "throughput_users_per_s": 1000.0 if is_teacher else 5000.0, "latency_p50_ms": 2.0,
+                 "latency_p99_ms": 3.0, "batch_users": 256},
+        "training": {"best_epoch": 10, "epochs_run": 20, "hit_epoch_cap": hit_cap,
+                     "seconds_per_epoch": sec_per_epoch, "train_seconds": 20 * sec_per_epoch,
+                     "eval_seconds": 1.0, "kd_prepare_seconds": 0.0},
+    }
+    if not is_teacher:
+        rec["teacher_test"] = {"ndcg@10": 0.40}
+    return rec
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    store = RunStore(root / "results")
+    for (label, seed), ndcg in NDCG.items():
+        rec = record(label, seed, ndcg, per_user=PER_USER[label, seed], day=seed + 1,
+                     sec_per_epoch=1.5 if label == "kd" else 1.0,
+                     hit_cap=(label == "kd" and seed == 0))
+        store.write("toy", PAIRING, label, seed, rec)
+    store.write("toy", PAIRING, "kd", 3, record("kd", 3, None, status="failed", day=9))
+    store.write("toy", PAIRING, "broken", 0, record("broken", 0, None, status="failed", day=2))
+    # A second pairing and a second dataset: one table each.
+    other = "BPR:64->BPR:16"
+    store.write("toy", other, "teacher", 0, record("teacher", 0, 0.40, student="BPR:16"))
+    store.write("toy", other, "scratch", 0, record("scratch", 0, 0.30, student="BPR:16", params=1600))
+    for seed, value in enumerate([0.10, 0.12]):
+        store.write("toy2", PAIRING, "scratch", seed, record("scratch", seed, value, dataset="toy2"))
+    store.write("toy2", PAIRING, "teacher", 0, record("teacher", 0, 0.15, dataset="toy2"))
+    store.write("toy2", PAIRING, "kd@T=2", 0, record("kd@T=2", 0, 0.13, dataset="toy2"))
+    return root / "results"
+
+
+@pytest.fixture(scope="module")
+def table(runs_dir):
+    return aggregate(load_runs(runs_dir))
+
+
+@pytest.fixture(scope="module")
+def report_dir(runs_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    write_reports(runs_dir, out, command="python -m kdbench run --all", wall_seconds=3725.0)
+    return out
+
+
+def row_of(table, strategy, dataset="toy", pairing=PAIRING):
+    rows = table[(table["dataset"] == dataset) & (table["pairing"] == pairing) & (table["strategy"] == strategy)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_load_runs_keeps_failed_runs_countable(runs_dir):
+    runs = load_runs(runs_dir)
+    assert len(runs) == 18
+    assert (runs["status"] == "failed").sum() == 2
+    assert runs.loc[runs["status"] == "failed", "ndcg@10"].isna().all()
+
+
+def test_mean_std_relative_change_and_teacher_share_match_hand_computed(table):
+    kd, scratch, teacher = row_of(table, "kd"), row_of(table, "scratch"), row_of(table, "teacher")
+    assert kd["n_seeds"] == 3 and kd["n_failed"] == 1
+    assert kd["ndcg@10_mean"] == pytest.approx(0.26)
+    assert kd["ndcg@10_std"] == pytest.approx(0.01)  # sample std of .25 .27 .26
+    assert scratch["ndcg@10_std"] == pytest.approx(0.02)
+    assert kd["recall@10_mean"] == pytest.approx(0.52)
+    assert kd["ndcg@20_mean"] == pytest.approx(0.31)
+    assert kd["ndcg@10_vs_scratch_pct"] == pytest.approx((0.26 - 0.22) / 0.22 * 100)
+    assert kd["teacher_ndcg@10_retained_pct"] == pytest.approx(65.0)
+    assert scratch["ndcg@10_vs_scratch_pct"] == pytest.approx(0.0)
+    assert teacher["teacher_ndcg@10_retained_pct"] == pytest.approx(100.0)
+    assert math.isnan(teacher["ndcg@10_std"])  # one run
+    assert kd["compression_vs_teacher"] == pytest.approx(8.0)
+    assert kd["epoch_time_ratio_vs_scratch"] == pytest.approx(1.5)
+    assert kd["hit_epoch_cap_share"] == pytest.approx(1 / 3)
+    assert kd["params"] == 800 and teacher["params"] == 6400
+    assert kd["compute_seconds"] == pytest.approx(40.0)  # failed runs' time counts too
+
+
+def test_p_values_equal_scipy_on_the_same_vectors(table):
+    kd = row_of(table, "kd")
+    kd_users = np.mean([PER_USER["kd", s] for s in range(3)], axis=0)
+    scratch_users = np.mean([PER_USER["scratch", s] for s in range(3)], axis=0)
+    assert kd["p_value_vs_scratch"] == pytest.approx(stats.wilcoxon(kd_users, scratch_users).pvalue, rel=1e-12)
+    expected_seeds = stats.ttest_rel([0.25, 0.27, 0.26], [0.20, 0.22, 0.24]).pvalue
+    assert kd["p_value_seeds"] == pytest.approx(expected_seeds, rel=1e-12)
+    assert kd["n_paired_seeds"] == 3 and kd["n_users_tested"] == len(USERS)
+
+
+def test_strategy_identical_to_scratch_is_not_significant(table, report_dir):
+    twin = row_of(table, "twin")
+    assert twin["p_value_vs_scratch"] == pytest.approx(1.0)
+    assert twin["p_value_seeds"] == pytest.approx(1.0)
+    twin_line = next(line for line in (report_dir / "leaderboard.md").read_text().splitlines()
+                     if line.startswith("|") and "| twin " in line)
+    assert "†" not in twin_line and "‡" not in twin_line
+
+
+def test_a_strategy_whose_runs_all_failed_is_a_row_with_no_seeds(table):
+    broken = row_of(table, "broken")
+    assert broken["n_seeds"] == 0 and broken["n_failed"] == 1
+    assert math.isnan(broken["ndcg@10_mean"])
+
+
+def test_csv_has_one_row_per_cell_and_the_required_columns(report_dir):
+    with open(report_dir / "leaderboard.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    required = {"dataset", "teacher", "student", "strategy", "family", "n_seeds", "ndcg@10_mean", "ndcg@10_std",
+                "recall@10_mean", "recall@10_std", "params", "throughput_users_per_s", "p_value_vs_scratch",
+                "p_value_seeds", "ndcg@10_vs_scratch_pct", "teacher_ndcg@10_retained_pct",
+                "compression_vs_teacher", "size_bytes", "latency_p50_ms", "train_s_per_epoch",
+                "epoch_time_ratio_vs_scratch", "hit_epoch_cap_share", "n_failed"}
+    assert required <= set(rows[0])
+    assert list(rows[0]) == list(COLUMNS)
+    keys = [(r["dataset"], r["teacher"], r["student"], r["strategy"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 10
+    kd = next(r for r in rows if r["dataset"] == "toy" and r["strategy"] == "kd")
+    assert float(kd["ndcg@10_mean"]) == pytest.approx(0.26)
+    payload = json.loads((report_dir / "leaderboard.json").read_text())
+    assert len(payload["rows"]) == 10 and payload["columns"] == list(COLUMNS)
+
+
+def _tables(markdown):
+    """{section heading: [table rows as lists of cells]} for every '## ' section with a table."""
+    sections, current = {}, None
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            current = line[3:]
+            sections[current] = []
+        elif current and line.startswith("|") and not line.startswith("|--"):
+            sections[current].append([cell.strip() for cell in line.strip("|").split("|")])
+    return {name: rows[1:] for name, rows in sections.items() if rows}
+
+
+def test_markdown_header_tables_ranking_and_marks(table, report_dir):
+    text = (report_dir / "leaderboard.md").read_text()
+    for field in ("`python -m kdbench run --all`", "0.1.0 / 1.2.1 / 2.3.0 / 3.11.9", "Test CPU 9000",
+                  "GPU", "2025-01-09T10:00:00+00:00", "1h 02m 05s", "Compute time", "18 (2 failed)"):
+        assert field in text
+    tables = _tables(text)
+    assert set(tables) == {"toy: BPR:64 → BPR:8", "toy: BPR:64 → BPR:16", "toy2: BPR:64 → BPR:8", "Failed runs"}
+    rows = tables["toy: BPR:64 → BPR:8"]
+    names = [r[1] for r in rows]
+    assert names == ["**teacher (BPR:64)**", "kd", "**scratch**", "twin", "broken"]
+    means = [float(r[3].split()[0]) for r in rows if r[3] != "—"]
+    assert means == sorted(means, reverse=True)
+    assert [r[0] for r in rows] == ["", "1", "2", "3", "4"]
+    kd = rows[1]
+    assert kd[3].startswith("0.2600 ± 0.0100")
+    assert kd[4] == "+18.2%" and kd[5] == "65.0%"
+    p_users = row_of(table, "kd")["p_value_vs_scratch"]
+    assert kd[3].endswith("‡" if p_users < 0.01 else "†" if p_users < 0.05 else "0.0100")
+    assert "### How to read these tables" in text and "Wilcoxon" in text and "paired t-test" in text
+
+
+def test_report_rebuilds_byte_identical_files_from_stored_runs(runs_dir, tmp_path):
+    out = tmp_path / "out"
+    first = write_reports(runs_dir, out, command="python -m kdbench run --all", wall_seconds=12.5)
+    before = {p.name: p.read_bytes() for p in first}
+    second = write_reports(runs_dir, out)  # as `kdbench report` calls it: no command, no wall time
+    assert {p.name for p in second} == set(before)
+    for path in second:
+        assert path.read_bytes() == before[path.name], path.name
+    assert "`python -m kdbench run --all`" in (out / "leaderboard.md").read_text()
+
+
+def test_quick_report_is_written_beside_the_full_one(runs_dir, tmp_path):
+    out = tmp_path / "out"
+    write_reports(runs_dir, out, command="python -m kdbench run --all", wall_seconds=100.0)
+    full = {p.name: p.read_bytes() for p in out.iterdir()}
+    quick_runs = tmp_path / "quick"
+    RunStore(quick_runs).write("toy", PAIRING, "scratch", 0, record("scratch", 0, 0.2))
+    paths = write_reports(quick_runs, out, quick=True, command="python -m kdbench run --quick", wall_seconds=5.0)
+    assert {p.name for p in paths} == {"leaderboard-quick.md", "leaderboard-quick.csv", "leaderboard-quick.json",
+                                       "pareto-quick.png", "leaderboard-quick.meta.json"}
+    for name, content in full.items():
+        assert (out / name).read_bytes() == content
+    quick_text = (out / "leaderboard-quick.md").read_text()
+    assert re.search(r"quick, reduced run.*do not cite", quick_text.split("\n## ")[0], re.I | re.S)
+    assert "quick" not in (out / "leaderboard.md").read_text().lower()
+
+
+def test_pareto_plot_is_a_png(report_dir):
+    assert (report_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
