@@ -69,7 +69,24 @@ def build_model(spec: BackboneSpec, data, device: str = "cpu", extra: dict[str, 
     from recbole.utils import get_model
 
     config = _model_config(spec, data, device, extra)
-    return get_model(spec.model)(config, data.train.dataset).to(device)
+    model = get_model(spec.model)(config, data.train.dataset).to(device)
+    _compact_adjacency(model)
+    return model
+
+
+def _compact_adjacency(model: nn.Module) -> None:
+    """Store a graph model's normalised adjacency compactly; the same matrix, far faster products.
+
+    RecBole builds it as an uncoalesced COO tensor, whose sparse-dense product backpropagates
+    about 20x slower on CPU than the coalesced one (LightGCN on ml-100k: 0.68 s vs 0.03 s per
+    step here). LightGCN only multiplies by it, so it gets CSR, faster still; NGCF's sparse dropout
+    needs COO indices, so it gets the coalesced COO.
+    """
+    adjacency = getattr(model, "norm_adj_matrix", None)
+    if not isinstance(adjacency, torch.Tensor) or adjacency.layout != torch.sparse_coo:
+        return
+    adjacency = adjacency.coalesce()
+    model.norm_adj_matrix = adjacency.to_sparse_csr() if type(model).__name__ == "LightGCN" else adjacency
 
 
 def _model_config(spec: BackboneSpec, data, device: str, extra: dict[str, Any] | None):
