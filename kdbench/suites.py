@@ -8,6 +8,7 @@
     pairings:
       - {teacher: "BPR:200", student: "BPR:20"}
       - {teacher: "LightGCN:64", student: "LightGCN:8", train: {...}, teacher_train: {...}}
+    hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
 
 `expand` turns a suite into cells: every dataset x pairing x (teacher row + strategies) x seed.
@@ -29,7 +30,7 @@ from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
-              "pairings", "quick", "teacher_seed", "split_seed", "data_path"}
+              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams"}
 PAIRING_KEYS = {"teacher", "student", "train", "teacher_train"}
 
 
@@ -83,8 +84,10 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
     strategies = strategies_override or spec.get("strategies", "all")
     if strategies == "all":
         strategies = STRATEGIES.names()
-    for name in strategies:
+    overrides = spec.get("hparams") or {}
+    for name in list(strategies) + list(overrides):
         STRATEGIES.get(name)
+    hparams = {name: tuple(sorted((overrides.get(name) or {}).items())) for name in strategies}
     base_train = _settings(spec.get("train"))
     cells: list[Cell] = []
     for dataset in spec["datasets"]:
@@ -107,5 +110,5 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
             cells.append(Cell(strategy=TEACHER, seed=common["teacher_seed"], **common))
             for seed in spec["seeds"]:
                 for name in strategies:
-                    cells.append(Cell(strategy=name, seed=int(seed), **common))
+                    cells.append(Cell(strategy=name, seed=int(seed), hparams=hparams[name], **common))
     return cells
