@@ -45,6 +45,13 @@ class RunStore:
         atomic.write_json(path, record)
         return path
 
+    def clear_partial_writes(self) -> int:
+        """Remove temp files left by a write that was killed before its rename; they never count."""
+        stale = list(self.runs.rglob(".*.tmp")) if self.runs.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def records(self) -> Iterator[dict[str, Any]]:
         """Every stored run record, in a stable order."""
         for path in sorted(self.runs.glob("*/*/*/seed*.json")):

@@ -99,6 +99,7 @@ class Runner:
         log: Callable[[str], None] = lambda message: None,
     ):
         self.store = RunStore(results_dir)
+        self.store.clear_partial_writes()
         self.cache_dir = Path(cache_dir)
         self.device = device
         self.force = force

@@ -1,0 +1,69 @@
+"""Fixtures and report hooks of the micro-benchmarks.
+
+pytest imports this file in every run (benchmarks/ is a testpath), also the plain `pytest` that
+leaves the benchmarks uncollected: it imports nothing heavy at module level, and its hooks do
+nothing unless benchmarks ran.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads() -> int:
+    """One intra-op thread per core this process may use, for every benchmark."""
+    import torch
+
+    from benchmarks._support import THREADS
+
+    torch.set_num_threads(THREADS)
+    return THREADS
+
+
+@pytest.fixture(scope="session")
+def bench(tmp_path_factory, torch_threads):
+    """The run's catalogues, models and prepared strategies (see benchmarks/_support.py)."""
+    from benchmarks._support import BenchSession
+
+    return BenchSession(tmp_path_factory.mktemp("kdbench-benchmarks"))
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    import torch
+
+    from benchmarks._support import THREADS
+
+    machine_info["torch"] = torch.__version__
+    machine_info["torch_threads"] = THREADS
+
+
+def pytest_terminal_summary(terminalreporter):
+    support = sys.modules.get("benchmarks._support")
+    if support is None or not support.SUMMARY:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("-", f"kdbench summary (torch threads: {support.THREADS})")
+    steps = support.SUMMARY.get("training step")
+    if steps:
+        write("KD training step, time as a multiple of scratch's (same batch, timed in alternation):")
+        for (dataset, epoch), rows in _grouped(steps, ("dataset", "epoch")).items():
+            cells = ", ".join(f"{row['strategy']} {row['ratio_to_scratch']:.2f}x" for row in rows)
+            write(f"  {dataset}, epoch {epoch}: {cells}")
+    inference = support.SUMMARY.get("inference")
+    if inference:
+        write("Inference (scores + top-K), users/s and fraction of the roofline (U @ I.T + topk, same shapes):")
+        for (dataset, batch), rows in _grouped(inference, ("dataset", "batch_users")).items():
+            cells = ", ".join(
+                f"{row['model']} {row['users_per_s']:,.0f}/s ({row['roofline_fraction']:.0%})" for row in rows
+            )
+            write(f"  {dataset}, {batch} user(s): {cells}")
+
+
+def _grouped(rows, keys):
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    return groups

@@ -1,0 +1,45 @@
+"""Teacher knowledge: each strategy's one-off prepare() and its per-epoch on_epoch_start().
+
+prepare() runs once per run (the teacher's top-N lists, representation tables); each round
+times a freshly built strategy, as the runner builds it; on the large catalogue one round, since
+a round can take tens of seconds. on_epoch_start() is the resampling paid every epoch, timed at
+the first epoch and at one past every warm-up phase. Groups: `prepare <dataset>` and
+`epoch start <dataset>, epoch <e>`, every registered strategy in each.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks._support import DATASETS, EPOCHS, ML100K, STUDENT, TEACHER, run_sized
+from kdbench.strategies import STRATEGIES
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_prepare(benchmark, bench, dataset, strategy):
+    built = []
+
+    def fresh_strategy():
+        built.append(bench.new_strategy(dataset, strategy))
+        return (built[-1],), {}
+
+    benchmark.group = f"prepare {dataset}"
+    rounds, warmup = (5, 1) if dataset == ML100K else (1, 0)
+    benchmark.pedantic(lambda fresh: fresh.prepare(), setup=fresh_strategy, rounds=rounds, warmup_rounds=warmup)
+    bench.keep_prepared(dataset, strategy, built[-1])
+    benchmark.extra_info.update(bench.info(dataset) | {
+        "strategy": strategy, "teacher": str(TEACHER), "student": str(STUDENT),
+    })
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize("epoch", EPOCHS, ids=lambda epoch: f"epoch{epoch}")
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_epoch_start(benchmark, bench, dataset, epoch, strategy):
+    prepared = bench.prepared(dataset, strategy)
+    benchmark.group = f"epoch start {dataset}, epoch {epoch}"
+    run_sized(benchmark, lambda: prepared.on_epoch_start(epoch))
+    benchmark.extra_info.update(bench.info(dataset) | {
+        "strategy": strategy, "epoch": epoch, "teacher": str(TEACHER), "student": str(STUDENT),
+    })
