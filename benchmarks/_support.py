@@ -97,14 +97,11 @@ class TrainingStep:
         self.batch = batch
         params = list(self.student.model.parameters()) + [p for p in strategy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-        self.epoch: int | None = None
         self.student.model.train()
 
     def start_epoch(self, epoch: int) -> None:
-        """The strategy's per-epoch resampling, untimed; skipped when the epoch is already started."""
-        if self.epoch != epoch:
-            self.strategy.on_epoch_start(epoch)
-            self.epoch = epoch
+        """The strategy's per-epoch resampling (untimed setup)."""
+        self.strategy.on_epoch_start(epoch)
 
     def __call__(self) -> None:
         model = self.student.model

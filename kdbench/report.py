@@ -330,7 +330,12 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
     for (dataset, pairing), group in table.groupby(["dataset", "pairing"], sort=False):
         lines += [f"## {dataset}: {pairing.replace('->', ' → ')}", ""]
         rows = [_markdown_row(row) for row in group.to_dict(orient="records")]
-        lines += [tabulate(rows, headers=_MD_HEADERS, tablefmt="github", disable_numparse=True), ""]
+        quality = [row[:_N_QUALITY] for row in rows]
+        cost = [row[:2] + row[_N_QUALITY:] for row in rows]
+        lines += ["Quality:", "", tabulate(quality, headers=_MD_HEADERS[:_N_QUALITY], tablefmt="github",
+                                            disable_numparse=True), ""]
+        lines += ["Cost:", "", tabulate(cost, headers=_MD_HEADERS[:2] + _MD_HEADERS[_N_QUALITY:],
+                                         tablefmt="github", disable_numparse=True), ""]
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]
@@ -346,6 +351,7 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
 _MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch", "of teacher", "NDCG@20", "Recall@10",
                "Recall@20", "p users", "p seeds", "seeds", "params", "× smaller", "MB", "users/s",
                "p50 ms", "s/epoch", "epoch × scratch", "cap hit", "failed"]
+_N_QUALITY = 12  # the first columns form the quality table; # and strategy repeat in the cost table
 
 _LEGEND = """### How to read these tables
 
@@ -369,8 +375,9 @@ _LEGEND = """### How to read these tables
 - seeds: successful seeds aggregated. failed: runs that failed (listed under "Failed runs").
 - params: parameters used at inference (training-only modules excluded). × smaller: teacher params /
   params. MB: model size on disk.
-- users/s: inference throughput (full-catalogue scoring and top-K, users per second); p50 ms: median
-  latency of one batch; both averaged over seeds, measured on the machine above.
+- users/s: inference throughput (full-catalogue scoring and top-20 for batches of 256 users, users per
+  second, median of repeats after warm-up); p50 ms: median latency of scoring and ranking the whole
+  catalogue for a single user; both averaged over seeds, measured on the machine above.
 - s/epoch: training seconds per epoch (optimisation only); epoch × scratch: that over scratch's, the
   training overhead of distilling. cap hit: share of seeds that stopped at the epoch limit rather than by
   early stopping (their quality may be understated).

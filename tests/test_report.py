@@ -177,11 +177,15 @@ def test_csv_has_one_row_per_cell_and_the_required_columns(report_dir):
 
 
 def _tables(markdown):
-    """{section heading: [table rows as lists of cells]} for every '## ' section with a table."""
+    """{section heading: [table rows as lists of cells]} for every '## ' section with a table;
+    a pairing's cost table is keyed '<heading> / cost'."""
     sections, current = {}, None
     for line in markdown.splitlines():
         if line.startswith("## "):
             current = line[3:]
+            sections[current] = []
+        elif current and line == "Cost:":
+            current = current + " / cost"
             sections[current] = []
         elif current and line.startswith("|") and not line.startswith("|--"):
             sections[current].append([cell.strip() for cell in line.strip("|").split("|")])
@@ -194,10 +198,12 @@ def test_markdown_header_tables_ranking_and_marks(table, report_dir):
                   "GPU", "2025-01-09T10:00:00+00:00", "1h 02m 05s", "Compute time", "18 (2 failed)"):
         assert field in text
     tables = _tables(text)
-    assert set(tables) == {"toy: BPR:64 → BPR:8", "toy: BPR:64 → BPR:16", "toy2: BPR:64 → BPR:8", "Failed runs"}
+    pairings = {"toy: BPR:64 → BPR:8", "toy: BPR:64 → BPR:16", "toy2: BPR:64 → BPR:8"}
+    assert set(tables) == pairings | {p + " / cost" for p in pairings} | {"Failed runs"}
     rows = tables["toy: BPR:64 → BPR:8"]
     names = [r[1] for r in rows]
     assert names == ["**teacher (BPR:64)**", "kd", "**scratch**", "twin", "broken"]
+    assert [r[1] for r in tables["toy: BPR:64 → BPR:8 / cost"]] == names  # cost rows in the same order
     means = [float(r[3].split()[0]) for r in rows if r[3] != "—"]
     assert means == sorted(means, reverse=True)
     assert [r[0] for r in rows] == ["", "1", "2", "3", "4"]
