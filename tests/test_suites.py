@@ -1,0 +1,82 @@
+"""Suites: the shipped default, expansion into cells, overrides, and mistakes in a suite file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from kdbench.errors import KdbenchError
+from kdbench.runner import TEACHER
+from kdbench.strategies import STRATEGIES
+from kdbench.suites import expand, load_suite
+
+
+def test_the_default_suite_covers_every_strategy_two_pairings_and_five_seeds():
+    cells = expand(load_suite())
+    pairings = {c.pairing for c in cells}
+    assert len(pairings) == 2
+    assert any(p.startswith("BPR:") for p in pairings) and any(p.startswith("LightGCN:") for p in pairings)
+    students = [c for c in cells if c.strategy != TEACHER]
+    assert {c.strategy for c in students} == set(STRATEGIES.names())
+    assert {c.seed for c in students} == {0, 1, 2, 3, 4}
+    assert len(students) == 2 * 5 * len(STRATEGIES.names())
+    assert sum(c.strategy == TEACHER for c in cells) == 2
+
+
+def test_the_quick_suite_is_a_reduced_version_of_the_same_suite():
+    full, quick = load_suite(), load_suite(quick=True)
+    assert quick.label == "default-quick" and full.label == "default"
+    cells = expand(quick)
+    assert len(cells) < len(expand(full))
+    assert {c.seed for c in cells if c.strategy != TEACHER} == {0}
+
+
+def test_per_strategy_hyperparameters_become_part_of_the_cell_label(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "datasets": ["ml-100k"], "seeds": [0], "strategies": ["scratch", "rrd"],
+        "pairings": [{"teacher": "BPR:16", "student": "BPR:4"}], "hparams": {"rrd": {"K": 20}},
+    }))
+    labels = [c.label for c in expand(load_suite(path))]
+    assert labels == ["teacher", "scratch", "rrd@K=20"]
+
+
+def test_pairing_training_settings_override_the_suite_ones(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "datasets": ["ml-100k"], "seeds": [0], "strategies": ["scratch"],
+        "train": {"learning_rate": 0.001, "batch_size": 2048},
+        "pairings": [{"teacher": "BPR:16", "student": "BPR:4", "train": {"learning_rate": 0.01}}],
+    }))
+    cell = expand(load_suite(path))[-1]
+    assert cell.train.learning_rate == 0.01 and cell.train.batch_size == 2048
+    assert cell.teacher_settings == cell.train
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ({"datasets": ["ml-100k"], "seeds": [0], "pairings": [], "strategies": ["scratch"]}, "non-empty 'pairings'"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "strategies": ["nosuch"],
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "unknown strategy 'nosuch'"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "colour": "red",
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "unknown keys colour"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "train": {"speed": 3},
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "unknown training setting 'speed'"),
+        ({"datasets": ["ml-100k"], "seeds": [0],
+          "pairings": [{"teacher": "Nope:8", "student": "BPR:4"}]}, "unknown model 'Nope'"),
+    ],
+    ids=["no-pairings", "unknown-strategy", "unknown-key", "unknown-setting", "unknown-model"],
+)
+def test_a_mistake_in_a_suite_file_is_named(tmp_path, content, problem):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(KdbenchError, match=problem):
+        expand(load_suite(path))
+
+
+def test_a_suite_file_that_is_not_yaml_is_named(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("datasets: [ml-100k\n  - oops")
+    with pytest.raises(KdbenchError, match="not valid YAML"):
+        load_suite(path)
