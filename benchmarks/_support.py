@@ -24,7 +24,11 @@ from kdbench.data import TOPK, PreparedData, load_data
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
 from kdbench.train import TrainSettings
 
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# Intra-op threads: one per core this process may use. On a machine that other jobs keep busy,
+# KDBENCH_BENCH_THREADS=1 gives steadier figures: a parallel region waits for its slowest thread,
+# and a thread that loses its core stalls the whole step for a scheduler slice.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+THREADS = int(os.environ.get("KDBENCH_BENCH_THREADS") or CORES)
 
 ML100K = "ml-100k"
 SYNTHETIC = "synthetic-100k"
@@ -56,11 +60,11 @@ def write_synthetic_catalogue(root: Path, name: str, n_users: int, n_items: int,
     then every user gets `per_user` more items drawn uniformly; repeated pairs are dropped.
     """
     rng = np.random.default_rng(seed)
-    dealt = np.arange(n_items, dtype=np.int64) % n_users * n_items + rng.permutation(n_items)
-    extra = np.repeat(np.arange(n_users, dtype=np.int64), per_user) * n_items + rng.integers(0, n_items, n_users * per_user)
-    keys = np.unique(np.concatenate([dealt, extra]))
-    keys = keys[rng.permutation(keys.size)]
-    users, items = keys // n_items, keys % n_items
+    dealt_users, dealt_items = np.arange(n_items) % n_users, rng.permutation(n_items)
+    extra_users, extra_items = np.repeat(np.arange(n_users), per_user), rng.integers(0, n_items, n_users * per_user)
+    pairs = np.unique(np.concatenate([dealt_users * n_items + dealt_items, extra_users * n_items + extra_items]))
+    pairs = pairs[rng.permutation(pairs.size)]  # key user * n_items + item, in no particular order
+    users, items = pairs // n_items, pairs % n_items
     if np.bincount(users, minlength=n_users).min() < MIN_PER_USER or np.unique(items).size != n_items:
         raise AssertionError("synthetic catalogue: a user has too few items or an item never appears")
     folder = root / name
@@ -99,10 +103,6 @@ class TrainingStep:
         self.optimizer = torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
         self.student.model.train()
 
-    def start_epoch(self, epoch: int) -> None:
-        """The strategy's per-epoch resampling (untimed setup)."""
-        self.strategy.on_epoch_start(epoch)
-
     def __call__(self) -> None:
         model = self.student.model
         with self.student.one_forward_per_step():
@@ -118,43 +118,64 @@ class TrainingStep:
         self.optimizer.step()
 
 
-def paired_medians(first: Callable[[], Any], second: Callable[[], Any], budget_s: float = 0.5,
-                   min_pairs: int = 5, max_pairs: int = 50) -> tuple[float, float]:
-    """Median seconds of `first` and `second`, timed in alternation (AB BA AB ...).
+def time_calls(fn: Callable[[], Any], budget_s: float = 1.0, min_calls: int = 20,
+               max_calls: int = 1000) -> list[float]:
+    """Seconds of each of repeated calls of `fn`, for about `budget_s` (at least `min_calls`)."""
+    seconds: list[float] = []
+    start = time.perf_counter()
+    while len(seconds) < max_calls and (len(seconds) < min_calls or time.perf_counter() - start < budget_s):
+        tic = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - tic)
+    return seconds
 
-    On a machine whose load changes during the run both slow down alike, so their ratio stays
-    meaningful where two separately timed benchmarks would not be.
+
+def time_paired(first: Callable[[], Any], second: Callable[[], Any], budget_s: float = 0.5,
+                min_pairs: int = 3, max_pairs: int = 1000) -> tuple[list[float], list[float]]:
+    """Seconds of calls of `first` and of `second` timed in alternation (AB BA AB ...).
+
+    Both see the same load, so the ratio of their medians stays meaningful on a machine whose
+    load changes during the run, where separately timed medians would not.
     """
     times: tuple[list[float], list[float]] = ([], [])
     start = time.perf_counter()
-    pairs = 0
-    while pairs < max_pairs and (pairs < min_pairs or time.perf_counter() - start < budget_s):
-        order = (0, 1) if pairs % 2 == 0 else (1, 0)
-        for which in order:
-            fn = (first, second)[which]
+    while len(times[0]) < max_pairs and (len(times[0]) < min_pairs or time.perf_counter() - start < budget_s):
+        for which in ((0, 1) if len(times[0]) % 2 == 0 else (1, 0)):
             tic = time.perf_counter()
-            fn()
+            (first, second)[which]()
             times[which].append(time.perf_counter() - tic)
-        pairs += 1
-    return statistics.median(times[0]), statistics.median(times[1])
+    return times
 
 
-def run_sized(benchmark, fn: Callable[[], Any], budget_s: float = 2.0, max_rounds: int = 20):
+def fastest_ratio(first: list[float | None], second: list[float | None]) -> float:
+    """Fastest call over fastest call. Load on the machine only ever adds time, so the fastest
+    call is the estimate of a target's cost that a busy machine disturbs least."""
+    return min(s for s in first if s is not None) / min(s for s in second if s is not None)
+
+
+def median_ratio(first: list[float], second: list[float]) -> float:
+    return statistics.median(first) / statistics.median(second)
+
+
+def run_sized(benchmark, fn: Callable[[], Any], budget_s: float = 1.0, max_rounds: int = 1000,
+              trial: bool = True):
     """benchmark.pedantic with rounds sized from one untimed trial call (which also warms up).
 
-    For targets that may take seconds (an epoch's resampling on the large catalogue): they run
-    once or twice; the cheap ones get up to `max_rounds`.
+    For targets whose cost ranges from microseconds to seconds (a strategy's step or resampling):
+    the cheap ones get up to `max_rounds` rounds, a slow one a round or two. Without `trial`, one
+    round: for the large catalogue's passes, which take seconds each.
     """
-    tic = time.perf_counter()
-    fn()
-    trial = time.perf_counter() - tic
-    rounds = max(1, min(max_rounds, int(budget_s / max(trial, 1e-9))))
+    rounds = 1
+    if trial:
+        tic = time.perf_counter()
+        fn()
+        rounds = max(1, min(max_rounds, int(budget_s / max(time.perf_counter() - tic, 1e-9))))
     return benchmark.pedantic(fn, rounds=rounds, iterations=1)
 
 
-def median_seconds(benchmark) -> float | None:
-    """The benchmark's median, or None where timing is off (--benchmark-disable)."""
-    return benchmark.stats["median"] if benchmark.stats else None
+def benchmark_seconds(benchmark, stat: str = "median") -> float | None:
+    """A statistic of the benchmark's rounds, or None where timing is off (--benchmark-disable)."""
+    return benchmark.stats[stat] if benchmark.stats else None
 
 
 class BenchSession:
@@ -167,6 +188,7 @@ class BenchSession:
         self._batches: dict[str, Any] = {}
         self._prepared: dict[tuple[str, str], DistillationStrategy] = {}
         self._steps: dict[tuple[str, str], TrainingStep] = {}
+        self._started: dict[tuple[str, str], int] = {}  # the epoch each prepared strategy is in
 
     def data(self, dataset: str) -> PreparedData:
         if dataset not in self._data:
@@ -183,7 +205,7 @@ class BenchSession:
         """extra_info common to every benchmark on `dataset`."""
         data = self.data(dataset)
         return {"dataset": dataset, "n_users": data.n_users, "n_items": data.n_items,
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "cores": CORES}
 
     def adapter(self, dataset: str, model: nn.Module) -> BackboneAdapter:
         data = self.data(dataset)
@@ -225,6 +247,19 @@ class BenchSession:
             strategy.prepare()
             self._prepared[key] = strategy
         return self._prepared[key]
+
+    def started(self, dataset: str, name: str, epoch: int) -> None:
+        """Record that the prepared strategy has just run on_epoch_start(epoch)."""
+        self._started[(dataset, name)] = epoch
+
+    def start_epoch(self, dataset: str, name: str, epoch: int) -> DistillationStrategy:
+        """The prepared strategy in `epoch`: on_epoch_start(epoch) unless it is there already
+        (resampling on the large catalogue takes seconds; the benchmarks run it once per epoch)."""
+        strategy = self.prepared(dataset, name)
+        if self._started.get((dataset, name)) != epoch:
+            strategy.on_epoch_start(epoch)
+            self.started(dataset, name, epoch)
+        return strategy
 
     def batch(self, dataset: str):
         """The first training batch (2048 interactions with their sampled negatives), fixed by seed."""

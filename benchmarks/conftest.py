@@ -34,10 +34,11 @@ def bench(tmp_path_factory, torch_threads):
 def pytest_benchmark_update_machine_info(config, machine_info):
     import torch
 
-    from benchmarks._support import THREADS
+    from benchmarks._support import CORES, THREADS
 
     machine_info["torch"] = torch.__version__
     machine_info["torch_threads"] = THREADS
+    machine_info["cores"] = CORES
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -48,13 +49,14 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_sep("-", f"kdbench summary (torch threads: {support.THREADS})")
     steps = support.SUMMARY.get("training step")
     if steps:
-        write("KD training step, time as a multiple of scratch's (same batch, timed in alternation):")
-        for (dataset, epoch), rows in _grouped(steps, ("dataset", "epoch")).items():
+        write("KD training step, time as a multiple of scratch's (same batch; fastest calls):")
+        for (dataset, epoch), rows in sorted(_grouped(steps, ("dataset", "epoch")).items()):
             cells = ", ".join(f"{row['strategy']} {row['ratio_to_scratch']:.2f}x" for row in rows)
             write(f"  {dataset}, epoch {epoch}: {cells}")
     inference = support.SUMMARY.get("inference")
     if inference:
-        write("Inference (scores + top-K), users/s and fraction of the roofline (U @ I.T + topk, same shapes):")
+        write("Inference (scores + top-K): users/s, and the roofline's time over the model's (U @ I.T + topk,")
+        write("same shapes; fastest calls):")
         for (dataset, batch), rows in _grouped(inference, ("dataset", "batch_users")).items():
             cells = ", ".join(
                 f"{row['model']} {row['users_per_s']:,.0f}/s ({row['roofline_fraction']:.0%})" for row in rows

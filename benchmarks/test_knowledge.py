@@ -1,9 +1,9 @@
 """Teacher knowledge: each strategy's one-off prepare() and its per-epoch on_epoch_start().
 
 prepare() runs once per run (the teacher's top-N lists, representation tables); each round
-times a freshly built strategy, as the runner builds it; on the large catalogue one round, since
-a round can take tens of seconds. on_epoch_start() is the resampling paid every epoch, timed at
-the first epoch and at one past every warm-up phase. Groups: `prepare <dataset>` and
+times a freshly built strategy, as the runner builds it. on_epoch_start() is the resampling paid
+every epoch, timed at the first epoch and at one past every warm-up phase. On the large
+catalogue both run one round: a round can take tens of seconds. Groups: `prepare <dataset>` and
 `epoch start <dataset>, epoch <e>`, every registered strategy in each.
 """
 
@@ -39,7 +39,8 @@ def test_prepare(benchmark, bench, dataset, strategy):
 def test_epoch_start(benchmark, bench, dataset, epoch, strategy):
     prepared = bench.prepared(dataset, strategy)
     benchmark.group = f"epoch start {dataset}, epoch {epoch}"
-    run_sized(benchmark, lambda: prepared.on_epoch_start(epoch))
+    run_sized(benchmark, lambda: prepared.on_epoch_start(epoch), trial=dataset == ML100K)
+    bench.started(dataset, strategy, epoch)
     benchmark.extra_info.update(bench.info(dataset) | {
         "strategy": strategy, "epoch": epoch, "teacher": str(TEACHER), "student": str(STUDENT),
     })

@@ -191,9 +191,11 @@ def _run(args) -> int:
     else:
         from kdbench.report import write_reports
 
-        command = "python -m kdbench " + " ".join(args.argv)
+        # an invocation that found every cell finished keeps the header of the one that ran them
+        ran = runner.executed > 0
         outputs = write_reports(results_dir, Path(args.results_dir), quick=args.quick,
-                                command=command, wall_seconds=time.time() - started)
+                                command="python -m kdbench " + " ".join(args.argv) if ran else None,
+                                wall_seconds=time.time() - started if ran else None)
         for path in outputs:
             print(f"wrote {path}")
     if failed:

@@ -105,6 +105,7 @@ class Runner:
         self.force = force
         self.log = log
         self._data: dict[tuple, PreparedData] = {}
+        self.executed = 0  # cells this Runner actually ran (not found finished)
 
     # -- data and teacher -------------------------------------------------------------------
     def data_for(self, cell: Cell, spec: BackboneSpec, settings: TrainSettings) -> PreparedData:
@@ -184,6 +185,7 @@ class Runner:
         record, same = self._stored(cell)
         if same and not self.force:
             return record
+        self.executed += 1
         log_path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed).with_suffix(".log")
         handler = _attach_log(log_path)
         start = time.perf_counter()

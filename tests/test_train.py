@@ -192,3 +192,15 @@ def test_a_loss_that_turns_nan_stops_training_with_an_error(toy):
     strategy = NaNStrategy(make_context(toy, "BPR:4", "BPR:4"))
     with pytest.raises(TrainingDiverged, match="epoch 1"):
         fit(strategy.context.student.model, toy, TrainSettings(max_epochs=2), strategy=strategy)
+
+
+def test_early_stopping_waits_for_min_epochs(toy):
+    result = fit(_bpr(toy), toy, TrainSettings(max_epochs=50, patience=1, learning_rate=1e4, min_epochs=8), seed=0)
+    assert result.hit_epoch_cap is False
+    assert result.epochs_run >= 8
+    assert result.best_valid == max(valid for _, valid in result.valid_curve)
+
+
+def test_min_epochs_is_left_out_of_records_when_unset():
+    assert "min_epochs" not in TrainSettings().as_dict()  # older records and cache keys stay valid
+    assert TrainSettings(min_epochs=30).as_dict()["min_epochs"] == 30
