@@ -71,6 +71,7 @@ class DistillationStrategy(nn.Module):
     family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
+    must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
 
@@ -86,7 +87,8 @@ class DistillationStrategy(nn.Module):
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """Defaults updated by `given`; values cast to the default's type and checked >= 0."""
+        """Defaults updated by `given`; values cast to the default's type, checked >= 0, and > 0
+        for the keys in `must_be_positive`."""
         resolved = dict(cls.defaults)
         for key, raw in given.items():
             if key not in cls.defaults:
@@ -94,6 +96,9 @@ class DistillationStrategy(nn.Module):
                     f"unknown hyperparameter '{key}' for strategy '{cls.name}': valid: {choices(cls.defaults)}"
                 )
             resolved[key] = _cast(cls.name, key, raw, cls.defaults[key])
+        for key in cls.must_be_positive:
+            if not resolved[key] > 0:
+                raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {resolved[key]}")
         return resolved
 
     @property

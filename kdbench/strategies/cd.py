@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdbench.errors import KdbenchError
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
 
@@ -125,6 +124,7 @@ class CD(DistillationStrategy):
     """
 
     defaults = {"weight": 0.5, "n_distill": 2, "N": 3000, "T": 20.0, "t1": 2.0, "t2": 0.0}
+    must_be_positive = ("n_distill", "N", "T", "t1")
 
     def __init__(self, context, **hparams):
         super().__init__(context, **hparams)
@@ -134,13 +134,6 @@ class CD(DistillationStrategy):
         self.items: torch.Tensor | None = None  # (n_users, n_distill) this epoch's samples
         self.teacher_scores: torch.Tensor | None = None  # (n_users, n_distill)
 
-    @classmethod
-    def resolve_hparams(cls, given):
-        hparams = super().resolve_hparams(given)
-        for key in ("n_distill", "N", "T", "t1"):
-            if not hparams[key] > 0:
-                raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {hparams[key]}")
-        return hparams
 
     def prepare(self) -> None:
         ctx = self.context

@@ -12,7 +12,6 @@ import math
 import torch
 from torch import nn
 
-from kdbench.errors import KdbenchError
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import teacher_representations
 
@@ -121,6 +120,7 @@ class DE(DistillationStrategy):
     """
 
     defaults = {"weight": 0.01, "num_experts": 30, "T_start": 1.0, "T_end": 1e-10, "anneal_epochs": 1000}
+    must_be_positive = ("num_experts", "T_start", "T_end", "anneal_epochs")
     needs_representations = True
 
     def __init__(self, context, **hparams):
@@ -138,13 +138,6 @@ class DE(DistillationStrategy):
         self.teacher_users: torch.Tensor | None = None
         self.teacher_items: torch.Tensor | None = None
 
-    @classmethod
-    def resolve_hparams(cls, given):
-        hparams = super().resolve_hparams(given)
-        for key in ("num_experts", "T_start", "T_end", "anneal_epochs"):
-            if not hparams[key] > 0:
-                raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {hparams[key]}")
-        return hparams
 
     def prepare(self) -> None:
         users, items = teacher_representations(self.context.teacher)

@@ -10,7 +10,6 @@ import scipy.sparse as sp
 import torch
 
 from kdbench.backbones import BackboneAdapter, reset_inference_cache
-from kdbench.errors import KdbenchError
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
 
@@ -74,19 +73,13 @@ class KD(DistillationStrategy):
     """
 
     defaults = {"weight": 1.0, "K": 50, "tau": 1.0}
+    must_be_positive = ("K", "tau")
 
     def __init__(self, context, **hparams):
         super().__init__(context, **hparams)
         self.candidates: torch.Tensor | None = None  # (n_users, K) item ids, re-picked each epoch
         self.teacher_logits: torch.Tensor | None = None  # (n_users, K) teacher scores on them
 
-    @classmethod
-    def resolve_hparams(cls, given):
-        hparams = super().resolve_hparams(given)
-        for key in ("K", "tau"):
-            if not hparams[key] > 0:
-                raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {hparams[key]}")
-        return hparams
 
     def on_epoch_start(self, epoch: int) -> None:
         ctx = self.context

@@ -100,17 +100,11 @@ class RD(DistillationStrategy):
         "dynamic_samples": 100,
         "dynamic_start_epoch": 10,
     }
+    must_be_positive = ("K", "dynamic_samples", "lambda_pos")
 
     def __init__(self, context: DistillationContext, **hparams):
         super().__init__(context, **hparams)
         h = self.hparams
-        for key in ("K", "dynamic_samples"):
-            if h[key] < 1:
-                raise KdbenchError(f"hyperparameter '{key}' of strategy '{self.name}' must be >= 1, got {h[key]}")
-        if not h["lambda_pos"] > 0:
-            raise KdbenchError(
-                f"hyperparameter 'lambda_pos' of strategy '{self.name}' must be > 0, got {h['lambda_pos']}"
-            )
         self.position_weights = rd_position_weights(h["K"], h["lambda_pos"]).to(context.device)
         self._top: torch.Tensor | None = None  # (n_users, K) on context.device
         self._samples: torch.Tensor | None = None  # (n_users, dynamic_samples) while dynamic

@@ -107,14 +107,11 @@ class RRD(DistillationStrategy):
     """Relaxed Ranking Distillation; see the module docstring for the loss, defaults and weight."""
 
     defaults = {"weight": 0.001, "K": 40, "L": 40, "T": 10.0, "top_n": 500}
+    must_be_positive = ("K", "T")
 
     def __init__(self, context: DistillationContext, **hparams):
         super().__init__(context, **hparams)
         h = self.hparams
-        if h["K"] < 1:
-            raise KdbenchError(f"hyperparameter 'K' of strategy '{self.name}' must be >= 1, got {h['K']}")
-        if not h["T"] > 0:
-            raise KdbenchError(f"hyperparameter 'T' of strategy '{self.name}' must be > 0, got {h['T']}")
         if h["top_n"] < h["K"]:
             raise KdbenchError(
                 f"strategy '{self.name}': top_n ({h['top_n']}) must be >= K ({h['K']}): "
