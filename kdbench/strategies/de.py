@@ -138,11 +138,8 @@ class DE(DistillationStrategy):
         self.teacher_users: torch.Tensor | None = None
         self.teacher_items: torch.Tensor | None = None
 
-
     def prepare(self) -> None:
-        users, items = teacher_representations(self.context.teacher)
-        self.teacher_users = users.to(self.context.device)
-        self.teacher_items = items.to(self.context.device)
+        self.teacher_users, self.teacher_items = teacher_representations(self.context.teacher, self.context.device)
 
     def on_epoch_start(self, epoch: int) -> None:
         h = self.hparams

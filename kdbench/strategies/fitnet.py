@@ -58,9 +58,7 @@ class FitNet(DistillationStrategy):
         self.teacher_items: torch.Tensor | None = None
 
     def prepare(self) -> None:
-        users, items = teacher_representations(self.context.teacher)
-        self.teacher_users = users.to(self.context.device)
-        self.teacher_items = items.to(self.context.device)
+        self.teacher_users, self.teacher_items = teacher_representations(self.context.teacher, self.context.device)
 
     def loss(self, batch) -> torch.Tensor:
         if self.teacher_users is None:

@@ -53,10 +53,13 @@ def teacher_top_n(
 
 
 @torch.no_grad()
-def teacher_representations(teacher: BackboneAdapter) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frozen teacher's user and item representation tables (constant during distillation)."""
+def teacher_representations(
+    teacher: BackboneAdapter, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen teacher's user and item representation tables (constant during distillation),
+    copied (to `device` if given)."""
     users, items = teacher.representation_tables()
-    return users.detach().clone(), items.detach().clone()
+    return users.detach().clone().to(device), items.detach().clone().to(device)
 
 
 @torch.no_grad()
