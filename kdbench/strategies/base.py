@@ -16,6 +16,10 @@ The trainer minimises `student base loss + weight * strategy.loss(batch)`. The t
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +31,7 @@ from torch import nn
 from kdbench.backbones import BackboneAdapter
 from kdbench.errors import KdbenchError, choices
 from kdbench.registry import Registry
+from kdbench.search_space import Distribution, check_space, weight_space
 
 STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
 FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
@@ -74,6 +79,9 @@ class DistillationStrategy(nn.Module):
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
+    # What `kdbench tune` may try (kdbench.search_space). None: not declared, so the tuner tries the
+    # weight alone over 4 decades around its default; {}: nothing of the strategy's own to tune.
+    search_space: ClassVar[dict[str, Distribution] | None] = None
 
     def __init__(self, context: DistillationContext, **hparams: Any):
         super().__init__()
@@ -100,6 +108,21 @@ class DistillationStrategy(nn.Module):
             if not resolved[key] > 0:
                 raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {resolved[key]}")
         return resolved
+
+    @classmethod
+    def tuning_space(cls) -> dict[str, Distribution]:
+        """The strategy's own search space (the training knobs are added by the tuner)."""
+        if cls.search_space is None:
+            return {"weight": weight_space(float(cls.defaults.get("weight", 1.0)))} if "weight" in cls.defaults else {}
+        check_space(cls.name, cls.defaults, cls.search_space)
+        return dict(cls.search_space)
+
+    @classmethod
+    def code_version(cls) -> str:
+        """A hash of the code that computes this strategy's loss: its module and the kdbench.strategies
+        modules it imports (except this base), with docstrings and comments stripped, so a change
+        to the maths makes stored results stale while an edited comment does not."""
+        return code_hash(_strategy_modules(cls))
 
     @property
     def weight(self) -> float:
@@ -145,3 +168,35 @@ def _cast(strategy: str, key: str, raw: Any, default: Any) -> Any:
     if kind is not bool and (not np.isfinite(value) or value < 0):
         raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be >= 0, got '{raw}'")
     return value
+
+
+def _strategy_modules(cls: type) -> list[str]:
+    """Module names of `cls`'s own file, the files of its strategy base classes, and the
+    kdbench.strategies modules they import."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass.__module__ not in names and klass.__module__ not in (__name__, "torch.nn.modules.module", "builtins"):
+            if issubclass(klass, DistillationStrategy) and klass is not DistillationStrategy:
+                names.append(klass.__module__)
+    for name in list(names):
+        tree = ast.parse(inspect.getsource(sys.modules[name]))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdbench.strategies"):
+                if node.module != __name__ and node.module not in names:
+                    names.append(node.module)
+    return names
+
+
+def code_hash(module_names: list[str]) -> str:
+    """sha256 (12 hex digits) of the modules' syntax trees without docstrings."""
+    digest = hashlib.sha256()
+    for name in sorted(module_names):
+        tree = ast.parse(inspect.getsource(sys.modules[name]))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                    and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(name.encode() + b"\0" + ast.dump(tree).encode())
+    return digest.hexdigest()[:12]

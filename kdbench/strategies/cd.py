@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kdbench.search_space import CatalogueShare, IntRange, LogUniform
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
 
@@ -125,6 +126,10 @@ class CD(DistillationStrategy):
 
     defaults = {"weight": 0.5, "n_distill": 2, "N": 3000, "T": 20.0, "t1": 2.0, "t2": 0.0}
     must_be_positive = ("n_distill", "N", "T", "t1")
+    # N as a share of the catalogue: the reference's 3000 is 12% of CiteULike's 25,181 items but
+    # more than all of ml-100k's 1,682; T from near-uniform (50) to sharply top-heavy (0.5).
+    search_space = {"weight": LogUniform(1e-2, 1e1), "n_distill": IntRange(1, 50, log=True),
+                    "N": CatalogueShare(0.01, 0.5, min_items=50), "T": LogUniform(0.5, 50.0)}
 
     def __init__(self, context, **hparams):
         super().__init__(context, **hparams)

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from kdbench.search_space import IntRange, LogUniform
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import teacher_representations
 
@@ -121,6 +122,9 @@ class DE(DistillationStrategy):
 
     defaults = {"weight": 0.01, "num_experts": 30, "T_start": 1.0, "T_end": 1e-10, "anneal_epochs": 1000}
     must_be_positive = ("num_experts", "T_start", "T_end", "anneal_epochs")
+    # anneal_epochs is tuned: the reference anneals over its 1000-epoch cap, but students here stop
+    # after 50-150 epochs, where T would still be far from the hard selection DE relies on.
+    search_space = {"weight": LogUniform(1e-4, 1.0), "anneal_epochs": IntRange(5, 500, log=True)}
     needs_representations = True
 
     def __init__(self, context, **hparams):

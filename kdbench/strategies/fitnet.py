@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kdbench.search_space import LogUniform
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import teacher_representations
 
@@ -46,6 +47,7 @@ class FitNet(DistillationStrategy):
     """
 
     defaults = {"weight": 0.05}
+    search_space = {"weight": LogUniform(1e-4, 1e1)}
     needs_representations = True
 
     def __init__(self, context, **hparams):

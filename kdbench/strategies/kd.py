@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from kdbench.backbones import BackboneAdapter, reset_inference_cache
+from kdbench.search_space import IntRange, LogUniform
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
 
@@ -73,6 +74,8 @@ class KD(DistillationStrategy):
     """
 
     defaults = {"weight": 1.0, "K": 50, "tau": 1.0}
+    # KDs uses tau 1 / weight 1 (BPR) and tau 10 / weight 5 (LightGCN): both inside the ranges.
+    search_space = {"weight": LogUniform(1e-2, 1e2), "K": IntRange(10, 200, log=True), "tau": LogUniform(0.1, 20.0)}
     must_be_positive = ("K", "tau")
 
     def __init__(self, context, **hparams):

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from kdbench.errors import KdbenchError
 from kdbench.strategies._sampling import ItemExclusions, sample_allowed
+from kdbench.search_space import IntRange, LogUniform
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import teacher_top_n
 
@@ -101,6 +102,7 @@ class RD(DistillationStrategy):
         "dynamic_start_epoch": 10,
     }
     must_be_positive = ("K", "dynamic_samples", "lambda_pos")
+    search_space = {"weight": LogUniform(1e-2, 1e1), "K": IntRange(5, 50, log=True), "mu": LogUniform(1e-2, 1.0)}
 
     def __init__(self, context: DistillationContext, **hparams):
         super().__init__(context, **hparams)

@@ -59,6 +59,7 @@ import torch
 
 from kdbench.errors import KdbenchError
 from kdbench.strategies._sampling import ItemExclusions, sample_allowed
+from kdbench.search_space import CatalogueShare, IntRange, LogUniform
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import MAX_CELLS, teacher_top_n
 
@@ -108,6 +109,10 @@ class RRD(DistillationStrategy):
 
     defaults = {"weight": 0.001, "K": 40, "L": 40, "T": 10.0, "top_n": 500}
     must_be_positive = ("K", "T")
+    # The pool is a share of the catalogue (the reference's 500 is 2% of CiteULike, 30% of ml-100k),
+    # never smaller than the largest K; the weight spans the per-row vs per-distinct-user gap.
+    search_space = {"weight": LogUniform(1e-4, 1.0), "K": IntRange(5, 100, log=True), "L": IntRange(5, 100, log=True),
+                    "T": LogUniform(1.0, 100.0), "top_n": CatalogueShare(0.02, 0.5, min_items=100)}
 
     def __init__(self, context: DistillationContext, **hparams):
         super().__init__(context, **hparams)
@@ -175,6 +180,8 @@ class RRDTopK(RRD):
     uninteresting items redrawn each epoch outside the teacher's top_n, the same defaults and
     weight derivation (module docstring); T is unused here.
     """
+
+    search_space = {k: v for k, v in RRD.search_space.items() if k != "T"}
 
     def sample_interesting(self) -> torch.Tensor:
         return self._pool[:, : self.hparams["K"]].clone()

@@ -10,6 +10,7 @@ class Scratch(DistillationStrategy):
     """L = L_base. The reference every KD strategy is compared against."""
 
     defaults = {"weight": 0.0}
+    search_space = {}  # the tuner still tunes the shared training knobs, with the same trial budget
     needs_teacher = False
 
     def loss(self, batch) -> None:
