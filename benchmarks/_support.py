@@ -22,7 +22,7 @@ from torch import nn
 from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model
 from kdbench.data import TOPK, PreparedData, load_data
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
-from kdbench.train import TrainSettings
+from kdbench.train import TrainSettings, make_optimizer, train_step
 
 # Intra-op threads: one per core this process may use. On a machine that other jobs keep busy,
 # KDBENCH_BENCH_THREADS=1 gives steadier figures: a parallel region waits for its slowest thread,
@@ -93,29 +93,17 @@ class Roofline:
 
 
 class TrainingStep:
-    """One optimisation step of the student on a fixed batch, exactly as kdbench.train.fit takes it."""
+    """One optimisation step of the student on a fixed batch: kdbench.train.train_step, as fit() takes it."""
 
     def __init__(self, strategy: DistillationStrategy, batch, settings: TrainSettings = TrainSettings()):
         self.strategy = strategy
         self.student = strategy.context.student
         self.batch = batch
-        params = list(self.student.model.parameters()) + [p for p in strategy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        self.optimizer = make_optimizer(self.student.model, settings, strategy)
         self.student.model.train()
 
     def __call__(self) -> None:
-        model = self.student.model
-        with self.student.one_forward_per_step():
-            loss = model.calculate_loss(self.batch)
-            loss = sum(loss) if isinstance(loss, tuple) else loss
-            kd_loss = self.strategy.loss(self.batch)
-            if kd_loss is not None:
-                loss = loss + self.strategy.weight * kd_loss
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"strategy '{self.strategy.name}': the loss is {loss.item()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        train_step(self.student, self.batch, self.optimizer, self.strategy)
 
 
 def time_calls(fn: Callable[[], Any], budget_s: float = 1.0, min_calls: int = 20,
@@ -227,13 +215,7 @@ class BenchSession:
         data = self.data(dataset)
         torch.manual_seed(0)
         student = build_model(STUDENT, data)
-        context = DistillationContext(
-            teacher=self.adapter(dataset, self.frozen_model(dataset, TEACHER)),
-            student=self.adapter(dataset, student),
-            n_users=data.n_users, n_items=data.n_items, history=data.history,
-            uid_field=data.uid_field, iid_field=data.iid_field, neg_iid_field=data.neg_iid_field,
-            device=torch.device("cpu"), seed=0,
-        )
+        context = DistillationContext.build(data, student, self.frozen_model(dataset, TEACHER), seed=0)
         return STRATEGIES.get(name)(context).to("cpu")
 
     def keep_prepared(self, dataset: str, name: str, strategy: DistillationStrategy) -> None:

@@ -39,6 +39,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("parallel execution")
+    group.add_argument("--workers", type=_positive_int,
+                       help="cells run side by side in this many worker processes (default: the number of "
+                            "cores; 1 runs in this process). Each cell uses one torch thread either way, so "
+                            "results do not depend on this")
+    group.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local worker processes (default) or Ray tasks")
+    group.add_argument("--address", metavar="auto|HOST:PORT",
+                       help="with --executor ray: the running cluster to join (default: a private local Ray instance)")
+
+
+def _executor(args, n_tasks: int):
+    """The executor the flags name; by default one local worker per core, never more than tasks."""
+    from kdbench.executors import default_workers, make_executor
+
+    workers = args.workers or max(1, min(default_workers(), n_tasks))
+    return make_executor(args.executor, workers, args.address, args.device)
+
+
 def _hparam(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -86,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
                        help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
     where.add_argument("--force", action="store_true", help="redo cells that already have a result")
+    _add_executor_flags(run)
 
     listing = commands.add_parser("list", help="list datasets, backbones and strategies",
                                   description="List bundled datasets, known backbones and registered strategies.")
@@ -161,7 +182,8 @@ def _strategies(args) -> list[str] | None:
 
 def _run(args) -> int:
     from kdbench.backbones import BackboneSpec
-    from kdbench.runner import Cell, Runner, run_cells, validate_cells
+    from kdbench.cells import Cell
+    from kdbench.runner import Runner, run_cells, validate_cells
     from kdbench.suites import expand, load_suite
 
     started = time.time()
@@ -181,9 +203,14 @@ def _run(args) -> int:
         ]
         results_dir = Path(args.results_dir)
     validate_cells(cells)
-    runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note)
+    runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note,
+                    plugins=tuple(str(Path(p).resolve()) for p in args.plugin))
     runner.check_no_overwrite(cells)
-    records = run_cells(runner, cells)
+    runner.executor = _executor(args, len(cells) if args.force else sum(not runner.is_done(c) for c in cells))
+    try:
+        records = run_cells(runner, cells)
+    finally:
+        runner.executor.close()
     failed = [r for r in records if r.get("status") != "ok"]
     if suite is None:
         for record in records:

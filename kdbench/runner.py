@@ -1,70 +1,33 @@
-"""The runner: one cell = (dataset, teacher -> student, strategy, seed) trained and measured.
+"""The driver: plans cells, runs the teacher stage then the student stage on an executor, and alone
+writes result files and the teacher cache.
 
-- the teacher of a cell is trained once and cached on disk (`checkpoints.cache_key`);
-- each cell's result is written atomically as its own JSON file; a finished cell is skipped on a
-  rerun (`force=True` redoes it), so an interrupted suite resumes where it stopped;
-- a cell that raises (or whose loss turns NaN) is recorded as failed with its error, and the
-  suite goes on.
+- every teacher a set of cells needs is trained once (or loaded from the cache, `checkpoints`),
+  before the students that need it, never twice by two workers;
+- each cell's result is written atomically as its own JSON file, with its log beside it; a
+  finished cell whose stored identity equals the cell's is skipped (`force=True` redoes it), so an
+  interrupted suite resumes where it stopped;
+- a cell that raises (or whose loss turns NaN, or whose worker died) is recorded as failed with its
+  error, and the suite goes on.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import logging
-import platform
-import time
-import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import torch
-
-from kdbench import __version__, atomic
-from kdbench.backbones import REPRESENTATIONS, BackboneAdapter, BackboneSpec, build_model
+from kdbench.backbones import REPRESENTATIONS
+from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity
 from kdbench.checkpoints import cache_key, load_checkpoint, save_checkpoint
-from kdbench.data import DEFAULT_SPLIT_SEED, PROTOCOL, PreparedData, check_dataset, load_data
+from kdbench.data import PROTOCOL, check_dataset, load_data
 from kdbench.errors import KdbenchError, choices
-from kdbench.evaluate import full_ranking, inference_cost
-from kdbench.results import RunStore, run_label
-from kdbench.strategies import STRATEGIES, DistillationContext
-from kdbench.train import FitResult, TrainSettings, fit
+from kdbench.executors import Executor, SerialExecutor
+from kdbench.results import RunStore
+from kdbench.strategies import STRATEGIES
+from kdbench.work import CellOutcome, CellTask, TeacherArtifact, run_task
 
-TEACHER = "teacher"
-PER_USER_METRICS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work. `strategy == "teacher"` is the teacher's own row."""
-
-    dataset: str
-    teacher: BackboneSpec
-    student: BackboneSpec
-    strategy: str
-    seed: int
-    hparams: tuple[tuple[str, Any], ...] = ()
-    train: TrainSettings = field(default_factory=TrainSettings)
-    teacher_train: TrainSettings | None = None  # defaults to `train`
-    teacher_seed: int = 0
-    data_path: str | None = None
-    split_seed: int = DEFAULT_SPLIT_SEED
-
-    @property
-    def label(self) -> str:
-        return run_label(self.strategy, dict(self.hparams))
-
-    @property
-    def pairing(self) -> str:
-        return f"{self.teacher}->{self.student}"
-
-    @property
-    def teacher_settings(self) -> TrainSettings:
-        return self.teacher_train or self.train
-
-    def teacher_cell(self) -> "Cell":
-        return replace(self, strategy=TEACHER, seed=self.teacher_seed, hparams=())
+__all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
 
 
 def validate_cells(cells: Iterable[Cell]) -> list[Cell]:
@@ -87,82 +50,33 @@ def validate_cells(cells: Iterable[Cell]) -> list[Cell]:
     return cells
 
 
+@dataclass
 class Runner:
-    """Runs cells, sharing loaded datasets and cached teachers between them."""
+    """Runs cells through an executor, sharing cached teachers between them."""
 
-    def __init__(
-        self,
-        results_dir: str | Path = "results",
-        cache_dir: str | Path = ".kdbench_cache",
-        device: str = "cpu",
-        force: bool = False,
-        log: Callable[[str], None] = lambda message: None,
-    ):
-        self.store = RunStore(results_dir)
+    results_dir: str | Path = "results"
+    cache_dir: str | Path = ".kdbench_cache"
+    device: str = "cpu"
+    force: bool = False
+    log: Callable[[str], None] = lambda message: None
+    executor: Executor | None = None
+    plugins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.store = RunStore(self.results_dir)
         self.store.clear_partial_writes()
-        self.cache_dir = Path(cache_dir)
-        self.device = device
-        self.force = force
-        self.log = log
-        self._data: dict[tuple, PreparedData] = {}
+        self.cache_dir = Path(self.cache_dir)
+        self.executor = self.executor or SerialExecutor()
         self.executed = 0  # cells this Runner actually ran (not found finished)
+        self._fingerprints: dict[tuple, str] = {}
 
-    # -- data and teacher -------------------------------------------------------------------
-    def data_for(self, cell: Cell, spec: BackboneSpec, settings: TrainSettings) -> PreparedData:
-        """The split for `cell`, with a train loader of the right input type and batch size."""
-        from recbole.utils import get_model
-
-        input_type = getattr(get_model(spec.model), "input_type", None)
-        key = (cell.dataset, cell.data_path, cell.split_seed, str(input_type), settings.batch_size)
-        if key not in self._data:
-            self._data[key] = load_data(
-                cell.dataset, cell.data_path, model=spec.model, batch_size=settings.batch_size,
-                split_seed=cell.split_seed, device=self.device, work_dir=self.cache_dir,
-            )
-        return self._data[key]
-
-    def teacher_key(self, cell: Cell, data: PreparedData) -> str:
-        return cache_key({
-            "dataset": cell.dataset,
-            "data_fingerprint": data.fingerprint,
-            "protocol": PROTOCOL,
-            "split_seed": cell.split_seed,
-            "model": str(cell.teacher),
-            "model_config": cell.teacher.size_overrides(),
-            "seed": cell.teacher_seed,
-            "train": cell.teacher_settings.as_dict(),
-        })
-
-    def teacher(self, cell: Cell) -> tuple[torch.nn.Module, dict[str, Any]]:
-        """The frozen teacher of `cell`: loaded from the cache, or trained and cached."""
-        from recbole.utils import init_seed
-
-        data = self.data_for(cell, cell.teacher, cell.teacher_settings)
-        folder = self.cache_dir / "teachers" / self.teacher_key(cell, data)
-        init_seed(cell.teacher_seed, True)
-        model = build_model(cell.teacher, data, self.device)
-        cached = load_checkpoint(folder)
-        if cached is not None:
-            state, meta = cached
-            model.load_state_dict(state)
-        else:
-            self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})")
-            result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed,
-                         on_epoch=self._epoch_logger(f"teacher {cell.teacher}"))
-            meta = self._measure(cell.teacher_cell(), model, data, result, kd_prepare_seconds=0.0)
-            save_checkpoint(folder, result.best_state, meta)
-        model.eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        return model, meta
-
-    # -- cells ------------------------------------------------------------------------------
+    # -- identity and storage -------------------------------------------------------------------
     def _stored(self, cell: Cell) -> tuple[dict[str, Any] | None, bool]:
-        """(finished record at this cell's path or None, whether it was made with this cell's settings)."""
+        """(finished record at this cell's path or None, whether it was made with this cell's identity)."""
         record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)
         if record is None or record.get("status") != "ok":
             return None, False
-        return record, record.get("config") == json.loads(json.dumps(self._config(cell)))
+        return record, record.get("config") == json.loads(json.dumps(identity(cell, self.device)))
 
     def is_done(self, cell: Cell) -> bool:
         return self._stored(cell)[1]
@@ -180,158 +94,134 @@ class Runner:
                     f"or choose another --results-dir"
                 )
 
-    def run(self, cell: Cell) -> dict[str, Any]:
-        """Run one cell (unless finished with the same settings and not forced); returns its record."""
-        record, same = self._stored(cell)
-        if same and not self.force:
-            return record
-        self.executed += 1
-        log_path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed).with_suffix(".log")
-        handler = _attach_log(log_path)
-        start = time.perf_counter()
-        try:
-            record = self._run(cell)
-        except KdbenchError:
-            log_path.unlink(missing_ok=True)
-            raise
-        except Exception as exc:  # a failed cell is recorded and the suite goes on
-            logging.getLogger("kdbench").error("cell failed:\n%s", traceback.format_exc())
-            record = self._base_record(cell) | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            logging.getLogger("kdbench").removeHandler(handler)
-            handler.close()
-        record["wall_seconds"] = time.perf_counter() - start
-        self.store.write(cell.dataset, cell.pairing, cell.label, cell.seed, record)
-        return record
+    def _write(self, cell: Cell, outcome: CellOutcome) -> RunRecord:
+        path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed)
+        if outcome.log:
+            from kdbench import atomic
 
-    def _run(self, cell: Cell) -> dict[str, Any]:
-        from recbole.utils import init_seed
+            atomic.write_text(path.with_suffix(".log"), outcome.log)
+        self.store.write(cell.dataset, cell.pairing, cell.label, cell.seed, outcome.record)
+        return outcome.record
 
-        teacher_model, teacher_meta = self.teacher(cell)
-        if cell.strategy == TEACHER:
-            return teacher_meta | self._base_record(cell) | {"status": "ok"}
-        data = self.data_for(cell, cell.student, cell.train)
-        init_seed(cell.seed, True)
-        student = build_model(cell.student, data, self.device)
-        strategy_cls = STRATEGIES.get(cell.strategy)
-        context = DistillationContext(
-            teacher=BackboneAdapter(teacher_model, data.uid_field, data.iid_field),
-            student=BackboneAdapter(student, data.uid_field, data.iid_field),
-            n_users=data.n_users, n_items=data.n_items, history=data.history,
-            uid_field=data.uid_field, iid_field=data.iid_field, neg_iid_field=data.neg_iid_field,
-            device=torch.device(self.device), seed=cell.seed,
-        )
-        strategy = strategy_cls(context, **dict(cell.hparams)).to(self.device)
-        start = time.perf_counter()
-        strategy.prepare()
-        prepare_seconds = time.perf_counter() - start
-        result = fit(student, data, cell.train, strategy=strategy, seed=cell.seed,
-                     on_epoch=self._epoch_logger(f"{cell.label} seed {cell.seed}"))
-        record = self._measure(cell, student, data, result, kd_prepare_seconds=prepare_seconds)
-        record["hparams"] = strategy.hparams
-        record["training_only_params"] = sum(p.numel() for p in strategy.parameters())
-        record["teacher_test"] = teacher_meta["test"]
-        return record
+    # -- teachers -------------------------------------------------------------------------------
+    def fingerprint(self, cell: Cell) -> str:
+        key = (cell.dataset, cell.data_path, cell.split_seed)
+        if key not in self._fingerprints:
+            data = load_data(cell.dataset, cell.data_path, model=cell.teacher.model,
+                             split_seed=cell.split_seed, device=self.device, work_dir=self.cache_dir)
+            self._fingerprints[key] = data.fingerprint
+        return self._fingerprints[key]
 
-    def _measure(self, cell: Cell, model, data: PreparedData, result: FitResult,
-                 kd_prepare_seconds: float) -> dict[str, Any]:
-        test = full_ranking(model, data.test, data.config)
-        cost = inference_cost(model, data.uid_field, data.iid_field, data.n_users)
-        return self._base_record(cell) | {
-            "status": "ok",
-            "test": test.metrics,
-            "valid_ndcg@10": result.best_valid,
-            "per_user": {
-                "user_ids": test.user_ids.tolist(),
-                **{m: [round(float(v), 6) for v in test.per_user[m]] for m in PER_USER_METRICS},
-            },
-            "cost": cost.as_dict(),
-            "training": result.summary() | {"kd_prepare_seconds": kd_prepare_seconds},
-        }
-
-    def _config(self, cell: Cell) -> dict[str, Any]:
-        """Everything besides the record's path (dataset, pairing, label, seed) that determines it."""
-        is_teacher = cell.strategy == TEACHER
-        return {
-            "train": (cell.teacher_settings if is_teacher else cell.train).as_dict(),
-            "teacher_train": cell.teacher_settings.as_dict(),
+    def teacher_key(self, cell: Cell, data=None) -> str:
+        return cache_key({
+            "dataset": cell.dataset,
+            "data_fingerprint": data.fingerprint if data is not None else self.fingerprint(cell),
             "protocol": PROTOCOL,
             "split_seed": cell.split_seed,
-            "teacher_seed": cell.teacher_seed,
-            "data_path": cell.data_path,
-            "device": self.device,
-        }
+            "model": str(cell.teacher),
+            "model_config": cell.teacher.size_overrides(),
+            "seed": cell.teacher_seed,
+            "train": cell.teacher_settings.as_dict(),
+        })
 
-    def _base_record(self, cell: Cell) -> dict[str, Any]:
-        is_teacher = cell.strategy == TEACHER
-        return {
-            "kdbench_run": 1,
-            "dataset": cell.dataset,
-            "teacher": str(cell.teacher),
-            "student": str(cell.student),
-            "pairing": cell.pairing,
-            "model": str(cell.teacher if is_teacher else cell.student),
-            "strategy": cell.strategy,
-            "label": cell.label,
-            "family": TEACHER if is_teacher else STRATEGIES.get(cell.strategy).family,
-            "seed": cell.seed,
-            "config": self._config(cell),
-            "environment": environment(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+    def _teacher_folder(self, key: str) -> Path:
+        return self.cache_dir / "teachers" / key
 
-    def _epoch_logger(self, what: str):
-        logger = logging.getLogger("kdbench")
+    def teachers(self, cells: Iterable[Cell]) -> dict[str, TeacherArtifact | Exception]:
+        """Stage 1: every teacher these cells need, from the cache or trained once each (in parallel)."""
+        needed: dict[str, Cell] = {}
+        for cell in cells:
+            needed.setdefault(self.teacher_key(cell), cell.teacher_cell())
+        artifacts: dict[str, TeacherArtifact | Exception] = {}
+        to_train = []
+        for key, teacher_cell in needed.items():
+            cached = load_checkpoint(self._teacher_folder(key))
+            if cached is not None:
+                artifacts[key] = TeacherArtifact.from_state(key, *cached)
+            else:
+                to_train.append((key, teacher_cell))
+        tasks = [self._task(cell, teacher_key=key) for key, cell in to_train]
+        for cell in (cell for _, cell in to_train):
+            self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})")
+        for index, result in self.executor.map_unordered(run_task, tasks):
+            key, _ = to_train[index]
+            if isinstance(result, KdbenchError):
+                raise result
+            if isinstance(result, Exception) or result.teacher is None:
+                error = result if isinstance(result, Exception) else RuntimeError(result.record.get("error"))
+                artifacts[key] = error
+                continue
+            save_checkpoint(self._teacher_folder(key), result.teacher.state_dict(), result.teacher.meta)
+            artifacts[key] = result.teacher
+        return artifacts
 
-        def on_epoch(epoch: int, valid: float | None) -> None:
-            if valid is not None:
-                logger.info("%s epoch %d valid ndcg@10 %.4f", what, epoch, valid)
+    # -- cells ----------------------------------------------------------------------------------
+    def _task(self, cell: Cell, teacher: TeacherArtifact | None = None, teacher_key: str = "") -> CellTask:
+        return CellTask(cell, self.device, str(self.cache_dir), self.plugins, teacher, teacher_key)
 
-        return on_epoch
+    def run_all(self, cells: list[Cell], on_record: Callable[[Cell, RunRecord], None] | None = None
+                ) -> list[RunRecord]:
+        """Run every cell not finished with the same identity; returns the records in cell order."""
+        records: list[RunRecord | None] = [None] * len(cells)
+        todo: list[int] = []
+        for index, cell in enumerate(cells):
+            record, same = self._stored(cell)
+            if same and not self.force:
+                records[index] = record
+                if on_record:
+                    on_record(cell, record)
+            else:
+                todo.append(index)
+        if not todo:
+            return records
+        self.executed += len(todo)
+        artifacts = self.teachers(cells[i] for i in todo)
+        tasks, task_cells = [], []
+        for index in todo:
+            cell = cells[index]
+            artifact = artifacts[self.teacher_key(cell)]
+            if isinstance(artifact, Exception):
+                records[index] = self._failed(cell, f"teacher failed: {type(artifact).__name__}: {artifact}")
+                if on_record:
+                    on_record(cell, records[index])
+                continue
+            if cell.is_teacher:
+                records[index] = self._write(cell, CellOutcome(artifact.meta | base_record(cell, self.device)
+                                                               | {"status": "ok"}))
+                if on_record:
+                    on_record(cell, records[index])
+                continue
+            tasks.append(self._task(cell, artifact))
+            task_cells.append(index)
+        for position, result in self.executor.map_unordered(run_task, tasks):
+            index = task_cells[position]
+            cell = cells[index]
+            if isinstance(result, KdbenchError):
+                raise result
+            if isinstance(result, Exception):
+                records[index] = self._failed(cell, f"{type(result).__name__}: {result}")
+            else:
+                records[index] = self._write(cell, result)
+            if on_record:
+                on_record(cell, records[index])
+        return records
+
+    def _failed(self, cell: Cell, error: str) -> RunRecord:
+        record = base_record(cell, self.device) | {"status": "failed", "error": error}
+        return self._write(cell, CellOutcome(record, log=f"cell failed: {error}\n"))
+
+    def run(self, cell: Cell) -> RunRecord:
+        """Run one cell (unless finished with the same identity and not forced); returns its record."""
+        return self.run_all([cell])[0]
 
 
-def _attach_log(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger = logging.getLogger("kdbench")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.addHandler(handler)
-    return handler
-
-
-def environment() -> dict[str, str]:
-    import recbole
-
-    return {
-        "kdbench": __version__,
-        "recbole": recbole.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": cpu_model(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "threads": str(torch.get_num_threads()),
-    }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def run_cells(runner: Runner, cells: list[Cell]) -> list[dict[str, Any]]:
-    """Run every cell in order with one progress bar (and ETA) across the whole grid."""
+def run_cells(runner: Runner, cells: list[Cell]) -> list[RunRecord]:
+    """Run every cell with one progress bar (and ETA) counting cells across all workers."""
     from tqdm import tqdm
 
-    records = []
-    with tqdm(cells, desc="kdbench", unit="cell", dynamic_ncols=True) as bar:
-        for cell in bar:
+    with tqdm(total=len(cells), desc="kdbench", unit="cell", dynamic_ncols=True) as bar:
+        def advance(cell: Cell, record: RunRecord) -> None:
             bar.set_postfix_str(f"{cell.dataset} {cell.pairing} {cell.label} s{cell.seed}")
-            records.append(runner.run(cell))
-    return records
+            bar.update(1)
+
+        return runner.run_all(cells, on_record=advance)

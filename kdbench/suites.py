@@ -25,7 +25,7 @@ import yaml
 
 from kdbench.backbones import BackboneSpec
 from kdbench.errors import KdbenchError, choices
-from kdbench.runner import TEACHER, Cell
+from kdbench.cells import TEACHER, Cell
 from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
 

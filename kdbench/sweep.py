@@ -13,7 +13,8 @@ from tabulate import tabulate
 
 from kdbench import atomic
 from kdbench.backbones import BackboneSpec
-from kdbench.runner import Cell, Runner, run_cells
+from kdbench.cells import Cell
+from kdbench.runner import Runner, run_cells
 from kdbench.train import TrainSettings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model
+from kdbench.backbones import BackboneSpec, build_model
 from kdbench.data import load_data
 from kdbench.strategies.base import DistillationContext
 
@@ -22,18 +22,7 @@ def make_context(data, teacher: str = "BPR:32", student: str = "BPR:8", seed: in
     for p in teacher_model.parameters():
         p.requires_grad_(False)
     student_model = build_model(BackboneSpec.parse(student), data)
-    return DistillationContext(
-        teacher=BackboneAdapter(teacher_model, data.uid_field, data.iid_field),
-        student=BackboneAdapter(student_model, data.uid_field, data.iid_field),
-        n_users=data.n_users,
-        n_items=data.n_items,
-        history=data.history,
-        uid_field=data.uid_field,
-        iid_field=data.iid_field,
-        neg_iid_field=data.neg_iid_field,
-        device=torch.device("cpu"),
-        seed=seed,
-    )
+    return DistillationContext.build(data, student_model, teacher_model, seed=seed)
 
 
 @pytest.fixture

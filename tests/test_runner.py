@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-import kdbench.runner as runner_module
+import kdbench.work as work_module
 from kdbench.backbones import BackboneSpec
 from kdbench.errors import KdbenchError
 from kdbench.runner import TEACHER, Cell, Runner, run_cells, validate_cells
@@ -21,17 +21,17 @@ ML100K = Cell("ml-100k", BackboneSpec("BPR", 16), BackboneSpec("BPR", 4), "scrat
 
 
 class FitCounter:
-    """Wraps kdbench.runner.fit, recording which model sizes were trained."""
+    """Wraps kdbench.work.fit, recording which model sizes were trained."""
 
     def __init__(self, monkeypatch):
         self.trained: list[str] = []
-        original = runner_module.fit
+        original = work_module.fit
 
         def counting_fit(model, *args, **kwargs):
             self.trained.append(f"{type(model).__name__}:{model.user_embedding.weight.shape[1]}")
             return original(model, *args, **kwargs)
 
-        monkeypatch.setattr(runner_module, "fit", counting_fit)
+        monkeypatch.setattr(work_module, "fit", counting_fit)
 
 
 @pytest.fixture

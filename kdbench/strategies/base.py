@@ -52,6 +52,20 @@ class DistillationContext:
     device: torch.device
     seed: int = 0
 
+    @classmethod
+    def build(cls, data, student: nn.Module, teacher: nn.Module | None = None, device: str = "cpu",
+              seed: int = 0) -> "DistillationContext":
+        """The context of a run on `data` (a kdbench.data.PreparedData): the one place runner,
+        tuner, tests and benchmarks build it."""
+        fields = (data.uid_field, data.iid_field)
+        return cls(
+            teacher=BackboneAdapter(teacher, *fields) if teacher is not None else None,
+            student=BackboneAdapter(student, *fields),
+            n_users=data.n_users, n_items=data.n_items, history=data.history,
+            uid_field=data.uid_field, iid_field=data.iid_field, neg_iid_field=data.neg_iid_field,
+            device=torch.device(device), seed=seed,
+        )
+
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator for the strategy's own sampling, seeded from the run's seed."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)

@@ -1,0 +1,158 @@
+"""Cells and run records: the unit of work and the one definition of what a result file holds.
+
+A cell is (dataset, teacher -> student, strategy, seed) plus everything that determines its result:
+the strategy's hyperparameters, the training settings, the split and the thread count. Its
+`identity` is stored in the record (`config`); a stored run is reused only if its identity equals
+the cell's, so a changed default, a changed strategy implementation (`code_version`) or another
+thread count makes the cell run again (or be refused without --force).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypedDict
+
+from kdbench.backbones import BackboneSpec
+from kdbench.data import DEFAULT_SPLIT_SEED, PROTOCOL
+from kdbench.results import run_label
+from kdbench.train import TrainSettings
+
+TEACHER = "teacher"
+SCRATCH = "scratch"
+DEFAULTS, TUNED = "defaults", "tuned"  # a cell's variant: published defaults, or tuned hyperparameters
+METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
+PER_USER_METRICS = METRICS
+RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
+# Intra-op threads per cell. The models are too small to gain from a second thread, and the thread
+# count changes results in the last digits: fixed, so a result does not depend on the executor.
+CELL_THREADS = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work. `strategy == "teacher"` is the teacher's own row."""
+
+    dataset: str
+    teacher: BackboneSpec
+    student: BackboneSpec
+    strategy: str
+    seed: int
+    hparams: tuple[tuple[str, Any], ...] = ()
+    train: TrainSettings = field(default_factory=TrainSettings)
+    teacher_train: TrainSettings | None = None  # defaults to `train`
+    teacher_seed: int = 0
+    data_path: str | None = None
+    split_seed: int = DEFAULT_SPLIT_SEED
+    variant: str = DEFAULTS
+    threads: int = CELL_THREADS
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy}@{TUNED}" if self.variant == TUNED else run_label(self.strategy, dict(self.hparams))
+
+    @property
+    def pairing(self) -> str:
+        return f"{self.teacher}->{self.student}"
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.strategy == TEACHER
+
+    @property
+    def teacher_settings(self) -> TrainSettings:
+        return self.teacher_train or self.train
+
+    def teacher_cell(self) -> "Cell":
+        return replace(self, strategy=TEACHER, seed=self.teacher_seed, hparams=(), variant=DEFAULTS)
+
+
+# A result file (`results/runs/.../seed<k>.json`); `model` is the model the row measures (the
+# teacher for the teacher row), `config` the cell's identity, `status` "ok" or "failed" (+ `error`).
+RunRecord = TypedDict("RunRecord", {
+    "kdbench_run": int, "status": str, "error": str, "dataset": str, "teacher": str, "student": str,
+    "pairing": str, "model": str, "strategy": str, "label": str, "variant": str, "family": str,
+    "seed": int, "config": dict, "environment": dict, "created": str, "test": dict,
+    "valid_ndcg@10": float, "per_user": dict, "cost": dict, "training": dict, "hparams": dict,
+    "training_only_params": int, "teacher_test": dict, "teacher_trained_further": bool,
+    "wall_seconds": float,
+}, total=False)
+
+
+def resolved_hparams(cell: Cell) -> dict[str, Any]:
+    """The strategy's defaults updated by the cell's overrides ({} for the teacher row)."""
+    if cell.is_teacher:
+        return {}
+    from kdbench.strategies import STRATEGIES
+
+    return STRATEGIES.get(cell.strategy).resolve_hparams(dict(cell.hparams))
+
+
+def identity(cell: Cell, device: str) -> dict[str, Any]:
+    """Everything besides the record's path (dataset, pairing, label, seed) that determines it."""
+    identity = {
+        "train": (cell.teacher_settings if cell.is_teacher else cell.train).as_dict(),
+        "teacher_train": cell.teacher_settings.as_dict(),
+        "protocol": PROTOCOL,
+        "split_seed": cell.split_seed,
+        "teacher_seed": cell.teacher_seed,
+        "data_path": cell.data_path,
+        "device": device,
+        "threads": cell.threads,
+    }
+    if not cell.is_teacher:
+        from kdbench.strategies import STRATEGIES
+
+        identity["hparams"] = resolved_hparams(cell)
+        identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
+    return identity
+
+
+def base_record(cell: Cell, device: str) -> RunRecord:
+    from kdbench.strategies import STRATEGIES
+
+    return {
+        "kdbench_run": RECORD_FORMAT,
+        "dataset": cell.dataset,
+        "teacher": str(cell.teacher),
+        "student": str(cell.student),
+        "pairing": cell.pairing,
+        "model": str(cell.teacher if cell.is_teacher else cell.student),
+        "strategy": cell.strategy,
+        "label": cell.label,
+        "variant": cell.variant,
+        "family": TEACHER if cell.is_teacher else STRATEGIES.get(cell.strategy).family,
+        "seed": cell.seed,
+        "config": identity(cell, device),
+        "environment": environment(cell.threads),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def environment(threads: int) -> dict[str, str]:
+    import recbole
+    import torch
+
+    from kdbench import __version__
+
+    return {
+        "kdbench": __version__,
+        "recbole": recbole.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "threads": str(threads),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

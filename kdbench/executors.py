@@ -1,0 +1,237 @@
+"""Executors: where tasks run. The driver (runner, tuner) hands a list of tasks and a function;
+an executor yields (task index, result or the exception it raised) as tasks finish.
+
+- `SerialExecutor`: in the driver's process, one after another.
+- `LocalExecutor`: N worker processes on this machine (`--workers N`).
+- `RayExecutor`: Ray tasks on a running cluster (`--executor ray --address auto|HOST:PORT`), or
+  on a local Ray instance when no address is given.
+
+A worker that dies mid-task (killed, out of memory, node lost) costs that task one attempt; after
+`max_attempts` the task's result is a `WorkerLost` exception, which the driver records as a
+failed cell. No executor ever hangs on a lost worker or drops a task.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from multiprocessing.connection import wait as connection_wait
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from kdbench.errors import KdbenchError
+
+EXECUTORS = ("local", "ray")
+
+
+class WorkerLost(RuntimeError):
+    """The process running a task died before returning (every attempt)."""
+
+
+class Executor(Protocol):
+    workers: int
+
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
+                      resources: dict[str, float] | None = None) -> Iterator[tuple[int, Any]]:
+        """Yield (index, result) per task as it finishes; `result` is the exception if it raised."""
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class SerialExecutor:
+    """Tasks in this process, in order. Exceptions are yielded, not raised."""
+
+    workers = 1
+
+    def map_unordered(self, fn, tasks, resources=None):
+        for index, task in enumerate(tasks):
+            try:
+                yield index, fn(task)
+            except Exception as exc:  # noqa: BLE001 - handed to the driver
+                yield index, exc
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """`workers` long-lived spawned processes (fresh interpreters: no inherited torch thread pools or
+    locks), each running one task at a time and keeping its loaded datasets between tasks.
+
+    Each worker has its own pipe, so a worker that dies costs exactly the task it was running one
+    attempt: the worker is replaced and the task retried until it used `max_attempts`.
+    """
+
+    def __init__(self, workers: int, max_attempts: int = 2):
+        if workers < 1:
+            raise KdbenchError(f"--workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.max_attempts = max_attempts
+        self._context = multiprocessing.get_context("spawn")
+        self._pool: list[_Worker] = []
+
+    def map_unordered(self, fn, tasks, resources=None):
+        queue = deque(range(len(tasks)))
+        attempts = [0] * len(tasks)
+        busy: dict[_Worker, int] = {}
+        while queue or busy:
+            while queue and len(busy) < self.workers:
+                worker = next((w for w in self._pool if w not in busy), None)
+                if worker is None:
+                    worker = _Worker(self._context)
+                    self._pool.append(worker)
+                index = queue.popleft()
+                attempts[index] += 1
+                worker.send(fn, tasks[index])
+                busy[worker] = index
+            handles = [w.connection for w in busy] + [w.process.sentinel for w in busy]
+            connection_wait(handles)
+            for worker, index in list(busy.items()):
+                outcome = worker.poll()
+                if outcome is _RUNNING:
+                    continue
+                del busy[worker]
+                if outcome is _DIED:
+                    self._pool.remove(worker)
+                    worker.discard()
+                    if attempts[index] < self.max_attempts:
+                        queue.appendleft(index)
+                    else:
+                        yield index, WorkerLost(f"worker process died {attempts[index]} time(s) running this task")
+                else:
+                    yield index, outcome
+
+    def close(self) -> None:
+        for worker in self._pool:
+            worker.stop()
+        self._pool = []
+
+
+_RUNNING, _DIED = object(), object()
+
+
+class _Worker:
+    """One worker process and the driver's end of its pipe."""
+
+    def __init__(self, context):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker_loop, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+
+    def send(self, fn, task) -> None:
+        self.connection.send((fn, task))
+
+    def poll(self):
+        """The task's result (or its exception), _RUNNING, or _DIED."""
+        if self.connection.poll():
+            try:
+                status, payload = self.connection.recv()
+            except (EOFError, OSError):
+                return _DIED
+            return payload
+        return _RUNNING if self.process.is_alive() else _DIED
+
+    def discard(self) -> None:
+        self.connection.close()
+        self.process.join(timeout=5)
+
+    def stop(self) -> None:
+        try:
+            self.connection.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+        self.connection.close()
+
+
+def _worker_loop(connection) -> None:
+    """A worker: run (fn, task) messages until None; send back ("ok", result) or ("error", exception)."""
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        fn, task = message
+        try:
+            reply = ("ok", fn(task))
+        except Exception as exc:  # noqa: BLE001 - handed to the driver
+            reply = ("error", exc)
+        try:
+            connection.send(reply)
+        except Exception as exc:  # noqa: BLE001 - an exception or result that does not pickle
+            connection.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+class RayExecutor:
+    """Ray tasks, one CPU each (plus one GPU each with `gpus_per_task=1` for --device cuda).
+
+    `address=None` starts a private local instance with `workers` CPUs (`ray.init(address="local")`,
+    never a stale cluster file); "auto" or "HOST:PORT" joins a running cluster, whose nodes need
+    kdbench installed in the same environment. Ray retries a task whose worker died
+    (`max_retries`); a task that still failed yields `WorkerLost`.
+    """
+
+    def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 2,
+                 gpus_per_task: float = 0.0):
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - ray comes with recbole
+            raise KdbenchError(f"--executor ray needs Ray installed ({exc})") from None
+        self._ray = ray
+        self.max_attempts = max_attempts
+        self.gpus_per_task = gpus_per_task
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
+            try:
+                if address:
+                    ray.init(address=address, **kwargs)
+                else:
+                    ray.init(address="local", num_cpus=workers or default_workers(), **kwargs)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise KdbenchError(f"could not connect to the Ray cluster at '{address or 'local'}': {exc}") from None
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+
+    def map_unordered(self, fn, tasks, resources=None):
+        ray = self._ray
+        remote = ray.remote(fn).options(num_cpus=1, num_gpus=self.gpus_per_task,
+                                        max_retries=self.max_attempts - 1, retry_exceptions=False)
+        refs = {remote.remote(task): index for index, task in enumerate(tasks)}
+        remaining = list(refs)
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1)
+            for ref in done:
+                index = refs[ref]
+                try:
+                    yield index, ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # the task raised: hand over its exception
+                    cause = exc.as_instanceof_cause()
+                    yield index, getattr(cause, "cause", None) or cause
+                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                        ray.exceptions.RayError) as exc:
+                    yield index, WorkerLost(f"Ray worker lost after {self.max_attempts} attempt(s): {type(exc).__name__}")
+
+    def close(self) -> None:
+        if self._started_here and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None,
+                  device: str = "cpu") -> Executor:
+    """The executor the CLI flags name. `local` with one worker runs in this process."""
+    if kind not in EXECUTORS:
+        raise KdbenchError(f"unknown executor '{kind}': valid: {', '.join(EXECUTORS)}")
+    if kind == "ray":
+        return RayExecutor(address, workers, gpus_per_task=1.0 if device == "cuda" else 0.0)
+    workers = workers or default_workers()
+    return SerialExecutor() if workers == 1 else LocalExecutor(workers)

@@ -1,0 +1,210 @@
+"""What a worker runs: a teacher cell -> its trained weights, a student cell -> its run record.
+
+These are plain functions of their task (a picklable dataclass), so the same code runs in the
+driver's process, in a local worker process or as a Ray task. A worker never writes result or
+cache files: it returns the record, the cell's log text and (for a teacher) the weights, and the
+driver writes them. Each task fixes its own intra-op thread count (`Cell.threads`) and seeds, so
+its result does not depend on which worker ran it or on what that worker ran before.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kdbench.backbones import BackboneSpec, build_model
+from kdbench.cells import Cell, RunRecord, base_record
+from kdbench.data import PreparedData, load_data
+from kdbench.errors import KdbenchError
+from kdbench.evaluate import full_ranking, inference_cost
+from kdbench.strategies import STRATEGIES, DistillationContext
+from kdbench.train import FitResult, TrainSettings, fit
+
+LOGGER = "kdbench"
+
+
+@dataclass(frozen=True)
+class TeacherArtifact:
+    """A trained teacher: its weights as `torch.save` bytes (loaded with weights_only=True, so they
+    can never run code) and the teacher row's record."""
+
+    key: str
+    weights: bytes = field(repr=False)
+    meta: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_state(cls, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> "TeacherArtifact":
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+        return cls(key, buffer.getvalue(), meta)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Everything a worker needs for one cell. `teacher` is given for student cells."""
+
+    cell: Cell
+    device: str = "cpu"
+    work_dir: str = ".kdbench_cache"  # RecBole's scratch folder
+    plugins: tuple[str, ...] = ()
+    teacher: TeacherArtifact | None = None
+    teacher_key: str = ""
+
+
+@dataclass
+class CellOutcome:
+    record: RunRecord
+    log: str = ""
+    teacher: TeacherArtifact | None = None  # the trained teacher, for a teacher task
+
+
+# -- per-process state --------------------------------------------------------------------------
+_DATA: dict[tuple, PreparedData] = {}
+
+
+def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, device: str,
+                  work_dir: str) -> PreparedData:
+    """The split of `cell`'s dataset with a train loader for `spec`'s input type and batch size,
+    loaded once per process."""
+    from recbole.utils import get_model
+
+    input_type = getattr(get_model(spec.model), "input_type", None)
+    key = (cell.dataset, cell.data_path, cell.split_seed, str(input_type), settings.batch_size, device)
+    if key not in _DATA:
+        _DATA[key] = load_data(cell.dataset, cell.data_path, model=spec.model, batch_size=settings.batch_size,
+                               split_seed=cell.split_seed, device=device, work_dir=work_dir)
+    return _DATA[key]
+
+
+def prepare_worker(task: CellTask) -> None:
+    """Threads, plugins: what every task sets up first (idempotent)."""
+    from kdbench.registry import load_entry_point_plugins, load_plugin_file
+
+    torch.set_num_threads(task.cell.threads)
+    load_entry_point_plugins()
+    for plugin in task.plugins:
+        load_plugin_file(plugin)
+
+
+# -- the tasks ----------------------------------------------------------------------------------
+def run_task(task: CellTask) -> CellOutcome:
+    """Run one cell. A KdbenchError (a user mistake) propagates; any other exception becomes a
+    failed record with the traceback in the log."""
+    prepare_worker(task)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    start = time.perf_counter()
+    try:
+        outcome = _train_teacher(task) if task.cell.is_teacher else CellOutcome(_train_student(task))
+    except KdbenchError:
+        raise
+    except Exception as exc:  # a failed cell is recorded and the suite goes on
+        logger.error("cell failed:\n%s", traceback.format_exc())
+        outcome = CellOutcome(base_record(task.cell, task.device)
+                              | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        logger.removeHandler(handler)
+    outcome.record["wall_seconds"] = time.perf_counter() - start
+    outcome.log = stream.getvalue()
+    return outcome
+
+
+def _train_teacher(task: CellTask) -> CellOutcome:
+    from recbole.utils import init_seed
+
+    cell = task.cell
+    data = prepared_data(cell, cell.teacher, cell.teacher_settings, task.device, task.work_dir)
+    init_seed(cell.teacher_seed, True)
+    model = build_model(cell.teacher, data, task.device)
+    logging.getLogger(LOGGER).info("training teacher %s on %s (seed %d)", cell.teacher, cell.dataset, cell.teacher_seed)
+    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed,
+                 on_epoch=epoch_logger(f"teacher {cell.teacher}"))
+    record = measure(cell, model, data, result, kd_prepare_seconds=0.0, device=task.device)
+    return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record))
+
+
+def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: str) -> torch.nn.Module:
+    """The frozen teacher of `cell` from its artifact."""
+    from recbole.utils import init_seed
+
+    data = prepared_data(cell, cell.teacher, cell.teacher_settings, device, work_dir)
+    init_seed(cell.teacher_seed, True)
+    model = build_model(cell.teacher, data, device)
+    model.load_state_dict(artifact.state_dict())
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None):
+    """(data, student model, prepared strategy, preparation seconds) of a student cell."""
+    from recbole.utils import init_seed
+
+    cell = task.cell
+    if task.teacher is None:
+        raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
+    teacher = load_teacher(cell, task.teacher, task.device, task.work_dir)
+    data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
+    init_seed(cell.seed, True)
+    student = build_model(cell.student, data, task.device)
+    context = DistillationContext.build(data, student, teacher, task.device, cell.seed)
+    strategy = STRATEGIES.get(cell.strategy)(context, **(dict(cell.hparams) if hparams is None else hparams))
+    strategy = strategy.to(task.device)
+    start = time.perf_counter()
+    strategy.prepare()
+    return data, student, strategy, time.perf_counter() - start
+
+
+def _train_student(task: CellTask) -> RunRecord:
+    cell = task.cell
+    data, student, strategy, prepare_seconds = build_student_run(task)
+    result = fit(student, data, cell.train, strategy=strategy, seed=cell.seed,
+                 on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"))
+    record = measure(cell, student, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
+    record["hparams"] = strategy.hparams
+    record["training_only_params"] = sum(p.numel() for p in strategy.parameters())
+    record["teacher_test"] = task.teacher.meta["test"]
+    return record
+
+
+def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare_seconds: float,
+            device: str) -> RunRecord:
+    """Test metrics (per user too), inference cost and the training summary of a trained model."""
+    test = full_ranking(model, data.test, data.config)
+    cost = inference_cost(model, data.uid_field, data.iid_field, data.n_users)
+    return base_record(cell, device) | {
+        "status": "ok",
+        "test": test.metrics,
+        "valid_ndcg@10": result.best_valid,
+        "per_user": {
+            "user_ids": test.user_ids.tolist(),
+            **{m: [round(float(v), 6) for v in test.per_user[m]] for m in test.per_user},
+        },
+        "cost": cost.as_dict(),
+        "training": result.summary() | {"kd_prepare_seconds": kd_prepare_seconds},
+    }
+
+
+def epoch_logger(what: str):
+    logger = logging.getLogger(LOGGER)
+
+    def on_epoch(epoch: int, valid: float | None) -> None:
+        if valid is not None:
+            logger.info("%s epoch %d valid ndcg@10 %.4f", what, epoch, valid)
+
+    return on_epoch

@@ -1,0 +1,158 @@
+"""Executors: the same cells give byte-identical metrics in one process, in local worker processes and
+as Ray tasks; a teacher is trained once; a worker killed mid-cell costs a retry, never the suite."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kdbench.backbones import BackboneSpec
+from kdbench.cells import Cell
+from kdbench.executors import LocalExecutor, RayExecutor, SerialExecutor, WorkerLost, make_executor
+from kdbench.runner import Runner
+from kdbench.train import TrainSettings
+
+SMALL = TrainSettings(max_epochs=3, batch_size=4096)
+METRIC_FIELDS = ("test", "per_user", "valid_ndcg@10", "hparams")
+
+# A plugin strategy whose worker process kills itself (SIGKILL, as the OOM killer or a lost node
+# would) the first time each seed runs, or every time for seed 99.
+KILLER_PLUGIN = textwrap.dedent(
+    '''
+    import os, signal
+    from pathlib import Path
+
+    from kdbench.strategies import DistillationStrategy, register_strategy
+
+    MARKERS = Path({markers!r})
+
+
+    @register_strategy("killer", family="baseline", paper="a test's worker killer")
+    class Killer(DistillationStrategy):
+        defaults = {{"weight": 0.0}}
+        needs_teacher = False
+
+        def prepare(self):
+            marker = MARKERS / f"seed{{self.context.seed}}"
+            if self.context.seed == 99 or not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def loss(self, batch):
+            return None
+    '''
+)
+
+
+def _cells(toy_dir, strategies=("scratch", "kd"), seeds=(0, 1)) -> list[Cell]:
+    common = dict(dataset="toy", teacher=BackboneSpec("BPR", 16), student=BackboneSpec("BPR", 4), train=SMALL,
+                  data_path=str(toy_dir))
+    return [Cell(strategy="teacher", seed=0, **common)] + [
+        Cell(strategy=name, seed=seed, **common) for seed in seeds for name in strategies
+    ]
+
+
+def _metrics(records) -> list[str]:
+    return [json.dumps({k: r.get(k) for k in ("label", "seed", "status", *METRIC_FIELDS)}, sort_keys=True)
+            for r in records]
+
+
+def _run(root: Path, cells, executor, plugins=()) -> list[dict]:
+    runner = Runner(root / "results", root / "cache", executor=executor, plugins=plugins)
+    try:
+        return runner.run_all(cells)
+    finally:
+        executor.close()
+
+
+class CountingExecutor:
+    """Wraps an executor, keeping every task it was handed."""
+
+    def __init__(self, inner):
+        self.inner, self.workers, self.tasks = inner, inner.workers, []
+
+    def map_unordered(self, fn, tasks, resources=None):
+        self.tasks.extend(tasks)
+        return self.inner.map_unordered(fn, tasks, resources)
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def serial_records(toy_dir, tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("serial"), _cells(toy_dir), SerialExecutor())
+
+
+@pytest.mark.slow
+def test_two_local_workers_give_the_same_metrics_as_one_process(toy_dir, tmp_path, serial_records):
+    counting = CountingExecutor(LocalExecutor(2))
+    records = _run(tmp_path, _cells(toy_dir), counting)
+    assert all(r["status"] == "ok" for r in records)
+    assert _metrics(records) == _metrics(serial_records)
+    # the teacher shared by four students was trained exactly once, before them
+    teacher_tasks = [t for t in counting.tasks if t.cell.is_teacher]
+    assert len(teacher_tasks) == 1 and counting.tasks[0].cell.is_teacher
+    assert len(list((tmp_path / "cache" / "teachers").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_a_ray_cluster_gives_the_same_metrics_and_trains_the_teacher_once(toy_dir, tmp_path, serial_records):
+    counting = CountingExecutor(RayExecutor(workers=2))
+    records = _run(tmp_path, _cells(toy_dir), counting)
+    assert _metrics(records) == _metrics(serial_records)
+    assert sum(t.cell.is_teacher for t in counting.tasks) == 1
+
+
+@pytest.fixture(scope="module")
+def killer(tmp_path_factory) -> tuple[str, Path]:
+    """The killer plugin (registered once per test process) and the folder of its markers."""
+    from kdbench.registry import load_plugin_file
+
+    root = tmp_path_factory.mktemp("killer")
+    markers = root / "markers"
+    markers.mkdir()
+    plugin = root / "killer_plugin.py"
+    plugin.write_text(KILLER_PLUGIN.format(markers=str(markers)))
+    load_plugin_file(plugin)  # the driver validates the cells with the plugin's strategy too
+    return str(plugin), markers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, seed", [("local", 0), ("ray", 1)])
+def test_a_worker_killed_mid_cell_is_retried_and_the_suite_completes(toy_dir, tmp_path, killer, kind, seed):
+    plugin, markers = killer
+    cells = _cells(toy_dir, strategies=("killer", "scratch"), seeds=(seed, 99))
+    executor = LocalExecutor(2) if kind == "local" else RayExecutor(workers=2)
+    records = _run(tmp_path, cells, executor, plugins=(plugin,))
+    status = {(r["label"], r["seed"]): r["status"] for r in records}
+    assert status == {("teacher", 0): "ok", ("killer", seed): "ok", ("scratch", seed): "ok",
+                      ("killer", 99): "failed", ("scratch", 99): "ok"}
+    assert (markers / f"seed{seed}").exists()  # killed once, then retried and finished
+    failed = next(r for r in records if r["status"] == "failed")
+    assert "WorkerLost" in failed["error"]
+    stored = list((tmp_path / "results" / "runs").rglob("*.json"))
+    assert len(stored) == len(cells)
+
+
+def test_the_executor_flags_pick_the_executor():
+    assert isinstance(make_executor("local", 1), SerialExecutor)
+    local = make_executor("local", 2)
+    assert isinstance(local, LocalExecutor) and local.workers == 2
+    local.close()
+
+
+def test_an_unknown_executor_is_a_user_error():
+    from kdbench.errors import KdbenchError
+
+    with pytest.raises(KdbenchError, match="unknown executor 'slurm': valid: local, ray"):
+        make_executor("slurm")
+
+
+def test_a_serial_executor_hands_exceptions_over_instead_of_raising():
+    results = dict(SerialExecutor().map_unordered(lambda x: 1 / x, [1, 0, 2]))
+    assert results[0] == 1 and isinstance(results[1], ZeroDivisionError) and results[2] == 0.5
+    assert issubclass(WorkerLost, RuntimeError)
