@@ -207,6 +207,8 @@ def code_hash(module_names: list[str]) -> str:
     for name in sorted(module_names):
         tree = ast.parse(inspect.getsource(sys.modules[name]))
         for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):  # what the tuner may try does not change a result
+                node.body = [n for n in node.body if not _assigns(n, "search_space")] or [ast.Pass()]
             body = getattr(node, "body", None)
             if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
                     and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
@@ -214,3 +216,8 @@ def code_hash(module_names: list[str]) -> str:
                 node.body = body[1:] or [ast.Pass()]
         digest.update(name.encode() + b"\0" + ast.dump(tree).encode())
     return digest.hexdigest()[:12]
+
+
+def _assigns(node: ast.AST, name: str) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return any(isinstance(t, ast.Name) and t.id == name for t in targets)
