@@ -108,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--force", action="store_true", help="redo cells that already have a result")
     _add_executor_flags(run)
 
+    tune = commands.add_parser("tune", help="give every strategy the same Optuna budget on validation data",
+                               description="Tune every strategy of a suite (scratch included) with the same "
+                               "number of Optuna trials (TPE, median pruning) on validation NDCG@10; the test "
+                               "split is never scored. Studies go to RESULTS_DIR/tuning/ (SQLite) and resume "
+                               "where they stopped; `run` then adds a tuned row per strategy.")
+    tune.add_argument("--all", action="store_true", help="tune the default suite (the default)")
+    tune.add_argument("--suite", metavar="FILE", help="tune the suite in this YAML file (its `tuning:` block)")
+    tune.add_argument("--quick", action="store_true", help="the suite's reduced version")
+    tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
+    tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
+    tune.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    tune.add_argument("--results-dir", default="results", help="where studies go (default: results)")
+    tune.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                      help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+    tune.add_argument("--force", action="store_true", help="start studies made with other settings again")
+    _add_executor_flags(tune)
+
     listing = commands.add_parser("list", help="list datasets, backbones and strategies",
                                   description="List bundled datasets, known backbones and registered strategies.")
     listing.add_argument("--all-datasets", action="store_true", help="also list every downloadable RecBole dataset")
@@ -154,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "tune":
+            return _tune(args)
         return _run(args)
     except KdbenchError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
@@ -191,6 +210,9 @@ def _run(args) -> int:
         suite = load_suite(args.suite, quick=args.quick)
         cells = expand(suite, _strategies(args))
         results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
+        from kdbench.tuning import tuned_cells
+
+        cells += tuned_cells(cells, results_dir, warn=_progress_note)
     else:
         suite = None
         settings = _train_settings(args)
@@ -314,4 +336,47 @@ def _sweep(args) -> int:
                      args.results_dir, args.cache_dir, args.device, args.data_path)
     print(path.read_text())
     print(f"wrote {path}")
+    return 0
+
+
+def _tune(args) -> int:
+    from tqdm import tqdm
+
+    from kdbench.runner import Runner, validate_cells
+    from kdbench.suites import expand, load_suite
+    from kdbench.tuning import TuningSettings, study_cells, tune
+    from kdbench.tuning_report import record_invocation, write_tuning_report
+
+    started = time.time()
+    suite = load_suite(args.suite, quick=args.quick)
+    cells = validate_cells(expand(suite, _strategies(args)))
+    settings = TuningSettings.from_spec(suite.spec.get("tuning"), args.trials)
+    results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise KdbenchError(f"--results-dir '{results_dir}' exists and is not a folder")
+    runner = Runner(results_dir, args.cache_dir, args.device, log=_progress_note,
+                    plugins=tuple(str(Path(p).resolve()) for p in args.plugin))
+    n_studies = len(study_cells(cells))
+    runner.executor = _executor(args, n_studies)
+    ran = 0
+    try:
+        with tqdm(total=n_studies * settings.trials, desc="kdbench tune", unit="trial", dynamic_ncols=True) as bar:
+            def advance(study, outcome) -> None:
+                nonlocal ran
+                ran += 1
+                state = "pruned" if outcome.pruned else "failed" if outcome.error else f"{outcome.value:.4f}"
+                bar.set_postfix_str(f"{study.cell.pairing} {study.cell.strategy}: {state}")
+                bar.update(1)
+
+            summaries = tune(runner, cells, settings, force=args.force, on_trial=advance)
+    finally:
+        runner.executor.close()
+        if ran:
+            record_invocation(results_dir, "python -m kdbench " + " ".join(args.argv), time.time() - started, ran)
+    for path in write_tuning_report(results_dir):
+        print(f"wrote {path}")
+    for summary in summaries:
+        print(f"{summary['pairing']} {summary['strategy']}: best valid NDCG@10 "
+              f"{summary['best_valid_ndcg@10'] if summary['best_valid_ndcg@10'] is None else round(summary['best_valid_ndcg@10'], 4)} "
+              f"({summary['trials_counted']}/{summary['budget']} trials)")
     return 0

@@ -22,7 +22,8 @@ def run_label(strategy: str, hparams: dict[str, Any]) -> str:
     return strategy + "@" + ",".join(f"{k}={hparams[k]}" for k in sorted(hparams))
 
 
-def _safe(text: str) -> str:
+def safe_name(text: str) -> str:
+    """A label or pairing as a file name: `BPR:64->BPR:5` -> `BPR-64_to_BPR-5`."""
     return _UNSAFE.sub("-", text.replace("->", "_to_").replace(":", "-"))
 
 
@@ -32,7 +33,7 @@ class RunStore:
         self.runs = self.root / "runs"
 
     def path(self, dataset: str, pairing: str, label: str, seed: int) -> Path:
-        return self.runs / _safe(dataset) / _safe(pairing) / _safe(label) / f"seed{seed}.json"
+        return self.runs / safe_name(dataset) / safe_name(pairing) / safe_name(label) / f"seed{seed}.json"
 
     def read(self, dataset: str, pairing: str, label: str, seed: int) -> dict[str, Any] | None:
         path = self.path(dataset, pairing, label, seed)

@@ -68,7 +68,7 @@ class Runner:
         self.cache_dir = Path(self.cache_dir)
         self.executor = self.executor or SerialExecutor()
         self.executed = 0  # cells this Runner actually ran (not found finished)
-        self._fingerprints: dict[tuple, str] = {}
+        self._fingerprints: dict[tuple, tuple[str, int]] = {}
 
     # -- identity and storage -------------------------------------------------------------------
     def _stored(self, cell: Cell) -> tuple[dict[str, Any] | None, bool]:
@@ -104,13 +104,20 @@ class Runner:
         return outcome.record
 
     # -- teachers -------------------------------------------------------------------------------
-    def fingerprint(self, cell: Cell) -> str:
+    def _dataset(self, cell: Cell) -> tuple[str, int]:
+        """(fingerprint, number of items) of `cell`'s split, loaded once per driver."""
         key = (cell.dataset, cell.data_path, cell.split_seed)
         if key not in self._fingerprints:
             data = load_data(cell.dataset, cell.data_path, model=cell.teacher.model,
                              split_seed=cell.split_seed, device=self.device, work_dir=self.cache_dir)
-            self._fingerprints[key] = data.fingerprint
+            self._fingerprints[key] = (data.fingerprint, data.n_items)
         return self._fingerprints[key]
+
+    def fingerprint(self, cell: Cell) -> str:
+        return self._dataset(cell)[0]
+
+    def n_items(self, cell: Cell) -> int:
+        return self._dataset(cell)[1]
 
     def teacher_key(self, cell: Cell, data=None) -> str:
         return cache_key({

@@ -80,10 +80,10 @@ class CatalogueShare:
     max_items: int | None = None
 
     def bounds(self, n_items: int) -> tuple[int, int]:
-        cap = min(self.max_items or n_items, n_items - 1)
-        low = max(self.min_items, math.ceil(self.low_share * n_items))
-        high = max(low, min(cap, math.floor(self.high_share * n_items)))
-        return min(low, cap), high
+        cap = max(1, min(self.max_items or n_items, n_items - 1))
+        low = min(cap, max(self.min_items, math.ceil(self.low_share * n_items)))
+        high = min(cap, max(low, math.floor(self.high_share * n_items)))
+        return low, high
 
     def suggest(self, trial: Trial, name: str, n_items: int) -> int:
         low, high = self.bounds(n_items)

@@ -10,6 +10,7 @@
       - {teacher: "LightGCN:64", student: "LightGCN:8", train: {...}, teacher_train: {...}}
     hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
+    tuning: {trials: 16, seeds: [100], startup_trials: 5, pruner: {startup_trials: 4, warmup_epochs: 10}}
 
 `expand` turns a suite into cells: every dataset x pairing x (teacher row + strategies) x seed.
 """
@@ -30,7 +31,7 @@ from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
-              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams"}
+              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning"}
 PAIRING_KEYS = {"teacher", "student", "train", "teacher_train"}
 
 

@@ -89,6 +89,9 @@ def prepare_worker(task: CellTask) -> None:
     """Threads, plugins: what every task sets up first (idempotent)."""
     from kdbench.registry import load_entry_point_plugins, load_plugin_file
 
+    import warnings
+
+    warnings.filterwarnings("ignore")  # RecBole's and torch's deprecation noise, as the CLI does
     torch.set_num_threads(task.cell.threads)
     load_entry_point_plugins()
     for plugin in task.plugins:

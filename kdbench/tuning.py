@@ -1,0 +1,313 @@
+"""Fair tuning: every strategy of a pairing, `scratch` included, gets the same Optuna trial budget.
+
+One study per (dataset, pairing, strategy), stored in Optuna's SQLite storage at
+`<results>/tuning/<dataset>/<pairing>/<strategy>.db` (open it with `optuna.load_study`), with the
+chosen hyperparameters in a readable `<strategy>.json` beside it. A trial trains the student on
+the tuning seeds with hyperparameters drawn from the strategy's `search_space` plus the shared
+training knobs (`SHARED_TRAINING_SPACE`); its objective is the best validation NDCG@10. The test
+split is never scored while tuning.
+
+Trials run through the executors in rounds: each round asks every unfinished study for one trial
+(TPE, seeded per study and trial number, so a resumed study draws what an uninterrupted one would)
+and runs them side by side; the driver alone writes the storage. A study killed mid-round
+resumes where it stopped: a trial that was running is marked failed ("interrupted") and does not
+count against the budget; finished trials are never repeated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from kdbench import atomic
+from kdbench.cells import TEACHER, TUNED, Cell
+from kdbench.errors import KdbenchError, choices
+from kdbench.results import safe_name
+from kdbench.runner import Runner
+from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution
+from kdbench.strategies import STRATEGIES
+from kdbench.trial import PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
+from kdbench.work import CellTask
+
+TUNING_KEYS = {"trials", "seeds", "sampler_seed", "startup_trials", "pruner"}
+PRUNER_KEYS = {"startup_trials", "warmup_epochs"}
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """A suite's `tuning:` block: the budget and how it is spent."""
+
+    trials: int = 16  # per study: the same for every strategy, scratch included
+    seeds: tuple[int, ...] = (100,)  # disjoint from the evaluation seeds
+    sampler_seed: int = 0
+    startup_trials: int = 5  # TPE draws at random before it models the trials
+    pruner: PrunerSettings = field(default_factory=PrunerSettings)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None) -> "TuningSettings":
+        spec = dict(spec or {})
+        unknown = set(spec) - TUNING_KEYS
+        if unknown:
+            raise KdbenchError(f"unknown tuning keys {choices(unknown)}; valid: {choices(TUNING_KEYS)}")
+        pruner = dict(spec.pop("pruner", None) or {})
+        if set(pruner) - PRUNER_KEYS:
+            raise KdbenchError(f"unknown pruner keys {choices(set(pruner) - PRUNER_KEYS)}; valid: {choices(PRUNER_KEYS)}")
+        try:
+            settings = cls(
+                trials=int(trials if trials is not None else spec.get("trials", cls.trials)),
+                seeds=tuple(int(s) for s in spec.get("seeds", cls.seeds)),
+                sampler_seed=int(spec.get("sampler_seed", cls.sampler_seed)),
+                startup_trials=int(spec.get("startup_trials", cls.startup_trials)),
+                pruner=PrunerSettings(**{k: int(v) for k, v in pruner.items()}),
+            )
+        except (TypeError, ValueError) as exc:
+            raise KdbenchError(f"bad tuning setting: {exc}") from None
+        if settings.trials < 1 or not settings.seeds:
+            raise KdbenchError("tuning needs trials >= 1 and at least one seed")
+        return settings
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Study:
+    """One study: a strategy on a pairing, its storage and its search space."""
+
+    cell: Cell  # the suite's cell for this strategy (seed replaced by the tuning seeds)
+    n_items: int
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell.dataset}/{self.cell.pairing}/{self.cell.strategy}"
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "tuning" / safe_name(self.cell.dataset) / safe_name(self.cell.pairing)
+
+    @property
+    def storage_path(self) -> Path:
+        return self.folder / f"{safe_name(self.cell.strategy)}.db"
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / f"{safe_name(self.cell.strategy)}.json"
+
+    def space(self) -> dict[str, Distribution]:
+        return {**STRATEGIES.get(self.cell.strategy).tuning_space(), **SHARED_TRAINING_SPACE}
+
+    def identity(self, settings: TuningSettings) -> dict[str, Any]:
+        """What a stored study must match to be resumed: space, code, fixed settings, tuning seeds."""
+        cell = self.cell
+        return json.loads(json.dumps({
+            "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
+            "strategy_code": STRATEGIES.get(cell.strategy).code_version(),
+            "fixed_hparams": dict(cell.hparams),
+            "train": cell.train.as_dict(),
+            "teacher_train": cell.teacher_settings.as_dict(),
+            "teacher_seed": cell.teacher_seed,
+            "split_seed": cell.split_seed,
+            "data_path": cell.data_path,
+            "threads": cell.threads,
+            "seeds": list(settings.seeds),
+            "sampler_seed": settings.sampler_seed,
+            "startup_trials": settings.startup_trials,
+            "pruner": asdict(settings.pruner),
+        }, default=str))
+
+
+def study_cells(cells: list[Cell]) -> list[Cell]:
+    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's)."""
+    seen: dict[tuple, Cell] = {}
+    for cell in cells:
+        if cell.strategy != TEACHER and cell.variant != TUNED:
+            seen.setdefault((cell.dataset, cell.pairing, cell.strategy), cell)
+    return list(seen.values())
+
+
+def _sampler(settings: TuningSettings, study_name: str, trial_number: int):
+    import optuna
+
+    digest = hashlib.sha256(f"{settings.sampler_seed}/{study_name}/{trial_number}".encode()).digest()
+    return optuna.samplers.TPESampler(seed=int.from_bytes(digest[:4], "little"),
+                                      n_startup_trials=settings.startup_trials)
+
+
+def _counted(trial) -> bool:
+    """A trial spends budget once it finished: complete, pruned, or failed other than by interruption."""
+    import optuna
+
+    states = optuna.trial.TrialState
+    if trial.state in (states.COMPLETE, states.PRUNED):
+        return True
+    return trial.state == states.FAIL and not trial.user_attrs.get(INTERRUPTED)
+
+
+def open_study(study: Study, settings: TuningSettings, force: bool = False):
+    """The Optuna study of `study` from its storage, created if new; a running trial left by a killed
+    driver is marked failed (interrupted)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    identity = study.identity(settings)
+    if force and study.storage_path.exists():
+        study.storage_path.unlink()
+    study.folder.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{study.storage_path}"
+    optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
+                                       load_if_exists=True)
+    stored = optuna_study.user_attrs.get("identity")
+    if stored is None:
+        optuna_study.set_user_attr("identity", identity)
+    elif stored != identity:
+        changed = sorted(k for k in identity if stored.get(k) != identity[k])
+        raise KdbenchError(f"study '{study.name}' in {study.storage_path} was made with other settings "
+                           f"({', '.join(changed)}); pass --force to start it again")
+    for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+        optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    return optuna_study
+
+
+def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
+         on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
+    """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON)."""
+    import optuna
+
+    cells = study_cells(cells)
+    for cell in cells:
+        STRATEGIES.get(cell.strategy)
+    studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir)) for cell in cells]
+    opened = {study.name: open_study(study, settings, force) for study in studies}
+    artifacts = runner.teachers(cells)
+    for study in studies:
+        artifact = artifacts[runner.teacher_key(study.cell)]
+        if isinstance(artifact, Exception):
+            raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
+    started = time.perf_counter()
+    while True:
+        batch: list[tuple[Study, Any, TrialTask]] = []
+        for study in studies:
+            optuna_study = opened[study.name]
+            trials = optuna_study.get_trials(deepcopy=False)
+            if sum(map(_counted, trials)) >= settings.trials:
+                continue
+            optuna_study.sampler = _sampler(settings, study.name, len(trials))
+            trial = optuna_study.ask()
+            params = {name: dist.suggest(trial, name, study.n_items) for name, dist in study.space().items()}
+            finished = tuple(t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                              optuna.trial.TrialState.PRUNED))
+            pruner = replace(settings.pruner, warmup_epochs=max(settings.pruner.warmup_epochs,
+                                                                study.cell.train.min_epochs))
+            base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
+                            runner.plugins, artifacts[runner.teacher_key(study.cell)])
+            batch.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished)))
+        if not batch:
+            break
+        for index, outcome in runner.executor.map_unordered(run_trial, [task for _, _, task in batch]):
+            study, trial, _ = batch[index]
+            if isinstance(outcome, Exception):
+                outcome = TrialOutcome(None, [], error=f"{type(outcome).__name__}: {outcome}")
+            _tell(opened[study.name], trial, outcome)
+            write_best(study, opened[study.name], settings)
+            if on_trial:
+                on_trial(study, outcome)
+    summaries = [write_best(study, opened[study.name], settings) for study in studies]
+    for summary in summaries:
+        summary["driver_wall_seconds_this_invocation"] = time.perf_counter() - started
+    return summaries
+
+
+def _tell(optuna_study, trial, outcome: TrialOutcome) -> None:
+    import optuna
+
+    for epoch, value in outcome.curve:
+        trial.report(value, epoch)
+    trial.set_user_attr("seconds", outcome.seconds)
+    trial.set_user_attr("epochs", outcome.epochs)
+    if outcome.error:
+        trial.set_user_attr("error", outcome.error)
+        optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    elif outcome.pruned:
+        optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        optuna_study.tell(trial, outcome.value)
+
+
+def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str, Any]:
+    """Write `<strategy>.json`: the budget, what was spent, and the best trial's hyperparameters."""
+    import optuna
+
+    trials = optuna_study.get_trials(deepcopy=False)
+    states = optuna.trial.TrialState
+    complete = [t for t in trials if t.state == states.COMPLETE]
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    strategy_params, training = split_params(best.params) if best else ({}, {})
+    summary = {
+        "dataset": study.cell.dataset,
+        "pairing": study.cell.pairing,
+        "strategy": study.cell.strategy,
+        "study": study.name,
+        "storage": study.storage_path.name,
+        "budget": settings.trials,
+        "trials_counted": sum(map(_counted, trials)),
+        "trials_complete": len(complete),
+        "trials_pruned": sum(t.state == states.PRUNED for t in trials),
+        "trials_failed": sum(t.state == states.FAIL and not t.user_attrs.get(INTERRUPTED) for t in trials),
+        "trials_interrupted": sum(bool(t.user_attrs.get(INTERRUPTED)) for t in trials),
+        "finished": sum(map(_counted, trials)) >= settings.trials and best is not None,
+        "compute_seconds": sum(float(t.user_attrs.get("seconds", 0.0)) for t in trials),
+        "best_trial": best.number if best else None,
+        "best_valid_ndcg@10": best.value if best else None,
+        "best_hparams": {**dict(study.cell.hparams), **strategy_params},
+        "best_training": training,
+        "identity": study.identity(settings),
+        "tuning": settings.as_dict(),
+    }
+    atomic.write_json(study.best_path, summary)
+    return summary
+
+
+def read_best(results_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
+    study = Study(cell, 0, Path(results_dir))
+    if not study.best_path.is_file():
+        return None
+    return json.loads(study.best_path.read_text())
+
+
+def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print) -> list[Cell]:
+    """The suite's student cells again, with each strategy's tuned hyperparameters and training knobs,
+    for every finished study whose strategy code and fixed settings still match."""
+    tuned: list[Cell] = []
+    warned: set[tuple] = set()
+    for cell in cells:
+        if cell.strategy == TEACHER or cell.variant == TUNED:
+            continue
+        best = read_best(results_dir, cell)
+        key = (cell.dataset, cell.pairing, cell.strategy)
+        problem = None
+        if best is None:
+            problem = "not tuned"
+        elif best["best_trial"] is None and best["trials_counted"] >= best["budget"]:
+            problem = "no tuning trial completed"
+        elif not best["finished"]:
+            problem = f"tuning unfinished ({best['trials_counted']}/{best['budget']} trials)"
+        elif best["identity"]["strategy_code"] != STRATEGIES.get(cell.strategy).code_version():
+            problem = "tuned with other strategy code (tune again)"
+        elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(cell.hparams))):
+            problem = "tuned with other fixed hyperparameters"
+        if problem:
+            if key not in warned:
+                warn(f"{cell.dataset} {cell.pairing} {cell.strategy}: {problem}; no tuned row")
+                warned.add(key)
+            continue
+        hparams = tuple(sorted(best["best_hparams"].items()))
+        train = replace(cell.train, **best["best_training"])
+        tuned.append(replace(cell, hparams=hparams, train=train, variant=TUNED))
+    return tuned

@@ -1,0 +1,242 @@
+"""Tuning: equal budgets, studies Optuna can load, resume without repeating a trial, never the test split;
+and result identity: a changed default or strategy code makes a stored cell stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import kdbench.train as train_module
+import kdbench.work as work_module
+from conftest import write_interactions
+from kdbench.backbones import BackboneSpec
+from kdbench.cells import TUNED, Cell
+from kdbench.cli import main
+from kdbench.errors import KdbenchError
+from kdbench.runner import Runner
+from kdbench.search_space import SHARED_TRAINING_SPACE, CatalogueShare, LogUniform
+from kdbench.strategies import STRATEGIES
+from kdbench.strategies.kd import KD
+from kdbench.train import TrainSettings
+from kdbench.tuning import TuningSettings, read_best, tuned_cells
+
+SUITE = {
+    "name": "toy",
+    "datasets": ["toy"],
+    "seeds": [0, 1],
+    "strategies": ["scratch", "kd"],
+    "train": {"max_epochs": 3, "batch_size": 4096, "patience": 10},
+    "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}],
+    "tuning": {"trials": 2, "seeds": [100], "startup_trials": 1, "pruner": {"startup_trials": 1, "warmup_epochs": 1}},
+}
+
+
+@pytest.fixture
+def suite_dir(tmp_path):
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter")
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({**SUITE, "data_path": str(tmp_path / "data")}))
+    return tmp_path
+
+
+def _tune_args(root: Path, *extra: str) -> list[str]:
+    return ["tune", "--suite", str(root / "suite.yaml"), "--results-dir", str(root / "results"),
+            "--cache-dir", str(root / "cache"), "--workers", "1", *extra]
+
+
+def _study(root: Path, strategy: str) -> optuna.Study:
+    path = root / "results" / "tuning" / "toy" / "BPR-8_to_BPR-4" / f"{strategy}.db"
+    return optuna.load_study(study_name=f"toy/BPR:8->BPR:4/{strategy}", storage=f"sqlite:///{path}")
+
+
+def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials() if t.state != optuna.trial.TrialState.RUNNING
+            and not t.user_attrs.get("interrupted")]
+
+
+def test_tune_has_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--help"])
+    assert exit_info.value.code == 0
+    assert "--trials" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_tuning_gives_every_strategy_the_same_budget_and_never_scores_the_test_split(suite_dir, monkeypatch):
+    scored = []
+    original = train_module.full_ranking
+
+    def watched(model, loader, config):
+        scored.append(loader)
+        if any(loader is data.test for data in work_module._DATA.values()):
+            raise AssertionError("the test split was scored while tuning")
+        return original(model, loader, config)
+
+    from kdbench.suites import expand, load_suite
+
+    # the teacher (whose own row is scored on test) is trained and cached first; then every
+    # scoring call, validation or test, goes through the watched function
+    Runner(suite_dir / "results", suite_dir / "cache").teachers(expand(load_suite(suite_dir / "suite.yaml")))
+    monkeypatch.setattr(train_module, "full_ranking", watched)
+    monkeypatch.setattr(work_module, "full_ranking", watched)
+    assert main(_tune_args(suite_dir)) == 0
+    assert scored  # validation was scored, through the watched function
+    for strategy in ("scratch", "kd"):
+        study = _study(suite_dir, strategy)
+        assert len(_counted(study)) == 2  # the same budget, scratch included
+        best = read_best(suite_dir / "results", Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4),
+                                                     strategy, 0))
+        assert best["finished"] and best["budget"] == 2 and best["trials_counted"] == 2
+        complete = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+        assert best["best_valid_ndcg@10"] == max(t.value for t in complete)
+        assert set(best["best_training"]) == set(SHARED_TRAINING_SPACE)
+    assert set(_study(suite_dir, "kd").trials[0].params) == {"weight", "K", "tau", *SHARED_TRAINING_SPACE}
+    assert set(_study(suite_dir, "scratch").trials[0].params) == set(SHARED_TRAINING_SPACE)
+    assert (suite_dir / "results" / "tuning" / "summary.md").is_file()
+    assert (suite_dir / "results" / "tuning" / "progress_toy_BPR-8_to_BPR-4.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_tuning_run_resumes_without_repeating_a_finished_trial(suite_dir):
+    command = [sys.executable, "-m", "kdbench", *_tune_args(suite_dir, "--trials", "4")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    db = suite_dir / "results" / "tuning" / "toy" / "BPR-8_to_BPR-4" / "kd.db"
+    deadline = time.time() + 240
+    finished_before: list[optuna.trial.FrozenTrial] = []
+    while time.time() < deadline and process.poll() is None:
+        if db.exists():
+            try:
+                finished_before = [t for t in _study(suite_dir, "kd").get_trials() if t.state.is_finished()]
+            except Exception:  # noqa: BLE001 - the storage is being created
+                finished_before = []
+            if finished_before:
+                break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = [t for t in _study(suite_dir, "kd").get_trials() if t.state.is_finished()]
+    assert finished_before, "no trial finished before the kill"
+    assert main(_tune_args(suite_dir, "--trials", "4")) == 0
+    after = _study(suite_dir, "kd").get_trials()
+    counted = [t for t in after if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4
+    for trial in finished_before:  # kept as they were, not run again
+        again = after[trial.number]
+        assert (again.state, again.params, again.value) == (trial.state, trial.params, trial.value)
+    assert len(_counted(_study(suite_dir, "scratch"))) == 4
+
+
+def test_a_study_made_with_other_settings_is_refused_without_force(suite_dir):
+    from kdbench.tuning import Study, open_study
+
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0,
+                train=TrainSettings(max_epochs=3, batch_size=4096), data_path=str(suite_dir / "data"))
+    study = Study(cell, 40, suite_dir / "results")
+    open_study(study, TuningSettings(trials=2))
+    with pytest.raises(KdbenchError, match="was made with other settings .*seeds.*--force"):
+        open_study(study, TuningSettings(trials=2, seeds=(7,)))
+    assert open_study(study, TuningSettings(trials=2, seeds=(7,)), force=True).user_attrs["identity"]["seeds"] == [7]
+
+
+def test_tuned_cells_take_the_best_hyperparameters_and_training_knobs(tmp_path):
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    from kdbench.tuning import Study
+
+    study = Study(cell, 40, tmp_path)
+    best = {"finished": True, "best_trial": 3, "trials_counted": 2, "budget": 2,
+            "best_hparams": {"weight": 0.3, "K": 20, "tau": 2.0},
+            "best_training": {"learning_rate": 0.004, "weight_decay": 1e-6},
+            "identity": {"strategy_code": KD.code_version(), "fixed_hparams": {}}}
+    study.folder.mkdir(parents=True)
+    study.best_path.write_text(json.dumps(best))
+    (tuned,) = tuned_cells([cell, replace(cell, strategy="teacher")], tmp_path, warn=lambda m: None)
+    assert tuned.variant == TUNED and tuned.label == "kd@tuned"
+    assert dict(tuned.hparams) == {"weight": 0.3, "K": 20, "tau": 2.0}
+    assert (tuned.train.learning_rate, tuned.train.weight_decay, tuned.train.max_epochs) == (0.004, 1e-6, 3)
+    stale = {**best, "identity": {"strategy_code": "0" * 12, "fixed_hparams": {}}}
+    study.best_path.write_text(json.dumps(stale))
+    warnings = []
+    assert tuned_cells([cell], tmp_path, warn=warnings.append) == []
+    assert "other strategy code" in warnings[0]
+
+
+def test_every_built_in_strategy_declares_a_space_that_names_its_own_hyperparameters():
+    for name in STRATEGIES.names():
+        cls = STRATEGIES.get(name)
+        space = cls.tuning_space()
+        assert set(space) <= set(cls.defaults), name
+        assert cls.search_space is not None, f"{name} declares no search space"
+    assert STRATEGIES.get("scratch").tuning_space() == {}
+
+
+def test_a_catalogue_share_scales_with_the_catalogue():
+    share = CatalogueShare(0.01, 0.5, min_items=50)
+    assert share.bounds(1682) == (50, 841)
+    assert share.bounds(25181) == (252, 12590)
+    assert share.bounds(40) == (39, 39)  # never more than the catalogue's real items
+
+
+def test_a_strategy_without_a_declared_space_tunes_its_weight_over_four_decades():
+    from kdbench.strategies.base import DistillationStrategy
+
+    class Plain(DistillationStrategy):
+        name = "plain"
+        defaults = {"weight": 0.5, "alpha": 1.0}
+
+    assert Plain.tuning_space() == {"weight": LogUniform(0.005, 50.0)}
+
+
+# -- result identity ----------------------------------------------------------------------------
+
+SMALL = TrainSettings(max_epochs=2, batch_size=4096)
+
+
+@pytest.mark.slow
+def test_a_changed_default_or_strategy_code_makes_a_stored_cell_run_again(toy_dir, tmp_path, monkeypatch):
+    cell = Cell("toy", BackboneSpec("BPR", 16), BackboneSpec("BPR", 4), "kd", seed=0, train=SMALL,
+                data_path=str(toy_dir))
+    runner = Runner(tmp_path / "results", tmp_path / "cache")
+    first = runner.run(cell)
+    assert first["config"]["hparams"] == KD.defaults and first["config"]["strategy_code"] == KD.code_version()
+    assert runner.is_done(cell)
+    with monkeypatch.context() as patch:
+        patch.setattr(KD, "defaults", {**KD.defaults, "tau": 3.0})
+        assert not runner.is_done(cell)
+        with pytest.raises(KdbenchError, match="holds a finished run with other settings"):
+            runner.check_no_overwrite([cell])
+        again = runner.run(cell)
+        assert again["hparams"]["tau"] == 3.0 and again["created"] >= first["created"]
+    with monkeypatch.context() as patch:
+        patch.setattr(KD, "code_version", classmethod(lambda cls: "changed-code"))
+        assert not runner.is_done(cell)
+
+
+def test_the_code_version_ignores_comments_docstrings_and_search_spaces_but_not_the_maths(tmp_path):
+    from kdbench.strategies.base import code_hash
+
+    def module(variant: str, source: str) -> str:
+        """`source` loaded as the module `kdb_code` (from its own file, so no source cache is stale)."""
+        import importlib.util
+
+        path = tmp_path / f"{variant}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("kdb_code", path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules["kdb_code"] = loaded
+        spec.loader.exec_module(loaded)
+        return "kdb_code"
+
+    base = 'class S:\n    """Doc."""\n    search_space = {"w": 1}\n    def loss(self, x):\n        return x * 2\n'
+    reference = code_hash([module("kdb_code_a", base)])
+    assert code_hash([module("kdb_code_b", base.replace('"""Doc."""', '"""Other doc."""  # note'))]) == reference
+    assert code_hash([module("kdb_code_c", base.replace('{"w": 1}', '{"w": 2}'))]) == reference
+    assert code_hash([module("kdb_code_d", base.replace("x * 2", "x * 3"))]) != reference
