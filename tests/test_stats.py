@@ -112,7 +112,7 @@ def test_minimum_detectable_effect_matches_hand_computed():
 
 # -- simulation: per-user, per-seed data with known variance components ------------------------------
 N_SIMULATIONS, N_SEEDS, N_USERS, BASE = 4000, 5, 200, 0.25
-# (var_seed, var_user, var_residual) of the difference; the first is ml-100k BPR 64 -> 5's medians.
+# (var_seed, var_user, var_residual) of the difference; the first rounds ml-100k BPR 64 -> 5's medians.
 REGIMES = {"measured": (5e-5, 1e-3, 1.2e-2), "seed-dominated": (5e-4, 0.0, 1e-2), "user-dominated": (0.0, 5e-3, 1e-2)}
 
 
