@@ -2,17 +2,25 @@
 
 Everything here is a pure function of the run files (plus the command line and wall time stored
 beside the leaderboard by `run --all`), so `python -m kdbench report` rebuilds byte-identical files:
-no clock, floats rounded to 6 significant digits, rows in a fixed order.
+no clock, no random draws, floats rounded to 6 significant digits, rows in a fixed order.
 
-Significance, per strategy against scratch (same dataset and pairing), on NDCG@10:
+Significance, per strategy against scratch (same dataset and pairing), on NDCG@10; the statistics
+themselves are in `kdbench.stats`. Each seed's run is paired with scratch's run of the same seed,
+and users by id, on the seeds both have and the users all those runs scored:
 
-- `p_value_vs_scratch`: each seed's run is paired with scratch's run of the same seed; on the seeds
-  both have, each user's NDCG@10 is averaged over those seeds for the strategy and for scratch, and
-  `scipy.stats.wilcoxon` (two-sided, zero differences dropped) compares the two over users.
-- `p_value_seeds`: `scipy.stats.ttest_rel` (two-sided) over the per-seed mean NDCG@10, paired by seed;
-  needs two shared seeds.
+- `p_value_mixed` (primary): crossed mixed model on the seeds x users difference matrix, so both
+  seed-to-seed and user-to-user variance count; needs two shared seeds.
+- `p_value_holm`: `p_value_mixed` Holm-Bonferroni adjusted over the strategies compared with
+  scratch in the same table (dataset and pairing). The † / ‡ marks come from it.
+- `rel_change_ci_low` / `rel_change_ci_high`: 95% interval of the relative change of NDCG@10 vs
+  scratch, in % like `ndcg@10_vs_scratch_pct` (same model, delta method).
+- `diff_var_seed`, `diff_var_user`, `diff_var_residual`: the difference's variance components,
+  from which `detectable_effects` gives each table's minimum detectable effect.
+- Secondary: `p_value_vs_scratch`, `scipy.stats.wilcoxon` (two-sided, zero differences dropped)
+  over users of seed-averaged NDCG@10 (blind to seed variance); `p_value_seeds`,
+  `scipy.stats.ttest_rel` (two-sided) over the per-seed mean NDCG@10 (blind to user variance).
+  Both are 1.0 when the strategy and scratch agree exactly (scipy rejects all-zero differences).
 
-Both are 1.0 when the strategy and scratch agree exactly (scipy rejects all-zero differences).
 The teacher and scratch rows get no p-value.
 """
 
@@ -26,12 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kdbench import atomic
+from kdbench import atomic, stats
 from kdbench.results import RunStore
 
 METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 TEACHER, SCRATCH = "teacher", "scratch"
-SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))
+SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # on the Holm-adjusted primary p-value
+CONFIDENCE, POWER = 0.95, 0.8  # of the relative-change interval; of the minimum detectable effect
 FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
                   "ranking": "tab:green", "topology": "tab:red"}  # fixed, so plots compare across reports
 
@@ -39,8 +48,9 @@ COLUMNS = (
     "dataset", "pairing", "teacher", "student", "strategy", "family", "model", "rank",
     "n_seeds", "n_failed",
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
-    "ndcg@10_vs_scratch_pct", "teacher_ndcg@10_retained_pct",
-    "p_value_vs_scratch", "p_value_seeds", "n_paired_seeds", "n_users_tested",
+    "ndcg@10_vs_scratch_pct", "rel_change_ci_low", "rel_change_ci_high", "teacher_ndcg@10_retained_pct",
+    "p_value_mixed", "p_value_holm", "p_value_vs_scratch", "p_value_seeds", "n_paired_seeds", "n_users_tested",
+    "diff_var_seed", "diff_var_user", "diff_var_residual",
     "params", "compression_vs_teacher", "size_bytes", "throughput_users_per_s",
     "latency_p50_ms", "latency_p99_ms", "train_s_per_epoch", "epoch_time_ratio_vs_scratch",
     "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds",
@@ -116,7 +126,8 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
     Means and sample standard deviations (ddof=1; NaN with one seed) are over the ok seeds; costs are
     means over seeds. Rows are ordered by dataset, teacher, student (alphabetical), then NDCG@10
-    mean, best first; `rank` numbers the students (the teacher row has none).
+    mean, best first; `rank` numbers the students (the teacher row has none). `p_value_holm` adjusts
+    the primary p-values over the strategies of one such table.
     """
     rows = []
     for (dataset, teacher, student), cell in df.groupby(["dataset", "teacher", "student"], sort=True):
@@ -129,6 +140,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         for strategy, runs in cell.groupby("strategy", sort=True):
             group_rows.append(_strategy_row(runs, scratch, teacher_ndcg, teacher_params))
         group = pd.DataFrame(group_rows)
+        group["p_value_holm"] = stats.holm(group["p_value_mixed"].to_numpy(float))
         group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
         group = group.sort_values(["ndcg@10_mean", "_order", "strategy"], ascending=[False, True, True],
                                   na_position="last", kind="mergesort")
@@ -160,7 +172,7 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
     row["ndcg@10_vs_scratch_pct"] = _ratio(row["ndcg@10_mean"] - scratch_ndcg, scratch_ndcg) * 100
     row["teacher_ndcg@10_retained_pct"] = _ratio(row["ndcg@10_mean"], teacher_ndcg) * 100
     if family == TEACHER or first["strategy"] == SCRATCH:
-        row.update(p_value_vs_scratch=math.nan, p_value_seeds=math.nan, n_paired_seeds=0, n_users_tested=0)
+        row.update(_NO_TEST)
     else:
         row.update(paired_tests(ok, scratch))
     for column in ("params", "size_bytes", "throughput_users_per_s", "latency_p50_ms",
@@ -175,28 +187,70 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
 
 
 def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
-    """Both significance tests of one strategy's ok runs against scratch's (see the module docstring)."""
-    from scipy import stats
+    """The primary and secondary tests of one strategy's ok runs against scratch's (module docstring)."""
+    from scipy.stats import ttest_rel, wilcoxon
 
     seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
-    out = {"p_value_vs_scratch": math.nan, "p_value_seeds": math.nan,
-           "n_paired_seeds": len(seeds), "n_users_tested": 0}
+    out = _NO_TEST | {"n_paired_seeds": len(seeds)}
     if not seeds:
         return out
     mine = runs.set_index("seed").loc[seeds]
     base = scratch.set_index("seed").loc[seeds]
     if all(u is not None for u in mine["per_user"]) and all(u is not None for u in base["per_user"]):
-        strategy_users = pd.concat(list(mine["per_user"]), axis=1).mean(axis=1)
-        scratch_users = pd.concat(list(base["per_user"]), axis=1).mean(axis=1)
-        users = strategy_users.index.intersection(scratch_users.index, sort=False)
-        x, y = strategy_users.loc[users].to_numpy(), scratch_users.loc[users].to_numpy()
-        out["n_users_tested"] = len(users)
-        if len(users):
-            out["p_value_vs_scratch"] = 1.0 if np.array_equal(x, y) else float(stats.wilcoxon(x, y).pvalue)
+        x, y = stats.paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"])))
+        out["n_users_tested"] = x.shape[1]
+        if x.shape[1]:
+            users_x, users_y = x.mean(axis=0).to_numpy(), y.mean(axis=0).to_numpy()
+            out["p_value_vs_scratch"] = (1.0 if np.array_equal(users_x, users_y)
+                                         else float(wilcoxon(users_x, users_y).pvalue))
+            result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE)
+            out |= {"p_value_mixed": float(result.p_value),
+                    "rel_change_ci_low": float(result.ci_low) * 100,
+                    "rel_change_ci_high": float(result.ci_high) * 100,
+                    "diff_var_seed": float(result.var_seed), "diff_var_user": float(result.var_user),
+                    "diff_var_residual": float(result.var_residual)}
     if len(seeds) >= 2:
         x, y = mine["ndcg@10"].to_numpy(float), base["ndcg@10"].to_numpy(float)
-        out["p_value_seeds"] = 1.0 if np.array_equal(x, y) else float(stats.ttest_rel(x, y).pvalue)
+        out["p_value_seeds"] = 1.0 if np.array_equal(x, y) else float(ttest_rel(x, y).pvalue)
     return out
+
+
+_NO_TEST: dict[str, Any] = {
+    "rel_change_ci_low": math.nan, "rel_change_ci_high": math.nan, "p_value_mixed": math.nan,
+    "p_value_vs_scratch": math.nan, "p_value_seeds": math.nan, "n_paired_seeds": 0, "n_users_tested": 0,
+    "diff_var_seed": math.nan, "diff_var_user": math.nan, "diff_var_residual": math.nan,
+}
+
+
+def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", "pairing"),
+                       alpha: float = 0.05, power: float = POWER,
+                       more_seeds: tuple[int, ...] = (10, 20)) -> pd.DataFrame:
+    """Per table (`keys`), the smallest relative change of NDCG@10 vs scratch, in %, that the primary
+    test detects with probability `power`: from the median variance components of the strategies
+    compared there, at Holm's strictest level alpha / m (`mde_pct`), at alpha for one comparison
+    (`mde_single_pct`), and projected to `more_seeds` seeds (`mde_pct_<n>_seeds`, at alpha / m).
+    """
+    rows = []
+    for key, group in table.groupby(list(keys), sort=False):
+        tested = group[np.isfinite(group["p_value_mixed"].astype(float))]
+        scratch = group.loc[group["strategy"] == SCRATCH, "ndcg@10_mean"]
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row |= {"n_compared": len(tested), "n_seeds": 0, "n_users": 0}
+        if tested.empty or scratch.empty:
+            rows.append(row)
+            continue
+        components = [float(tested[c].median()) for c in ("diff_var_seed", "diff_var_user", "diff_var_residual")]
+        n_seeds, n_users = int(tested["n_paired_seeds"].median()), int(tested["n_users_tested"].median())
+        base = float(scratch.iloc[0])
+
+        def mde(seeds: int, level: float) -> float:
+            return 100 * stats.minimum_detectable_effect(*components, seeds, n_users, level, power) / base
+
+        row |= {"n_seeds": n_seeds, "n_users": n_users, "mde_pct": mde(n_seeds, alpha / len(tested)),
+                "mde_single_pct": mde(n_seeds, alpha)}
+        row |= {f"mde_pct_{n}_seeds": mde(n, alpha / len(tested)) for n in more_seeds}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -237,10 +291,12 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     paths = {kind: out_dir / f"leaderboard{suffix}.{kind}" for kind in ("md", "csv", "json")}
     paths["png"] = out_dir / f"pareto{suffix}.png"
     rounded = _rounded(table)
+    effects = detectable_effects(table)
     atomic.write_text(paths["csv"], rounded.to_csv(index=False, lineterminator="\n"))
     atomic.write_json(paths["json"], {"header": header, "columns": list(COLUMNS),
-                                      "rows": _json_rows(rounded)})
-    atomic.write_text(paths["md"], render_markdown(rounded, runs, header, quick))
+                                      "rows": _json_rows(rounded),
+                                      "detectable_effects": _json_rows(effects)})
+    atomic.write_text(paths["md"], render_markdown(rounded, runs, header, quick, effects))
     plot_pareto(table, paths["png"], quick=quick)
     return [paths["md"], paths["csv"], paths["json"], paths["png"]] + (
         [meta_path] if meta_path.is_file() else [])
@@ -305,8 +361,10 @@ def _json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 # -- Markdown --------------------------------------------------------------------------------------
-def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, Any], quick: bool = False) -> str:
-    """The leaderboard page: header facts, one ranked table per (dataset, pairing), failures, legend."""
+def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, Any], quick: bool = False,
+                    effects: pd.DataFrame | None = None) -> str:
+    """The leaderboard page: header facts, one ranked table per (dataset, pairing) with its minimum
+    detectable effect (`effects`, from `detectable_effects`), failures, legend."""
     from tabulate import tabulate
 
     env = header["environment"]
@@ -334,6 +392,10 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
         cost = [row[:2] + row[_N_QUALITY:] for row in rows]
         lines += ["Quality:", "", tabulate(quality, headers=_MD_HEADERS[:_N_QUALITY], tablefmt="github",
                                             disable_numparse=True), ""]
+        if effects is not None and len(effects):
+            found = effects[(effects["dataset"] == dataset) & (effects["pairing"] == pairing)]
+            if len(found):
+                lines += [_detectable_line(found.iloc[0].to_dict()), ""]
         lines += ["Cost:", "", tabulate(cost, headers=_MD_HEADERS[:2] + _MD_HEADERS[_N_QUALITY:],
                                          tablefmt="github", disable_numparse=True), ""]
     failed = runs[runs["status"] != "ok"]
@@ -348,10 +410,25 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
     return "\n".join(lines)
 
 
-_MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch", "of teacher", "NDCG@20", "Recall@10",
-               "Recall@20", "p users", "p seeds", "seeds", "params", "× smaller", "MB", "users/s",
-               "p50 ms", "s/epoch", "epoch × scratch", "cap hit", "failed"]
-_N_QUALITY = 12  # the first columns form the quality table; # and strategy repeat in the cost table
+_MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
+               "Recall@10", "Recall@20", "p", "p Holm", "p users", "p seeds", "seeds", "params", "× smaller",
+               "MB", "users/s", "p50 ms", "s/epoch", "epoch × scratch", "cap hit", "failed"]
+_N_QUALITY = 14  # the first columns form the quality table; # and strategy repeat in the cost table
+
+
+def _detectable_line(effect: dict[str, Any]) -> str:
+    """One sentence on the table's minimum detectable effect (a `detectable_effects` row)."""
+    m = effect["n_compared"]
+    if not m or not _finite(effect.get("mde_pct")):
+        return ("Smallest detectable change: not estimable (no strategy has two seeds and per-user "
+                "results shared with scratch), so no marks.")
+    projected = {int(k.split("_")[2]): v for k, v in effect.items() if k.startswith("mde_pct_") and _finite(v)}
+    more = (f"; with {' / '.join(str(n) for n in projected)} seeds: "
+            f"{' / '.join(f'±{v:.1f}%' for v in projected.values())}") if projected else ""
+    level = "α = 0.05" if m == 1 else f"Holm's first step, α = 0.05/{m}"
+    return (f"Smallest detectable change ({POWER:.0%} power, two-sided, {level}): **±{effect['mde_pct']:.1f}%** "
+            f"of scratch's NDCG@10 with {effect['n_seeds']} seeds and {effect['n_users']} users "
+            f"(±{effect['mde_single_pct']:.1f}% for a single comparison at α = 0.05){more}.")
 
 _LEGEND = """### How to read these tables
 
@@ -360,18 +437,29 @@ _LEGEND = """### How to read these tables
   trained without distillation (the baseline every test compares against). `#` ranks the students.
 - NDCG@10, NDCG@20, Recall@10, Recall@20: full-ranking test metrics (RecBole), mean ± sample standard
   deviation over seeds (no ± with a single seed).
-- † / ‡ after NDCG@10: the per-user test below gives p < 0.05 / p < 0.01 against scratch (either
-  direction; read the sign in "vs scratch").
-- vs scratch: relative change of mean NDCG@10 against scratch's mean, in %.
+- † / ‡ after NDCG@10: the primary test below gives p < 0.05 / p < 0.01 against scratch after the
+  Holm-Bonferroni correction over the strategies of the table (either direction; read the sign in "vs
+  scratch"). The correction keeps the chance of any false mark in a table at 5% / 1%.
+- vs scratch: relative change of mean NDCG@10 against scratch's mean, in %, and in brackets its 95%
+  confidence interval (same model as p; not corrected for the several comparisons, so an interval can
+  exclude 0 without a mark).
 - of teacher: mean NDCG@10 as a share of the teacher's NDCG@10, in %.
-- p users (`p_value_vs_scratch`): two-sided Wilcoxon signed-rank test over test users. Each seed's run is
-  paired with scratch's run of the same seed; each user's NDCG@10 is averaged over the shared seeds, for
-  the strategy and for scratch, and the two per-user vectors are compared (users with equal values are
-  dropped, scipy's default). Users are its sampling unit: it finds consistent per-user differences but
-  does not see seed-to-seed variance.
-- p seeds (`p_value_seeds`): two-sided paired t-test over the per-seed mean NDCG@10 (paired by seed;
-  needs two shared seeds). It does see seed variance, but with few seeds it has little power. Both
-  are 1 when the runs equal scratch's exactly.
+- p (`p_value_mixed`, primary): two-sided test of the mean per-user, per-seed difference against
+  scratch. Each seed's run is paired with scratch's run of the same seed, and users by id; the
+  differences are modelled as overall effect + seed effect + user effect + residual (a linear mixed
+  model with crossed random effects, solved in closed form), so both seed-to-seed and user-to-user
+  variance widen the interval (t-test on Satterthwaite's degrees of freedom). Needs two shared seeds.
+  p Holm (`p_value_holm`): that p after the Holm-Bonferroni correction; the marks come from it.
+- Smallest detectable change (below each quality table): the relative change the primary test would
+  detect with 80% power at Holm's strictest level, from the table's median variance components; an
+  unmarked strategy may still differ from scratch by less than this. More seeds shrink only the seed
+  part, so the figure stops falling once user variance dominates.
+- p users (`p_value_vs_scratch`, secondary): two-sided Wilcoxon signed-rank test over test users of
+  each user's NDCG@10 averaged over the shared seeds (users with equal values dropped). It does not see
+  seed-to-seed variance, so it overstates significance when seeds disagree.
+- p seeds (`p_value_seeds`, secondary): two-sided paired t-test over the per-seed mean NDCG@10 (paired
+  by seed; needs two shared seeds). It does not see user-to-user variance, and with few seeds it has
+  little power. Both secondary p are 1 when the runs equal scratch's exactly.
 - seeds: successful seeds aggregated. failed: runs that failed (listed under "Failed runs").
 - params: parameters used at inference (training-only modules excluded). × smaller: teacher params /
   params. MB: model size on disk.
@@ -382,7 +470,8 @@ _LEGEND = """### How to read these tables
   training overhead of distilling. cap hit: share of seeds that stopped at the epoch limit rather than by
   early stopping (their quality may be understated).
 - pareto.png: NDCG@10 against parameters (top) and throughput (bottom); up-left (top) or up-right
-  (bottom) is better; the dashed line joins the points no other point beats on both axes. Students of
+  (bottom) is better; the dashed line joins the points no other point beats on both axes; the dotted
+  line is scratch, and a strategy's bar is the 95% interval of its difference from scratch. Students of
   one pairing share a parameter count, so their points are spread slightly sideways to stay readable.
 - Wall time: the whole `run` invocation that wrote these runs; compute time: the sum of the runs' own
   wall times (a teacher loaded from the cache counts only its loading).
@@ -398,19 +487,20 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         name = "**scratch**"
     else:
         name = strategy
-    p_users = get["p_value_vs_scratch"]
-    mark = next((m for level, m in SIGNIFICANCE if _finite(p_users) and p_users < level), "")
+    p_holm = get["p_value_holm"]
+    mark = next((m for level, m in SIGNIFICANCE if _finite(p_holm) and p_holm < level), "")
     rank = get["rank"]
     return [
         "" if rank is pd.NA or rank is None or (isinstance(rank, float) and math.isnan(rank)) else str(int(rank)),
         name, family or "",
         _mean_std(get["ndcg@10_mean"], get["ndcg@10_std"]) + (" " + mark if mark else ""),
-        _pct(get["ndcg@10_vs_scratch_pct"], signed=True),
+        _pct(get["ndcg@10_vs_scratch_pct"], signed=True) + _interval(get["rel_change_ci_low"],
+                                                                     get["rel_change_ci_high"]),
         _pct(get["teacher_ndcg@10_retained_pct"]),
         _mean_std(get["ndcg@20_mean"], get["ndcg@20_std"]),
         _mean_std(get["recall@10_mean"], get["recall@10_std"]),
         _mean_std(get["recall@20_mean"], get["recall@20_std"]),
-        _p(p_users), _p(get["p_value_seeds"]),
+        _p(get["p_value_mixed"]), _p(p_holm), _p(get["p_value_vs_scratch"]), _p(get["p_value_seeds"]),
         str(get["n_seeds"]),
         _fmt(get["params"], "{:,.0f}"),
         _fmt(get["compression_vs_teacher"], "{:.1f}"),
@@ -444,6 +534,10 @@ def _pct(value: float, signed: bool = False, digits: int = 1) -> str:
     return f"{value:+.{digits}f}%" if signed else f"{value:.{digits}f}%"
 
 
+def _interval(low: float, high: float) -> str:
+    return f" [{low:+.1f}, {high:+.1f}]" if _finite(low) and _finite(high) else ""
+
+
 def _p(value: float) -> str:
     if not _finite(value):
         return "—"
@@ -461,8 +555,9 @@ def _duration(seconds: float | None) -> str:
 
 # -- plot ------------------------------------------------------------------------------------------
 def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> Path:
-    """NDCG@10 (mean ± std) against params (top row) and throughput (bottom row), log x; one column
-    per (dataset, pairing), one labelled point per strategy, teacher and scratch included.
+    """NDCG@10 (mean over seeds) against params (top row) and throughput (bottom row), log x; one column
+    per (dataset, pairing), one labelled point per strategy, teacher and scratch included. A
+    strategy's error bar is the 95% interval of its change vs scratch (a dotted line).
 
     Drawn on a bare Agg `Figure` (no pyplot state); fixed size, dpi and no software/date metadata,
     so the same table gives the same bytes.
@@ -483,7 +578,7 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> P
             ax = axes[row][col]
             _pareto_panel(ax, group, x_col, colours, better_high=(row == 1))
             ax.set_xlabel(x_label, fontsize=8)
-            ax.set_ylabel("NDCG@10 (mean ± std over seeds)", fontsize=8)
+            ax.set_ylabel("NDCG@10, mean over seeds (bars: 95% CI of the change vs scratch)", fontsize=8)
             ax.set_title(f"{dataset}: {pairing.replace('->', ' → ')}", fontsize=9)
             ax.tick_params(labelsize=7)
     if not panels:
@@ -491,6 +586,7 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> P
             ax.text(0.5, 0.5, "no successful runs", ha="center", va="center", transform=ax.transAxes)
     handles = [Line2D([], [], marker=_marker(f, ""), color=colours[f], linestyle="", label=f) for f in families]
     handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8, label="Pareto front"))
+    handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=0.6, label="scratch"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
     fig.suptitle("kdbench: quality vs inference cost" + (" (QUICK, reduced run: do not cite)" if quick else ""),
                  fontsize=10)
@@ -513,7 +609,13 @@ def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, better_hig
         return
     x = points[x_col].to_numpy(float)
     y = points["ndcg@10_mean"].to_numpy(float)
-    err = np.nan_to_num(points["ndcg@10_std"].to_numpy(float))
+    scratch = group.loc[group["strategy"] == SCRATCH, "ndcg@10_mean"].astype(float)
+    base = float(scratch.iloc[0]) if len(scratch) else math.nan
+    # Half the 95% interval of the change vs scratch, in NDCG@10 units, around the strategy's mean.
+    width = (points["rel_change_ci_high"].to_numpy(float) - points["rel_change_ci_low"].to_numpy(float)) / 100
+    err = np.nan_to_num(width * base / 2)
+    if np.isfinite(base):
+        ax.axhline(base, color="grey", linewidth=0.6, linestyle=":", zorder=0)
     # Students share one parameter count: spread equal x a little so bars stay readable.
     shown_x = x.copy()
     for value in np.unique(x):

@@ -132,10 +132,15 @@ def test_inference_cost_works_for_a_graph_backbone(toy):
 
 
 def test_a_deployed_model_recommends_the_top_20_items_per_user(toy):
-    model = build_model(BackboneSpec("BPR", 4), toy)
-    adapter = BackboneAdapter(model, toy.uid_field, toy.iid_field)
-    users = torch.tensor([1, 2, 3])
-    top = recommend_topk(adapter, users)
+    n_items = toy.n_items  # 40 items and the padding item 0
+    scores = torch.zeros(toy.n_users, n_items)
+    scores[1] = torch.arange(n_items, dtype=torch.float)  # higher id, higher score
+    scores[2] = -torch.arange(n_items, dtype=torch.float)  # lower id, higher score...
+    scores[2, 0] = -100.0  # ...but the padding item last
+    scores[3, [7, 3, 30]] = torch.tensor([3.0, 2.0, 1.0])  # three items first, the rest tied at 0
+    adapter = BackboneAdapter(_scripted_model(toy, scores), toy.uid_field, toy.iid_field)
+    top = recommend_topk(adapter, torch.tensor([1, 2, 3]))
     assert top.shape == (3, 20)
-    expected = torch.topk(adapter.full_scores(users), 20, dim=1).indices
-    assert torch.equal(top, expected)
+    assert top[0].tolist() == list(range(n_items - 1, n_items - 21, -1))  # 40, 39, ..., 21
+    assert top[1].tolist() == list(range(1, 21))
+    assert top[2, :3].tolist() == [7, 3, 30]

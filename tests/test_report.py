@@ -30,6 +30,10 @@ PER_USER |= {("kd", s): np.round(PER_USER["scratch", s] + _rng.uniform(-0.05, 0.
 PER_USER |= {("twin", s): PER_USER["scratch", s] for s in range(3)}
 PER_USER |= {("teacher", 0): np.round(_rng.uniform(0.2, 0.8, len(USERS)), 6)}
 
+# Users are stored in a different order per run: pairing users by position instead of by id fails.
+USER_ORDER = {("kd", s): np.random.default_rng(100 + s).permutation(len(USERS)) for s in range(3)}
+USER_ORDER |= {("twin", s): np.arange(len(USERS))[::-1] for s in range(3)}
+
 NDCG = {("scratch", 0): 0.20, ("scratch", 1): 0.22, ("scratch", 2): 0.24,
         ("kd", 0): 0.25, ("kd", 1): 0.27, ("kd", 2): 0.26,
         ("twin", 0): 0.20, ("twin", 1): 0.22, ("twin", 2): 0.24,
@@ -37,7 +41,8 @@ NDCG = {("scratch", 0): 0.20, ("scratch", 1): 0.22, ("scratch", 2): 0.24,
 
 
 def record(label, seed, ndcg10, *, dataset="toy", teacher=TEACHER, student=STUDENT, family=None,
-           per_user=None, params=None, sec_per_epoch=1.0, hit_cap=False, day=1, status="ok"):
+           per_user=None, user_order=None, params=None, sec_per_epoch=1.0, hit_cap=False, day=1, status="ok"):
+    """A run record; `per_user` follows USERS, stored in `user_order` (a permutation) when given."""
     is_teacher = label == "teacher"
     family = family or ("teacher" if is_teacher else "baseline" if label == "scratch" else "response")
     rec = {
@@ -49,10 +54,12 @@ def record(label, seed, ndcg10, *, dataset="toy", teacher=TEACHER, student=STUDE
     if status != "ok":
         return rec | {"error": "RuntimeError: loss became NaN"}
     values = per_user if per_user is not None else np.full(len(USERS), ndcg10)
+    order = np.arange(len(USERS)) if user_order is None else np.asarray(user_order)
+    user_ids, values = [USERS[i] for i in order], [values[i] for i in order]
     params = params or (6400 if is_teacher else 800)
     rec |= {
         "test": {"ndcg@10": ndcg10, "ndcg@20": ndcg10 + 0.05, "recall@10": 2 * ndcg10, "recall@20": 3 * ndcg10},
-        "per_user": {"user_ids": USERS, "ndcg@10": [float(v) for v in values],
+        "per_user": {"user_ids": user_ids, "ndcg@10": [float(v) for v in values],
                      "recall@10": [0.0] * len(USERS), "ndcg@20": [0.0] * len(USERS), "recall@20": [0.0] * len(USERS)},
         "cost": {"params": params, "size_bytes": 4 * params,
                  "throughput_users_per_s": 1000.0 if is_teacher else 5000.0, "latency_p50_ms": 2.0,
@@ -72,7 +79,7 @@ def runs_dir(tmp_path_factory):
     store = RunStore(root / "results")
     for (label, seed), ndcg in NDCG.items():
         rec = record(label, seed, ndcg, per_user=PER_USER[label, seed], day=seed + 1,
-                     sec_per_epoch=1.5 if label == "kd" else 1.0,
+                     user_order=USER_ORDER.get((label, seed)), sec_per_epoch=1.5 if label == "kd" else 1.0,
                      hit_cap=(label == "kd" and seed == 0))
         store.write("toy", PAIRING, label, seed, rec)
     store.write("toy", PAIRING, "kd", 3, record("kd", 3, None, status="failed", day=9))
@@ -143,10 +150,13 @@ def test_p_values_equal_scipy_on_the_same_vectors(table):
     assert kd["n_paired_seeds"] == 3 and kd["n_users_tested"] == len(USERS)
 
 
-def test_strategy_identical_to_scratch_is_not_significant(table, report_dir):
+def test_strategy_identical_to_scratch_user_by_user_is_not_significant(table, report_dir):
+    # twin stores scratch's values in reverse user order: equal by id, different by position.
     twin = row_of(table, "twin")
-    assert twin["p_value_vs_scratch"] == pytest.approx(1.0)
-    assert twin["p_value_seeds"] == pytest.approx(1.0)
+    assert twin["p_value_mixed"] == 1.0 and twin["p_value_holm"] == 1.0  # t = 0 / 0: no evidence
+    assert twin["rel_change_ci_low"] == 0.0 and twin["rel_change_ci_high"] == 0.0
+    # scipy rejects all-zero differences; the secondary tests report 1 (documented convention)
+    assert twin["p_value_vs_scratch"] == 1.0 and twin["p_value_seeds"] == 1.0
     twin_line = next(line for line in (report_dir / "leaderboard.md").read_text().splitlines()
                      if line.startswith("|") and "| twin " in line)
     assert "†" not in twin_line and "‡" not in twin_line
@@ -165,7 +175,8 @@ def test_csv_has_one_row_per_cell_and_the_required_columns(report_dir):
                 "recall@10_mean", "recall@10_std", "params", "throughput_users_per_s", "p_value_vs_scratch",
                 "p_value_seeds", "ndcg@10_vs_scratch_pct", "teacher_ndcg@10_retained_pct",
                 "compression_vs_teacher", "size_bytes", "latency_p50_ms", "train_s_per_epoch",
-                "epoch_time_ratio_vs_scratch", "hit_epoch_cap_share", "n_failed"}
+                "epoch_time_ratio_vs_scratch", "hit_epoch_cap_share", "n_failed", "p_value_mixed",
+                "p_value_holm", "rel_change_ci_low", "rel_change_ci_high"}
     assert required <= set(rows[0])
     assert list(rows[0]) == list(COLUMNS)
     keys = [(r["dataset"], r["teacher"], r["student"], r["strategy"]) for r in rows]
@@ -209,10 +220,12 @@ def test_markdown_header_tables_ranking_and_marks(table, report_dir):
     assert [r[0] for r in rows] == ["", "1", "2", "3", "4"]
     kd = rows[1]
     assert kd[3].startswith("0.2600 ± 0.0100")
-    assert kd[4] == "+18.2%" and kd[5] == "65.0%"
-    p_users = row_of(table, "kd")["p_value_vs_scratch"]
-    assert kd[3].endswith("‡" if p_users < 0.01 else "†" if p_users < 0.05 else "0.0100")
-    assert "### How to read these tables" in text and "Wilcoxon" in text and "paired t-test" in text
+    assert kd[4].startswith("+18.2% [") and kd[5] == "65.0%"
+    p_holm = row_of(table, "kd")["p_value_holm"]
+    assert kd[3].endswith("‡" if p_holm < 0.01 else "†" if p_holm < 0.05 else "0.0100")
+    for phrase in ("### How to read these tables", "Wilcoxon", "paired t-test", "Holm-Bonferroni",
+                   "crossed random effects", "`p_value_holm`", "Smallest detectable change"):
+        assert phrase in text
 
 
 def test_report_rebuilds_byte_identical_files_from_stored_runs(runs_dir, tmp_path):
@@ -244,3 +257,89 @@ def test_quick_report_is_written_beside_the_full_one(runs_dir, tmp_path):
 
 def test_pareto_plot_is_a_png(report_dir):
     assert (report_dir / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- marks, intervals and detectable effect against independent computations ----------------------
+# Scratch scores 0.2 for every user and seed; each strategy adds a seed effect d_s and a user effect
+# a_u. Then the primary test is Welch's t-test of d against -a (mean(d) + mean(a) over
+# var(d) / S + var(a) / U, Welch-Satterthwaite df), and the interval of the relative change is
+# Welch's interval / 0.2: scipy computes the expectations directly.
+USER_EFFECT = np.array([0.02, -0.01, 0.03, 0.0, -0.02, 0.015, 0.04, -0.03, 0.005, -0.05])  # mean 0
+SEED_EFFECT = {"kd": [0.050, 0.056, 0.053],  # p 1.8e-4, Holm x4: ‡
+               "cd": [0.025, 0.045, 0.035],  # p 0.0078, Holm x3 = 0.023: †
+               "fd": [0.015, 0.040, 0.030],  # p 0.037 < 0.05, but Holm x2 = 0.075: no mark
+               "rd": [0.000, 0.020, -0.005]}  # p 0.68
+
+
+@pytest.fixture(scope="module")
+def marks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("marks")
+    store = RunStore(root / "results")
+    store.write("marks", PAIRING, "teacher", 0, record("teacher", 0, 0.4, dataset="marks"))
+    for seed in range(3):
+        store.write("marks", PAIRING, "scratch", seed, record("scratch", seed, 0.2, dataset="marks"))
+        for label, effects in SEED_EFFECT.items():
+            values = 0.2 + effects[seed] + USER_EFFECT
+            order = np.random.default_rng([seed, len(label)]).permutation(len(USERS))
+            store.write("marks", PAIRING, label, seed, record(label, seed, float(values.mean()), dataset="marks",
+                                                              per_user=values, user_order=order))
+    out = root / "out"
+    write_reports(root / "results", out)
+    return {"table": aggregate(load_runs(root / "results")), "dir": out}
+
+
+def _welch(label):
+    return stats.ttest_ind(np.array(SEED_EFFECT[label]), -USER_EFFECT, equal_var=False)
+
+
+def test_primary_p_values_and_holm_correction_match_independent_computation(marks):
+    p = {label: _welch(label).pvalue for label in SEED_EFFECT}
+    for label, value in p.items():
+        assert row_of(marks["table"], label, dataset="marks")["p_value_mixed"] == pytest.approx(value, rel=1e-6)
+    # Holm by hand: ascending kd < cd < fd < rd, times 4, 3, 2, 1, running maximum.
+    expected = {"kd": 4 * p["kd"], "cd": 3 * p["cd"], "fd": max(3 * p["cd"], 2 * p["fd"]),
+                "rd": max(3 * p["cd"], 2 * p["fd"], p["rd"])}
+    for label, value in expected.items():
+        assert row_of(marks["table"], label, dataset="marks")["p_value_holm"] == pytest.approx(value, rel=1e-6)
+
+
+def test_marks_double_single_and_removed_by_the_correction(marks):
+    rows = {r[1]: r for r in _tables((marks["dir"] / "leaderboard.md").read_text())["marks: BPR:64 → BPR:8"]}
+    assert rows["kd"][3].endswith("‡")
+    assert rows["cd"][3].endswith("†")
+    assert _welch("fd").pvalue < 0.05 and not rows["fd"][3].endswith(("†", "‡"))
+    assert not rows["rd"][3].endswith(("†", "‡"))
+    assert not rows["**scratch**"][3].endswith(("†", "‡"))
+
+
+def test_relative_change_interval_matches_welchs_interval(marks, tmp_path):
+    for label in SEED_EFFECT:
+        low, high = _welch(label).confidence_interval(0.95)
+        row = row_of(marks["table"], label, dataset="marks")
+        assert row["ndcg@10_vs_scratch_pct"] == pytest.approx(np.mean(SEED_EFFECT[label]) / 0.2 * 100)
+        assert row["rel_change_ci_low"] == pytest.approx(low / 0.2 * 100, rel=1e-6)
+        assert row["rel_change_ci_high"] == pytest.approx(high / 0.2 * 100, rel=1e-6)
+    rows = {r[1]: r for r in _tables((marks["dir"] / "leaderboard.md").read_text())["marks: BPR:64 → BPR:8"]}
+    low, high = _welch("kd").confidence_interval(0.95)
+    assert rows["kd"][4] == f"+26.5% [{low / 0.2 * 100:+.1f}, {high / 0.2 * 100:+.1f}]"  # [+16.4, +36.6]
+    with open(marks["dir"] / "leaderboard.csv", newline="") as handle:
+        kd = next(r for r in csv.DictReader(handle) if r["strategy"] == "kd")
+    assert float(kd["rel_change_ci_low"]) == pytest.approx(low / 0.2 * 100, rel=1e-5)
+
+
+def test_minimum_detectable_effect_per_pairing_matches_independent_computation(marks):
+    # Components: var_seed = sample variance of d (median over the 4 strategies), var_user = var(a),
+    # no residual. Power formula with Holm's first level 0.05 / 4 and Welch-Satterthwaite df.
+    var_seed = np.median([np.var(d, ddof=1) for d in SEED_EFFECT.values()])
+    var_user = np.var(USER_EFFECT, ddof=1)
+    seed_part, user_part = var_seed / 3, var_user / len(USERS)
+    df = (seed_part + user_part) ** 2 / (seed_part ** 2 / 2 + user_part ** 2 / (len(USERS) - 1))
+    mde = (stats.t.ppf(1 - 0.05 / 8, df) + stats.t.ppf(0.8, df)) * np.sqrt(seed_part + user_part)
+    effects = json.loads((marks["dir"] / "leaderboard.json").read_text())["detectable_effects"]
+    found = next(e for e in effects if e["dataset"] == "marks")
+    assert found["n_compared"] == 4 and found["n_seeds"] == 3 and found["n_users"] == len(USERS)
+    assert found["mde_pct"] == pytest.approx(mde / 0.2 * 100, rel=1e-4)
+    assert found["mde_single_pct"] < found["mde_pct"]
+    assert found["mde_pct_20_seeds"] < found["mde_pct_10_seeds"] < found["mde_pct"]
+    text = (marks["dir"] / "leaderboard.md").read_text()
+    assert f"**±{mde / 0.2 * 100:.1f}%** of scratch's NDCG@10 with 3 seeds and 10 users" in text
