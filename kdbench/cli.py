@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list datasets, backbones and strategies",
                                   description="List bundled datasets, known backbones and registered strategies.")
     listing.add_argument("--all-datasets", action="store_true", help="also list every downloadable RecBole dataset")
+    listing.add_argument("--results-dir", default="results", help="where tuned hyperparameters are read (default: results)")
 
     sweep = commands.add_parser("sweep", help="NDCG@10 vs embedding size, trained from scratch",
                                 description="Train a backbone from scratch at several sizes (the largest is "
@@ -296,6 +297,14 @@ def _list(args) -> int:
         rows.append([name, cls.family, cls.paper, defaults])
     print("\nStrategies:")
     print(tabulate(rows, headers=["name", "family", "source", "defaults"], tablefmt="simple"))
+    from kdbench.tuning_report import load_summaries, summary_table
+
+    summaries = load_summaries(args.results_dir)
+    if summaries:
+        table = summary_table(summaries)[["dataset", "pairing", "strategy", "complete", "pruned", "failed",
+                                          "finished", "best valid NDCG@10", "best hyperparameters"]]
+        print(f"\nTuned hyperparameters ({Path(args.results_dir) / 'tuning'}; `run --all` uses finished ones):")
+        print(tabulate(table, headers="keys", tablefmt="simple", showindex=False, floatfmt=".4f"))
     return 0
 
 

@@ -39,21 +39,24 @@ from kdbench.results import RunStore
 
 METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 TEACHER, SCRATCH = "teacher", "scratch"
+DEFAULTS, TUNED = "defaults", "tuned"
+VARIANT_TITLES = {TUNED: "Tuned: every strategy, scratch included, with the same tuning budget",
+                  DEFAULTS: "Published defaults"}
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # on the Holm-adjusted primary p-value
 CONFIDENCE, POWER = 0.95, 0.8  # of the relative-change interval; of the minimum detectable effect
 FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
                   "ranking": "tab:green", "topology": "tab:red"}  # fixed, so plots compare across reports
 
 COLUMNS = (
-    "dataset", "pairing", "teacher", "student", "strategy", "family", "model", "rank",
-    "n_seeds", "n_failed",
+    "dataset", "pairing", "teacher", "student", "variant", "strategy", "method", "family", "model", "rank",
+    "tuning_trials", "n_seeds", "n_failed",
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
     "ndcg@10_vs_scratch_pct", "rel_change_ci_low", "rel_change_ci_high", "teacher_ndcg@10_retained_pct",
     "p_value_mixed", "p_value_holm", "p_value_vs_scratch", "p_value_seeds", "n_paired_seeds", "n_users_tested",
     "diff_var_seed", "diff_var_user", "diff_var_residual",
     "params", "compression_vs_teacher", "size_bytes", "throughput_users_per_s",
     "latency_p50_ms", "latency_p99_ms", "train_s_per_epoch", "epoch_time_ratio_vs_scratch",
-    "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds",
+    "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", "ndcg@10_tuned_vs_defaults_pct",
 )
 
 # One row per stored run: these record fields, flattened.
@@ -82,7 +85,7 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     the leaderboard compares; `method` is the bare strategy name.
     """
     rows = [_flatten(record) for record in RunStore(runs_dir).records()]
-    columns = ["dataset", "teacher", "student", "pairing", "model", "strategy", "method", "family",
+    columns = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *_RUN_FIELDS,
                "per_user", *(f"env_{k}" for k in _ENVIRONMENT)]
     return pd.DataFrame(rows, columns=columns)
@@ -98,6 +101,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
         "model": record.get("model"),
         "strategy": record.get("label") or record.get("strategy"),
         "method": record.get("strategy"),
+        "variant": record.get("variant") or DEFAULTS,
         "family": record.get("family"),
         "seed": record.get("seed"),
         "status": "ok" if ok else "failed",
@@ -121,37 +125,64 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- aggregation -----------------------------------------------------------------------------------
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, teacher, student, strategy label), with the columns in `COLUMNS`.
+def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (dataset, teacher, student, variant, strategy label), with the columns in `COLUMNS`.
 
-    Means and sample standard deviations (ddof=1; NaN with one seed) are over the ok seeds; costs are
-    means over seeds. Rows are ordered by dataset, teacher, student (alphabetical), then NDCG@10
-    mean, best first; `rank` numbers the students (the teacher row has none). `p_value_holm` adjusts
-    the primary p-values over the strategies of one such table.
+    A variant is one table: `defaults` (published hyperparameters) or `tuned` (each strategy's tuned
+    ones, `kdbench tune`); each compares its strategies with its own scratch, and the teacher row
+    appears in both. Means and sample standard deviations (ddof=1; NaN with one seed) are over the
+    ok seeds; costs are means over seeds. Tables are ordered by dataset, teacher, student, then tuned
+    before defaults; rows by NDCG@10 mean, best first; `rank` numbers the students (the teacher row
+    has none). `p_value_holm` adjusts the primary p-values over the strategies of one table.
+    `tuning` (from `load_tuning`) gives each tuned row its trial budget.
     """
     rows = []
     for (dataset, teacher, student), cell in df.groupby(["dataset", "teacher", "student"], sort=True):
         ok = cell[cell["status"] == "ok"]
-        scratch = ok[ok["strategy"] == SCRATCH]
-        teacher_runs = ok[ok["strategy"] == TEACHER]
+        teacher_runs = ok[ok["method"] == TEACHER]
         teacher_ndcg = _first_valid(teacher_runs["ndcg@10"].mean(), ok["teacher_ndcg@10"].mean())
         teacher_params = teacher_runs["params"].mean()
-        group_rows = []
-        for strategy, runs in cell.groupby("strategy", sort=True):
-            group_rows.append(_strategy_row(runs, scratch, teacher_ndcg, teacher_params))
-        group = pd.DataFrame(group_rows)
-        group["p_value_holm"] = stats.holm(group["p_value_mixed"].to_numpy(float))
-        group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
-        group = group.sort_values(["ndcg@10_mean", "_order", "strategy"], ascending=[False, True, True],
-                                  na_position="last", kind="mergesort")
-        students = group["family"] != TEACHER
-        group["rank"] = pd.array([pd.NA] * len(group), dtype="Int64")
-        group.loc[students, "rank"] = np.arange(1, int(students.sum()) + 1)
-        rows.append(group.drop(columns="_order"))
+        students = cell[cell["method"] != TEACHER]
+        variants = sorted(set(students["variant"]), key=lambda v: (v != TUNED, v)) or [DEFAULTS]
+        defaults_means = (ok[(ok["variant"] == DEFAULTS) & (ok["method"] != TEACHER)]
+                          .groupby("method")["ndcg@10"].mean())
+        for variant in variants:
+            runs_here = pd.concat([cell[cell["method"] == TEACHER], students[students["variant"] == variant]])
+            scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
+            group_rows = []
+            for strategy, runs in runs_here.groupby("strategy", sort=True):
+                row = _strategy_row(runs, scratch, teacher_ndcg, teacher_params)
+                row["variant"] = variant
+                method = runs["method"].iloc[0]
+                if variant == TUNED and method in defaults_means.index:
+                    row["ndcg@10_tuned_vs_defaults_pct"] = _ratio(row["ndcg@10_mean"] - defaults_means[method],
+                                                                  defaults_means[method]) * 100
+                if variant == TUNED and tuning is not None and len(tuning):
+                    found = tuning[(tuning["dataset"] == dataset) & (tuning["pairing"] == row["pairing"])
+                                   & (tuning["strategy"] == method)]
+                    row["tuning_trials"] = int(found["trials_counted"].iloc[0]) if len(found) else pd.NA
+                group_rows.append(row)
+            group = pd.DataFrame(group_rows)
+            group["p_value_holm"] = stats.holm(group["p_value_mixed"].to_numpy(float))
+            group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
+            group = group.sort_values(["ndcg@10_mean", "_order", "strategy"], ascending=[False, True, True],
+                                      na_position="last", kind="mergesort")
+            is_student = group["family"] != TEACHER
+            group["rank"] = pd.array([pd.NA] * len(group), dtype="Int64")
+            group.loc[is_student, "rank"] = np.arange(1, int(is_student.sum()) + 1)
+            rows.append(group.drop(columns="_order"))
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     result = pd.concat(rows, ignore_index=True)
     return result.reindex(columns=list(COLUMNS)).reset_index(drop=True)
+
+
+def load_tuning(runs_dir: str | Path) -> pd.DataFrame:
+    """The tuning studies' summaries beside the runs (`tuning/*/*/*.json`), one row each."""
+    root = Path(runs_dir) / "tuning"
+    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
+    return pd.DataFrame([{k: r.get(k) for k in ("dataset", "pairing", "strategy", "trials_counted", "budget")}
+                         for r in rows], columns=["dataset", "pairing", "strategy", "trials_counted", "budget"])
 
 
 def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float,
@@ -161,7 +192,7 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
     family = _first_text(ok["family"], runs["family"])
     row: dict[str, Any] = {
         "dataset": first["dataset"], "pairing": first["pairing"], "teacher": first["teacher"],
-        "student": first["student"], "strategy": first["strategy"], "family": family,
+        "student": first["student"], "strategy": first["strategy"], "method": first["method"], "family": family,
         "model": _first_text(ok["model"], runs["model"]),
         "n_seeds": int(len(ok)), "n_failed": int((runs["status"] != "ok").sum()),
     }
@@ -171,7 +202,7 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
     scratch_ndcg = scratch["ndcg@10"].mean()
     row["ndcg@10_vs_scratch_pct"] = _ratio(row["ndcg@10_mean"] - scratch_ndcg, scratch_ndcg) * 100
     row["teacher_ndcg@10_retained_pct"] = _ratio(row["ndcg@10_mean"], teacher_ndcg) * 100
-    if family == TEACHER or first["strategy"] == SCRATCH:
+    if family == TEACHER or first["method"] == SCRATCH:
         row.update(_NO_TEST)
     else:
         row.update(paired_tests(ok, scratch))
@@ -222,7 +253,7 @@ _NO_TEST: dict[str, Any] = {
 }
 
 
-def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", "pairing"),
+def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", "pairing", "variant"),
                        alpha: float = 0.05, power: float = POWER,
                        more_seeds: tuple[int, ...] = (10, 20)) -> pd.DataFrame:
     """Per table (`keys`), the smallest relative change of NDCG@10 vs scratch, in %, that the primary
@@ -233,7 +264,7 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
     rows = []
     for key, group in table.groupby(list(keys), sort=False):
         tested = group[np.isfinite(group["p_value_mixed"].astype(float))]
-        scratch = group.loc[group["strategy"] == SCRATCH, "ndcg@10_mean"]
+        scratch = group.loc[group["method"] == SCRATCH, "ndcg@10_mean"]
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row |= {"n_compared": len(tested), "n_seeds": 0, "n_users": 0}
         if tested.empty or scratch.empty:
@@ -285,7 +316,7 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     meta_path = out_dir / f"leaderboard{suffix}.meta.json"
     meta = _invocation(meta_path, command, wall_seconds)
     runs = load_runs(runs_dir)
-    table = aggregate(runs)
+    table = aggregate(runs, load_tuning(runs_dir))
     header = _header(runs, meta, quick)
 
     paths = {kind: out_dir / f"leaderboard{suffix}.{kind}" for kind in ("md", "csv", "json")}
@@ -346,7 +377,8 @@ def _rounded(table: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if pd.api.types.is_float_dtype(out[column]):
             out[column] = [_sig(v) for v in out[column]]
-    for column in ("n_seeds", "n_failed", "n_paired_seeds", "n_users_tested", "params", "size_bytes"):
+    for column in ("n_seeds", "n_failed", "n_paired_seeds", "n_users_tested", "params", "size_bytes",
+                   "tuning_trials"):
         out[column] = pd.array([None if v is None or pd.isna(v) else int(round(v)) for v in out[column]],
                                dtype="Int64")
     return out
@@ -385,19 +417,28 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
         ("Runs", f"{header['n_runs']} ({header['n_failed']} failed)"),
     ]
     lines += [tabulate(facts, headers=["", ""], tablefmt="github"), ""]
-    for (dataset, pairing), group in table.groupby(["dataset", "pairing"], sort=False):
+    for (dataset, pairing), pairing_group in table.groupby(["dataset", "pairing"], sort=False):
         lines += [f"## {dataset}: {pairing.replace('->', ' → ')}", ""]
-        rows = [_markdown_row(row) for row in group.to_dict(orient="records")]
-        quality = [row[:_N_QUALITY] for row in rows]
-        cost = [row[:2] + row[_N_QUALITY:] for row in rows]
-        lines += ["Quality:", "", tabulate(quality, headers=_MD_HEADERS[:_N_QUALITY], tablefmt="github",
-                                            disable_numparse=True), ""]
-        if effects is not None and len(effects):
-            found = effects[(effects["dataset"] == dataset) & (effects["pairing"] == pairing)]
-            if len(found):
-                lines += [_detectable_line(found.iloc[0].to_dict()), ""]
-        lines += ["Cost:", "", tabulate(cost, headers=_MD_HEADERS[:2] + _MD_HEADERS[_N_QUALITY:],
-                                         tablefmt="github", disable_numparse=True), ""]
+        variants = list(dict.fromkeys(pairing_group["variant"]))
+        for variant, group in pairing_group.groupby("variant", sort=False):
+            tuned = variant == TUNED
+            if len(variants) > 1 or tuned:
+                lines += [f"### {VARIANT_TITLES.get(variant, variant)}", ""]
+            if tuned:
+                lines += [_budget_line(group), ""]
+            rows = [_markdown_row(row) for row in group.to_dict(orient="records")]
+            quality = [row[:_N_QUALITY] + ([row[-2], row[-1]] if tuned else []) for row in rows]
+            headers = _MD_HEADERS[:_N_QUALITY] + (["trials", "vs defaults"] if tuned else [])
+            cost = [row[:2] + row[_N_QUALITY:-2] for row in rows]
+            lines += ["Quality:", "", tabulate(quality, headers=headers, tablefmt="github",
+                                                disable_numparse=True), ""]
+            if effects is not None and len(effects):
+                found = effects[(effects["dataset"] == dataset) & (effects["pairing"] == pairing)
+                                & (effects["variant"] == variant)]
+                if len(found):
+                    lines += [_detectable_line(found.iloc[0].to_dict()), ""]
+            lines += ["Cost:", "", tabulate(cost, headers=_MD_HEADERS[:2] + _MD_HEADERS[_N_QUALITY:],
+                                             tablefmt="github", disable_numparse=True), ""]
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]
@@ -414,6 +455,17 @@ _MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of 
                "Recall@10", "Recall@20", "p", "p Holm", "p users", "p seeds", "seeds", "params", "× smaller",
                "MB", "users/s", "p50 ms", "s/epoch", "epoch × scratch", "cap hit", "failed"]
 _N_QUALITY = 14  # the first columns form the quality table; # and strategy repeat in the cost table
+
+
+def _budget_line(group: pd.DataFrame) -> str:
+    """The tuned table's budget: the trials each strategy had (the same for all, scratch included)."""
+    trials = sorted({int(t) for t in group["tuning_trials"].dropna()})
+    budget = " / ".join(map(str, trials)) if trials else "unknown"
+    equal = "the same for every strategy, scratch included" if len(trials) == 1 else "NOT equal across strategies"
+    return (f"Each strategy's hyperparameters, learning rate and weight decay were tuned with Optuna on "
+            f"validation NDCG@10 (tuning seed disjoint from the evaluation seeds; test never scored): "
+            f"**{budget} trials per strategy**, {equal}. See `tuning/summary.md`. \"vs defaults\": change "
+            f"of mean NDCG@10 against the same strategy with its published defaults.")
 
 
 def _detectable_line(effect: dict[str, Any]) -> str:
@@ -483,8 +535,8 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
     family, strategy = get["family"], get["strategy"]
     if family == TEACHER:
         name = f"**teacher ({get['model']})**"
-    elif strategy == SCRATCH:
-        name = "**scratch**"
+    elif get.get("method") == SCRATCH:
+        name = f"**{strategy}**"
     else:
         name = strategy
     p_holm = get["p_value_holm"]
@@ -511,6 +563,8 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         _fmt(get["epoch_time_ratio_vs_scratch"], "{:.2f}"),
         _pct(get["hit_epoch_cap_share"] * 100 if _finite(get["hit_epoch_cap_share"]) else math.nan, digits=0),
         str(get["n_failed"]),
+        "" if get.get("tuning_trials") is None or get.get("tuning_trials") is pd.NA else str(get["tuning_trials"]),
+        _pct(get.get("ndcg@10_tuned_vs_defaults_pct", math.nan), signed=True),
     ]
 
 
@@ -565,6 +619,7 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> P
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    table = headline(table)
     panels = list(table.groupby(["dataset", "pairing"], sort=False)) if len(table) else []
     n = max(len(panels), 1)
     families = sorted({str(f) for f in table["family"].dropna()}, key=lambda f: (f not in FAMILY_COLOURS, f))
@@ -595,6 +650,15 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> P
     return Path(path)
 
 
+def headline(table: pd.DataFrame) -> pd.DataFrame:
+    """Each pairing's headline table: the tuned one where it exists, else the defaults."""
+    if not len(table):
+        return table
+    tuned_pairings = set(table.loc[table["variant"] == TUNED, "pairing"])
+    keep = np.where(table["pairing"].isin(tuned_pairings), table["variant"] == TUNED, table["variant"] == DEFAULTS)
+    return table[keep]
+
+
 def _marker(family: str, strategy: str) -> str:
     return "*" if family == TEACHER else "s" if strategy == SCRATCH or family == "baseline" else "o"
 
@@ -609,7 +673,7 @@ def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, better_hig
         return
     x = points[x_col].to_numpy(float)
     y = points["ndcg@10_mean"].to_numpy(float)
-    scratch = group.loc[group["strategy"] == SCRATCH, "ndcg@10_mean"].astype(float)
+    scratch = group.loc[group["method"] == SCRATCH, "ndcg@10_mean"].astype(float)
     base = float(scratch.iloc[0]) if len(scratch) else math.nan
     # Half the 95% interval of the change vs scratch, in NDCG@10 units, around the strategy's mean.
     width = (points["rel_change_ci_high"].to_numpy(float) - points["rel_change_ci_low"].to_numpy(float)) / 100

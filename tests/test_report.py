@@ -343,3 +343,52 @@ def test_minimum_detectable_effect_per_pairing_matches_independent_computation(m
     assert found["mde_pct_20_seeds"] < found["mde_pct_10_seeds"] < found["mde_pct"]
     text = (marks["dir"] / "leaderboard.md").read_text()
     assert f"**±{mde / 0.2 * 100:.1f}%** of scratch's NDCG@10 with 3 seeds and 10 users" in text
+
+
+# -- tuned and defaults tables --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def variant_dir(tmp_path_factory):
+    """One pairing with a defaults table and a tuned table (3 seeds each), and the tuning summaries."""
+    root = tmp_path_factory.mktemp("variants") / "results"
+    store = RunStore(root)
+    store.write("toy", PAIRING, "teacher", 0, record("teacher", 0, 0.40))
+    values = {"scratch": [0.20, 0.22, 0.24], "kd": [0.25, 0.27, 0.26],
+              "scratch@tuned": [0.24, 0.26, 0.28], "kd@tuned": [0.27, 0.29, 0.28]}
+    for label, by_seed in values.items():
+        for seed, value in enumerate(by_seed):
+            rec = record(label, seed, value, per_user=PER_USER["scratch", seed] + (value - 0.2), day=seed + 1)
+            rec["variant"] = "tuned" if label.endswith("@tuned") else "defaults"
+            store.write("toy", PAIRING, label, seed, rec)
+    for strategy in ("scratch", "kd"):
+        path = root / "tuning" / "toy" / "BPR-64_to_BPR-8" / f"{strategy}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"dataset": "toy", "pairing": PAIRING, "strategy": strategy,
+                                    "trials_counted": 12, "budget": 12}))
+    return root
+
+
+def test_the_tuned_table_compares_with_tuned_scratch_and_shows_budget_and_gain(variant_dir, tmp_path):
+    from kdbench.report import load_tuning
+
+    table = aggregate(load_runs(variant_dir), load_tuning(variant_dir))
+    assert list(dict.fromkeys(table["variant"])) == ["tuned", "defaults"]  # the headline first
+    tuned_kd = table[(table["strategy"] == "kd@tuned")].iloc[0]
+    defaults_kd = table[(table["strategy"] == "kd")].iloc[0]
+    # each table against its own scratch: (0.28 - 0.26) / 0.26 and (0.26 - 0.22) / 0.22
+    assert tuned_kd["ndcg@10_vs_scratch_pct"] == pytest.approx(2 / 26 * 100)
+    assert defaults_kd["ndcg@10_vs_scratch_pct"] == pytest.approx(4 / 22 * 100)
+    assert tuned_kd["ndcg@10_tuned_vs_defaults_pct"] == pytest.approx(2 / 26 * 100)  # 0.28 vs 0.26
+    assert tuned_kd["tuning_trials"] == 12 and pd_isna(defaults_kd["tuning_trials"])
+    assert set(table.loc[table["family"] == "teacher", "variant"]) == {"tuned", "defaults"}  # in both tables
+    write_reports(variant_dir, tmp_path)
+    page = (tmp_path / "leaderboard.md").read_text()
+    assert page.index("### Tuned") < page.index("### Published defaults")
+    assert "**12 trials per strategy**, the same for every strategy, scratch included" in page
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
