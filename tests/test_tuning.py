@@ -107,6 +107,8 @@ def test_tuning_gives_every_strategy_the_same_budget_and_never_scores_the_test_s
 
 @pytest.mark.slow
 def test_a_killed_tuning_run_resumes_without_repeating_a_finished_trial(suite_dir):
+    slow = {**SUITE, "data_path": str(suite_dir / "data"), "train": {"max_epochs": 40, "batch_size": 512}}
+    (suite_dir / "suite.yaml").write_text(yaml.safe_dump(slow))  # trials of a second or more: time to kill
     command = [sys.executable, "-m", "kdbench", *_tune_args(suite_dir, "--trials", "4")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = suite_dir / "results" / "tuning" / "toy" / "BPR-8_to_BPR-4" / "kd.db"
@@ -121,10 +123,11 @@ def test_a_killed_tuning_run_resumes_without_repeating_a_finished_trial(suite_di
             if finished_before:
                 break
         time.sleep(0.2)
+    assert process.poll() is None, "the tuning run ended before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished_before = [t for t in _study(suite_dir, "kd").get_trials() if t.state.is_finished()]
-    assert finished_before, "no trial finished before the kill"
+    assert 0 < len(finished_before) < 4, "the kill did not fall mid-way"
     assert main(_tune_args(suite_dir, "--trials", "4")) == 0
     after = _study(suite_dir, "kd").get_trials()
     counted = [t for t in after if t.state.is_finished() and not t.user_attrs.get("interrupted")]
