@@ -24,9 +24,13 @@ ENTRY_POINT_GROUP = "kdbench.strategies"
 class Registry(Generic[T]):
     """Maps names to registered objects; unknown names fail with the list of valid ones."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, factory: Callable[[str], T | None] | None = None):
         self.kind = kind
         self._items: dict[str, T] = {}
+        # Builds an object for a name that was never registered (e.g. the strategy composite `de+rrd`);
+        # what it builds is kept apart, so `names()` lists the registered objects only.
+        self.factory = factory
+        self._built: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -38,10 +42,15 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        try:
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            raise KdbenchError(f"unknown {self.kind} '{name}': valid: {choices(self._items)}") from None
+        if name in self._built:
+            return self._built[name]
+        built = self.factory(name) if self.factory is not None else None
+        if built is None:
+            raise KdbenchError(f"unknown {self.kind} '{name}': valid: {choices(self._items)}")
+        self._built[name] = built
+        return built
 
     def names(self) -> list[str]:
         return list(self._items)

@@ -3,7 +3,7 @@
     name: default
     datasets: [ml-100k]
     seeds: [0, 1, 2, 3, 4]
-    strategies: all            # every registered strategy, or a list of names
+    strategies: all            # every registered strategy, or a list of names ([all, de+rrd])
     train: {learning_rate: 0.001, batch_size: 2048, patience: 10}
     pairings:
       - {teacher: "BPR:200", student: "BPR:20"}
@@ -83,8 +83,10 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
         if not spec.get(key):
             raise KdbenchError(f"suite '{suite.name}' needs a non-empty '{key}' list")
     strategies = strategies_override or spec.get("strategies", "all")
-    if strategies == "all":
-        strategies = STRATEGIES.names()
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    # "all" is every registered strategy; composites (`de+rrd`) and others may be listed beside it
+    strategies = list(dict.fromkeys(n for name in strategies for n in (STRATEGIES.names() if name == "all" else [name])))
     overrides = spec.get("hparams") or {}
     for name in list(strategies) + list(overrides):
         STRATEGIES.get(name)
