@@ -70,6 +70,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     import optuna
 
     prepare_worker(task.base)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the mirror study's own log lines
     start = time.perf_counter()
     strategy_params, training = split_params(task.params)
     mirror = optuna.create_study(direction="maximize", pruner=task.pruner.build())
