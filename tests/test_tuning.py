@@ -225,10 +225,10 @@ def test_a_changed_default_or_strategy_code_makes_a_stored_cell_run_again(toy_di
         assert not runner.is_done(cell)
 
 
-def test_the_code_version_ignores_comments_docstrings_and_search_spaces_but_not_the_maths(tmp_path):
-    from kdbench.strategies.base import code_hash
+def test_the_code_version_follows_the_maths_not_comments_docstrings_spaces_or_unrelated_helpers(tmp_path):
+    from kdbench.strategies import _code
 
-    def module(variant: str, source: str) -> str:
+    def version(variant: str, source: str) -> str:
         """`source` loaded as the module `kdb_code` (from its own file, so no source cache is stale)."""
         import importlib.util
 
@@ -238,10 +238,14 @@ def test_the_code_version_ignores_comments_docstrings_and_search_spaces_but_not_
         loaded = importlib.util.module_from_spec(spec)
         sys.modules["kdb_code"] = loaded
         spec.loader.exec_module(loaded)
-        return "kdb_code"
+        _code._module_index.cache_clear()
+        return _code.code_version([("kdb_code", "S")])
 
-    base = 'class S:\n    """Doc."""\n    search_space = {"w": 1}\n    def loss(self, x):\n        return x * 2\n'
-    reference = code_hash([module("kdb_code_a", base)])
-    assert code_hash([module("kdb_code_b", base.replace('"""Doc."""', '"""Other doc."""  # note'))]) == reference
-    assert code_hash([module("kdb_code_c", base.replace('{"w": 1}', '{"w": 2}'))]) == reference
-    assert code_hash([module("kdb_code_d", base.replace("x * 2", "x * 3"))]) != reference
+    base = ('SCALE = 2\n\ndef helper(x):\n    return x * SCALE\n\n'
+            'class S:\n    """Doc."""\n    search_space = {"w": 1}\n    def loss(self, x):\n        return helper(x)\n')
+    reference = version("a", base)
+    assert version("b", base.replace('"""Doc."""', '"""Other doc."""  # note')) == reference
+    assert version("c", base.replace('{"w": 1}', '{"w": 2}')) == reference
+    assert version("d", base + "\ndef unrelated(y):\n    return y + 1\n") == reference
+    assert version("e", base.replace("x * SCALE", "x * SCALE + 1")) != reference  # a helper it calls
+    assert version("f", base.replace("SCALE = 2", "SCALE = 3")) != reference  # a constant it reads

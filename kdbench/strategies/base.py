@@ -16,10 +16,6 @@ The trainer minimises `student base loss + weight * strategy.loss(batch)`. The t
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import inspect
-import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,6 +27,7 @@ from torch import nn
 from kdbench.backbones import BackboneAdapter
 from kdbench.errors import KdbenchError, choices
 from kdbench.registry import Registry
+from kdbench.strategies._code import class_roots, code_version
 from kdbench.search_space import Distribution, check_space, weight_space
 
 STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
@@ -133,10 +130,10 @@ class DistillationStrategy(nn.Module):
 
     @classmethod
     def code_version(cls) -> str:
-        """A hash of the code that computes this strategy's loss: its module and the kdbench.strategies
-        modules it imports (except this base), with docstrings and comments stripped, so a change
-        to the maths makes stored results stale while an edited comment does not."""
-        return code_hash(_strategy_modules(cls))
+        """A hash of the definitions this strategy's loss can reach (`_code.py`): a change to its
+        maths makes stored results stale; an edited comment or a helper added for another strategy
+        does not."""
+        return code_version(class_roots(cls, DistillationStrategy))
 
     @property
     def weight(self) -> float:
@@ -183,41 +180,3 @@ def _cast(strategy: str, key: str, raw: Any, default: Any) -> Any:
         raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be >= 0, got '{raw}'")
     return value
 
-
-def _strategy_modules(cls: type) -> list[str]:
-    """Module names of `cls`'s own file, the files of its strategy base classes, and the
-    kdbench.strategies modules they import."""
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if klass.__module__ not in names and klass.__module__ not in (__name__, "torch.nn.modules.module", "builtins"):
-            if issubclass(klass, DistillationStrategy) and klass is not DistillationStrategy:
-                names.append(klass.__module__)
-    for name in list(names):
-        tree = ast.parse(inspect.getsource(sys.modules[name]))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdbench.strategies"):
-                if node.module != __name__ and node.module not in names:
-                    names.append(node.module)
-    return names
-
-
-def code_hash(module_names: list[str]) -> str:
-    """sha256 (12 hex digits) of the modules' syntax trees without docstrings."""
-    digest = hashlib.sha256()
-    for name in sorted(module_names):
-        tree = ast.parse(inspect.getsource(sys.modules[name]))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ClassDef):  # what the tuner may try does not change a result
-                node.body = [n for n in node.body if not _assigns(n, "search_space")] or [ast.Pass()]
-            body = getattr(node, "body", None)
-            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                    and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
-                    and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
-        digest.update(name.encode() + b"\0" + ast.dump(tree).encode())
-    return digest.hexdigest()[:12]
-
-
-def _assigns(node: ast.AST, name: str) -> bool:
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-    return any(isinstance(t, ast.Name) and t.id == name for t in targets)

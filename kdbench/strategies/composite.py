@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from kdbench.errors import KdbenchError
-from kdbench.strategies.base import STRATEGIES, DistillationStrategy, code_hash, _strategy_modules
+from kdbench.strategies._code import class_roots, code_version
+from kdbench.strategies.base import STRATEGIES, DistillationStrategy
 
 SEPARATOR = "+"
 
@@ -46,10 +47,10 @@ class CompositeStrategy(DistillationStrategy):
 
     @classmethod
     def code_version(cls) -> str:
-        modules = [__name__]
+        roots = [(__name__, "CompositeStrategy"), (__name__, "part_hparams")]
         for part in cls.parts:
-            modules += [m for m in _strategy_modules(part) if m not in modules]
-        return code_hash(modules)
+            roots += class_roots(part, DistillationStrategy)
+        return code_version(roots)
 
     @classmethod
     def tuning_space(cls):
