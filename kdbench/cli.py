@@ -39,6 +39,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_location_flags(parser: argparse.ArgumentParser, force_help: str) -> None:
+    where = parser.add_argument_group("where")
+    where.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    where.add_argument("--results-dir", default="results", help="where results go (default: results)")
+    where.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                       help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+    where.add_argument("--force", action="store_true", help=force_help)
+
+
 def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("parallel execution")
     group.add_argument("--workers", type=_positive_int,
@@ -100,12 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
     training.add_argument("--batch-size", type=_positive_int, help="training batch size (default 2048)")
     training.add_argument("--patience", type=_positive_int, help="validations without improvement before stopping (default 10)")
-    where = run.add_argument_group("where")
-    where.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
-    where.add_argument("--results-dir", default="results", help="where results go (default: results)")
-    where.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
-                       help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
-    where.add_argument("--force", action="store_true", help="redo cells that already have a result")
+    _add_location_flags(run, "redo cells that already have a result")
     _add_executor_flags(run)
 
     tune = commands.add_parser("tune", help="give every strategy the same Optuna budget on validation data",
@@ -118,11 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quick", action="store_true", help="the suite's reduced version")
     tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
     tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
-    tune.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
-    tune.add_argument("--results-dir", default="results", help="where studies go (default: results)")
-    tune.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
-                      help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
-    tune.add_argument("--force", action="store_true", help="start studies made with other settings again")
+    _add_location_flags(tune, "start studies made with other settings again")
     _add_executor_flags(tune)
 
     listing = commands.add_parser("list", help="list datasets, backbones and strategies",
