@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quick", action="store_true", help="the suite's reduced version")
     tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
     tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
+    tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
+                      help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
     _add_location_flags(tune, "start studies made with other settings again")
     _add_executor_flags(tune)
 
@@ -359,6 +361,12 @@ def _tune(args) -> int:
     started = time.time()
     suite = load_suite(args.suite, quick=args.quick)
     cells = validate_cells(expand(suite, _strategies(args)))
+    if args.pairing:
+        known = sorted({cell.pairing for cell in cells})
+        unknown = [p for p in args.pairing if p not in known]
+        if unknown:
+            raise KdbenchError(f"unknown pairing '{unknown[0]}' for suite '{suite.name}': valid: {', '.join(known)}")
+        cells = [cell for cell in cells if cell.pairing in args.pairing]
     settings = TuningSettings.from_spec(suite.spec.get("tuning"), args.trials)
     results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
     if results_dir.exists() and not results_dir.is_dir():
