@@ -316,13 +316,18 @@ class BD(DistillationStrategy):
         ctx, h = self.context, self.hparams
         users = self.batch_users(batch)
         student_items, teacher_items = self.next_items(users)
-        items = torch.cat([student_items, teacher_items], dim=1)
-        n_kd = h["n_kd"]
+        # Each model's scores on its own KD items carry gradients; on the other's, they are
+        # pseudo-labels only, scored without a graph (after the graph-carrying call, so that a
+        # whole-graph backbone's memoised propagation keeps its graph).
         with ctx.teacher.one_forward_per_step():
             teacher_base = ctx.teacher.model.calculate_loss(batch)
             teacher_base = sum(teacher_base) if isinstance(teacher_base, tuple) else teacher_base
-            teacher_scores = ctx.teacher.score(users, items)
-        student_scores = ctx.student.score(users, items)
-        kd_student = soft_label_bce(student_scores[:, :n_kd], teacher_scores[:, :n_kd], h["tau"])
-        kd_teacher = soft_label_bce(teacher_scores[:, n_kd:], student_scores[:, n_kd:], h["tau"])
+            teacher_own = ctx.teacher.score(users, teacher_items)
+            with torch.no_grad():
+                teacher_labels = ctx.teacher.score(users, student_items)
+        student_own = ctx.student.score(users, student_items)
+        with torch.no_grad():
+            student_labels = ctx.student.score(users, teacher_items)
+        kd_student = soft_label_bce(student_own, teacher_labels, h["tau"])
+        kd_teacher = soft_label_bce(teacher_own, student_labels, h["tau"])
         return h["lambda_student"] * kd_student + teacher_base + h["lambda_teacher"] * kd_teacher

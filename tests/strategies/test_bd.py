@@ -325,3 +325,7 @@ def test_the_rank_pass_restores_modes_and_leaves_no_gradient(toy):
     loss.backward()
     assert math.isfinite(loss.item())
     assert all(p.grad is not None for p in context.teacher.model.parameters())
+
+
+def test_a_composite_with_bd_trains_the_teacher_further_too():
+    assert STRATEGIES.get("bd+cd").updates_teacher and not STRATEGIES.get("cd+rrd").updates_teacher
