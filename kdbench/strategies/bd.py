@@ -32,11 +32,11 @@ with replacement for each model:
     student:  p_S(k | u) ~ tanh(max(eps_student * d(u, k), 0))
     teacher:  p_T(k | u) ~ exp(eps_teacher * (rank_T(u, k) - rank_S(u, k))) = exp(-eps_teacher * d(u, k))
 
-The student learns the items the teacher ranks much higher than the student does (tanh: once the
-gap is large every such item has about the same chance; the teacher is the better guide), and
-the teacher learns the items the student ranks much higher than the teacher does (exp: the mass
-goes to the largest gaps, where the weaker model most likely knows something the teacher
-missed). This is the paper's description (its Section 4). The ranks are recomputed from both
+The student learns the items the teacher ranks much higher than the student does, and the
+teacher the items the student ranks much higher than the teacher does: the paper's description.
+tanh saturates, so the student spreads its draws over every item with a clear positive gap; exp
+grows without bound, so the teacher's draws concentrate on the largest gaps, the few items where
+the smaller model is far more confident than the teacher. The ranks are recomputed from both
 models (eval mode, no gradient) every `update_every` epochs, at epochs 1, 1 + update_every, ...;
 in between the two distributions stay fixed and every row gets fresh draws.
 
@@ -105,9 +105,12 @@ Deviations from the reference code:
   uniform over its unobserved items. The search space reaches eps = 0.1 for small catalogues. The
   exp weights are computed shifted by the row's maximum exponent, so a large eps cannot overflow.
 
-Cost: every step runs the teacher's forward and backward passes besides the student's (the larger
-model, so a BD step costs more than twice a scratch step), and every update_every epochs both
-models score and rank the whole catalogue for every user.
+Cost: every step also runs the teacher's forward and backward passes (the larger model) and scores
+n_kd KD items per row with each model (each model's scores on the other's items, pseudo-labels
+only, without a graph), and every update_every epochs both models score and rank the whole
+catalogue for every user and the period's items are drawn. Measured on ml-100k, BPR:64 -> BPR:5,
+batch 2048, one thread, CPU time: a scratch epoch 0.20 s, a BD epoch 0.50 s (2.5x), a rank pass
+and its draws about 1.0 s (8M draws), so 3.0x scratch per 10-epoch period.
 """
 
 from __future__ import annotations
@@ -182,7 +185,8 @@ def draw_rows(weights: torch.Tensor, counts: torch.Tensor, generator: torch.Gene
 @torch.no_grad()
 def rank_discrepancy_draws(student: BackboneAdapter, teacher: BackboneAdapter, history: sp.csr_matrix,
                            counts: torch.Tensor, eps_student: float, eps_teacher: float,
-                           generator: torch.Generator, max_cells: int = RANK_CELLS) -> tuple[torch.Tensor, torch.Tensor]:
+                           generator: torch.Generator,
+                           max_cells: int = RANK_CELLS) -> tuple[torch.Tensor, torch.Tensor]:
     """Both models' KD items for every user: counts[u] draws each, user by user: ((sum,), (sum,)) int32.
 
     Scores, ranks and weights are computed `max_cells` scores at a time over consecutive users.
@@ -272,7 +276,9 @@ class BD(DistillationStrategy):
         has_rows = np.diff(ctx.history.indptr) > 0
         if (unseen[has_rows] < 1).any():
             user = int(np.flatnonzero(has_rows & (unseen < 1))[0])
-            raise KdbenchError(f"strategy '{self.name}': user {user} has no item outside its training items to distil on")
+            raise KdbenchError(
+                f"strategy '{self.name}': user {user} has no item outside its training items to distil on"
+            )
         counts = self.draws_per_user()
         self._offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]).to(ctx.device)
 
@@ -305,7 +311,8 @@ class BD(DistillationStrategy):
         occurrence = torch.empty_like(index).scatter_(0, order, index - run_start)  # earlier rows of the user
         start, length = self._offsets[users], (self._offsets[users + 1] - self._offsets[users]).clamp_min(1)
         steps = self.cursor[users] + occurrence * n_kd
-        positions = start.unsqueeze(1) + (steps.unsqueeze(1) + torch.arange(n_kd, device=users.device)) % length.unsqueeze(1)
+        offsets = (steps.unsqueeze(1) + torch.arange(n_kd, device=users.device)) % length.unsqueeze(1)
+        positions = start.unsqueeze(1) + offsets
         self.cursor.index_add_(0, users, torch.full_like(users, n_kd))
         self.cursor.remainder_((self._offsets[1:] - self._offsets[:-1]).clamp_min(1))
         return self.student_items[positions].long(), self.teacher_items[positions].long()

@@ -152,7 +152,8 @@ def test_loss_equals_independent_computation_on_a_batch(ml100k, first_batch):
 
     def soft_bce(own, other):
         labels = torch.sigmoid(other.detach() / 3.0)
-        return (-(labels * torch.log(torch.sigmoid(own)) + (1 - labels) * torch.log(1 - torch.sigmoid(own)))).sum(1).mean()
+        per_item = -(labels * torch.log(torch.sigmoid(own)) + (1 - labels) * torch.log(1 - torch.sigmoid(own)))
+        return per_item.sum(1).mean()
 
     expected = (0.7 * soft_bce(bpr_scores(student, users, student_items), bpr_scores(teacher, users, student_items))
                 + bpr_loss(teacher, first_batch, context)
@@ -170,7 +171,8 @@ def test_gradients_reach_the_student_and_the_teacher_copy_and_nothing_else(ml100
     student_items, teacher_items = peek_items(strategy, users)
     with context.student.one_forward_per_step():
         strategy.loss(first_batch).backward()
-    got = {name: p.grad.clone() for name, p in [*student.named_parameters(prefix="s"), *teacher.named_parameters(prefix="t")]}
+    named = [*student.named_parameters(prefix="s"), *teacher.named_parameters(prefix="t")]
+    got = {name: p.grad.clone() for name, p in named}
     assert all(g.abs().sum() > 0 for g in got.values())
     assert list(strategy.parameters()) == [] and all(m is not teacher for m in strategy.modules())
     # Each model's gradient is that of its own terms alone: the other model's scores are constants.
@@ -184,7 +186,7 @@ def test_gradients_reach_the_student_and_the_teacher_copy_and_nothing_else(ml100
     own_t = bpr_scores(teacher, users, teacher_items)
     kd_teacher = F.binary_cross_entropy_with_logits(own_t, labels_t, reduction="none").sum(1).mean()
     (bpr_loss(teacher, first_batch, context) + 0.2 * kd_teacher).backward()
-    for name, p in [*student.named_parameters(prefix="s"), *teacher.named_parameters(prefix="t")]:
+    for name, p in named:
         assert torch.allclose(got[name], p.grad, rtol=1e-4, atol=1e-7), name
 
 
