@@ -3,11 +3,13 @@ prepared strategies, one training step, the roofline, and timing in alternation.
 
 Every model is randomly initialised (seed 0): the cost of scoring, sampling and a training step
 does not depend on what the weights have learnt. The KD pairing is the default one,
-BPR:200 -> BPR:20, with the teacher frozen as the runner freezes it.
+BPR:200 -> BPR:20, with the teacher frozen as the runner freezes it (a trainable copy of it for a
+strategy that trains the teacher further, as the runner gives one).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import time
@@ -211,12 +213,19 @@ class BenchSession:
         return self._models[key]
 
     def new_strategy(self, dataset: str, name: str) -> DistillationStrategy:
-        """A fresh student and strategy on the shared frozen teacher, built as the runner builds them."""
+        """A fresh student and strategy on the shared frozen teacher (on a trainable copy of it for
+        a strategy that trains the teacher further), built as the runner builds them."""
         data = self.data(dataset)
         torch.manual_seed(0)
         student = build_model(STUDENT, data)
-        context = DistillationContext.build(data, student, self.frozen_model(dataset, TEACHER), seed=0)
-        return STRATEGIES.get(name)(context).to("cpu")
+        strategy_class = STRATEGIES.get(name)
+        teacher = self.frozen_model(dataset, TEACHER)
+        if strategy_class.updates_teacher:
+            teacher = copy.deepcopy(teacher).train()
+            for param in teacher.parameters():
+                param.requires_grad_(True)
+        context = DistillationContext.build(data, student, teacher, seed=0)
+        return strategy_class(context).to("cpu")
 
     def keep_prepared(self, dataset: str, name: str, strategy: DistillationStrategy) -> None:
         """Keep a strategy whose prepare() a benchmark has run, so later ones need not redo it."""

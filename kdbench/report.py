@@ -57,7 +57,9 @@ COLUMNS = (
     "params", "compression_vs_teacher", "size_bytes", "throughput_users_per_s",
     "latency_p50_ms", "latency_p99_ms", "train_s_per_epoch", "epoch_time_ratio_vs_scratch",
     "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", "ndcg@10_tuned_vs_defaults_pct",
+    "teacher_trained_further",
 )
+TRAINED_TEACHER_MARK = "⁂"  # after the strategy's name: its runs trained the teacher further (BD)
 
 # One row per stored run: these record fields, flattened.
 _RUN_FIELDS = {
@@ -87,7 +89,7 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = [_flatten(record) for record in RunStore(runs_dir).records()]
     columns = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *_RUN_FIELDS,
-               "per_user", *(f"env_{k}" for k in _ENVIRONMENT)]
+               "per_user", "teacher_trained_further", *(f"env_{k}" for k in _ENVIRONMENT)]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -118,6 +120,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     per_user = record.get("per_user") or {}
     row["per_user"] = (pd.Series(per_user["ndcg@10"], index=per_user["user_ids"], dtype=float)
                        if ok and "ndcg@10" in per_user else None)
+    row["teacher_trained_further"] = bool(record.get("teacher_trained_further", False))
     environment = record.get("environment") or {}
     for key in _ENVIRONMENT:
         row[f"env_{key}"] = environment.get(key)
@@ -214,6 +217,7 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
     row["epochs_run_mean"] = ok["epochs_run"].mean()
     row["hit_epoch_cap_share"] = ok["hit_epoch_cap"].astype(float).mean()
     row["compute_seconds"] = runs["wall_seconds"].astype(float).sum(min_count=1)
+    row["teacher_trained_further"] = bool(runs["teacher_trained_further"].fillna(False).astype(bool).any())
     return row
 
 
@@ -487,6 +491,9 @@ _LEGEND = """### How to read these tables
 - One table per dataset and teacher → student pairing; rows ranked by mean NDCG@10 over seeds, best
   first. **teacher (model)** is the teacher itself (one run, the reference); **scratch** is the student
   trained without distillation (the baseline every test compares against). `#` ranks the students.
+- ⁂ after a strategy's name: the teacher was trained further during distillation (BD); its row
+  compares a student distilled from a co-trained teacher, not from the cached teacher of the other
+  rows (the teacher row and `of teacher` still refer to the cached one).
 - NDCG@10, NDCG@20, Recall@10, Recall@20: full-ranking test metrics (RecBole), mean ± sample standard
   deviation over seeds (no ± with a single seed).
 - † / ‡ after NDCG@10: the primary test below gives p < 0.05 / p < 0.01 against scratch after the
@@ -539,6 +546,9 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         name = f"**{strategy}**"
     else:
         name = strategy
+    flag = get.get("teacher_trained_further")
+    if isinstance(flag, (bool, np.bool_)) and flag:
+        name += f" {TRAINED_TEACHER_MARK}"
     p_holm = get["p_value_holm"]
     mark = next((m for level, m in SIGNIFICANCE if _finite(p_holm) and p_holm < level), "")
     rank = get["rank"]

@@ -87,10 +87,15 @@ def _base_loss(model: nn.Module, batch) -> torch.Tensor:
 
 def make_optimizer(model: nn.Module, settings: TrainSettings,
                    strategy: DistillationStrategy | None = None) -> torch.optim.Optimizer:
-    """Adam over the student's parameters and the strategy's training-only modules."""
+    """Adam over the student's parameters and the strategy's training-only modules, plus the
+    teacher copy's for a strategy that trains the teacher further (`updates_teacher`). Adam keeps
+    its state per parameter, so one Adam over disjoint parameter sets steps each set exactly as
+    its own Adam with the same settings would."""
     params = list(model.parameters())
     if strategy is not None:
         params += [p for p in strategy.parameters() if p.requires_grad]
+        if strategy.updates_teacher:
+            params += [p for p in strategy.context.teacher.model.parameters() if p.requires_grad]
     return torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
 
 

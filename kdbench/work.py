@@ -140,17 +140,20 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record))
 
 
-def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: str) -> torch.nn.Module:
-    """The frozen teacher of `cell` from its artifact."""
+def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: str,
+                 trainable: bool = False) -> torch.nn.Module:
+    """The teacher of `cell` from its artifact: frozen (eval mode, no gradients), or trainable
+    (train mode, gradients on) for a strategy that trains it further. Either way a private copy
+    built from the artifact's bytes: nothing done to it reaches the cache."""
     from recbole.utils import init_seed
 
     data = prepared_data(cell, cell.teacher, cell.teacher_settings, device, work_dir)
     init_seed(cell.teacher_seed, True)
     model = build_model(cell.teacher, data, device)
     model.load_state_dict(artifact.state_dict())
-    model.eval()
+    model.train(trainable)
     for parameter in model.parameters():
-        parameter.requires_grad_(False)
+        parameter.requires_grad_(trainable)
     return model
 
 
@@ -161,12 +164,13 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None):
     cell = task.cell
     if task.teacher is None:
         raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
-    teacher = load_teacher(cell, task.teacher, task.device, task.work_dir)
+    strategy_class = STRATEGIES.get(cell.strategy)
+    teacher = load_teacher(cell, task.teacher, task.device, task.work_dir, trainable=strategy_class.updates_teacher)
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
     init_seed(cell.seed, True)
     student = build_model(cell.student, data, task.device)
     context = DistillationContext.build(data, student, teacher, task.device, cell.seed)
-    strategy = STRATEGIES.get(cell.strategy)(context, **(dict(cell.hparams) if hparams is None else hparams))
+    strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
     strategy.prepare()
@@ -180,8 +184,10 @@ def _train_student(task: CellTask) -> RunRecord:
                  on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"))
     record = measure(cell, student, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
     record["hparams"] = strategy.hparams
-    record["training_only_params"] = sum(p.numel() for p in strategy.parameters())
-    record["teacher_test"] = task.teacher.meta["test"]
+    teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()
+    record["training_only_params"] = sum(p.numel() for p in strategy.parameters() if id(p) not in teacher)
+    record["teacher_test"] = task.teacher.meta["test"]  # the cached teacher's, before any further training
+    record["teacher_trained_further"] = bool(strategy.updates_teacher)
     return record
 
 

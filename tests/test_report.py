@@ -392,3 +392,31 @@ def pd_isna(value) -> bool:
     import pandas as pd
 
     return value is None or bool(pd.isna(value))
+
+
+def test_a_strategy_that_trained_the_teacher_further_is_marked_and_explained(tmp_path):
+    store = RunStore(tmp_path / "results")
+    store.write("toy", PAIRING, "teacher", 0, record("teacher", 0, 0.40))
+    for seed in range(2):
+        store.write("toy", PAIRING, "scratch", seed, record("scratch", seed, NDCG["scratch", seed],
+                                                            per_user=PER_USER["scratch", seed])
+                    | {"teacher_trained_further": False})
+        store.write("toy", PAIRING, "bd", seed, record("bd", seed, NDCG["kd", seed] + seed / 100,
+                                                       per_user=PER_USER["kd", seed])
+                    | {"teacher_trained_further": True})
+        store.write("toy", PAIRING, "kd", seed, record("kd", seed, NDCG["kd", seed] - 0.02 * (seed + 1),
+                                                       per_user=PER_USER["kd", seed] - 0.02 * (seed + 1)))  # no field
+    table = aggregate(load_runs(tmp_path / "results"))
+    assert row_of(table, "bd")["teacher_trained_further"] is np.True_
+    assert not row_of(table, "kd")["teacher_trained_further"]
+    assert not row_of(table, "scratch")["teacher_trained_further"]
+    write_reports(tmp_path / "results", tmp_path / "out")
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    tables = _tables(text)
+    names = [r[1] for r in tables[f"toy: {PAIRING.replace('->', ' → ')}"]]
+    assert names == ["**teacher (BPR:64)**", "bd ⁂", "kd", "**scratch**"]
+    assert [r[1] for r in tables[f"toy: {PAIRING.replace('->', ' → ')} / cost"]] == names
+    assert "⁂ after a strategy's name: the teacher was trained further during distillation (BD)" in text
+    rows = list(csv.DictReader(open(tmp_path / "out" / "leaderboard.csv", newline="")))
+    assert {r["strategy"]: r["teacher_trained_further"] for r in rows} == {
+        "teacher": "False", "bd": "True", "kd": "False", "scratch": "False"}

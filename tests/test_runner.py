@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 import kdbench.work as work_module
 from kdbench.backbones import BackboneSpec
@@ -149,6 +150,36 @@ def test_another_teacher_setting_trains_another_teacher(toy_dir, dirs, fits):
     runner.run(_toy_cell(toy_dir, teacher_seed=1))
     assert fits.trained == ["BPR:16", "BPR:4", "BPR:16", "BPR:4"]
     assert len(_teacher_folders(dirs[1])) == 2
+
+
+def test_a_strategy_that_trains_the_teacher_further_leaves_the_cached_teacher_byte_identical(
+        toy_dir, dirs, monkeypatch):
+    runner = Runner(*dirs)
+    scratch = runner.run(_toy_cell(toy_dir))
+    (folder,) = _teacher_folders(dirs[1])
+    cached = {p.name: p.read_bytes() for p in folder.iterdir()}
+    seen = {}
+    original = work_module.fit
+
+    def watching_fit(model, data, settings, strategy=None, **kwargs):
+        result = original(model, data, settings, strategy=strategy, **kwargs)
+        teacher = strategy.context.teacher.model
+        seen["teacher"] = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
+        seen["trainable"] = teacher.training and all(p.requires_grad for p in teacher.parameters())
+        return result
+
+    monkeypatch.setattr(work_module, "fit", watching_fit)
+    record = runner.run(_toy_cell(toy_dir, strategy="bd"))
+    assert record["status"] == "ok"
+    assert record["teacher_trained_further"] is True and scratch["teacher_trained_further"] is False
+    assert record["training_only_params"] == 0  # the teacher copy is not a training-only module
+    assert record["teacher_test"] == scratch["teacher_test"]  # the cached teacher's own metrics
+    assert _teacher_folders(dirs[1]) == [folder]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == cached
+    # ... although the worker's copy was trainable and did train
+    cached_state = torch.load(folder / "weights.pt", weights_only=True)
+    assert seen["trainable"]
+    assert any(not torch.equal(cached_state[k], seen["teacher"][k].cpu()) for k in cached_state)
 
 
 def test_rerunning_a_finished_cell_does_not_retrain_but_force_does(toy_dir, dirs, fits):

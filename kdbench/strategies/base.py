@@ -12,6 +12,9 @@ A strategy is one class and one decorator:
 The trainer minimises `student base loss + weight * strategy.loss(batch)`. The teacher is frozen
 (`eval()`, no grad) and is not a submodule of the strategy; the strategy's own submodules
 (projectors, experts) are training-only: optimised with the student, never deployed or counted.
+A strategy that trains the teacher further (`updates_teacher`, BD) gets a private trainable copy
+of the cached teacher instead, and the trainer optimises its parameters with the student's; its
+loss then holds the teacher's terms too. The cached teacher is never written.
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ class DistillationStrategy(nn.Module):
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
+    # The strategy trains the teacher further (BD): the runner gives it a trainable copy of the
+    # cached teacher (train mode, gradients on), the optimiser takes that copy's parameters too,
+    # and the run's record says `teacher_trained_further`.
+    updates_teacher: ClassVar[bool] = False
     # What `kdbench tune` may try (kdbench.search_space). None: not declared, so the tuner tries the
     # weight alone over 4 decades around its default; {}: nothing of the strategy's own to tune.
     search_space: ClassVar[dict[str, Distribution] | None] = None
