@@ -29,6 +29,7 @@ from kdbench.errors import KdbenchError, choices
 from kdbench.results import safe_name
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution
+from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
 from kdbench.trial import PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
@@ -50,6 +51,8 @@ class TuningSettings:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None) -> "TuningSettings":
+        if not isinstance(spec or {}, dict) or not isinstance((spec or {}).get("pruner") or {}, dict):
+            raise KdbenchError("the suite's 'tuning' block and its 'pruner' must be mappings")
         spec = dict(spec or {})
         unknown = set(spec) - TUNING_KEYS
         if unknown:
@@ -160,8 +163,12 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
         study.storage_path.unlink()
     study.folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{study.storage_path}"
-    optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
-                                       load_if_exists=True)
+    try:
+        optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
+                                           load_if_exists=True)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy / sqlite errors of a damaged file
+        raise DamagedFile(study.storage_path, f"not a readable Optuna study ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120]})", "pass --force to start it again") from None
     stored = optuna_study.user_attrs.get("identity")
     if stored is None:
         optuna_study.set_user_attr("identity", identity)
@@ -175,6 +182,25 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     return optuna_study
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_storages(studies: list[Study], force: bool = False) -> None:
+    """Refuse, before any study is opened or created, a storage that is not an SQLite file (a
+    truncated or foreign file); --force starts such studies again."""
+    for study in studies:
+        path = study.storage_path
+        if force or not path.exists():
+            continue
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise DamagedFile(path, f"cannot be read ({exc.strerror or exc})", "pass --force to start it again") from None
+        if header != SQLITE_HEADER:
+            raise DamagedFile(path, "not an SQLite database (truncated or replaced?)", "pass --force to start it again")
+
+
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
          on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
     """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON)."""
@@ -184,6 +210,7 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
     for cell in cells:
         STRATEGIES.get(cell.strategy)
     studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir)) for cell in cells]
+    check_storages(studies, force)
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers(cells)
     for study in studies:
@@ -276,9 +303,14 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
 
 def read_best(results_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
     study = Study(cell, 0, Path(results_dir))
-    if not study.best_path.is_file():
+    if not study.best_path.exists():
         return None
-    return json.loads(study.best_path.read_text())
+    best = read_mapping(study.best_path, TUNING_SUMMARY_ADVICE)
+    missing = sorted({"best_trial", "trials_counted", "budget", "finished", "identity", "best_hparams",
+                      "best_training"} - set(best))
+    if missing or not isinstance(best["identity"], dict):
+        raise DamagedFile(study.best_path, f"lacks {', '.join(missing) or 'identity'}", TUNING_SUMMARY_ADVICE)
+    return best
 
 
 def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print) -> list[Cell]:
