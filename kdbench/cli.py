@@ -425,7 +425,7 @@ def _tune(args) -> int:
 
     from kdbench.runner import Runner, validate_cells
     from kdbench.suites import expand, load_suite
-    from kdbench.tuning import TuningSettings, study_cells, tune
+    from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
     from kdbench.tuning_report import read_meta, record_invocation, write_tuning_report
 
     started = time.time()
@@ -436,7 +436,8 @@ def _tune(args) -> int:
     settings = TuningSettings.from_spec(suite.spec.get("tuning"), args.trials)
     results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
     check_folder(results_dir, "--results-dir")
-    read_meta(results_dir)  # a damaged invocation log stops here, not after the trials
+    read_meta(results_dir)  # a damaged invocation log or storage stops here, before anything runs
+    check_storages(cells, results_dir, args.force)
     runner = Runner(results_dir, args.cache_dir, args.device, log=_progress_note,
                     plugins=tuple(str(Path(p).resolve()) for p in args.plugin))
     n_studies = len(study_cells(cells))
@@ -500,7 +501,7 @@ def _verify(args) -> int:
     found = verify(root)
     for line in found.notes:
         print(f"note: {line}")
-    for line in found.stale:
+    for line in _grouped(found.stale):
         print(f"{'error' if args.strict else 'stale'}: {line}")
     for line in found.errors:
         print(f"error: {line}")
@@ -508,3 +509,13 @@ def _verify(args) -> int:
     print(f"verify {root}: {found.runs} run file(s) parse, {len(found.stale)} stale, "
           f"{len(found.errors)} error(s){'' if failed else '; leaderboards match report'}")
     return 1 if failed else 0
+
+
+def _grouped(stale: list[str]) -> list[str]:
+    """Stale runs, one line per reason (how many, and the first file), not one per file."""
+    by_reason: dict[str, list[str]] = {}
+    for line in stale:
+        path, _, reason = line.partition(": ")
+        by_reason.setdefault(reason, []).append(path)
+    return [f"{paths[0]}: {reason}" if len(paths) == 1 else f"{len(paths)} runs, e.g. {paths[0]}: {reason}"
+            for reason, paths in by_reason.items()]

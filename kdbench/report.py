@@ -304,9 +304,10 @@ def _first_text(*series: pd.Series) -> Any:
 
 # -- writing ---------------------------------------------------------------------------------------
 def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
-                  command: str | None = None, wall_seconds: float | None = None) -> list[Path]:
+                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True) -> list[Path]:
     """Write leaderboard.md/.csv/.json and pareto.png (the `-quick` set with `quick=True`).
 
+    `plot=False` leaves the PNG out (for `verify`, which compares the text files only).
     `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
     stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
     read back from it, so a rebuild from the same runs gives the same files.
@@ -333,17 +334,17 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
                               "detectable_effects": _json_rows(effects)}),
         "md": render_markdown(rounded, runs, header, quick, effects),
     }
-    written = [paths[kind] for kind in ("csv", "json", "md", "png")]
+    written = [paths[kind] for kind in ("csv", "json", "md", "png") if plot or kind != "png"]
     if command is not None or wall_seconds is not None:
         texts["meta"] = atomic.dumps(meta)
         written.append(meta_path)
     with atomic.atomic_paths(written) as temps:
-        for kind, tmp in zip(("csv", "json", "md", "png", "meta"), temps):
+        for kind, tmp in zip([k for k in ("csv", "json", "md", "png") if plot or k != "png"] + ["meta"], temps):
             if kind == "png":
                 plot_pareto(table, tmp, quick=quick)
             else:
                 tmp.write_text(texts[kind])
-    return [paths["md"], paths["csv"], paths["json"], paths["png"]] + (
+    return [paths["md"], paths["csv"], paths["json"]] + ([paths["png"]] if plot else []) + (
         [meta_path] if meta_path.is_file() else [])
 
 

@@ -42,8 +42,8 @@ def read_json(path: str | Path, advice: str = "") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = "; truncated?" if exc.pos >= len(text.rstrip()) else ""
-        raise DamagedFile(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}{hint})",
+        hint = "; truncated?" if not text.rstrip().endswith(("}", "]")) else ""
+        raise DamagedFile(path, f"not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno}{hint})",
                           advice) from None
 
 

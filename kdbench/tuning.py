@@ -185,11 +185,11 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_storages(studies: list[Study], force: bool = False) -> None:
+def check_storages(cells: list[Cell], results_dir: str | Path, force: bool = False) -> None:
     """Refuse, before any study is opened or created, a storage that is not an SQLite file (a
     truncated or foreign file); --force starts such studies again."""
-    for study in studies:
-        path = study.storage_path
+    for cell in study_cells(cells):
+        path = Study(cell, 0, Path(results_dir)).storage_path
         if force or not path.exists():
             continue
         try:
@@ -209,8 +209,8 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
     cells = study_cells(cells)
     for cell in cells:
         STRATEGIES.get(cell.strategy)
+    check_storages(cells, runner.results_dir, force)
     studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir)) for cell in cells]
-    check_storages(studies, force)
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers(cells)
     for study in studies:

@@ -63,7 +63,7 @@ def _check_runs(store: RunStore, found: Verification) -> None:
             found.stale.append(f"{path}: identity not checked ({exc})")
             continue
         if changed:
-            found.stale.append(f"{path}: made with other {', '.join(changed)} than the current code")
+            found.stale.append(f"{path}: made with other {', '.join(changed)} than the current code gives")
 
 
 def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> None:
@@ -85,7 +85,7 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> N
         meta = results_dir / f"leaderboard{suffix}.meta.json"
         if meta.is_file():
             shutil.copyfile(meta, Path(scratch) / meta.name)
-        write_reports(runs_dir, scratch, quick=quick)
+        write_reports(runs_dir, scratch, quick=quick, plot=False)
         for kind in present:
             expected = (Path(scratch) / stored[kind].name).read_bytes()
             actual = stored[kind].read_bytes()
