@@ -273,9 +273,12 @@ def _run(args) -> int:
     runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note,
                     plugins=tuple(str(Path(p).resolve()) for p in args.plugin), heal_cache=not args.strict_cache)
     runner.check_no_overwrite(cells)
-    if suite is not None:
-        for _ in runner.store.records():  # the leaderboard reads every stored run: refuse a damaged one now
+    if suite is not None:  # the leaderboard reads every stored run and tuning summary: refuse a damaged one now
+        from kdbench.report import load_tuning
+
+        for _ in runner.store.records():
             pass
+        load_tuning(results_dir)
     runner.executor = _executor(args, len(cells) if args.force else sum(not runner.is_done(c) for c in cells))
     try:
         records = run_cells(runner, cells)

@@ -180,7 +180,7 @@ class Runner:
             artifacts[key] = result.teacher
         return artifacts
 
-    def _cached_teacher(self, key: str):
+    def _cached_teacher(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The cached (state, meta) of a teacher, or None; a damaged entry is moved aside (and the
         teacher retrained) or, without `heal_cache`, stops the run."""
         folder = self._teacher_folder(key)

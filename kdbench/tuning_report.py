@@ -6,7 +6,6 @@ invocations kept in `tuning/meta.json`), so it rebuilds byte-identically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,6 @@ def summary_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir) / "tuning"
     summaries = load_summaries(results_dir)
-    meta_path = root / META
     meta = read_meta(results_dir)
     table = summary_table(summaries)
     wall = sum(i["wall_seconds"] for i in meta["invocations"])
