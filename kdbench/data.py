@@ -191,11 +191,14 @@ def dataset_size(name: str, data_path: str | None) -> tuple[int, int] | None:
         if name not in BUNDLED_DATASETS:
             return None
         root = bundled_dataset_dir()
-    return _count_ids(root / f"{name}.inter")
+    path = root / f"{name}.inter"
+    stat = path.stat()
+    return _count_ids(path, stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=8)
-def _count_ids(path: Path) -> tuple[int, int]:
+def _count_ids(path: Path, mtime_ns: int, size: int) -> tuple[int, int]:
+    """Counted once per version of the file (its modification time and size are part of the key)."""
     import pandas as pd
 
     header = _read_text(path).split("\n", 1)[0].split("\t")

@@ -301,16 +301,30 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
     return summary
 
 
+# What readers of a study's summary rely on (`write_best` writes them all): `tuned_cells` the first
+# set, the tuning summary table all of them.
+BEST_FIELDS = {"best_trial": (int, type(None)), "trials_counted": int, "budget": int, "finished": bool,
+               "identity": dict, "best_hparams": dict, "best_training": dict}
+SUMMARY_FIELDS = {**BEST_FIELDS, "dataset": str, "pairing": str, "strategy": str, "study": str, "storage": str,
+                  "trials_complete": int, "trials_pruned": int, "trials_failed": int, "compute_seconds": (int, float)}
+
+
+def read_summary(path: str | Path, fields: dict[str, Any] = SUMMARY_FIELDS) -> dict[str, Any]:
+    """A study's `<strategy>.json`, checked; `DamagedFile` naming it if truncated or hand-edited."""
+    summary = read_mapping(path, TUNING_SUMMARY_ADVICE)
+    for key, kind in fields.items():
+        if key not in summary:
+            raise DamagedFile(path, f"lacks '{key}'", TUNING_SUMMARY_ADVICE)
+        if isinstance(summary[key], bool) and kind is int or not isinstance(summary[key], kind):
+            raise DamagedFile(path, f"'{key}' is {summary[key]!r}", TUNING_SUMMARY_ADVICE)
+    if "identity" in fields and not {"strategy_code", "fixed_hparams"} <= set(summary["identity"]):
+        raise DamagedFile(path, "'identity' lacks strategy_code or fixed_hparams", TUNING_SUMMARY_ADVICE)
+    return summary
+
+
 def read_best(results_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
     study = Study(cell, 0, Path(results_dir))
-    if not study.best_path.exists():
-        return None
-    best = read_mapping(study.best_path, TUNING_SUMMARY_ADVICE)
-    missing = sorted({"best_trial", "trials_counted", "budget", "finished", "identity", "best_hparams",
-                      "best_training"} - set(best))
-    if missing or not isinstance(best["identity"], dict):
-        raise DamagedFile(study.best_path, f"lacks {', '.join(missing) or 'identity'}", TUNING_SUMMARY_ADVICE)
-    return best
+    return read_summary(study.best_path, BEST_FIELDS) if study.best_path.exists() else None
 
 
 def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print) -> list[Cell]:

@@ -14,14 +14,16 @@ from tabulate import tabulate
 
 from kdbench import atomic
 from kdbench.results import safe_name
-from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
+from kdbench.stored import DamagedFile, read_mapping
 
 META = "meta.json"
 
 
 def load_summaries(results_dir: str | Path) -> list[dict[str, Any]]:
     root = Path(results_dir) / "tuning"
-    return [read_mapping(p, TUNING_SUMMARY_ADVICE) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
+    from kdbench.tuning import read_summary
+
+    return [read_summary(p) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
 
 
 def read_meta(results_dir: str | Path) -> dict[str, Any]:

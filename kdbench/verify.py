@@ -18,7 +18,7 @@ from pathlib import Path
 from kdbench.cells import cell_from_record, stale_fields
 from kdbench.errors import KdbenchError
 from kdbench.results import RunStore
-from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
+from kdbench.stored import DamagedFile
 
 RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/
 COMPARED = ("md", "csv", "json")
@@ -37,10 +37,12 @@ def verify(results_dir: str | Path) -> Verification:
     found = Verification()
     for sub in RUN_ROOTS:
         _check_runs(RunStore(results_dir / sub), found)
+    from kdbench.tuning import read_summary
+
     tuning = results_dir / "tuning"
     for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:
         try:
-            read_mapping(path, TUNING_SUMMARY_ADVICE)
+            read_summary(path)
         except DamagedFile as exc:
             found.errors.append(str(exc))
     if not found.errors:  # a damaged run already says report would stop

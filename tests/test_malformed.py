@@ -261,8 +261,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "resume-suite-with-a-damaged-run": (lambda root: write(root / "results/runs/old/A_to_B/kd/seed0.json", "{")
                                         and suite_run(root), ["damaged file results/runs/old/A_to_B/kd/seed0.json"]),
     "resume-tuning-summary-hand-edited": (lambda root: write(root / SUMMARY_PATH, {"dataset": "toy"}) and suite_run(root),
-                                          ["scratch.json: lacks best_hparams"]),
+                                          ["scratch.json: lacks 'best_trial'"]),
     "list-tuning-summary-truncated": (lambda root: write(root / SUMMARY_PATH, "{") and ["list"], ["scratch.json", "not valid JSON"]),
+    "list-tuning-summary-hand-edited": (lambda root: write(root / SUMMARY_PATH, {"dataset": "toy", "pairing": 3}) and ["list"],
+                                        ["scratch.json: lacks 'best_trial'"]),
     "tune-meta-truncated": (lambda root: write(root / "results/tuning/meta.json", '{"invoc') and
                             ["tune", "--suite", suite_file(root)], ["tuning/meta.json", "not valid JSON"]),
     "tune-storage-not-sqlite": (lambda root: write(root / STORAGE_PATH, b"garbage, not a database") and
