@@ -1,7 +1,9 @@
-"""Atomic file writes: a temp file in the destination folder, then os.replace.
+"""Atomic file writes: a temp file in the destination folder, flushed to disk, then os.replace.
 
 A reader (or a resumed suite) therefore sees either the old file or the complete new one, never a
-half-written one.
+half-written one, even if the process is killed mid-write. A write that fails (disk full, a
+read-only folder, a path through a file) removes its temp file and raises `WriteFailed`, one line
+naming the file; the previous version stays as it was.
 """
 
 from __future__ import annotations
@@ -11,22 +13,75 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+from kdbench.errors import KdbenchError
+
+
+class WriteFailed(KdbenchError):
+    """A file could not be written; nothing partial was left in its place."""
+
+    def __init__(self, path: str | os.PathLike, exc: OSError):
+        self.path = Path(path)
+        super().__init__(f"could not write {path}: {exc.strerror or exc}; "
+                         f"its previous version (if any) is unchanged")
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Several files as one: a temp path per file; only when every one was written are they all
+    renamed into place (a rename needs no space), so a failed write leaves the whole previous set."""
+    targets = [Path(path) for path in paths]
+    temps: list[Path] = []
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        yield list(temps)
+        for tmp in temps:
+            _flush(tmp)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except OSError as exc:
+        _remove(temps)
+        raise WriteFailed(_failed_target(exc, temps, targets), exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(temps)
         raise
+
+
+def _remove(temps: list[Path]) -> None:
+    for tmp in temps:
+        tmp.unlink(missing_ok=True)
+
+
+def _failed_target(exc: OSError, temps: list[Path], targets: list[Path]) -> Path:
+    """The file whose write failed: the one the error names, else the first still to be written."""
+    named = {str(tmp): target for tmp, target in zip(temps, targets)}
+    for name in (exc.filename, exc.filename2):
+        if name is not None and str(name) in named:
+            return named[str(name)]
+        if name is not None and str(name) in map(str, targets):
+            return Path(name)
+    return targets[len(temps)] if len(temps) < len(targets) else targets[0]
+
+
+def _flush(path: Path) -> None:
+    """Force the temp file's bytes to disk before the rename makes it visible."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -35,7 +90,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    write_text(path, dumps(payload))
+
+
+def dumps(payload: Any) -> str:
+    """The JSON text kdbench stores: sorted keys, indented, a final newline."""
+    return json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n"
 
 
 def _jsonable(value: Any) -> Any:

@@ -110,6 +110,49 @@ def identity(cell: Cell, device: str) -> dict[str, Any]:
     return identity
 
 
+def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
+    """The cell a stored record was made from, rebuilt from its path fields and `config`, so that
+    it can be run again (`kdbench reproduce`) or its identity checked against the current code
+    (`kdbench verify`). A defaults run's overrides come from its label (`rrd@K=20`), a tuned run's
+    hyperparameters from `config.hparams`."""
+    from kdbench.errors import KdbenchError
+
+    config = record.get("config") or {}
+    try:
+        strategy, variant = record["strategy"], record.get("variant") or DEFAULTS
+        teacher_train = TrainSettings(**config["teacher_train"])
+        train = teacher_train if strategy == TEACHER else TrainSettings(**config["train"])
+        if strategy == TEACHER:
+            hparams: dict[str, Any] = {}
+        elif variant == TUNED:
+            hparams = dict(config.get("hparams") or record.get("hparams") or {})
+        else:
+            _, _, overrides = record["label"].partition("@")
+            hparams = dict(item.split("=", 1) for item in overrides.split(",")) if overrides else {}
+        return Cell(
+            dataset=record["dataset"], teacher=BackboneSpec.parse(record["teacher"]),
+            student=BackboneSpec.parse(record["student"]), strategy=strategy, seed=int(record["seed"]),
+            hparams=tuple(sorted(hparams.items())), train=train, teacher_train=teacher_train,
+            teacher_seed=int(config.get("teacher_seed", 0)), data_path=config.get("data_path"),
+            split_seed=int(config.get("split_seed", DEFAULT_SPLIT_SEED)), variant=variant,
+            threads=int(config.get("threads", CELL_THREADS)),
+        )
+    except KdbenchError as exc:
+        raise KdbenchError(f"{source}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"lacks {exc}" if isinstance(exc, KeyError) else f"has a malformed field ({exc})"
+        raise KdbenchError(f"{source} {detail}: cannot rebuild the run it records") from None
+
+
+def stale_fields(cell: Cell, config: dict[str, Any]) -> list[str]:
+    """The identity fields in which a stored record's `config` differs from what the current code
+    gives its cell (empty: the record is current)."""
+    import json
+
+    current = json.loads(json.dumps(identity(cell, str(config.get("device", "cpu")))))
+    return sorted(key for key in set(current) | set(config) if current.get(key) != config.get(key))
+
+
 def base_record(cell: Cell, device: str) -> RunRecord:
     from kdbench.strategies import STRATEGIES
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m kdbench run | list | report`.
+"""Command line: `python -m kdbench run | tune | list | report | sweep | reproduce | verify`.
 
 A mistake a user can make ends in one line on stderr naming the problem (and the valid choices),
 exit code 2, no traceback, nothing written to results/.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kdbench.errors import KdbenchError
+from kdbench.paths import check_folder
 
 EXIT_USAGE = 2
 
@@ -104,12 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--seed", action="append", type=int, metavar="N", help="model seed (repeatable; default 0)")
     single.add_argument("--hp", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
                         help="override a strategy hyperparameter (repeatable)")
-    training = run.add_argument_group("training")
+    training = run.add_argument_group("student training (a single run; the teacher has its own flags)")
     training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
     training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
     training.add_argument("--batch-size", type=_positive_int, help="training batch size (default 2048)")
     training.add_argument("--patience", type=_positive_int, help="validations without improvement before stopping (default 10)")
+    teacher = run.add_argument_group("teacher training (a single run; cached by these settings)")
+    teacher.add_argument("--teacher-epochs", type=_positive_int, help="teacher's maximum epochs (default 300)")
+    teacher.add_argument("--teacher-lr", type=_positive_float, help="teacher's learning rate (default 0.001)")
+    teacher.add_argument("--teacher-batch-size", type=_positive_int, help="teacher's batch size (default 2048)")
+    teacher.add_argument("--teacher-patience", type=_positive_int, help="teacher's patience (default 10)")
     _add_location_flags(run, "redo cells that already have a result")
+    _add_strict_cache_flag(run)
     _add_executor_flags(run)
 
     tune = commands.add_parser("tune", help="give every strategy the same Optuna budget on validation data",
@@ -125,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
                       help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
     _add_location_flags(tune, "start studies made with other settings again")
+    _add_strict_cache_flag(tune)
     _add_executor_flags(tune)
 
     listing = commands.add_parser("list", help="list datasets, backbones and strategies",
@@ -153,7 +161,32 @@ def build_parser() -> argparse.ArgumentParser:
                                  "the run files, without training anything.")
     report.add_argument("--results-dir", default="results", help="where the runs are (default: results)")
     report.add_argument("--quick", action="store_true", help="rebuild the quick leaderboard instead")
+
+    reproduce = commands.add_parser("reproduce", help="run one stored run again and compare its metrics",
+                                    description="Rebuild the run a result file records from its settings, "
+                                    "run it again in a scratch folder (the file is not touched; the teacher "
+                                    "comes from the cache or is trained again) and report whether the metrics "
+                                    "are identical, with the differences if not. Exit code 1 if they differ.")
+    reproduce.add_argument("run_file", metavar="RUN.json", help="a stored run, e.g. results/runs/.../seed0.json")
+    reproduce.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                           help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+    reproduce.add_argument("--retrain-teacher", action="store_true",
+                           help="train the teacher again (in a scratch cache) instead of loading it")
+    _add_strict_cache_flag(reproduce)
+
+    verify = commands.add_parser("verify", help="check stored results: parse, identity, leaderboards",
+                                 description="Check that every stored run file parses, that its identity matches "
+                                 "the current code (or flag it stale), and that the leaderboard files are what "
+                                 "`report` writes now. Exit code 1 on a damaged file or a leaderboard mismatch.")
+    verify.add_argument("--results-dir", default="results", help="the results folder (default: results)")
+    verify.add_argument("--strict", action="store_true", help="count stale runs as errors too")
     return parser
+
+
+def _add_strict_cache_flag(parser) -> None:
+    parser.add_argument("--strict-cache", action="store_true",
+                        help="stop on a damaged teacher cache entry instead of moving it aside and "
+                             "training the teacher again")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,20 +209,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "tune":
             return _tune(args)
+        if args.command == "reproduce":
+            return _reproduce(args)
+        if args.command == "verify":
+            return _verify(args)
         return _run(args)
     except KdbenchError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the file system refused something no check above foresaw
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"kdbench: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("kdbench: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)
         return 130
 
 
-def _train_settings(args):
+def _train_settings(args, prefix: str = ""):
+    """The student's (or, with prefix 'teacher_', the teacher's) settings of a single run: each
+    model has its own flags, so `--epochs 2` never shortens (and caches) a 2-epoch teacher."""
     from kdbench.train import TrainSettings
 
-    given = {"max_epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
-             "patience": args.patience}
+    given = {"max_epochs": getattr(args, f"{prefix}epochs"), "learning_rate": getattr(args, f"{prefix}lr"),
+             "batch_size": getattr(args, f"{prefix}batch_size"), "patience": getattr(args, f"{prefix}patience")}
     return TrainSettings(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -209,6 +252,8 @@ def _run(args) -> int:
     from kdbench.suites import expand, load_suite
 
     started = time.time()
+    check_folder(args.results_dir, "--results-dir")
+    check_folder(args.cache_dir, "--cache-dir")
     if args.all or args.suite or args.quick:
         suite = load_suite(args.suite, quick=args.quick)
         cells = expand(suite, _strategies(args))
@@ -218,19 +263,25 @@ def _run(args) -> int:
         cells += tuned_cells(cells, results_dir, warn=_progress_note)
     else:
         suite = None
-        settings = _train_settings(args)
+        settings, teacher_settings = _train_settings(args), _train_settings(args, "teacher_")
         teacher, student = BackboneSpec.parse(args.teacher), BackboneSpec.parse(args.student)
         cells = [
             Cell(args.dataset, teacher, student, name, seed, tuple(sorted(dict(args.hp).items())),
-                 train=settings, data_path=args.data_path)
+                 train=settings, teacher_train=teacher_settings, data_path=args.data_path)
             for seed in (args.seed or [0])
             for name in (_strategies(args) or ["scratch"])
         ]
         results_dir = Path(args.results_dir)
-    validate_cells(cells)
+    validate_cells(cells, args.device)
     runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note,
-                    plugins=tuple(str(Path(p).resolve()) for p in args.plugin))
+                    plugins=tuple(str(Path(p).resolve()) for p in args.plugin), heal_cache=not args.strict_cache)
     runner.check_no_overwrite(cells)
+    if suite is not None:  # the leaderboard reads every stored run and tuning summary: refuse a damaged one now
+        from kdbench.report import load_tuning
+
+        for _ in runner.store.records():
+            pass
+        load_tuning(results_dir)
     runner.executor = _executor(args, len(cells) if args.force else sum(not runner.is_done(c) for c in cells))
     try:
         records = run_cells(runner, cells)
@@ -240,6 +291,7 @@ def _run(args) -> int:
     if suite is None:
         for record in records:
             _print_record(record)
+        _print_teachers(runner, cells)
     else:
         from kdbench.report import write_reports
 
@@ -273,6 +325,23 @@ def _print_record(record: dict) -> None:
           f"(teacher NDCG@10 {record.get('teacher_test', test)['ndcg@10']:.4f}) "
           f"params {cost.get('params')} {cost.get('throughput_users_per_s', 0):.0f} users/s "
           f"{record['training']['seconds_per_epoch']:.2f} s/epoch, best epoch {record['training']['best_epoch']}")
+
+
+def _print_teachers(runner, cells) -> None:
+    """Each teacher's settings and where it came from (cache key; trained now or loaded)."""
+    seen = set()
+    for cell in cells:
+        settings = cell.teacher_settings
+        described = (f"teacher {cell.teacher} (seed {cell.teacher_seed}) on {cell.dataset}: lr {settings.learning_rate}, "
+                     f"batch {settings.batch_size}, max epochs {settings.max_epochs}, patience {settings.patience}")
+        if not runner.executed:
+            line = f"{described}; not needed: every cell had a finished result"
+        else:
+            key = runner.teacher_key(cell)
+            line = f"{described}; cache key {key}: {runner.teacher_sources.get(key, 'not needed')}"
+        if line not in seen:
+            seen.add(line)
+            print(line)
 
 
 def _list(args) -> int:
@@ -313,7 +382,7 @@ def _list(args) -> int:
 def _report(args) -> int:
     from kdbench.report import write_reports
 
-    root = Path(args.results_dir)
+    root = check_folder(args.results_dir, "--results-dir")
     runs_dir = root / "quick" if args.quick else root
     if not (runs_dir / "runs").is_dir():
         raise KdbenchError(f"no runs under '{runs_dir / 'runs'}': run `python -m kdbench run --all` first")
@@ -335,14 +404,21 @@ def _int_list(text: str, what: str) -> list[int]:
 def _sweep(args) -> int:
     from kdbench.backbones import BackboneSpec
     from kdbench.data import check_dataset
-    from kdbench.sweep import run_sweep
+    from kdbench.runner import validate_cells
+    from kdbench.sweep import run_sweep, sweep_cells
     from kdbench.train import TrainSettings
 
     dims = _int_list(args.dims, "--dims")
+    if min(dims) < 1:
+        raise KdbenchError(f"--dims must be positive integers, got '{args.dims}'")
     model = BackboneSpec.parse(f"{args.model}:{max(dims)}").model
     check_dataset(args.dataset, args.data_path)
+    check_folder(args.results_dir, "--results-dir")
+    check_folder(args.cache_dir, "--cache-dir")
     settings = TrainSettings(learning_rate=args.lr, batch_size=args.batch_size,
                              patience=args.patience, max_epochs=args.epochs)
+    validate_cells(sweep_cells(args.dataset, model, dims, _int_list(args.seeds, "--seeds"), settings,
+                               args.data_path), args.device)
     path = run_sweep(args.dataset, model, dims, _int_list(args.seeds, "--seeds"), settings,
                      args.results_dir, args.cache_dir, args.device, args.data_path)
     print(path.read_text())
@@ -355,12 +431,14 @@ def _tune(args) -> int:
 
     from kdbench.runner import Runner, validate_cells
     from kdbench.suites import expand, load_suite
-    from kdbench.tuning import TuningSettings, study_cells, tune
-    from kdbench.tuning_report import record_invocation, write_tuning_report
+    from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
+    from kdbench.tuning_report import read_meta, record_invocation, write_tuning_report
 
     started = time.time()
+    check_folder(args.results_dir, "--results-dir")
+    check_folder(args.cache_dir, "--cache-dir")
     suite = load_suite(args.suite, quick=args.quick)
-    cells = validate_cells(expand(suite, _strategies(args)))
+    cells = validate_cells(expand(suite, _strategies(args)), args.device)
     if args.pairing:
         known = sorted({cell.pairing for cell in cells})
         unknown = [p for p in args.pairing if p not in known]
@@ -369,8 +447,9 @@ def _tune(args) -> int:
         cells = [cell for cell in cells if cell.pairing in args.pairing]
     settings = TuningSettings.from_spec(suite.spec.get("tuning"), args.trials)
     results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
-    if results_dir.exists() and not results_dir.is_dir():
-        raise KdbenchError(f"--results-dir '{results_dir}' exists and is not a folder")
+    check_folder(results_dir, "--results-dir")
+    read_meta(results_dir)  # a damaged invocation log or storage stops here, before anything runs
+    check_storages(cells, results_dir, args.force)
     runner = Runner(results_dir, args.cache_dir, args.device, log=_progress_note,
                     plugins=tuple(str(Path(p).resolve()) for p in args.plugin))
     n_studies = len(study_cells(cells))
@@ -397,3 +476,58 @@ def _tune(args) -> int:
               f"{summary['best_valid_ndcg@10'] if summary['best_valid_ndcg@10'] is None else round(summary['best_valid_ndcg@10'], 4)} "
               f"({summary['trials_counted']}/{summary['budget']} trials)")
     return 0
+
+
+def _reproduce(args) -> int:
+    from kdbench.reproduce import reproduce
+
+    check_folder(args.cache_dir, "--cache-dir")
+    result = reproduce(args.run_file, args.cache_dir, retrain_teacher=args.retrain_teacher,
+                       heal_cache=not args.strict_cache, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
+                       log=_progress_note)
+    cell = result.cell
+    print(f"reproduced {args.run_file}: {cell.dataset} {cell.pairing} {cell.label} seed {cell.seed}")
+    if result.stale:
+        print(f"note: the current code gives this cell another identity ({', '.join(result.stale)}): "
+              f"the stored run was made by other code or settings, so differences are expected")
+    settings = cell.teacher_settings
+    print(f"teacher {cell.teacher} (seed {cell.teacher_seed}): lr {settings.learning_rate}, batch {settings.batch_size}, "
+          f"max epochs {settings.max_epochs}, patience {settings.patience}; {result.teacher_source}")
+    if result.identical:
+        test = result.reproduced.get("test") or {}
+        shown = ", ".join(f"{k} {v:.6f}" for k, v in sorted(test.items())) or result.reproduced.get("status")
+        print(f"identical: {shown}")
+        return 0
+    print(f"DIFFERENT in {len(result.differences)} value(s):")
+    for line in result.differences:
+        print(f"  {line}")
+    return 1
+
+
+def _verify(args) -> int:
+    from kdbench.verify import verify
+
+    root = Path(args.results_dir)
+    if not root.is_dir():
+        raise KdbenchError(f"--results-dir '{root}' {'is not a folder' if root.exists() else 'does not exist'}")
+    found = verify(root)
+    for line in found.notes:
+        print(f"note: {line}")
+    for line in _grouped(found.stale):
+        print(f"{'error' if args.strict else 'stale'}: {line}")
+    for line in found.errors:
+        print(f"error: {line}")
+    failed = found.errors + (found.stale if args.strict else [])
+    print(f"verify {root}: {found.runs} run file(s) parse, {len(found.stale)} stale, "
+          f"{len(found.errors)} error(s){'' if failed else '; leaderboards match report'}")
+    return 1 if failed else 0
+
+
+def _grouped(stale: list[str]) -> list[str]:
+    """Stale runs, one line per reason (how many, and the first file), not one per file."""
+    by_reason: dict[str, list[str]] = {}
+    for line in stale:
+        path, _, reason = line.partition(": ")
+        by_reason.setdefault(reason, []).append(path)
+    return [f"{paths[0]}: {reason}" if len(paths) == 1 else f"{len(paths)} runs, e.g. {paths[0]}: {reason}"
+            for reason, paths in by_reason.items()]

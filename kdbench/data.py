@@ -81,11 +81,16 @@ def dataset_root(name: str, data_path: str | None) -> Path | None:
     if data_path is None:
         return None
     root = Path(data_path)
+    if not root.exists():
+        raise KdbenchError(f"data path '{data_path}' does not exist")
     if not root.is_dir():
-        raise KdbenchError(f"data path '{data_path}' does not exist or is not a directory")
+        raise KdbenchError(f"data path '{data_path}' is a file, not a folder: give the folder that holds '{name}.inter'")
     for candidate in (root / name, root):
-        if (candidate / f"{name}.inter").is_file():
+        atomic_file = candidate / f"{name}.inter"
+        if atomic_file.is_file():
             return candidate
+        if atomic_file.exists():
+            raise KdbenchError(f"'{atomic_file}' is not a regular file (a folder?): it must be the interaction file")
     raise KdbenchError(
         f"no '{name}.inter' in '{data_path}' or '{root / name}': atomic files must be named after the dataset"
     )
@@ -110,12 +115,15 @@ def validate_atomic_file(path: Path) -> None:
     """Check the header (`name:type` columns incl. user_id and item_id) and every row.
 
     A row with another number of fields than the header, or a non-numeric value in a float
-    column, is named by its line number.
+    column, is named by its line number; so is a byte that is not UTF-8 text.
     """
     import pandas as pd
 
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
+    text = _read_text(path)
+    first_line = text.split("\n", 1)[0]
+    if first_line.endswith("\r"):
+        raise KdbenchError(f"malformed atomic file {path}: Windows line endings (CRLF); convert it to LF")
+    header = first_line.split("\t")
     fields = {}
     for column in header:
         name, sep, kind = column.partition(":")
@@ -124,14 +132,16 @@ def validate_atomic_file(path: Path) -> None:
                 f"malformed atomic file {path}: header column '{column}' is not 'name:type' "
                 f"with type one of {choices(ATOMIC_TYPES)}"
             )
+        if name in fields:
+            raise KdbenchError(f"malformed atomic file {path}: header names column '{name}' twice")
         fields[name] = kind
     for required in ("user_id", "item_id"):
         if required not in fields:
             raise KdbenchError(f"malformed atomic file {path}: header lacks a '{required}' column")
-    lines = path.read_bytes().rstrip(b"\n").split(b"\n")[1:]
+    lines = text.rstrip("\n").split("\n")[1:]
     if not lines:
         raise KdbenchError(f"malformed atomic file {path}: no interactions after the header")
-    tabs = np.fromiter((line.count(b"\t") for line in lines), dtype=np.int64, count=len(lines))
+    tabs = np.fromiter((line.count("\t") for line in lines), dtype=np.int64, count=len(lines))
     wrong = np.flatnonzero(tabs != len(header) - 1)
     if wrong.size:
         row = int(wrong[0])
@@ -150,6 +160,52 @@ def validate_atomic_file(path: Path) -> None:
             raise KdbenchError(
                 f"malformed atomic file {path}: line {index + 2}, column '{name}' is not a float: '{values[index]}'"
             )
+
+
+def _read_text(path: Path) -> str:
+    """The file as text, or one line saying why it is not UTF-8 text (RecBole reads UTF-8)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KdbenchError(f"cannot read atomic file {path}: {exc.strerror or exc}") from None
+    if raw.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        raise KdbenchError(f"malformed atomic file {path}: it starts with a byte-order mark; "
+                           f"save it as UTF-8 without BOM")
+    if b"\0" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\0")) + 1
+        raise KdbenchError(f"malformed atomic file {path}: a NUL byte on line {line}; it is binary, "
+                           f"not tab-separated UTF-8 text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise KdbenchError(f"malformed atomic file {path}: line {line} is not UTF-8 text "
+                           f"(byte {raw[exc.start]:#04x}); save it as UTF-8") from None
+
+
+def dataset_size(name: str, data_path: str | None) -> tuple[int, int] | None:
+    """(users, items) of a dataset's interaction file, counted without RecBole (RecBole adds one
+    padding id to each); None where the file is not here yet (a dataset RecBole would download)."""
+    root = dataset_root(name, data_path)
+    if root is None:
+        if name not in BUNDLED_DATASETS:
+            return None
+        root = bundled_dataset_dir()
+    path = root / f"{name}.inter"
+    stat = path.stat()
+    return _count_ids(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _count_ids(path: Path, mtime_ns: int, size: int) -> tuple[int, int]:
+    """Counted once per version of the file (its modification time and size are part of the key)."""
+    import pandas as pd
+
+    header = _read_text(path).split("\n", 1)[0].split("\t")
+    names = [column.partition(":")[0] for column in header]
+    columns = [header[names.index("user_id")], header[names.index("item_id")]]
+    ids = pd.read_csv(path, sep="\t", usecols=columns, dtype=str, quoting=3, keep_default_na=False)
+    return int(ids[columns[0]].nunique()), int(ids[columns[1]].nunique())
 
 
 def build_config(

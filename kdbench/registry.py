@@ -73,9 +73,9 @@ def load_entry_point_plugins(group: str = ENTRY_POINT_GROUP) -> list[str]:
 
 def load_plugin_file(path: str | Path) -> None:
     """Import a Python file by path so that its `@register_strategy` classes register."""
-    path = Path(path)
-    if not path.is_file():
-        raise KdbenchError(f"plugin file '{path}' does not exist")
+    from kdbench.paths import check_file
+
+    path = check_file(path, "plugin file")
     # one module per file (not per file name: two plugins may both be called strategies.py)
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     module_name = f"kdbench_plugin_{path.stem}_{digest}"
@@ -89,6 +89,7 @@ def load_plugin_file(path: str | Path) -> None:
     except KdbenchError:
         del sys.modules[module_name]
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: a plugin that calls exit() on import
         del sys.modules[module_name]
-        raise KdbenchError(f"plugin file '{path}' failed to import: {type(exc).__name__}: {exc}") from None
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise KdbenchError(f"plugin file '{path}' failed to import: {type(exc).__name__}: {detail}") from None

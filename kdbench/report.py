@@ -26,7 +26,6 @@ The teacher and scratch rows get no p-value.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import pandas as pd
 
 from kdbench import atomic, stats
 from kdbench.results import RunStore
+from kdbench.stored import TUNING_SUMMARY_ADVICE, read_mapping
 
 METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
 TEACHER, SCRATCH = "teacher", "scratch"
@@ -183,7 +183,7 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.DataFr
 def load_tuning(runs_dir: str | Path) -> pd.DataFrame:
     """The tuning studies' summaries beside the runs (`tuning/*/*/*.json`), one row each."""
     root = Path(runs_dir) / "tuning"
-    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
+    rows = [read_mapping(p, TUNING_SUMMARY_ADVICE) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
     return pd.DataFrame([{k: r.get(k) for k in ("dataset", "pairing", "strategy", "trials_counted", "budget")}
                          for r in rows], columns=["dataset", "pairing", "strategy", "trials_counted", "budget"])
 
@@ -308,12 +308,17 @@ def _first_text(*series: pd.Series) -> Any:
 
 # -- writing ---------------------------------------------------------------------------------------
 def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
-                  command: str | None = None, wall_seconds: float | None = None) -> list[Path]:
+                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True) -> list[Path]:
     """Write leaderboard.md/.csv/.json and pareto.png (the `-quick` set with `quick=True`).
 
+    `plot=False` leaves the PNG out (for `verify`, which compares the text files only).
     `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
     stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
     read back from it, so a rebuild from the same runs gives the same files.
+
+    Every input is read (a damaged run file stops here, `DamagedFile`, naming it) before anything
+    is written, and the files are replaced together (`atomic.atomic_paths`): a failure leaves the
+    previous leaderboard whole, never half of a new one.
     """
     out_dir = Path(out_dir)
     suffix = "-quick" if quick else ""
@@ -327,23 +332,32 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     paths["png"] = out_dir / f"pareto{suffix}.png"
     rounded = _rounded(table)
     effects = detectable_effects(table)
-    atomic.write_text(paths["csv"], rounded.to_csv(index=False, lineterminator="\n"))
-    atomic.write_json(paths["json"], {"header": header, "columns": list(COLUMNS),
-                                      "rows": _json_rows(rounded),
-                                      "detectable_effects": _json_rows(effects)})
-    atomic.write_text(paths["md"], render_markdown(rounded, runs, header, quick, effects))
-    plot_pareto(table, paths["png"], quick=quick)
-    return [paths["md"], paths["csv"], paths["json"], paths["png"]] + (
+    texts = {
+        "csv": rounded.to_csv(index=False, lineterminator="\n"),
+        "json": atomic.dumps({"header": header, "columns": list(COLUMNS), "rows": _json_rows(rounded),
+                              "detectable_effects": _json_rows(effects)}),
+        "md": render_markdown(rounded, runs, header, quick, effects),
+    }
+    written = [paths[kind] for kind in ("csv", "json", "md", "png") if plot or kind != "png"]
+    if command is not None or wall_seconds is not None:
+        texts["meta"] = atomic.dumps(meta)
+        written.append(meta_path)
+    with atomic.atomic_paths(written) as temps:
+        for kind, tmp in zip([k for k in ("csv", "json", "md", "png") if plot or k != "png"] + ["meta"], temps):
+            if kind == "png":
+                plot_pareto(table, tmp, quick=quick)
+            else:
+                tmp.write_text(texts[kind])
+    return [paths["md"], paths["csv"], paths["json"]] + ([paths["png"]] if plot else []) + (
         [meta_path] if meta_path.is_file() else [])
 
 
 def _invocation(meta_path: Path, command: str | None, wall_seconds: float | None) -> dict[str, Any]:
+    """The invocation behind the runs: the one given, else the one stored beside the leaderboard."""
     if command is not None or wall_seconds is not None:
-        meta = {"command": command, "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1)}
-        atomic.write_json(meta_path, meta)
-        return meta
+        return {"command": command, "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1)}
     if meta_path.is_file():
-        return json.loads(meta_path.read_text())
+        return read_mapping(meta_path, "restore it or delete it (the leaderboard header then omits the command)")
     return {"command": None, "wall_seconds": None}
 
 

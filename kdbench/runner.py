@@ -7,7 +7,10 @@ writes result files and the teacher cache.
   finished cell whose stored identity equals the cell's is skipped (`force=True` redoes it), so an
   interrupted suite resumes where it stopped;
 - a cell that raises (or whose loss turns NaN, or whose worker died) is recorded as failed with its
-  error, and the suite goes on.
+  error, and the suite goes on;
+- a damaged stored result stops the run before anything trains (with --force it is redone), and a
+  damaged teacher cache entry is moved aside and the teacher trained again (`heal_cache=False`
+  stops instead).
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ from typing import Any, Callable, Iterable
 
 from kdbench.backbones import REPRESENTATIONS
 from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity
-from kdbench.checkpoints import cache_key, load_checkpoint, save_checkpoint
-from kdbench.data import PROTOCOL, check_dataset, load_data
+from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
+from kdbench.data import PROTOCOL, check_dataset, dataset_size, load_data
 from kdbench.errors import KdbenchError, choices
 from kdbench.executors import Executor, SerialExecutor
+from kdbench.memory import check_memory
 from kdbench.results import RunStore
+from kdbench.stored import DamagedFile
 from kdbench.strategies import STRATEGIES
 from kdbench.work import CellOutcome, CellTask, TeacherArtifact, run_task
 
 __all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
 
 
-def validate_cells(cells: Iterable[Cell]) -> list[Cell]:
-    """Fail early, before anything trains, on a bad dataset, strategy or hyperparameter."""
+def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
+    """Fail early, before anything trains, on a bad dataset, strategy, hyperparameter, or a size
+    that cannot fit in the device's memory."""
     cells = list(cells)
     checked_datasets = set()
     for cell in cells:
@@ -47,6 +53,7 @@ def validate_cells(cells: Iterable[Cell]) -> list[Cell]:
                         f"strategy '{cell.strategy}' needs user/item representations, which kdbench "
                         f"provides for {choices(REPRESENTATIONS)}; not for {spec.model}"
                     )
+    check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
     return cells
 
 
@@ -61,6 +68,7 @@ class Runner:
     log: Callable[[str], None] = lambda message: None
     executor: Executor | None = None
     plugins: tuple[str, ...] = ()
+    heal_cache: bool = True  # a damaged teacher cache entry is moved aside and retrained (else: error)
 
     def __post_init__(self) -> None:
         self.store = RunStore(self.results_dir)
@@ -69,11 +77,19 @@ class Runner:
         self.executor = self.executor or SerialExecutor()
         self.executed = 0  # cells this Runner actually ran (not found finished)
         self._fingerprints: dict[tuple, tuple[str, int]] = {}
+        self.teacher_sources: dict[str, str] = {}  # teacher key -> where it came from in this run
 
     # -- identity and storage -------------------------------------------------------------------
     def _stored(self, cell: Cell) -> tuple[dict[str, Any] | None, bool]:
-        """(finished record at this cell's path or None, whether it was made with this cell's identity)."""
-        record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)
+        """(finished record at this cell's path or None, whether it was made with this cell's identity).
+
+        A damaged file counts as no result when forced (it is overwritten) and stops the run otherwise."""
+        try:
+            record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)
+        except DamagedFile:
+            if self.force:
+                return None, False
+            raise
         if record is None or record.get("status") != "ok":
             return None, False
         return record, record.get("config") == json.loads(json.dumps(identity(cell, self.device)))
@@ -142,11 +158,13 @@ class Runner:
         artifacts: dict[str, TeacherArtifact | Exception] = {}
         to_train = []
         for key, teacher_cell in needed.items():
-            cached = load_checkpoint(self._teacher_folder(key))
+            cached = self._cached_teacher(key)
             if cached is not None:
                 artifacts[key] = TeacherArtifact.from_state(key, *cached)
+                self.teacher_sources[key] = f"loaded from the cache ({self._teacher_folder(key)})"
             else:
                 to_train.append((key, teacher_cell))
+                self.teacher_sources.setdefault(key, "trained now")
         tasks = [self._task(cell, teacher_key=key) for key, cell in to_train]
         for cell in (cell for _, cell in to_train):
             self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})")
@@ -161,6 +179,21 @@ class Runner:
             save_checkpoint(self._teacher_folder(key), result.teacher.state_dict(), result.teacher.meta)
             artifacts[key] = result.teacher
         return artifacts
+
+    def _cached_teacher(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The cached (state, meta) of a teacher, or None; a damaged entry is moved aside (and the
+        teacher retrained) or, without `heal_cache`, stops the run."""
+        folder = self._teacher_folder(key)
+        try:
+            return load_checkpoint(folder)
+        except DamagedCheckpoint as damaged:
+            if not self.heal_cache:
+                raise KdbenchError(f"{damaged}; delete it or run without --strict-cache to train the "
+                                   f"teacher again") from None
+            moved = quarantine(folder)
+            self.log(f"{damaged}; moved it to {moved} and training the teacher again")
+            self.teacher_sources[key] = f"trained now (the cache entry was damaged: {damaged.reason}; moved to {moved})"
+            return None
 
     # -- cells ----------------------------------------------------------------------------------
     def _task(self, cell: Cell, teacher: TeacherArtifact | None = None, teacher_key: str = "") -> CellTask:

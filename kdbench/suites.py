@@ -25,14 +25,16 @@ from typing import Any
 import yaml
 
 from kdbench.backbones import BackboneSpec
-from kdbench.errors import KdbenchError, choices
 from kdbench.cells import TEACHER, Cell
+from kdbench.errors import KdbenchError, choices
+from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
               "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning"}
 PAIRING_KEYS = {"teacher", "student", "train", "teacher_train"}
+FLOAT_SETTINGS = {"learning_rate", "weight_decay"}
 
 
 @dataclass
@@ -51,67 +53,104 @@ def default_suite_path() -> Path:
 
 
 def load_suite(path: str | Path | None = None, quick: bool = False) -> Suite:
-    path = Path(path) if path else default_suite_path()
-    if not path.is_file():
-        raise KdbenchError(f"suite file '{path}' does not exist")
+    path = check_file(path, "suite file") if path else default_suite_path()
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise KdbenchError(f"suite file '{path}' is not UTF-8 text (byte offset {exc.start})") from None
     except yaml.YAMLError as exc:
         raise KdbenchError(f"suite file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(spec, dict):
         raise KdbenchError(f"suite file '{path}' must be a mapping with keys {choices(SUITE_KEYS)}")
-    unknown = set(spec) - SUITE_KEYS
+    unknown = set(map(str, spec)) - SUITE_KEYS
     if unknown:
         raise KdbenchError(f"suite '{path}': unknown keys {choices(unknown)}; valid: {choices(SUITE_KEYS)}")
     if quick:
-        spec = {**spec, **(spec.get("quick") or {})}
-    return Suite(spec.get("name", path.stem), spec, quick)
+        spec = {**spec, **_mapping(spec.get("quick"), f"suite '{path}': 'quick'")}
+    return Suite(str(spec.get("name", path.stem)), spec, quick)
 
 
-def _settings(raw: dict[str, Any] | None, base: TrainSettings | None = None) -> TrainSettings:
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise KdbenchError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise KdbenchError(f"{where} must be an integer, got {value!r}")
+    return value
+
+
+def _list(spec: dict[str, Any], key: str, suite: str) -> list[Any]:
+    value = spec.get(key)
+    if not isinstance(value, list) or not value:
+        raise KdbenchError(f"suite '{suite}' needs a non-empty '{key}' list, got {value!r}")
+    return value
+
+
+def _settings(raw: Any, base: TrainSettings | None = None, where: str = "train") -> TrainSettings:
     fields = dict(base.as_dict()) if base else {}
-    for key, value in (raw or {}).items():
+    for key, value in _mapping(raw, f"'{where}'").items():
         if key not in TrainSettings.__dataclass_fields__:
             raise KdbenchError(f"unknown training setting '{key}': valid: {choices(TrainSettings.__dataclass_fields__)}")
+        kind = (int, float) if key in FLOAT_SETTINGS else int
+        if isinstance(value, bool) or not isinstance(value, kind):
+            wanted = "a number" if key in FLOAT_SETTINGS else "an integer"
+            raise KdbenchError(f"training setting '{key}' in '{where}' must be {wanted}, got {value!r}")
         fields[key] = value
     return TrainSettings(**fields)
 
 
 def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[Cell]:
     spec = suite.spec
-    for key in ("datasets", "pairings", "seeds"):
-        if not spec.get(key):
-            raise KdbenchError(f"suite '{suite.name}' needs a non-empty '{key}' list")
+    name = suite.name
+    datasets = [str(d) for d in _list(spec, "datasets", name)]
+    pairings = _list(spec, "pairings", name)
+    seeds = [_int(s, f"suite '{name}': each seed") for s in _list(spec, "seeds", name)]
     strategies = strategies_override or spec.get("strategies", "all")
     if isinstance(strategies, str):
         strategies = [strategies]
+    if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
+        raise KdbenchError(f"suite '{name}': 'strategies' must be 'all' or a list of names, got {strategies!r}")
     # "all" is every registered strategy; composites (`de+rrd`) and others may be listed beside it
-    strategies = list(dict.fromkeys(n for name in strategies for n in (STRATEGIES.names() if name == "all" else [name])))
-    overrides = spec.get("hparams") or {}
-    for name in list(strategies) + list(overrides):
-        STRATEGIES.get(name)
-    hparams = {name: tuple(sorted((overrides.get(name) or {}).items())) for name in strategies}
+    strategies = list(dict.fromkeys(n for s in strategies for n in (STRATEGIES.names() if s == "all" else [s])))
+    overrides = _mapping(spec.get("hparams"), f"suite '{name}': 'hparams'")
+    for strategy in list(strategies) + list(overrides):
+        STRATEGIES.get(strategy)
+    hparams = {s: tuple(sorted(_mapping(overrides.get(s), f"suite '{name}': hparams of '{s}'").items()))
+               for s in strategies}
     base_train = _settings(spec.get("train"))
+    teacher_seed = _int(spec.get("teacher_seed", 0), f"suite '{name}': 'teacher_seed'")
+    split_seed = _int(spec.get("split_seed", 2020), f"suite '{name}': 'split_seed'")
+    data_path = spec.get("data_path")
+    if data_path is not None and not isinstance(data_path, str):
+        raise KdbenchError(f"suite '{name}': 'data_path' must be a folder path, got {data_path!r}")
     cells: list[Cell] = []
-    for dataset in spec["datasets"]:
-        for pairing in spec["pairings"]:
+    for dataset in datasets:
+        for pairing in pairings:
+            if not isinstance(pairing, dict) or "teacher" not in pairing or "student" not in pairing:
+                raise KdbenchError(f"suite '{name}': each pairing must be a mapping with 'teacher' and "
+                                   f"'student' (MODEL:DIM), got {pairing!r}")
             unknown = set(pairing) - PAIRING_KEYS
             if unknown:
-                raise KdbenchError(f"suite '{suite.name}': unknown pairing keys {choices(unknown)}; valid: {choices(PAIRING_KEYS)}")
+                raise KdbenchError(f"suite '{name}': unknown pairing keys {choices(unknown)}; valid: {choices(PAIRING_KEYS)}")
             train = _settings(pairing.get("train"), base_train)
-            teacher_train = _settings(pairing.get("teacher_train") or spec.get("teacher_train"), train)
+            teacher_train = _settings(pairing.get("teacher_train") or spec.get("teacher_train"), train, "teacher_train")
             common = dict(
                 dataset=dataset,
                 teacher=BackboneSpec.parse(str(pairing["teacher"])),
                 student=BackboneSpec.parse(str(pairing["student"])),
                 train=train,
                 teacher_train=teacher_train,
-                teacher_seed=int(spec.get("teacher_seed", 0)),
-                data_path=spec.get("data_path"),
-                split_seed=int(spec.get("split_seed", 2020)),
+                teacher_seed=teacher_seed,
+                data_path=data_path,
+                split_seed=split_seed,
             )
-            cells.append(Cell(strategy=TEACHER, seed=common["teacher_seed"], **common))
-            for seed in spec["seeds"]:
-                for name in strategies:
-                    cells.append(Cell(strategy=name, seed=int(seed), hparams=hparams[name], **common))
+            cells.append(Cell(strategy=TEACHER, seed=teacher_seed, **common))
+            for seed in seeds:
+                for strategy in strategies:
+                    cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy], **common))
     return cells

@@ -29,6 +29,7 @@ from kdbench.errors import KdbenchError, choices
 from kdbench.results import safe_name
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution
+from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
 from kdbench.trial import PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
@@ -50,6 +51,8 @@ class TuningSettings:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None) -> "TuningSettings":
+        if not isinstance(spec or {}, dict) or not isinstance((spec or {}).get("pruner") or {}, dict):
+            raise KdbenchError("the suite's 'tuning' block and its 'pruner' must be mappings")
         spec = dict(spec or {})
         unknown = set(spec) - TUNING_KEYS
         if unknown:
@@ -160,8 +163,12 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
         study.storage_path.unlink()
     study.folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{study.storage_path}"
-    optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
-                                       load_if_exists=True)
+    try:
+        optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
+                                           load_if_exists=True)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy / sqlite errors of a damaged file
+        raise DamagedFile(study.storage_path, f"not a readable Optuna study ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:120]})", "pass --force to start it again") from None
     stored = optuna_study.user_attrs.get("identity")
     if stored is None:
         optuna_study.set_user_attr("identity", identity)
@@ -175,6 +182,25 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     return optuna_study
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_storages(cells: list[Cell], results_dir: str | Path, force: bool = False) -> None:
+    """Refuse, before any study is opened or created, a storage that is not an SQLite file (a
+    truncated or foreign file); --force starts such studies again."""
+    for cell in study_cells(cells):
+        path = Study(cell, 0, Path(results_dir)).storage_path
+        if force or not path.exists():
+            continue
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise DamagedFile(path, f"cannot be read ({exc.strerror or exc})", "pass --force to start it again") from None
+        if header != SQLITE_HEADER:
+            raise DamagedFile(path, "not an SQLite database (truncated or replaced?)", "pass --force to start it again")
+
+
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
          on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
     """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON)."""
@@ -183,6 +209,7 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
     cells = study_cells(cells)
     for cell in cells:
         STRATEGIES.get(cell.strategy)
+    check_storages(cells, runner.results_dir, force)
     studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir)) for cell in cells]
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers(cells)
@@ -274,11 +301,30 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
     return summary
 
 
+# What readers of a study's summary rely on (`write_best` writes them all): `tuned_cells` the first
+# set, the tuning summary table all of them.
+BEST_FIELDS = {"best_trial": (int, type(None)), "trials_counted": int, "budget": int, "finished": bool,
+               "identity": dict, "best_hparams": dict, "best_training": dict}
+SUMMARY_FIELDS = {**BEST_FIELDS, "dataset": str, "pairing": str, "strategy": str, "study": str, "storage": str,
+                  "trials_complete": int, "trials_pruned": int, "trials_failed": int, "compute_seconds": (int, float)}
+
+
+def read_summary(path: str | Path, fields: dict[str, Any] = SUMMARY_FIELDS) -> dict[str, Any]:
+    """A study's `<strategy>.json`, checked; `DamagedFile` naming it if truncated or hand-edited."""
+    summary = read_mapping(path, TUNING_SUMMARY_ADVICE)
+    for key, kind in fields.items():
+        if key not in summary:
+            raise DamagedFile(path, f"lacks '{key}'", TUNING_SUMMARY_ADVICE)
+        if isinstance(summary[key], bool) and kind is int or not isinstance(summary[key], kind):
+            raise DamagedFile(path, f"'{key}' is {summary[key]!r}", TUNING_SUMMARY_ADVICE)
+    if "identity" in fields and not {"strategy_code", "fixed_hparams"} <= set(summary["identity"]):
+        raise DamagedFile(path, "'identity' lacks strategy_code or fixed_hparams", TUNING_SUMMARY_ADVICE)
+    return summary
+
+
 def read_best(results_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
     study = Study(cell, 0, Path(results_dir))
-    if not study.best_path.is_file():
-        return None
-    return json.loads(study.best_path.read_text())
+    return read_summary(study.best_path, BEST_FIELDS) if study.best_path.exists() else None
 
 
 def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print) -> list[Cell]:

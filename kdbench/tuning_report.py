@@ -6,7 +6,6 @@ invocations kept in `tuning/meta.json`), so it rebuilds byte-identically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,31 @@ from tabulate import tabulate
 
 from kdbench import atomic
 from kdbench.results import safe_name
+from kdbench.stored import DamagedFile, read_mapping
 
 META = "meta.json"
 
 
 def load_summaries(results_dir: str | Path) -> list[dict[str, Any]]:
     root = Path(results_dir) / "tuning"
-    return [json.loads(p.read_text()) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
+    from kdbench.tuning import read_summary
+
+    return [read_summary(p) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
+
+
+def read_meta(results_dir: str | Path) -> dict[str, Any]:
+    """tuning/meta.json: the tune invocations so far (none if absent)."""
+    path = Path(results_dir) / "tuning" / META
+    meta = read_mapping(path, "restore it or delete it (it only lists past invocations)") if path.exists() else {}
+    if not isinstance(meta.setdefault("invocations", []), list):
+        raise DamagedFile(path, "'invocations' is not a list", "restore it or delete it")
+    return meta
 
 
 def record_invocation(results_dir: str | Path, command: str, wall_seconds: float, trials_run: int) -> None:
     """Append one `tune` invocation (command, wall time, trials it ran) to tuning/meta.json."""
     path = Path(results_dir) / "tuning" / META
-    meta = json.loads(path.read_text()) if path.is_file() else {"invocations": []}
+    meta = read_meta(results_dir)
     if trials_run:
         meta["invocations"].append({"command": command, "wall_seconds": round(wall_seconds, 1), "trials_run": trials_run})
     atomic.write_json(path, meta)
@@ -68,8 +79,7 @@ def summary_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir) / "tuning"
     summaries = load_summaries(results_dir)
-    meta_path = root / META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"invocations": []}
+    meta = read_meta(results_dir)
     table = summary_table(summaries)
     wall = sum(i["wall_seconds"] for i in meta["invocations"])
     compute = sum(s["compute_seconds"] for s in summaries)

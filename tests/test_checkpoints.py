@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -12,7 +11,8 @@ import torch
 
 import kdbench.checkpoints as checkpoints
 from kdbench.backbones import BackboneSpec
-from kdbench.checkpoints import META, WEIGHTS, cache_key, load_checkpoint, save_checkpoint
+from kdbench.checkpoints import (CHECKSUM, META, WEIGHTS, DamagedCheckpoint, cache_key, file_digest, load_checkpoint,
+                                 save_checkpoint)
 from kdbench.runner import Cell, Runner
 from kdbench.train import TrainSettings
 
@@ -150,7 +150,7 @@ def test_the_weights_file_is_a_plain_state_dict_loadable_with_weights_only(tmp_p
     save_checkpoint(tmp_path, _state(), {})
     weights = torch.load(tmp_path / WEIGHTS, weights_only=True)
     assert set(weights) == set(_state())
-    assert json.loads((tmp_path / META).read_text()) == {}
+    assert json.loads((tmp_path / META).read_text()) == {CHECKSUM: file_digest(tmp_path / WEIGHTS)}
 
 
 def test_non_tensor_entries_are_not_saved(tmp_path):
@@ -176,6 +176,6 @@ def test_a_checkpoint_holding_an_arbitrary_object_is_refused_and_runs_no_code(tm
     sentinel = tmp_path / "code-ran"
     torch.save({"weight": torch.zeros(2), "payload": Payload(sentinel)}, tmp_path / WEIGHTS)
     (tmp_path / META).write_text("{}")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(DamagedCheckpoint, match="does not load.*UnpicklingError"):
         load_checkpoint(tmp_path)
     assert not sentinel.exists()

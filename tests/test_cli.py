@@ -73,7 +73,8 @@ def _assert_one_error_line(code: int, err: str, fragments: list[str]) -> None:
 @pytest.mark.parametrize("args, fragments", list(USER_ERRORS.values()), ids=list(USER_ERRORS))
 def test_a_user_error_is_one_line_exit_2_and_writes_nothing(capsys, workdir, args, fragments):
     # small settings first (the case's own arguments come later and win), should anything slip through
-    small = ["--teacher", "BPR:4", "--student", "BPR:2", "--epochs", "1", "--results-dir", "results"]
+    small = ["--teacher", "BPR:4", "--student", "BPR:2", "--epochs", "1", "--teacher-epochs", "1",
+             "--results-dir", "results"]
     code, out, err = run_cli(capsys, "run", *small, *args)
     _assert_one_error_line(code, err, fragments)
     assert list(workdir.iterdir()) == []
@@ -167,7 +168,8 @@ def test_run_help_documents_the_training_options(capsys):
 def toy_run_args(workdir):
     write_interactions(workdir / "data" / "toy.inter")
     return ["run", "--dataset", "toy", "--data-path", str(workdir / "data"), "--teacher", "BPR:16",
-            "--student", "BPR:4", "--epochs", "2", "--batch-size", "4096", "--results-dir", "results"]
+            "--student", "BPR:4", "--epochs", "2", "--batch-size", "4096", "--teacher-epochs", "3",
+            "--teacher-batch-size", "4096", "--results-dir", "results"]
 
 
 @pytest.mark.slow
@@ -179,7 +181,33 @@ def test_a_run_prints_its_result_and_writes_it(capsys, workdir, toy_run_args):
                         .read_text())
     assert record["status"] == "ok"
     assert record["config"]["train"]["max_epochs"] == 2
-    assert len(list((workdir / "cache" / "teachers").iterdir())) == 1  # $KDBENCH_CACHE
+    assert record["config"]["teacher_train"]["max_epochs"] == 3  # the teacher's own flags
+    (key,) = [p.name for p in (workdir / "cache" / "teachers").iterdir()]  # $KDBENCH_CACHE
+    assert (f"teacher BPR:16 (seed 0) on toy: lr 0.001, batch 4096, max epochs 3, patience 10; "
+            f"cache key {key}: trained now") in out
+
+
+def test_the_single_run_training_flags_are_the_students_and_the_teacher_has_its_own():
+    from kdbench.cli import _train_settings, build_parser
+    from kdbench.train import TrainSettings
+
+    args = build_parser().parse_args(["run", "--epochs", "2", "--lr", "0.01", "--teacher-patience", "4"])
+    assert _train_settings(args) == TrainSettings(max_epochs=2, learning_rate=0.01)
+    assert _train_settings(args, "teacher_") == TrainSettings(patience=4)  # not the student's 2 epochs
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_teacher_heals_and_the_next_run_completes(capsys, workdir, toy_run_args):
+    assert run_cli(capsys, *toy_run_args)[0] == 0
+    (entry,) = (workdir / "cache" / "teachers").iterdir()
+    weights = entry / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: torch's "failed finding central directory"
+    code, out, err = run_cli(capsys, *toy_run_args, "--strategy", "scratch,kd", "--seed", "1")
+    assert code == 0, err
+    assert out.count("toy BPR:16->BPR:4 ") == 2  # both cells of the pairing completed
+    assert "trained now (the cache entry was damaged: weights.pt does not match the checksum" in out
+    assert f"{entry} is damaged" in err
+    assert [p.name for p in (workdir / "cache" / "teachers" / ".damaged").iterdir()] == [f"{entry.name}.0"]
 
 
 def test_a_failed_cell_gives_exit_code_1(capsys, workdir, toy_run_args, monkeypatch):

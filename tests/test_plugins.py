@@ -46,7 +46,7 @@ def _run_kdbench(cwd: Path, *args: str, extra_path: Path | None = None) -> subpr
 
 def _tiny_run_args(data_root: Path, strategy: str) -> list[str]:
     return ["run", "--dataset", "toy", "--data-path", str(data_root), "--teacher", "BPR:8",
-            "--student", "BPR:4", "--strategy", strategy, "--epochs", "2", "--results-dir", "results"]
+            "--student", "BPR:4", "--strategy", strategy, "--epochs", "2", "--teacher-epochs", "2", "--results-dir", "results"]
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from kdbench.backbones import BackboneAdapter
 from kdbench.errors import KdbenchError, choices
 from kdbench.registry import Registry
 from kdbench.strategies._code import class_roots, code_version
-from kdbench.search_space import Distribution, check_space, weight_space
+from kdbench.search_space import CatalogueShare, Distribution, check_space, weight_space
 
 STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
 FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
@@ -141,6 +141,20 @@ class DistillationStrategy(nn.Module):
         maths makes stored results stale; an edited comment or a helper added for another strategy
         does not."""
         return code_version(class_roots(cls, DistillationStrategy))
+
+    @classmethod
+    def knowledge_bytes(cls, hparams: dict[str, Any], n_users: int, n_items: int, teacher_dim: int) -> int:
+        """At least how many bytes `prepare` keeps, so an impossible size is refused before anything
+        trains: a per-user item list (int64 id and float32 score per entry) for each hyperparameter
+        declared as a share of the catalogue (top-N pools), and a copy of the teacher's
+        representation tables for strategies that need them. Override for other knowledge."""
+        total = 0
+        for key, distribution in (cls.search_space or {}).items():
+            if isinstance(distribution, CatalogueShare) and key in hparams:
+                total += n_users * min(int(hparams[key]), n_items) * (8 + 4)
+        if cls.needs_representations:
+            total += (n_users + n_items) * teacher_dim * 4
+        return total
 
     @property
     def weight(self) -> float:

@@ -1,0 +1,123 @@
+"""`python -m kdbench reproduce RUN.json`: run one stored run again from its record and compare.
+
+The cell is rebuilt from the record's path fields and `config` (`cells.cell_from_record`), run in
+a scratch results folder (the stored file is never touched) with its teacher from the cache or,
+with `retrain_teacher`, trained again in a scratch cache. What is compared is what the seed
+determines: the metrics, per-user values, the validation curve and best epoch, the parameter
+count; never timings.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kdbench.cells import Cell, RunRecord, cell_from_record, stale_fields
+from kdbench.errors import KdbenchError
+from kdbench.paths import check_file
+from kdbench.results import check_record
+from kdbench.stored import DamagedFile, read_mapping
+
+# Sections compared key by key, and single fields (dotted paths into the record).
+COMPARED_SECTIONS = ("test", "teacher_test", "per_user")
+COMPARED_FIELDS = ("status", "error", "valid_ndcg@10", "training.best_epoch", "training.epochs_run",
+                   "training.valid_curve", "cost.params")
+
+
+@dataclass
+class Reproduction:
+    cell: Cell
+    stored: RunRecord
+    reproduced: RunRecord
+    stale: list[str]  # identity fields in which the stored record differs from the current code
+    teacher_source: str
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """A run record from any path (a copy outside results/ too), checked."""
+    path = check_file(path, "run file")
+    record = read_mapping(path)
+    problem = check_record(record)
+    if problem:
+        raise DamagedFile(path, problem)
+    return record
+
+
+def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = False,
+              heal_cache: bool = True, plugins: tuple[str, ...] = (),
+              log: Callable[[str], None] = lambda message: None) -> Reproduction:
+    from kdbench.runner import Runner, validate_cells
+
+    stored = load_run(path)
+    cell = cell_from_record(stored, f"run file {path}")
+    device = str(stored["config"].get("device", "cpu"))
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise KdbenchError(f"run file {path} was made on {device}; this machine has no CUDA device")
+    validate_cells([cell], device)
+    stale = stale_fields(cell, stored["config"])
+    with tempfile.TemporaryDirectory(prefix="kdbench-reproduce-") as scratch:
+        cache = Path(scratch) / "cache" if retrain_teacher else Path(cache_dir)
+        runner = Runner(Path(scratch) / "results", cache, device, force=True, log=log, plugins=plugins,
+                        heal_cache=heal_cache)
+        runner.run(cell)
+        reproduced = runner.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)  # as it would be stored
+        source = runner.teacher_sources.get(runner.teacher_key(cell), "not needed")
+    result = Reproduction(cell, stored, reproduced, stale, source)
+    result.differences = differences(stored, reproduced)
+    return result
+
+
+def differences(stored: dict[str, Any], reproduced: dict[str, Any]) -> list[str]:
+    """One line per compared value that differs: `key: stored X, reproduced Y`."""
+    lines = []
+    for section in COMPARED_SECTIONS:
+        old, new = stored.get(section) or {}, reproduced.get(section) or {}
+        for key in sorted(set(old) | set(new)):
+            if key not in old or key not in new:
+                lines.append(f"{section}.{key}: {'missing in the stored run' if key not in old else 'not reproduced'}")
+            elif isinstance(old[key], list) or isinstance(new[key], list):
+                lines.extend(_list_difference(f"{section}.{key}", old[key], new[key]))
+            elif not _same(old[key], new[key]):
+                lines.append(f"{section}.{key}: stored {old[key]!r}, reproduced {new[key]!r}")
+    for dotted in COMPARED_FIELDS:
+        old, new = _get(stored, dotted), _get(reproduced, dotted)
+        if isinstance(old, list) or isinstance(new, list):
+            lines.extend(_list_difference(dotted, old or [], new or []))
+        elif not _same(old, new):
+            lines.append(f"{dotted}: stored {old!r}, reproduced {new!r}")
+    return lines
+
+
+def _get(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _list_difference(name: str, old: list, new: list) -> list[str]:
+    if len(old) != len(new):
+        return [f"{name}: {len(old)} stored values, {len(new)} reproduced"]
+    differing = [i for i, (a, b) in enumerate(zip(old, new)) if not _same(a, b)]
+    if not differing:
+        return []
+    first = differing[0]
+    return [f"{name}: {len(differing)} of {len(old)} values differ (first at {first}: stored {old[first]!r}, "
+            f"reproduced {new[first]!r})"]

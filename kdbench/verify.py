@@ -1,0 +1,105 @@
+"""`python -m kdbench verify`: a results folder is what the current code stands behind.
+
+- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`) and tuning summary parses and has
+  the record's structure (`results.check_record`); a damaged one is an error;
+- every run's identity (`config`) equals what the current code gives its cell, or the run is
+  flagged stale (made by other strategy code or settings; `strict` makes that an error);
+- each leaderboard's Markdown, CSV and JSON are byte for byte what `report` writes from these runs
+  now (the Pareto PNG is left out: its bytes depend on the matplotlib build).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdbench.cells import cell_from_record, stale_fields
+from kdbench.errors import KdbenchError
+from kdbench.results import RunStore
+from kdbench.stored import DamagedFile
+
+RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/
+COMPARED = ("md", "csv", "json")
+
+
+@dataclass
+class Verification:
+    runs: int = 0
+    errors: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def verify(results_dir: str | Path) -> Verification:
+    results_dir = Path(results_dir)
+    found = Verification()
+    for sub in RUN_ROOTS:
+        _check_runs(RunStore(results_dir / sub), found)
+    from kdbench.tuning import read_summary
+
+    tuning = results_dir / "tuning"
+    for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:
+        try:
+            read_summary(path)
+        except DamagedFile as exc:
+            found.errors.append(str(exc))
+    if not found.errors:  # a damaged run already says report would stop
+        for quick in (False, True):
+            _check_leaderboard(results_dir, quick, found)
+    return found
+
+
+def _check_runs(store: RunStore, found: Verification) -> None:
+    for path in store.files():
+        try:
+            record = store.load(path)
+        except DamagedFile as exc:
+            found.errors.append(str(exc))
+            continue
+        found.runs += 1
+        try:
+            changed = stale_fields(cell_from_record(record, str(path)), record.get("config") or {})
+        except KdbenchError as exc:  # e.g. a plugin strategy whose plugin was not given
+            found.stale.append(f"{path}: identity not checked ({exc})")
+            continue
+        if changed:
+            found.stale.append(f"{path}: made with other {', '.join(changed)} than the current code gives")
+
+
+def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> None:
+    from kdbench.report import write_reports
+
+    suffix = "-quick" if quick else ""
+    runs_dir = results_dir / "quick" if quick else results_dir
+    stored = {kind: results_dir / f"leaderboard{suffix}.{kind}" for kind in COMPARED}
+    present = [kind for kind, path in stored.items() if path.exists()]
+    if not present:
+        if (runs_dir / "runs").is_dir() and any(RunStore(runs_dir).files()):
+            found.notes.append(f"no leaderboard{suffix} beside the runs under {runs_dir / 'runs'} "
+                               f"(`python -m kdbench report{' --quick' if quick else ''}` writes it)")
+        return
+    if len(present) < len(COMPARED):
+        missing = sorted(set(COMPARED) - set(present))
+        found.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
+    with tempfile.TemporaryDirectory(prefix="kdbench-verify-") as scratch:
+        meta = results_dir / f"leaderboard{suffix}.meta.json"
+        if meta.is_file():
+            shutil.copyfile(meta, Path(scratch) / meta.name)
+        write_reports(runs_dir, scratch, quick=quick, plot=False)
+        for kind in present:
+            expected = (Path(scratch) / stored[kind].name).read_bytes()
+            actual = stored[kind].read_bytes()
+            if actual != expected:
+                found.errors.append(f"{stored[kind]} differs from what `report` writes now "
+                                    f"({_first_difference(actual, expected)}); run `python -m kdbench "
+                                    f"report{' --quick' if quick else ''}`")
+
+
+def _first_difference(actual: bytes, expected: bytes) -> str:
+    old, new = actual.decode("utf-8", "replace").splitlines(), expected.decode("utf-8", "replace").splitlines()
+    for number, (a, b) in enumerate(zip(old, new), start=1):
+        if a != b:
+            return f"line {number}: stored {a[:80]!r}, report {b[:80]!r}"
+    return f"{len(old)} lines stored, {len(new)} from report"

@@ -1,0 +1,85 @@
+"""`kdbench verify`: stored runs parse, their identities are current (or flagged stale), and the
+leaderboard files are what `report` writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kdbench.backbones import BackboneSpec
+from kdbench.cells import Cell, base_record
+from kdbench.cli import main
+from kdbench.report import write_reports
+from kdbench.results import RunStore
+
+TEACHER, STUDENT = BackboneSpec("BPR", 16), BackboneSpec("BPR", 4)
+
+
+def _record(strategy: str, seed: int, ndcg: float) -> dict:
+    cell = Cell("ml-100k", TEACHER, STUDENT, strategy, seed)
+    return base_record(cell, "cpu") | {
+        "status": "ok", "test": {"ndcg@10": ndcg, "ndcg@20": ndcg, "recall@10": ndcg, "recall@20": ndcg},
+        "per_user": {"user_ids": [1, 2, 3], "ndcg@10": [ndcg, ndcg / 2 + seed / 50, ndcg * 1.5 - seed / 70]},
+        "cost": {"params": 10_500}, "wall_seconds": 1.0,
+        "training": {"seconds_per_epoch": 0.1, "epochs_run": 3, "best_epoch": 2, "hit_epoch_cap": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def consistent(tmp_path_factory):
+    """A consistent results folder: current records and the leaderboard report writes from them."""
+    store = RunStore(tmp_path_factory.mktemp("consistent") / "results")
+    for seed in (0, 1):
+        for strategy, ndcg in (("scratch", 0.20), ("kd", 0.23)):
+            record = _record(strategy, seed, ndcg + seed / 37)
+            store.write(record["dataset"], record["pairing"], record["label"], seed, record)
+    write_reports(store.root, store.root, command="python -m kdbench run --suite s.yaml", wall_seconds=12.0,
+                  plot=False)
+    return store.root
+
+
+@pytest.fixture
+def results(consistent, tmp_path):
+    shutil.copytree(consistent, tmp_path / "results")
+    return tmp_path / "results"
+
+
+def verify(capsys, results, *extra: str) -> tuple[int, str]:
+    code = main(["verify", "--results-dir", str(results), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_a_consistent_results_folder_verifies(capsys, results):
+    code, out = verify(capsys, results)
+    assert code == 0, out
+    assert out.strip().endswith("4 run file(s) parse, 0 stale, 0 error(s); leaderboards match report")
+
+
+def test_an_edited_leaderboard_fails_verification_naming_the_file_and_line(capsys, results):
+    board = results / "leaderboard.md"
+    board.write_text(board.read_text().replace("scratch", "scrotch", 1))
+    code, out = verify(capsys, results)
+    assert code == 1
+    assert "leaderboard.md differs from what `report` writes now (line" in out
+
+
+def test_a_damaged_run_file_fails_verification_naming_it(capsys, results):
+    path = next(RunStore(results).runs.rglob("seed1.json"))
+    path.write_text(path.read_text()[:50])
+    code, out = verify(capsys, results)
+    assert code == 1
+    assert f"error: damaged file {path}: not valid JSON" in out
+
+
+def test_a_run_made_with_other_settings_is_flagged_stale_and_fails_only_when_strict(capsys, results):
+    path = next(RunStore(results).runs.rglob("kd/seed0.json"))
+    record = json.loads(path.read_text())
+    record["config"]["strategy_code"] = "0" * 12  # as if made by an earlier version of the loss
+    path.write_text(json.dumps(record))
+    code, out = verify(capsys, results)
+    assert code == 0
+    assert f"stale: {path}: made with other strategy_code than the current code gives" in out
+    code, out = verify(capsys, results, "--strict")
+    assert code == 1
