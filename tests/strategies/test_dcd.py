@@ -196,3 +196,19 @@ def test_too_few_eligible_entries_raise_at_prepare(bpr_context):
     # the most popular ml-100k item has fewer than 480 users who did not interact with it
     with pytest.raises(KdbenchError, match="item_weight=0"):
         DCD(bpr_context, K=480, top_n=900).prepare()
+
+
+def test_item_side_scores_agree_for_dot_product_and_generic_backbones(bpr_context):
+    from kdbench.strategies.dcd import item_side_scores
+
+    items, users = torch.tensor([3, 9]), torch.tensor([[1, 2, 5], [7, 1, 1]])
+    fast = item_side_scores(bpr_context.student, items, users)
+    generic = bpr_context.student.score(users.reshape(-1), items.repeat_interleave(3).unsqueeze(1)).view(2, 3)
+    assert torch.allclose(fast, generic, atol=1e-6)
+
+
+def test_runs_on_a_backbone_scored_through_predict(ml100k, first_batch):
+    strategy = DCD(make_context(ml100k, teacher="BPR:16", student="NeuMF:4"), K=3, top_n=10)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    assert_gradients_reach_student_only(strategy, first_batch)
