@@ -51,8 +51,12 @@ Deviations from the reference code:
   padding) are never ranked or drawn. A user (item) with fewer than K unobserved items (users)
   in its pool is an error at prepare(); the reference's multinomial fails on it too.
 
-Cost per epoch: one pass of the student over all users x items for each side (the reference pays
-the same full ranking); per step, 2K student scores per distinct user and per distinct item.
+Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): resampling 0.34 s per
+epoch and 15 ms per step against scratch's 0.9 ms, about 7x a scratch epoch (RRD: 1.9x by the same
+measure); user side only (item_weight=0): 0.15 s and 7.4 ms, 3.7x. Both are the method's own cost:
+2K = 200 scored entries per distinct user and per distinct item of a batch (RRD scores 80 per
+user), and the student's full ranking of every user's (and item's) unobserved entries each epoch,
+which the reference computes too (two argsorts of the full score matrix).
 """
 
 from __future__ import annotations

@@ -122,6 +122,10 @@ class FitNetMLP(FitNet):
     student trains (the strategy's modules are in training mode) and its masks come from torch's
     global generator, which the trainer seeds. Deviation from KDs `Fit`: as in `fitnet`, the
     batch's users and items are regressed, not B random ones.
+
+    Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): 12.7 ms per step
+    against scratch's 1 ms, about 4x a scratch epoch (linear `fitnet`: 1.35x): the hidden layer of
+    5 d_t = 320 units on every distinct user and item of the batch, KDs' own projector.
     """
 
     defaults = {"weight": 0.05, "hidden_ratio": 5.0, "dropout": 0.2}

@@ -39,6 +39,12 @@ Deviations from the reference code:
   those rows reach instead of the whole table (the reference projects every user and item three
   times per batch). Edge dropout draws one mask per term from the run's seeded generator.
 - The projector's dropout uses torch's global generator (seeded by the trainer), as any dropout.
+
+Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): prepare 0.1 s (both
+graphs), 24 ms per step against scratch's 1 ms, about 7x a scratch epoch. The method's own cost: a
+5-expert MLP of width d_t, with dropout, on every entity the batch's filtered rows reach (on
+ml-100k nearly all users and items each batch), where the reference projects all of them three
+times per batch; num_experts=1 is about half as dear.
 """
 
 from __future__ import annotations
@@ -98,26 +104,36 @@ class SparseRows:
         return row, self.indices[position], self.values[position]
 
 
+def dropped_rows(ids: torch.Tensor, graph: SparseRows, keep_prob: float,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kept entries of rows `ids` of drop(A): (position of the row in ids, column, value / keep_prob),
+    each edge kept with probability keep_prob (one fresh mask per call)."""
+    row, column, value = graph.entries(ids)
+    keep = (torch.rand(len(value), generator=generator) < keep_prob).to(value.device)
+    return row[keep], column[keep], value[keep] / keep_prob
+
+
+def apply_filter(table: torch.Tensor, at_self: torch.Tensor, row: torch.Tensor, at_column: torch.Tensor,
+                 value: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Rows of (alpha * drop(A) + (1 - alpha) * I) X: `table` holds X's rows of the entities involved,
+    `at_self` / `at_column` index it for the rows themselves / for their kept neighbours."""
+    spread = torch.zeros((len(at_self), table.shape[1]), dtype=table.dtype, device=table.device)
+    spread = spread.index_add(0, row, value.unsqueeze(1) * table[at_column])
+    return (1 - alpha) * table[at_self] + alpha * spread
+
+
 def filtered_rows(ids: torch.Tensor, graph: SparseRows, features, alpha: float, keep_prob: float,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows `ids` of H X for the teacher and the student, H = alpha * drop(A) + (1 - alpha) * I.
 
     features(entities) -> (teacher X rows, student X rows) for the given entity ids; called once,
     on the entities the rows reach (ids and their kept neighbours)."""
-    row, column, value = graph.entries(ids)
-    keep = torch.rand(len(value), generator=generator) < keep_prob
-    keep = keep.to(value.device)
-    row, column, value = row[keep], column[keep], value[keep] / keep_prob
+    row, column, value = dropped_rows(ids, graph, keep_prob, generator)
     needed, where = torch.unique(torch.cat([ids, column]), return_inverse=True)
     teacher, student = features(needed)
-    self_at, neighbour_at = where[: len(ids)], where[len(ids):]
-
-    def apply(table: torch.Tensor) -> torch.Tensor:
-        spread = torch.zeros((len(ids), table.shape[1]), dtype=table.dtype, device=table.device)
-        spread = spread.index_add(0, row, value.unsqueeze(1) * table[neighbour_at])
-        return (1 - alpha) * table[self_at] + alpha * spread
-
-    return apply(teacher), apply(student)
+    at_self, at_column = where[: len(ids)], where[len(ids):]
+    return (apply_filter(teacher, at_self, row, at_column, value, alpha),
+            apply_filter(student, at_self, row, at_column, value, alpha))
 
 
 def freq_distance(teacher: torch.Tensor, student: torch.Tensor, normalize: bool) -> torch.Tensor:
@@ -159,16 +175,22 @@ class FreqD(DistillationStrategy):
         self.user_graph = SparseRows(co_interaction_graph(ctx.history, k), ctx.device)
         self.item_graph = SparseRows(co_interaction_graph(ctx.history.T.tocsr(), k), ctx.device)
 
-    def term(self, ids: torch.Tensor, graph: SparseRows, student_table: torch.Tensor, teacher_table: torch.Tensor,
-             projector: MLPProjector) -> torch.Tensor:
-        """sum over ids of l_e, with a fresh edge dropout."""
+    def side(self, id_groups: list[torch.Tensor], graph: SparseRows, student_table: torch.Tensor,
+             teacher_table: torch.Tensor, projector: MLPProjector) -> torch.Tensor:
+        """sum over the groups of ids (each with a fresh edge dropout) of sum_e l_e, divided by the
+        number of groups; the entities all of them reach are projected in one call."""
         h = self.hparams
-
-        def features(entities: torch.Tensor):
-            return teacher_table[entities], projector(student_table[entities])
-
-        teacher, student = filtered_rows(ids, graph, features, h["alpha"], h["keep_prob"], self._generator)
-        return freq_distance(teacher, student, h["normalize"])
+        dropped = [dropped_rows(ids, graph, h["keep_prob"], self._generator) for ids in id_groups]
+        needed, where = torch.unique(torch.cat([*id_groups, *(column for _, column, _ in dropped)]),
+                                     return_inverse=True)
+        teacher, student = teacher_table[needed], projector(student_table[needed])
+        at_self = where[: sum(len(ids) for ids in id_groups)].split([len(ids) for ids in id_groups])
+        at_column = where[len(torch.cat(id_groups)):].split([len(column) for _, column, _ in dropped])
+        total = 0.0
+        for at_s, at_c, (row, _, value) in zip(at_self, at_column, dropped):
+            total = total + freq_distance(apply_filter(teacher, at_s, row, at_c, value, h["alpha"]),
+                                          apply_filter(student, at_s, row, at_c, value, h["alpha"]), h["normalize"])
+        return total / len(id_groups)
 
     def loss(self, batch) -> torch.Tensor:
         if self.user_graph is None:
@@ -176,9 +198,7 @@ class FreqD(DistillationStrategy):
         ctx = self.context
         users = self.batch_users(batch)
         student_users, student_items = ctx.student.representation_tables()
-        total = self.term(users.unique(), self.user_graph, student_users, self.teacher_users, self.user_projector)
-        item_fields = [field for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
-        for field in item_fields:
-            total = total + self.term(batch[field].unique(), self.item_graph, student_items, self.teacher_items,
-                                      self.item_projector) / len(item_fields)
+        item_groups = [batch[field].unique() for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
+        total = self.side([users.unique()], self.user_graph, student_users, self.teacher_users, self.user_projector)
+        total = total + self.side(item_groups, self.item_graph, student_items, self.teacher_items, self.item_projector)
         return total / users.numel()

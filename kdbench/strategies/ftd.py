@@ -24,6 +24,10 @@ weight = lmbda_TD = 0.001. Loss scale: the reference sums its BPR base loss over
 FTD / B, both the reference's / B, so lmbda carries over unchanged: weight = 0.001.
 
 Deviations: none in the value (cos of a zero vector, undefined there, is taken as 0 here).
+
+Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): 2.7 ms per step against
+scratch's 0.8 ms, about 1.5x a scratch epoch (the |E_b| x |E_b| form would cost about 2,200^2
+similarities per step).
 """
 
 from __future__ import annotations

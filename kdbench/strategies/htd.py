@@ -42,6 +42,9 @@ Deviations from the reference code:
 
 Cost: GA evaluates K MLPs of about (d_s + d_t) / 2 * d_t multiply-adds per distinct batch entity,
 like DE with K experts: the method's own cost, which dominates a CPU step (see DE's docstring).
+Measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): 35 ms per step against scratch's
+1 ms, about 10x a scratch epoch with K=30 (DE with 30 experts costs the same); K=5: 11 ms, 3.6x.
+The topology terms themselves cost about FTD's (1.5x).
 """
 
 from __future__ import annotations

@@ -44,6 +44,11 @@ Deviations from the reference code (none changes the value or the distribution):
 - Row membership (T in I, T in S, teacher items in the student's list) is found by binary search
   on sorted keys instead of (users x K x mxK) comparison tensors.
 - The student picks S and I in eval mode, so a backbone with dropout picks deterministically.
+
+Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): 6.4 ms per step against
+scratch's 0.9 ms and 0.06 s of resampling per epoch, about 2.8x a scratch epoch (KD: 1.7x by the
+same measure): 2K + L = 150 student scores per distinct user of a batch against KD's 50, the
+method's own item sets.
 """
 
 from __future__ import annotations
@@ -107,9 +112,10 @@ class RCEKD(DistillationStrategy):
 
     defaults = {"weight": 500.0, "K": 50, "L": 50, "mxK": 200, "T": 10.0, "tau": 1.0, "beta": 3.0}
     must_be_positive = ("K", "L", "mxK", "T", "tau")
-    # The published weights span 10 .. 10^4 (summed loss, MF and LightGCN); beta 1 .. 15.
-    search_space = {"weight": LogUniform(1.0, 1e4), "K": IntRange(10, 200, log=True), "L": IntRange(10, 200, log=True),
-                    "mxK": IntRange(50, 500, log=True), "T": LogUniform(1.0, 100.0), "tau": LogUniform(0.5, 20.0),
+    # The published weights span 10 .. 10^4 (summed loss, MF and LightGCN), beta 0.5 .. 15, K and L
+    # 50 .. 100, mxK 100 .. 500; mxK's range starts at K's and L's top, so every trial is valid.
+    search_space = {"weight": LogUniform(1.0, 1e4), "K": IntRange(10, 100, log=True), "L": IntRange(10, 100, log=True),
+                    "mxK": IntRange(100, 500, log=True), "T": LogUniform(1.0, 100.0), "tau": LogUniform(0.5, 20.0),
                     "beta": LogUniform(0.3, 20.0)}
 
     def __init__(self, context: DistillationContext, **hparams):

@@ -44,6 +44,9 @@ Deviations from the reference code:
   user's valid pairs.
 - log(sigmoid(x) + 1e-10) is computed as the exact, stable logsigmoid(x). The reference's
   per-pair user weight (`item_tag`) is computed but never used in its loss; it is not kept.
+
+Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): prepare 0.1 s (one teacher
+pass), resampling 5 ms per epoch, 2.8 ms per step against scratch's 0.8 ms: about 1.6x a scratch epoch.
 """
 
 from __future__ import annotations
