@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from kdbench.backbones import BackboneAdapter, reset_inference_cache
+from kdbench.backbones import DOT_PRODUCT, BackboneAdapter, reset_inference_cache
 
 MAX_CELLS = 2**24
 
@@ -146,17 +146,37 @@ def _item_columns(adapter: BackboneAdapter, history: sp.csr_matrix, start: int, 
     return scores.T
 
 
+def _item_blocks(adapter: BackboneAdapter, history: sp.csr_matrix, max_cells: int):
+    """For dot-product backbones: (start, stop, scores of every user for items start..stop-1), each
+    block (stop - start, n_users) with training pairs and padding user 0 at -inf; `max_cells` bounds
+    a block. The representation tables are read once (one propagation for graph backbones)."""
+    n_users, n_items = history.shape
+    users, items = (table.float() for table in adapter.representation_tables())
+    by_item = history.T.tocsr()
+    chunk = max(1, max_cells // max(n_users, 1))
+    for start in range(0, n_items, chunk):
+        stop = min(start + chunk, n_items)
+        yield start, stop, mask_seen(items[start:stop] @ users.T, by_item, start)
+
+
 @torch.no_grad()
 def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = MAX_CELLS) -> torch.Tensor:
     """Each item's top-n users by `adapter`'s scores among the users who did NOT interact with it in
     training: (n_items, n) user ids, CPU (the item-side counterpart of `teacher_top_n`).
 
-    Users are scored in chunks and each item's best n are merged chunk by chunk, so memory stays
-    O(n_items * (n + chunk)). Row 0 (padding item) is filled like any other and never used; an item
-    with fewer than n eligible users ends its row with ineligible ones (callers keep a limit).
+    Dot-product backbones are scored a block of items at a time against all users. Others, scored
+    only user by user (`full_scores`), are scored in user chunks whose best n per item are merged
+    chunk by chunk, in memory O(n_items * (n + chunk)). Row 0 (padding item) is filled like any
+    other and never used; an item with fewer than n eligible users ends its row with ineligible
+    ones (callers keep a limit).
     """
     n_users, n_items = history.shape
     n = min(n, n_users - 1)
+    if adapter.name in DOT_PRODUCT:
+        out = torch.empty((n_items, n), dtype=torch.long)
+        for start, stop, block in _item_blocks(adapter, history, max_cells):
+            out[start:stop] = torch.topk(block, n, dim=1).indices.cpu()
+        return out
     best_scores = torch.empty((n_items, 0))
     best_users = torch.empty((n_items, 0), dtype=torch.long)
     for start, stop in user_chunks(n_users, n_items, max(max_cells // 2, n_items)):
@@ -175,11 +195,18 @@ def unseen_user_ranks(
     """Each item's 0-based rank, by `adapter`'s scores, of each user of its list `pool` (n_items, P)
     among the users who did NOT interact with it in training (padding user excluded): (n_items, P).
 
-    Two passes over user chunks: the first reads the pool users' scores, the second counts, per
-    item, the eligible users scored strictly higher (`count_higher`'s histogram, accumulated over
-    the chunks). One pass when a single chunk holds every user.
+    Dot-product backbones: one pass over blocks of items scored against all users, as
+    `unseen_ranks`. Others: two passes over user chunks; the first reads the pool users' scores,
+    the second counts, per item, the eligible users scored strictly higher (`count_higher`'s
+    histogram, accumulated over the chunks); one pass when a single chunk holds every user.
     """
     n_users, n_items = history.shape
+    if adapter.name in DOT_PRODUCT:
+        out = torch.empty(pool.shape, dtype=torch.long)
+        for start, stop, block in _item_blocks(adapter, history, max_cells):
+            pool_scores = block.gather(1, pool[start:stop].to(block.device))
+            out[start:stop] = count_higher(block, pool_scores).cpu()
+        return out
     chunks = list(user_chunks(n_users, n_items, max_cells))
     pool_scores = torch.full(pool.shape, -torch.inf)
     kept = None
