@@ -44,8 +44,9 @@ Deviations from the reference code:
   discrepancies, as the target ranking; `teacher_order=False` keeps the draw order too.
 - The item side (item_weight > 0) is the paper's; the reference code has the user side only.
 - Sampling is the exponential race in log space (`_sampling.race_without_replacement`), the same
-  distribution as multinomial without replacement; ranks are counted with binary searches over
-  the sorted pool (`knowledge.count_higher`) instead of two full argsorts; the loss is RRD's
+  distribution as multinomial without replacement; ranks are counted with binary searches
+  (`knowledge.count_higher`) instead of two full argsorts, and only up to top_n + 20 T, beyond
+  which tanh is 1.0 in float32 and the weights are the same as with the exact rank; the loss is RRD's
   overflow-safe form (the reference clamps scores at 80, which changes the loss above it).
 - The student's ranks are computed in eval mode (no dropout) and item 0 / user 0 (RecBole's
   padding) are never ranked or drawn. A user (item) with fewer than K unobserved items (users)
@@ -73,6 +74,9 @@ from kdbench.strategies.knowledge import scoring_mode, teacher_top_n, top_users,
 from kdbench.strategies.rrd import rrd_loss
 
 MIN_PROBABILITY = 1e-5  # the reference's floor on every pool item's sampling weight
+# tanh(x) is 1.0 in float32 for x >= 20 (1 - tanh(20) ~ 1e-17): a student rank beyond
+# top_n + 20 T gives the same weights as the exact rank, so ranks are counted only up to there.
+SATURATION = 20
 
 
 def discrepancy_log_weights(student_ranks: torch.Tensor, limits: torch.Tensor, temperature: float,
@@ -155,10 +159,12 @@ class DCD(DistillationStrategy):
     def on_epoch_start(self, epoch: int) -> None:
         if self.item_pool is None:
             raise RuntimeError(f"strategy '{self.name}': call prepare() before training")
-        ctx = self.context
+        ctx, h = self.context, self.hparams
+        cap = h["top_n"] + int(np.ceil(SATURATION * h["T"]))
         with scoring_mode(ctx.student):
-            item_ranks = unseen_ranks(ctx.student, ctx.history, self.item_pool)
-            user_ranks = unseen_user_ranks(ctx.student, ctx.history, self.user_pool) if self.item_side else None
+            item_ranks = unseen_ranks(ctx.student, ctx.history, self.item_pool, cap=cap)
+            user_ranks = (unseen_user_ranks(ctx.student, ctx.history, self.user_pool, cap=cap)
+                          if self.item_side else None)
         self.user_lists = self.sample_lists(self.item_pool, item_ranks, self.item_limits).to(ctx.device)
         if self.item_side:
             self.item_lists = self.sample_lists(self.user_pool, user_ranks, self.user_limits).to(ctx.device)

@@ -70,9 +70,9 @@ class FitNet(DistillationStrategy):
 
     Deviations from KDs `Fit`: the projector is linear (KDs' CiteULike config uses a 1-expert MLP
     projector with dropout, which `fitnet-mlp` implements; the linear hint regressor is the classic
-    FitNet and has no extra hyperparameters); the regressed users and items are the batch's own (KDs draws B random users
-    and items per batch), so that the hint follows the training distribution and costs no extra
-    sampling.
+    FitNet and has no extra hyperparameters); the regressed users and items are the batch's own
+    (KDs draws B random users and items per batch), so that the hint follows the training
+    distribution and costs no extra sampling.
     """
 
     defaults = {"weight": 0.05}
@@ -130,7 +130,8 @@ class FitNetMLP(FitNet):
 
     defaults = {"weight": 0.05, "hidden_ratio": 5.0, "dropout": 0.2}
     must_be_positive = ("hidden_ratio",)
-    search_space = {"weight": LogUniform(1e-4, 1e1), "hidden_ratio": LogUniform(0.5, 10.0), "dropout": Uniform(0.0, 0.5)}
+    search_space = {"weight": LogUniform(1e-4, 1e1), "hidden_ratio": LogUniform(0.5, 10.0),
+                    "dropout": Uniform(0.0, 0.5)}
 
     def projector(self, d_in: int, d_out: int) -> nn.Module:
         hidden = max(1, int(self.hparams["hidden_ratio"] * d_out))  # KDs: int(output_dim * ratio)

@@ -143,7 +143,10 @@ def freq_distance(teacher: torch.Tensor, student: torch.Tensor, normalize: bool)
     return (teacher - student).pow(2).sum()
 
 
-@register_strategy("freqd", family="feature", paper="Zhu & Zhang, Exploring Feature-based KD for Recommender System: A Frequency Perspective, KDD 2025")
+@register_strategy(
+    "freqd", family="feature",
+    paper="Zhu & Zhang, Exploring Feature-based KD for Recommender System: A Frequency Perspective, KDD 2025",
+)
 class FreqD(DistillationStrategy):
     """Frequency-domain distillation; see the module docstring for the loss, defaults and weight."""
 
@@ -198,7 +201,8 @@ class FreqD(DistillationStrategy):
         ctx = self.context
         users = self.batch_users(batch)
         student_users, student_items = ctx.student.representation_tables()
-        item_groups = [batch[field].unique() for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
+        fields = [field for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
+        item_groups = [batch[field].unique() for field in fields]
         total = self.side([users.unique()], self.user_graph, student_users, self.teacher_users, self.user_projector)
         total = total + self.side(item_groups, self.item_graph, student_items, self.teacher_items, self.item_projector)
         return total / users.numel()

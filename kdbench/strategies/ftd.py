@@ -70,7 +70,8 @@ def grouped_topology_loss(student: torch.Tensor, teacher: torch.Tensor, groups: 
     return (aa.pow(2).sum() - 2 * ab.pow(2).sum() + bb).to(student.dtype)
 
 
-@register_strategy("ftd", family="topology", paper="Kang et al., Topology Distillation for Recommender System, KDD 2021 (full)")
+@register_strategy("ftd", family="topology",
+                   paper="Kang et al., Topology Distillation for Recommender System, KDD 2021 (full)")
 class FTD(DistillationStrategy):
     """Full Topology Distillation; see the module docstring for the loss, defaults and weight."""
 

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.search_space import IntRange, LogUniform, Uniform
-from kdbench.strategies.base import DistillationStrategy, register_strategy
+from kdbench.strategies.base import register_strategy
 from kdbench.strategies.de import ExpertBank, annealed_temperature, gate_weights, gumbel_noise
 from kdbench.strategies.ftd import FTD, grouped_topology_loss
 
@@ -71,7 +71,8 @@ def prototype_loss(student: torch.Tensor, teacher: torch.Tensor, groups: torch.T
     return (student_sim - teacher_sim).pow(2).sum()
 
 
-@register_strategy("htd", family="topology", paper="Kang et al., Topology Distillation for Recommender System, KDD 2021")
+@register_strategy("htd", family="topology",
+                   paper="Kang et al., Topology Distillation for Recommender System, KDD 2021")
 class HTD(FTD):
     """Hierarchical Topology Distillation; see the module docstring for the loss, defaults and weight."""
 
@@ -85,8 +86,11 @@ class HTD(FTD):
         k = self.hparams["K"]
         student_user_dim, student_item_dim = context.student.representation_dims()
         teacher_user_dim, teacher_item_dim = context.teacher.representation_dims()
-        self.user_experts = ExpertBank(k, student_user_dim, (student_user_dim + teacher_user_dim) // 2, teacher_user_dim)
-        self.item_experts = ExpertBank(k, student_item_dim, (student_item_dim + teacher_item_dim) // 2, teacher_item_dim)
+        # f_k: [d_s, (d_s + d_t) // 2, d_t], as the reference (also when d_s == d_t, unlike DE)
+        self.user_experts = ExpertBank(k, student_user_dim, (student_user_dim + teacher_user_dim) // 2,
+                                       teacher_user_dim)
+        self.item_experts = ExpertBank(k, student_item_dim, (student_item_dim + teacher_item_dim) // 2,
+                                       teacher_item_dim)
         self.user_selection = nn.Linear(teacher_user_dim, k)
         self.item_selection = nn.Linear(teacher_item_dim, k)
         self.to(context.device)

@@ -97,29 +97,37 @@ def scoring_mode(adapter: BackboneAdapter) -> Iterator[BackboneAdapter]:
         model.train(was_training)
 
 
-def count_higher(scores: torch.Tensor, pool_scores: torch.Tensor) -> torch.Tensor:
+def count_higher(scores: torch.Tensor, pool_scores: torch.Tensor, cap: int | None = None) -> torch.Tensor:
     """Per row, how many entries of `scores` (R, n) are strictly greater than each of `pool_scores`
-    (R, P): (R, P) long. -inf entries never count.
+    (R, P): (R, P) long, or min(that count, cap). -inf entries never count.
 
-    Without comparing every pair: the pool is sorted, each score is placed among it by binary
-    search (b_j = #pool < s_j), and s_j > q_k for the k-th smallest pool score q_k exactly when
-    b_j >= k + 1 (ties included), so a histogram of b and its suffix sums give every count.
-    O(n log P) per row instead of O(n P).
+    Without comparing every pair. With a cap: only the row's cap + 1 highest entries can count, so
+    they are selected (topk) and the pool placed among them by binary search. Without: the pool is
+    sorted, each score placed among it (b_j = #pool < s_j), and s_j > q_k for the k-th smallest pool
+    score q_k exactly when b_j >= k + 1 (ties included), so a histogram of b and its suffix sums give
+    every count: O(n log P) per row instead of O(n P).
     """
+    if cap is not None and cap + 1 < scores.shape[1]:
+        top = scores.topk(cap + 1, dim=1).values.flip(1)  # ascending
+        higher = (cap + 1) - torch.searchsorted(top, pool_scores.contiguous(), right=True)
+        return higher.clamp_(max=cap)
     ordered, order = pool_scores.sort(dim=1)
     below = torch.searchsorted(ordered, scores.contiguous())  # (R, n): pool scores < each score
     histogram = torch.zeros((len(scores), ordered.shape[1] + 1), dtype=torch.long, device=scores.device)
     histogram.scatter_add_(1, below, torch.ones_like(below))
     at_least = histogram.flip(1).cumsum(dim=1).flip(1)  # at_least[m] = #{j: b_j >= m}
-    return torch.empty_like(order).scatter_(1, order, at_least[:, 1:])
+    counts = torch.empty_like(order).scatter_(1, order, at_least[:, 1:])
+    return counts if cap is None else counts.clamp_(max=cap)
 
 
 @torch.no_grad()
 def unseen_ranks(
-    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS
+    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS,
+    cap: int | None = None,
 ) -> torch.Tensor:
     """Each user's 0-based rank, by `adapter`'s scores, of each item of its list `pool` (n_users, P)
-    among the items it has NOT interacted with in training: (n_users, P) long, CPU.
+    among the items it has NOT interacted with in training: (n_users, P) long, CPU; ranks above
+    `cap` are reported as cap (cheaper: see `count_higher`).
 
     rank = how many of the user's unobserved items score strictly higher (training items and the
     padding item are left out, as they are out of a teacher top-N list). Chunked over users.
@@ -131,7 +139,7 @@ def unseen_ranks(
         users = torch.arange(start, stop, device=device)
         scores = mask_seen(adapter.full_scores(users).float().clone(), history, start)
         pool_scores = scores.gather(1, pool[start:stop].to(device))
-        out[start:stop] = count_higher(scores, pool_scores).cpu()
+        out[start:stop] = count_higher(scores, pool_scores, cap).cpu()
     return out
 
 
@@ -190,10 +198,12 @@ def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cell
 
 @torch.no_grad()
 def unseen_user_ranks(
-    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS
+    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS,
+    cap: int | None = None,
 ) -> torch.Tensor:
     """Each item's 0-based rank, by `adapter`'s scores, of each user of its list `pool` (n_items, P)
-    among the users who did NOT interact with it in training (padding user excluded): (n_items, P).
+    among the users who did NOT interact with it in training (padding user excluded): (n_items, P);
+    ranks above `cap` are reported as cap.
 
     Dot-product backbones: one pass over blocks of items scored against all users, as
     `unseen_ranks`. Others: two passes over user chunks; the first reads the pool users' scores,
@@ -205,7 +215,7 @@ def unseen_user_ranks(
         out = torch.empty(pool.shape, dtype=torch.long)
         for start, stop, block in _item_blocks(adapter, history, max_cells):
             pool_scores = block.gather(1, pool[start:stop].to(block.device))
-            out[start:stop] = count_higher(block, pool_scores).cpu()
+            out[start:stop] = count_higher(block, pool_scores, cap).cpu()
         return out
     chunks = list(user_chunks(n_users, n_items, max_cells))
     pool_scores = torch.full(pool.shape, -torch.inf)
@@ -223,4 +233,5 @@ def unseen_user_ranks(
         below = torch.searchsorted(ordered, columns.contiguous())
         histogram.scatter_add_(1, below, torch.ones_like(below))
     at_least = histogram.flip(1).cumsum(dim=1).flip(1)
-    return torch.empty_like(order).scatter_(1, order, at_least[:, 1:])
+    counts = torch.empty_like(order).scatter_(1, order, at_least[:, 1:])
+    return counts if cap is None else counts.clamp_(max=cap)

@@ -51,8 +51,6 @@ pass), resampling 5 ms per epoch, 2.8 ms per step against scratch's 0.8 ms: abou
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -121,7 +119,8 @@ def unkd_loss(positive: torch.Tensor, negative: torch.Tensor, valid: torch.Tenso
     return (per_pair * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
 
 
-@register_strategy("unkd", family="ranking", paper="Chen et al., Unbiased Knowledge Distillation for Recommendation, WSDM 2023")
+@register_strategy("unkd", family="ranking",
+                   paper="Chen et al., Unbiased Knowledge Distillation for Recommendation, WSDM 2023")
 class UnKD(DistillationStrategy):
     """Unbiased KD; see the module docstring for the loss, defaults and weight."""
 

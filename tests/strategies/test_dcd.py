@@ -231,3 +231,29 @@ def test_item_side_knowledge_agrees_between_item_blocks_and_user_chunks(bpr_cont
     fast_ranks = unseen_user_ranks(teacher, bpr_context.history, fast, max_cells=max_cells)
     slow_ranks = unseen_user_ranks(generic, bpr_context.history, fast, max_cells=max_cells)
     assert (fast_ranks[1:][finite] == slow_ranks[1:][finite]).float().mean() > 0.999  # float ties aside
+
+
+def test_capped_ranks_give_the_exact_ranks_weights(bpr_context):
+    from kdbench.strategies.dcd import SATURATION
+    from kdbench.strategies.knowledge import count_higher
+
+    gen = torch.Generator().manual_seed(5)
+    scores = torch.randn(50, 400, generator=gen)
+    pool = torch.randint(0, 400, (50, 30), generator=gen)
+    exact = count_higher(scores, scores.gather(1, pool))
+    assert torch.equal(count_higher(scores, scores.gather(1, pool), cap=40), exact.clamp(max=40))
+    strategy = DCD(bpr_context, K=5, top_n=60, T=1.5)
+    strategy.prepare()
+    cap = 60 + int(math.ceil(SATURATION * 1.5))
+    with scoring_mode(bpr_context.student):
+        full = unseen_ranks(bpr_context.student, bpr_context.history, strategy.item_pool)
+        capped = unseen_ranks(bpr_context.student, bpr_context.history, strategy.item_pool, cap=cap)
+        full_users = unseen_user_ranks(bpr_context.student, bpr_context.history, strategy.user_pool)
+        capped_users = unseen_user_ranks(bpr_context.student, bpr_context.history, strategy.user_pool, cap=cap)
+    assert (full > cap).any() and torch.equal(capped, full.clamp(max=cap))
+    assert torch.equal(capped_users, full_users.clamp(max=cap))
+    for under in (True, False):
+        sides = ((full, capped, strategy.item_limits), (full_users, capped_users, strategy.user_limits))
+        for exact_ranks, cut, limits in sides:
+            assert torch.equal(discrepancy_log_weights(exact_ranks, limits, 1.5, under),
+                               discrepancy_log_weights(cut, limits, 1.5, under))

@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _helpers_response_feature import check_gradients, check_integration, check_not_counted, check_rejects_bad_hparams, ready
+from _helpers_response_feature import (
+    check_gradients,
+    check_integration,
+    check_not_counted,
+    check_rejects_bad_hparams,
+    ready,
+)
 from kdbench.strategies.ftd import topology_loss
 from kdbench.strategies.htd import HTD, prototype_loss
 
@@ -47,7 +53,8 @@ def test_loss_matches_the_written_out_formula(ml100k, first_batch):
     loss = strategy.loss(first_batch)
     strategy.generator.set_state(state)  # the same Gumbel noise, users first then items
     with torch.no_grad():
-        groups = torch.cat([strategy.user_selection(tu[u_ids]).argmax(1), strategy.item_selection(ti[i_ids]).argmax(1) + k])
+        groups = torch.cat([strategy.user_selection(tu[u_ids]).argmax(1),
+                            strategy.item_selection(ti[i_ids]).argmax(1) + k])
     student, teacher = torch.cat([su[u_ids], si[i_ids]]).double(), torch.cat([tu[u_ids], ti[i_ids]]).double()
     entity = topology_loss(student, teacher, mask=groups.unsqueeze(0) == groups.unsqueeze(1))
     group = prototype_loss(student, teacher, groups)
