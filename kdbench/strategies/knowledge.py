@@ -101,13 +101,14 @@ def count_higher(scores: torch.Tensor, pool_scores: torch.Tensor, cap: int | Non
     """Per row, how many entries of `scores` (R, n) are strictly greater than each of `pool_scores`
     (R, P): (R, P) long, or min(that count, cap). -inf entries never count.
 
-    Without comparing every pair. With a cap: only the row's cap + 1 highest entries can count, so
-    they are selected (topk) and the pool placed among them by binary search. Without: the pool is
+    Without comparing every pair. With a cap small against the row (cap + 1 <= n / 8): only the
+    row's cap + 1 highest entries can count, so they are selected (topk) and the pool placed among
+    them by binary search. Otherwise (the result then clamped to the cap): the pool is
     sorted, each score placed among it (b_j = #pool < s_j), and s_j > q_k for the k-th smallest pool
     score q_k exactly when b_j >= k + 1 (ties included), so a histogram of b and its suffix sums give
     every count: O(n log P) per row instead of O(n P).
     """
-    if cap is not None and cap + 1 < scores.shape[1]:
+    if cap is not None and 8 * (cap + 1) <= scores.shape[1]:
         top = scores.topk(cap + 1, dim=1).values.flip(1)  # ascending
         higher = (cap + 1) - torch.searchsorted(top, pool_scores.contiguous(), right=True)
         return higher.clamp_(max=cap)
