@@ -87,7 +87,7 @@ def test_pool_is_the_teacher_top_unobserved_items(dcd, bpr_context):
     assert_is_teacher_top_k(bpr_context, dcd.item_pool)
 
 
-@pytest.mark.parametrize("max_cells", [2**24, 200_000])  # one chunk; many chunks
+@pytest.mark.parametrize("max_cells", [2**24, 600_000])  # one chunk; several chunks
 def test_student_ranks_count_higher_unobserved_items(bpr_context, max_cells):
     strategy = DCD(bpr_context, K=5, top_n=50)
     strategy.prepare()
@@ -214,7 +214,7 @@ def test_runs_on_a_backbone_scored_through_predict(ml100k, first_batch):
     assert_gradients_reach_student_only(strategy, first_batch)
 
 
-@pytest.mark.parametrize("max_cells", [2**24, 200_000])
+@pytest.mark.parametrize("max_cells", [2**24, 600_000])
 def test_item_side_knowledge_agrees_between_item_blocks_and_user_chunks(bpr_context, max_cells):
     # dot-product backbones score blocks of items against all users; others go user chunk by user chunk
     from kdbench.backbones import BackboneAdapter

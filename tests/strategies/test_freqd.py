@@ -17,7 +17,14 @@ from _helpers_response_feature import (
     check_rejects_bad_hparams,
     ready,
 )
-from kdbench.strategies.freqd import FreqD, SparseRows, co_interaction_graph, filtered_rows, freq_distance
+from kdbench.strategies.freqd import (
+    FreqD,
+    SparseRows,
+    co_interaction_graph,
+    dropped_rows,
+    filtered_rows,
+    freq_distance,
+)
 
 
 def toy_history() -> sp.csr_matrix:
@@ -66,17 +73,16 @@ def test_filtered_rows_equal_the_dense_filter_without_dropout():
 
 def test_edge_dropout_keeps_each_edge_with_keep_prob_and_is_unbiased():
     graph = co_interaction_graph(sp.random(40, 50, density=0.3, random_state=1, format="csr"), 6)
+    dense = torch.from_numpy(graph.toarray()).float()
+    draws = 400
+    ids = torch.arange(40).repeat(draws)  # every row 400 times: 400 independent masks in one call
     rows = SparseRows(graph, torch.device("cpu"))
-    gen = torch.Generator().manual_seed(2)
-    ids = torch.arange(40)
-    ones = torch.eye(40)  # features = identity: the filtered rows are H itself
-    draws = [filtered_rows(ids, rows, lambda e: (ones[e], ones[e]), 1.0, 0.25, gen)[0] for _ in range(400)]
-    stacked = torch.stack(draws)  # (400, 40, 40)
-    edges = torch.from_numpy(graph.toarray()) > 0
-    kept = (stacked[:, edges] > 0).sum().item()
-    total = stacked.shape[0] * edges.sum().item()
+    row, column, value = dropped_rows(ids, rows, 0.25, torch.Generator().manual_seed(2))
+    kept, total = len(value), draws * int((dense > 0).sum())
     assert chisquare([kept, total - kept], [0.25 * total, 0.75 * total]).pvalue > 0.001
-    assert torch.allclose(stacked.mean(0), torch.from_numpy(graph.toarray()).float(), atol=0.08)
+    assert torch.allclose(value, dense[ids[row], column] / 0.25)  # kept edges rescaled by 1 / keep_prob
+    mean = torch.zeros(40, 40).index_put_((ids[row], column), value, accumulate=True) / draws
+    assert torch.allclose(mean, dense, atol=0.08)  # E[drop(A)] = A
 
 
 def test_freq_distance_matches_hand_computed():
