@@ -96,3 +96,39 @@ def sample_allowed(
             pending = pending[~done]  # rare: short rows are redrawn with twice the draws
             width *= 2
     return out
+
+
+def race_without_replacement(
+    log_weights: torch.Tensor, k: int, generator: torch.Generator, max_cells: int = MAX_CELLS
+) -> torch.Tensor:
+    """(R, k) long, CPU: k distinct column indices per row of `log_weights` (R, P), drawn without
+    replacement with probabilities proportional to exp(log_weights), in draw order.
+
+    The exponential race (Efraimidis & Spirakis): the k largest keys log w_p - log E_p, E_p ~ Exp(1),
+    taken in decreasing key order, are distributed as k successive draws without replacement
+    (the same distribution torch.multinomial(w, k, replacement=False) samples from). Working in
+    log space, weights need not be normalised and a tiny weight cannot underflow to 0. Columns with
+    log weight -inf are never drawn while a row has k columns of finite weight.
+    """
+    log_weights = log_weights.detach().cpu().float()
+    n_rows, width = log_weights.shape
+    out = torch.empty((n_rows, k), dtype=torch.long)
+    rows = max(1, max_cells // max(width, 1))
+    for start in range(0, n_rows, rows):
+        stop = min(start + rows, n_rows)
+        keys = torch.rand((stop - start, width), generator=generator).log_().neg_().log_()  # log E
+        keys.neg_().add_(log_weights[start:stop])
+        out[start:stop] = keys.topk(k, dim=1, sorted=True).indices
+    return out
+
+
+def truncated_rank_draws(
+    cdf: torch.Tensor, limits: torch.Tensor, shape: tuple[int, ...], generator: torch.Generator
+) -> torch.Tensor:
+    """(R, *shape) long: i.i.d. 0-based ranks per row r, drawn with the unnormalised cumulative
+    weights `cdf` (P,) (float64) truncated to the row's first `limits[r]` ranks (inverse CDF)."""
+    limits = limits.clamp(min=1, max=len(cdf)).long()
+    mass = cdf[limits - 1].view(-1, *([1] * len(shape)))
+    uniform = torch.rand((len(limits), *shape), generator=generator, dtype=torch.float64)
+    ranks = torch.searchsorted(cdf, (uniform * mass).reshape(len(limits), -1), right=True).view_as(uniform)
+    return torch.minimum(ranks, (limits - 1).view(-1, *([1] * len(shape))))  # round-off at the top edge

@@ -1,17 +1,46 @@
-"""FitNet: hint regression of the student's representations onto the teacher's through a projector.
+"""FitNet: hint regression of the student's representations onto the teacher's through a projector,
+linear (`fitnet`) or an MLP with dropout (`fitnet-mlp`, woriazzc/KDs' own setting).
 
 Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015, as applied to recommenders by
-woriazzc/KDs (`modeling/KD/cf/baseline.py`, class `Fit`).
+woriazzc/KDs (`modeling/KD/cf/baseline.py`, class `Fit`; its projector is `modeling/KD/utils`
+`Projector`, which `MLPProjector` here re-implements and freqd.py reuses).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from kdbench.search_space import LogUniform
+from kdbench.search_space import LogUniform, Uniform
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import teacher_representations
+
+
+class MLPProjector(nn.Module):
+    """The mean of M MLPs, each Dropout -> Linear(d_in, h) -> ReLU -> Dropout -> Linear(h, d_out)
+    (woriazzc/KDs `Projector` with `fullExpert`s, norm off); the M experts run as batched matmuls,
+    each with its own dropout masks as there. Linear layers initialised as nn.Linear's."""
+
+    def __init__(self, d_in: int, d_out: int, d_hidden: int, dropout: float = 0.0, n_experts: int = 1):
+        super().__init__()
+        self.dropout = dropout
+        self.w1 = nn.Parameter(torch.empty(n_experts, d_in, d_hidden))
+        self.b1 = nn.Parameter(torch.empty(n_experts, 1, d_hidden))
+        self.w2 = nn.Parameter(torch.empty(n_experts, d_hidden, d_out))
+        self.b2 = nn.Parameter(torch.empty(n_experts, 1, d_out))
+        for fan_in, params in ((d_in, (self.w1, self.b1)), (d_hidden, (self.w2, self.b2))):
+            for p in params:
+                nn.init.uniform_(p, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, d_in) -> (n, d_out)."""
+        x = x.unsqueeze(0).expand(self.w1.shape[0], -1, -1)  # (M, n, d_in): one copy per expert
+        hidden = torch.relu(torch.baddbmm(self.b1, F.dropout(x, self.dropout, self.training), self.w1))
+        out = torch.baddbmm(self.b2, F.dropout(hidden, self.dropout, self.training), self.w2)
+        return out.mean(dim=0)
 
 
 def hint_loss(projected: torch.Tensor, target: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,10 +69,10 @@ class FitNet(DistillationStrategy):
     divided by B like kdbench's mean base loss. KDs' lambda therefore carries over: weight = 0.05.
 
     Deviations from KDs `Fit`: the projector is linear (KDs' CiteULike config uses a 1-expert MLP
-    projector with dropout; the linear hint regressor is the classic FitNet and has no extra
-    hyperparameters); the regressed users and items are the batch's own (KDs draws B random users
-    and items per batch), so that the hint follows the training distribution and costs no extra
-    sampling.
+    projector with dropout, which `fitnet-mlp` implements; the linear hint regressor is the classic
+    FitNet and has no extra hyperparameters); the regressed users and items are the batch's own
+    (KDs draws B random users and items per batch), so that the hint follows the training
+    distribution and costs no extra sampling.
     """
 
     defaults = {"weight": 0.05}
@@ -54,17 +83,20 @@ class FitNet(DistillationStrategy):
         super().__init__(context, **hparams)
         student_user_dim, student_item_dim = context.student.representation_dims()
         teacher_user_dim, teacher_item_dim = context.teacher.representation_dims()
-        self.user_projector = nn.Linear(student_user_dim, teacher_user_dim, bias=False).to(context.device)
-        self.item_projector = nn.Linear(student_item_dim, teacher_item_dim, bias=False).to(context.device)
+        self.user_projector = self.projector(student_user_dim, teacher_user_dim).to(context.device)
+        self.item_projector = self.projector(student_item_dim, teacher_item_dim).to(context.device)
         self.teacher_users: torch.Tensor | None = None
         self.teacher_items: torch.Tensor | None = None
+
+    def projector(self, d_in: int, d_out: int) -> nn.Module:
+        return nn.Linear(d_in, d_out, bias=False)
 
     def prepare(self) -> None:
         self.teacher_users, self.teacher_items = teacher_representations(self.context.teacher, self.context.device)
 
     def loss(self, batch) -> torch.Tensor:
         if self.teacher_users is None:
-            raise RuntimeError("FitNet.loss called before prepare(): no teacher representations")
+            raise RuntimeError(f"{type(self).__name__}.loss called before prepare(): no teacher representations")
         ctx = self.context
         users = self.batch_users(batch)
         groups = [batch[field] for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
@@ -75,3 +107,32 @@ class FitNet(DistillationStrategy):
         user_term = hint_loss(self.user_projector(student_users[user_ids]), self.teacher_users[user_ids], user_counts)
         item_term = hint_loss(self.item_projector(student_items[item_ids]), self.teacher_items[item_ids], item_counts)
         return (user_term + item_term / len(groups)) / len(users)
+
+
+@register_strategy("fitnet-mlp", family="feature",
+                   paper="Romero et al., FitNets, ICLR 2015, with woriazzc/KDs' MLP projector")
+class FitNetMLP(FitNet):
+    """FitNet with woriazzc/KDs' MLP projector: P = Dropout -> Linear(d_s, h) -> ReLU -> Dropout ->
+    Linear(h, d_t), h = int(hidden_ratio * d_t), separate for users and items (`MLPProjector`, one
+    expert). The loss, the regressed entities and the loss scale are `fitnet`'s (see FitNet).
+
+    Defaults: KDs `configs/citeulike/bpr/fit.yaml` exactly (`fit_linear: False`, `num_experts: 1`,
+    `hidden_dim_ratio: 5.0`, `dropout_rate: 0.2`, lambda 0.05): weight=0.05, hidden_ratio=5,
+    dropout=0.2; the weight is the one KDs tuned for this projector. Dropout is active while the
+    student trains (the strategy's modules are in training mode) and its masks come from torch's
+    global generator, which the trainer seeds. Deviation from KDs `Fit`: as in `fitnet`, the
+    batch's users and items are regressed, not B random ones.
+
+    Cost, measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): 12.7 ms per step
+    against scratch's 1 ms, about 4x a scratch epoch (linear `fitnet`: 1.35x): the hidden layer of
+    5 d_t = 320 units on every distinct user and item of the batch, KDs' own projector.
+    """
+
+    defaults = {"weight": 0.05, "hidden_ratio": 5.0, "dropout": 0.2}
+    must_be_positive = ("hidden_ratio",)
+    search_space = {"weight": LogUniform(1e-4, 1e1), "hidden_ratio": LogUniform(0.5, 10.0),
+                    "dropout": Uniform(0.0, 0.5)}
+
+    def projector(self, d_in: int, d_out: int) -> nn.Module:
+        hidden = max(1, int(self.hparams["hidden_ratio"] * d_out))  # KDs: int(output_dim * ratio)
+        return MLPProjector(d_in, d_out, hidden, dropout=self.hparams["dropout"])

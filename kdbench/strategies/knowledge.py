@@ -6,11 +6,14 @@ with `chunk * n_items` floats bounded by `max_cells` (64 MiB of float32 by defau
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from kdbench.backbones import BackboneAdapter
+from kdbench.backbones import DOT_PRODUCT, BackboneAdapter, reset_inference_cache
 
 MAX_CELLS = 2**24
 
@@ -77,3 +80,159 @@ def scores_of_lists(adapter: BackboneAdapter, items: torch.Tensor, max_cells: in
             users = torch.arange(start, stop, device=device)
             out[start:stop] = adapter.score(users, items[start:stop].to(device)).float()
     return out
+
+
+@contextmanager
+def scoring_mode(adapter: BackboneAdapter) -> Iterator[BackboneAdapter]:
+    """Score a model that is training (the student) in eval mode, without gradients, and drop any
+    full-sort cache it builds (LightGCN's restore_user_e), then restore its mode."""
+    model = adapter.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield adapter
+    finally:
+        reset_inference_cache(model)
+        model.train(was_training)
+
+
+def count_higher(scores: torch.Tensor, pool_scores: torch.Tensor, cap: int | None = None) -> torch.Tensor:
+    """Per row, how many entries of `scores` (R, n) are strictly greater than each of `pool_scores`
+    (R, P): (R, P) long, or min(that count, cap). -inf entries never count.
+
+    Without comparing every pair. With a cap small against the row (cap + 1 <= n / 8): only the
+    row's cap + 1 highest entries can count, so they are selected (topk) and the pool placed among
+    them by binary search. Otherwise (the result then clamped to the cap): the pool is
+    sorted, each score placed among it (b_j = #pool < s_j), and s_j > q_k for the k-th smallest pool
+    score q_k exactly when b_j >= k + 1 (ties included), so a histogram of b and its suffix sums give
+    every count: O(n log P) per row instead of O(n P).
+    """
+    if cap is not None and 8 * (cap + 1) <= scores.shape[1]:
+        top = scores.topk(cap + 1, dim=1).values.flip(1)  # ascending
+        higher = (cap + 1) - torch.searchsorted(top, pool_scores.contiguous(), right=True)
+        return higher.clamp_(max=cap)
+    ordered, order = pool_scores.sort(dim=1)
+    below = torch.searchsorted(ordered, scores.contiguous())  # (R, n): pool scores < each score
+    histogram = torch.zeros((len(scores), ordered.shape[1] + 1), dtype=torch.long, device=scores.device)
+    histogram.scatter_add_(1, below, torch.ones_like(below))
+    at_least = histogram.flip(1).cumsum(dim=1).flip(1)  # at_least[m] = #{j: b_j >= m}
+    counts = torch.empty_like(order).scatter_(1, order, at_least[:, 1:])
+    return counts if cap is None else counts.clamp_(max=cap)
+
+
+@torch.no_grad()
+def unseen_ranks(
+    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS,
+    cap: int | None = None,
+) -> torch.Tensor:
+    """Each user's 0-based rank, by `adapter`'s scores, of each item of its list `pool` (n_users, P)
+    among the items it has NOT interacted with in training: (n_users, P) long, CPU; ranks above
+    `cap` are reported as cap (cheaper: see `count_higher`).
+
+    rank = how many of the user's unobserved items score strictly higher (training items and the
+    padding item are left out, as they are out of a teacher top-N list). Chunked over users.
+    """
+    n_users, n_items = history.shape
+    device = next(adapter.model.parameters()).device
+    out = torch.empty(pool.shape, dtype=torch.long)
+    for start, stop in user_chunks(n_users, n_items, max_cells):
+        users = torch.arange(start, stop, device=device)
+        scores = mask_seen(adapter.full_scores(users).float().clone(), history, start)
+        pool_scores = scores.gather(1, pool[start:stop].to(device))
+        out[start:stop] = count_higher(scores, pool_scores, cap).cpu()
+    return out
+
+
+def _item_columns(adapter: BackboneAdapter, history: sp.csr_matrix, start: int, stop: int) -> torch.Tensor:
+    """Scores of users start..stop-1 for every item, training pairs and padding user 0 at -inf,
+    transposed: (n_items, stop - start)."""
+    device = next(adapter.model.parameters()).device
+    users = torch.arange(start, stop, device=device)
+    scores = mask_seen(adapter.full_scores(users).float().clone(), history, start)
+    if start == 0:
+        scores[0] = -torch.inf  # RecBole's padding user
+    return scores.T
+
+
+def _item_blocks(adapter: BackboneAdapter, history: sp.csr_matrix, max_cells: int):
+    """For dot-product backbones: (start, stop, scores of every user for items start..stop-1), each
+    block (stop - start, n_users) with training pairs and padding user 0 at -inf; `max_cells` bounds
+    a block. The representation tables are read once (one propagation for graph backbones)."""
+    n_users, n_items = history.shape
+    users, items = (table.float() for table in adapter.representation_tables())
+    by_item = history.T.tocsr()
+    chunk = max(1, max_cells // max(n_users, 1))
+    for start in range(0, n_items, chunk):
+        stop = min(start + chunk, n_items)
+        yield start, stop, mask_seen(items[start:stop] @ users.T, by_item, start)
+
+
+@torch.no_grad()
+def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = MAX_CELLS) -> torch.Tensor:
+    """Each item's top-n users by `adapter`'s scores among the users who did NOT interact with it in
+    training: (n_items, n) user ids, CPU (the item-side counterpart of `teacher_top_n`).
+
+    Dot-product backbones are scored a block of items at a time against all users. Others, scored
+    only user by user (`full_scores`), are scored in user chunks whose best n per item are merged
+    chunk by chunk, in memory O(n_items * (n + chunk)). Row 0 (padding item) is filled like any
+    other and never used; an item with fewer than n eligible users ends its row with ineligible
+    ones (callers keep a limit).
+    """
+    n_users, n_items = history.shape
+    n = min(n, n_users - 1)
+    if adapter.name in DOT_PRODUCT:
+        out = torch.empty((n_items, n), dtype=torch.long)
+        for start, stop, block in _item_blocks(adapter, history, max_cells):
+            out[start:stop] = torch.topk(block, n, dim=1).indices.cpu()
+        return out
+    best_scores = torch.empty((n_items, 0))
+    best_users = torch.empty((n_items, 0), dtype=torch.long)
+    for start, stop in user_chunks(n_users, n_items, max(max_cells // 2, n_items)):
+        columns = _item_columns(adapter, history, start, stop).cpu()
+        scores = torch.cat([best_scores, columns], dim=1)
+        users = torch.cat([best_users, torch.arange(start, stop).expand(n_items, -1)], dim=1)
+        keep = torch.topk(scores, min(n, scores.shape[1]), dim=1)
+        best_scores, best_users = keep.values, users.gather(1, keep.indices)
+    return best_users
+
+
+@torch.no_grad()
+def unseen_user_ranks(
+    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS,
+    cap: int | None = None,
+) -> torch.Tensor:
+    """Each item's 0-based rank, by `adapter`'s scores, of each user of its list `pool` (n_items, P)
+    among the users who did NOT interact with it in training (padding user excluded): (n_items, P);
+    ranks above `cap` are reported as cap.
+
+    Dot-product backbones: one pass over blocks of items scored against all users, as
+    `unseen_ranks`. Others: two passes over user chunks; the first reads the pool users' scores,
+    the second counts, per item, the eligible users scored strictly higher (`count_higher`'s
+    histogram, accumulated over the chunks); one pass when a single chunk holds every user.
+    """
+    n_users, n_items = history.shape
+    if adapter.name in DOT_PRODUCT:
+        out = torch.empty(pool.shape, dtype=torch.long)
+        for start, stop, block in _item_blocks(adapter, history, max_cells):
+            pool_scores = block.gather(1, pool[start:stop].to(block.device))
+            out[start:stop] = count_higher(block, pool_scores, cap).cpu()
+        return out
+    chunks = list(user_chunks(n_users, n_items, max_cells))
+    pool_scores = torch.full(pool.shape, -torch.inf)
+    kept = None
+    for start, stop in chunks:
+        columns = _item_columns(adapter, history, start, stop).cpu()
+        inside = (pool >= start) & (pool < stop)
+        rows, slots = inside.nonzero(as_tuple=True)
+        pool_scores[rows, slots] = columns[rows, pool[rows, slots] - start]
+        kept = columns if len(chunks) == 1 else None
+    ordered, order = pool_scores.sort(dim=1)
+    histogram = torch.zeros((n_items, pool.shape[1] + 1), dtype=torch.long)
+    for start, stop in chunks:
+        columns = kept if kept is not None else _item_columns(adapter, history, start, stop).cpu()
+        below = torch.searchsorted(ordered, columns.contiguous())
+        histogram.scatter_add_(1, below, torch.ones_like(below))
+    at_least = histogram.flip(1).cumsum(dim=1).flip(1)
+    counts = torch.empty_like(order).scatter_(1, order, at_least[:, 1:])
+    return counts if cap is None else counts.clamp_(max=cap)
