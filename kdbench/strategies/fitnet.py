@@ -83,20 +83,17 @@ class FitNet(DistillationStrategy):
         super().__init__(context, **hparams)
         student_user_dim, student_item_dim = context.student.representation_dims()
         teacher_user_dim, teacher_item_dim = context.teacher.representation_dims()
-        self.user_projector = self.projector(student_user_dim, teacher_user_dim).to(context.device)
-        self.item_projector = self.projector(student_item_dim, teacher_item_dim).to(context.device)
+        self.user_projector = nn.Linear(student_user_dim, teacher_user_dim, bias=False).to(context.device)
+        self.item_projector = nn.Linear(student_item_dim, teacher_item_dim, bias=False).to(context.device)
         self.teacher_users: torch.Tensor | None = None
         self.teacher_items: torch.Tensor | None = None
-
-    def projector(self, d_in: int, d_out: int) -> nn.Module:
-        return nn.Linear(d_in, d_out, bias=False)
 
     def prepare(self) -> None:
         self.teacher_users, self.teacher_items = teacher_representations(self.context.teacher, self.context.device)
 
     def loss(self, batch) -> torch.Tensor:
         if self.teacher_users is None:
-            raise RuntimeError(f"{type(self).__name__}.loss called before prepare(): no teacher representations")
+            raise RuntimeError("FitNet.loss called before prepare(): no teacher representations")
         ctx = self.context
         users = self.batch_users(batch)
         groups = [batch[field] for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
@@ -132,6 +129,15 @@ class FitNetMLP(FitNet):
     must_be_positive = ("hidden_ratio",)
     search_space = {"weight": LogUniform(1e-4, 1e1), "hidden_ratio": LogUniform(0.5, 10.0),
                     "dropout": Uniform(0.0, 0.5)}
+
+    def __init__(self, context, **hparams):
+        super().__init__(context, **hparams)
+        # the linear projectors FitNet built are replaced (FitNet's own code stays as it was, so
+        # its stored results keep their code version)
+        student_user_dim, student_item_dim = context.student.representation_dims()
+        teacher_user_dim, teacher_item_dim = context.teacher.representation_dims()
+        self.user_projector = self.projector(student_user_dim, teacher_user_dim).to(context.device)
+        self.item_projector = self.projector(student_item_dim, teacher_item_dim).to(context.device)
 
     def projector(self, d_in: int, d_out: int) -> nn.Module:
         hidden = max(1, int(self.hparams["hidden_ratio"] * d_out))  # KDs: int(output_dim * ratio)
