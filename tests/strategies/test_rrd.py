@@ -11,6 +11,10 @@ import torch
 from scipy.stats import chisquare
 
 from _helpers_ranking import any_training_pair, assert_gradients_reach_student_only, assert_is_teacher_top_k
+from _helpers_sampling import (
+    allowed_mask, allowed_positions, as_sets, assert_follows, by_group, exp_rank_pmf, fixed_context, lookup,
+    over_epochs, successive_draws, teacher_ranks, teacher_top, user_groups,
+)
 from conftest import make_context
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES
@@ -154,6 +158,52 @@ def test_rrd_topk_takes_exactly_the_teacher_top_k(bpr_context, ml100k):
     strategy.on_epoch_start(2)  # not resampled: the same list every epoch
     assert torch.equal(strategy.interesting, strategy._pool[:, :25])
     assert not any_training_pair(ml100k.history, strategy.uninteresting)
+
+
+# -- the sampling, through the strategy ---------------------------------------------------------
+EPOCHS = range(1, 301)
+
+
+def test_strategy_draws_interesting_ranks_with_its_t_and_top_n():
+    """prepare + 300 epochs on a fixed teacher: each user's interesting items are K = 3 ranks of the
+    teacher's top_n = 8 unobserved items drawn without replacement with p(r) ~ exp(-r / T), T = 2,
+    and are kept in teacher order."""
+    context = fixed_context()
+    strategy = RRD(context, K=3, L=4, T=2.0, top_n=8)
+    strategy.prepare()
+    ranks = lookup(teacher_ranks(context), over_epochs(strategy, EPOCHS, lambda s: s.interesting))
+    assert ranks.shape[2] == 3
+    assert (np.diff(ranks, axis=2) > 0).all()  # distinct, in teacher order
+    pmfs = {0: as_sets(successive_draws(exp_rank_pmf(8, 2.0), 3))}
+    assert_follows(by_group(ranks, user_groups(context, np.zeros(context.n_users, dtype=int))), pmfs)
+
+
+def test_rrd_topk_interesting_items_are_the_teacher_top_k_every_epoch():
+    context = fixed_context()
+    strategy = RRDTopK(context, K=3, L=4, T=2.0, top_n=8)
+    strategy.prepare()
+    ranks = lookup(teacher_ranks(context), over_epochs(strategy, range(1, 4), lambda s: s.interesting))
+    assert (ranks[:, 1:] == np.arange(3)).all()
+
+
+@pytest.mark.parametrize("cls", [RRD, RRDTopK])
+def test_strategy_draws_uninteresting_items_uniformly_outside_training_and_top_n(cls):
+    """Per user and epoch, L = 4 distinct items drawn uniformly from the items that are neither
+    training items nor in the teacher's top_n = 8 (the first of them is uniform over those)."""
+    context = fixed_context()
+    strategy = cls(context, K=3, L=4, T=2.0, top_n=8)
+    strategy.prepare()
+    drawn = over_epochs(strategy, EPOCHS, lambda s: s.uninteresting)
+    assert drawn.shape[2] == 4
+    ordered = drawn.sort(dim=2).values
+    assert (ordered[..., 1:] != ordered[..., :-1]).all()
+    allowed = allowed_mask(context, also_excluded=teacher_top(context, 8))
+    positions = lookup(allowed_positions(allowed), drawn[:, :, :1])
+    counts = allowed.sum(axis=1)
+    assert set(counts[1:].tolist()) == {28, 24, 7}  # 40 items less 4, 8 or 25 training items less 8
+    pmfs = {count: {position: 1 / count for position in range(count)} for count in set(counts.tolist())}
+    assert_follows(by_group(positions, user_groups(context, counts)), pmfs)
+    assert (lookup(allowed_positions(allowed), drawn)[:, 1:] >= 0).all()  # every column allowed
 
 
 # -- the batch loss ------------------------------------------------------------------------
