@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.stats import binom
 
 from _helpers_ranking import any_training_pair, assert_gradients_reach_student_only, assert_is_teacher_top_k
+from _helpers_sampling import (
+    allowed_mask, allowed_positions, assert_follows, by_group, fixed_context, lookup, over_epochs, teacher_top,
+    user_groups,
+)
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES
+from kdbench.strategies import rd as rd_module
 from kdbench.strategies.rd import RD, rd_dynamic_weights, rd_loss, rd_position_weights
 
 
@@ -89,6 +96,75 @@ def test_dynamic_off_keeps_static_weights(bpr_context):
     strategy.prepare()
     strategy.on_epoch_start(50)
     assert strategy._samples is None
+
+
+# -- the rank-estimation samples and dynamic weights, through the strategy --------------------------
+RD_HPARAMS = {"K": 2, "dynamic_samples": 20, "mu": 0.01, "dynamic_start_epoch": 3}
+
+
+def test_strategy_draws_its_rank_estimation_samples_uniformly_with_replacement():
+    """No samples up to dynamic_start_epoch = 3; then, each epoch, dynamic_samples = 20 items per
+    user drawn uniformly, with replacement, from the user's non-training items (the teacher's
+    top-K included)."""
+    context = fixed_context()
+    strategy = RD(context, **RD_HPARAMS)
+    strategy.prepare()
+    for epoch in (1, 2, 3):
+        strategy.on_epoch_start(epoch)
+        assert strategy._samples is None
+    drawn = over_epochs(strategy, range(4, 154), lambda s: s._samples)
+    assert drawn.shape[2] == 20
+    allowed = allowed_mask(context)
+    positions = lookup(allowed_positions(allowed), drawn)
+    counts = allowed.sum(axis=1)
+    groups = user_groups(context, counts)
+    assert set(counts[1:].tolist()) == {36, 32, 15}
+    uniform = {count: {position: 1 / count for position in range(count)} for count in set(counts.tolist())}
+    assert_follows(by_group(positions, groups, each_entry=True), uniform)
+    # with replacement: two draws of a row coincide with probability 1 / (allowed items)
+    same = positions[:, :, 0] == positions[:, :, 1]
+    pmfs = {count: {True: 1 / count, False: 1 - 1 / count} for count in set(counts.tolist())}
+    assert_follows(by_group(same[:, :, None], groups), pmfs)
+
+
+def test_strategy_dynamic_weights_follow_the_binomial_rank_estimate_with_its_mu_and_samples(monkeypatch):
+    """The weights the strategy hands to rd_loss: the static ones up to dynamic_start_epoch, then
+    w^a_r * tanh(max(mu (rank_S - (r - 1)), 0)) with rank_S = floor(40 X / 20) and X, the number of
+    a user's 20 samples the (fixed) student scores above pi_r, Binomial(20, q): q is the share of
+    the user's non-training items scored above pi_r."""
+    context = fixed_context()
+    strategy = RD(context, **RD_HPARAMS)
+    strategy.prepare()
+    handed: list[torch.Tensor] = []
+
+    def spy(scores, weights):
+        handed.append(torch.as_tensor(weights).detach().clone())
+        return rd_loss(scores, weights)
+
+    monkeypatch.setattr(rd_module, "rd_loss", spy)
+    users = torch.arange(1, context.n_users)
+    batch = {context.uid_field: users}
+    static = rd_position_weights(2, 1.0)
+    for epoch in range(1, 154):
+        strategy.on_epoch_start(epoch)
+        strategy.loss(batch)
+    assert all(torch.equal(w, static) for w in handed[:3])
+    dynamic = (torch.stack(handed[3:]) / static).numpy()  # (150, 30 users, K = 2)
+
+    n_real, n_samples, mu = context.n_items - 1, 20, 0.01
+    student = context.student.model.table.numpy()
+    allowed = allowed_mask(context)
+    top = teacher_top(context, 2).numpy()
+    for r in range(2):
+        grid = np.tanh(np.maximum(mu * (n_real * np.arange(n_samples + 1) // n_samples - r), 0))
+        nearest = np.abs(dynamic[:, :, r, None] - grid).argmin(axis=2)
+        assert np.allclose(grid[nearest], dynamic[:, :, r], atol=1e-5)  # every weight is on the grid
+        samples, pmfs = {}, {}
+        for column, user in enumerate(users.tolist()):
+            above = student[user, allowed[user]] > student[user, top[user, r]]
+            samples[user] = nearest[:, column].tolist()
+            pmfs[user] = dict(enumerate(binom.pmf(np.arange(n_samples + 1), n_samples, above.mean())))
+        assert_follows(samples, pmfs)
 
 
 @pytest.mark.parametrize("epoch", [1, 11])
