@@ -99,7 +99,7 @@ def test_dynamic_off_keeps_static_weights(bpr_context):
 
 
 # -- the rank-estimation samples and dynamic weights, through the strategy --------------------------
-RD_HPARAMS = {"K": 2, "dynamic_samples": 20, "mu": 0.01, "dynamic_start_epoch": 3}
+RD_HPARAMS = {"K": 2, "lambda_pos": 0.5, "dynamic_samples": 20, "mu": 0.01, "dynamic_start_epoch": 3}
 
 
 def test_strategy_draws_its_rank_estimation_samples_uniformly_with_replacement():
@@ -128,10 +128,10 @@ def test_strategy_draws_its_rank_estimation_samples_uniformly_with_replacement()
 
 
 def test_strategy_dynamic_weights_follow_the_binomial_rank_estimate_with_its_mu_and_samples(monkeypatch):
-    """The weights the strategy hands to rd_loss: the static ones up to dynamic_start_epoch, then
-    w^a_r * tanh(max(mu (rank_S - (r - 1)), 0)) with rank_S = floor(40 X / 20) and X, the number of
-    a user's 20 samples the (fixed) student scores above pi_r, Binomial(20, q): q is the share of
-    the user's non-training items scored above pi_r."""
+    """The weights the strategy hands to rd_loss: the static ones (lambda_pos = 0.5) up to
+    dynamic_start_epoch, then w^a_r * tanh(max(mu (rank_S - (r - 1)), 0)) with
+    rank_S = floor(40 X / 20), X the number of a user's 20 samples that the (fixed) student scores
+    above pi_r: Binomial(20, q), q the share of the user's non-training items scored above pi_r."""
     context = fixed_context()
     strategy = RD(context, **RD_HPARAMS)
     strategy.prepare()
@@ -144,7 +144,7 @@ def test_strategy_dynamic_weights_follow_the_binomial_rank_estimate_with_its_mu_
     monkeypatch.setattr(rd_module, "rd_loss", spy)
     users = torch.arange(1, context.n_users)
     batch = {context.uid_field: users}
-    static = rd_position_weights(2, 1.0)
+    static = rd_position_weights(2, 0.5)
     for epoch in range(1, 154):
         strategy.on_epoch_start(epoch)
         strategy.loss(batch)
