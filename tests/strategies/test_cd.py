@@ -19,7 +19,7 @@ from _helpers_sampling import (
     as_cells, as_sets, assert_follows, best_of_two, by_group, exp_rank_pmf, fixed_context, lookup, over_epochs,
     successive_draws, teacher_ranks, unobserved_counts, user_groups,
 )
-from kdbench.strategies.cd import CD, cd_loss, sample_ranks
+from kdbench.strategies.cd import CD, cd_loss, rank_weights, sample_ranks
 from kdbench.strategies.knowledge import teacher_top_n
 
 
@@ -76,6 +76,18 @@ def test_rank_sampler_keeps_the_first_n_distill_distinct_ranks_in_draw_order():
     ranks = sample_ranks(limits, 3, n_top, temperature, torch.Generator().manual_seed(5))
     pmfs = {limit: successive_draws(cd_stated_pmf(n_top, temperature, limit), 3) for limit in (12, 6)}
     assert_follows(by_group(ranks[None].numpy(), limits.numpy()), pmfs)
+
+
+def test_rank_weights_are_exp_minus_rank_over_n_t_in_float64():
+    weights = rank_weights(4, 0.5)  # N T = 2
+    assert weights.dtype == torch.float64
+    assert weights.tolist() == pytest.approx([math.exp(-r / 2) for r in (1, 2, 3, 4)], rel=1e-12)
+
+
+def test_rank_sampler_caps_each_limit_to_the_list_and_an_empty_row_to_one_rank():
+    ranks = sample_ranks(torch.tensor([0, 50]).repeat(500), 1, 10, 1.0, torch.Generator().manual_seed(0))
+    assert (ranks[0::2] == 0).all()  # limit 0 is treated as 1: rank 1
+    assert ranks[1::2].max() < 10 and ranks[1::2].max() >= 5  # limit 50 is the list's 10
 
 
 def test_rank_sampler_returns_distinct_ranks_within_each_rows_limit():
@@ -186,3 +198,31 @@ def test_strategy_samples_n_distill_distinct_ranks_as_the_first_distinct_draws()
     limits = np.minimum(unobserved_counts(context), n_top)
     pmfs = {limit: as_sets(successive_draws(cd_stated_pmf(n_top, temperature, limit), 3)) for limit in (15, 16)}
     assert_follows(by_group(np.sort(ranks, axis=2), user_groups(context, limits)), pmfs)
+
+
+def test_a_user_with_one_unobserved_item_always_gets_it():
+    context = fixed_context(training_counts=(39,))  # 40 real items: one unobserved per user
+    strategy = CD(context, N=5, n_distill=1, T=50.0)
+    ranks = drawn_ranks(context, strategy, range(1, 21))
+    assert (ranks[:, 1:] == 0).all()  # never one of the training items that fill the rest of the top 5
+
+
+def test_loss_weights_each_distinct_user_by_its_rows_in_the_batch():
+    context = fixed_context()
+    strategy = CD(context, N=10, n_distill=3, t1=4.0)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+
+    def loss(users: list[int]) -> float:
+        return strategy.loss({context.uid_field: torch.tensor(users)}).item()
+
+    assert loss([1, 1, 1, 2]) == pytest.approx((3 * loss([1]) + loss([2])) / 4, rel=1e-6)
+    assert loss([1]) != pytest.approx(loss([2]), rel=1e-2)  # so the weighting shows
+
+
+def test_epoch_start_before_prepare_and_loss_before_epoch_start_are_errors():
+    strategy = CD(fixed_context())
+    with pytest.raises(RuntimeError, match="called before prepare"):
+        strategy.on_epoch_start(1)
+    with pytest.raises(RuntimeError, match="called before on_epoch_start"):
+        strategy.loss({strategy.context.uid_field: torch.tensor([1])})

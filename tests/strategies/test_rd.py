@@ -50,6 +50,12 @@ def test_dynamic_weights_match_hand_computed():
     assert weights.tolist()[0] == pytest.approx([math.tanh(2.4), math.tanh(7.3), 0.0], rel=1e-6)
 
 
+def test_a_sample_scored_level_with_a_candidate_is_not_above_it():
+    # 10 real items, 2 samples: one level with the candidate, one below -> none above -> rank 0
+    weights = rd_dynamic_weights(torch.tensor([[0.5]]), torch.tensor([[0.5, 0.1]]), n_real_items=10, mu=1.0)
+    assert weights.tolist() == [[0.0]]
+
+
 def test_defaults_follow_the_reference():
     assert RD.defaults == {"weight": 1.0, "K": 10, "lambda_pos": 1.0, "dynamic": True, "mu": 0.1,
                            "dynamic_samples": 100, "dynamic_start_epoch": 10}
@@ -184,3 +190,18 @@ def test_integration_gradients_reach_student_never_teacher(epoch, bpr_context, f
 def test_bad_hyperparameters_raise(bpr_context, hparams):
     with pytest.raises(KdbenchError):
         RD(bpr_context, **hparams)
+
+
+def test_the_users_outside_items_must_hold_exactly_k():
+    context = fixed_context()  # user 3 is the first with 25 training items: 15 outside
+    RD(context, K=15).prepare()
+    with pytest.raises(KdbenchError, match="needs K = 16 .* user 3 has only 15: lower K"):
+        RD(context, K=16).prepare()
+
+
+def test_epoch_start_and_loss_before_prepare_are_errors():
+    strategy = RD(fixed_context())
+    with pytest.raises(RuntimeError, match="call prepare\\(\\) before training"):
+        strategy.on_epoch_start(1)
+    with pytest.raises(RuntimeError, match="call prepare\\(\\) before loss"):
+        strategy.loss({strategy.context.uid_field: torch.tensor([1])})

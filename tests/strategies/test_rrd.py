@@ -55,6 +55,17 @@ def test_rrd_loss_equals_the_reference_expression():
     assert rrd_loss(s1.float(), s2.float()).double().tolist() == pytest.approx(reference.tolist(), rel=1e-5)
 
 
+def test_rrd_loss_shifts_each_row_by_its_own_maximum():
+    # one row near 0, one near 1000: a shift shared by the batch would underflow the first row
+    interesting = torch.tensor([[0.0, -1.0], [1000.0, 999.0]])
+    uninteresting = torch.tensor([[-2.0], [998.0]])
+    loss = rrd_loss(interesting, uninteresting)
+    assert loss.dtype == torch.float32  # the scores' dtype, though summed in float64
+    rows = [rrd_loss(interesting[[row]], uninteresting[[row]]).item() for row in (0, 1)]
+    assert loss.tolist() == pytest.approx(rows, rel=1e-6)
+    assert rows[0] == pytest.approx(rows[1], rel=1e-4)  # the same scores up to a constant
+
+
 def test_rrd_loss_is_finite_for_large_scores():
     interesting = torch.tensor([[900.0, 400.0, -300.0]], requires_grad=True)
     uninteresting = torch.tensor([[850.0, -900.0]])
@@ -106,6 +117,13 @@ def _toy_exclusions():
     # 2 users, items 1..11 (0 is padding). User 0 trained on {2, 5}; extra list {7} -> 8 allowed.
     history = sp.csr_matrix((np.ones(3), ([0, 0, 1], [2, 5, 3])), shape=(2, 12))
     return ItemExclusions(history, extra=torch.tensor([[7], [4]]))
+
+
+def test_interesting_ranks_drawn_in_chunks_are_valid_in_every_row():
+    ranks = sample_interesting_ranks(25, 20, 5, 2.0, torch.Generator().manual_seed(0), max_cells=100)  # 5 rows a chunk
+    assert ranks.shape == (25, 5)
+    assert (ranks[:, 1:] > ranks[:, :-1]).all() and ranks.min() >= 0 and ranks.max() < 20
+    assert len({tuple(row) for row in ranks.tolist()}) > 5  # chunks are drawn independently
 
 
 @pytest.mark.parametrize("distinct", [True, False])
@@ -239,6 +257,28 @@ def test_loss_before_sampling_is_an_error(bpr_context, first_batch):
 def test_bad_hyperparameters_raise(bpr_context, hparams):
     with pytest.raises(KdbenchError):
         RRD(bpr_context, **hparams)
+
+
+def test_top_n_equal_to_k_is_allowed():
+    strategy = RRDTopK(fixed_context(), K=8, L=4, top_n=8)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    assert strategy.interesting.shape == (31, 8)
+
+
+def test_the_users_outside_items_must_hold_exactly_top_n_plus_l():
+    context = fixed_context()  # user 3 is the first with 25 training items: 15 outside
+    RRD(context, K=3, top_n=11, L=4).prepare()
+    with pytest.raises(KdbenchError, match="top_n \\+ L = 16 .* user 3 has only 15: lower top_n or L"):
+        RRD(context, K=3, top_n=12, L=4).prepare()
+
+
+def test_epoch_start_before_prepare_and_loss_before_epoch_start_are_errors():
+    strategy = RRD(fixed_context())
+    with pytest.raises(RuntimeError, match="call prepare\\(\\) before training"):
+        strategy.on_epoch_start(1)
+    with pytest.raises(RuntimeError, match="before loss"):
+        strategy.loss({strategy.context.uid_field: torch.tensor([1])})
 
 
 def test_too_few_items_outside_training_raises(bpr_context):
