@@ -19,7 +19,7 @@ from _helpers_sampling import (
     as_cells, as_sets, assert_follows, best_of_two, by_group, exp_rank_pmf, fixed_context, lookup, over_epochs,
     successive_draws, teacher_ranks, unobserved_counts, user_groups,
 )
-from kdbench.strategies.cd import CD, cd_loss, rank_weights, sample_ranks
+from kdbench.strategies.cd import CD, cd_loss, first_occurrences, rank_weights, sample_ranks
 from kdbench.strategies.knowledge import teacher_top_n
 
 
@@ -88,6 +88,13 @@ def test_rank_sampler_caps_each_limit_to_the_list_and_an_empty_row_to_one_rank()
     ranks = sample_ranks(torch.tensor([0, 50]).repeat(500), 1, 10, 1.0, torch.Generator().manual_seed(0))
     assert (ranks[0::2] == 0).all()  # limit 0 is treated as 1: rank 1
     assert ranks[1::2].max() < 10 and ranks[1::2].max() >= 5  # limit 50 is the list's 10
+
+
+def test_first_occurrences_marks_the_earliest_position_of_each_value():
+    # wide rows with many ties (an unstable sort would mark a later repeat as the first)
+    rows = torch.randint(0, 4, (50, 200), generator=torch.Generator().manual_seed(0))
+    expected = torch.tensor([[value not in row[:position] for position, value in enumerate(row)] for row in rows.tolist()])
+    assert torch.equal(first_occurrences(rows), expected)
 
 
 def test_rank_sampler_returns_distinct_ranks_within_each_rows_limit():

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from kdbench.strategies._sampling import ItemExclusions, sample_allowed
+from kdbench.strategies._sampling import ItemExclusions, first_occurrences, sample_allowed
 
 
 def exclusions(extra: bool = True) -> ItemExclusions:
@@ -90,3 +90,9 @@ def test_rows_short_of_draws_are_redrawn_and_chunks_cover_every_user():
     assert drawn.shape == (33, 2) and (drawn > 0).all()
     assert all(sorted(row) == [1, 2] for row in drawn[30:].tolist())
     assert not excluded.contains(torch.arange(33), drawn).any()
+
+
+def test_first_occurrences_marks_the_earliest_position_of_each_value():
+    rows = torch.randint(0, 4, (50, 200), generator=torch.Generator().manual_seed(1))
+    expected = torch.tensor([[value not in row[:position] for position, value in enumerate(row)] for row in rows.tolist()])
+    assert torch.equal(first_occurrences(rows), expected)
