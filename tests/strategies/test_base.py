@@ -39,6 +39,17 @@ def test_a_strategy_without_a_teacher_is_refused_by_name():
         CD(context)
 
 
+def test_batch_items_are_the_positives_then_the_sampled_negatives():
+    from recbole.data.interaction import Interaction
+
+    strategy = CD(fixed_context())
+    users, positives, negatives = torch.tensor([1, 2]), torch.tensor([5, 6]), torch.tensor([7, 8])
+    with_negatives = Interaction({"user_id": users, "item_id": positives, "neg_item_id": negatives})
+    assert strategy.batch_items(with_negatives).tolist() == [5, 6, 7, 8]
+    assert strategy.batch_items(Interaction({"user_id": users, "item_id": positives})).tolist() == [5, 6]
+    assert strategy.batch_users(with_negatives).tolist() == [1, 2]
+
+
 # -- hyperparameters -----------------------------------------------------------------------------
 @pytest.mark.parametrize("raw", [True, "true", "True", "YES", "yes", "1", 1])
 def test_a_boolean_hyperparameter_reads_true(raw):
