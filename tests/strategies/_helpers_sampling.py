@@ -18,7 +18,8 @@ To cover a new sampling strategy: build it on `fixed_context()`, collect its sam
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Hashable, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Callable, Hashable, Iterable, Iterator, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,13 +125,27 @@ def lookup(table: np.ndarray, items: torch.Tensor) -> np.ndarray:
 
 def over_epochs(strategy: DistillationStrategy, epochs: Iterable[int],
                 take: Callable[[DistillationStrategy], torch.Tensor]) -> torch.Tensor:
-    """on_epoch_start(e) for each epoch (prepare() already run); `take` reads what the strategy
-    sampled: -> (n_epochs, n_users, M) on the CPU."""
+    """on_epoch_start(e) for each epoch (prepare() already run), on one thread; `take` reads
+    what the strategy sampled: -> (n_epochs, n_users, M) on the CPU."""
     drawn = []
-    for epoch in epochs:
-        strategy.on_epoch_start(epoch)
-        drawn.append(take(strategy).detach().cpu().clone())
+    with one_thread():
+        for epoch in epochs:
+            strategy.on_epoch_start(epoch)
+            drawn.append(take(strategy).detach().cpu().clone())
     return torch.stack(drawn)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread meanwhile: the tensors of these tests are tiny, and on a machine that
+    other jobs keep busy each parallel region would wait for a descheduled thread (epochs 100x
+    slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # -- stated distributions --------------------------------------------------------------------

@@ -11,8 +11,8 @@ from scipy.stats import binom
 
 from _helpers_ranking import any_training_pair, assert_gradients_reach_student_only, assert_is_teacher_top_k
 from _helpers_sampling import (
-    allowed_mask, allowed_positions, assert_follows, by_group, fixed_context, lookup, over_epochs, teacher_top,
-    user_groups,
+    allowed_mask, allowed_positions, assert_follows, by_group, fixed_context, lookup, one_thread, over_epochs,
+    teacher_top, user_groups,
 )
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES
@@ -151,9 +151,10 @@ def test_strategy_dynamic_weights_follow_the_binomial_rank_estimate_with_its_mu_
     users = torch.arange(1, context.n_users)
     batch = {context.uid_field: users}
     static = rd_position_weights(2, 0.5)
-    for epoch in range(1, 154):
-        strategy.on_epoch_start(epoch)
-        strategy.loss(batch)
+    with one_thread():
+        for epoch in range(1, 154):
+            strategy.on_epoch_start(epoch)
+            strategy.loss(batch)
     assert all(torch.equal(w, static) for w in handed[:3])
     dynamic = (torch.stack(handed[3:]) / static).numpy()  # (150, 30 users, K = 2)
 
