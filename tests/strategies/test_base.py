@@ -113,6 +113,16 @@ def test_a_strategys_code_is_its_module_and_the_strategy_modules_it_imports():
     ]
 
 
+def test_a_base_class_that_is_no_strategy_is_not_part_of_a_strategys_code():
+    import json
+
+    class Mixed(json.JSONEncoder, DistillationStrategy):  # a mixin from a module of no strategy
+        pass
+
+    modules = _strategy_modules(Mixed)
+    assert modules[0] == __name__ and "json.encoder" not in modules and "kdbench.strategies.base" not in modules
+
+
 def test_the_code_version_is_stable_and_tells_strategies_apart():
     assert CD.code_version() == CD.code_version() and len(CD.code_version()) == 12
     int(CD.code_version(), 16)
