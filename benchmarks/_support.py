@@ -32,10 +32,17 @@ from kdbench.train import TrainSettings, make_optimizer, train_step
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 THREADS = int(os.environ.get("KDBENCH_BENCH_THREADS") or CORES)
 
+# `pytest --benchmark-smoke` (root conftest.py) sets KDBENCH_BENCH_SMOKE=1: every benchmark body
+# runs once, untimed, on a tiny synthetic catalogue alone, and the timing loops below make one
+# call (pair) each. CI runs it so that a benchmark that raises cannot go unnoticed.
+SMOKE = os.environ.get("KDBENCH_BENCH_SMOKE") == "1"
+
 ML100K = "ml-100k"
-SYNTHETIC = "synthetic-100k"
-DATASETS = (ML100K, SYNTHETIC)
-SYNTHETIC_SHAPE = {"n_users": 10_000, "n_items": 100_000, "per_user": 25}
+SYNTHETIC = "synthetic-tiny" if SMOKE else "synthetic-100k"
+DATASETS = (SYNTHETIC,) if SMOKE else (ML100K, SYNTHETIC)
+# tiny: still more items than the default strategies need outside a user's history (RRD: 540)
+SYNTHETIC_SHAPE = ({"n_users": 100, "n_items": 1_000, "per_user": 20} if SMOKE
+                   else {"n_users": 10_000, "n_items": 100_000, "per_user": 25})
 MIN_PER_USER = 20  # enough for a per-user 80/10/10 split with at least two items held out
 
 TEACHER = BackboneSpec("BPR", 200)
@@ -112,6 +119,8 @@ def time_calls(fn: Callable[[], Any], budget_s: float = 1.0, min_calls: int = 20
                max_calls: int = 1000) -> list[float]:
     """Seconds of each of repeated calls of `fn`, for about `budget_s` (at least `min_calls`)."""
     seconds: list[float] = []
+    if SMOKE:
+        budget_s, min_calls = 0.0, 1
     start = time.perf_counter()
     while len(seconds) < max_calls and (len(seconds) < min_calls or time.perf_counter() - start < budget_s):
         tic = time.perf_counter()
@@ -128,6 +137,8 @@ def time_paired(first: Callable[[], Any], second: Callable[[], Any], budget_s: f
     load changes during the run, where separately timed medians would not.
     """
     times: tuple[list[float], list[float]] = ([], [])
+    if SMOKE:
+        budget_s, min_pairs = 0.0, 1
     start = time.perf_counter()
     while len(times[0]) < max_pairs and (len(times[0]) < min_pairs or time.perf_counter() - start < budget_s):
         for which in ((0, 1) if len(times[0]) % 2 == 0 else (1, 0)):

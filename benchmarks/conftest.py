@@ -43,7 +43,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 def pytest_terminal_summary(terminalreporter):
     support = sys.modules.get("benchmarks._support")
-    if support is None or not support.SUMMARY:
+    if support is None or not support.SUMMARY or support.SMOKE:  # a smoke run's figures mean nothing
         return
     write = terminalreporter.write_line
     terminalreporter.write_sep("-", f"kdbench summary (torch threads: {support.THREADS})")

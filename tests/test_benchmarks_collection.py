@@ -1,4 +1,5 @@
-"""benchmarks/ is collected by `pytest --benchmark-only` only; plain `pytest` runs the tests alone.
+"""benchmarks/ is collected by `pytest --benchmark-only` and `pytest --benchmark-smoke` only; plain
+`pytest` runs the tests alone.
 
 Collection only, in a subprocess with the repository's own pytest configuration.
 """
@@ -34,6 +35,11 @@ def benchmark_ids() -> list[str]:
     return collect("--benchmark-only", "benchmarks")
 
 
+@pytest.fixture(scope="module")
+def smoke_ids() -> list[str]:
+    return collect("--benchmark-smoke")
+
+
 def test_plain_pytest_collects_no_benchmark():
     assert collect("benchmarks") == []
 
@@ -55,3 +61,17 @@ def test_every_registered_strategy_is_benchmarked(benchmark_ids):
         ids = [node for node in benchmark_ids if f"::{family}[" in node]
         missing = [name for name in STRATEGIES.names() if not any(node.endswith(f"-{name}]") for node in ids)]
         assert not missing, f"{family} lacks {missing}"
+
+
+def test_smoke_mode_collects_every_benchmark_body_on_the_tiny_catalogue_only(benchmark_ids, smoke_ids):
+    def functions(ids):
+        return {node.split("::")[1].split("[")[0] for node in ids}
+
+    assert smoke_ids and all(node.startswith("benchmarks/") for node in smoke_ids)
+    assert functions(smoke_ids) == functions(benchmark_ids)
+    assert all("synthetic-tiny" in node for node in smoke_ids)  # no ml-100k, no 100k-item catalogue
+    assert len(smoke_ids) < len(benchmark_ids)
+    for family in ("test_prepare", "test_epoch_start", "test_training_step"):
+        ids = [node for node in smoke_ids if f"::{family}[" in node]
+        assert {name for name in STRATEGIES.names() if any(node.endswith(f"-{name}]") for node in ids)} == set(
+            STRATEGIES.names())

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import chisquare
 
 from _helpers_response_feature import (
     check_gradients,
@@ -16,7 +15,11 @@ from _helpers_response_feature import (
     check_rejects_bad_hparams,
     ready,
 )
-from kdbench.strategies.cd import cd_loss, sample_ranks
+from _helpers_sampling import (
+    as_cells, as_sets, assert_follows, best_of_two, by_group, exp_rank_pmf, fixed_context, lookup, over_epochs,
+    successive_draws, teacher_ranks, unobserved_counts, user_groups,
+)
+from kdbench.strategies.cd import CD, cd_loss, first_occurrences, rank_weights, sample_ranks
 from kdbench.strategies.knowledge import teacher_top_n
 
 
@@ -48,17 +51,50 @@ def test_cd_loss_counts_weight_rows_as_repeated_rows():
     assert weighted.item() == pytest.approx(repeated.item(), rel=1e-6)
 
 
-def test_rank_sampler_follows_the_better_of_two_draws_distribution():
-    n_top, temperature, limit = 12, 0.1, 10  # p(r) ~ exp(-r / 1.2), truncated to ranks 1..10
-    ranks = sample_ranks(torch.full((40_000,), limit), 1, n_top, temperature, torch.Generator().manual_seed(3))
-    p = np.exp(-np.arange(1, limit + 1) / (n_top * temperature))
-    p /= p.sum()
-    at_least = np.cumsum(p[::-1])[::-1]  # P(R >= r)
-    above = np.append(at_least[1:], 0.0)  # P(R > r)
-    best_of_two = at_least**2 - above**2  # P(min(R1, R2) = r)
-    observed = np.bincount(ranks[:, 0].numpy(), minlength=limit)
-    assert observed.sum() == 40_000 and len(observed) == limit  # never beyond the limit
-    assert chisquare(observed, best_of_two * 40_000).pvalue > 1e-3
+def cd_stated_pmf(n_top: int, temperature: float, limit: int) -> np.ndarray:
+    """CD's rank pmf: the better of two ranks drawn with p(r) ~ exp(-r / (N T)), r = 1..N,
+    truncated to the row's first `limit` ranks (index r - 1)."""
+    pmf = exp_rank_pmf(n_top, n_top * temperature)[:limit]
+    return best_of_two(pmf / pmf.sum())
+
+
+def test_rank_sampler_follows_the_better_of_two_draws_truncated_to_each_rows_limit():
+    # p(r) ~ exp(-r / 6) over 12 ranks: a row limited to 4 ranks loses half the mass, so a sampler
+    # that ignored the truncated mass (drawing from all 12 and clipping) would pile it on rank 4
+    n_top, temperature = 12, 0.5
+    limits = torch.tensor([10, 4]).repeat(20_000)
+    ranks = sample_ranks(limits, 1, n_top, temperature, torch.Generator().manual_seed(3))
+    assert ranks.shape == (40_000, 1)
+    pmfs = {limit: as_cells(cd_stated_pmf(n_top, temperature, limit)) for limit in (10, 4)}
+    assert_follows(by_group(ranks[None].numpy(), limits.numpy()), pmfs)
+
+
+def test_rank_sampler_keeps_the_first_n_distill_distinct_ranks_in_draw_order():
+    # the ordered triples of the first 3 distinct ranks of a sequence of better-of-two draws
+    n_top, temperature = 12, 0.5
+    limits = torch.tensor([12, 6]).repeat(10_000)
+    ranks = sample_ranks(limits, 3, n_top, temperature, torch.Generator().manual_seed(5))
+    pmfs = {limit: successive_draws(cd_stated_pmf(n_top, temperature, limit), 3) for limit in (12, 6)}
+    assert_follows(by_group(ranks[None].numpy(), limits.numpy()), pmfs)
+
+
+def test_rank_weights_are_exp_minus_rank_over_n_t_in_float64():
+    weights = rank_weights(4, 0.5)  # N T = 2
+    assert weights.dtype == torch.float64
+    assert weights.tolist() == pytest.approx([math.exp(-r / 2) for r in (1, 2, 3, 4)], rel=1e-12)
+
+
+def test_rank_sampler_caps_each_limit_to_the_list_and_an_empty_row_to_one_rank():
+    ranks = sample_ranks(torch.tensor([0, 50]).repeat(500), 1, 10, 1.0, torch.Generator().manual_seed(0))
+    assert (ranks[0::2] == 0).all()  # limit 0 is treated as 1: rank 1
+    assert ranks[1::2].max() < 10 and ranks[1::2].max() >= 5  # limit 50 is the list's 10
+
+
+def test_first_occurrences_marks_the_earliest_position_of_each_value():
+    # wide rows with many ties (an unstable sort would mark a later repeat as the first)
+    rows = torch.randint(0, 4, (50, 200), generator=torch.Generator().manual_seed(0))
+    expected = torch.tensor([[value not in row[:position] for position, value in enumerate(row)] for row in rows.tolist()])
+    assert torch.equal(first_occurrences(rows), expected)
 
 
 def test_rank_sampler_returns_distinct_ranks_within_each_rows_limit():
@@ -138,3 +174,62 @@ def test_integration_on_any_backbone(ml100k, first_batch, teacher):
     """ENMF has no representation getter in kdbench: CD needs only scores."""
     context, strategy = ready(ml100k, "cd", teacher=teacher)
     check_integration(strategy, first_batch)
+
+
+# -- the sampling, through the strategy ---------------------------------------------------------
+def drawn_ranks(context, strategy: CD, epochs: range) -> np.ndarray:
+    """(epochs, n_users, n_distill) teacher ranks of the items the strategy sampled each epoch."""
+    strategy.prepare()
+    return lookup(teacher_ranks(context), over_epochs(strategy, epochs, lambda s: s.items))
+
+
+def test_strategy_samples_ranks_with_its_n_and_t():
+    """prepare + 300 epochs on a fixed teacher: each user's item is the better of two ranks with
+    p(r) ~ exp(-r / (N T)) for the N and T it was given, truncated to the user's unobserved ranks."""
+    context = fixed_context()
+    n_top, temperature = 20, 0.25  # N T = 5 ranks; users with 25 training items have 15 unobserved
+    ranks = drawn_ranks(context, CD(context, N=n_top, T=temperature, n_distill=1), range(1, 301))
+    limits = np.minimum(unobserved_counts(context), n_top)
+    assert set(limits[1:].tolist()) == {15, 20}  # full and truncated lists
+    pmfs = {limit: as_cells(cd_stated_pmf(n_top, temperature, limit)) for limit in (15, 20)}
+    assert_follows(by_group(ranks, user_groups(context, limits)), pmfs)
+
+
+def test_strategy_samples_n_distill_distinct_ranks_as_the_first_distinct_draws():
+    """With n_distill = 3 the set of a user's items is that of the first 3 distinct ranks of the
+    better-of-two draws (ranks 1..16, and 1..15 for the users with 15 unobserved items)."""
+    context = fixed_context()
+    n_top, temperature = 16, 0.2
+    ranks = drawn_ranks(context, CD(context, N=n_top, T=temperature, n_distill=3), range(1, 301))
+    assert ranks.shape[2] == 3
+    limits = np.minimum(unobserved_counts(context), n_top)
+    pmfs = {limit: as_sets(successive_draws(cd_stated_pmf(n_top, temperature, limit), 3)) for limit in (15, 16)}
+    assert_follows(by_group(np.sort(ranks, axis=2), user_groups(context, limits)), pmfs)
+
+
+def test_a_user_with_one_unobserved_item_always_gets_it():
+    context = fixed_context(training_counts=(39,))  # 40 real items: one unobserved per user
+    strategy = CD(context, N=5, n_distill=1, T=50.0)
+    ranks = drawn_ranks(context, strategy, range(1, 21))
+    assert (ranks[:, 1:] == 0).all()  # never one of the training items that fill the rest of the top 5
+
+
+def test_loss_weights_each_distinct_user_by_its_rows_in_the_batch():
+    context = fixed_context()
+    strategy = CD(context, N=10, n_distill=3, t1=4.0)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+
+    def loss(users: list[int]) -> float:
+        return strategy.loss({context.uid_field: torch.tensor(users)}).item()
+
+    assert loss([1, 1, 1, 2]) == pytest.approx((3 * loss([1]) + loss([2])) / 4, rel=1e-6)
+    assert loss([1]) != pytest.approx(loss([2]), rel=1e-2)  # so the weighting shows
+
+
+def test_epoch_start_before_prepare_and_loss_before_epoch_start_are_errors():
+    strategy = CD(fixed_context())
+    with pytest.raises(RuntimeError, match="called before prepare"):
+        strategy.on_epoch_start(1)
+    with pytest.raises(RuntimeError, match="called before on_epoch_start"):
+        strategy.loss({strategy.context.uid_field: torch.tensor([1])})

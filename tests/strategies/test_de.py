@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from scipy.stats import kstest
 
 from _helpers_response_feature import (
     check_gradients,
@@ -14,7 +15,8 @@ from _helpers_response_feature import (
     check_rejects_bad_hparams,
     ready,
 )
-from kdbench.strategies.de import ExpertBank, annealed_temperature, de_loss, expert_dims, gate_weights
+from conftest import make_context
+from kdbench.strategies.de import DE, ExpertBank, annealed_temperature, de_loss, expert_dims, gate_weights, gumbel_noise
 
 
 def test_de_loss_matches_hand_computed():
@@ -39,6 +41,28 @@ def test_gumbel_noise_and_temperature_act_as_in_gumbel_softmax():
     assert gate_weights(gate_logits, 1e-10, noise).tolist()[0] == [1.0, 0.0]
 
 
+def test_de_loss_is_one_value_per_entity():
+    teacher = torch.tensor([[1.0, 1.0], [0.0, 2.0]])
+    experts = torch.tensor([[[1.0, 0.0], [0.0, 3.0]], [[0.0, 0.0], [0.0, 1.0]]])
+    alpha = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert de_loss(teacher, experts, alpha).tolist() == pytest.approx([1.0, 1.0])  # (0^2 + 1^2), (0^2 + 1^2)
+
+
+def test_gumbel_noise_is_standard_gumbel():
+    noise = gumbel_noise((20_000,), torch.Generator().manual_seed(0)).double().numpy()
+    assert kstest(noise, "gumbel_r").pvalue > 1e-3
+    assert noise.std() > 1.0  # spread, not clamped to a constant
+
+
+def test_expert_parameters_start_uniform_within_one_over_sqrt_fan_in():
+    torch.manual_seed(0)
+    bank = ExpertBank(4, 16, 9, 5)
+    for fan_in, params in ((16, (bank.w1, bank.b1)), (9, (bank.w2, bank.b2))):
+        bound = 1 / math.sqrt(fan_in)
+        for p in params:
+            assert p.abs().max() <= bound and p.min() < -bound / 2 and p.max() > bound / 2
+
+
 def test_single_expert_needs_no_gate():
     assert gate_weights(torch.tensor([[5.0], [-1.0]]), 1e-10, torch.zeros(2, 1)).tolist() == [[1.0], [1.0]]
 
@@ -57,6 +81,8 @@ def test_expert_bank_mix_equals_the_explicit_per_expert_sum():
 def test_expert_dims_follow_the_reference():
     assert expert_dims(20, 200) == (20, 110, 200)
     assert expert_dims(8, 8) == (8, 4, 8)  # self-distillation
+    assert all(isinstance(d, int) for d in expert_dims(8, 8))
+    assert expert_dims(1, 1) == (1, 1, 1)  # never an empty hidden layer
 
 
 def test_temperature_anneals_from_start_to_end():
@@ -64,6 +90,8 @@ def test_temperature_anneals_from_start_to_end():
     assert annealed_temperature(501, 1.0, 1e-10, 1000) == pytest.approx(1e-5)
     assert annealed_temperature(1001, 1.0, 1e-10, 1000) == pytest.approx(1e-10)
     assert annealed_temperature(5000, 1.0, 1e-10, 1000) == 1e-10
+    # another start: 2 -> 0.5 over 10 epochs, geometric
+    assert [annealed_temperature(e, 2.0, 0.5, 10) for e in (1, 6, 11, 12)] == pytest.approx([2.0, 1.0, 0.5, 0.5])
 
 
 def test_on_epoch_start_sets_the_temperature(ml100k):
@@ -118,3 +146,8 @@ def test_rejects_unknown_negative_and_zero_hparams(ml100k):
 def test_integration(ml100k, first_batch, student, experts):
     _, strategy = ready(ml100k, "de", student=student, num_experts=experts)
     check_integration(strategy, first_batch)
+
+
+def test_loss_before_prepare_is_an_error(ml100k, first_batch):
+    with pytest.raises(RuntimeError, match="called before prepare"):
+        DE(make_context(ml100k)).loss(first_batch)

@@ -71,14 +71,21 @@ def test_rejects_unknown_and_negative_hparams(ml100k):
 
 
 def test_backbone_without_representations_fails_early(ml100k):
-    with pytest.raises(KdbenchError, match="needs user/item representations"):
+    with pytest.raises(KdbenchError, match="strategy 'fitnet' needs user/item representations"):
         FitNet(make_context(ml100k, teacher="ENMF:8"))
+    with pytest.raises(KdbenchError, match="strategy 'fitnet' needs user/item representations"):
+        FitNet(make_context(ml100k, student="ENMF:8"))
 
 
 @pytest.mark.parametrize("student", ["BPR:8", "LightGCN:8"])
 def test_integration(ml100k, first_batch, student):
     _, strategy = ready(ml100k, "fitnet", student=student)
     check_integration(strategy, first_batch)
+
+
+def test_loss_before_prepare_is_an_error(ml100k, first_batch):
+    with pytest.raises(RuntimeError, match="called before prepare"):
+        FitNet(make_context(ml100k)).loss(first_batch)
 
 
 # -- fitnet-mlp: woriazzc/KDs' MLP projector ------------------------------------------------------

@@ -14,7 +14,8 @@ from _helpers_response_feature import (
     check_rejects_bad_hparams,
     ready,
 )
-from kdbench.strategies.kd import kd_loss
+from _helpers_sampling import fixed_context
+from kdbench.strategies.kd import KD, kd_loss
 
 
 def test_kd_loss_matches_hand_computed():
@@ -96,3 +97,15 @@ def test_loss_before_on_epoch_start_is_an_error(ml100k, first_batch):
 
     with pytest.raises(RuntimeError, match="on_epoch_start"):
         KD(make_context(ml100k)).loss(first_batch)
+
+
+def test_loss_weights_each_distinct_user_by_its_rows_in_the_batch():
+    context = fixed_context()
+    strategy = KD(context, K=5, tau=4.0)
+    strategy.on_epoch_start(1)
+
+    def loss(users: list[int]) -> float:
+        return strategy.loss({context.uid_field: torch.tensor(users)}).item()
+
+    assert loss([1, 1, 1, 2]) == pytest.approx((3 * loss([1]) + loss([2])) / 4, rel=1e-6)
+    assert loss([1]) != pytest.approx(loss([2]), rel=1e-2)  # so the weighting shows

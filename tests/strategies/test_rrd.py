@@ -11,6 +11,10 @@ import torch
 from scipy.stats import chisquare
 
 from _helpers_ranking import any_training_pair, assert_gradients_reach_student_only, assert_is_teacher_top_k
+from _helpers_sampling import (
+    allowed_mask, allowed_positions, as_sets, assert_follows, by_group, exp_rank_pmf, fixed_context, lookup,
+    over_epochs, successive_draws, teacher_ranks, teacher_top, user_groups,
+)
 from conftest import make_context
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES
@@ -49,6 +53,17 @@ def test_rrd_loss_equals_the_reference_expression():
     s1, s2 = torch.randn(5, 7, generator=gen, dtype=torch.float64), torch.randn(5, 4, generator=gen, dtype=torch.float64)
     reference = -(s1.sum(1) - (s1.flip(-1).exp().cumsum(1) + s2.exp().sum(1, keepdim=True)).log().sum(1))
     assert rrd_loss(s1.float(), s2.float()).double().tolist() == pytest.approx(reference.tolist(), rel=1e-5)
+
+
+def test_rrd_loss_shifts_each_row_by_its_own_maximum():
+    # one row near 0, one near 1000: a shift shared by the batch would underflow the first row
+    interesting = torch.tensor([[0.0, -1.0], [1000.0, 999.0]])
+    uninteresting = torch.tensor([[-2.0], [998.0]])
+    loss = rrd_loss(interesting, uninteresting)
+    assert loss.dtype == torch.float32  # the scores' dtype, though summed in float64
+    rows = [rrd_loss(interesting[[row]], uninteresting[[row]]).item() for row in (0, 1)]
+    assert loss.tolist() == pytest.approx(rows, rel=1e-6)
+    assert rows[0] == pytest.approx(rows[1], rel=1e-4)  # the same scores up to a constant
 
 
 def test_rrd_loss_is_finite_for_large_scores():
@@ -104,6 +119,13 @@ def _toy_exclusions():
     return ItemExclusions(history, extra=torch.tensor([[7], [4]]))
 
 
+def test_interesting_ranks_drawn_in_chunks_are_valid_in_every_row():
+    ranks = sample_interesting_ranks(25, 20, 5, 2.0, torch.Generator().manual_seed(0), max_cells=100)  # 5 rows a chunk
+    assert ranks.shape == (25, 5)
+    assert (ranks[:, 1:] > ranks[:, :-1]).all() and ranks.min() >= 0 and ranks.max() < 20
+    assert len({tuple(row) for row in ranks.tolist()}) > 5  # chunks are drawn independently
+
+
 @pytest.mark.parametrize("distinct", [True, False])
 def test_allowed_items_are_drawn_uniformly(distinct):
     excluded = _toy_exclusions()
@@ -156,6 +178,52 @@ def test_rrd_topk_takes_exactly_the_teacher_top_k(bpr_context, ml100k):
     assert not any_training_pair(ml100k.history, strategy.uninteresting)
 
 
+# -- the sampling, through the strategy ---------------------------------------------------------
+EPOCHS = range(1, 301)
+
+
+def test_strategy_draws_interesting_ranks_with_its_t_and_top_n():
+    """prepare + 300 epochs on a fixed teacher: each user's interesting items are K = 3 ranks of the
+    teacher's top_n = 8 unobserved items drawn without replacement with p(r) ~ exp(-r / T), T = 2,
+    and are kept in teacher order."""
+    context = fixed_context()
+    strategy = RRD(context, K=3, L=4, T=2.0, top_n=8)
+    strategy.prepare()
+    ranks = lookup(teacher_ranks(context), over_epochs(strategy, EPOCHS, lambda s: s.interesting))
+    assert ranks.shape[2] == 3
+    assert (np.diff(ranks, axis=2) > 0).all()  # distinct, in teacher order
+    pmfs = {0: as_sets(successive_draws(exp_rank_pmf(8, 2.0), 3))}
+    assert_follows(by_group(ranks, user_groups(context, np.zeros(context.n_users, dtype=int))), pmfs)
+
+
+def test_rrd_topk_interesting_items_are_the_teacher_top_k_every_epoch():
+    context = fixed_context()
+    strategy = RRDTopK(context, K=3, L=4, T=2.0, top_n=8)
+    strategy.prepare()
+    ranks = lookup(teacher_ranks(context), over_epochs(strategy, range(1, 4), lambda s: s.interesting))
+    assert (ranks[:, 1:] == np.arange(3)).all()
+
+
+@pytest.mark.parametrize("cls", [RRD, RRDTopK])
+def test_strategy_draws_uninteresting_items_uniformly_outside_training_and_top_n(cls):
+    """Per user and epoch, L = 4 distinct items drawn uniformly from the items that are neither
+    training items nor in the teacher's top_n = 8 (the first of them is uniform over those)."""
+    context = fixed_context()
+    strategy = cls(context, K=3, L=4, T=2.0, top_n=8)
+    strategy.prepare()
+    drawn = over_epochs(strategy, EPOCHS, lambda s: s.uninteresting)
+    assert drawn.shape[2] == 4
+    ordered = drawn.sort(dim=2).values
+    assert (ordered[..., 1:] != ordered[..., :-1]).all()
+    allowed = allowed_mask(context, also_excluded=teacher_top(context, 8))
+    positions = lookup(allowed_positions(allowed), drawn[:, :, :1])
+    counts = allowed.sum(axis=1)
+    assert set(counts[1:].tolist()) == {28, 24, 7}  # 40 items less 4, 8 or 25 training items less 8
+    pmfs = {count: {position: 1 / count for position in range(count)} for count in set(counts.tolist())}
+    assert_follows(by_group(positions, user_groups(context, counts)), pmfs)
+    assert (lookup(allowed_positions(allowed), drawn)[:, 1:] >= 0).all()  # every column allowed
+
+
 # -- the batch loss ------------------------------------------------------------------------
 def test_batch_loss_sums_unique_users_over_batch_size(rrd, first_batch):
     users = first_batch[rrd.context.uid_field]
@@ -189,6 +257,28 @@ def test_loss_before_sampling_is_an_error(bpr_context, first_batch):
 def test_bad_hyperparameters_raise(bpr_context, hparams):
     with pytest.raises(KdbenchError):
         RRD(bpr_context, **hparams)
+
+
+def test_top_n_equal_to_k_is_allowed():
+    strategy = RRDTopK(fixed_context(), K=8, L=4, top_n=8)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    assert strategy.interesting.shape == (31, 8)
+
+
+def test_the_users_outside_items_must_hold_exactly_top_n_plus_l():
+    context = fixed_context()  # user 3 is the first with 25 training items: 15 outside
+    RRD(context, K=3, top_n=11, L=4).prepare()
+    with pytest.raises(KdbenchError, match="top_n \\+ L = 16 .* user 3 has only 15: lower top_n or L"):
+        RRD(context, K=3, top_n=12, L=4).prepare()
+
+
+def test_epoch_start_before_prepare_and_loss_before_epoch_start_are_errors():
+    strategy = RRD(fixed_context())
+    with pytest.raises(RuntimeError, match="call prepare\\(\\) before training"):
+        strategy.on_epoch_start(1)
+    with pytest.raises(RuntimeError, match="before loss"):
+        strategy.loss({strategy.context.uid_field: torch.tensor([1])})
 
 
 def test_too_few_items_outside_training_raises(bpr_context):
