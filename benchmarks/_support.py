@@ -41,7 +41,8 @@ ML100K = "ml-100k"
 SYNTHETIC = "synthetic-tiny" if SMOKE else "synthetic-100k"
 DATASETS = (SYNTHETIC,) if SMOKE else (ML100K, SYNTHETIC)
 # tiny: still more items than the default strategies need outside a user's history (RRD: 540)
-SYNTHETIC_SHAPE = ({"n_users": 100, "n_items": 1_000, "per_user": 20} if SMOKE
+# and more users than they need outside an item's (DCD's item side: 100)
+SYNTHETIC_SHAPE = ({"n_users": 300, "n_items": 1_000, "per_user": 20} if SMOKE
                    else {"n_users": 10_000, "n_items": 100_000, "per_user": 25})
 MIN_PER_USER = 20  # enough for a per-user 80/10/10 split with at least two items held out
 

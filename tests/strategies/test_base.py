@@ -3,8 +3,6 @@ spaces and the code version that marks stored results stale."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,6 @@ from _helpers_sampling import fixed_context
 from kdbench.errors import KdbenchError
 from kdbench.search_space import IntRange, LogUniform
 from kdbench.strategies import STRATEGIES, DistillationStrategy, register_strategy
-from kdbench.strategies.base import _strategy_modules, code_hash
 from kdbench.strategies.cd import CD
 from kdbench.strategies.rd import RD
 from kdbench.strategies.rrd import RRD, RRDTopK
@@ -106,11 +103,20 @@ def test_a_declared_search_space_is_returned_as_a_copy_and_checked(monkeypatch):
 
 
 # -- the code version ------------------------------------------------------------------------------
-def test_a_strategys_code_is_its_module_and_the_strategy_modules_it_imports():
-    assert _strategy_modules(CD) == ["kdbench.strategies.cd", "kdbench.strategies.knowledge"]
-    assert _strategy_modules(RRDTopK) == [
-        "kdbench.strategies.rrd", "kdbench.strategies._sampling", "kdbench.strategies.knowledge",
-    ]
+def _reached(cls) -> set[tuple[str, str]]:
+    from kdbench.strategies._code import class_roots, reachable_definitions
+
+    return set(reachable_definitions(class_roots(cls, DistillationStrategy)))
+
+
+def test_a_strategys_code_is_the_definitions_its_loss_can_reach():
+    reached = _reached(CD)
+    assert {("kdbench.strategies.cd", "CD"), ("kdbench.strategies.cd", "cd_loss"),
+            ("kdbench.strategies.knowledge", "teacher_top_n")} <= reached
+    assert not any(module == "kdbench.strategies.base" for module, _ in reached)  # the interface
+    assert not any(module == "kdbench.strategies.rrd" for module, _ in reached)
+    assert {("kdbench.strategies.rrd", "RRD"), ("kdbench.strategies.rrd", "RRDTopK"),
+            ("kdbench.strategies._sampling", "sample_allowed")} <= _reached(RRDTopK)
 
 
 def test_a_base_class_that_is_no_strategy_is_not_part_of_a_strategys_code():
@@ -119,62 +125,14 @@ def test_a_base_class_that_is_no_strategy_is_not_part_of_a_strategys_code():
     class Mixed(json.JSONEncoder, DistillationStrategy):  # a mixin from a module of no strategy
         pass
 
-    modules = _strategy_modules(Mixed)
-    assert modules[0] == __name__ and "json.encoder" not in modules and "kdbench.strategies.base" not in modules
+    from kdbench.strategies._code import class_roots
+
+    roots = class_roots(Mixed, DistillationStrategy)
+    assert roots == [(__name__, "test_a_base_class_that_is_no_strategy_is_not_part_of_a_strategys_code.<locals>.Mixed")]
 
 
 def test_the_code_version_is_stable_and_tells_strategies_apart():
     assert CD.code_version() == CD.code_version() and len(CD.code_version()) == 12
     int(CD.code_version(), 16)
-    assert RRD.code_version() == RRDTopK.code_version()  # one module
+    assert RRD.code_version() != RRDTopK.code_version()  # RRDTopK reaches RRD and its own override
     assert CD.code_version() != RRD.code_version()
-
-
-@pytest.fixture
-def scratch_module(tmp_path, monkeypatch):
-    """write(source) -> the name of a module holding `source`, (re)imported from a file."""
-    name = "kdbench_test_code_hash_module"
-    path = tmp_path / f"{name}.py"
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-
-    def write(source: str) -> str:
-        path.write_text(source)
-        importlib.invalidate_caches()
-        if name in sys.modules:
-            importlib.reload(sys.modules[name])
-        else:
-            importlib.import_module(name)
-        return name
-
-    yield write
-    sys.modules.pop(name, None)
-
-
-CODE = '''"""Module docstring {0}."""
-
-
-class Loss:
-    """Class docstring {0}."""
-
-    def value(self):
-        """Method docstring {0}."""
-        return {1}
-
-
-def helper():
-    """Only a docstring {0}."""
-'''
-
-
-def test_the_code_hash_ignores_docstrings_but_not_code(scratch_module):
-    original = code_hash([scratch_module(CODE.format("one", 1))])
-    assert code_hash([scratch_module(CODE.format("two, longer", 1))]) == original
-    assert code_hash([scratch_module(CODE.format("one", 2))]) != original
-    # a function left with only its docstring hashes as a function whose body is `pass`
-    assert code_hash([scratch_module(CODE.format("one", 1).replace('"""Only a docstring one."""', "pass"))]) == original
-
-
-def test_the_code_hash_does_not_depend_on_the_modules_order():
-    modules = ["kdbench.strategies.rrd", "kdbench.strategies.knowledge"]
-    assert code_hash(modules) == code_hash(modules[::-1]) != code_hash(modules[:1])
