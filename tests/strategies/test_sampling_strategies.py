@@ -15,7 +15,10 @@ from _helpers_sampling import fixed_context
 from kdbench.strategies import STRATEGIES
 
 # strategy -> the test file holding its distribution tests through prepare() / on_epoch_start()
-DISTRIBUTION_TESTED = {"cd": "test_cd.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py"}
+DISTRIBUTION_TESTED = {"cd": "test_cd.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py",
+                       "bd": "test_bd.py", "dcd": "test_dcd.py", "rce-kd": "test_rce_kd.py", "unkd": "test_unkd.py"}
+# where a default does not fit the fixed catalogue's 31 users (DCD's item side draws K users per item)
+FITS_THE_CATALOGUE = {"dcd": {"K": 10}}
 # past every warm-up phase of the built-in strategies (RD's dynamic weights start after epoch 10)
 LATE_EPOCH = 50
 
@@ -30,7 +33,10 @@ def epoch_state(name: str, seed: int, global_seed: int = 0) -> dict[str, torch.T
         return None
     context = fixed_context(n_items=1001)  # room for the defaults (RRD: top_n + L = 540 unobserved)
     context.seed = seed  # the same catalogue and tables; only the run's seed (the generators) differs
-    strategy = cls(context)
+    if cls.updates_teacher:  # BD trains its own copy of the teacher, as the runner gives it
+        for parameter in context.teacher.model.parameters():
+            parameter.requires_grad_(True)
+    strategy = cls(context, **FITS_THE_CATALOGUE.get(name, {}))
     strategy.prepare()
     torch.manual_seed(global_seed)  # the global generator, which a strategy's sampling must not use
     strategy.on_epoch_start(LATE_EPOCH)
