@@ -214,6 +214,13 @@ def test_a_user_with_one_unobserved_item_always_gets_it():
     assert (ranks[:, 1:] == 0).all()  # never one of the training items that fill the rest of the top 5
 
 
+def test_users_with_two_unobserved_items_draw_both_and_nothing_else():
+    context = fixed_context(training_counts=(38,))
+    strategy = CD(context, N=5, n_distill=1, T=50.0)  # nearly flat: the better of two is rank 2 a quarter of the time
+    ranks = drawn_ranks(context, strategy, range(1, 21))[:, 1:]
+    assert set(np.unique(ranks).tolist()) == {0, 1}
+
+
 def test_loss_weights_each_distinct_user_by_its_rows_in_the_batch():
     context = fixed_context()
     strategy = CD(context, N=10, n_distill=3, t1=4.0)

@@ -259,6 +259,12 @@ def test_bad_hyperparameters_raise(bpr_context, hparams):
         RRD(bpr_context, **hparams)
 
 
+def test_top_n_below_k_is_refused_with_the_reason(bpr_context):
+    with pytest.raises(KdbenchError, match="top_n \\(40\\) must be >= K \\(50\\): the interesting items come "
+                                           "from the teacher's top_n$"):
+        RRD(bpr_context, K=50, top_n=40)
+
+
 def test_top_n_equal_to_k_is_allowed():
     strategy = RRDTopK(fixed_context(), K=8, L=4, top_n=8)
     strategy.prepare()
