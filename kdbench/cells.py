@@ -17,14 +17,9 @@ from typing import Any, TypedDict
 
 from kdbench.backbones import BackboneSpec
 from kdbench.data import DEFAULT_SPLIT_SEED, PROTOCOL
-from kdbench.results import run_label
+from kdbench.results import DEFAULTS, TEACHER, TUNED, run_label
 from kdbench.train import TrainSettings
 
-TEACHER = "teacher"
-SCRATCH = "scratch"
-DEFAULTS, TUNED = "defaults", "tuned"  # a cell's variant: published defaults, or tuned hyperparameters
-METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
-PER_USER_METRICS = METRICS
 RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
 # Intra-op threads per cell. The models are too small to gain from a second thread, and the thread
 # count changes results in the last digits: fixed, so a result does not depend on the executor.

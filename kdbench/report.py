@@ -34,12 +34,9 @@ import numpy as np
 import pandas as pd
 
 from kdbench import atomic, stats
-from kdbench.results import RunStore
+from kdbench.results import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED, RunStore
 from kdbench.stored import TUNING_SUMMARY_ADVICE, read_mapping
 
-METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")
-TEACHER, SCRATCH = "teacher", "scratch"
-DEFAULTS, TUNED = "defaults", "tuned"
 VARIANT_TITLES = {TUNED: "Tuned: every strategy, scratch included, with the same tuning budget",
                   DEFAULTS: "Published defaults"}
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # on the Holm-adjusted primary p-value

@@ -14,6 +14,12 @@ from typing import Any, Iterator
 from kdbench import atomic
 from kdbench.stored import DamagedFile, read_mapping
 
+# The names a run record uses, defined once for the runner, the tuner and the report.
+TEACHER = "teacher"  # the teacher's own row (its `strategy` and `family`)
+SCRATCH = "scratch"  # the baseline every strategy is compared with
+DEFAULTS, TUNED = "defaults", "tuned"  # a record's variant: published defaults, or tuned hyperparameters
+METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")  # the test metrics a record holds
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,@+-]")
 ADVICE = "restore it, or delete it (or pass --force) and run that cell again"
 
