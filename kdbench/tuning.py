@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -217,7 +216,6 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
         artifact = artifacts[runner.teacher_key(study.cell)]
         if isinstance(artifact, Exception):
             raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
-    started = time.perf_counter()
     while True:
         batch: list[tuple[Study, Any, TrialTask]] = []
         for study in studies:
@@ -245,10 +243,7 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
             write_best(study, opened[study.name], settings)
             if on_trial:
                 on_trial(study, outcome)
-    summaries = [write_best(study, opened[study.name], settings) for study in studies]
-    for summary in summaries:
-        summary["driver_wall_seconds_this_invocation"] = time.perf_counter() - started
-    return summaries
+    return [write_best(study, opened[study.name], settings) for study in studies]
 
 
 def _tell(optuna_study, trial, outcome: TrialOutcome) -> None:
