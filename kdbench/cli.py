@@ -40,12 +40,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_cache_flag(parser) -> None:
+    parser.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                        help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+
+
 def _add_location_flags(parser: argparse.ArgumentParser, force_help: str) -> None:
     where = parser.add_argument_group("where")
     where.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
     where.add_argument("--results-dir", default="results", help="where results go (default: results)")
-    where.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
-                       help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+    _add_cache_flag(where)
     where.add_argument("--force", action="store_true", help=force_help)
 
 
@@ -154,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--epochs", type=_positive_int, default=300)
     sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     sweep.add_argument("--results-dir", default="results")
-    sweep.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"))
+    _add_cache_flag(sweep)
 
     report = commands.add_parser("report", help="rebuild leaderboard, CSV, JSON and plot from stored runs",
                                  description="Rebuild results/leaderboard.md, .csv, .json and pareto.png from "
@@ -168,8 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "comes from the cache or is trained again) and report whether the metrics "
                                     "are identical, with the differences if not. Exit code 1 if they differ.")
     reproduce.add_argument("run_file", metavar="RUN.json", help="a stored run, e.g. results/runs/.../seed0.json")
-    reproduce.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
-                           help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+    _add_cache_flag(reproduce)
     reproduce.add_argument("--retrain-teacher", action="store_true",
                            help="train the teacher again (in a scratch cache) instead of loading it")
     _add_strict_cache_flag(reproduce)
