@@ -167,8 +167,13 @@ def _worker_loop(connection) -> None:
             reply = ("error", exc)
         try:
             connection.send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the driver is gone (killed or interrupted): nobody to answer, exit quietly
         except Exception as exc:  # noqa: BLE001 - an exception or result that does not pickle
-            connection.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            try:
+                connection.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            except OSError:
+                return
 
 
 class RayExecutor:

@@ -156,3 +156,28 @@ def test_a_serial_executor_hands_exceptions_over_instead_of_raising():
     results = dict(SerialExecutor().map_unordered(lambda x: 1 / x, [1, 0, 2]))
     assert results[0] == 1 and isinstance(results[1], ZeroDivisionError) and results[2] == 0.5
     assert issubclass(WorkerLost, RuntimeError)
+
+
+def _slow_square(x):
+    import time
+
+    time.sleep(0.5)
+    return x * x
+
+
+def test_a_worker_whose_driver_went_away_exits_quietly(capfd):
+    """A killed driver closes the worker's pipe: the worker must exit without a traceback, not hang."""
+    import multiprocessing
+
+    from kdbench.executors import _worker_loop
+
+    context = multiprocessing.get_context("spawn")
+    driver_end, worker_end = context.Pipe()
+    worker = context.Process(target=_worker_loop, args=(worker_end,), daemon=True)
+    worker.start()
+    worker_end.close()
+    driver_end.send((_slow_square, 3))
+    driver_end.close()  # the driver dies while the task runs
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    assert "Traceback" not in capfd.readouterr().err
