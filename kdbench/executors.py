@@ -202,7 +202,11 @@ class RayExecutor:
                 if address:
                     ray.init(address=address, **kwargs)
                 else:
-                    ray.init(address="local", num_cpus=workers or default_workers(), **kwargs)
+                    # Ray starts its workers at nice 15 (RayConfig worker_niceness): beside any other
+                    # process, such as this driver or a second job, they get a fraction of the CPU
+                    # the local executor's workers get. A private instance runs them at normal priority.
+                    ray.init(address="local", num_cpus=workers or default_workers(),
+                             _system_config={"worker_niceness": 0}, **kwargs)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise KdbenchError(f"could not connect to the Ray cluster at '{address or 'local'}': {exc}") from None
         self.workers = int(ray.cluster_resources().get("CPU", 1))

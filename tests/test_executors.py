@@ -181,3 +181,14 @@ def test_a_worker_whose_driver_went_away_exits_quietly(capfd):
     worker.join(timeout=60)
     assert worker.exitcode == 0
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_private_ray_instance_runs_its_tasks_at_normal_priority():
+    """Ray's default worker niceness (15) starves its tasks next to any other process; ours use 0.
+    (A lambda: Ray pickles it by value, as the workers cannot import this test module.)"""
+    pytest.importorskip("ray")
+    executor = RayExecutor(None, workers=1)
+    try:
+        assert [result for _, result in executor.map_unordered(lambda _: __import__("os").nice(0), [0, 1])] == [0, 0]
+    finally:
+        executor.close()
