@@ -1,5 +1,6 @@
-"""What the micro-benchmarks share: the shapes, the synthetic catalogue, the session's models and
-prepared strategies, one training step, the roofline, and timing in alternation.
+"""What the micro-benchmarks share: the shapes, the session's models and prepared strategies, one
+training step and timing in alternation. The synthetic catalogue, the roofline and interleaved
+timing are kdbench.inference_cost's, which `python -m kdbench cost` measures with too.
 
 Every model is randomly initialised (seed 0): the cost of scoring, sampling and a training step
 does not depend on what the weights have learnt. The KD pairing is the default one,
@@ -23,6 +24,7 @@ from torch import nn
 
 from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model
 from kdbench.data import TOPK, PreparedData, load_data
+from kdbench.inference_cost import Roofline, sample_users, time_interleaved, write_synthetic_catalogue  # noqa: F401
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
 from kdbench.train import TrainSettings, make_optimizer, train_step
 
@@ -44,7 +46,6 @@ DATASETS = (SYNTHETIC,) if SMOKE else (ML100K, SYNTHETIC)
 # and more users than they need outside an item's (DCD's item side: 100)
 SYNTHETIC_SHAPE = ({"n_users": 300, "n_items": 1_000, "per_user": 20} if SMOKE
                    else {"n_users": 10_000, "n_items": 100_000, "per_user": 25})
-MIN_PER_USER = 20  # enough for a per-user 80/10/10 split with at least two items held out
 
 TEACHER = BackboneSpec("BPR", 200)
 STUDENT = BackboneSpec("BPR", 20)
@@ -60,46 +61,6 @@ EPOCHS = (1, 20)
 
 # Figures gathered during the run, printed by conftest.py's terminal summary.
 SUMMARY: dict[str, list[dict[str, Any]]] = defaultdict(list)
-
-
-def write_synthetic_catalogue(root: Path, name: str, n_users: int, n_items: int, per_user: int,
-                              seed: int = 0) -> Path:
-    """`root/<name>/<name>.inter` in RecBole's atomic format; returns `root`.
-
-    Every item is dealt once, round-robin over a random permutation (n_items / n_users each),
-    then every user gets `per_user` more items drawn uniformly; repeated pairs are dropped.
-    """
-    rng = np.random.default_rng(seed)
-    dealt_users, dealt_items = np.arange(n_items) % n_users, rng.permutation(n_items)
-    extra_users, extra_items = np.repeat(np.arange(n_users), per_user), rng.integers(0, n_items, n_users * per_user)
-    pairs = np.unique(np.concatenate([dealt_users * n_items + dealt_items, extra_users * n_items + extra_items]))
-    pairs = pairs[rng.permutation(pairs.size)]  # key user * n_items + item, in no particular order
-    users, items = pairs // n_items, pairs % n_items
-    if np.bincount(users, minlength=n_users).min() < MIN_PER_USER or np.unique(items).size != n_items:
-        raise AssertionError("synthetic catalogue: a user has too few items or an item never appears")
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = "\n".join(f"u{user}\ti{item}" for user, item in zip(users.tolist(), items.tolist()))
-    (folder / f"{name}.inter").write_text("user_id:token\titem_id:token\n" + rows + "\n")
-    return root
-
-
-def sample_users(n_users: int, batch: int, seed: int = 0) -> torch.Tensor:
-    """`batch` user ids, padding user 0 excluded, as kdbench.evaluate.inference_cost draws them."""
-    return torch.randint(1, n_users, (batch,), generator=torch.Generator().manual_seed(seed))
-
-
-class Roofline:
-    """The bare operations full-catalogue scoring cannot beat: (B x d) @ (d x n_items), then top-K."""
-
-    def __init__(self, n_items: int, dim: int, batch: int, dtype: torch.dtype = torch.float32, seed: int = 0):
-        generator = torch.Generator().manual_seed(seed)
-        self.users = torch.randn(batch, dim, generator=generator).to(dtype)
-        self.items = torch.randn(n_items, dim, generator=generator).to(dtype)  # laid out as an embedding table
-
-    @torch.no_grad()
-    def __call__(self) -> torch.Tensor:
-        return torch.topk(self.users @ self.items.T, K, dim=1).indices
 
 
 class TrainingStep:
@@ -132,7 +93,8 @@ def time_calls(fn: Callable[[], Any], budget_s: float = 1.0, min_calls: int = 20
 
 def time_paired(first: Callable[[], Any], second: Callable[[], Any], budget_s: float = 0.5,
                 min_pairs: int = 3, max_pairs: int = 1000) -> tuple[list[float], list[float]]:
-    """Seconds of calls of `first` and of `second` timed in alternation (AB BA AB ...).
+    """Seconds of calls of `first` and of `second` timed in alternation (AB BA AB ...,
+    kdbench.inference_cost.time_interleaved) for about `budget_s` (at least `min_pairs` pairs).
 
     Both see the same load, so the ratio of their medians stays meaningful on a machine whose
     load changes during the run, where separately timed medians would not.
@@ -142,10 +104,9 @@ def time_paired(first: Callable[[], Any], second: Callable[[], Any], budget_s: f
         budget_s, min_pairs = 0.0, 1
     start = time.perf_counter()
     while len(times[0]) < max_pairs and (len(times[0]) < min_pairs or time.perf_counter() - start < budget_s):
-        for which in ((0, 1) if len(times[0]) % 2 == 0 else (1, 0)):
-            tic = time.perf_counter()
-            (first, second)[which]()
-            times[which].append(time.perf_counter() - tic)
+        a, b = time_interleaved([first, second], 1, first_round=len(times[0]))
+        times[0].extend(a)
+        times[1].extend(b)
     return times
 
 

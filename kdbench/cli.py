@@ -1,4 +1,4 @@
-"""Command line: `python -m kdbench run | tune | list | report | sweep | reproduce | verify`.
+"""Command line: `python -m kdbench run | tune | cost | list | report | sweep | reproduce | verify`.
 
 A mistake a user can make ends in one line on stderr naming the problem (and the valid choices),
 exit code 2, no traceback, nothing written to results/.
@@ -139,6 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_strict_cache_flag(tune)
     _add_executor_flags(tune)
 
+    cost = commands.add_parser("cost", help="measure inference cost per model shape (teacher and students)",
+                               description="Measure the inference cost of every model shape of a suite once: "
+                               "for each dataset and teacher, the teacher and all its students (and the roofline "
+                               "U @ I.T + top-K of each size) in one sitting, interleaved, with warm-up and repeats, "
+                               "on the dataset's catalogue and on synthetic deployment-size catalogues. Writes "
+                               "RESULTS_DIR/cost/DATASET/TEACHER.json; `report` puts it in the leaderboard.")
+    cost.add_argument("--all", action="store_true", help="the default suite's shapes (the default)")
+    cost.add_argument("--suite", metavar="FILE", help="the shapes of the suite in this YAML file")
+    cost.add_argument("--quick", action="store_true", help="the suite's reduced version (writes under RESULTS_DIR/quick)")
+    cost.add_argument("--catalogues", default=",".join(str(n) for n in (100_000, 1_000_000)), metavar="N,N",
+                      help="synthetic catalogue sizes in items (default: 100000,1000000; '' for none)")
+    cost.add_argument("--rounds", type=_positive_int, default=11,
+                      help="timed calls of every target, interleaved (default 11)")
+    cost.add_argument("--min-seconds", type=_positive_float, default=3.0,
+                      help="where calls are quick, more rounds, to time about this long per catalogue and batch "
+                           "size (default 3)")
+    cost.add_argument("--warmup", type=_positive_int, default=2, help="untimed calls of every target first (default 2)")
+    cost.add_argument("--threads", type=_positive_int, default=1,
+                      help="torch intra-op threads (default 1, as every cell trains and is evaluated with)")
+    cost.add_argument("--results-dir", default="results", help="where cost/ goes (default: results)")
+    _add_cache_flag(cost)
+
     listing = commands.add_parser("list", help="list datasets, backbones and strategies",
                                   description="List bundled datasets, known backbones and registered strategies.")
     listing.add_argument("--all-datasets", action="store_true", help="also list every downloadable RecBole dataset")
@@ -212,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "tune":
             return _tune(args)
+        if args.command == "cost":
+            return _cost(args)
         if args.command == "reproduce":
             return _reproduce(args)
         if args.command == "verify":
@@ -263,7 +287,8 @@ def _run(args) -> int:
         results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
         from kdbench.tuning import tuned_cells
 
-        cells += tuned_cells(cells, results_dir, warn=_progress_note)
+        # size sweeps are not tuned: only the suite's own pairings get tuned rows
+        cells += tuned_cells(expand(suite, _strategies(args), sweeps=False), results_dir, warn=_progress_note)
     else:
         suite = None
         settings, teacher_settings = _train_settings(args), _train_settings(args, "teacher_")
@@ -441,7 +466,7 @@ def _tune(args) -> int:
     check_folder(args.results_dir, "--results-dir")
     check_folder(args.cache_dir, "--cache-dir")
     suite = load_suite(args.suite, quick=args.quick)
-    cells = validate_cells(expand(suite, _strategies(args)), args.device)
+    cells = validate_cells(expand(suite, _strategies(args), sweeps=False), args.device)
     if args.pairing:
         known = sorted({cell.pairing for cell in cells})
         unknown = [p for p in args.pairing if p not in known]
@@ -478,6 +503,31 @@ def _tune(args) -> int:
         print(f"{summary['pairing']} {summary['strategy']}: best valid NDCG@10 "
               f"{summary['best_valid_ndcg@10'] if summary['best_valid_ndcg@10'] is None else round(summary['best_valid_ndcg@10'], 4)} "
               f"({summary['trials_counted']}/{summary['budget']} trials)")
+    return 0
+
+
+def _cost(args) -> int:
+    from kdbench import inference_cost
+    from kdbench.data import check_dataset
+    from kdbench.suites import expand, load_suite
+
+    check_folder(args.results_dir, "--results-dir")
+    check_folder(args.cache_dir, "--cache-dir")
+    catalogues = _int_list(args.catalogues, "--catalogues") if args.catalogues.strip() else []
+    if catalogues and min(catalogues) < inference_cost.SYNTHETIC_USERS:
+        raise KdbenchError(f"--catalogues must be at least {inference_cost.SYNTHETIC_USERS:,} items "
+                           f"(one per synthetic user), got '{args.catalogues}'")
+    suite = load_suite(args.suite, quick=args.quick)
+    sittings = inference_cost.sittings(c for c in expand(suite) if c.strategy == "teacher")
+    for sitting in sittings:
+        check_dataset(sitting.dataset, sitting.data_path)
+    results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
+    for sitting in sittings:
+        payload = inference_cost.measure(sitting, catalogues, args.rounds, args.warmup, args.threads,
+                                         args.cache_dir, args.min_seconds, log=_progress_note)
+        path = inference_cost.write(sitting, payload, results_dir)
+        print(f"wrote {path}")
+    print(f"`python -m kdbench report{' --quick' if args.quick else ''}` puts these figures in the leaderboard")
     return 0
 
 

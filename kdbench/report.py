@@ -1,8 +1,17 @@
-"""Reporting: stored run records -> leaderboard (Markdown, CSV, JSON) and the Pareto plot.
+"""Reporting: stored run records -> leaderboard (Markdown, CSV, JSON), the Pareto and compression plots.
 
-Everything here is a pure function of the run files (plus the command line and wall time stored
-beside the leaderboard by `run --all`), so `python -m kdbench report` rebuilds byte-identical files:
-no clock, no random draws, floats rounded to 6 significant digits, rows in a fixed order.
+Everything here is a pure function of the run files and the inference-cost files (`cost/`, written
+by `python -m kdbench cost`; plus the command line and wall time stored beside the leaderboard by
+`run --all`), so `python -m kdbench report` rebuilds byte-identical files: no clock, no random
+draws, no measuring, floats rounded to 6 significant digits, rows in a fixed order.
+
+Cost has two parts. Inference cost belongs to a model *shape* (model, size, catalogue), so it
+comes from the cost files, measured once per shape: a row shows its model's figure at the
+dataset's own catalogue, and a section per teacher gives every shape at every catalogue measured,
+with the teacher/student speed-up beside the roofline's. Training cost belongs to a *strategy*:
+from each run's record, mean and standard deviation over seeds of the seconds to the best model
+(knowledge preparation + seconds per epoch x best epoch), of the preparation alone, and of each
+seed's epoch time over scratch's mean.
 
 Significance, per strategy against scratch (same dataset and pairing), on NDCG@10; the statistics
 themselves are in `kdbench.stats`. Each seed's run is paired with scratch's run of the same seed,
@@ -27,6 +36,7 @@ The teacher and scratch rows get no p-value.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +61,11 @@ COLUMNS = (
     "ndcg@10_vs_scratch_pct", "rel_change_ci_low", "rel_change_ci_high", "teacher_ndcg@10_retained_pct",
     "p_value_mixed", "p_value_holm", "p_value_vs_scratch", "p_value_seeds", "n_paired_seeds", "n_users_tested",
     "diff_var_seed", "diff_var_user", "diff_var_residual",
-    "params", "compression_vs_teacher", "size_bytes", "throughput_users_per_s",
-    "latency_p50_ms", "latency_p99_ms", "train_s_per_epoch", "epoch_time_ratio_vs_scratch",
-    "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", "ndcg@10_tuned_vs_defaults_pct",
+    "params", "compression_vs_teacher", "size_bytes",
+    "throughput_users_per_s", "throughput_iqr_low", "throughput_iqr_high", "latency_p50_ms",
+    "train_s_per_epoch", "epoch_time_ratio_vs_scratch", "epoch_time_ratio_std",
+    "kd_prepare_s_mean", "kd_prepare_s_std", "time_to_best_s_mean", "time_to_best_s_std",
+    "best_epoch_mean", "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", "ndcg@10_tuned_vs_defaults_pct",
     "teacher_trained_further",
 )
 TRAINED_TEACHER_MARK = "⁂"  # after the strategy's name: its runs trained the teacher further (BD)
@@ -62,10 +74,8 @@ TRAINED_TEACHER_MARK = "⁂"  # after the strategy's name: its runs trained the 
 _RUN_FIELDS = {
     "params": ("cost", "params"),
     "size_bytes": ("cost", "size_bytes"),
-    "throughput_users_per_s": ("cost", "throughput_users_per_s"),
-    "latency_p50_ms": ("cost", "latency_p50_ms"),
-    "latency_p99_ms": ("cost", "latency_p99_ms"),
     "train_s_per_epoch": ("training", "seconds_per_epoch"),
+    "kd_prepare_seconds": ("training", "kd_prepare_seconds"),
     "epochs_run": ("training", "epochs_run"),
     "best_epoch": ("training", "best_epoch"),
     "hit_epoch_cap": ("training", "hit_epoch_cap"),
@@ -125,19 +135,22 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- aggregation -----------------------------------------------------------------------------------
-def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (dataset, teacher, student, variant, strategy label), with the columns in `COLUMNS`.
 
     A variant is one table: `defaults` (published hyperparameters) or `tuned` (each strategy's tuned
     ones, `kdbench tune`); each compares its strategies with its own scratch, and the teacher row
     appears in both. Means and sample standard deviations (ddof=1; NaN with one seed) are over the
-    ok seeds; costs are means over seeds. Tables are ordered by dataset, teacher, student, then tuned
-    before defaults; rows by NDCG@10 mean, best first; `rank` numbers the students (the teacher row
-    has none). `p_value_holm` adjusts the primary p-values over the strategies of one table.
-    `tuning` (from `load_tuning`) gives each tuned row its trial budget.
+    ok seeds; training costs are means over seeds. Tables are ordered by dataset, teacher, student
+    (model, then size), then tuned before defaults; rows by NDCG@10 mean, best first; `rank` numbers
+    the students (the teacher row has none). `p_value_holm` adjusts the primary p-values over the
+    strategies of one table. `tuning` (from `load_tuning`) gives each tuned row its trial budget,
+    `costs` (from `load_costs`) each row its model's inference cost at the dataset's catalogue.
     """
     rows = []
-    for (dataset, teacher, student), cell in df.groupby(["dataset", "teacher", "student"], sort=True):
+    groups = sorted(df.groupby(["dataset", "teacher", "student"], sort=True),
+                    key=lambda item: (item[0][0], _spec_key(item[0][1]), _spec_key(item[0][2])))
+    for (dataset, teacher, student), cell in groups:
         ok = cell[cell["status"] == "ok"]
         teacher_runs = ok[ok["method"] == TEACHER]
         teacher_ndcg = _first_valid(teacher_runs["ndcg@10"].mean(), ok["teacher_ndcg@10"].mean())
@@ -151,7 +164,7 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.DataFr
             scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
             group_rows = []
             for strategy, runs in runs_here.groupby("strategy", sort=True):
-                row = _strategy_row(runs, scratch, teacher_ndcg, teacher_params)
+                row = _strategy_row(runs, scratch, teacher_ndcg, teacher_params, costs)
                 row["variant"] = variant
                 method = runs["method"].iloc[0]
                 if variant == TUNED and method in defaults_means.index:
@@ -185,8 +198,166 @@ def load_tuning(runs_dir: str | Path) -> pd.DataFrame:
                          for r in rows], columns=["dataset", "pairing", "strategy", "trials_counted", "budget"])
 
 
+def _spec_key(text: Any) -> tuple:
+    """`BPR:20` sorts as ('BPR', 20), so sizes come in numeric order (2, 5, 10, 20)."""
+    model, _, dim = str(text).rpartition(":")
+    return (model, int(dim), "") if dim.isdigit() else (str(text), 0, str(text))
+
+
+COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
+                "params", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
+COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it anew"
+THROUGHPUT_BATCH, LATENCY_BATCH = 256, 1
+RATIO_TOLERANCE = 0.2  # a speed-up within 20% of the roofline's counts as matching it
+
+
+def load_costs(runs_dir: str | Path) -> pd.DataFrame:
+    """Every inference-cost measurement under `runs_dir/cost/` (`kdbench cost`), one row each.
+
+    `dataset` and `teacher` name the sitting (a teacher and its students, measured together);
+    a damaged file stops here (`DamagedFile`, naming it)."""
+    from kdbench.inference_cost import check_cost
+    from kdbench.stored import DamagedFile
+
+    root = Path(runs_dir) / "cost"
+    rows = []
+    for path in sorted(root.glob("*/*.json")) if root.is_dir() else []:
+        payload = read_mapping(path, COST_ADVICE)
+        problem = check_cost(payload)
+        if problem:
+            raise DamagedFile(path, problem, COST_ADVICE)
+        for measurement in payload["measurements"]:
+            rows.append({"dataset": payload["dataset"], "teacher": payload["teacher"]}
+                        | {k: measurement.get(k) for k in COST_COLUMNS[2:]})
+    return pd.DataFrame(rows, columns=list(COST_COLUMNS))
+
+
+def _cost_rows(costs: pd.DataFrame | None, dataset: str, teacher: str, catalogue: str | None = None,
+               batch: int | None = None) -> pd.DataFrame:
+    if costs is None or not len(costs):
+        return pd.DataFrame(columns=list(COST_COLUMNS))
+    keep = (costs["dataset"] == dataset) & (costs["teacher"] == teacher)
+    if catalogue is not None:
+        keep &= costs["catalogue"] == catalogue
+    if batch is not None:
+        keep &= costs["batch_users"] == batch
+    return costs[keep]
+
+
+def shape_cost(costs: pd.DataFrame | None, dataset: str, teacher: str, model: str) -> dict[str, float]:
+    """A model shape's inference cost at the dataset's own catalogue, from its teacher's sitting:
+    users/s of batches of 256 (median call, and the interquartile range of the calls turned into
+    users/s) and the median single-user latency in ms. NaN where it was not measured."""
+    here = _cost_rows(costs, dataset, teacher, catalogue=dataset)
+    here = here[(here["kind"] == "model") & (here["model"] == model)]
+    batch = here[here["batch_users"] == THROUGHPUT_BATCH]
+    single = here[here["batch_users"] == LATENCY_BATCH]
+    out = {"throughput_users_per_s": math.nan, "throughput_iqr_low": math.nan, "throughput_iqr_high": math.nan,
+           "latency_p50_ms": math.nan}
+    if len(batch):
+        first = batch.iloc[0]
+        out |= {"throughput_users_per_s": THROUGHPUT_BATCH / first["median_s"],
+                "throughput_iqr_low": THROUGHPUT_BATCH / first["q75_s"],
+                "throughput_iqr_high": THROUGHPUT_BATCH / first["q25_s"]}
+    if len(single):
+        out["latency_p50_ms"] = float(single.iloc[0]["median_s"]) * 1e3
+    return out
+
+
+def inference_table(costs: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured target (model or roofline), catalogue and batch: users/s of the median
+    call and of the quartiles (low = the slower quartile), in each sitting's order."""
+    if not len(costs):
+        return pd.DataFrame(columns=["dataset", "teacher", "catalogue", "n_items", "synthetic", "kind", "model",
+                                     "dim", "params", "batch_users", "users_per_s", "users_per_s_iqr_low",
+                                     "users_per_s_iqr_high", "median_ms", "min_ms", "max_ms", "n"])
+    out = costs[["dataset", "teacher", "catalogue", "n_items", "synthetic", "kind", "model", "dim", "params",
+                 "batch_users"]].copy()
+    batch = costs["batch_users"].astype(float)
+    out["users_per_s"] = batch / costs["median_s"].astype(float)
+    out["users_per_s_iqr_low"] = batch / costs["q75_s"].astype(float)
+    out["users_per_s_iqr_high"] = batch / costs["q25_s"].astype(float)
+    for column in ("median", "min", "max"):
+        out[f"{column}_ms"] = costs[f"{column}_s"].astype(float) * 1e3
+    out["n"] = costs["n"]
+    return out.reset_index(drop=True)
+
+
+def speedups(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per sitting, catalogue and student: how much faster the student serves a batch of 256 users
+    than its teacher (teacher's median call / student's), against the same ratio of the rooflines of
+    their sizes measured in the same sitting; `matches_roofline`: within `RATIO_TOLERANCE`.
+    `deployment`: the sitting's largest synthetic catalogue."""
+    rows = []
+    columns = ["dataset", "teacher", "student", "catalogue", "n_items", "deployment", "speedup", "roofline_speedup",
+               "speedup_vs_roofline", "matches_roofline"]
+    if not len(costs):
+        return pd.DataFrame(columns=columns)
+    batch = costs[costs["batch_users"] == THROUGHPUT_BATCH]
+    for (dataset, teacher), sitting in batch.groupby(["dataset", "teacher"], sort=False):
+        synthetic = sitting.loc[sitting["synthetic"].astype(bool), "n_items"]
+        largest = int(synthetic.max()) if len(synthetic) else None
+        for catalogue, here in sitting.groupby("catalogue", sort=False):
+            models = here[here["kind"] == "model"].set_index("model")
+            roofs = here[here["kind"] == "roofline"].set_index("dim")
+            if teacher not in models.index:
+                continue
+            t_dim = int(models.loc[teacher, "dim"])
+            for student, measured in models.iterrows():
+                if student == teacher:
+                    continue
+                s_dim = int(measured["dim"])
+                speedup = float(models.loc[teacher, "median_s"]) / float(measured["median_s"])
+                roof = (float(roofs.loc[t_dim, "median_s"]) / float(roofs.loc[s_dim, "median_s"])
+                        if t_dim in roofs.index and s_dim in roofs.index else math.nan)
+                agreement = _ratio(speedup, roof)
+                n_items = int(measured["n_items"])
+                rows.append({"dataset": dataset, "teacher": teacher, "student": student, "catalogue": catalogue,
+                             "n_items": n_items, "deployment": bool(measured["synthetic"]) and n_items == largest,
+                             "speedup": speedup, "roofline_speedup": roof, "speedup_vs_roofline": agreement,
+                             "matches_roofline": bool(np.isfinite(agreement) and abs(agreement - 1) <= RATIO_TOLERANCE)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compression_curves(table: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """The size sweeps: per dataset, teacher, variant and student model, every strategy run at two or
+    more student sizes, one row per size: NDCG@10 mean with its `confidence` t-interval over seeds
+    (mean ± t * sd / sqrt(n)), parameters, compression (teacher params / student params) and the share
+    of the teacher's NDCG@10 kept, with the same interval divided by the teacher's NDCG@10."""
+    from scipy.stats import t as student_t
+
+    columns = ["dataset", "teacher", "variant", "strategy", "family", "student", "params", "compression_vs_teacher",
+               "n_seeds", "ndcg@10_mean", "ndcg@10_ci_low", "ndcg@10_ci_high", "teacher_ndcg@10",
+               "teacher_params", "retained_pct", "retained_ci_low", "retained_ci_high"]
+    rows = []
+    students = table[table["family"] != TEACHER].copy()
+    students["_student_model"] = [_spec_key(s)[0] for s in students["student"]]
+    for (dataset, teacher, variant, _), group in students.groupby(
+            ["dataset", "teacher", "variant", "_student_model"], sort=False):
+        teachers = table[(table["dataset"] == dataset) & (table["teacher"] == teacher) & (table["family"] == TEACHER)]
+        teacher_ndcg = float(teachers["ndcg@10_mean"].astype(float).mean()) if len(teachers) else math.nan
+        teacher_params = float(teachers["params"].astype(float).mean()) if len(teachers) else math.nan
+        for strategy, runs in group.groupby("strategy", sort=True):
+            runs = runs[runs["n_seeds"] > 0]
+            if runs["student"].nunique() < 2:
+                continue
+            for _, row in sorted(runs.iterrows(), key=lambda item: _spec_key(item[1]["student"])):
+                n, mean, sd = int(row["n_seeds"]), float(row["ndcg@10_mean"]), float(row["ndcg@10_std"])
+                half = (student_t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+                        if n >= 2 and np.isfinite(sd) else math.nan)
+                rows.append({"dataset": dataset, "teacher": teacher, "variant": variant, "strategy": strategy,
+                             "family": row["family"], "student": row["student"], "params": row["params"],
+                             "compression_vs_teacher": row["compression_vs_teacher"], "n_seeds": n,
+                             "ndcg@10_mean": mean, "ndcg@10_ci_low": mean - half, "ndcg@10_ci_high": mean + half,
+                             "teacher_ndcg@10": teacher_ndcg, "teacher_params": teacher_params,
+                             "retained_pct": _ratio(mean, teacher_ndcg) * 100,
+                             "retained_ci_low": _ratio(mean - half, teacher_ndcg) * 100,
+                             "retained_ci_high": _ratio(mean + half, teacher_ndcg) * 100})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float,
-                  teacher_params: float) -> dict[str, Any]:
+                  teacher_params: float, costs: pd.DataFrame | None = None) -> dict[str, Any]:
     ok = runs[runs["status"] == "ok"]
     first = runs.iloc[0]
     family = _first_text(ok["family"], runs["family"])
@@ -206,11 +377,18 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
         row.update(_NO_TEST)
     else:
         row.update(paired_tests(ok, scratch))
-    for column in ("params", "size_bytes", "throughput_users_per_s", "latency_p50_ms",
-                   "latency_p99_ms", "train_s_per_epoch"):
+    for column in ("params", "size_bytes", "train_s_per_epoch"):
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = _ratio(teacher_params, row["params"])
-    row["epoch_time_ratio_vs_scratch"] = _ratio(row["train_s_per_epoch"], scratch["train_s_per_epoch"].mean())
+    row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
+    # Training cost, per seed, then mean and spread over seeds.
+    ratios = ok["train_s_per_epoch"].astype(float) / scratch["train_s_per_epoch"].astype(float).mean()
+    prepare = ok["kd_prepare_seconds"].astype(float).fillna(0.0)
+    to_best = prepare + ok["train_s_per_epoch"].astype(float) * ok["best_epoch"].astype(float)
+    for column, values in (("epoch_time_ratio", ratios), ("kd_prepare_s", prepare), ("time_to_best_s", to_best)):
+        row[f"{column}_std"] = values.std(ddof=1)
+        row[column + ("_vs_scratch" if column == "epoch_time_ratio" else "_mean")] = values.mean()
+    row["best_epoch_mean"] = ok["best_epoch"].mean()
     row["epochs_run_mean"] = ok["epochs_run"].mean()
     row["hit_epoch_cap_share"] = ok["hit_epoch_cap"].astype(float).mean()
     row["compute_seconds"] = runs["wall_seconds"].astype(float).sum(min_count=1)
@@ -306,9 +484,10 @@ def _first_text(*series: pd.Series) -> Any:
 # -- writing ---------------------------------------------------------------------------------------
 def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
                   command: str | None = None, wall_seconds: float | None = None, plot: bool = True) -> list[Path]:
-    """Write leaderboard.md/.csv/.json and pareto.png (the `-quick` set with `quick=True`).
+    """Write leaderboard.md/.csv/.json, pareto.png and compression.png (the `-quick` set with `quick=True`).
 
-    `plot=False` leaves the PNG out (for `verify`, which compares the text files only).
+    Inference costs come from `runs_dir/cost/` (`kdbench cost`); without them those columns are empty.
+    `plot=False` leaves the PNGs out (for `verify`, which compares the text files only).
     `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
     stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
     read back from it, so a rebuild from the same runs gives the same files.
@@ -322,30 +501,37 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     meta_path = out_dir / f"leaderboard{suffix}.meta.json"
     meta = _invocation(meta_path, command, wall_seconds)
     runs = load_runs(runs_dir)
-    table = aggregate(runs, load_tuning(runs_dir))
+    costs = load_costs(runs_dir)
+    table = aggregate(runs, load_tuning(runs_dir), costs)
     header = _header(runs, meta, quick)
 
     paths = {kind: out_dir / f"leaderboard{suffix}.{kind}" for kind in ("md", "csv", "json")}
     paths["png"] = out_dir / f"pareto{suffix}.png"
+    paths["compression"] = out_dir / f"compression{suffix}.png"
     rounded = _rounded(table)
     effects = detectable_effects(table)
+    shapes, ratios, curves = inference_table(costs), speedups(costs), compression_curves(table)
     texts = {
         "csv": rounded.to_csv(index=False, lineterminator="\n"),
         "json": atomic.dumps({"header": header, "columns": list(COLUMNS), "rows": _json_rows(rounded),
-                              "detectable_effects": _json_rows(effects)}),
-        "md": render_markdown(rounded, runs, header, quick, effects),
+                              "detectable_effects": _json_rows(effects), "inference_cost": _json_rows(shapes),
+                              "speedups": _json_rows(ratios), "compression": _json_rows(curves)}),
+        "md": render_markdown(rounded, runs, header, quick, effects, shapes, ratios, curves),
     }
-    written = [paths[kind] for kind in ("csv", "json", "md", "png") if plot or kind != "png"]
+    kinds = ["csv", "json", "md"] + (["png", "compression"] if plot else [])
     if command is not None or wall_seconds is not None:
         texts["meta"] = atomic.dumps(meta)
-        written.append(meta_path)
-    with atomic.atomic_paths(written) as temps:
-        for kind, tmp in zip([k for k in ("csv", "json", "md", "png") if plot or k != "png"] + ["meta"], temps):
+        kinds.append("meta")
+    paths["meta"] = meta_path
+    with atomic.atomic_paths([paths[kind] for kind in kinds]) as temps:
+        for kind, tmp in zip(kinds, temps):
             if kind == "png":
                 plot_pareto(table, tmp, quick=quick)
+            elif kind == "compression":
+                plot_compression(curves, tmp, quick=quick)
             else:
                 tmp.write_text(texts[kind])
-    return [paths["md"], paths["csv"], paths["json"]] + ([paths["png"]] if plot else []) + (
+    return [paths[kind] for kind in ("md", "csv", "json") + (("png", "compression") if plot else ())] + (
         [meta_path] if meta_path.is_file() else [])
 
 
@@ -409,9 +595,11 @@ def _json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 # -- Markdown --------------------------------------------------------------------------------------
 def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, Any], quick: bool = False,
-                    effects: pd.DataFrame | None = None) -> str:
+                    effects: pd.DataFrame | None = None, shapes: pd.DataFrame | None = None,
+                    ratios: pd.DataFrame | None = None, curves: pd.DataFrame | None = None) -> str:
     """The leaderboard page: header facts, one ranked table per (dataset, pairing) with its minimum
-    detectable effect (`effects`, from `detectable_effects`), failures, legend."""
+    detectable effect (`effects`, from `detectable_effects`), the compression sweeps (`curves`), the
+    inference cost per model shape (`shapes`, `ratios`), failures, legend."""
     from tabulate import tabulate
 
     env = header["environment"]
@@ -454,6 +642,9 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
                     lines += [_detectable_line(found.iloc[0].to_dict()), ""]
             lines += ["Cost:", "", tabulate(cost, headers=_MD_HEADERS[:2] + _MD_HEADERS[_N_QUALITY:],
                                              tablefmt="github", disable_numparse=True), ""]
+    if curves is not None and len(curves):
+        lines += _compression_markdown(curves)
+    lines += _inference_markdown(shapes, ratios)
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]
@@ -468,8 +659,81 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
 
 _MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
                "Recall@10", "Recall@20", "p", "p Holm", "p users", "p seeds", "seeds", "params", "× smaller",
-               "MB", "users/s", "p50 ms", "s/epoch", "epoch × scratch", "cap hit", "failed"]
+               "MB", "users/s [IQR]", "ms/user", "s/epoch", "epoch × scratch", "prepare s", "s to best",
+               "best epoch", "cap hit", "failed"]
 _N_QUALITY = 14  # the first columns form the quality table; # and strategy repeat in the cost table
+
+
+def _compression_markdown(curves: pd.DataFrame) -> list[str]:
+    """Per dataset, teacher and variant: a strategy per row, a student size per column."""
+    from tabulate import tabulate
+
+    lines = ["## Compression: the same methods at several student sizes", "",
+             "NDCG@10, mean over seeds, and in brackets the share of the teacher's NDCG@10 it keeps "
+             "(`compression.png` draws both with their 95% intervals).", ""]
+    for (dataset, teacher, variant), group in curves.groupby(["dataset", "teacher", "variant"], sort=False):
+        sizes = sorted(set(group["student"]), key=_spec_key)
+        first = group.drop_duplicates("student").set_index("student")
+        lines += [f"### {dataset}: teacher {teacher} (NDCG@10 {group['teacher_ndcg@10'].iloc[0]:.4f}), "
+                  f"{VARIANT_TITLES.get(variant, variant).split(':')[0].lower()}", ""]
+        headers = ["strategy"] + [f"{size} ({first.loc[size, 'compression_vs_teacher']:.1f}× smaller)"
+                                  for size in sizes]
+        rows = []
+        order = sorted(set(group["strategy"]), key=lambda name: (name.split("@")[0] != SCRATCH, name))
+        for strategy in order:
+            found = group[group["strategy"] == strategy].set_index("student")
+            rows.append([f"**{strategy}**" if strategy.split("@")[0] == SCRATCH else strategy] + [
+                f"{found.loc[size, 'ndcg@10_mean']:.4f} ({found.loc[size, 'retained_pct']:.1f}%), "
+                f"{int(found.loc[size, 'n_seeds'])} seeds" if size in found.index else "—" for size in sizes])
+        lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    return lines
+
+
+def _inference_markdown(shapes: pd.DataFrame | None, ratios: pd.DataFrame | None) -> list[str]:
+    """Per sitting: users/s of every shape at every catalogue, then each student's speed-up."""
+    from tabulate import tabulate
+
+    lines = ["## Inference cost per model shape", ""]
+    if shapes is None or not len(shapes):
+        return lines + ["Not measured: `python -m kdbench cost` measures every shape of the suite once "
+                        "(then `python -m kdbench report`).", ""]
+    models = shapes[shapes["kind"] == "model"]
+    for (dataset, teacher), sitting in models.groupby(["dataset", "teacher"], sort=False):
+        catalogues = list(dict.fromkeys(sitting["catalogue"]))
+        items = sitting.drop_duplicates("catalogue").set_index("catalogue")["n_items"]
+        lines += [f"### {dataset}: teacher {teacher} and its students, measured together", ""]
+        headers = ["model", "params"] + [
+            f"{'synthetic' if catalogue != dataset else catalogue}, {int(items[catalogue]):,} items: users/s [IQR]"
+            for catalogue in catalogues] + [f"ms/user, {int(items[c]):,} items" for c in catalogues]
+        rows = []
+        for model in dict.fromkeys(sitting["model"]):
+            mine = sitting[sitting["model"] == model]
+            row = [f"**{model}** (teacher)" if model == teacher else model,
+                   _fmt(mine["params"].astype(float).iloc[0], "{:,.0f}")]
+            for batch, pattern in ((THROUGHPUT_BATCH, None), (LATENCY_BATCH, "{:.3f}")):
+                for catalogue in catalogues:
+                    found = mine[(mine["catalogue"] == catalogue) & (mine["batch_users"] == batch)]
+                    if not len(found):
+                        row.append("—")
+                    elif pattern is None:
+                        f = found.iloc[0]
+                        row.append(_throughput(f["users_per_s"], f["users_per_s_iqr_low"], f["users_per_s_iqr_high"]))
+                    else:
+                        row.append(_fmt(found.iloc[0]["median_ms"], pattern))
+            rows.append(row)
+        lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        here = ratios[(ratios["dataset"] == dataset) & (ratios["teacher"] == teacher)] if ratios is not None else None
+        if here is not None and len(here):
+            rows = [[r.student, f"{int(r.n_items):,}" + (" (deployment size)" if r.deployment else ""),
+                     _fmt(r.speedup, "{:.2f}×"), _fmt(r.roofline_speedup, "{:.2f}×"),
+                     _fmt(r.speedup_vs_roofline, "{:.2f}"), "yes" if r.matches_roofline else "no"]
+                    for r in here.itertuples(index=False)]
+            lines += ["Student's speed-up over the teacher (teacher's median call / student's, 256 users) and the "
+                      "roofline's for the same sizes (U @ I.T + top-20, measured in the same sitting):", "",
+                      tabulate(rows, headers=["student", "items", "speed-up", "roofline speed-up", "ratio",
+                                              f"within {RATIO_TOLERANCE:.0%}"],
+                               tablefmt="github", disable_numparse=True), ""]
+    return lines
 
 
 def _budget_line(group: pd.DataFrame) -> str:
@@ -533,16 +797,32 @@ _LEGEND = """### How to read these tables
 - seeds: successful seeds aggregated. failed: runs that failed (listed under "Failed runs").
 - params: parameters used at inference (training-only modules excluded). × smaller: teacher params /
   params. MB: model size on disk.
-- users/s: inference throughput (full-catalogue scoring and top-20 for batches of 256 users, users per
-  second, median of repeats after warm-up); p50 ms: median latency of scoring and ranking the whole
-  catalogue for a single user; both averaged over seeds, measured on the machine above.
-- s/epoch: training seconds per epoch (optimisation only); epoch × scratch: that over scratch's, the
-  training overhead of distilling. cap hit: share of seeds that stopped at the epoch limit rather than by
-  early stopping (their quality may be understated).
-- pareto.png: NDCG@10 against parameters (top) and throughput (bottom); up-left (top) or up-right
-  (bottom) is better; the dashed line joins the points no other point beats on both axes; the dotted
-  line is scratch, and a strategy's bar is the 95% interval of its difference from scratch. Students of
-  one pairing share a parameter count, so their points are spread slightly sideways to stay readable.
+- users/s [IQR]: inference throughput of the row's model *shape* (full-catalogue scoring and top-20 for
+  batches of 256 users) on the dataset's catalogue: users per second of the median call, in brackets of
+  the slower and the faster quartile call. ms/user: median latency of scoring and ranking the whole
+  catalogue for one user. Both come from `python -m kdbench cost` (warm-up, then repeated calls, the
+  teacher and its students interleaved in one process, randomly initialised weights), not from the
+  runs: every student of a pairing has the same shape, hence the same figure. "Inference cost per model
+  shape" below gives every shape at the dataset's and at synthetic deployment-size catalogues.
+- s/epoch: training seconds per epoch (optimisation only), mean over seeds; epoch × scratch: each seed's
+  epoch time over scratch's mean epoch time, mean ± standard deviation over seeds (the overhead of
+  distilling); prepare s: the strategy's one-off knowledge preparation (the teacher's rankings, ...);
+  s to best: training seconds to the best model, prepare s + s/epoch × best epoch (validation passes
+  excluded), mean ± sd over seeds; best epoch: mean epoch of the restored model. cap hit: share of seeds
+  that stopped at the epoch limit rather than by early stopping (their quality may be understated).
+- pareto.png: NDCG@10 against parameters (top) and against training seconds to the best model (bottom,
+  the price of each method; horizontal bar ± sd over seeds); up-left is better in both; the dashed
+  line joins the points no other point beats on both axes; the dotted line is scratch, and a strategy's
+  vertical bar is the 95% interval of its difference from scratch. Students of one pairing share a
+  parameter count, so their points are spread slightly sideways to stay readable. One column per
+  dataset and teacher: the pairing with the most strategies (a size sweep's other sizes are in
+  compression.png).
+- Compression (when strategies were run at several student sizes): compression.png draws NDCG@10 (mean,
+  95% t-interval over seeds) against the student's parameters per strategy, the teacher as a dashed
+  line (top), and the share of the teacher's NDCG@10 kept against the compression ratio (bottom).
+- Speed-up: the teacher's median call time over the student's at one catalogue (how many times more
+  users/s the student serves), beside the same ratio for the bare roofline (U @ I.T + top-20) of their
+  two sizes, measured in the same sitting; "within 20%": the two agree to 20%.
 - Wall time: the whole `run` invocation that wrote these runs; compute time: the sum of the runs' own
   wall times (a teacher loaded from the cache counts only its loading).
 - The CSV and JSON beside this file hold every column at 6 significant digits.
@@ -578,10 +858,13 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         _fmt(get["params"], "{:,.0f}"),
         _fmt(get["compression_vs_teacher"], "{:.1f}"),
         _fmt(get["size_bytes"] / 1e6 if _finite(get["size_bytes"]) else math.nan, "{:.2f}"),
-        _fmt(get["throughput_users_per_s"], "{:,.0f}"),
-        _fmt(get["latency_p50_ms"], "{:.2f}"),
+        _throughput(get["throughput_users_per_s"], get["throughput_iqr_low"], get["throughput_iqr_high"]),
+        _fmt(get["latency_p50_ms"], "{:.3f}"),
         _fmt(get["train_s_per_epoch"], "{:.3f}"),
-        _fmt(get["epoch_time_ratio_vs_scratch"], "{:.2f}"),
+        _mean_std(get["epoch_time_ratio_vs_scratch"], get["epoch_time_ratio_std"], "{:.2f}"),
+        _mean_std(get["kd_prepare_s_mean"], get["kd_prepare_s_std"], "{:.1f}"),
+        _mean_std(get["time_to_best_s_mean"], get["time_to_best_s_std"], "{:.0f}"),
+        _fmt(get["best_epoch_mean"], "{:.0f}"),
         _pct(get["hit_epoch_cap_share"] * 100 if _finite(get["hit_epoch_cap_share"]) else math.nan, digits=0),
         str(get["n_failed"]),
         "" if get.get("tuning_trials") is None or get.get("tuning_trials") is pd.NA else str(get["tuning_trials"]),
@@ -597,10 +880,17 @@ def _fmt(value: Any, pattern: str) -> str:
     return pattern.format(value) if _finite(value) else "—"
 
 
-def _mean_std(mean: float, std: float) -> str:
+def _mean_std(mean: float, std: float, pattern: str = "{:.4f}") -> str:
     if not _finite(mean):
         return "—"
-    return f"{mean:.4f} ± {std:.4f}" if _finite(std) else f"{mean:.4f}"
+    return f"{pattern.format(mean)} ± {pattern.format(std)}" if _finite(std) else pattern.format(mean)
+
+
+def _throughput(median: float, low: float, high: float) -> str:
+    """Users/s of the median call, and in brackets of the slower and faster quartile calls."""
+    if not _finite(median):
+        return "—"
+    return f"{median:,.0f} [{low:,.0f}–{high:,.0f}]" if _finite(low) and _finite(high) else f"{median:,.0f}"
 
 
 def _pct(value: float, signed: bool = False, digits: int = 1) -> str:
@@ -629,18 +919,60 @@ def _duration(seconds: float | None) -> str:
 
 
 # -- plot ------------------------------------------------------------------------------------------
-def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> Path:
-    """NDCG@10 (mean over seeds) against params (top row) and throughput (bottom row), log x; one column
-    per (dataset, pairing), one labelled point per strategy, teacher and scratch included. A
-    strategy's error bar is the 95% interval of its change vs scratch (a dotted line).
+# Fixed style for every figure: the same records give the same PNG bytes whatever the user's matplotlibrc.
+PLOT_STYLE = {"font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
+              "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 8, "lines.linewidth": 1.0,
+              "savefig.dpi": 110, "figure.dpi": 110, "path.simplify": False}
+PNG_METADATA = {"Software": None}  # no version string, and Agg writes no date
 
-    Drawn on a bare Agg `Figure` (no pyplot state); fixed size, dpi and no software/date metadata,
-    so the same table gives the same bytes.
+
+@contextmanager
+def _style():
+    from matplotlib import rc_context, rcParamsDefault
+
+    defaults = {k: v for k, v in rcParamsDefault.items() if k not in ("backend", "backend_fallback", "interactive")}
+    with rc_context(defaults | PLOT_STYLE):
+        yield
+
+
+def _save(fig, path: str | Path) -> Path:
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA)
+    return Path(path)
+
+
+def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> Path:
+    """NDCG@10 (mean over seeds) against params (top row) and against training seconds to the best model
+    (bottom row, ± sd over seeds), log x; one column per dataset and teacher (its main pairing,
+    `main_pairings`), one labelled point per strategy, teacher and scratch included. A strategy's
+    vertical bar is the 95% interval of its change vs scratch (a dotted line).
+
+    Drawn on a bare Agg `Figure` (no pyplot state) in a fixed style (`PLOT_STYLE`); fixed size, dpi
+    and no software/date metadata, so the same table gives the same bytes.
     """
+    with _style():
+        return _plot_pareto(table, path, quick)
+
+
+def main_pairings(table: pd.DataFrame) -> pd.DataFrame:
+    """Each dataset and teacher's headline rows of the pairing(s) with the most strategies: the pairing
+    a suite compares every method on, not the other sizes of its size sweep."""
+    table = headline(table)
+    if not len(table):
+        return table
+    counts = table[table["family"] != TEACHER].groupby(["dataset", "teacher", "pairing"], sort=False).size()
+    if not len(counts):
+        return table
+    best = counts.groupby(level=["dataset", "teacher"]).transform("max")
+    keep = set(counts[counts == best].index.get_level_values("pairing"))
+    return table[table["pairing"].isin(keep)]
+
+
+def _plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    table = headline(table)
+    table = main_pairings(table)
     panels = list(table.groupby(["dataset", "pairing"], sort=False)) if len(table) else []
     n = max(len(panels), 1)
     families = sorted({str(f) for f in table["family"].dropna()}, key=lambda f: (f not in FAMILY_COLOURS, f))
@@ -649,10 +981,11 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> P
     fig = Figure(figsize=(6.4 * n, 9.0), layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
     for col, ((dataset, pairing), group) in enumerate(panels):
-        for row, (x_col, x_label) in enumerate((("params", "inference parameters (log scale)"),
-                                                ("throughput_users_per_s", "throughput, users/s (log scale)"))):
+        for row, (x_col, x_label) in enumerate((
+                ("params", "inference parameters (log scale)"),
+                ("time_to_best_s_mean", "training seconds to the best model, incl. knowledge preparation (log scale)"))):
             ax = axes[row][col]
-            _pareto_panel(ax, group, x_col, colours, better_high=(row == 1))
+            _pareto_panel(ax, group, x_col, colours, xerr_col=None if row == 0 else "time_to_best_s_std")
             ax.set_xlabel(x_label, fontsize=8)
             ax.set_ylabel("NDCG@10, mean over seeds (bars: 95% CI of the change vs scratch)", fontsize=8)
             ax.set_title(f"{dataset}: {pairing.replace('->', ' → ')}", fontsize=9)
@@ -664,11 +997,9 @@ def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> P
     handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8, label="Pareto front"))
     handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=0.6, label="scratch"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
-    fig.suptitle("kdbench: quality vs inference cost" + (" (QUICK, reduced run: do not cite)" if quick else ""),
-                 fontsize=10)
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
-    return Path(path)
+    fig.suptitle("kdbench: quality vs model size and vs training cost"
+                 + (" (QUICK, reduced run: do not cite)" if quick else ""), fontsize=10)
+    return _save(fig, path)
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:
@@ -684,7 +1015,7 @@ def _marker(family: str, strategy: str) -> str:
     return "*" if family == TEACHER else "s" if strategy == SCRATCH or family == "baseline" else "o"
 
 
-def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, better_high: bool) -> None:
+def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, xerr_col: str | None = None) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     points = group[np.isfinite(group["ndcg@10_mean"].astype(float)) & np.isfinite(group[x_col].astype(float))
@@ -694,6 +1025,9 @@ def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, better_hig
         return
     x = points[x_col].to_numpy(float)
     y = points["ndcg@10_mean"].to_numpy(float)
+    # ± the x column's spread, clipped so the bar stays on the log axis
+    xerr = (np.nan_to_num(points[xerr_col].to_numpy(float)) if xerr_col else np.zeros_like(x))
+    xerr_low = np.minimum(xerr, x * 0.9)
     scratch = group.loc[group["method"] == SCRATCH, "ndcg@10_mean"].astype(float)
     base = float(scratch.iloc[0]) if len(scratch) else math.nan
     # Half the 95% interval of the change vs scratch, in NDCG@10 units, around the strategy's mean.
@@ -710,17 +1044,18 @@ def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, better_hig
             offsets = np.linspace(-0.025, 0.025, len(order))
             shown_x[order] = value * 10 ** offsets
     for i, (family, strategy) in enumerate(zip(points["family"], points["strategy"])):
-        ax.errorbar(shown_x[i], y[i], yerr=err[i], fmt=_marker(family, strategy),
+        ax.errorbar(shown_x[i], y[i], yerr=err[i], xerr=[[xerr_low[i]], [xerr[i]]] if xerr[i] else None,
+                    fmt=_marker(family, strategy),
                     color=colours.get(str(family), "grey"), markersize=9 if family == TEACHER else 6,
                     capsize=2, elinewidth=0.8, markeredgecolor="black", markeredgewidth=0.4)
-    frontier = _frontier(x, y, better_high)
+    frontier = _frontier(x, y)
     if len(frontier) > 1:
         ax.plot(x[frontier], y[frontier], color="grey", linewidth=0.8, linestyle="--", zorder=0)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(_compact))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    lo, hi = float(np.min(x)), float(np.max(x))
+    lo, hi = float(np.min(x - xerr_low)), float(np.max(x + xerr))
     ax.set_xlim(lo / 1.8, hi * 3.5)
     span = max(float(np.max(y + err) - np.min(y - err)), 1e-6)
     ax.set_ylim(float(np.min(y - err)) - 0.08 * span, float(np.max(y + err)) + 0.08 * span)
@@ -735,13 +1070,11 @@ def _compact(value: float, _position=None) -> str:
     return f"{value:g}"
 
 
-def _frontier(x: np.ndarray, y: np.ndarray, better_high: bool) -> list[int]:
-    """Indices of the non-dominated points: lower x (or higher, for throughput) and higher y."""
+def _frontier(x: np.ndarray, y: np.ndarray) -> list[int]:
+    """Indices of the non-dominated points: lower x (cost) and higher y (quality)."""
     keep = []
     for i in range(len(x)):
-        dominated = any(
-            (x[j] >= x[i] if better_high else x[j] <= x[i]) and y[j] >= y[i] and (x[j] != x[i] or y[j] != y[i])
-            for j in range(len(x)))
+        dominated = any(x[j] <= x[i] and y[j] >= y[i] and (x[j] != x[i] or y[j] != y[i]) for j in range(len(x)))
         if not dominated:
             keep.append(i)
     return sorted(keep, key=lambda i: (x[i], y[i]))
@@ -769,3 +1102,76 @@ def _label_points(ax, x: np.ndarray, y: np.ndarray, names: list[str], families: 
         ax.text(label_x, placed[i], text, fontsize=7, va="center",
                 fontweight="bold" if families[i] == TEACHER or names[i] == SCRATCH else "normal")
     ax.add_collection(LineCollection(leaders, colors="grey", linewidths=0.4, zorder=0))
+
+
+def plot_compression(curves: pd.DataFrame, path: str | Path, quick: bool = False) -> Path:
+    """The compression curves (`compression_curves`): one column per dataset, teacher and variant.
+    Top: NDCG@10 (mean, bar: 95% t-interval over seeds) against the student's parameters (log x), a
+    line per strategy run at several sizes, the teacher's NDCG@10 as a dashed line. Bottom: the share
+    of the teacher's NDCG@10 kept against the compression ratio (teacher params / student params,
+    log x), 100% dashed. Scratch is grey squares; other strategies take colours in name order.
+    Same style and metadata rules as `plot_pareto`, so the same curves give the same bytes."""
+    with _style():
+        return _plot_compression(curves, path, quick)
+
+
+def _plot_compression(curves: pd.DataFrame, path: str | Path, quick: bool) -> Path:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    panels = list(curves.groupby(["dataset", "teacher", "variant"], sort=False)) if len(curves) else []
+    n = max(len(panels), 1)
+    fig = Figure(figsize=(6.0 * n, 8.5), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    strategies = sorted({str(s) for s in curves["strategy"]}, key=lambda s: (s.split("@")[0] != SCRATCH, s))
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+               "tab:olive", "tab:cyan"]
+    others = [s for s in strategies if s.split("@")[0] != SCRATCH]
+    colours = {s: "dimgray" if s.split("@")[0] == SCRATCH else palette[others.index(s) % len(palette)]
+               for s in strategies}
+    for col, ((dataset, teacher, variant), group) in enumerate(panels):
+        top, bottom = axes[0][col], axes[1][col]
+        teacher_ndcg = float(group["teacher_ndcg@10"].iloc[0])
+        lines = list(group.groupby("strategy", sort=False))
+        for number, (strategy, line) in enumerate(lines):
+            line = line.sort_values("params", kind="mergesort")
+            dodge = 10 ** ((number - (len(lines) - 1) / 2) * 0.01)  # strategies side by side, bars readable
+            scratch = strategy.split("@")[0] == SCRATCH
+            style = dict(color=colours[strategy], marker="s" if scratch else "o", markersize=5, capsize=2,
+                         elinewidth=0.8, linewidth=1.6 if scratch else 1.1, linestyle="--" if scratch else "-",
+                         label=strategy)
+            x, y = line["params"].to_numpy(float) * dodge, line["ndcg@10_mean"].to_numpy(float)
+            err = np.nan_to_num(np.vstack([y - line["ndcg@10_ci_low"].to_numpy(float),
+                                           line["ndcg@10_ci_high"].to_numpy(float) - y]))
+            top.errorbar(x, y, yerr=err, **style)
+            kept = line["retained_pct"].to_numpy(float)
+            kept_err = np.nan_to_num(np.vstack([kept - line["retained_ci_low"].to_numpy(float),
+                                                line["retained_ci_high"].to_numpy(float) - kept]))
+            bottom.errorbar(line["compression_vs_teacher"].to_numpy(float) / dodge, kept, yerr=kept_err, **style)
+        if np.isfinite(teacher_ndcg):
+            top.axhline(teacher_ndcg, color="black", linestyle="--", linewidth=0.9, label=f"teacher {teacher}")
+        bottom.axhline(100.0, color="black", linestyle="--", linewidth=0.9, label="teacher (100%)")
+        title = f"{dataset}: teacher {teacher}, {VARIANT_TITLES.get(variant, variant).split(':')[0].lower()}"
+        sizes = group.drop_duplicates("student").sort_values("params", kind="mergesort")
+        ticks = (sizes["params"].to_numpy(float), [f"{s}\n{_compact(p)}" for s, p in zip(sizes["student"], sizes["params"])])
+        ratios = sizes["compression_vs_teacher"].to_numpy(float)
+        for ax, x_label, y_label, (positions, labels) in (
+                (top, "student: parameters (log scale)", "test NDCG@10, mean over seeds (bars: 95% CI)", ticks),
+                (bottom, "compression ratio: teacher params / student params (log scale)",
+                 "share of the teacher's NDCG@10 kept, % (bars: 95% CI)", (ratios, [f"{r:.1f}×" for r in ratios]))):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticks(positions, labels=labels)
+            ax.set_xlabel(x_label)
+            ax.set_ylabel(y_label)
+            ax.set_title(title)
+            ax.grid(True, which="both", linewidth=0.3, alpha=0.5)
+            ax.legend(loc="lower right" if ax is top else "lower left", frameon=False, fontsize=7)
+        bottom.invert_xaxis()  # more compression to the left, as smaller students are on the top row
+    if not panels:
+        for ax in axes.flat:
+            ax.text(0.5, 0.5, "no strategy was run at several student sizes\n(a suite pairing with `students:`)",
+                    ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("kdbench: quality as the student shrinks" + (" (QUICK, reduced run: do not cite)" if quick else ""),
+                 fontsize=10)
+    return _save(fig, path)

@@ -8,11 +8,17 @@
     pairings:
       - {teacher: "BPR:200", student: "BPR:20"}
       - {teacher: "LightGCN:64", student: "LightGCN:8", train: {...}, teacher_train: {...}}
+      - {teacher: "BPR:200", students: [BPR:5, BPR:10, BPR:20], strategies: [scratch, kd], seeds: [0, 1]}
     hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
     tuning: {trials: 16, seeds: [100], startup_trials: 5, pruner: {startup_trials: 4, warmup_epochs: 10}}
 
 `expand` turns a suite into cells: every dataset x pairing x (teacher row + strategies) x seed.
+A pairing with `students:` is a size sweep: one pairing per student size, each with a teacher row
+(the teacher is trained once and cached), and its own `strategies` and `seeds` if given (else
+the suite's). A sweep cell that equals another pairing's cell (same student, strategy, seed and
+settings) is the same cell, run and stored once. Sweeps are not tuned (`tune` skips them): they
+measure how the published methods behave as the student shrinks.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
               "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning"}
-PAIRING_KEYS = {"teacher", "student", "train", "teacher_train"}
+PAIRING_KEYS = {"teacher", "student", "students", "train", "teacher_train", "strategies", "seeds"}
 FLOAT_SETTINGS = {"learning_rate", "weight_decay"}
 
 
@@ -104,24 +110,19 @@ def _settings(raw: Any, base: TrainSettings | None = None, where: str = "train")
     return TrainSettings(**fields)
 
 
-def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[Cell]:
+def expand(suite: Suite, strategies_override: list[str] | None = None, sweeps: bool = True) -> list[Cell]:
+    """The suite's cells, in suite order, each once. `strategies_override` (`run --strategy`) replaces
+    the suite's strategies and narrows a pairing's own list to the names in both; `sweeps=False`
+    leaves out the pairings that sweep student sizes (`students:`)."""
     spec = suite.spec
     name = suite.name
     datasets = [str(d) for d in _list(spec, "datasets", name)]
     pairings = _list(spec, "pairings", name)
-    seeds = [_int(s, f"suite '{name}': each seed") for s in _list(spec, "seeds", name)]
-    strategies = strategies_override or spec.get("strategies", "all")
-    if isinstance(strategies, str):
-        strategies = [strategies]
-    if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
-        raise KdbenchError(f"suite '{name}': 'strategies' must be 'all' or a list of names, got {strategies!r}")
-    # "all" is every registered strategy; composites (`de+rrd`) and others may be listed beside it
-    strategies = list(dict.fromkeys(n for s in strategies for n in (STRATEGIES.names() if s == "all" else [s])))
+    seeds = _seeds(spec, f"suite '{name}'")
+    strategies = _strategy_names(strategies_override or spec.get("strategies", "all"), f"suite '{name}'")
     overrides = _mapping(spec.get("hparams"), f"suite '{name}': 'hparams'")
-    for strategy in list(strategies) + list(overrides):
+    for strategy in list(overrides):
         STRATEGIES.get(strategy)
-    hparams = {s: tuple(sorted(_mapping(overrides.get(s), f"suite '{name}': hparams of '{s}'").items()))
-               for s in strategies}
     base_train = _settings(spec.get("train"))
     teacher_seed = _int(spec.get("teacher_seed", 0), f"suite '{name}': 'teacher_seed'")
     split_seed = _int(spec.get("split_seed", 2020), f"suite '{name}': 'split_seed'")
@@ -131,26 +132,60 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
     cells: list[Cell] = []
     for dataset in datasets:
         for pairing in pairings:
-            if not isinstance(pairing, dict) or "teacher" not in pairing or "student" not in pairing:
-                raise KdbenchError(f"suite '{name}': each pairing must be a mapping with 'teacher' and "
-                                   f"'student' (MODEL:DIM), got {pairing!r}")
-            unknown = set(pairing) - PAIRING_KEYS
-            if unknown:
-                raise KdbenchError(f"suite '{name}': unknown pairing keys {choices(unknown)}; valid: {choices(PAIRING_KEYS)}")
+            students = _students(pairing, name)
+            if "students" in pairing and not sweeps:
+                continue
+            where = f"suite '{name}': pairing {pairing['teacher']}"
+            own = _strategy_names(pairing["strategies"], where) if "strategies" in pairing else None
+            names = strategies if own is None else (
+                [s for s in own if s in strategies] if strategies_override else own)
+            hparams = {s: tuple(sorted(_mapping(overrides.get(s), f"suite '{name}': hparams of '{s}'").items()))
+                       for s in names}
+            pairing_seeds = _seeds(pairing, where) if "seeds" in pairing else seeds
             train = _settings(pairing.get("train"), base_train)
             teacher_train = _settings(pairing.get("teacher_train") or spec.get("teacher_train"), train, "teacher_train")
-            common = dict(
-                dataset=dataset,
-                teacher=BackboneSpec.parse(str(pairing["teacher"])),
-                student=BackboneSpec.parse(str(pairing["student"])),
-                train=train,
-                teacher_train=teacher_train,
-                teacher_seed=teacher_seed,
-                data_path=data_path,
-                split_seed=split_seed,
-            )
-            cells.append(Cell(strategy=TEACHER, seed=teacher_seed, **common))
-            for seed in seeds:
-                for strategy in strategies:
-                    cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy], **common))
-    return cells
+            for student in students:
+                common = dict(dataset=dataset, teacher=BackboneSpec.parse(str(pairing["teacher"])), student=student,
+                              train=train, teacher_train=teacher_train, teacher_seed=teacher_seed,
+                              data_path=data_path, split_seed=split_seed)
+                cells.append(Cell(strategy=TEACHER, seed=teacher_seed, **common))
+                for seed in pairing_seeds:
+                    for strategy in names:
+                        cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy], **common))
+    return list(dict.fromkeys(cells))
+
+
+def _strategy_names(value: Any, where: str) -> list[str]:
+    """`all` (every registered strategy) and names (composites such as `de+rrd` too), each checked."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        raise KdbenchError(f"{where}: 'strategies' must be 'all' or a list of names, got {value!r}")
+    names = list(dict.fromkeys(n for s in value for n in (STRATEGIES.names() if s == "all" else [s])))
+    for strategy in names:
+        STRATEGIES.get(strategy)
+    return names
+
+
+def _seeds(spec: dict[str, Any], where: str) -> list[int]:
+    value = spec.get("seeds")
+    if not isinstance(value, list) or not value:
+        raise KdbenchError(f"{where} needs a non-empty 'seeds' list, got {value!r}")
+    return [_int(s, f"{where}: each seed") for s in value]
+
+
+def _students(pairing: Any, suite: str) -> list[BackboneSpec]:
+    """A pairing's student, or the sizes its `students:` list sweeps."""
+    if not isinstance(pairing, dict) or "teacher" not in pairing or ("student" in pairing) == ("students" in pairing):
+        raise KdbenchError(f"suite '{suite}': each pairing must be a mapping with 'teacher' and either 'student' "
+                           f"(MODEL:DIM) or 'students' (a list of MODEL:DIM), got {pairing!r}")
+    unknown = set(pairing) - PAIRING_KEYS
+    if unknown:
+        raise KdbenchError(f"suite '{suite}': unknown pairing keys {choices(unknown)}; valid: {choices(PAIRING_KEYS)}")
+    if "student" in pairing:
+        return [BackboneSpec.parse(str(pairing["student"]))]
+    students = pairing["students"]
+    if not isinstance(students, list) or not students:
+        raise KdbenchError(f"suite '{suite}': 'students' of pairing {pairing['teacher']} must be a non-empty list "
+                           f"of MODEL:DIM, got {students!r}")
+    return list(dict.fromkeys(BackboneSpec.parse(str(s)) for s in students))

@@ -1,11 +1,13 @@
 """`python -m kdbench verify`: a results folder is what the current code stands behind.
 
-- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`) and tuning summary parses and has
-  the record's structure (`results.check_record`); a damaged one is an error;
+- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`), tuning summary and inference-cost
+  file (`cost/`, `quick/cost/`) parses and has its structure (`results.check_record`,
+  `inference_cost.check_cost`); a damaged one is an error. Cells of the suite that have not run
+  yet (a new size sweep, say) are not errors: verify checks what is stored, and `report` shows it;
 - every run's identity (`config`) equals what the current code gives its cell, or the run is
   flagged stale (made by other strategy code or settings; `strict` makes that an error);
 - each leaderboard's Markdown, CSV and JSON are byte for byte what `report` writes from these runs
-  now (the Pareto PNG is left out: its bytes depend on the matplotlib build).
+  now (the Pareto and compression PNGs are left out: their bytes depend on the matplotlib build).
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ def verify(results_dir: str | Path) -> Verification:
     for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:
         try:
             read_summary(path)
+        except DamagedFile as exc:
+            found.errors.append(str(exc))
+    from kdbench.report import load_costs
+
+    for sub in ("", "quick"):
+        try:
+            load_costs(results_dir / sub)
         except DamagedFile as exc:
             found.errors.append(str(exc))
     if not found.errors:  # a damaged run already says report would stop

@@ -199,7 +199,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "suite-is-a-folder": (lambda root: (root / "s.yaml").mkdir() or ["run", "--suite", "s.yaml"],
                           ["suite file 's.yaml' is not a file"]),
     "suite-pairing-without-student": (lambda root: suite_run(root, pairings=[{"teacher": "BPR:16"}]),
-                                      ["each pairing must be a mapping with 'teacher' and 'student'"]),
+                                      ["each pairing must be a mapping with 'teacher' and either 'student'"]),
     "suite-pairing-is-text": (lambda root: suite_run(root, pairings=["BPR:16->BPR:4"]),
                               ["each pairing must be a mapping"]),
     "suite-seed-is-text": (lambda root: suite_run(root, seeds=[0, "one"]), ["each seed must be an integer, got 'one'"]),

@@ -210,7 +210,10 @@ def test_markdown_header_tables_ranking_and_marks(table, report_dir):
         assert field in text
     tables = _tables(text)
     pairings = {"toy: BPR:64 → BPR:8", "toy: BPR:64 → BPR:16", "toy2: BPR:64 → BPR:8"}
-    assert set(tables) == pairings | {p + " / cost" for p in pairings} | {"Failed runs"}
+    # scratch ran at two student sizes of the BPR:64 teacher on toy: a compression section
+    assert set(tables) == (pairings | {p + " / cost" for p in pairings}
+                           | {"Failed runs", "Compression: the same methods at several student sizes"})
+    assert "## Inference cost per model shape" in text and "python -m kdbench cost" in text
     rows = tables["toy: BPR:64 → BPR:8"]
     names = [r[1] for r in rows]
     assert names == ["**teacher (BPR:64)**", "kd", "**scratch**", "twin", "broken"]
@@ -247,7 +250,7 @@ def test_quick_report_is_written_beside_the_full_one(runs_dir, tmp_path):
     RunStore(quick_runs).write("toy", PAIRING, "scratch", 0, record("scratch", 0, 0.2))
     paths = write_reports(quick_runs, out, quick=True, command="python -m kdbench run --quick", wall_seconds=5.0)
     assert {p.name for p in paths} == {"leaderboard-quick.md", "leaderboard-quick.csv", "leaderboard-quick.json",
-                                       "pareto-quick.png", "leaderboard-quick.meta.json"}
+                                       "pareto-quick.png", "compression-quick.png", "leaderboard-quick.meta.json"}
     for name, content in full.items():
         assert (out / name).read_bytes() == content
     quick_text = (out / "leaderboard-quick.md").read_text()

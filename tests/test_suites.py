@@ -12,15 +12,49 @@ from kdbench.suites import expand, load_suite
 
 
 def test_the_default_suite_covers_every_strategy_two_pairings_and_five_seeds():
-    cells = expand(load_suite())
+    cells = expand(load_suite(), sweeps=False)
     pairings = {c.pairing for c in cells}
-    assert len(pairings) == 2
-    assert any(p.startswith("BPR:") for p in pairings) and any(p.startswith("LightGCN:") for p in pairings)
+    assert pairings == {"BPR:64->BPR:5", "LightGCN:64->LightGCN:8"}
     students = [c for c in cells if c.strategy != TEACHER]
-    assert {c.strategy for c in students} == set(STRATEGIES.names())
+    assert {c.strategy for c in students} == set(STRATEGIES.names()) | {"de+rrd"}
     assert {c.seed for c in students} == {0, 1, 2, 3, 4}
-    assert len(students) == 2 * 5 * len(STRATEGIES.names())
+    assert len(students) == 2 * 5 * (len(STRATEGIES.names()) + 1)
     assert sum(c.strategy == TEACHER for c in cells) == 2
+
+
+def test_the_default_suite_sweeps_student_sizes_for_scratch_and_three_strategies_on_three_seeds():
+    main, cells = expand(load_suite(), sweeps=False), expand(load_suite())
+    assert cells[:len(main)] == main  # the sweep adds cells and changes none
+    added = [c for c in cells[len(main):] if c.strategy != TEACHER]
+    assert {c.student.dim for c in added if c.teacher.model == "BPR"} == {2, 10, 20}
+    assert {c.student.dim for c in added if c.teacher.model == "LightGCN"} == {2, 4, 16}
+    assert {c.strategy for c in added} == {"scratch", "kd", "rrd", "rrd-topk"}
+    assert {c.seed for c in added} == {0, 1, 2} and len(added) == 2 * 3 * 4 * 3
+    lightgcn = next(c for c in main if c.pairing == "LightGCN:64->LightGCN:8" and c.strategy == "kd")
+    swept = next(c for c in added if c.teacher.model == "LightGCN")
+    assert swept.train == lightgcn.train and swept.teacher_settings == lightgcn.teacher_settings
+
+
+def test_a_pairing_with_students_sweeps_sizes_with_its_own_strategies_and_seeds(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "datasets": ["ml-100k"], "seeds": [0, 1], "strategies": ["scratch", "kd", "rrd"],
+        "pairings": [{"teacher": "BPR:16", "student": "BPR:4"},
+                     {"teacher": "BPR:16", "students": ["BPR:2", "BPR:4", "BPR:8"], "strategies": ["scratch", "kd"],
+                      "seeds": [0]}],
+    }))
+    cells = expand(load_suite(path))
+    labels = [(c.pairing, c.label, c.seed) for c in cells]
+    assert labels[:7] == [("BPR:16->BPR:4", "teacher", 0)] + [
+        ("BPR:16->BPR:4", s, seed) for seed in (0, 1) for s in ("scratch", "kd", "rrd")]
+    # BPR:4's sweep cells are the first pairing's: stored and run once, only its teacher row repeats nothing
+    assert labels[7:] == [("BPR:16->BPR:2", "teacher", 0), ("BPR:16->BPR:2", "scratch", 0), ("BPR:16->BPR:2", "kd", 0),
+                          ("BPR:16->BPR:8", "teacher", 0), ("BPR:16->BPR:8", "scratch", 0), ("BPR:16->BPR:8", "kd", 0)]
+    assert len(set(cells)) == len(cells)
+    assert [c.pairing for c in expand(load_suite(path), sweeps=False)] == ["BPR:16->BPR:4"] * 7
+    narrowed = expand(load_suite(path), ["kd", "rrd"])  # `run --strategy kd,rrd`: the sweep keeps only kd
+    assert {(c.pairing, c.label) for c in narrowed if c.pairing == "BPR:16->BPR:2"} == {
+        ("BPR:16->BPR:2", "teacher"), ("BPR:16->BPR:2", "kd")}
 
 
 def test_the_quick_suite_is_a_reduced_version_of_the_same_suite():
@@ -65,8 +99,18 @@ def test_pairing_training_settings_override_the_suite_ones(tmp_path):
           "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "unknown training setting 'speed'"),
         ({"datasets": ["ml-100k"], "seeds": [0],
           "pairings": [{"teacher": "Nope:8", "student": "BPR:4"}]}, "unknown model 'Nope'"),
+        ({"datasets": ["ml-100k"], "seeds": [0],
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4", "students": ["BPR:2"]}]}, "either 'student'"),
+        ({"datasets": ["ml-100k"], "seeds": [0],
+          "pairings": [{"teacher": "BPR:8", "students": []}]}, "'students' of pairing BPR:8 must be a non-empty"),
+        ({"datasets": ["ml-100k"], "seeds": [0],
+          "pairings": [{"teacher": "BPR:8", "students": ["BPR:2"], "seeds": "zero"}]}, "non-empty 'seeds' list"),
+        ({"datasets": ["ml-100k"], "seeds": [0],
+          "pairings": [{"teacher": "BPR:8", "students": ["BPR:2"], "strategies": ["nosuch"]}]},
+         "unknown strategy 'nosuch'"),
     ],
-    ids=["no-pairings", "unknown-strategy", "unknown-key", "unknown-setting", "unknown-model"],
+    ids=["no-pairings", "unknown-strategy", "unknown-key", "unknown-setting", "unknown-model", "student-and-students",
+         "empty-students", "bad-sweep-seeds", "bad-sweep-strategy"],
 )
 def test_a_mistake_in_a_suite_file_is_named(tmp_path, content, problem):
     path = tmp_path / "s.yaml"
