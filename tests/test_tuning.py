@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,6 +58,18 @@ def _tune_args(root: Path, *extra: str) -> list[str]:
 def _study(root: Path, strategy: str) -> optuna.Study:
     path = root / "results" / "tuning" / "toy" / "BPR-8_to_BPR-4" / f"{strategy}.db"
     return optuna.load_study(study_name=f"toy/BPR:8->BPR:4/{strategy}", storage=f"sqlite:///{path}")
+
+
+def _finished_trials(db: Path) -> int:
+    """Finished trials in a study's SQLite file, read-only: opening it with Optuna while the tuner is
+    creating it would race the tuner's schema creation."""
+    if not db.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
+    except sqlite3.Error:  # the tables are not there yet, or the file is locked for a write
+        return 0
 
 
 def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -110,20 +124,14 @@ def test_a_killed_tuning_run_resumes_without_repeating_a_finished_trial(suite_di
     slow = {**SUITE, "data_path": str(suite_dir / "data"), "train": {"max_epochs": 40, "batch_size": 512}}
     (suite_dir / "suite.yaml").write_text(yaml.safe_dump(slow))  # trials of a second or more: time to kill
     command = [sys.executable, "-m", "kdbench", *_tune_args(suite_dir, "--trials", "4")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = suite_dir / "tune.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     db = suite_dir / "results" / "tuning" / "toy" / "BPR-8_to_BPR-4" / "kd.db"
     deadline = time.time() + 240
-    finished_before: list[optuna.trial.FrozenTrial] = []
-    while time.time() < deadline and process.poll() is None:
-        if db.exists():
-            try:
-                finished_before = [t for t in _study(suite_dir, "kd").get_trials() if t.state.is_finished()]
-            except Exception:  # noqa: BLE001 - the storage is being created
-                finished_before = []
-            if finished_before:
-                break
+    while time.time() < deadline and process.poll() is None and _finished_trials(db) == 0:
         time.sleep(0.2)
-    assert process.poll() is None, "the tuning run ended before it could be killed"
+    assert process.poll() is None, f"the tuning run ended before it could be killed: {log.read_text()[-2000:]}"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished_before = [t for t in _study(suite_dir, "kd").get_trials() if t.state.is_finished()]
