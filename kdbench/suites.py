@@ -9,10 +9,13 @@
       - {teacher: "BPR:200", student: "BPR:20"}
       - {teacher: "LightGCN:64", student: "LightGCN:8", train: {...}, teacher_train: {...}}
     hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
+    strategy_train: {cd: {weight_decay: 1.0e-8}}   # per-strategy training settings over the pairing's
+    protocol: random           # a preset of data.PROTOCOLS, or a list of them (every cell under each)
+    paper: {...}               # a published table to compare with (`python -m kdbench reproduce --suite`)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
     tuning: {trials: 16, seeds: [100], startup_trials: 5, pruner: {startup_trials: 4, warmup_epochs: 10}}
 
-`expand` turns a suite into cells: every dataset x pairing x (teacher row + strategies) x seed.
+`expand` turns a suite into cells: every protocol x dataset x pairing x (teacher row + strategies) x seed.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ import yaml
 
 from kdbench.backbones import BackboneSpec
 from kdbench.cells import TEACHER, Cell
+from kdbench.data import DEFAULT_PROTOCOL, get_protocol
 from kdbench.errors import KdbenchError, choices
 from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
-              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning"}
+              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning",
+              "protocol", "paper", "strategy_train"}
 PAIRING_KEYS = {"teacher", "student", "train", "teacher_train"}
-FLOAT_SETTINGS = {"learning_rate", "weight_decay"}
+FLOAT_SETTINGS = {"learning_rate", "weight_decay", "init_std"}
 
 
 @dataclass
@@ -104,9 +109,22 @@ def _settings(raw: Any, base: TrainSettings | None = None, where: str = "train")
     return TrainSettings(**fields)
 
 
-def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[Cell]:
+def suite_protocols(suite: Suite, override: list[str] | None = None) -> list[str]:
+    """The suite's protocol presets (`protocol:`, a name or a list; default `random`), or `override`."""
+    value = override or suite.spec.get("protocol", DEFAULT_PROTOCOL)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise KdbenchError(f"suite '{suite.name}': 'protocol' must be a protocol name or a list of them, got {value!r}")
+    for protocol in names:
+        get_protocol(protocol)
+    return list(dict.fromkeys(names))
+
+
+def expand(suite: Suite, strategies_override: list[str] | None = None,
+           protocols_override: list[str] | None = None) -> list[Cell]:
     spec = suite.spec
     name = suite.name
+    protocols = suite_protocols(suite, protocols_override)
     datasets = [str(d) for d in _list(spec, "datasets", name)]
     pairings = _list(spec, "pairings", name)
     seeds = [_int(s, f"suite '{name}': each seed") for s in _list(spec, "seeds", name)]
@@ -122,6 +140,11 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
         STRATEGIES.get(strategy)
     hparams = {s: tuple(sorted(_mapping(overrides.get(s), f"suite '{name}': hparams of '{s}'").items()))
                for s in strategies}
+    strategy_train = _mapping(spec.get("strategy_train"), f"suite '{name}': 'strategy_train'")
+    for strategy in strategy_train:
+        if strategy not in strategies:
+            raise KdbenchError(f"suite '{name}': 'strategy_train' names '{strategy}', which the suite does not run: "
+                               f"valid: {choices(strategies)}")
     base_train = _settings(spec.get("train"))
     teacher_seed = _int(spec.get("teacher_seed", 0), f"suite '{name}': 'teacher_seed'")
     split_seed = _int(spec.get("split_seed", 2020), f"suite '{name}': 'split_seed'")
@@ -129,7 +152,7 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
     if data_path is not None and not isinstance(data_path, str):
         raise KdbenchError(f"suite '{name}': 'data_path' must be a folder path, got {data_path!r}")
     cells: list[Cell] = []
-    for dataset in datasets:
+    for protocol, dataset in ((p, d) for p in protocols for d in datasets):
         for pairing in pairings:
             if not isinstance(pairing, dict) or "teacher" not in pairing or "student" not in pairing:
                 raise KdbenchError(f"suite '{name}': each pairing must be a mapping with 'teacher' and "
@@ -148,9 +171,12 @@ def expand(suite: Suite, strategies_override: list[str] | None = None) -> list[C
                 teacher_seed=teacher_seed,
                 data_path=data_path,
                 split_seed=split_seed,
+                protocol=protocol,
             )
             cells.append(Cell(strategy=TEACHER, seed=teacher_seed, **common))
+            by_strategy = {s: _settings(strategy_train[s], train, f"strategy_train: {s}") for s in strategy_train}
             for seed in seeds:
                 for strategy in strategies:
-                    cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy], **common))
+                    cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy],
+                                      **{**common, "train": by_strategy.get(strategy, train)}))
     return cells
