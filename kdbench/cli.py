@@ -73,12 +73,12 @@ def _executor(args, n_tasks: int):
     return make_executor(args.executor, workers, args.address, args.device)
 
 
-def _add_protocol_flag(parser, what: str) -> None:
-    from kdbench.data import DEFAULT_PROTOCOL, PROTOCOLS
+def _add_protocol_flag(parser, what: str, default: str) -> None:
+    from kdbench.data import PROTOCOLS
 
     parser.add_argument("--protocol", action="append", metavar="NAME",
                         help=f"evaluation protocol preset ({', '.join(f'{p.name}: {p.summary}' for p in PROTOCOLS.values())}); "
-                             f"{what} (default: {DEFAULT_PROTOCOL}; repeatable or comma-separated)")
+                             f"{what} (default: {default}; repeatable or comma-separated)")
 
 
 def _protocols(args) -> list[str] | None:
@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--seed", action="append", type=int, metavar="N", help="model seed (repeatable; default 0)")
     single.add_argument("--hp", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
                         help="override a strategy hyperparameter (repeatable)")
-    _add_protocol_flag(single, "with --all/--suite it replaces the suite's `protocol:`")
+    _add_protocol_flag(single, "with --all/--suite it replaces the suite's `protocol:`",
+                       "the suite's, else random")
     training = run.add_argument_group("student training (a single run; the teacher has its own flags)")
     training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
     training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
                       help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
-    _add_protocol_flag(tune, "replaces the suite's `protocol:`")
+    _add_protocol_flag(tune, "replaces the suite's `protocol:`", "the suite's")
     _add_location_flags(tune, "start studies made with other settings again")
     _add_strict_cache_flag(tune)
     _add_executor_flags(tune)
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--results-dir", default="results", help="with --suite: where results go (default: results)")
     reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="with --suite: torch device")
     reproduce.add_argument("--force", action="store_true", help="with --suite: redo cells that already have a result")
+    _add_protocol_flag(reproduce, "with --suite: only these of the suite's protocols", "all of them")
     _add_executor_flags(reproduce)
     _add_cache_flag(reproduce)
     reproduce.add_argument("--retrain-teacher", action="store_true",
@@ -591,7 +593,12 @@ def _reproduce_suite(args) -> int:
     check_folder(args.results_dir, "--results-dir")
     suite = load_suite(args.suite)
     paper = check_paper(suite)
-    cells = expand(suite)
+    protocols = _protocols(args)
+    unknown = sorted(set(protocols or []) - {cell.protocol for cell in expand(suite)})
+    if unknown:
+        raise KdbenchError(f"suite '{suite.name}' has no protocol '{unknown[0]}': valid: "
+                           f"{', '.join(sorted({cell.protocol for cell in expand(suite)}))}")
+    cells = expand(suite, protocols_override=protocols)
     if args.data_path is not None:
         cells = [replace(cell, data_path=args.data_path) for cell in cells]
     folder = reproduction_folder(args.results_dir, suite.name)

@@ -79,7 +79,8 @@ def check_paper(suite) -> dict[str, Any]:
 
 def write_paper(folder: Path, suite_name: str, paper: dict[str, Any]) -> Path:
     path = folder / PAPER_FILE
-    atomic.write_json(path, {"suite": suite_name, **paper})
+    # JSON is written with sorted keys: keep the table's row order beside the rows
+    atomic.write_json(path, {"suite": suite_name, **paper, "row_order": list(paper["rows"])})
     return path
 
 
@@ -111,7 +112,8 @@ def reproduction_table(paper: dict[str, Any], runs: pd.DataFrame) -> pd.DataFram
     relative difference from the paper's value in %."""
     metrics = list(paper["metrics"])
     protocols = [paper["protocol"]] + sorted(set(runs["protocol"]) - {paper["protocol"]})
-    methods = list(paper["rows"]) + sorted(set(runs["method"]) - set(paper["rows"]),
+    published = list(paper.get("row_order") or paper["rows"])
+    methods = published + sorted(set(runs["method"]) - set(published),
                                            key=lambda m: (m != TEACHER, m != SCRATCH, m))
     ok = runs[runs["status"] == "ok"]
     rows = []
@@ -133,7 +135,8 @@ def reproduction_table(paper: dict[str, Any], runs: pd.DataFrame) -> pd.DataFram
 def ordering_lines(paper: dict[str, Any], table: pd.DataFrame, metric: str = "ndcg@10") -> list[str]:
     """Whether scratch sits below every distilled method with a published value, and the order of
     those methods by `metric`, in the paper and under each protocol."""
-    compared = [m for m, v in paper["rows"].items() if m not in (TEACHER,) and (v or {}).get(metric)]
+    rows = paper["rows"]
+    compared = [m for m in paper.get("row_order") or rows if m != TEACHER and (rows[m] or {}).get(metric)]
     if SCRATCH not in compared or len(compared) < 2:
         return []
     title = METRIC_TITLES.get(metric, metric)
@@ -191,7 +194,7 @@ def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> 
     parts += [f"Suite `{paper.get('suite', '')}`. kdbench columns under `{main}` (the paper's setup); "
               f"Δ = (kdbench mean − paper) / paper. Beside it: the same cells under "
               f"{', '.join(f'`{p}`' for p in others) or 'no other protocol'}. Protocols: {described}.", "",
-              tabulate(body, headers=headers, tablefmt="github", disablenumparse=True), ""]
+              tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
     ordering = ordering_lines(paper, table)
     if ordering:
         parts += ["Ordering by NDCG@10:", "", *ordering, ""]
