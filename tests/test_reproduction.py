@@ -142,3 +142,29 @@ def test_a_malformed_paper_block_is_refused(paper, message):
     paper = paper if paper is None else {**paper, "rows": {k: v for k, v in paper["rows"].items() if k != "rce-kd"}}
     with pytest.raises(KdbenchError, match=message):
         check_paper(_suite(paper))
+
+
+def test_reproduce_suite_runs_the_cells_and_writes_the_comparison(tmp_path, toy_dir, capsys):
+    import yaml
+
+    suite = tmp_path / "toy-repro.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "toy-repro", "datasets": ["toy"], "data_path": "elsewhere", "seeds": [0], "strategies": ["scratch"],
+        "protocol": ["ordered-mask-train", "random"],
+        "train": {"max_epochs": 2, "batch_size": 4096, "init_std": 0.01},
+        "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}],
+        "paper": {"title": "Toy", "protocol": "ordered-mask-train", "metrics": ["ndcg@10"],
+                  "rows": {"teacher": {"ndcg@10": 0.5}, "scratch": {"ndcg@10": 0.25}}},
+    }))
+    args = ["reproduce", "--suite", str(suite), "--data-path", str(toy_dir), "--results-dir", str(tmp_path / "r"),
+            "--cache-dir", str(tmp_path / "c"), "--workers", "1"]
+    assert main(args) == 0
+    runs = tmp_path / "r" / "reproduction" / "toy-repro" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["toy", "toy@ordered-mask-train"]
+    table = pd.read_csv(tmp_path / "r" / "reproduction.csv")
+    assert list(table["protocol"]) == ["ordered-mask-train", "random"] * 2
+    assert (table["n_seeds"] == 1).all() and table["mean"].notna().all()
+    md = (tmp_path / "r" / "reproduction.md").read_text()
+    assert main(["verify", "--results-dir", str(tmp_path / "r")]) == 0
+    assert main(args) == 0  # every cell done: nothing runs, the same files
+    assert (tmp_path / "r" / "reproduction.md").read_text() == md
