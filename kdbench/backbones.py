@@ -65,12 +65,19 @@ class BackboneSpec:
         return SIZE_KEYS.get(self.model, lambda d: {"embedding_size": d})(self.dim)
 
 
-def build_model(spec: BackboneSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None) -> nn.Module:
-    """Instantiate the RecBole model of `spec` on `data` (a PreparedData)."""
+def build_model(spec: BackboneSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None,
+                init_std: float | None = None) -> nn.Module:
+    """Instantiate the RecBole model of `spec` on `data` (a PreparedData). With `init_std`, every
+    embedding table is redrawn from N(0, init_std^2) (woriazzc/KDs' MF initialisation) instead of
+    the model's own (RecBole's BPR: Xavier normal, std sqrt(2 / (rows + dim)))."""
     from recbole.utils import get_model
 
     config = _model_config(spec, data, device, extra)
     model = get_model(spec.model)(config, data.train.dataset).to(device)
+    if init_std is not None:
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=init_std)
     _compact_adjacency(model)
     return model
 

@@ -1,7 +1,8 @@
 """Cells and run records: the unit of work and the one definition of what a result file holds.
 
 A cell is (dataset, teacher -> student, strategy, seed) plus everything that determines its result:
-the strategy's hyperparameters, the training settings, the split and the thread count. Its
+the strategy's hyperparameters, the training settings, the split, the evaluation protocol
+(`data.PROTOCOLS`) and the thread count. Its
 `identity` is stored in the record (`config`); a stored run is reused only if its identity equals
 the cell's, so a changed default, a changed strategy implementation (`code_version`) or another
 thread count makes the cell run again (or be refused without --force).
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from kdbench.backbones import BackboneSpec
-from kdbench.data import DEFAULT_SPLIT_SEED, PROTOCOL
+from kdbench.data import DEFAULT_PROTOCOL, DEFAULT_SPLIT_SEED, get_protocol
 from kdbench.results import DEFAULTS, TEACHER, TUNED, run_label
 from kdbench.train import TrainSettings
 
@@ -43,6 +44,7 @@ class Cell:
     split_seed: int = DEFAULT_SPLIT_SEED
     variant: str = DEFAULTS
     threads: int = CELL_THREADS
+    protocol: str = DEFAULT_PROTOCOL  # a preset of data.PROTOCOLS
 
     @property
     def label(self) -> str:
@@ -72,7 +74,7 @@ RunRecord = TypedDict("RunRecord", {
     "seed": int, "config": dict, "environment": dict, "created": str, "test": dict,
     "valid_ndcg@10": float, "per_user": dict, "cost": dict, "training": dict, "hparams": dict,
     "training_only_params": int, "teacher_test": dict, "teacher_trained_further": bool,
-    "wall_seconds": float,
+    "wall_seconds": float, "protocol": str,
 }, total=False)
 
 
@@ -90,7 +92,7 @@ def identity(cell: Cell, device: str) -> dict[str, Any]:
     identity = {
         "train": (cell.teacher_settings if cell.is_teacher else cell.train).as_dict(),
         "teacher_train": cell.teacher_settings.as_dict(),
-        "protocol": PROTOCOL,
+        "protocol": get_protocol(cell.protocol).identity(),
         "split_seed": cell.split_seed,
         "teacher_seed": cell.teacher_seed,
         "data_path": cell.data_path,
@@ -108,7 +110,8 @@ def identity(cell: Cell, device: str) -> dict[str, Any]:
 def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
     """The cell a stored record was made from, rebuilt from its path fields and `config`, so that
     it can be run again (`kdbench reproduce`) or its identity checked against the current code
-    (`kdbench verify`). A defaults run's overrides come from its label (`rrd@K=20`), a tuned run's
+    (`kdbench verify`). A record without a `protocol` field was made under `random`, the only
+    protocol before presets existed. A defaults run's overrides come from its label (`rrd@K=20`), a tuned run's
     hyperparameters from `config.hparams`."""
     from kdbench.errors import KdbenchError
 
@@ -131,6 +134,7 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
             teacher_seed=int(config.get("teacher_seed", 0)), data_path=config.get("data_path"),
             split_seed=int(config.get("split_seed", DEFAULT_SPLIT_SEED)), variant=variant,
             threads=int(config.get("threads", CELL_THREADS)),
+            protocol=str(record.get("protocol") or DEFAULT_PROTOCOL),
         )
     except KdbenchError as exc:
         raise KdbenchError(f"{source}: {exc}") from None
@@ -163,6 +167,7 @@ def base_record(cell: Cell, device: str) -> RunRecord:
         "variant": cell.variant,
         "family": TEACHER if cell.is_teacher else STRATEGIES.get(cell.strategy).family,
         "seed": cell.seed,
+        "protocol": cell.protocol,
         "config": identity(cell, device),
         "environment": environment(cell.threads),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

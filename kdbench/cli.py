@@ -1,4 +1,4 @@
-"""Command line: `python -m kdbench run | tune | cost | list | report | sweep | reproduce | verify`.
+"""Command line: `python -m kdbench run | tune | cost | list | report | sweep | reproduce | verify | data import`.
 
 A mistake a user can make ends in one line on stderr naming the problem (and the valid choices),
 exit code 2, no traceback, nothing written to results/.
@@ -73,6 +73,25 @@ def _executor(args, n_tasks: int):
     return make_executor(args.executor, workers, args.address, args.device)
 
 
+def _add_protocol_flag(parser, what: str, default: str) -> None:
+    from kdbench.data import PROTOCOLS
+
+    parser.add_argument("--protocol", action="append", metavar="NAME",
+                        help=f"evaluation protocol preset ({', '.join(f'{p.name}: {p.summary}' for p in PROTOCOLS.values())}); "
+                             f"{what} (default: {default}; repeatable or comma-separated)")
+
+
+def _protocols(args) -> list[str] | None:
+    if not getattr(args, "protocol", None):
+        return None
+    from kdbench.data import get_protocol
+
+    names = [name.strip() for item in args.protocol for name in item.split(",") if name.strip()]
+    for name in names:
+        get_protocol(name)
+    return list(dict.fromkeys(names))
+
+
 def _hparam(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -109,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     single.add_argument("--seed", action="append", type=int, metavar="N", help="model seed (repeatable; default 0)")
     single.add_argument("--hp", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
                         help="override a strategy hyperparameter (repeatable)")
+    _add_protocol_flag(single, "with --all/--suite it replaces the suite's `protocol:`",
+                       "the suite's, else random")
     training = run.add_argument_group("student training (a single run; the teacher has its own flags)")
     training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
     training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
@@ -135,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
                       help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
+    _add_protocol_flag(tune, "replaces the suite's `protocol:`", "the suite's")
     _add_location_flags(tune, "start studies made with other settings again")
     _add_strict_cache_flag(tune)
     _add_executor_flags(tune)
@@ -184,16 +206,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rebuild leaderboard, CSV, JSON and plot from stored runs",
                                  description="Rebuild results/leaderboard.md, .csv, .json and pareto.png from "
-                                 "the run files, without training anything.")
+                                 "the run files, and results/reproduction.md and .csv from the runs under "
+                                 "results/reproduction/, without training anything.")
     report.add_argument("--results-dir", default="results", help="where the runs are (default: results)")
     report.add_argument("--quick", action="store_true", help="rebuild the quick leaderboard instead")
 
-    reproduce = commands.add_parser("reproduce", help="run one stored run again and compare its metrics",
-                                    description="Rebuild the run a result file records from its settings, "
-                                    "run it again in a scratch folder (the file is not touched; the teacher "
-                                    "comes from the cache or is trained again) and report whether the metrics "
-                                    "are identical, with the differences if not. Exit code 1 if they differ.")
-    reproduce.add_argument("run_file", metavar="RUN.json", help="a stored run, e.g. results/runs/.../seed0.json")
+    reproduce = commands.add_parser("reproduce", help="run a stored run again, or a published table's suite",
+                                    description="RUN.json: rebuild the run a result file records from its "
+                                    "settings, run it again in a scratch folder (the file is not touched; the "
+                                    "teacher comes from the cache or is trained again) and report whether the "
+                                    "metrics are identical, with the differences if not. Exit code 1 if they "
+                                    "differ. --suite FILE: run a suite with a `paper:` table (e.g. "
+                                    "kdbench/suites/reproduce-rcekd-citeulike.yaml) into "
+                                    "RESULTS_DIR/reproduction/NAME/ and write RESULTS_DIR/reproduction.md and "
+                                    ".csv: the paper's values beside kdbench's.")
+    reproduce.add_argument("run_file", nargs="?", metavar="RUN.json",
+                           help="a stored run, e.g. results/runs/.../seed0.json")
+    reproduce.add_argument("--suite", metavar="FILE", help="a suite with a `paper:` table to reproduce")
+    reproduce.add_argument("--data-path", metavar="DIR", help="with --suite: the folder holding the suite's "
+                           "dataset (replaces the suite's `data_path:`)")
+    reproduce.add_argument("--results-dir", default="results", help="with --suite: where results go (default: results)")
+    reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="with --suite: torch device")
+    reproduce.add_argument("--force", action="store_true", help="with --suite: redo cells that already have a result")
+    _add_protocol_flag(reproduce, "with --suite: only these of the suite's protocols", "all of them")
+    _add_executor_flags(reproduce)
     _add_cache_flag(reproduce)
     reproduce.add_argument("--retrain-teacher", action="store_true",
                            help="train the teacher again (in a scratch cache) instead of loading it")
@@ -205,6 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
                                  "`report` writes now. Exit code 1 on a damaged file or a leaderboard mismatch.")
     verify.add_argument("--results-dir", default="results", help="the results folder (default: results)")
     verify.add_argument("--strict", action="store_true", help="count stale runs as errors too")
+
+    data = commands.add_parser("data", help="import a dataset into RecBole atomic files",
+                               description="Dataset tools.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_import = data_commands.add_parser(
+        "import", help="convert a dataset file into RecBole atomic files that keep its order",
+        description="Write OUT/NAME/NAME.inter (user_id, item_id and a timestamp column holding each "
+                    "pair's position in FILE), usable as `--dataset NAME --data-path OUT`; the `ordered` "
+                    "protocols split each user's interactions in the file's order.")
+    from kdbench.importer import FORMATS
+
+    data_import.add_argument("file", metavar="FILE", help="the file to import")
+    data_import.add_argument("--format", required=True, choices=FORMATS,
+                             help="users-dat: one line per user (id = line number from 0): the number of "
+                                  "items, then the item ids (CiteULike's users.dat)")
+    data_import.add_argument("--name", required=True, help="dataset name (names the folder and the .inter file)")
+    data_import.add_argument("--min-user-interactions", type=int, default=0, metavar="N",
+                             help="keep users with at least N interactions (default 0: all)")
+    data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
     return parser
 
 
@@ -240,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reproduce(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "data":
+            return _data_import(args)
         return _run(args)
     except KdbenchError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
@@ -275,7 +332,7 @@ def _strategies(args) -> list[str] | None:
 def _run(args) -> int:
     from kdbench.backbones import BackboneSpec
     from kdbench.cells import Cell
-    from kdbench.runner import Runner, run_cells, validate_cells
+    from kdbench.data import DEFAULT_PROTOCOL
     from kdbench.suites import expand, load_suite
 
     started = time.time()
@@ -283,38 +340,26 @@ def _run(args) -> int:
     check_folder(args.cache_dir, "--cache-dir")
     if args.all or args.suite or args.quick:
         suite = load_suite(args.suite, quick=args.quick)
-        cells = expand(suite, _strategies(args))
+        cells = expand(suite, _strategies(args), _protocols(args))
         results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
         from kdbench.tuning import tuned_cells
 
         # size sweeps are not tuned: only the suite's own pairings get tuned rows
-        cells += tuned_cells(expand(suite, _strategies(args), sweeps=False), results_dir, warn=_progress_note)
+        cells += tuned_cells(expand(suite, _strategies(args), _protocols(args), sweeps=False), results_dir,
+                             warn=_progress_note)
     else:
         suite = None
         settings, teacher_settings = _train_settings(args), _train_settings(args, "teacher_")
         teacher, student = BackboneSpec.parse(args.teacher), BackboneSpec.parse(args.student)
         cells = [
             Cell(args.dataset, teacher, student, name, seed, tuple(sorted(dict(args.hp).items())),
-                 train=settings, teacher_train=teacher_settings, data_path=args.data_path)
+                 train=settings, teacher_train=teacher_settings, data_path=args.data_path, protocol=protocol)
+            for protocol in (_protocols(args) or [DEFAULT_PROTOCOL])
             for seed in (args.seed or [0])
             for name in (_strategies(args) or ["scratch"])
         ]
         results_dir = Path(args.results_dir)
-    validate_cells(cells, args.device)
-    runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note,
-                    plugins=tuple(str(Path(p).resolve()) for p in args.plugin), heal_cache=not args.strict_cache)
-    runner.check_no_overwrite(cells)
-    if suite is not None:  # the leaderboard reads every stored run and tuning summary: refuse a damaged one now
-        from kdbench.report import load_tuning
-
-        for _ in runner.store.records():
-            pass
-        load_tuning(results_dir)
-    runner.executor = _executor(args, len(cells) if args.force else sum(not runner.is_done(c) for c in cells))
-    try:
-        records = run_cells(runner, cells)
-    finally:
-        runner.executor.close()
+    runner, records = _run_cells(args, cells, results_dir, check_stored=suite is not None)
     failed = [r for r in records if r.get("status") != "ok"]
     if suite is None:
         for record in records:
@@ -334,6 +379,30 @@ def _run(args) -> int:
         print(f"kdbench: {len(failed)} cell(s) failed; see their result files", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_cells(args, cells, results_dir: Path, check_stored: bool, heal_cache: bool = True):
+    """Validate `cells`, refuse to overwrite other settings' runs, run them on the flags' executor:
+    (runner, records). `check_stored`: a report will read every stored run, so stop at a damaged one now."""
+    from kdbench.runner import Runner, run_cells, validate_cells
+
+    validate_cells(cells, args.device)
+    runner = Runner(results_dir, args.cache_dir, args.device, args.force, log=_progress_note,
+                    plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
+                    heal_cache=heal_cache and not getattr(args, "strict_cache", False))
+    runner.check_no_overwrite(cells)
+    if check_stored:
+        from kdbench.report import load_tuning
+
+        for _ in runner.store.records():
+            pass
+        load_tuning(results_dir)
+    runner.executor = _executor(args, len(cells) if args.force else sum(not runner.is_done(c) for c in cells))
+    try:
+        records = run_cells(runner, cells)
+    finally:
+        runner.executor.close()
+    return runner, records
 
 
 def _progress_note(message: str) -> None:
@@ -410,11 +479,15 @@ def _list(args) -> int:
 def _report(args) -> int:
     from kdbench.report import write_reports
 
+    from kdbench.reproduction import write_reproduction_report
+
     root = check_folder(args.results_dir, "--results-dir")
     runs_dir = root / "quick" if args.quick else root
-    if not (runs_dir / "runs").is_dir():
+    reproductions = [] if args.quick else write_reproduction_report(root)
+    if not (runs_dir / "runs").is_dir() and not reproductions:
         raise KdbenchError(f"no runs under '{runs_dir / 'runs'}': run `python -m kdbench run --all` first")
-    for path in write_reports(runs_dir, root, quick=args.quick):
+    outputs = write_reports(runs_dir, root, quick=args.quick) if (runs_dir / "runs").is_dir() else []
+    for path in [*outputs, *reproductions]:
         print(f"wrote {path}")
     return 0
 
@@ -466,7 +539,7 @@ def _tune(args) -> int:
     check_folder(args.results_dir, "--results-dir")
     check_folder(args.cache_dir, "--cache-dir")
     suite = load_suite(args.suite, quick=args.quick)
-    cells = validate_cells(expand(suite, _strategies(args), sweeps=False), args.device)
+    cells = validate_cells(expand(suite, _strategies(args), _protocols(args), sweeps=False), args.device)
     if args.pairing:
         known = sorted({cell.pairing for cell in cells})
         unknown = [p for p in args.pairing if p not in known]
@@ -535,6 +608,10 @@ def _reproduce(args) -> int:
     from kdbench.reproduce import reproduce
 
     check_folder(args.cache_dir, "--cache-dir")
+    if (args.suite is None) == (args.run_file is None):
+        raise KdbenchError("reproduce needs either RUN.json (one stored run) or --suite FILE (a published table)")
+    if args.suite is not None:
+        return _reproduce_suite(args)
     result = reproduce(args.run_file, args.cache_dir, retrain_teacher=args.retrain_teacher,
                        heal_cache=not args.strict_cache, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
                        log=_progress_note)
@@ -555,6 +632,46 @@ def _reproduce(args) -> int:
     for line in result.differences:
         print(f"  {line}")
     return 1
+
+
+def _reproduce_suite(args) -> int:
+    """Run a suite with a `paper:` table into RESULTS_DIR/reproduction/NAME/ and write the comparison."""
+    from dataclasses import replace
+
+    from kdbench.reproduction import check_paper, reproduction_folder, write_paper, write_reproduction_report
+    from kdbench.suites import expand, load_suite
+
+    check_folder(args.results_dir, "--results-dir")
+    suite = load_suite(args.suite)
+    paper = check_paper(suite)
+    protocols = _protocols(args)
+    unknown = sorted(set(protocols or []) - {cell.protocol for cell in expand(suite)})
+    if unknown:
+        raise KdbenchError(f"suite '{suite.name}' has no protocol '{unknown[0]}': valid: "
+                           f"{', '.join(sorted({cell.protocol for cell in expand(suite)}))}")
+    cells = expand(suite, protocols_override=protocols)
+    if args.data_path is not None:
+        cells = [replace(cell, data_path=args.data_path) for cell in cells]
+    folder = reproduction_folder(args.results_dir, suite.name)
+    _, records = _run_cells(args, cells, folder, check_stored=True)
+    write_paper(folder, suite.name, paper)
+    for path in write_reproduction_report(args.results_dir):
+        print(f"wrote {path}")
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        print(f"kdbench: {len(failed)} cell(s) failed; see their result files", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _data_import(args) -> int:
+    from kdbench.importer import import_dataset
+
+    summary = import_dataset(args.format, args.file, args.name, args.out, args.min_user_interactions)
+    print(f"wrote {summary.path}: {summary.users:,} users, {summary.items:,} items, "
+          f"{summary.interactions:,} interactions ({summary.dropped_users:,} users with fewer than "
+          f"{args.min_user_interactions} items dropped); use it with --dataset {args.name} --data-path {args.out}")
+    return 0
 
 
 def _verify(args) -> int:

@@ -1,10 +1,19 @@
-"""RecBole bridge: datasets, configs and data loaders under the KD literature's protocol.
+"""RecBole bridge: datasets, configs and data loaders under a named evaluation protocol.
 
-Protocol (DE-RRD, HTD, UnKD, RCE-KD): per-user random split 80/10/10, full ranking over all items
-with the user's training (and, for test, validation) items masked, Recall and NDCG at 10 and 20,
-model selection on validation NDCG@10. The split is fixed by `split_seed`, independent of the
-model seed, so every student of a dataset is scored on the same users and items (a prerequisite
-for the paired per-user significance test).
+Every protocol ranks all items (full ranking), computes Recall and NDCG at 10 and 20 with RecBole's
+evaluator and selects models on validation NDCG@10. The presets (`PROTOCOLS`) differ in how each
+user's interactions are split 80/10/10 and in what is masked at test time:
+
+- `random` (the default; DE-RRD, HTD, UnKD, RCE-KD's text): RecBole's per-user random split
+  (`RS`, `RO`), fixed by `split_seed`, independent of the model seed, so every student of a dataset
+  is scored on the same users and items; test masks training and validation items.
+- `ordered`: each user's interactions in the order of a `timestamp` column when the file has one,
+  else in the file's order; the first max(floor(0.8 n), 1) train, up to floor(0.9 n) validation,
+  the rest test (the cut points of woriazzc/KDs' `data/*/preprocess_*.py`, whose CiteULike split
+  RCE-KD's tables use); test masks training and validation items, as RecBole does.
+- `ordered-mask-train`: `ordered`, with only the training items masked at test time, as that
+  reference code's evaluator does (`modules/evaluation.py`): a user's validation items stay in the
+  ranking as negatives.
 """
 
 from __future__ import annotations
@@ -40,6 +49,96 @@ PROTOCOL: dict[str, Any] = {
     "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
                               "dynamic": False, "candidate_num": 0},
 }
+
+RANDOM, ORDERED, ORDERED_MASK_TRAIN = "random", "ordered", "ordered-mask-train"
+DEFAULT_PROTOCOL = RANDOM
+MASK_TRAIN_AND_VALID, MASK_TRAIN = "train+valid", "train"
+TIME_FIELD = "timestamp"  # RecBole's default time column: the `ordered` split follows it when present
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named split-and-mask preset. `order`: "random" (RecBole RS/RO) or "file" (a timestamp
+    column, then file order); `test_mask`: the items removed from a user's test ranking."""
+
+    name: str
+    order: str
+    test_mask: str
+    summary: str
+
+    def identity(self) -> dict[str, Any]:
+        """What a cell's identity and the teacher cache key hold for this protocol. `random` gives
+        exactly the dict records held before presets existed, so those records stay current."""
+        if self.name == RANDOM:
+            return PROTOCOL
+        return {**PROTOCOL, "preset": self.name, "test_mask": self.test_mask,
+                "eval_args": {"split": {"ordered": [0.8, 0.1, 0.1]}, "order": f"{TIME_FIELD} then file",
+                              "group_by": "user", "mode": "full"}}
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol(RANDOM, "random", MASK_TRAIN_AND_VALID,
+             "per-user random 80/10/10 (RecBole RS), test masks train+valid items"),
+    Protocol(ORDERED, "file", MASK_TRAIN_AND_VALID,
+             "per-user 80/10/10 in timestamp or file order, test masks train+valid items"),
+    Protocol(ORDERED_MASK_TRAIN, "file", MASK_TRAIN,
+             "per-user 80/10/10 in timestamp or file order, test masks train items only (woriazzc/KDs, RCEKD)"),
+)}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The preset called `name`, or one line naming the valid ones."""
+    if name not in PROTOCOLS:
+        raise KdbenchError(f"unknown protocol '{name}': valid: {choices(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def ordered_cut_points(n: int) -> tuple[int, int]:
+    """(end of train, end of validation) for a user's n ordered interactions.
+
+    train = first max(floor(0.8 n), 1), validation up to floor(0.9 n), test the rest: the cut points
+    of woriazzc/KDs' preprocessing (5 items -> 4/0/1, 11 -> 8/1/2). RecBole's RS rounds differently
+    (5 -> 3/1/1, 11 -> 9/1/1), which is why `ordered` does not use it. For n = 1 the reference puts
+    the item in train and test; here it is train only (validation end clamped to train end).
+    """
+    train = max(8 * n // 10, 1)
+    return train, max(9 * n // 10, train)
+
+
+def ordered_split_indices(users: np.ndarray, times: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices of train, validation and test for interactions of `users` in row (file) order,
+    ordered per user by `times` (ties and no times: row order). Rows come out grouped by user."""
+    rows = np.arange(len(users))
+    keys = (rows, users) if times is None else (rows, times, users)
+    order = np.lexsort(keys)
+    grouped = users[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    counts = np.diff(np.r_[starts, len(order)])
+    position = np.arange(len(order)) - np.repeat(starts, counts)
+    train_end = np.maximum(8 * counts // 10, 1)
+    valid_end = np.maximum(9 * counts // 10, train_end)
+    part = np.where(position < np.repeat(train_end, counts), 0,
+                    np.where(position < np.repeat(valid_end, counts), 1, 2))
+    return [order[part == k] for k in range(3)]
+
+
+def _ordered_build(dataset) -> list:
+    """RecBole's `Dataset.build` for an ordered protocol: the three parts of `ordered_split_indices`."""
+    dataset._change_feat_format()
+    dataset._drop_unused_col()
+    inter = dataset.inter_feat
+    times = inter[TIME_FIELD].numpy() if TIME_FIELD in inter.columns else None
+    parts = ordered_split_indices(inter[dataset.uid_field].numpy(), times)
+    return [dataset.copy(inter[torch.from_numpy(index)]) for index in parts]
+
+
+def _mask_training_items_only(loader, history: sp.csr_matrix) -> None:
+    """Make a full-sort loader mask each user's training items only (RecBole masks every earlier
+    part: training and validation items for the test loader)."""
+    for uid in loader.uid_list.tolist():
+        items = history.indices[history.indptr[uid]:history.indptr[uid + 1]]
+        loader.uid2history_item[uid] = torch.from_numpy(items.astype(np.int64))
+
 
 # Full-sort evaluation batches count score cells for general models: users per batch =
 # eval_batch_size // n_items. 2**22 cells (16 MiB of float32) keeps batches few and memory bounded.
@@ -183,6 +282,11 @@ def _read_text(path: Path) -> str:
                            f"(byte {raw[exc.start]:#04x}); save it as UTF-8") from None
 
 
+def atomic_columns(path: Path) -> list[str]:
+    """The column names (without types) of an atomic file's header."""
+    return [column.partition(":")[0] for column in _read_text(path).split("\n", 1)[0].split("\t")]
+
+
 def dataset_size(name: str, data_path: str | None) -> tuple[int, int] | None:
     """(users, items) of a dataset's interaction file, counted without RecBole (RecBole adds one
     padding id to each); None where the file is not here yet (a dataset RecBole would download)."""
@@ -215,8 +319,11 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
     work_dir: str | Path = ".kdbench_cache",
+    protocol: str = DEFAULT_PROTOCOL,
 ):
-    """A RecBole Config with the KD protocol; `overrides` sets model sizes and training settings."""
+    """A RecBole Config with the KD protocol; `overrides` sets model sizes and training settings.
+
+    An ordered protocol also loads the user file's `timestamp` column, which its split follows."""
     from recbole.config import Config
 
     root = dataset_root(dataset, data_path)
@@ -236,7 +343,10 @@ def build_config(
     if root is not None:
         config_dict["data_path"] = str(root.parent)
         # without a dataset YAML RecBole loads only user_id/item_id; keep that explicit
-        config_dict["load_col"] = {"inter": ["user_id", "item_id"]}
+        columns = ["user_id", "item_id"]
+        if get_protocol(protocol).order == "file" and TIME_FIELD in atomic_columns(root / f"{dataset}.inter"):
+            columns.append(TIME_FIELD)
+        config_dict["load_col"] = {"inter": columns}
     config_dict.update(overrides or {})
     with isolated_argv():
         config = Config(model=model, dataset=dataset, config_dict=config_dict)
@@ -294,8 +404,9 @@ def load_data(
     split_seed: int = DEFAULT_SPLIT_SEED,
     device: str = "cpu",
     work_dir: str | Path = ".kdbench_cache",
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> PreparedData:
-    """Load and split `dataset` once; every model of a run shares these loaders."""
+    """Load and split `dataset` once under `protocol`; every model of a run shares these loaders."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
@@ -303,7 +414,9 @@ def load_data(
     config = build_config(
         model, dataset, data_path,
         {"train_batch_size": batch_size, "seed": split_seed}, device=device, work_dir=work_dir,
+        protocol=protocol,
     )
+    preset = get_protocol(protocol)
     init_seed(split_seed, True)
     try:
         full = create_dataset(config)
@@ -313,11 +426,17 @@ def load_data(
         raise KdbenchError(f"could not load dataset '{dataset}': {exc}") from None
     if full.user_num < 3 or full.item_num < 3:
         raise KdbenchError(f"dataset '{dataset}' is too small to split 80/10/10 ({full.inter_num} interactions)")
+    if preset.order == "file":
+        full.build = lambda: _ordered_build(full)  # data_preparation splits through dataset.build()
     train, valid, test = data_preparation(config, full)
     history = train.dataset.inter_matrix(form="csr").astype(np.float32)
+    if preset.test_mask == MASK_TRAIN:
+        _mask_training_items_only(test, history.tocsr())
     digest = hashlib.sha256()
     digest.update(dataset.encode())
-    digest.update(str(PROTOCOL["eval_args"]).encode())
+    digest.update(str(preset.identity()["eval_args"]).encode())
+    if preset.name != RANDOM:  # the random protocol's fingerprints (and teacher cache keys) stay as they were
+        digest.update(preset.name.encode())
     digest.update(str(split_seed).encode())
     digest.update(np.ascontiguousarray(history.indptr).tobytes())
     digest.update(np.ascontiguousarray(history.indices).tobytes())

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from kdbench import atomic, stats
-from kdbench.results import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED, RunStore
+from kdbench.results import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED, RunStore, dataset_label, record_protocol
 from kdbench.stored import TUNING_SUMMARY_ADVICE, read_mapping
 
 VARIANT_TITLES = {TUNED: "Tuned: every strategy, scratch included, with the same tuning budget",
@@ -103,7 +103,8 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
 def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     ok = record.get("status") == "ok"
     row = {
-        "dataset": record.get("dataset"),
+        # `ml-100k`, or `citeulike-t@ordered` under another protocol: its own tables
+        "dataset": dataset_label(record.get("dataset"), record_protocol(record)),
         "teacher": record.get("teacher"),
         "student": record.get("student"),
         "pairing": record.get("pairing") or f"{record.get('teacher')}->{record.get('student')}",

@@ -71,7 +71,7 @@ def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = F
         runner = Runner(Path(scratch) / "results", cache, device, force=True, log=log, plugins=plugins,
                         heal_cache=heal_cache)
         runner.run(cell)
-        reproduced = runner.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)  # as it would be stored
+        reproduced = runner.store.read(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)  # as it would be stored
         source = runner.teacher_sources.get(runner.teacher_key(cell), "not needed")
     result = Reproduction(cell, stored, reproduced, stale, source)
     result.differences = differences(stored, reproduced)

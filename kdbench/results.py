@@ -1,6 +1,7 @@
 """Where run records live: one JSON file per cell under `<results>/runs/`, written atomically.
 
-Layout: runs/<dataset>/<teacher>_to_<student>/<strategy label>/seed<k>.json (and a .log beside it).
+Layout: runs/<dataset>/<teacher>_to_<student>/<strategy label>/seed<k>.json (and a .log beside it);
+under a protocol other than the default `random`, the dataset folder is `<dataset>@<protocol>`.
 Reading one back checks it (`check_record`): a truncated or hand-edited file is a `DamagedFile`
 error naming it, never a traceback in a reader.
 """
@@ -19,6 +20,7 @@ TEACHER = "teacher"  # the teacher's own row (its `strategy` and `family`)
 SCRATCH = "scratch"  # the baseline every strategy is compared with
 DEFAULTS, TUNED = "defaults", "tuned"  # a record's variant: published defaults, or tuned hyperparameters
 METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")  # the test metrics a record holds
+DEFAULT_PROTOCOL = "random"  # a record without a `protocol` field was made under it (data.PROTOCOLS)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,@+-]")
 ADVICE = "restore it, or delete it (or pass --force) and run that cell again"
@@ -31,6 +33,17 @@ def run_label(strategy: str, hparams: dict[str, Any]) -> str:
     return strategy + "@" + ",".join(f"{k}={hparams[k]}" for k in sorted(hparams))
 
 
+def dataset_label(dataset: str, protocol: str | None = None) -> str:
+    """`ml-100k` under the default protocol, `citeulike-t@ordered` under another: the name of a
+    dataset's runs folder and of its tables, so runs under different protocols never mix."""
+    protocol = protocol or DEFAULT_PROTOCOL
+    return dataset if protocol == DEFAULT_PROTOCOL else f"{dataset}@{protocol}"
+
+
+def record_protocol(record: dict[str, Any]) -> str:
+    return record.get("protocol") or DEFAULT_PROTOCOL
+
+
 def safe_name(text: str) -> str:
     """A label or pairing as a file name: `BPR:64->BPR:5` -> `BPR-64_to_BPR-5`."""
     return _UNSAFE.sub("-", text.replace("->", "_to_").replace(":", "-"))
@@ -41,12 +54,14 @@ class RunStore:
         self.root = Path(results_dir)
         self.runs = self.root / "runs"
 
-    def path(self, dataset: str, pairing: str, label: str, seed: int) -> Path:
-        return self.runs / safe_name(dataset) / safe_name(pairing) / safe_name(label) / f"seed{seed}.json"
+    def path(self, dataset: str, pairing: str, label: str, seed: int, protocol: str | None = None) -> Path:
+        return (self.runs / safe_name(dataset_label(dataset, protocol)) / safe_name(pairing) / safe_name(label)
+                / f"seed{seed}.json")
 
-    def read(self, dataset: str, pairing: str, label: str, seed: int) -> dict[str, Any] | None:
+    def read(self, dataset: str, pairing: str, label: str, seed: int,
+             protocol: str | None = None) -> dict[str, Any] | None:
         """The record stored for this cell, None if there is none, `DamagedFile` if it is damaged."""
-        path = self.path(dataset, pairing, label, seed)
+        path = self.path(dataset, pairing, label, seed, protocol)
         if not path.exists():
             return None
         return self.load(path)
@@ -56,15 +71,17 @@ class RunStore:
         record = read_mapping(path, ADVICE)
         problem = check_record(record)
         if problem is None:
-            expected = self.path(record["dataset"], record["pairing"], record["label"], record["seed"])
+            expected = self.path(record["dataset"], record["pairing"], record["label"], record["seed"],
+                                 record_protocol(record))
             if expected.resolve() != Path(path).resolve():
                 problem = f"its fields place it at {expected}, not here"
         if problem:
             raise DamagedFile(path, problem, ADVICE)
         return record
 
-    def write(self, dataset: str, pairing: str, label: str, seed: int, record: dict[str, Any]) -> Path:
-        path = self.path(dataset, pairing, label, seed)
+    def write(self, dataset: str, pairing: str, label: str, seed: int, record: dict[str, Any],
+              protocol: str | None = None) -> Path:
+        path = self.path(dataset, pairing, label, seed, protocol)
         atomic.write_json(path, record)
         return path
 
@@ -98,6 +115,8 @@ def check_record(record: Any) -> str | None:
     for field in _TEXT_FIELDS:
         if not isinstance(record.get(field), str) or not record[field]:
             return f"'{field}' is missing or not a string"
+    if "protocol" in record and (not isinstance(record["protocol"], str) or not record["protocol"]):
+        return "'protocol' is not a protocol name"
     if not _is_int(record.get("seed")):
         return "'seed' is missing or not an integer"
     if record.get("status") not in ("ok", "failed"):

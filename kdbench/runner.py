@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 from kdbench.backbones import REPRESENTATIONS
 from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity
 from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
-from kdbench.data import PROTOCOL, check_dataset, dataset_size, load_data
+from kdbench.data import check_dataset, dataset_size, get_protocol, load_data
 from kdbench.errors import KdbenchError, choices
 from kdbench.executors import Executor, SerialExecutor
 from kdbench.memory import check_memory
@@ -41,6 +41,7 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
     cells = list(cells)
     checked_datasets = set()
     for cell in cells:
+        get_protocol(cell.protocol)
         if (cell.dataset, cell.data_path) not in checked_datasets:
             check_dataset(cell.dataset, cell.data_path)
             checked_datasets.add((cell.dataset, cell.data_path))
@@ -85,7 +86,7 @@ class Runner:
 
         A damaged file counts as no result when forced (it is overwritten) and stops the run otherwise."""
         try:
-            record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed)
+            record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
         except DamagedFile:
             if self.force:
                 return None, False
@@ -104,28 +105,29 @@ class Runner:
         for cell in cells:
             record, same = self._stored(cell)
             if record is not None and not same:
-                path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed)
+                path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
                 raise KdbenchError(
                     f"{path} holds a finished run with other settings; pass --force to replace it "
                     f"or choose another --results-dir"
                 )
 
     def _write(self, cell: Cell, outcome: CellOutcome) -> RunRecord:
-        path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed)
+        path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
         if outcome.log:
             from kdbench import atomic
 
             atomic.write_text(path.with_suffix(".log"), outcome.log)
-        self.store.write(cell.dataset, cell.pairing, cell.label, cell.seed, outcome.record)
+        self.store.write(cell.dataset, cell.pairing, cell.label, cell.seed, outcome.record, cell.protocol)
         return outcome.record
 
     # -- teachers -------------------------------------------------------------------------------
     def _dataset(self, cell: Cell) -> tuple[str, int]:
         """(fingerprint, number of items) of `cell`'s split, loaded once per driver."""
-        key = (cell.dataset, cell.data_path, cell.split_seed)
+        key = (cell.dataset, cell.data_path, cell.split_seed, cell.protocol)
         if key not in self._fingerprints:
             data = load_data(cell.dataset, cell.data_path, model=cell.teacher.model,
-                             split_seed=cell.split_seed, device=self.device, work_dir=self.cache_dir)
+                             split_seed=cell.split_seed, device=self.device, work_dir=self.cache_dir,
+                             protocol=cell.protocol)
             self._fingerprints[key] = (data.fingerprint, data.n_items)
         return self._fingerprints[key]
 
@@ -139,7 +141,7 @@ class Runner:
         return cache_key({
             "dataset": cell.dataset,
             "data_fingerprint": data.fingerprint if data is not None else self.fingerprint(cell),
-            "protocol": PROTOCOL,
+            "protocol": get_protocol(cell.protocol).identity(),
             "split_seed": cell.split_seed,
             "model": str(cell.teacher),
             "model_config": cell.teacher.size_overrides(),

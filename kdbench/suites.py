@@ -10,10 +10,13 @@
       - {teacher: "LightGCN:64", student: "LightGCN:8", train: {...}, teacher_train: {...}}
       - {teacher: "BPR:200", students: [BPR:5, BPR:10, BPR:20], strategies: [scratch, kd], seeds: [0, 1]}
     hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
+    strategy_train: {cd: {weight_decay: 1.0e-8}}   # per-strategy training settings over the pairing's
+    protocol: random           # a preset of data.PROTOCOLS, or a list of them (every cell under each)
+    paper: {...}               # a published table to compare with (`python -m kdbench reproduce --suite`)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
     tuning: {trials: 16, seeds: [100], startup_trials: 5, pruner: {startup_trials: 4, warmup_epochs: 10}}
 
-`expand` turns a suite into cells: every dataset x pairing x (teacher row + strategies) x seed.
+`expand` turns a suite into cells: every protocol x dataset x pairing x (teacher row + strategies) x seed.
 A pairing with `students:` is a size sweep: one pairing per student size, each with a teacher row
 (the teacher is trained once and cached), and its own `strategies` and `seeds` if given (else
 the suite's). A sweep cell that equals another pairing's cell (same student, strategy, seed and
@@ -32,15 +35,17 @@ import yaml
 
 from kdbench.backbones import BackboneSpec
 from kdbench.cells import TEACHER, Cell
+from kdbench.data import DEFAULT_PROTOCOL, get_protocol
 from kdbench.errors import KdbenchError, choices
 from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
-              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning"}
+              "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning",
+              "protocol", "paper", "strategy_train"}
 PAIRING_KEYS = {"teacher", "student", "students", "train", "teacher_train", "strategies", "seeds"}
-FLOAT_SETTINGS = {"learning_rate", "weight_decay"}
+FLOAT_SETTINGS = {"learning_rate", "weight_decay", "init_std"}
 
 
 @dataclass
@@ -110,10 +115,23 @@ def _settings(raw: Any, base: TrainSettings | None = None, where: str = "train")
     return TrainSettings(**fields)
 
 
-def expand(suite: Suite, strategies_override: list[str] | None = None, sweeps: bool = True) -> list[Cell]:
+def suite_protocols(suite: Suite, override: list[str] | None = None) -> list[str]:
+    """The suite's protocol presets (`protocol:`, a name or a list; default `random`), or `override`."""
+    value = override or suite.spec.get("protocol", DEFAULT_PROTOCOL)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise KdbenchError(f"suite '{suite.name}': 'protocol' must be a protocol name or a list of them, got {value!r}")
+    for protocol in names:
+        get_protocol(protocol)
+    return list(dict.fromkeys(names))
+
+
+def expand(suite: Suite, strategies_override: list[str] | None = None,
+           protocols_override: list[str] | None = None, sweeps: bool = True) -> list[Cell]:
     """The suite's cells, in suite order, each once. `strategies_override` (`run --strategy`) replaces
-    the suite's strategies and narrows a pairing's own list to the names in both; `sweeps=False`
-    leaves out the pairings that sweep student sizes (`students:`)."""
+    the suite's strategies and narrows a pairing's own list to the names in both; `protocols_override`
+    (`--protocol`) replaces the suite's protocols; `sweeps=False` leaves out the pairings that sweep
+    student sizes (`students:`)."""
     spec = suite.spec
     name = suite.name
     datasets = [str(d) for d in _list(spec, "datasets", name)]
@@ -123,6 +141,12 @@ def expand(suite: Suite, strategies_override: list[str] | None = None, sweeps: b
     overrides = _mapping(spec.get("hparams"), f"suite '{name}': 'hparams'")
     for strategy in list(overrides):
         STRATEGIES.get(strategy)
+    protocols = suite_protocols(suite, protocols_override)
+    strategy_train = _mapping(spec.get("strategy_train"), f"suite '{name}': 'strategy_train'")
+    for strategy in strategy_train:
+        if strategy not in strategies:
+            raise KdbenchError(f"suite '{name}': 'strategy_train' names '{strategy}', which the suite does not run: "
+                               f"valid: {choices(strategies)}")
     base_train = _settings(spec.get("train"))
     teacher_seed = _int(spec.get("teacher_seed", 0), f"suite '{name}': 'teacher_seed'")
     split_seed = _int(spec.get("split_seed", 2020), f"suite '{name}': 'split_seed'")
@@ -130,7 +154,7 @@ def expand(suite: Suite, strategies_override: list[str] | None = None, sweeps: b
     if data_path is not None and not isinstance(data_path, str):
         raise KdbenchError(f"suite '{name}': 'data_path' must be a folder path, got {data_path!r}")
     cells: list[Cell] = []
-    for dataset in datasets:
+    for protocol, dataset in ((p, d) for p in protocols for d in datasets):
         for pairing in pairings:
             students = _students(pairing, name)
             if "students" in pairing and not sweeps:
@@ -144,14 +168,16 @@ def expand(suite: Suite, strategies_override: list[str] | None = None, sweeps: b
             pairing_seeds = _seeds(pairing, where) if "seeds" in pairing else seeds
             train = _settings(pairing.get("train"), base_train)
             teacher_train = _settings(pairing.get("teacher_train") or spec.get("teacher_train"), train, "teacher_train")
+            by_strategy = {s: _settings(strategy_train[s], train, f"strategy_train: {s}") for s in strategy_train}
             for student in students:
                 common = dict(dataset=dataset, teacher=BackboneSpec.parse(str(pairing["teacher"])), student=student,
                               train=train, teacher_train=teacher_train, teacher_seed=teacher_seed,
-                              data_path=data_path, split_seed=split_seed)
+                              data_path=data_path, split_seed=split_seed, protocol=protocol)
                 cells.append(Cell(strategy=TEACHER, seed=teacher_seed, **common))
                 for seed in pairing_seeds:
                     for strategy in names:
-                        cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy], **common))
+                        cells.append(Cell(strategy=strategy, seed=seed, hparams=hparams[strategy],
+                                          **{**common, "train": by_strategy.get(strategy, train)}))
     return list(dict.fromkeys(cells))
 
 

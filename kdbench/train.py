@@ -39,6 +39,8 @@ class TrainSettings:
     # propagated initial embeddings (popularity-like); one of five seeds stopped at epoch 11 with
     # its best at epoch 1 (NDCG@10 0.155 against 0.26-0.28 for the others) without it.
     min_epochs: int = 0
+    # Embeddings drawn from N(0, init_std^2) instead of the backbone's own initialisation (None).
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "patience", "eval_every"):
@@ -48,15 +50,19 @@ class TrainSettings:
             raise KdbenchError(f"min epochs must be >= 0, got {self.min_epochs}")
         if not self.learning_rate > 0:
             raise KdbenchError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.init_std is not None and not self.init_std > 0:
+            raise KdbenchError(f"init std must be > 0, got {self.init_std}")
         if self.weight_decay < 0:
             raise KdbenchError(f"weight decay must be >= 0, got {self.weight_decay}")
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings; min_epochs only when set, so records and cache keys made before the
-        field existed (where it was 0) stay valid."""
+        """The settings; min_epochs and init_std only when set, so records and cache keys made
+        before those fields existed (where they were 0 and the backbone's own) stay valid."""
         settings = asdict(self)
         if settings["min_epochs"] == 0:
             del settings["min_epochs"]
+        if settings["init_std"] is None:
+            del settings["init_std"]
         return settings
 
 

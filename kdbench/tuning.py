@@ -25,7 +25,7 @@ from typing import Any, Callable
 from kdbench import atomic
 from kdbench.cells import TEACHER, TUNED, Cell
 from kdbench.errors import KdbenchError, choices
-from kdbench.results import safe_name
+from kdbench.results import dataset_label, safe_name
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
@@ -87,11 +87,16 @@ class Study:
 
     @property
     def name(self) -> str:
-        return f"{self.cell.dataset}/{self.cell.pairing}/{self.cell.strategy}"
+        return f"{self.dataset}/{self.cell.pairing}/{self.cell.strategy}"
+
+    @property
+    def dataset(self) -> str:
+        """The dataset, with the protocol when it is not the default (`citeulike-t@ordered`)."""
+        return dataset_label(self.cell.dataset, self.cell.protocol)
 
     @property
     def folder(self) -> Path:
-        return self.root / "tuning" / safe_name(self.cell.dataset) / safe_name(self.cell.pairing)
+        return self.root / "tuning" / safe_name(self.dataset) / safe_name(self.cell.pairing)
 
     @property
     def storage_path(self) -> Path:
@@ -129,7 +134,7 @@ def study_cells(cells: list[Cell]) -> list[Cell]:
     seen: dict[tuple, Cell] = {}
     for cell in cells:
         if cell.strategy != TEACHER and cell.variant != TUNED:
-            seen.setdefault((cell.dataset, cell.pairing, cell.strategy), cell)
+            seen.setdefault((cell.dataset, cell.protocol, cell.pairing, cell.strategy), cell)
     return list(seen.values())
 
 
@@ -272,7 +277,7 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
     strategy_params, training = split_params(best.params) if best else ({}, {})
     summary = {
-        "dataset": study.cell.dataset,
+        "dataset": study.dataset,
         "pairing": study.cell.pairing,
         "strategy": study.cell.strategy,
         "study": study.name,
@@ -331,7 +336,7 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
         if cell.strategy == TEACHER or cell.variant == TUNED:
             continue
         best = read_best(results_dir, cell)
-        key = (cell.dataset, cell.pairing, cell.strategy)
+        key = (cell.dataset, cell.protocol, cell.pairing, cell.strategy)
         problem = None
         if best is None:
             problem = "not tuned"

@@ -1,13 +1,15 @@
 """`python -m kdbench verify`: a results folder is what the current code stands behind.
 
-- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`), tuning summary and inference-cost
-  file (`cost/`, `quick/cost/`) parses and has its structure (`results.check_record`,
-  `inference_cost.check_cost`); a damaged one is an error. Cells of the suite that have not run
-  yet (a new size sweep, say) are not errors: verify checks what is stored, and `report` shows it;
+- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`, `reproduction/*/runs/`), tuning
+  summary and inference-cost file (`cost/`, `quick/cost/`) parses and has its structure
+  (`results.check_record`, `inference_cost.check_cost`); a damaged one is an error. Cells of the
+  suite that have not run yet (a new size sweep, say) are not errors: verify checks what is stored,
+  and `report` shows it;
 - every run's identity (`config`) equals what the current code gives its cell, or the run is
   flagged stale (made by other strategy code or settings; `strict` makes that an error);
-- each leaderboard's Markdown, CSV and JSON are byte for byte what `report` writes from these runs
-  now (the Pareto and compression PNGs are left out: their bytes depend on the matplotlib build).
+- each leaderboard's Markdown, CSV and JSON, and `reproduction.md` / `.csv`, are byte for byte what
+  `report` writes from these runs now (the Pareto and compression PNGs are left out: their bytes
+  depend on the matplotlib build).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class Verification:
 def verify(results_dir: str | Path) -> Verification:
     results_dir = Path(results_dir)
     found = Verification()
-    for sub in RUN_ROOTS:
-        _check_runs(RunStore(results_dir / sub), found)
+    reproductions = sorted(p.parent for p in (results_dir / "reproduction").glob("*/paper.json"))
+    for root in [results_dir / sub for sub in RUN_ROOTS] + reproductions:
+        _check_runs(RunStore(root), found)
     from kdbench.tuning import read_summary
 
     tuning = results_dir / "tuning"
@@ -57,7 +60,30 @@ def verify(results_dir: str | Path) -> Verification:
     if not found.errors:  # a damaged run already says report would stop
         for quick in (False, True):
             _check_leaderboard(results_dir, quick, found)
+        _check_reproduction(results_dir, found)
     return found
+
+
+def _check_reproduction(results_dir: Path, found: Verification) -> None:
+    from kdbench.reproduction import REPORT_NAME, write_reproduction_report
+
+    with tempfile.TemporaryDirectory(prefix="kdbench-verify-") as scratch:
+        if (results_dir / "reproduction").is_dir():
+            shutil.copytree(results_dir / "reproduction", Path(scratch) / "reproduction")
+        written = {path.name: path for path in write_reproduction_report(scratch)}
+        for kind in ("md", "csv"):
+            stored = results_dir / f"{REPORT_NAME}.{kind}"
+            expected = written.get(stored.name)
+            if expected is None:
+                if stored.exists():
+                    found.errors.append(f"{stored} has no runs under {results_dir / 'reproduction'} to come from")
+                continue
+            if not stored.exists():
+                found.notes.append(f"no {stored.name} beside the reproduction runs (`python -m kdbench report` writes it)")
+            elif stored.read_bytes() != expected.read_bytes():
+                found.errors.append(f"{stored} differs from what `report` writes now "
+                                    f"({_first_difference(stored.read_bytes(), expected.read_bytes())}); "
+                                    f"run `python -m kdbench report`")
 
 
 def _check_runs(store: RunStore, found: Verification) -> None:

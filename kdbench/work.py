@@ -78,10 +78,11 @@ def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, devic
     from recbole.utils import get_model
 
     input_type = getattr(get_model(spec.model), "input_type", None)
-    key = (cell.dataset, cell.data_path, cell.split_seed, str(input_type), settings.batch_size, device)
+    key = (cell.dataset, cell.data_path, cell.split_seed, cell.protocol, str(input_type), settings.batch_size,
+           device)
     if key not in _DATA:
         _DATA[key] = load_data(cell.dataset, cell.data_path, model=spec.model, batch_size=settings.batch_size,
-                               split_seed=cell.split_seed, device=device, work_dir=work_dir)
+                               split_seed=cell.split_seed, device=device, work_dir=work_dir, protocol=cell.protocol)
     return _DATA[key]
 
 
@@ -132,7 +133,7 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     cell = task.cell
     data = prepared_data(cell, cell.teacher, cell.teacher_settings, task.device, task.work_dir)
     init_seed(cell.teacher_seed, True)
-    model = build_model(cell.teacher, data, task.device)
+    model = build_model(cell.teacher, data, task.device, init_std=cell.teacher_settings.init_std)
     logging.getLogger(LOGGER).info("training teacher %s on %s (seed %d)", cell.teacher, cell.dataset, cell.teacher_seed)
     result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed,
                  on_epoch=epoch_logger(f"teacher {cell.teacher}"))
@@ -168,7 +169,7 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None):
     teacher = load_teacher(cell, task.teacher, task.device, task.work_dir, trainable=strategy_class.updates_teacher)
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
     init_seed(cell.seed, True)
-    student = build_model(cell.student, data, task.device)
+    student = build_model(cell.student, data, task.device, init_std=cell.train.init_std)
     context = DistillationContext.build(data, student, teacher, task.device, cell.seed)
     strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)

@@ -292,3 +292,20 @@ def test_validation_refuses_a_feature_strategy_on_a_backbone_without_representat
     with pytest.raises(KdbenchError, match="needs user/item representations.*not for Pop"):
         validate_cells([_toy_cell(toy_dir, strategy=NeedsRepresentations.name, student=BackboneSpec("Pop", 4))])
     validate_cells([_toy_cell(toy_dir, strategy=NeedsRepresentations.name)])  # BPR -> BPR has them
+
+
+def test_a_cell_under_another_protocol_is_stored_apart_and_resumes(toy_dir, dirs, fits):
+    """An ordered cell: its own teacher, its own runs folder, the protocol in its record; rerun: nothing trains."""
+    random_cell = _toy_cell(toy_dir, train=replace(SMALL, init_std=0.01))
+    ordered = replace(random_cell, protocol="ordered-mask-train")
+    runner = Runner(*dirs)
+    records = runner.run_all([random_cell, ordered])
+    assert [r["protocol"] for r in records] == ["random", "ordered-mask-train"]
+    assert runner.teacher_key(random_cell) != runner.teacher_key(ordered)
+    assert len(_teacher_folders(dirs[1])) == 2
+    assert (dirs[0] / "runs" / "toy@ordered-mask-train" / "BPR-16_to_BPR-4" / "scratch" / "seed0.json").is_file()
+    assert (dirs[0] / "runs" / "toy" / "BPR-16_to_BPR-4" / "scratch" / "seed0.json").is_file()
+    assert records[0]["test"] != records[1]["test"]
+    trained = len(fits.trained)
+    Runner(*dirs).run_all([random_cell, ordered])
+    assert len(fits.trained) == trained

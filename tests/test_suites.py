@@ -108,9 +108,18 @@ def test_pairing_training_settings_override_the_suite_ones(tmp_path):
         ({"datasets": ["ml-100k"], "seeds": [0],
           "pairings": [{"teacher": "BPR:8", "students": ["BPR:2"], "strategies": ["nosuch"]}]},
          "unknown strategy 'nosuch'"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "protocol": "shuffled",
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "unknown protocol 'shuffled': valid: ordered"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "protocol": {"a": 1},
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "'protocol' must be a protocol name or a list"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "strategies": ["scratch"], "strategy_train": {"cd": {}},
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "'strategy_train' names 'cd', which the suite"),
+        ({"datasets": ["ml-100k"], "seeds": [0], "train": {"init_std": 0},
+          "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}]}, "init std must be > 0"),
     ],
     ids=["no-pairings", "unknown-strategy", "unknown-key", "unknown-setting", "unknown-model", "student-and-students",
-         "empty-students", "bad-sweep-seeds", "bad-sweep-strategy"],
+         "empty-students", "bad-sweep-seeds", "bad-sweep-strategy",
+         "unknown-protocol", "protocol-not-a-name", "strategy-train-not-run", "init-std"],
 )
 def test_a_mistake_in_a_suite_file_is_named(tmp_path, content, problem):
     path = tmp_path / "s.yaml"
@@ -124,3 +133,20 @@ def test_a_suite_file_that_is_not_yaml_is_named(tmp_path):
     path.write_text("datasets: [ml-100k\n  - oops")
     with pytest.raises(KdbenchError, match="not valid YAML"):
         load_suite(path)
+
+
+def test_a_suite_runs_every_cell_under_each_of_its_protocols_with_per_strategy_training(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "datasets": ["ml-100k"], "seeds": [0, 1], "strategies": ["scratch", "cd"],
+        "train": {"weight_decay": 0.001, "init_std": 0.01}, "protocol": ["ordered-mask-train", "random"],
+        "strategy_train": {"cd": {"weight_decay": 1.0e-8}},
+        "pairings": [{"teacher": "BPR:16", "student": "BPR:4"}],
+    }))
+    cells = expand(load_suite(path))
+    assert [(c.protocol, c.strategy, c.seed) for c in cells] == [
+        (p, s, seed) for p in ("ordered-mask-train", "random")
+        for s, seed in [(TEACHER, 0), ("scratch", 0), ("cd", 0), ("scratch", 1), ("cd", 1)]]
+    assert {c.strategy: c.train.weight_decay for c in cells} == {TEACHER: 0.001, "scratch": 0.001, "cd": 1.0e-8}
+    assert {c.train.init_std for c in cells} == {0.01}
+    assert [c.protocol for c in expand(load_suite(path), protocols_override=["random"])] == ["random"] * 5
