@@ -1,4 +1,9 @@
-"""Backbones: `MODEL:DIM` specs, building RecBole general recommenders, and score/representation adapters.
+"""Backbones: `MODEL:DIM` specs, building RecBole general and sequential recommenders, and
+score/representation adapters.
+
+A sequential backbone's spec may carry options after a second colon: `SASRec:64:L2H2` (2 layers, 2
+heads), `GRU4Rec:32:L1` (1 GRU layer); without them RecBole's defaults hold. Its adapter is
+`kdbench.sequential.SequentialAdapter`.
 
 Response and ranking KD need only scores, which every RecBole general recommender provides.
 Feature KD needs user and item representations; `BackboneAdapter` gives them for the backbones
@@ -19,15 +24,35 @@ from torch import nn
 
 from kdbench.errors import KdbenchError, choices
 
-SPEC_PATTERN = re.compile(r"^(?P<model>[A-Za-z][A-Za-z0-9]*)(?::(?P<dim>\d+))?$")
+SPEC_PATTERN = re.compile(r"^(?P<model>[A-Za-z][A-Za-z0-9]*)(?::(?P<dim>\d+))?(?::(?P<options>(?:[A-Za-z]\d+)+))?$")
+OPTION_PATTERN = re.compile(r"([A-Za-z])(\d+)")
 
 
 def _neumf_size(dim: int) -> dict[str, Any]:
     return {"mf_embedding_size": dim, "mlp_embedding_size": dim, "mlp_hidden_size": [2 * dim, dim]}
 
 
+def _sasrec_size(dim: int) -> dict[str, Any]:
+    """RecBole's SASRec defaults are hidden 64, feed-forward 256: the 4x ratio is kept."""
+    return {"hidden_size": dim, "inner_size": 4 * dim}
+
+
+def _gru4rec_size(dim: int) -> dict[str, Any]:
+    """RecBole's GRU4Rec defaults are item embeddings 64, GRU state 128: the 2x ratio is kept."""
+    return {"embedding_size": dim, "hidden_size": 2 * dim}
+
+
 # How a backbone's size is set; the default is RecBole's `embedding_size`.
-SIZE_KEYS: dict[str, Callable[[int], dict[str, Any]]] = {"NeuMF": _neumf_size}
+SIZE_KEYS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "NeuMF": _neumf_size, "SASRec": _sasrec_size, "GRU4Rec": _gru4rec_size,
+}
+# Spec options per sequential backbone: letter -> RecBole config key (`SASRec:64:L2H2`).
+OPTION_KEYS: dict[str, dict[str, str]] = {
+    "SASRec": {"L": "n_layers", "H": "n_heads"},
+    "GRU4Rec": {"L": "num_layers"},
+}
+# The sequential recommenders kdbench supports (RecBole's `recbole.model.sequential_recommender`).
+SEQUENTIAL_MODELS = ("GRU4Rec", "SASRec")
 
 
 @lru_cache(maxsize=1)
@@ -37,32 +62,61 @@ def general_recommenders() -> tuple[str, ...]:
     return tuple(sorted(name for name in dir(general) if isinstance(getattr(general, name), type)))
 
 
+def known_models() -> tuple[str, ...]:
+    """Every model a spec may name: RecBole's general recommenders and `SEQUENTIAL_MODELS`."""
+    return tuple(sorted(general_recommenders() + SEQUENTIAL_MODELS))
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A RecBole general recommender and its embedding dimension, written `BPR:200`."""
+    """A RecBole recommender and its embedding dimension, written `BPR:200`; a sequential one may
+    add options (`SASRec:64:L2H2`: 2 layers, 2 heads), kept in the order written."""
 
     model: str
     dim: int
+    options: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> "BackboneSpec":
         match = SPEC_PATTERN.match(text.strip())
         if not match:
-            raise KdbenchError(f"malformed backbone '{text}': expected MODEL:DIM, e.g. BPR:200 or LightGCN:64")
-        known = {name.lower(): name for name in general_recommenders()}
+            raise KdbenchError(f"malformed backbone '{text}': expected MODEL:DIM, e.g. BPR:200 or LightGCN:64 "
+                               f"(sequential: SASRec:64:L2H2, GRU4Rec:32:L1)")
+        known = {name.lower(): name for name in known_models()}
         model = known.get(match["model"].lower())
         if model is None:
-            raise KdbenchError(f"unknown model '{match['model']}': valid: {choices(general_recommenders())}")
+            raise KdbenchError(f"unknown model '{match['model']}': valid: {choices(known_models())}")
         dim = int(match["dim"] or 64)
         if dim < 1:
             raise KdbenchError(f"backbone '{text}': the dimension must be a positive integer")
-        return cls(model, dim)
+        options = tuple((letter.upper(), int(value)) for letter, value in OPTION_PATTERN.findall(match["options"] or ""))
+        valid = OPTION_KEYS.get(model, {})
+        for letter, value in options:
+            if letter not in valid:
+                raise KdbenchError(f"backbone '{text}': unknown option '{letter}' for {model}: valid: "
+                                   f"{choices(f'{k} ({v})' for k, v in valid.items()) if valid else 'none'}")
+            if value < 1:
+                raise KdbenchError(f"backbone '{text}': option '{letter}' must be a positive integer")
+        if len({letter for letter, _ in options}) != len(options):
+            raise KdbenchError(f"backbone '{text}': an option is given twice")
+        heads = dict(options).get("H")
+        if model == "SASRec" and dim % (heads or 2):
+            raise KdbenchError(f"backbone '{text}': the dimension {dim} must be a multiple of the number of "
+                               f"heads ({heads or 2})")
+        return cls(model, dim, options)
 
     def __str__(self) -> str:
-        return f"{self.model}:{self.dim}"
+        suffix = "".join(f"{letter}{value}" for letter, value in self.options)
+        return f"{self.model}:{self.dim}" + (f":{suffix}" if suffix else "")
+
+    @property
+    def is_sequential(self) -> bool:
+        return self.model in SEQUENTIAL_MODELS
 
     def size_overrides(self) -> dict[str, Any]:
-        return SIZE_KEYS.get(self.model, lambda d: {"embedding_size": d})(self.dim)
+        sizes = SIZE_KEYS.get(self.model, lambda d: {"embedding_size": d})(self.dim)
+        keys = OPTION_KEYS.get(self.model, {})
+        return sizes | {keys[letter]: value for letter, value in self.options}
 
 
 def build_model(spec: BackboneSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None,
@@ -139,6 +193,8 @@ def _model_config(spec: BackboneSpec, data, device: str, extra: dict[str, Any] |
     from kdbench.data import isolated_argv
 
     base = {key: data.config[key] for key in _SHARED_KEYS if data.config[key] is not None}
+    if spec.is_sequential:  # the sequential protocol's settings (data.SEQUENTIAL_PROTOCOL)
+        base |= {key: data.config[key] for key in _SEQUENTIAL_KEYS} | {"train_neg_sample_args": None}
     base.update(spec.size_overrides())
     base.update(extra or {})
     base["use_gpu"] = device.startswith("cuda")
@@ -153,6 +209,13 @@ _SHARED_KEYS = (
     "train_neg_sample_args", "state", "show_progress", "reproducibility", "seed", "checkpoint_dir",
     "log_wandb", "eval_batch_size", "train_batch_size",
 )
+
+
+_SEQUENTIAL_KEYS = ("MAX_ITEM_LIST_LENGTH", "loss_type")
+
+
+def is_sequential(model: nn.Module) -> bool:
+    return type(model).__name__ in SEQUENTIAL_MODELS
 
 
 def reset_inference_cache(model: nn.Module) -> None:
@@ -232,6 +295,11 @@ class BackboneAdapter:
 
         batch = Interaction({self.uid_field: flat_users, self.iid_field: items.reshape(-1)})
         return self.model.predict(batch).view(items.shape)
+
+    def interaction_scores(self, interaction) -> torch.Tensor:
+        """Scores of an evaluation batch's users for every item (the sequential adapter scores the
+        batch's own input sequences instead)."""
+        return self.full_scores(interaction[self.uid_field])
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of users (B,) for every item -> (B, n_items), item 0 (padding) included."""

@@ -332,7 +332,7 @@ def _strategies(args) -> list[str] | None:
 def _run(args) -> int:
     from kdbench.backbones import BackboneSpec
     from kdbench.cells import Cell
-    from kdbench.data import DEFAULT_PROTOCOL
+    from kdbench.families import default_protocol
     from kdbench.suites import expand, load_suite
 
     started = time.time()
@@ -354,7 +354,7 @@ def _run(args) -> int:
         cells = [
             Cell(args.dataset, teacher, student, name, seed, tuple(sorted(dict(args.hp).items())),
                  train=settings, teacher_train=teacher_settings, data_path=args.data_path, protocol=protocol)
-            for protocol in (_protocols(args) or [DEFAULT_PROTOCOL])
+            for protocol in (_protocols(args) or [default_protocol(teacher)])
             for seed in (args.seed or [0])
             for name in (_strategies(args) or ["scratch"])
         ]
@@ -444,7 +444,8 @@ def _print_teachers(runner, cells) -> None:
 def _list(args) -> int:
     from tabulate import tabulate
 
-    from kdbench.backbones import REPRESENTATIONS, general_recommenders
+    from kdbench.backbones import OPTION_KEYS, REPRESENTATIONS, SEQUENTIAL_MODELS, general_recommenders
+    from kdbench.families import FAMILIES
     from kdbench.data import BUNDLED_DATASETS, downloadable_datasets
     from kdbench.strategies import STRATEGIES
 
@@ -458,13 +459,18 @@ def _list(args) -> int:
     print("\nBackbones (RecBole general recommenders, MODEL:DIM):")
     print("  " + ", ".join(general_recommenders()))
     print("  feature strategies need representations: " + ", ".join(REPRESENTATIONS))
+    print("\nSequential backbones (RecBole sequential recommenders, MODEL:DIM[:OPTIONS], protocol leave-one-out):")
+    for model in SEQUENTIAL_MODELS:
+        options = ", ".join(f"{k}<n>: {v}" for k, v in OPTION_KEYS.get(model, {}).items())
+        print(f"  {model}  (options {options}; e.g. {model}:64:{''.join(f'{k}1' for k in OPTION_KEYS.get(model, {}))})")
     rows = []
     for name in STRATEGIES.names():
         cls = STRATEGIES.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        rows.append([name, cls.family, cls.paper, defaults])
+        supported = ", ".join(f.name for f in FAMILIES.values() if f.supports(name))
+        rows.append([name, cls.family, supported, cls.paper, defaults])
     print("\nStrategies:")
-    print(tabulate(rows, headers=["name", "family", "source", "defaults"], tablefmt="simple"))
+    print(tabulate(rows, headers=["name", "family", "backbones", "source", "defaults"], tablefmt="simple"))
     from kdbench.tuning_report import load_summaries, summary_table
 
     summaries = load_summaries(args.results_dir)

@@ -14,6 +14,10 @@ user's interactions are split 80/10/10 and in what is masked at test time:
 - `ordered-mask-train`: `ordered`, with only the training items masked at test time, as that
   reference code's evaluator does (`modules/evaluation.py`): a user's validation items stay in the
   ranking as negatives.
+
+The sequential family (SASRec, GRU4Rec) has its own preset, `leave-one-out` (RecBole's sequential
+protocol: see `kdbench.sequential`); `load_data` hands sequential models to it. A protocol belongs
+to one family (`Protocol.family`), and a model is refused under another family's protocol.
 """
 
 from __future__ import annotations
@@ -50,9 +54,24 @@ PROTOCOL: dict[str, Any] = {
                               "dynamic": False, "candidate_num": 0},
 }
 
+# The sequential family's protocol (kdbench.sequential): RecBole's leave-one-out by time, full
+# ranking, cross-entropy training over the catalogue; inputs are the last MAX_SEQUENCE_LENGTH items.
+MAX_SEQUENCE_LENGTH = 50
+SEQUENTIAL_PROTOCOL: dict[str, Any] = {
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+    "metrics": ["Recall", "NDCG"],
+    "topk": list(TOPK),
+    "valid_metric": "NDCG@10",
+    "valid_metric_bigger": True,
+    "train_neg_sample_args": None,
+    "loss_type": "CE",
+    "MAX_ITEM_LIST_LENGTH": MAX_SEQUENCE_LENGTH,
+}
+
 RANDOM, ORDERED, ORDERED_MASK_TRAIN = "random", "ordered", "ordered-mask-train"
+LEAVE_ONE_OUT = "leave-one-out"
 DEFAULT_PROTOCOL = RANDOM
-MASK_TRAIN_AND_VALID, MASK_TRAIN = "train+valid", "train"
+MASK_TRAIN_AND_VALID, MASK_TRAIN, MASK_NOTHING = "train+valid", "train", "nothing"
 TIME_FIELD = "timestamp"  # RecBole's default time column: the `ordered` split follows it when present
 
 
@@ -65,12 +84,15 @@ class Protocol:
     order: str
     test_mask: str
     summary: str
+    family: str = "general"  # the backbone family whose protocol it is (kdbench.families)
 
     def identity(self) -> dict[str, Any]:
         """What a cell's identity and the teacher cache key hold for this protocol. `random` gives
         exactly the dict records held before presets existed, so those records stay current."""
         if self.name == RANDOM:
             return PROTOCOL
+        if self.family == "sequential":
+            return {**SEQUENTIAL_PROTOCOL, "preset": self.name}
         return {**PROTOCOL, "preset": self.name, "test_mask": self.test_mask,
                 "eval_args": {"split": {"ordered": [0.8, 0.1, 0.1]}, "order": f"{TIME_FIELD} then file",
                               "group_by": "user", "mode": "full"}}
@@ -83,6 +105,9 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              "per-user 80/10/10 in timestamp or file order, test masks train+valid items"),
     Protocol(ORDERED_MASK_TRAIN, "file", MASK_TRAIN,
              "per-user 80/10/10 in timestamp or file order, test masks train items only (woriazzc/KDs, RCEKD)"),
+    Protocol(LEAVE_ONE_OUT, "time", MASK_NOTHING,
+             f"sequential models: per user by timestamp, last item test, second to last validation (RecBole "
+             f"LS valid_and_test, TO), inputs the last {MAX_SEQUENCE_LENGTH} items, nothing masked", "sequential"),
 )}
 
 
@@ -369,8 +394,9 @@ class PreparedData:
     train: Any
     valid: Any
     test: Any
-    history: sp.csr_matrix  # users x items, training interactions
+    history: sp.csr_matrix  # users x items, training interactions (sequential: queries x input items)
     fingerprint: str  # hash of the training interactions and split: part of cache keys
+    queries: Any = None  # sequential family: the training queries' inputs (kdbench.sequential.QueryTable)
 
     @property
     def n_users(self) -> int:
@@ -410,6 +436,15 @@ def load_data(
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
+    from kdbench.backbones import SEQUENTIAL_MODELS
+
+    if model in SEQUENTIAL_MODELS:
+        from kdbench.sequential import load_sequential_data
+
+        return load_sequential_data(dataset, data_path, model, batch_size, split_seed, device, work_dir, protocol)
+    if get_protocol(protocol).family != "general":
+        raise KdbenchError(f"protocol '{protocol}' is for sequential models, not {model}: valid: "
+                           f"{choices(p.name for p in PROTOCOLS.values() if p.family == 'general')}")
     check_dataset(dataset, data_path)
     config = build_config(
         model, dataset, data_path,

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdbench.backbones import BackboneAdapter, count_parameters, model_size_bytes, reset_inference_cache
+from kdbench.backbones import (BackboneAdapter, count_parameters, is_sequential, model_size_bytes,
+                               reset_inference_cache)
 from kdbench.data import TOPK
 
 
@@ -30,18 +31,22 @@ class RankingResult:
 
 @torch.no_grad()
 def full_ranking(model: nn.Module, loader, config) -> RankingResult:
-    """Score every item for every evaluated user, mask seen items, and compute RecBole's metrics."""
+    """Score every item for every evaluated user, mask seen items, and compute RecBole's metrics.
+
+    A sequential model scores each row's own input sequence; RecBole's sequential loader masks
+    nothing (`history_index` is None), so only the padding item is removed."""
     from recbole.evaluator import Collector
     from recbole.evaluator.register import metrics_dict
 
     model.eval()
     reset_inference_cache(model)
-    adapter = BackboneAdapter(model, loader._dataset.uid_field, loader._dataset.iid_field)
+    adapter = evaluation_adapter(model, loader._dataset.uid_field, loader._dataset.iid_field)
     collector = Collector(config)
     user_ids = []
     for interaction, history_index, positive_u, positive_i in loader:
-        users = interaction[adapter.uid_field].to(config["device"])
-        scores = adapter.full_scores(users).clone()
+        interaction = interaction.to(config["device"])
+        users = interaction[adapter.uid_field]
+        scores = adapter.interaction_scores(interaction).clone()
         scores[:, 0] = -np.inf  # padding item
         if history_index is not None:
             scores[history_index] = -np.inf
@@ -60,6 +65,15 @@ def full_ranking(model: nn.Module, loader, config) -> RankingResult:
             metrics[key] = float(per_user[key].mean())
     model.train()
     return RankingResult(metrics, per_user, np.concatenate(user_ids) if user_ids else np.empty(0, int))
+
+
+def evaluation_adapter(model: nn.Module, uid_field: str, iid_field: str) -> BackboneAdapter:
+    """The adapter that scores an evaluation loader's batches for `model`'s family."""
+    if is_sequential(model):
+        from kdbench.sequential import SequentialAdapter
+
+        return SequentialAdapter(model, None, iid_field, uid_field=uid_field)
+    return BackboneAdapter(model, uid_field, iid_field)
 
 
 @dataclass
@@ -91,15 +105,18 @@ def inference_cost(
     repeats: int = 7,
     latency_samples: int = 200,
     seed: int = 0,
+    adapter: BackboneAdapter | None = None,
 ) -> CostResult:
     """Parameters, bytes, batched top-K throughput (median of repeats after warm-up), single-user latency.
 
     Throughput: users/s for full-catalogue scoring plus top-20 on batches of `batch_users` users.
-    Latency: one user at a time, p50/p99 over `latency_samples` calls.
+    Latency: one user at a time, p50/p99 over `latency_samples` calls. A sequential model is given
+    its `adapter` over a query table (the test users' inputs, `n_users` queries): then "users" are
+    queries, each a forward pass over its input sequence.
     """
     model.eval()
     reset_inference_cache(model)
-    adapter = BackboneAdapter(model, uid_field, iid_field)
+    adapter = adapter or BackboneAdapter(model, uid_field, iid_field)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randint(1, n_users, (batch_users,), generator=generator).to(device)

@@ -26,6 +26,7 @@ from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, q
 from kdbench.data import check_dataset, dataset_size, get_protocol, load_data
 from kdbench.errors import KdbenchError, choices
 from kdbench.executors import Executor, SerialExecutor
+from kdbench.families import check_pairing
 from kdbench.memory import check_memory
 from kdbench.results import RunStore
 from kdbench.stored import DamagedFile
@@ -45,10 +46,12 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
         if (cell.dataset, cell.data_path) not in checked_datasets:
             check_dataset(cell.dataset, cell.data_path)
             checked_datasets.add((cell.dataset, cell.data_path))
+        family = check_pairing(cell.teacher, cell.student, cell.strategy, cell.protocol, dict(cell.hparams))
         if cell.strategy != TEACHER:
             strategy = STRATEGIES.get(cell.strategy)
             strategy.resolve_hparams(dict(cell.hparams))
-            for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
+            needs_tables = strategy.needs_representations and family.name == "general"
+            for spec in (cell.teacher, cell.student) if needs_tables else ():
                 if spec.model not in REPRESENTATIONS:
                     raise KdbenchError(
                         f"strategy '{cell.strategy}' needs user/item representations, which kdbench "

@@ -37,6 +37,7 @@ from kdbench.backbones import BackboneSpec
 from kdbench.cells import TEACHER, Cell
 from kdbench.data import DEFAULT_PROTOCOL, get_protocol
 from kdbench.errors import KdbenchError, choices
+from kdbench.families import family_of
 from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.train import TrainSettings
@@ -63,7 +64,16 @@ def default_suite_path() -> Path:
     return Path(str(resources.files("kdbench") / "suites" / "default.yaml"))
 
 
+def bundled_suites() -> dict[str, Path]:
+    """The suites shipped in kdbench/suites/, by file name without `.yaml` (`default`, `sequential`)."""
+    folder = Path(str(resources.files("kdbench") / "suites"))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
 def load_suite(path: str | Path | None = None, quick: bool = False) -> Suite:
+    """A suite from a YAML file, or a bundled suite by name (`--suite sequential`) when no such file exists."""
+    if path and not Path(path).exists() and str(path) in bundled_suites():
+        path = bundled_suites()[str(path)]
     path = check_file(path, "suite file") if path else default_suite_path()
     try:
         spec = yaml.safe_load(path.read_bytes().decode("utf-8"))
@@ -163,6 +173,12 @@ def expand(suite: Suite, strategies_override: list[str] | None = None,
             own = _strategy_names(pairing["strategies"], where) if "strategies" in pairing else None
             names = strategies if own is None else (
                 [s for s in own if s in strategies] if strategies_override else own)
+            # `all` means every strategy the pairing's family supports; a name given explicitly is
+            # kept (and refused by validate_cells with the family's valid choices if it does not apply)
+            family = family_of(BackboneSpec.parse(str(pairing["teacher"])))
+            listed = _explicit_names(pairing.get("strategies")) | _explicit_names(
+                strategies_override or spec.get("strategies", "all"))
+            names = [s for s in names if family.supports(s) or s in listed]
             hparams = {s: tuple(sorted(_mapping(overrides.get(s), f"suite '{name}': hparams of '{s}'").items()))
                        for s in names}
             pairing_seeds = _seeds(pairing, where) if "seeds" in pairing else seeds
@@ -191,6 +207,13 @@ def _strategy_names(value: Any, where: str) -> list[str]:
     for strategy in names:
         STRATEGIES.get(strategy)
     return names
+
+
+def _explicit_names(value: Any) -> set[str]:
+    """The names a `strategies:` value lists by name (not through `all`)."""
+    if isinstance(value, str):
+        value = [value]
+    return {s for s in value or [] if isinstance(s, str) and s != "all"}
 
 
 def _seeds(spec: dict[str, Any], where: str) -> list[int]:

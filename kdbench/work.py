@@ -23,7 +23,8 @@ from kdbench.cells import Cell, RunRecord, base_record
 from kdbench.data import PreparedData, load_data
 from kdbench.errors import KdbenchError
 from kdbench.evaluate import full_ranking, inference_cost
-from kdbench.strategies import STRATEGIES, DistillationContext
+from kdbench.families import family_of
+from kdbench.strategies import STRATEGIES
 from kdbench.train import FitResult, TrainSettings, fit
 
 LOGGER = "kdbench"
@@ -170,7 +171,7 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None):
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
     init_seed(cell.seed, True)
     student = build_model(cell.student, data, task.device, init_std=cell.train.init_std)
-    context = DistillationContext.build(data, student, teacher, task.device, cell.seed)
+    context = family_of(cell.student).context(data, student, teacher, task.device, cell.seed)
     strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
@@ -196,7 +197,8 @@ def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare
             device: str) -> RunRecord:
     """Test metrics (per user too), inference cost and the training summary of a trained model."""
     test = full_ranking(model, data.test, data.config)
-    cost = inference_cost(model, data.uid_field, data.iid_field, data.n_users)
+    adapter, n_queries = family_of(cell.student if not cell.is_teacher else cell.teacher).cost_adapter(model, data)
+    cost = inference_cost(model, data.uid_field, data.iid_field, n_queries, adapter=adapter)
     return base_record(cell, device) | {
         "status": "ok",
         "test": test.metrics,
