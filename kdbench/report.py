@@ -80,6 +80,10 @@ _RUN_FIELDS = {
     "best_epoch": ("training", "best_epoch"),
     "hit_epoch_cap": ("training", "hit_epoch_cap"),
     "teacher_ndcg@10": ("teacher_test", "ndcg@10"),
+    # the run's own inference measurement (evaluate.inference_cost): the cost of sequential rows,
+    # whose shapes `kdbench cost` does not measure (per query: a forward over its input sequence)
+    "run_throughput": ("cost", "throughput_users_per_s"),
+    "run_latency_p50_ms": ("cost", "latency_p50_ms"),
 }
 _ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 
@@ -382,6 +386,12 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_ndcg: float
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = _ratio(teacher_params, row["params"])
     row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
+    if _is_sequential(row["model"]):  # per query, from the runs themselves (median over seeds)
+        ok_runs = runs[runs["status"] == "ok"]
+        row |= {"throughput_users_per_s": ok_runs["run_throughput"].median(),
+                "throughput_iqr_low": ok_runs["run_throughput"].min(),
+                "throughput_iqr_high": ok_runs["run_throughput"].max(),
+                "latency_p50_ms": ok_runs["run_latency_p50_ms"].median()}
     # Training cost, per seed, then mean and spread over seeds.
     ratios = ok["train_s_per_epoch"].astype(float) / scratch["train_s_per_epoch"].astype(float).mean()
     prepare = ok["kd_prepare_seconds"].astype(float).fillna(0.0)
@@ -462,6 +472,12 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
         row |= {f"mde_pct_{n}_seeds": mde(n, alpha / len(tested)) for n in more_seeds}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _is_sequential(model: Any) -> bool:
+    from kdbench.backbones import SEQUENTIAL_MODELS
+
+    return isinstance(model, str) and model.split(":")[0] in SEQUENTIAL_MODELS
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -621,7 +637,11 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
         ("Runs", f"{header['n_runs']} ({header['n_failed']} failed)"),
     ]
     lines += [tabulate(facts, headers=["", ""], tablefmt="github"), ""]
+    sequential_started = False
     for (dataset, pairing), pairing_group in table.groupby(["dataset", "pairing"], sort=False):
+        if not sequential_started and _is_sequential(pairing_group["teacher"].iloc[0]):
+            sequential_started = True
+            lines += [_SEQUENTIAL_INTRO, ""]
         lines += [f"## {dataset}: {pairing.replace('->', ' → ')}", ""]
         variants = list(dict.fromkeys(pairing_group["variant"]))
         for variant, group in pairing_group.groupby("variant", sort=False):
@@ -657,6 +677,16 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
     lines += [_LEGEND]
     return "\n".join(lines)
 
+
+_SEQUENTIAL_INTRO = """# Sequential recommenders
+
+Teacher and students are RecBole sequential models (SASRec, GRU4Rec) under `leave-one-out`: per
+user, interactions by timestamp, the last one is the test target and the one before it the
+validation target; a query is the user's last 50 items before the prediction point; full ranking
+over all items, nothing masked but the padding item. Cost columns are per query: users/s is queries
+per second on batches of 256 test queries (scoring every item and taking the top 20; [min, max]
+over seeds instead of an IQR), ms/user the median latency of one query, both from the runs
+themselves (`cost` in each run file)."""
 
 _MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
                "Recall@10", "Recall@20", "p", "p Holm", "p users", "p seeds", "seeds", "params", "× smaller",

@@ -128,8 +128,23 @@ def test_a_sequential_teacher_distils_into_sasrec_and_gru4rec_end_to_end(capsys,
         assert len(record["per_user"]["user_ids"]) == 50  # one test query per user
         assert 0 <= record["test"]["ndcg@10"] <= 1
         assert record["cost"]["latency_p50_ms"] > 0
-    # the 2 KD runs differ from scratch (same seed): the KD term did something
+    # the KD run differs from scratch (same seed): the KD term did something
     assert records[("SASRec:4:L1H1", "kd-full")]["test"] != records[("SASRec:4:L1H1", "scratch")]["test"]
+
+    # the report gives the family its own section, with per-query latency from the runs; verify accepts it
+    code, out, err = run_cli(capsys, "report")
+    assert code == 0, err
+    board = (workdir / "results" / "leaderboard.md").read_text()
+    section = board[board.index("# Sequential recommenders"):]
+    assert "## toy@leave-one-out: SASRec:8:L1H2 → SASRec:4:L1H1" in section
+    pairing = section[section.index("→ SASRec:4:L1H1"):]
+    cost_lines = [line for line in pairing[pairing.index("Cost:"):].splitlines()[2:] if line.startswith("|")]
+    header = [cell.strip() for cell in cost_lines[0].split("|")]
+    row = next([cell.strip() for cell in line.split("|")] for line in cost_lines if "| kd-full " in line)
+    latency = records[("SASRec:4:L1H1", "kd-full")]["cost"]["latency_p50_ms"]
+    assert row[header.index("ms/user")] == f"{latency:.3f}"
+    code, out, err = run_cli(capsys, "verify")
+    assert code == 0, out + err
 
 
 @pytest.mark.parametrize("args, fragments", [
