@@ -62,6 +62,15 @@ def pytest_terminal_summary(terminalreporter):
                 f"{row['model']} {row['users_per_s']:,.0f}/s ({row['roofline_fraction']:.0%})" for row in rows
             )
             write(f"  {dataset}, {batch} user(s): {cells}")
+    sequential = support.SUMMARY.get("sequential inference")
+    if sequential:
+        write("Sequential inference (encode the input, score, top-K): queries/s, and the roofline's time over the")
+        write("model's (Q @ I.T + topk of ready query vectors: the gap is the sequence encoder; fastest calls):")
+        for (dataset, batch), rows in _grouped(sequential, ("dataset", "batch_queries")).items():
+            cells = ", ".join(
+                f"{row['model']} {row['queries_per_s']:,.0f}/s ({row['roofline_fraction']:.0%})" for row in rows
+            )
+            write(f"  {dataset}, {batch} quer{'ies' if batch > 1 else 'y'}: {cells}")
 
 
 def _grouped(rows, keys):
