@@ -148,7 +148,7 @@ def test_ordered_mask_train_scores_a_validation_item_ranked_first_as_a_miss(tmp_
 
 
 def test_an_unknown_protocol_is_refused_naming_the_presets():
-    with pytest.raises(KdbenchError, match="unknown protocol 'shuffled': valid: ordered, ordered-mask-train, random"):
+    with pytest.raises(KdbenchError, match="unknown protocol 'shuffled': valid: leave-one-out, ordered, ordered-mask-train, random"):
         get_protocol("shuffled")
 
 
