@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from kdbench import atomic, stats
+from kdbench.data import MAX_SEQUENCE_LENGTH
 from kdbench.results import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED, RunStore, dataset_label, record_protocol
 from kdbench.stored import TUNING_SUMMARY_ADVICE, read_mapping
 
@@ -678,11 +679,11 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
     return "\n".join(lines)
 
 
-_SEQUENTIAL_INTRO = """# Sequential recommenders
+_SEQUENTIAL_INTRO = f"""# Sequential recommenders
 
 Teacher and students are RecBole sequential models (SASRec, GRU4Rec) under `leave-one-out`: per
 user, interactions by timestamp, the last one is the test target and the one before it the
-validation target; a query is the user's last 50 items before the prediction point; full ranking
+validation target; a query is the user's last {MAX_SEQUENCE_LENGTH} items before the prediction point; full ranking
 over all items, nothing masked but the padding item. Cost columns are per query: users/s is queries
 per second on batches of 256 test queries (scoring every item and taking the top 20; [min, max]
 over seeds instead of an IQR), ms/user the median latency of one query, both from the runs

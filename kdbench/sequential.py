@@ -1,7 +1,7 @@
 """The sequential family: RecBole's leave-one-out-by-time data, queries, and the adapter that scores them.
 
 A *query* is one prediction point: a user's items in time order up to (not including) the item to
-predict, truncated to the last `MAX_SEQUENCE_LENGTH` (the model's input). RecBole's sequential
+predict, truncated to the last `data.MAX_SEQUENCE_LENGTH` (the model's input). RecBole's sequential
 dataset makes one training row per prediction point of each user's training part (`u: <i1> | i2`,
 `u: <i1, i2> | i3`, ...; `SequentialDataset.data_augmentation`); kdbench numbers these rows
 `query_id` 1..Q (0 is a padding query, as RecBole's user 0) and keeps their inputs in a

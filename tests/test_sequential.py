@@ -12,13 +12,13 @@ import torch
 
 from conftest import write_interactions
 from kdbench.backbones import BackboneSpec, build_model
-from kdbench.data import LEAVE_ONE_OUT, load_data
+from kdbench.data import LEAVE_ONE_OUT, MAX_SEQUENCE_LENGTH, load_data
 from kdbench.families import FAMILIES, family_of
 from kdbench.sequential import QUERY_FIELD
 from kdbench.strategies.knowledge import teacher_top_n
 from test_cli import run_cli, workdir  # noqa: F401  (the fixture)
 
-MAX_LEN = 50  # data.MAX_SEQUENCE_LENGTH: the toy users' 20 items all fit in one input
+MAX_LEN = MAX_SEQUENCE_LENGTH
 
 
 @pytest.fixture(scope="module")
