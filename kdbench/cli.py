@@ -598,6 +598,9 @@ def _cost(args) -> int:
                            f"(one per synthetic user), got '{args.catalogues}'")
     suite = load_suite(args.suite, quick=args.quick)
     sittings = inference_cost.sittings(c for c in expand(suite) if c.strategy == "teacher")
+    if not sittings:
+        raise KdbenchError(f"suite '{suite.name}' has no general pairing to measure: a sequential run measures "
+                           f"its inference cost per query itself (the leaderboard's sequential section)")
     for sitting in sittings:
         check_dataset(sitting.dataset, sitting.data_path)
     results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)

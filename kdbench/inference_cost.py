@@ -134,9 +134,13 @@ class Sitting:
 
 
 def sittings(cells: Iterable) -> list[Sitting]:
-    """One sitting per (dataset, teacher) of a suite's cells, its students by model and size."""
+    """One sitting per (dataset, teacher) of a suite's cells, its students by model and size.
+    Sequential pairings are left out: their cost is measured per query in each run (work.measure),
+    on the test users' input sequences, which synthetic catalogues do not have."""
     found: dict[tuple, set] = {}
     for cell in cells:
+        if cell.teacher.is_sequential:
+            continue
         key = (cell.dataset, cell.teacher, cell.data_path, cell.split_seed)
         found.setdefault(key, set()).add(cell.student)
     return [Sitting(dataset, teacher, tuple(sorted(students - {teacher}, key=lambda s: (s.model, s.dim))),
