@@ -25,7 +25,8 @@ from kdbench.families import FAMILIES
 
 # The sequential suite's teacher and students (kdbench/suites/sequential.yaml).
 SEQUENTIAL_MODELS = tuple(BackboneSpec.parse(spec) for spec in ("SASRec:64:L2H2", "SASRec:16:L1H1", "GRU4Rec:16"))
-TINY = "sequential-tiny"
+TINY = "synthetic-tiny-timestamped"
+SEQUENTIAL_DATASETS = (TINY,) if SMOKE else (ML100K,)
 
 
 def write_timestamped(root, n_users: int = 60, n_items: int = 200, per_user: int = 25, seed: int = 0):
@@ -44,16 +45,24 @@ def write_timestamped(root, n_users: int = 60, n_items: int = 200, per_user: int
 
 @pytest.fixture(scope="module")
 def sequential_data(tmp_path_factory, torch_threads):
+    """dataset name -> its leave-one-out split, loaded once."""
     work = tmp_path_factory.mktemp("sequential-bench")
-    if SMOKE:
-        return load_data(TINY, str(write_timestamped(work)), model="SASRec", protocol=LEAVE_ONE_OUT, work_dir=work)
-    return load_data(ML100K, model="SASRec", protocol=LEAVE_ONE_OUT, work_dir=work)
+    loaded = {}
+
+    def get(dataset: str):
+        if dataset not in loaded:
+            data_path = str(write_timestamped(work)) if dataset == TINY else None
+            loaded[dataset] = load_data(dataset, data_path, model="SASRec", protocol=LEAVE_ONE_OUT, work_dir=work)
+        return loaded[dataset]
+
+    return get
 
 
 @pytest.mark.parametrize("spec", SEQUENTIAL_MODELS, ids=str)
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda batch: f"{batch}q")
-def test_sequential_inference(benchmark, sequential_data, batch, spec):
-    data = sequential_data
+@pytest.mark.parametrize("dataset", SEQUENTIAL_DATASETS)
+def test_sequential_inference(benchmark, sequential_data, dataset, batch, spec):
+    data = sequential_data(dataset)
     torch.manual_seed(0)
     model = build_model(spec, data).eval()
     adapter, n_queries = FAMILIES["sequential"].cost_adapter(model, data)
