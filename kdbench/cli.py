@@ -149,9 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "number of Optuna trials (TPE, median pruning) on validation NDCG@10; the test "
                                "split is never scored. Studies go to RESULTS_DIR/tuning/ (SQLite) and resume "
                                "where they stopped; `run` then adds a tuned row per strategy.")
-    tune.add_argument("--all", action="store_true", help="tune the default suite (the default)")
-    tune.add_argument("--suite", metavar="FILE", help="tune the suite in this YAML file (its `tuning:` block)")
-    tune.add_argument("--quick", action="store_true", help="the suite's reduced version")
+    _add_suite_flags(tune, "tune the default suite (the default)",
+                     "tune the suite in this YAML file (its `tuning:` block)", "the suite's reduced version")
     tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
     tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
@@ -167,9 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "U @ I.T + top-K of each size) in one sitting, interleaved, with warm-up and repeats, "
                                "on the dataset's catalogue and on synthetic deployment-size catalogues. Writes "
                                "RESULTS_DIR/cost/DATASET/TEACHER.json; `report` puts it in the leaderboard.")
-    cost.add_argument("--all", action="store_true", help="the default suite's shapes (the default)")
-    cost.add_argument("--suite", metavar="FILE", help="the shapes of the suite in this YAML file")
-    cost.add_argument("--quick", action="store_true", help="the suite's reduced version (writes under RESULTS_DIR/quick)")
+    _add_suite_flags(cost, "the default suite's shapes (the default)", "the shapes of the suite in this YAML file",
+                     "the suite's reduced version (writes under RESULTS_DIR/quick)")
     cost.add_argument("--catalogues", default=",".join(str(n) for n in (100_000, 1_000_000)), metavar="N,N",
                       help="synthetic catalogue sizes in items (default: 100000,1000000; '' for none)")
     cost.add_argument("--rounds", type=_positive_int, default=11,
@@ -261,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
                              help="keep users with at least N interactions (default 0: all)")
     data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
     return parser
+
+
+def _add_suite_flags(parser: argparse.ArgumentParser, all_help: str, suite_help: str, quick_help: str) -> None:
+    """--all / --suite FILE / --quick, as `tune` and `cost` take them (`run` groups them with more)."""
+    parser.add_argument("--all", action="store_true", help=all_help)
+    parser.add_argument("--suite", metavar="FILE", help=suite_help)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
 
 
 def _add_strict_cache_flag(parser) -> None:
