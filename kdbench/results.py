@@ -19,6 +19,8 @@ from kdbench.stored import DamagedFile, read_mapping
 TEACHER = "teacher"  # the teacher's own row (its `strategy` and `family`)
 SCRATCH = "scratch"  # the baseline every strategy is compared with
 DEFAULTS, TUNED = "defaults", "tuned"  # a record's variant: published defaults, or tuned hyperparameters
+VARIANT_TITLES = {TUNED: "Tuned: every strategy, scratch included, with the same tuning budget",
+                  DEFAULTS: "Published defaults"}  # the leaderboard's and the figures' headings
 METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20")  # the test metrics a record holds
 DEFAULT_PROTOCOL = "random"  # a record without a `protocol` field was made under it (data.PROTOCOLS)
 
