@@ -664,7 +664,8 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
                                              tablefmt="github", disable_numparse=True), ""]
     if curves is not None and len(curves):
         lines += _compression_markdown(curves)
-    lines += _inference_markdown(shapes, ratios)
+    if (shapes is not None and len(shapes)) or not all(_is_sequential(t) for t in table["teacher"]):
+        lines += _inference_markdown(shapes, ratios)  # sequential shapes are costed per query, in each run
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]

@@ -137,6 +137,7 @@ def test_a_sequential_teacher_distils_into_sasrec_and_gru4rec_end_to_end(capsys,
     board = (workdir / "results" / "leaderboard.md").read_text()
     section = board[board.index("# Sequential recommenders"):]
     assert "## toy@leave-one-out: SASRec:8:L1H2 → SASRec:4:L1H1" in section
+    assert "Inference cost per model shape" not in board  # `cost` measures general shapes only
     pairing = section[section.index("→ SASRec:4:L1H1"):]
     cost_lines = [line for line in pairing[pairing.index("Cost:"):].splitlines()[2:] if line.startswith("|")]
     header = [cell.strip() for cell in cost_lines[0].split("|")]
