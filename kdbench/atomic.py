@@ -18,6 +18,16 @@ from typing import Any, Iterator, Sequence
 from kdbench.errors import KdbenchError
 
 
+def _plain_file_mode() -> int:
+    """The mode `open(path, "w")` would give a new file under this process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_PLAIN_FILE_MODE = _plain_file_mode()
+
+
 class WriteFailed(KdbenchError):
     """A file could not be written; nothing partial was left in its place."""
 
@@ -49,6 +59,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
         yield list(temps)
         for tmp in temps:
             _flush(tmp)
+            os.chmod(tmp, _PLAIN_FILE_MODE)  # mkstemp makes 0600; a result file is as readable as any other
         for tmp, target in zip(temps, targets):
             os.replace(tmp, target)
     except OSError as exc:

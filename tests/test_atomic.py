@@ -115,3 +115,15 @@ def test_a_result_write_killed_midway_leaves_the_previous_result_readable(tmp_pa
     assert len(leftovers) == 1  # the killed write's temp file, never read as a result
     assert RunStore(tmp_path).clear_partial_writes() == 1  # and cleared by the next run
     assert [p.name for p in target.parent.iterdir()] == ["seed0.json"]
+
+
+def test_a_written_file_gets_the_mode_a_plain_write_would_give(tmp_path):
+    """mkstemp's 0600 must not leak into results: others sharing the folder read them as any file."""
+    import stat
+
+    from kdbench.atomic import write_text
+
+    (tmp_path / "plain.txt").write_text("x")
+    write_text(tmp_path / "atomic.txt", "x")
+    mode = stat.S_IMODE((tmp_path / "atomic.txt").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
