@@ -74,3 +74,15 @@ def toy_dir(tmp_path_factory):
 def toy(toy_dir, tmp_path_factory):
     """The synthetic dataset, split once per session; a whole epoch is one batch."""
     return load_data("toy", str(toy_dir), batch_size=4096, work_dir=tmp_path_factory.mktemp("work"))
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `python -m kdbench ARGS`, in this process."""
+    try:
+        from kdbench.cli import main
+
+        code = main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -9,20 +9,9 @@ import sys
 
 import pytest
 
-from conftest import INTER_HEADER, write_interactions
-from kdbench.cli import main
+from conftest import INTER_HEADER, run_cli, write_interactions
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.scratch import Scratch
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `python -m kdbench ARGS`, in this process."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

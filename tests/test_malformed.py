@@ -16,8 +16,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from conftest import INTER_HEADER, write_interactions
-from kdbench.cli import main
+from conftest import INTER_HEADER, run_cli, write_interactions
 
 SMALL = ["--teacher", "BPR:16", "--student", "BPR:4", "--epochs", "1", "--teacher-epochs", "1",
          "--batch-size", "4096", "--teacher-batch-size", "4096"]
@@ -27,15 +26,6 @@ STORAGE_PATH = Path("results/tuning/toy/BPR-16_to_BPR-4/scratch.db")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:

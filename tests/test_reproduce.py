@@ -7,20 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from kdbench.backbones import BackboneSpec
 from kdbench.cells import RECORD_FORMAT, Cell, cell_from_record, identity
-from kdbench.cli import main
 from kdbench.runner import Runner
 from kdbench.train import TrainSettings
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results"
 SMALL = TrainSettings(max_epochs=2, batch_size=4096)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
