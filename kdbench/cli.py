@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "the reference) and write results/size_sweep_DATASET_MODEL.md/.csv.")
     sweep.add_argument("--dataset", default="ml-100k")
     sweep.add_argument("--data-path", metavar="DIR")
-    sweep.add_argument("--model", default="BPR", help="RecBole general recommender (default: BPR)")
+    sweep.add_argument("--model", default="BPR", help="RecBole model, a sequential one with its options but "
+                       "no size, e.g. SASRec:L1H1 (default: BPR)")
     sweep.add_argument("--dims", default="200,64,32,20,10,5", help="comma-separated sizes")
     sweep.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     sweep.add_argument("--lr", type=_positive_float, default=0.001)
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     sweep.add_argument("--results-dir", default="results")
     _add_cache_flag(sweep)
+    _add_executor_flags(sweep)
 
     report = commands.add_parser("report", help="rebuild leaderboard, CSV, JSON and plot from stored runs",
                                  description="Rebuild results/leaderboard.md, .csv, .json and pareto.png from "
@@ -523,16 +525,16 @@ def _sweep(args) -> int:
     dims = _int_list(args.dims, "--dims")
     if min(dims) < 1:
         raise KdbenchError(f"--dims must be positive integers, got '{args.dims}'")
-    model = BackboneSpec.parse(f"{args.model}:{max(dims)}").model
+    BackboneSpec.parse(args.model)
     check_dataset(args.dataset, args.data_path)
     check_folder(args.results_dir, "--results-dir")
     check_folder(args.cache_dir, "--cache-dir")
     settings = TrainSettings(learning_rate=args.lr, batch_size=args.batch_size,
                              patience=args.patience, max_epochs=args.epochs)
-    validate_cells(sweep_cells(args.dataset, model, dims, _int_list(args.seeds, "--seeds"), settings,
-                               args.data_path), args.device)
-    path = run_sweep(args.dataset, model, dims, _int_list(args.seeds, "--seeds"), settings,
-                     args.results_dir, args.cache_dir, args.device, args.data_path)
+    cells = sweep_cells(args.dataset, args.model, dims, _int_list(args.seeds, "--seeds"), settings, args.data_path)
+    validate_cells(cells, args.device)
+    path = run_sweep(args.dataset, args.model, dims, _int_list(args.seeds, "--seeds"), settings,
+                     args.results_dir, args.cache_dir, args.device, args.data_path, _executor(args, len(cells)))
     print(path.read_text())
     print(f"wrote {path}")
     return 0

@@ -6,6 +6,7 @@ clearly less than the teacher leaves distillation a gap to close.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,22 +15,35 @@ from tabulate import tabulate
 from kdbench import atomic
 from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell
+from kdbench.executors import Executor
+from kdbench.families import default_protocol
 from kdbench.runner import Runner, run_cells
 from kdbench.train import TrainSettings
 
 
 def sweep_cells(dataset: str, model: str, dims: list[int], seeds: list[int], train: TrainSettings,
                 data_path: str | None = None) -> list[Cell]:
-    teacher = BackboneSpec(model, max(dims))
+    """Scratch cells at every size of `model` (`BPR`, or a sequential shape without its size,
+    `SASRec:L1H1`), under the family's default protocol; the largest size is the reference."""
+    shape = BackboneSpec.parse(model)
+    sized = {dim: BackboneSpec.parse(str(replace(shape, dim=dim))) for dim in dims}  # checks heads | dim
     return [
-        Cell(dataset, teacher, BackboneSpec(model, dim), "scratch", seed, train=train, data_path=data_path)
+        Cell(dataset, sized[max(dims)], sized[dim], "scratch", seed, train=train, data_path=data_path,
+             protocol=default_protocol(shape))
         for dim in sorted(dims, reverse=True) for seed in seeds
     ]
 
 
+def sweep_name(model: str) -> str:
+    """`sasrec:l1h1` -> `SASRec-L1H1`: the model part of the sweep's file names."""
+    shape = BackboneSpec.parse(model)
+    options = "".join(f"{letter}{value}" for letter, value in shape.options)
+    return f"{shape.model}-{options}" if options else shape.model
+
+
 def sweep_table(records: list[dict]) -> pd.DataFrame:
     rows = pd.DataFrame([
-        {"model": r["student"], "dim": int(r["student"].split(":")[1]), "seed": r["seed"],
+        {"model": r["student"], "dim": BackboneSpec.parse(r["student"]).dim, "seed": r["seed"],
          "ndcg@10": r["test"]["ndcg@10"], "recall@10": r["test"]["recall@10"],
          "params": r["cost"]["params"], "best_epoch": r["training"]["best_epoch"],
          "hit_epoch_cap": r["training"]["hit_epoch_cap"]}
@@ -47,19 +61,20 @@ def sweep_table(records: list[dict]) -> pd.DataFrame:
 
 def run_sweep(dataset: str, model: str, dims: list[int], seeds: list[int], train: TrainSettings,
               results_dir: str | Path, cache_dir: str | Path, device: str = "cpu",
-              data_path: str | None = None) -> Path:
+              data_path: str | None = None, executor: Executor | None = None) -> Path:
     results_dir = Path(results_dir)
-    runner = Runner(results_dir / "sweep", cache_dir, device)
+    runner = Runner(results_dir / "sweep", cache_dir, device, executor=executor)
     records = run_cells(runner, sweep_cells(dataset, model, dims, seeds, train, data_path))
     table = sweep_table(records)
-    stem = results_dir / f"size_sweep_{dataset}_{model}"
+    stem = results_dir / f"size_sweep_{dataset}_{sweep_name(model)}"
     atomic.write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format="%.4f"))
     header = (
         f"# Size sweep: {model} trained from scratch on {dataset}\n\n"
         f"Command: `python -m kdbench sweep --dataset {dataset} --model {model} "
         f"--dims {','.join(map(str, dims))} --seeds {','.join(map(str, seeds))}`; training: "
         f"lr {train.learning_rate}, batch {train.batch_size}, patience {train.patience}, "
-        f"max epochs {train.max_epochs}. Test NDCG@10 mean (std) over seeds; share of the largest "
+        f"max epochs {train.max_epochs}; protocol {default_protocol(BackboneSpec.parse(model))}. "
+        f"Test NDCG@10 mean (std) over seeds; share of the largest "
         f"model's NDCG@10.\n\n"
     )
     atomic.write_text(stem.with_suffix(".md"), header + tabulate(

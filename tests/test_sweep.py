@@ -1,0 +1,57 @@
+"""The size sweep: scratch cells at every size (the largest the reference), for general and sequential
+backbones, and its table and files."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_interactions
+from kdbench.data import DEFAULT_PROTOCOL, LEAVE_ONE_OUT
+from kdbench.errors import KdbenchError
+from kdbench.sweep import sweep_cells, sweep_name, sweep_table
+from kdbench.train import TrainSettings
+from test_cli import run_cli, workdir  # noqa: F401  (the fixture)
+
+
+def test_a_sequential_sweep_keeps_the_shape_options_and_runs_under_leave_one_out():
+    cells = sweep_cells("ml-100k", "SASRec:L1H1", [8, 32, 16], [0, 1], TrainSettings())
+    assert [(str(c.student), c.seed) for c in cells] == [
+        ("SASRec:32:L1H1", 0), ("SASRec:32:L1H1", 1), ("SASRec:16:L1H1", 0), ("SASRec:16:L1H1", 1),
+        ("SASRec:8:L1H1", 0), ("SASRec:8:L1H1", 1)]
+    assert {str(c.teacher) for c in cells} == {"SASRec:32:L1H1"}
+    assert {c.protocol for c in cells} == {LEAVE_ONE_OUT}
+    assert {c.strategy for c in cells} == {"scratch"}
+    assert {c.protocol for c in sweep_cells("ml-100k", "BPR", [5, 64], [0], TrainSettings())} == {DEFAULT_PROTOCOL}
+    assert (sweep_name("sasrec:l1h1"), sweep_name("BPR"), sweep_name("GRU4Rec")) == ("SASRec-L1H1", "BPR", "GRU4Rec")
+
+
+def test_a_sweep_size_the_heads_do_not_divide_is_refused():
+    with pytest.raises(KdbenchError, match="multiple of the number of heads"):
+        sweep_cells("ml-100k", "SASRec", [64, 5], [0], TrainSettings())  # RecBole's default 2 heads
+
+
+def test_the_table_gives_each_size_its_mean_over_seeds_and_share_of_the_largest():
+    def record(student, seed, ndcg):
+        return {"status": "ok", "student": student, "seed": seed, "test": {"ndcg@10": ndcg, "recall@10": 2 * ndcg},
+                "cost": {"params": 10}, "training": {"best_epoch": 3, "hit_epoch_cap": seed == 1}}
+
+    table = sweep_table([record("SASRec:8:L1H1", 0, 0.02), record("SASRec:8:L1H1", 1, 0.04),
+                         record("SASRec:32:L1H1", 0, 0.05), record("SASRec:32:L1H1", 1, 0.07),
+                         {"status": "failed", "student": "SASRec:16:L1H1"}])
+    assert table["dim"].tolist() == [32, 8]
+    assert table["ndcg10_mean"].tolist() == pytest.approx([0.06, 0.03])
+    assert table["share_of_largest_%"].tolist() == pytest.approx([100.0, 50.0])
+    assert table["capped"].tolist() == [1, 1]
+
+
+def test_the_sweep_command_runs_a_sequential_shape_and_writes_its_table(capsys, workdir, tmp_path):  # noqa: F811
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter")
+    code, out, err = run_cli(capsys, "sweep", "--dataset", "toy", "--data-path", str(tmp_path / "data"),
+                             "--model", "SASRec:L1H1", "--dims", "8,4", "--seeds", "0", "--epochs", "1",
+                             "--workers", "1")
+    assert code == 0, err
+    table = (workdir / "results" / "size_sweep_toy_SASRec-L1H1.md").read_text()
+    assert "protocol leave-one-out" in table and "SASRec:4:L1H1" in table and "SASRec:8:L1H1" in table
+    runs = workdir / "results" / "sweep" / "runs" / "toy@leave-one-out"
+    assert sorted(str(p.relative_to(runs)) for p in runs.rglob("*.json")) == [
+        "SASRec-8-L1H1_to_SASRec-4-L1H1/scratch/seed0.json", "SASRec-8-L1H1_to_SASRec-8-L1H1/scratch/seed0.json"]
