@@ -71,7 +71,8 @@ def run_sweep(dataset: str, model: str, dims: list[int], seeds: list[int], train
     header = (
         f"# Size sweep: {model} trained from scratch on {dataset}\n\n"
         f"Command: `python -m kdbench sweep --dataset {dataset} --model {model} "
-        f"--dims {','.join(map(str, dims))} --seeds {','.join(map(str, seeds))}`; training: "
+        f"--dims {','.join(map(str, dims))} --seeds {','.join(map(str, seeds))} --lr {train.learning_rate} "
+        f"--batch-size {train.batch_size} --patience {train.patience} --epochs {train.max_epochs}`; training: "
         f"lr {train.learning_rate}, batch {train.batch_size}, patience {train.patience}, "
         f"max epochs {train.max_epochs}; protocol {default_protocol(BackboneSpec.parse(model))}. "
         f"Test NDCG@10 mean (std) over seeds; share of the largest "
