@@ -388,9 +388,11 @@ def _run(args) -> int:
     return 0
 
 
-def _run_cells(args, cells, results_dir: Path, check_stored: bool, heal_cache: bool = True):
+def _run_cells(args, cells, results_dir: Path, check_stored: bool, heal_cache: bool = True,
+               before_training=None):
     """Validate `cells`, refuse to overwrite other settings' runs, run them on the flags' executor:
-    (runner, records). `check_stored`: a report will read every stored run, so stop at a damaged one now."""
+    (runner, records). `check_stored`: a report will read every stored run, so stop at a damaged one now.
+    `before_training()` runs once every check has passed, before the first cell trains."""
     from kdbench.runner import Runner, run_cells, validate_cells
 
     validate_cells(cells, args.device)
@@ -404,6 +406,8 @@ def _run_cells(args, cells, results_dir: Path, check_stored: bool, heal_cache: b
         for _ in runner.store.records():
             pass
         load_tuning(results_dir)
+    if before_training is not None:
+        before_training()
     runner.executor = _executor(args, len(cells) if args.force else sum(not runner.is_done(c) for c in cells))
     try:
         records = run_cells(runner, cells)
@@ -669,8 +673,10 @@ def _reproduce_suite(args) -> int:
     if args.data_path is not None:
         cells = [replace(cell, data_path=args.data_path) for cell in cells]
     folder = reproduction_folder(args.results_dir, suite.name)
-    _, records = _run_cells(args, cells, folder, check_stored=True)
-    write_paper(folder, suite.name, paper)
+    # the paper's table is written first, so that a reproduction cut off part-way still reports the
+    # cells it finished (`report` reads this folder's runs beside it)
+    _, records = _run_cells(args, cells, folder, check_stored=True,
+                            before_training=lambda: write_paper(folder, suite.name, paper))
     for path in write_reproduction_report(args.results_dir):
         print(f"wrote {path}")
     failed = [r for r in records if r.get("status") != "ok"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -168,3 +169,29 @@ def test_reproduce_suite_runs_the_cells_and_writes_the_comparison(tmp_path, toy_
     assert main(["verify", "--results-dir", str(tmp_path / "r")]) == 0
     assert main(args) == 0  # every cell done: nothing runs, the same files
     assert (tmp_path / "r" / "reproduction.md").read_text() == md
+
+
+def test_a_reproduction_cut_off_part_way_still_reports_the_cells_it_finished(tmp_path, toy_dir, monkeypatch):
+    import yaml
+
+    import kdbench.runner
+
+    suite = tmp_path / "toy-cut.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "toy-cut", "datasets": ["toy"], "seeds": [0], "strategies": ["scratch"], "protocol": "ordered",
+        "train": {"max_epochs": 1, "batch_size": 4096},
+        "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}],
+        "paper": {"title": "Toy", "protocol": "ordered", "metrics": ["ndcg@10"],
+                  "rows": {"teacher": {"ndcg@10": 0.5}, "scratch": {"ndcg@10": 0.25}}},
+    }))
+    args = ["reproduce", "--suite", str(suite), "--data-path", str(toy_dir), "--results-dir", str(tmp_path / "r"),
+            "--cache-dir", str(tmp_path / "c"), "--workers", "1"]
+
+    def interrupted(runner, cells):
+        raise KeyboardInterrupt  # the driver killed before any cell finished
+
+    monkeypatch.setattr(kdbench.runner, "run_cells", interrupted)
+    assert main(args) == 130  # "interrupted; finished cells are kept, rerun to resume"
+    folder = tmp_path / "r" / "reproduction" / "toy-cut"
+    assert json.loads((folder / "paper.json").read_text())["rows"]["scratch"] == {"ndcg@10": 0.25}
+    assert not (folder / "runs").exists() or not list((folder / "runs").rglob("*.json"))
