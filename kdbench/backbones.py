@@ -105,9 +105,13 @@ class BackboneSpec:
                                f"heads ({heads or 2})")
         return cls(model, dim, options)
 
+    @property
+    def options_text(self) -> str:
+        """The options as written after the size: `L2H2` (empty for none)."""
+        return "".join(f"{letter}{value}" for letter, value in self.options)
+
     def __str__(self) -> str:
-        suffix = "".join(f"{letter}{value}" for letter, value in self.options)
-        return f"{self.model}:{self.dim}" + (f":{suffix}" if suffix else "")
+        return f"{self.model}:{self.dim}" + (f":{self.options_text}" if self.options else "")
 
     @property
     def is_sequential(self) -> bool:

@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_folder
@@ -389,7 +389,7 @@ def _run(args) -> int:
 
 
 def _run_cells(args, cells, results_dir: Path, check_stored: bool, heal_cache: bool = True,
-               before_training=None):
+               before_training: Callable[[], None] | None = None):
     """Validate `cells`, refuse to overwrite other settings' runs, run them on the flags' executor:
     (runner, records). `check_stored`: a report will read every stored run, so stop at a damaged one now.
     `before_training()` runs once every check has passed, before the first cell trains."""

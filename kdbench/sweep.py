@@ -37,8 +37,7 @@ def sweep_cells(dataset: str, model: str, dims: list[int], seeds: list[int], tra
 def sweep_name(model: str) -> str:
     """`sasrec:l1h1` -> `SASRec-L1H1`: the model part of the sweep's file names."""
     shape = BackboneSpec.parse(model)
-    options = "".join(f"{letter}{value}" for letter, value in shape.options)
-    return f"{shape.model}-{options}" if options else shape.model
+    return f"{shape.model}-{shape.options_text}" if shape.options else shape.model
 
 
 def sweep_table(records: list[dict]) -> pd.DataFrame:
@@ -64,7 +63,10 @@ def run_sweep(dataset: str, model: str, dims: list[int], seeds: list[int], train
               data_path: str | None = None, executor: Executor | None = None) -> Path:
     results_dir = Path(results_dir)
     runner = Runner(results_dir / "sweep", cache_dir, device, executor=executor)
-    records = run_cells(runner, sweep_cells(dataset, model, dims, seeds, train, data_path))
+    try:
+        records = run_cells(runner, sweep_cells(dataset, model, dims, seeds, train, data_path))
+    finally:
+        runner.executor.close()  # its worker processes, or the Ray instance it started
     table = sweep_table(records)
     stem = results_dir / f"size_sweep_{dataset}_{sweep_name(model)}"
     atomic.write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format="%.4f"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import write_interactions
+from conftest import run_cli, write_interactions
 from kdbench.data import DEFAULT_PROTOCOL, LEAVE_ONE_OUT
 from kdbench.errors import KdbenchError
 from kdbench.sweep import sweep_cells, sweep_name, sweep_table
 from kdbench.train import TrainSettings
-from test_cli import run_cli, workdir  # noqa: F401  (the fixture)
+from test_cli import workdir  # noqa: F401  (the fixture)
 
 
 def test_a_sequential_sweep_keeps_the_shape_options_and_runs_under_leave_one_out():
