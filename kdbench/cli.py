@@ -330,10 +330,10 @@ def _train_settings(args, prefix: str = ""):
 def _strategies(args) -> list[str] | None:
     if not args.strategy:
         return None
-    from kdbench.strategies import STRATEGIES
+    from kdbench.strategies.base import method_names
 
     names = [name.strip() for item in args.strategy for name in item.split(",") if name.strip()]
-    return STRATEGIES.names() if names == ["all"] else names
+    return method_names() if names == ["all"] else names
 
 
 def _run(args) -> int:
@@ -479,7 +479,8 @@ def _list(args) -> int:
         cls = STRATEGIES.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
         supported = ", ".join(f.name for f in FAMILIES.values() if f.supports(name))
-        rows.append([name, cls.family, supported, cls.paper, defaults])
+        family = f"{cls.family} (variant of {cls.variant_of}, not in 'all')" if cls.variant_of else cls.family
+        rows.append([name, family, supported, cls.paper, defaults])
     print("\nStrategies:")
     print(tabulate(rows, headers=["name", "family", "backbones", "source", "defaults"], tablefmt="simple"))
     from kdbench.tuning_report import load_summaries, summary_table

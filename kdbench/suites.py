@@ -40,6 +40,7 @@ from kdbench.errors import KdbenchError, choices
 from kdbench.families import family_of
 from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
+from kdbench.strategies.base import method_names
 from kdbench.train import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
@@ -198,12 +199,12 @@ def expand(suite: Suite, strategies_override: list[str] | None = None,
 
 
 def _strategy_names(value: Any, where: str) -> list[str]:
-    """`all` (every registered strategy) and names (composites such as `de+rrd` too), each checked."""
+    """`all` (every registered strategy but variants: `method_names`) and names (composites such as `de+rrd` too), each checked."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
         raise KdbenchError(f"{where}: 'strategies' must be 'all' or a list of names, got {value!r}")
-    names = list(dict.fromkeys(n for s in value for n in (STRATEGIES.names() if s == "all" else [s])))
+    names = list(dict.fromkeys(n for s in value for n in (method_names() if s == "all" else [s])))
     for strategy in names:
         STRATEGIES.get(strategy)
     return names

@@ -71,16 +71,29 @@ class DistillationContext:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
 
 
-def register_strategy(name: str, family: str, paper: str = ""):
-    """Class decorator: register a DistillationStrategy subclass under `name`."""
+def register_strategy(name: str, family: str, paper: str = "", variant_of: str | None = None):
+    """Class decorator: register a DistillationStrategy subclass under `name`.
+
+    `variant_of`: the registered strategy this one is a variant of (another sampling scheme of the
+    same paper, say). Variants run when named; `all` (the default suite's leaderboard, `tune --all`)
+    keeps one row per method and leaves them out.
+    """
     if family not in FAMILIES:
         raise KdbenchError(f"unknown strategy family '{family}': valid: {choices(FAMILIES)}")
+    if variant_of is not None and variant_of not in STRATEGIES:
+        raise KdbenchError(f"strategy '{name}' is a variant of '{variant_of}', which is not registered: "
+                           f"valid: {choices(STRATEGIES.names())}")
 
     def decorator(cls: type["DistillationStrategy"]) -> type["DistillationStrategy"]:
-        cls.name, cls.family, cls.paper = name, family, paper
+        cls.name, cls.family, cls.paper, cls.variant_of = name, family, paper, variant_of
         return STRATEGIES.register(name)(cls)
 
     return decorator
+
+
+def method_names() -> list[str]:
+    """What `all` means: every registered strategy that is not a variant of another."""
+    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).variant_of is None]
 
 
 class DistillationStrategy(nn.Module):
@@ -89,6 +102,7 @@ class DistillationStrategy(nn.Module):
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    variant_of: ClassVar[str | None] = None  # see register_strategy
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
 from kdbench.strategies.base import DistillationStrategy, register_strategy
-from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
+from kdbench.strategies.knowledge import scores_of_lists, scoring_mode, teacher_top_n
 
 MAX_DRAW_ROUNDS = 64
 
@@ -164,3 +164,36 @@ class CD(DistillationStrategy):
         users, counts = torch.unique(self.batch_users(batch), return_counts=True)
         student_scores = self.context.student.score(users, self.items[users])
         return cd_loss(student_scores, self.teacher_scores[users], self.hparams["t1"], self.hparams["t2"], counts)
+
+
+@register_strategy(
+    "cd-student-guided", family="response", variant_of="cd",
+    paper="Lee et al., Collaborative Distillation for Top-N Recommendation, ICDM 2019 (student-guided sampling)",
+)
+class CDStudentGuided(CD):
+    """CD with S_u drawn from the STUDENT's current top-N unobserved items, recomputed at every
+    epoch start; the soft labels q_uj = sig((t_uj + t2) / t1) still come from the teacher.
+
+    This is the sampling that woriazzc/KDs (and woriazzc/RCEKD, whose CiteULike table kdbench
+    reproduces) runs for CD in every config (`cd_strategy: "student guide"`, `get_rank_sample` on
+    the student in `do_something_in_each_epoch`): the loss then corrects the items the student
+    itself ranks high, where `cd` labels the items the teacher ranks high. The rank-aware draw
+    (`sample_ranks`), the loss and the defaults are CD's. Deviations from the reference as in `cd`
+    (distinct items, unobserved ranks only, vectorised draw), plus: the reference's first sample
+    is taken from the freshly initialised student when the strategy is built; here the first
+    epoch's start does it, from the same untrained student.
+    """
+
+    def prepare(self) -> None:
+        ctx = self.context
+        n_top = min(self.hparams["N"], ctx.n_items - 1)
+        unobserved = (ctx.n_items - 1) - np.diff(ctx.history.indptr)
+        self.limits = torch.from_numpy(np.minimum(unobserved, n_top)).long().clamp(min=1)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.limits is None:
+            raise RuntimeError("CDStudentGuided.on_epoch_start called before prepare()")
+        # teacher_top_n ranks by whichever model it is given: here the student, in eval mode
+        with scoring_mode(self.context.student) as student:
+            self.top_items = teacher_top_n(student, self.context.history, self.hparams["N"]).to(torch.int32)
+        super().on_epoch_start(epoch)

@@ -15,7 +15,7 @@ from _helpers_sampling import fixed_context
 from kdbench.strategies import STRATEGIES
 
 # strategy -> the test file holding its distribution tests through prepare() / on_epoch_start()
-DISTRIBUTION_TESTED = {"cd": "test_cd.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py",
+DISTRIBUTION_TESTED = {"cd": "test_cd.py", "cd-student-guided": "test_cd_student_guided.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py",
                        "bd": "test_bd.py", "dcd": "test_dcd.py", "rce-kd": "test_rce_kd.py", "unkd": "test_unkd.py"}
 # where a default does not fit the fixed catalogue's 31 users (DCD's item side draws K users per item)
 FITS_THE_CATALOGUE = {"dcd": {"K": 10}}
