@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--epochs", type=_positive_int, default=300)
     sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     sweep.add_argument("--results-dir", default="results")
+    sweep.add_argument("--force", action="store_true",
+                       help="redo sizes and seeds that already have a result (by default they are reused, and a "
+                            "stored run made with other training settings stops the sweep before anything trains)")
     _add_cache_flag(sweep)
     _add_executor_flags(sweep)
 
@@ -523,23 +526,22 @@ def _int_list(text: str, what: str) -> list[int]:
 def _sweep(args) -> int:
     from kdbench.backbones import BackboneSpec
     from kdbench.data import check_dataset
-    from kdbench.runner import validate_cells
-    from kdbench.sweep import run_sweep, sweep_cells
+    from kdbench.sweep import SWEEP_FOLDER, sweep_cells, write_sweep
     from kdbench.train import TrainSettings
 
     dims = _int_list(args.dims, "--dims")
     if min(dims) < 1:
         raise KdbenchError(f"--dims must be positive integers, got '{args.dims}'")
+    seeds = _int_list(args.seeds, "--seeds")
     BackboneSpec.parse(args.model)
     check_dataset(args.dataset, args.data_path)
     check_folder(args.results_dir, "--results-dir")
     check_folder(args.cache_dir, "--cache-dir")
     settings = TrainSettings(learning_rate=args.lr, batch_size=args.batch_size,
                              patience=args.patience, max_epochs=args.epochs)
-    cells = sweep_cells(args.dataset, args.model, dims, _int_list(args.seeds, "--seeds"), settings, args.data_path)
-    validate_cells(cells, args.device)
-    path = run_sweep(args.dataset, args.model, dims, _int_list(args.seeds, "--seeds"), settings,
-                     args.results_dir, args.cache_dir, args.device, args.data_path, _executor(args, len(cells)))
+    cells = sweep_cells(args.dataset, args.model, dims, seeds, settings, args.data_path)
+    _, records = _run_cells(args, cells, Path(args.results_dir) / SWEEP_FOLDER, check_stored=False)
+    path = write_sweep(records, args.dataset, args.model, dims, seeds, settings, args.results_dir)
     print(path.read_text())
     print(f"wrote {path}")
     return 0

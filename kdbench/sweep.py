@@ -15,10 +15,11 @@ from tabulate import tabulate
 from kdbench import atomic
 from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell
-from kdbench.executors import Executor
 from kdbench.families import default_protocol
-from kdbench.runner import Runner, run_cells
 from kdbench.train import TrainSettings
+
+
+SWEEP_FOLDER = "sweep"  # the sweep's runs: results/sweep/runs/...
 
 
 def sweep_cells(dataset: str, model: str, dims: list[int], seeds: list[int], train: TrainSettings,
@@ -58,15 +59,11 @@ def sweep_table(records: list[dict]) -> pd.DataFrame:
     return table
 
 
-def run_sweep(dataset: str, model: str, dims: list[int], seeds: list[int], train: TrainSettings,
-              results_dir: str | Path, cache_dir: str | Path, device: str = "cpu",
-              data_path: str | None = None, executor: Executor | None = None) -> Path:
+def write_sweep(records: list[dict], dataset: str, model: str, dims: list[int], seeds: list[int],
+                train: TrainSettings, results_dir: str | Path) -> Path:
+    """results_dir/size_sweep_DATASET_MODEL.md and .csv from the sweep's run records; the header
+    gives the command that makes them."""
     results_dir = Path(results_dir)
-    runner = Runner(results_dir / "sweep", cache_dir, device, executor=executor)
-    try:
-        records = run_cells(runner, sweep_cells(dataset, model, dims, seeds, train, data_path))
-    finally:
-        runner.executor.close()  # its worker processes, or the Ray instance it started
     table = sweep_table(records)
     stem = results_dir / f"size_sweep_{dataset}_{sweep_name(model)}"
     atomic.write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format="%.4f"))

@@ -55,3 +55,18 @@ def test_the_sweep_command_runs_a_sequential_shape_and_writes_its_table(capsys, 
     runs = workdir / "results" / "sweep" / "runs" / "toy@leave-one-out"
     assert sorted(str(p.relative_to(runs)) for p in runs.rglob("*.json")) == [
         "SASRec-8-L1H1_to_SASRec-4-L1H1/scratch/seed0.json", "SASRec-8-L1H1_to_SASRec-8-L1H1/scratch/seed0.json"]
+
+
+def test_a_sweep_reuses_its_runs_refuses_other_settings_and_redoes_them_with_force(capsys, workdir, tmp_path):  # noqa: F811
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter")
+    base = ["sweep", "--dataset", "toy", "--data-path", str(tmp_path / "data"), "--dims", "8,4", "--seeds", "0",
+            "--epochs", "1", "--workers", "1"]
+    assert run_cli(capsys, *base)[0] == 0
+    run = workdir / "results" / "sweep" / "runs" / "toy" / "BPR-8_to_BPR-4" / "scratch" / "seed0.json"
+    first = run.read_bytes()
+    assert run_cli(capsys, *base)[0] == 0 and run.read_bytes() == first  # resumed: nothing retrained
+    code, _, err = run_cli(capsys, *base, "--lr", "0.01")
+    assert code == 2 and "holds a finished run with other settings; pass --force" in err
+    assert run.read_bytes() == first
+    assert run_cli(capsys, *base, "--lr", "0.01", "--force")[0] == 0
+    assert '"learning_rate": 0.01' in run.read_text()
