@@ -119,8 +119,11 @@ class CD(DistillationStrategy):
     - N is clipped to the catalogue (n_items - 1 real items), and each user's draws to the ranks
       that hold unobserved items (a heavy user's top-N list would otherwise end in training
       items); the exp(-r / (N T)) scale uses the clipped N.
-    - Sampling is vectorised (inverse-CDF, all users at once) instead of a per-user Python loop;
-      it draws from the same distribution, distinct items, as the reference's set-filling loop.
+    - Sampling is vectorised (inverse-CDF, all users at once) instead of a per-user Python loop,
+      from the same rank distribution. The n_distill items are distinct: KDs' loop means them to
+      be (it fills a set), but it adds 0-d tensors, which hash by identity, so it stops after
+      n_distill draws and may repeat an item (with N=3000, T=20 the rank pmf is nearly flat: a
+      repeat among 2 draws has probability about 1/3000).
     - log(sig(x) + 1e-10) is computed as the exact, stable logsigmoid(x).
     """
 
