@@ -143,13 +143,24 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
         raise KdbenchError(f"{source} {detail}: cannot rebuild the run it records") from None
 
 
+# Identity fields that say where the data was read from, not what it is. They are recorded but not
+# compared: two checkouts holding the same dataset in different folders make the same cells (the
+# runner compares the data itself, by the records' `data_fingerprint`).
+LOCATION_FIELDS = frozenset({"data_path"})
+
+
+def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The identity fields, locations aside, in which a stored `config` differs from `current`."""
+    return sorted(key for key in set(current) | set(stored)
+                  if key not in LOCATION_FIELDS and current.get(key) != stored.get(key))
+
+
 def stale_fields(cell: Cell, config: dict[str, Any]) -> list[str]:
     """The identity fields in which a stored record's `config` differs from what the current code
     gives its cell (empty: the record is current)."""
     import json
 
-    current = json.loads(json.dumps(identity(cell, str(config.get("device", "cpu")))))
-    return sorted(key for key in set(current) | set(config) if current.get(key) != config.get(key))
+    return identity_differences(config, json.loads(json.dumps(identity(cell, str(config.get("device", "cpu"))))))
 
 
 def base_record(cell: Cell, device: str) -> RunRecord:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kdbench.backbones import REPRESENTATIONS
-from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity
+from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity, identity_differences
 from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
 from kdbench.data import check_dataset, dataset_size, get_protocol, load_data
 from kdbench.errors import KdbenchError, choices
@@ -96,7 +96,15 @@ class Runner:
             raise
         if record is None or record.get("status") != "ok":
             return None, False
-        return record, record.get("config") == json.loads(json.dumps(identity(cell, self.device)))
+        current = json.loads(json.dumps(identity(cell, self.device)))
+        return record, not identity_differences(record.get("config") or {}, current) and self._same_data(cell, record)
+
+    def _same_data(self, cell: Cell, record: dict[str, Any]) -> bool:
+        """Whether a stored record was made from the data this cell reads, wherever either lies: by
+        content (`data_fingerprint`, the hash of the split that also keys the teacher cache). A
+        record from before fingerprints were stored is taken at its word: same dataset name."""
+        stored = record.get("data_fingerprint")
+        return stored is None or stored == self.fingerprint(cell)
 
     def is_done(self, cell: Cell) -> bool:
         return self._stored(cell)[1]
@@ -116,6 +124,8 @@ class Runner:
 
     def _write(self, cell: Cell, outcome: CellOutcome) -> RunRecord:
         path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
+        if outcome.record.get("status") == "ok":
+            outcome.record["data_fingerprint"] = self.fingerprint(cell)  # loaded already, for the teacher key
         if outcome.log:
             from kdbench import atomic
 

@@ -309,3 +309,38 @@ def test_a_cell_under_another_protocol_is_stored_apart_and_resumes(toy_dir, dirs
     trained = len(fits.trained)
     Runner(*dirs).run_all([random_cell, ordered])
     assert len(fits.trained) == trained
+
+
+def test_the_same_data_in_another_folder_resumes_and_changed_data_does_not(toy_dir, dirs, tmp_path, fits):
+    """The data's folder is where it lies, not what it is: a checkout holding the dataset elsewhere
+    reuses the stored runs; data that differs (by its split's fingerprint) is not the same cell."""
+    import shutil
+
+    from conftest import write_interactions
+
+    record = Runner(*dirs).run(_toy_cell(toy_dir))
+    assert len(record["data_fingerprint"]) > 8 and record["config"]["data_path"] == str(toy_dir)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(toy_dir / "toy", moved / "toy")
+    fits.trained.clear()
+    assert Runner(*dirs).run(_toy_cell(moved)) == json.loads(json.dumps(record))
+    assert fits.trained == []
+    changed = tmp_path / "changed"
+    write_interactions(changed / "toy" / "toy.inter", seed=1)
+    runner = Runner(*dirs)
+    assert not runner.is_done(_toy_cell(changed))
+    with pytest.raises(KdbenchError, match="holds a finished run with other settings"):
+        runner.check_no_overwrite([_toy_cell(changed)])
+
+
+def test_a_record_from_before_data_fingerprints_is_matched_by_dataset_name(toy_dir, dirs, tmp_path):
+    import shutil
+
+    runner = Runner(*dirs)
+    runner.run(_toy_cell(toy_dir))
+    path = runner.store.path("toy", _toy_cell(toy_dir).pairing, "scratch", 0)
+    stored = json.loads(path.read_text())
+    del stored["data_fingerprint"]
+    path.write_text(json.dumps(stored))
+    shutil.copytree(toy_dir / "toy", tmp_path / "elsewhere" / "toy")
+    assert Runner(*dirs).is_done(_toy_cell(tmp_path / "elsewhere"))
