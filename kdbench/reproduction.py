@@ -173,7 +173,7 @@ def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> 
         title = METRIC_TITLES.get(metric, metric)
         headers += [f"{title} paper", f"{title} kdbench", "Δ"]
     for protocol in others:
-        headers += [f"{METRIC_TITLES.get(m, m)} `{protocol}`" for m in metrics]
+        headers += [f"seeds `{protocol}`"] + [f"{METRIC_TITLES.get(m, m)} `{protocol}`" for m in metrics]
     body = []
     for method in dict.fromkeys(table["method"]):
         rows = table[table["method"] == method]
@@ -183,6 +183,7 @@ def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> 
             cell = rows[(rows["metric"] == metric) & (rows["protocol"] == main)].iloc[0]
             line += [_num(cell["paper"]), _mean_std(cell["mean"], cell["std"]), _pct(cell["rel_diff_pct"])]
         for protocol in others:
+            line.append(str(int(rows[rows["protocol"] == protocol].iloc[0]["n_seeds"])))
             for metric in metrics:
                 cell = rows[(rows["metric"] == metric) & (rows["protocol"] == protocol)].iloc[0]
                 line.append(_mean_std(cell["mean"], cell["std"]))
