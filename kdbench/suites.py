@@ -199,7 +199,8 @@ def expand(suite: Suite, strategies_override: list[str] | None = None,
 
 
 def _strategy_names(value: Any, where: str) -> list[str]:
-    """`all` (every registered strategy but variants: `method_names`) and names (composites such as `de+rrd` too), each checked."""
+    """`all` (every registered strategy but variants: `method_names`) and names (composites such
+    as `de+rrd` too), each checked."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):

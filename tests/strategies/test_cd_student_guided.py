@@ -23,16 +23,16 @@ from test_cd import cd_stated_pmf
 NAME = "cd-student-guided"
 
 
-def student_top(context, n: int) -> list[set[int]]:
+def top_sets(adapter, history, n: int) -> list[set[int]]:
+    """Each user's n best unobserved items by `adapter`'s scores, as sets."""
     with torch.no_grad():
-        top = teacher_top_n(context.student, context.history, n)
-    return [set(row.tolist()) for row in top]
+        return [set(row.tolist()) for row in teacher_top_n(adapter, history, n)]
 
 
 def test_samples_come_from_the_students_top_n_not_the_teachers(ml100k):
     context, strategy = ready(ml100k, NAME, N=20, n_distill=5)
-    students, teachers = student_top(context, 20), [set(r.tolist()) for r in
-                                                   teacher_top_n(context.teacher, context.history, 20)]
+    students = top_sets(context.student, context.history, 20)
+    teachers = top_sets(context.teacher, context.history, 20)
     history = context.history.tocsr()
     outside_teacher = 0
     for user in range(1, context.n_users):
