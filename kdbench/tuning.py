@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kdbench import atomic
-from kdbench.cells import TEACHER, TUNED, Cell
+from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
 from kdbench.errors import KdbenchError, choices
 from kdbench.results import dataset_label, safe_name
 from kdbench.runner import Runner
@@ -84,6 +84,7 @@ class Study:
     cell: Cell  # the suite's cell for this strategy (seed replaced by the tuning seeds)
     n_items: int
     root: Path
+    data_fingerprint: str | None = None  # the hash of the split it tunes on (None: not loaded)
 
     @property
     def name(self) -> str:
@@ -110,7 +111,8 @@ class Study:
         return {**STRATEGIES.get(self.cell.strategy).tuning_space(), **SHARED_TRAINING_SPACE}
 
     def identity(self, settings: TuningSettings) -> dict[str, Any]:
-        """What a stored study must match to be resumed: space, code, fixed settings, tuning seeds."""
+        """What a stored study must match to be resumed: space, code, fixed settings, tuning seeds, and
+        the data by content (`data_path` is recorded but, as for runs, not compared)."""
         cell = self.cell
         return json.loads(json.dumps({
             "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
@@ -121,6 +123,7 @@ class Study:
             "teacher_seed": cell.teacher_seed,
             "split_seed": cell.split_seed,
             "data_path": cell.data_path,
+            **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "threads": cell.threads,
             "seeds": list(settings.seeds),
             "sampler_seed": settings.sampler_seed,
@@ -176,14 +179,21 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     stored = optuna_study.user_attrs.get("identity")
     if stored is None:
         optuna_study.set_user_attr("identity", identity)
-    elif stored != identity:
-        changed = sorted(k for k in identity if stored.get(k) != identity[k])
+    elif changed := _identity_changes(stored, identity):
         raise KdbenchError(f"study '{study.name}' in {study.storage_path} was made with other settings "
                            f"({', '.join(changed)}); pass --force to start it again")
     for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     return optuna_study
+
+
+def _identity_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields in which a stored study's identity differs from `current`, the data's location
+    aside; a study stored before fingerprints were recorded is taken at its word about the data."""
+    if "data_fingerprint" not in stored:
+        current = {k: v for k, v in current.items() if k != "data_fingerprint"}
+    return identity_differences(stored, current)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -214,7 +224,7 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
     for cell in cells:
         STRATEGIES.get(cell.strategy)
     check_storages(cells, runner.results_dir, force)
-    studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir)) for cell in cells]
+    studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir), runner.fingerprint(cell)) for cell in cells]
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers(cells)
     for study in studies:

@@ -158,6 +158,31 @@ def test_a_study_made_with_other_settings_is_refused_without_force(suite_dir):
     assert open_study(study, TuningSettings(trials=2, seeds=(7,)), force=True).user_attrs["identity"]["seeds"] == [7]
 
 
+def test_a_study_is_identified_by_its_data_content_not_its_folder(suite_dir):
+    from kdbench.tuning import Study, open_study
+
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0,
+                train=TrainSettings(max_epochs=3, batch_size=4096), data_path=str(suite_dir / "data"))
+    root = suite_dir / "results"
+    open_study(Study(cell, 40, root, "f" * 16), TuningSettings(trials=2))
+    moved = replace(cell, data_path="/elsewhere/data")  # the same files in another checkout
+    assert open_study(Study(moved, 40, root, "f" * 16), TuningSettings(trials=2)).user_attrs["identity"]["data_path"] \
+        == str(suite_dir / "data")
+    with pytest.raises(KdbenchError, match="other settings .*data_fingerprint"):
+        open_study(Study(moved, 40, root, "0" * 16), TuningSettings(trials=2))
+
+
+def test_a_study_stored_before_fingerprints_is_taken_at_its_word_about_the_data(suite_dir):
+    from kdbench.tuning import Study, open_study
+
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0,
+                train=TrainSettings(max_epochs=3, batch_size=4096), data_path=str(suite_dir / "data"))
+    root = suite_dir / "results"
+    open_study(Study(cell, 40, root), TuningSettings(trials=2))  # no fingerprint recorded
+    assert "data_fingerprint" not in open_study(Study(cell, 40, root, "f" * 16),
+                                                TuningSettings(trials=2)).user_attrs["identity"]
+
+
 def test_tuned_cells_take_the_best_hyperparameters_and_training_knobs(tmp_path):
     cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
     from kdbench.tuning import Study
