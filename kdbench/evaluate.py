@@ -1,8 +1,9 @@
 """Quality (RecBole's full-ranking metrics, per user) and cost (size, throughput, latency).
 
 Quality goes through RecBole's own Collector and metric classes, so NDCG/Recall are computed
-exactly as RecBole computes them; kdbench only keeps the per-user values RecBole averages away
-(needed for the paired significance test).
+exactly as RecBole computes them (`topk_hits` builds the Collector's top-k tensor without its dense
+indicator matrix); kdbench only keeps the per-user values RecBole averages away (needed for the
+paired significance test).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def full_ranking(model: nn.Module, loader, config) -> RankingResult:
     reset_inference_cache(model)
     adapter = evaluation_adapter(model, loader._dataset.uid_field, loader._dataset.iid_field)
     collector = Collector(config)
+    depth = max(collector.topk)
+    fast_topk = needs_topk_only(config)
     user_ids = []
     for interaction, history_index, positive_u, positive_i in loader:
         interaction = interaction.to(config["device"])
@@ -50,7 +53,10 @@ def full_ranking(model: nn.Module, loader, config) -> RankingResult:
         scores[:, 0] = -np.inf  # padding item
         if history_index is not None:
             scores[history_index] = -np.inf
-        collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
+        if fast_topk:
+            collector.data_struct.update_tensor("rec.topk", topk_hits(scores, positive_u, positive_i, depth))
+        else:
+            collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
         user_ids.append(users.cpu().numpy())
     struct = collector.get_data_struct()
     metrics: dict[str, float] = {}
@@ -65,6 +71,31 @@ def full_ranking(model: nn.Module, loader, config) -> RankingResult:
             metrics[key] = float(per_user[key].mean())
     model.train()
     return RankingResult(metrics, per_user, np.concatenate(user_ids) if user_ids else np.empty(0, int))
+
+
+def needs_topk_only(config) -> bool:
+    """Whether every configured metric reads only RecBole's `rec.topk` (Recall, NDCG, Hit, MRR,
+    Precision, MAP: kdbench's own), which `topk_hits` builds; others go through RecBole's Collector."""
+    from recbole.evaluator.register import metric_information
+
+    return {info for name in config["metrics"] for info in metric_information[name.lower()]} == {"rec.topk"}
+
+
+def topk_hits(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor, k: int) -> torch.Tensor:
+    """RecBole's `rec.topk` for one batch: row r holds, for each of its top-`k` items, 1 if it is a
+    positive of r, then r's number of distinct positives (int64, users x (k + 1)).
+
+    The same tensor RecBole's `Collector.eval_batch_collect` builds, with the same `torch.topk`, but
+    looked up in the positive (row, item) pairs instead of a dense users x items indicator matrix:
+    that matrix's allocation and row sums were a third of a CiteULike validation pass (25,181 items).
+    """
+    n_rows, n_items = scores.shape
+    _, topk_idx = torch.topk(scores, k, dim=-1)
+    pairs = torch.unique(positive_u.to(torch.int64) * n_items + positive_i.to(torch.int64))
+    rows = torch.arange(n_rows, device=scores.device).unsqueeze(1)
+    hits = torch.isin(rows * n_items + topk_idx, pairs).to(torch.int64)
+    counts = torch.bincount(pairs // n_items, minlength=n_rows).unsqueeze(1)
+    return torch.cat((hits, counts), dim=1)
 
 
 def evaluation_adapter(model: nn.Module, uid_field: str, iid_field: str) -> BackboneAdapter:

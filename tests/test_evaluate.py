@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model, count_parameters, model_size_bytes
-from kdbench.evaluate import full_ranking, inference_cost, recommend_topk
+from kdbench.evaluate import full_ranking, inference_cost, recommend_topk, topk_hits
 
 
 def _indicator(data, loader) -> torch.Tensor:
@@ -97,6 +97,33 @@ def test_metrics_equal_recboles_own_trainer_evaluation(ml100k, random_bpr, tmp_p
     theirs = Trainer(ml100k.config, random_bpr).evaluate(ml100k.test, load_best_model=False, show_progress=False)
     for name, value in ours.items():
         assert value == pytest.approx(float(theirs[name]), abs=1e-4)  # RecBole rounds to 4 places
+
+
+def test_topk_hits_equal_the_tensor_recboles_collector_builds(ml100k):
+    from recbole.evaluator import Collector
+
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 40, (37, 300), generator=generator).float()  # many ties
+    scores[:, :5] = -np.inf  # masked items
+    positive_u = torch.randint(0, 37, (900,), generator=generator)
+    positive_i = torch.randint(0, 300, (900,), generator=generator)  # repeated pairs among them
+    collector = Collector(ml100k.config)
+    collector.eval_batch_collect(scores, None, positive_u, positive_i)
+    expected = collector.get_data_struct().get("rec.topk")
+    ours = topk_hits(scores, positive_u, positive_i, max(collector.topk))
+    assert ours.dtype == expected.dtype and torch.equal(ours, expected)
+    assert ours[:, -1].sum() < len(positive_u)  # the repeats were counted once, as RecBole does
+
+
+def test_per_user_metrics_are_identical_through_recboles_collector(ml100k, random_bpr, monkeypatch):
+    from kdbench import evaluate
+
+    ours = full_ranking(random_bpr, ml100k.test, ml100k.config)
+    monkeypatch.setattr(evaluate, "needs_topk_only", lambda config: False)
+    theirs = full_ranking(random_bpr, ml100k.test, ml100k.config)
+    assert ours.metrics == theirs.metrics
+    for key, values in ours.per_user.items():
+        assert np.array_equal(values, theirs.per_user[key]), key
 
 
 def test_evaluation_leaves_the_model_unchanged(ml100k, random_bpr):
