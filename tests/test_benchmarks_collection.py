@@ -52,7 +52,7 @@ def test_plain_pytest_collects_the_tests_without_errors_and_no_benchmark():
 def test_benchmark_only_collects_every_benchmark_family(benchmark_ids):
     functions = {node.split("::")[1].split("[")[0] for node in benchmark_ids}
     assert functions == {"test_recommend_topk", "test_roofline", "test_prepare", "test_epoch_start",
-                         "test_training_step", "test_sequential_inference"}
+                         "test_training_step", "test_sequential_inference", "test_validation_pass"}
     assert all(node.startswith("benchmarks/") for node in benchmark_ids)
 
 
