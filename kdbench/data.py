@@ -424,7 +424,7 @@ class PreparedData:
         return np.asarray(self.history.sum(axis=0)).ravel()
 
 
-def load_data(
+def load_general_data(
     dataset: str,
     data_path: str | None = None,
     model: str = "BPR",
@@ -434,16 +434,11 @@ def load_data(
     work_dir: str | Path = ".kdbench_cache",
     protocol: str = DEFAULT_PROTOCOL,
 ) -> PreparedData:
-    """Load and split `dataset` once under `protocol`; every model of a run shares these loaders."""
+    """Load and split `dataset` once under `protocol` for a general recommender (`model`); every model
+    of a run shares these loaders. `families.load_data` picks this or the sequential loader."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from kdbench.backbones import SEQUENTIAL_MODELS
-
-    if model in SEQUENTIAL_MODELS:
-        from kdbench.sequential import load_sequential_data
-
-        return load_sequential_data(dataset, data_path, model, batch_size, split_seed, device, work_dir, protocol)
     if get_protocol(protocol).family != "general":
         raise KdbenchError(f"protocol '{protocol}' is for sequential models, not {model}: valid: "
                            f"{choices(p.name for p in PROTOCOLS.values() if p.family == 'general')}")

@@ -2,7 +2,7 @@
 sequential recommenders, in one place.
 
 A family owns its protocols (`data.PROTOCOLS` entries with its name), how its data is loaded
-(`data.load_data` hands sequential models to `kdbench.sequential`), the adapter through which
+(`load_data` hands sequential models to `kdbench.sequential`), the adapter through which
 strategies and the evaluator see a model, the distillation context, the query set on which
 inference cost is measured, and which strategies it supports. Everything else (the trainer, the
 runner, the strategies' own code, the report) is shared.
@@ -19,9 +19,11 @@ runner, the strategies' own code, the report) is shared.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kdbench.backbones import BackboneAdapter, BackboneSpec, is_sequential
+from kdbench.data import DEFAULT_PROTOCOL, DEFAULT_SPLIT_SEED, PreparedData, load_general_data
 from kdbench.errors import KdbenchError, choices
 
 GENERAL, SEQUENTIAL = "general", "sequential"
@@ -110,6 +112,25 @@ def family_of(spec: BackboneSpec | str) -> Family:
     return FAMILIES[SEQUENTIAL if model in SEQUENTIAL_MODELS else GENERAL]
 
 
+def load_data(
+    dataset: str,
+    data_path: str | None = None,
+    model: str = "BPR",
+    batch_size: int = 2048,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    device: str = "cpu",
+    work_dir: str | Path = ".kdbench_cache",
+    protocol: str = DEFAULT_PROTOCOL,
+) -> PreparedData:
+    """`dataset` loaded and split under `protocol` for `model`'s family (`data.load_general_data`
+    or `sequential.load_sequential_data`); every model of a run shares these loaders."""
+    if family_of(model).name == SEQUENTIAL:
+        from kdbench.sequential import load_sequential_data
+
+        return load_sequential_data(dataset, data_path, model, batch_size, split_seed, device, work_dir, protocol)
+    return load_general_data(dataset, data_path, model, batch_size, split_seed, device, work_dir, protocol)
+
+
 def family_of_model(model) -> Family:
     return FAMILIES[SEQUENTIAL if is_sequential(model) else GENERAL]
 
@@ -135,6 +156,6 @@ def check_pairing(teacher: BackboneSpec, student: BackboneSpec, strategy: str, p
 
 def default_protocol(spec: BackboneSpec) -> str:
     """The protocol a run without --protocol gets: `random` (general), `leave-one-out` (sequential)."""
-    from kdbench.data import DEFAULT_PROTOCOL, LEAVE_ONE_OUT
+    from kdbench.data import LEAVE_ONE_OUT
 
     return LEAVE_ONE_OUT if family_of(spec).name == SEQUENTIAL else DEFAULT_PROTOCOL

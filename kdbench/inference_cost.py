@@ -197,7 +197,7 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
     import torch
 
     from kdbench.cells import environment
-    from kdbench.data import load_data
+    from kdbench.families import load_data
 
     torch.set_num_threads(threads)
     measurements = []

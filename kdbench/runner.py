@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterable
 from kdbench.backbones import REPRESENTATIONS
 from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity, identity_differences
 from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
-from kdbench.data import check_dataset, dataset_size, get_protocol, load_data
+from kdbench.data import check_dataset, dataset_size, get_protocol
 from kdbench.errors import KdbenchError, choices
 from kdbench.executors import Executor, SerialExecutor
-from kdbench.families import check_pairing
+from kdbench.families import check_pairing, load_data
 from kdbench.memory import check_memory
 from kdbench.results import RunStore
 from kdbench.stored import DamagedFile

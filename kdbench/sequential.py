@@ -187,7 +187,7 @@ def sequential_fingerprint(dataset: str, identity: dict[str, Any], split_seed: i
 
 def load_sequential_data(dataset: str, data_path: str | None, model: str, batch_size: int, split_seed: int,
                          device: str, work_dir: str | Path, protocol: str):
-    """`data.load_data` for a sequential model: RecBole's SequentialDataset and loaders under the
+    """`families.load_data` for a sequential model: RecBole's SequentialDataset and loaders under the
     leave-one-out protocol, with the training rows numbered as queries (`attach_queries`)."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kdbench.backbones import BackboneSpec, build_model
-from kdbench.data import load_data
+from kdbench.families import load_data
 from kdbench.strategies.base import DistillationContext
 
 

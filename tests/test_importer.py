@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kdbench.cli import main
-from kdbench.data import load_data
+from kdbench.families import load_data
 from kdbench.errors import KdbenchError
 from kdbench.importer import import_dataset
 

@@ -10,7 +10,8 @@ import pytest
 
 from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell, base_record, cell_from_record, identity, stale_fields
-from kdbench.data import PROTOCOL, PROTOCOLS, get_protocol, load_data, ordered_cut_points, ordered_split_indices
+from kdbench.data import PROTOCOL, PROTOCOLS, get_protocol, ordered_cut_points, ordered_split_indices
+from kdbench.families import load_data
 from kdbench.errors import KdbenchError
 from kdbench.results import RunStore
 

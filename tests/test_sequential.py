@@ -12,8 +12,8 @@ import torch
 
 from conftest import write_interactions
 from kdbench.backbones import BackboneSpec, build_model
-from kdbench.data import LEAVE_ONE_OUT, MAX_SEQUENCE_LENGTH, load_data
-from kdbench.families import FAMILIES, family_of
+from kdbench.data import LEAVE_ONE_OUT, MAX_SEQUENCE_LENGTH
+from kdbench.families import FAMILIES, family_of, load_data
 from kdbench.sequential import QUERY_FIELD
 from kdbench.strategies.knowledge import teacher_top_n
 from test_cli import run_cli, workdir  # noqa: F401  (the fixture)
