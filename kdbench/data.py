@@ -424,18 +424,10 @@ class PreparedData:
         return np.asarray(self.history.sum(axis=0)).ravel()
 
 
-def load_general_data(
-    dataset: str,
-    data_path: str | None = None,
-    model: str = "BPR",
-    batch_size: int = 2048,
-    split_seed: int = DEFAULT_SPLIT_SEED,
-    device: str = "cpu",
-    work_dir: str | Path = ".kdbench_cache",
-    protocol: str = DEFAULT_PROTOCOL,
-) -> PreparedData:
-    """Load and split `dataset` once under `protocol` for a general recommender (`model`); every model
-    of a run shares these loaders. `families.load_data` picks this or the sequential loader."""
+def load_general_data(dataset: str, data_path: str | None, model: str, batch_size: int, split_seed: int,
+                      device: str, work_dir: str | Path, protocol: str) -> PreparedData:
+    """`families.load_data` (which holds the defaults) for a general recommender: `dataset` loaded and
+    split once under `protocol`; every model of a run shares these loaders."""
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
