@@ -628,7 +628,8 @@ def _cost(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from kdbench.reproduce import reproduce
+    from kdbench.cells import cpu_model
+    from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
 
     check_folder(args.cache_dir, "--cache-dir")
     if (args.suite is None) == (args.run_file is None):
@@ -650,6 +651,13 @@ def _reproduce(args) -> int:
         test = result.reproduced.get("test") or {}
         shown = ", ".join(f"{k} {v:.6f}" for k, v in sorted(test.items())) or result.reproduced.get("status")
         print(f"identical: {shown}")
+        return 0
+    if result.equivalent:
+        print(f"within tolerance: made on {result.stored_cpu}, reproduced on {cpu_model()} (other float "
+              f"kernels): largest relative difference of a test metric {result.largest_test_difference:.1e} "
+              f"<= {CROSS_CPU_TOLERANCE:g}; not bit-identical in {len(result.differences)} value(s):")
+        for line in result.differences:
+            print(f"  {line}")
         return 0
     print(f"DIFFERENT in {len(result.differences)} value(s):")
     for line in result.differences:

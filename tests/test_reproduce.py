@@ -9,7 +9,8 @@ import pytest
 
 from conftest import run_cli
 from kdbench.backbones import BackboneSpec
-from kdbench.cells import RECORD_FORMAT, Cell, cell_from_record, identity
+from kdbench.cells import RECORD_FORMAT, Cell, cell_from_record, cpu_model, identity
+from kdbench.reproduce import CROSS_CPU_TOLERANCE, Reproduction
 from kdbench.runner import Runner
 from kdbench.train import TrainSettings
 
@@ -88,4 +89,27 @@ def test_a_committed_ml100k_run_reproduces_bit_for_bit(capsys, tmp_path):
     path = _committed_run()
     code, out, _ = run_cli(capsys, "reproduce", str(path), "--retrain-teacher")
     assert code == 0, out
-    assert "identical:" in out
+    made_on = json.loads(path.read_text())["environment"]["cpu"]
+    if made_on == cpu_model():
+        assert "identical:" in out
+    else:  # other float kernels: equal within the stated tolerance, and the output says why
+        assert "within tolerance: made on " + made_on in out
+
+
+def _reproduction(stored_cpu: str, stored_ndcg: float, reproduced_ndcg: float) -> Reproduction:
+    stored = {"status": "ok", "environment": {"cpu": stored_cpu}, "test": {"ndcg@10": stored_ndcg}}
+    reproduced = {"status": "ok", "environment": {"cpu": cpu_model()}, "test": {"ndcg@10": reproduced_ndcg}}
+    return Reproduction(cell=None, stored=stored, reproduced=reproduced, stale=[], teacher_source="",
+                        differences=["test.ndcg@10: differs"] if stored_ndcg != reproduced_ndcg else [])
+
+
+def test_a_difference_on_the_same_cpu_model_is_never_excused():
+    result = _reproduction(cpu_model(), 0.3, 0.3 * (1 + CROSS_CPU_TOLERANCE / 10))
+    assert not result.identical and not result.other_cpu and not result.equivalent
+
+
+def test_another_cpu_model_is_equivalent_within_the_tolerance_and_different_beyond_it():
+    within = _reproduction("Some Other CPU", 0.3, 0.3 * (1 + CROSS_CPU_TOLERANCE / 2))
+    assert within.equivalent and within.largest_test_difference == pytest.approx(CROSS_CPU_TOLERANCE / 2)
+    beyond = _reproduction("Some Other CPU", 0.3, 0.3 * (1 + 2 * CROSS_CPU_TOLERANCE))
+    assert not beyond.equivalent
