@@ -123,7 +123,7 @@ class Study:
             "teacher_train": cell.teacher_settings.as_dict(),
             "teacher_seed": cell.teacher_seed,
             "split_seed": cell.split_seed,
-            "data_path": recorded_data_path(cell.data_path),
+            "data_path": recorded_data_path(cell.dataset, cell.data_path),
             **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "threads": cell.threads,
             "seeds": list(settings.seeds),

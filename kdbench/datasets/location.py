@@ -5,8 +5,8 @@ The data folder is `$KDBENCH_DATA` when set, else `$XDG_CACHE_HOME/kdbench/data`
 dataset NAME is `<folder>/NAME/NAME.inter` (RecBole's layout), read without `--data-path`.
 
 A run record names its data by dataset name and `data_fingerprint` (the hash of the split); the
-folder it was read from is a location, not part of what the run is. `recorded_data_path` keeps an
-absolute folder of the machine that ran it out of the record.
+folder it was read from is a location, not part of what the run is. `recorded_data_path` keeps the
+absolute folder of the machine that ran it out of the record of a catalogue dataset.
 """
 
 from __future__ import annotations
@@ -66,10 +66,13 @@ def not_present(name: str, data_path: str | os.PathLike | None) -> str:
     return f"dataset '{name}' is not in {data_dir(data_path)}: fetch it with `{fetch_command(name, data_path)}`"
 
 
-def recorded_data_path(data_path: str | None) -> str | None:
-    """What a record stores as `config.data_path`: a relative folder as given (a suite's `data`),
-    nothing for an absolute one (it names a folder of one machine; the record's dataset name and
-    data fingerprint say what the data is)."""
-    if data_path is None or Path(data_path).expanduser().is_absolute():
+def recorded_data_path(dataset: str, data_path: str | None) -> str | None:
+    """What a record stores as `config.data_path` (and what a stored one is read back as).
+
+    A catalogue dataset is named by its name and the record's data fingerprint: an absolute folder
+    (one machine's) is left out, and such a run is found again in the data folder (or `--data-path`).
+    A relative folder (a suite's `data`) is kept; so is the folder of a dataset outside the catalogue,
+    the only way to find the user's own data again."""
+    if dataset in CATALOGUE and data_path is not None and Path(data_path).expanduser().is_absolute():
         return None
     return data_path
