@@ -356,17 +356,17 @@ def _run(args) -> int:
     check_folder(args.results_dir, "--results-dir")
     check_folder(args.cache_dir, "--cache-dir")
     if args.all or args.suite or args.quick:
+        from kdbench.datasets.offline import set_aside_missing
+
         suite = load_suite(args.suite, quick=args.quick)
-        cells = expand(suite, _strategies(args), _protocols(args))
+        # a catalogue dataset not fetched yet is named (with the command that fetches it) and set aside
+        cells = set_aside_missing(expand(suite, _strategies(args), _protocols(args)), args.strict, _progress_note)
         results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
         from kdbench.tuning import tuned_cells
 
         # size sweeps are not tuned: only the suite's own pairings get tuned rows
-        cells += tuned_cells(expand(suite, _strategies(args), _protocols(args), sweeps=False), results_dir,
-                             warn=_progress_note)
-        from kdbench.datasets.offline import set_aside_missing
-
-        cells = set_aside_missing(cells, strict=args.strict, note=_progress_note)
+        untuned = set_aside_missing(expand(suite, _strategies(args), _protocols(args), sweeps=False), note=lambda _: None)
+        cells += tuned_cells(untuned, results_dir, warn=_progress_note)
     else:
         suite = None
         settings, teacher_settings = _train_settings(args), _train_settings(args, "teacher_")

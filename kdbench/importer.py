@@ -87,7 +87,8 @@ def _lines(path: str | Path, what: str) -> tuple[Path, list[str]]:
 
 
 def _integers(fields: list[str], where: str) -> None:
-    if not "".join(fields).isdigit():  # one check per line; the loop below only to name the culprit
+    joined = "".join(fields)
+    if not (joined.isascii() and joined.isdigit()):  # one check per line; the loop only names the culprit
         bad = next(field for field in fields if not (field.isascii() and field.isdigit()))
         raise KdbenchError(f"{where}: '{bad}' is not a non-negative integer")
 

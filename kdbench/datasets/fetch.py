@@ -77,7 +77,8 @@ def download(url: str, target: Path, progress: bool = True) -> None:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response, open(target, "wb") as out:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress,
+            # on a terminal only (disable=None): a log or a pipe gets the one line of the outcome
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=None if progress else True,
                       dynamic_ncols=True, leave=False) as bar:
                 while chunk := response.read(CHUNK_BYTES):
                     out.write(chunk)
