@@ -474,6 +474,9 @@ def _list(args) -> int:
     from kdbench.strategies import STRATEGIES
 
     print("Datasets bundled (offline): " + ", ".join(BUNDLED_DATASETS))
+    from kdbench.datasets.catalogue import CATALOGUE
+
+    print("Datasets of the catalogue (`data list`, `data fetch NAME`): " + ", ".join(CATALOGUE.names()))
     downloadable = downloadable_datasets()
     if args.all_datasets:
         print("Datasets RecBole downloads (needs internet): " + ", ".join(downloadable))

@@ -133,3 +133,23 @@ def test_a_suite_with_only_absent_datasets_finishes_with_exit_0(data_dir, tmp_pa
     assert err.count("is not in") == 2 and "data fetch amazon-beauty" in err and "data fetch yelp" in err
     assert "no tuned row" not in err  # an absent dataset is named once, not once per strategy
     assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_reproduce_reads_the_data_from_the_folder_given(toy_dir, tmp_path, capsys):
+    """A run whose folder is gone (another machine's) is reproduced from the folder `--data-path` names."""
+    from kdbench.runner import Runner
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(toy_dir, first)
+    shutil.copytree(toy_dir, second)
+    cell = replace(_cell("toy", str(first)), train=TrainSettings(max_epochs=2, batch_size=4096))
+    runner = Runner(tmp_path / "results", tmp_path / "cache")
+    assert runner.run(cell)["status"] == "ok"
+    path = runner.store.path(cell.dataset, cell.pairing, cell.label, cell.seed)
+    shutil.rmtree(first)
+    code, _, err = run_cli(capsys, "reproduce", str(path), "--cache-dir", str(tmp_path / "cache"))
+    assert code == 2 and f"data path '{first}' does not exist" in err
+    code, out, err = run_cli(capsys, "reproduce", str(path), "--cache-dir", str(tmp_path / "cache"),
+                             "--data-path", str(second))
+    assert code == 0, err
+    assert "identical: ndcg@10" in out

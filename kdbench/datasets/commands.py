@@ -14,7 +14,7 @@ COMMANDS = ("list", "fetch")
 DATA_PATH_HELP = f"the data folder (default: ${DATA_ENV}, else ~/.cache/kdbench/data; now {{}})"
 
 
-def add_data_commands(actions) -> None:
+def add_data_commands(actions: "argparse._SubParsersAction") -> None:
     """`list` and `fetch` under `python -m kdbench data` (`actions`: its subparsers)."""
     listing = actions.add_parser("list", help="the dataset catalogue: sources, hashes, statistics, what is here",
                                  description="List the datasets `data fetch` knows: public source, SHA-256, "
