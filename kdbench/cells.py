@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from kdbench.backbones import BackboneSpec
 from kdbench.data import DEFAULT_PROTOCOL, DEFAULT_SPLIT_SEED, get_protocol
+from kdbench.datasets.location import recorded_data_path
 from kdbench.results import DEFAULTS, TEACHER, TUNED, run_label
 from kdbench.train import TrainSettings
 
@@ -95,7 +96,7 @@ def identity(cell: Cell, device: str) -> dict[str, Any]:
         "protocol": get_protocol(cell.protocol).identity(),
         "split_seed": cell.split_seed,
         "teacher_seed": cell.teacher_seed,
-        "data_path": cell.data_path,
+        "data_path": recorded_data_path(cell.dataset, cell.data_path),  # a location: see datasets.location
         "device": device,
         "threads": cell.threads,
     }
@@ -112,7 +113,9 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
     it can be run again (`kdbench reproduce`) or its identity checked against the current code
     (`kdbench verify`). A record without a `protocol` field was made under `random`, the only
     protocol before presets existed. A defaults run's overrides come from its label (`rrd@K=20`), a tuned run's
-    hyperparameters from `config.hparams`."""
+    hyperparameters from `config.hparams`. A catalogue dataset's absolute `data_path` (records made before
+    the catalogue) names a folder of the machine that ran it and is dropped: the dataset is read from
+    the data folder, or from the folder `reproduce --data-path` gives."""
     from kdbench.errors import KdbenchError
 
     config = record.get("config") or {}
@@ -131,7 +134,8 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
             dataset=record["dataset"], teacher=BackboneSpec.parse(record["teacher"]),
             student=BackboneSpec.parse(record["student"]), strategy=strategy, seed=int(record["seed"]),
             hparams=tuple(sorted(hparams.items())), train=train, teacher_train=teacher_train,
-            teacher_seed=int(config.get("teacher_seed", 0)), data_path=config.get("data_path"),
+            teacher_seed=int(config.get("teacher_seed", 0)),
+            data_path=recorded_data_path(record["dataset"], config.get("data_path")),
             split_seed=int(config.get("split_seed", DEFAULT_SPLIT_SEED)), variant=variant,
             threads=int(config.get("threads", CELL_THREADS)),
             protocol=str(record.get("protocol") or DEFAULT_PROTOCOL),

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--suite", metavar="FILE", help="run the suite in this YAML file")
     grid.add_argument("--quick", action="store_true",
                       help="the suite's reduced version (a first look; its leaderboard is written beside the full one)")
+    grid.add_argument("--strict", action="store_true",
+                      help="with --all/--suite: stop (exit 2) when a catalogue dataset of the suite is not in "
+                           "the data folder, instead of naming it and running the rest")
     single = run.add_argument_group("single run")
     single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
     single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
@@ -226,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run_file", nargs="?", metavar="RUN.json",
                            help="a stored run, e.g. results/runs/.../seed0.json")
     reproduce.add_argument("--suite", metavar="FILE", help="a suite with a `paper:` table to reproduce")
-    reproduce.add_argument("--data-path", metavar="DIR", help="with --suite: the folder holding the suite's "
-                           "dataset (replaces the suite's `data_path:`)")
+    reproduce.add_argument("--data-path", metavar="DIR", help="the folder holding the dataset (replaces the "
+                           "suite's `data_path:`, or the folder the run file names)")
     reproduce.add_argument("--results-dir", default="results", help="with --suite: where results go (default: results)")
     reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="with --suite: torch device")
     reproduce.add_argument("--force", action="store_true", help="with --suite: redo cells that already have a result")
@@ -245,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--results-dir", default="results", help="the results folder (default: results)")
     verify.add_argument("--strict", action="store_true", help="count stale runs as errors too")
 
-    data = commands.add_parser("data", help="import a dataset into RecBole atomic files",
+    data = commands.add_parser("data", help="the dataset catalogue (list, fetch) and importing your own files",
                                description="Dataset tools.")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     data_import = data_commands.add_parser(
@@ -256,13 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     from kdbench.importer import FORMATS
 
     data_import.add_argument("file", metavar="FILE", help="the file to import")
-    data_import.add_argument("--format", required=True, choices=FORMATS,
-                             help="users-dat: one line per user (id = line number from 0): the number of "
-                                  "items, then the item ids (CiteULike's users.dat)")
+    data_import.add_argument("--format", required=True, choices=FORMATS.names(),
+                             help="; ".join(f"{n}: {FORMATS.get(n).summary}" for n in FORMATS.names()))
     data_import.add_argument("--name", required=True, help="dataset name (names the folder and the .inter file)")
     data_import.add_argument("--min-user-interactions", type=int, default=0, metavar="N",
                              help="keep users with at least N interactions (default 0: all)")
     data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
+    from kdbench.datasets.commands import add_data_commands
+
+    add_data_commands(data_commands)
     return parser
 
 
@@ -306,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "verify":
             return _verify(args)
         if args.command == "data":
-            return _data_import(args)
+            from kdbench.datasets.commands import run_data_command
+
+            return _data_import(args) if args.data_command == "import" else run_data_command(args)
         return _run(args)
     except KdbenchError as exc:
         print(f"kdbench: error: {exc}", file=sys.stderr)
@@ -349,14 +356,17 @@ def _run(args) -> int:
     check_folder(args.results_dir, "--results-dir")
     check_folder(args.cache_dir, "--cache-dir")
     if args.all or args.suite or args.quick:
+        from kdbench.datasets.offline import set_aside_missing
+
         suite = load_suite(args.suite, quick=args.quick)
-        cells = expand(suite, _strategies(args), _protocols(args))
+        # a catalogue dataset not fetched yet is named (with the command that fetches it) and set aside
+        cells = set_aside_missing(expand(suite, _strategies(args), _protocols(args)), args.strict, _progress_note)
         results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
         from kdbench.tuning import tuned_cells
 
         # size sweeps are not tuned: only the suite's own pairings get tuned rows
-        cells += tuned_cells(expand(suite, _strategies(args), _protocols(args), sweeps=False), results_dir,
-                             warn=_progress_note)
+        untuned = set_aside_missing(expand(suite, _strategies(args), _protocols(args), sweeps=False), note=lambda _: None)
+        cells += tuned_cells(untuned, results_dir, warn=_progress_note)
     else:
         suite = None
         settings, teacher_settings = _train_settings(args), _train_settings(args, "teacher_")
@@ -464,6 +474,9 @@ def _list(args) -> int:
     from kdbench.strategies import STRATEGIES
 
     print("Datasets bundled (offline): " + ", ".join(BUNDLED_DATASETS))
+    from kdbench.datasets.catalogue import CATALOGUE
+
+    print("Datasets of the catalogue (`data list`, `data fetch NAME`): " + ", ".join(CATALOGUE.names()))
     downloadable = downloadable_datasets()
     if args.all_datasets:
         print("Datasets RecBole downloads (needs internet): " + ", ".join(downloadable))
@@ -638,7 +651,7 @@ def _reproduce(args) -> int:
         return _reproduce_suite(args)
     result = reproduce(args.run_file, args.cache_dir, retrain_teacher=args.retrain_teacher,
                        heal_cache=not args.strict_cache, plugins=tuple(str(Path(p).resolve()) for p in args.plugin),
-                       log=_progress_note)
+                       log=_progress_note, data_path=args.data_path)
     cell = result.cell
     print(f"reproduced {args.run_file}: {cell.dataset} {cell.pairing} {cell.label} seed {cell.seed}")
     if result.stale:

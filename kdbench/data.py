@@ -203,8 +203,18 @@ def dataset_root(name: str, data_path: str | None) -> Path | None:
     """The folder that holds `<name>.inter`, or None where RecBole should fetch/bundle it.
 
     A user folder may hold the atomic files directly or in a `<name>/` subfolder (RecBole's layout).
+    Without a folder, a catalogue dataset (`kdbench.datasets.catalogue`) is read from the data folder
+    `data fetch` writes to (`kdbench.datasets.location`), or refused with the command that fetches it.
     """
     if data_path is None:
+        from kdbench.datasets.catalogue import CATALOGUE
+        from kdbench.datasets.location import catalogue_root, not_present
+
+        if name in CATALOGUE:
+            root = catalogue_root(name)
+            if root is None:
+                raise KdbenchError(not_present(name, None))
+            return root
         return None
     root = Path(data_path)
     if not root.exists():
@@ -217,8 +227,12 @@ def dataset_root(name: str, data_path: str | None) -> Path | None:
             return candidate
         if atomic_file.exists():
             raise KdbenchError(f"'{atomic_file}' is not a regular file (a folder?): it must be the interaction file")
+    from kdbench.datasets.catalogue import CATALOGUE
+    from kdbench.datasets.location import fetch_command
+
+    fetch = f"; fetch it with `{fetch_command(name, data_path)}`" if name in CATALOGUE else ""
     raise KdbenchError(
-        f"no '{name}.inter' in '{data_path}' or '{root / name}': atomic files must be named after the dataset"
+        f"no '{name}.inter' in '{data_path}' or '{root / name}': atomic files must be named after the dataset{fetch}"
     )
 
 

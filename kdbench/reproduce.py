@@ -86,11 +86,17 @@ def load_run(path: str | Path) -> RunRecord:
 
 def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = False,
               heal_cache: bool = True, plugins: tuple[str, ...] = (),
-              log: Callable[[str], None] = lambda message: None) -> Reproduction:
+              log: Callable[[str], None] = lambda message: None, data_path: str | None = None) -> Reproduction:
+    """`data_path`: where the run's dataset is on this machine (a record keeps no absolute folder:
+    without it, a catalogue dataset is read from the data folder, `kdbench.datasets.location`)."""
+    from dataclasses import replace
+
     from kdbench.runner import Runner, validate_cells
 
     stored = load_run(path)
     cell = cell_from_record(stored, f"run file {path}")
+    if data_path is not None:
+        cell = replace(cell, data_path=data_path)
     device = str(stored["config"].get("device", "cpu"))
     if device.startswith("cuda"):
         import torch

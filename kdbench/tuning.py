@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from kdbench import atomic
 from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
+from kdbench.datasets.location import recorded_data_path
 from kdbench.errors import KdbenchError, choices
 from kdbench.results import dataset_label, safe_name
 from kdbench.runner import Runner
@@ -122,7 +123,7 @@ class Study:
             "teacher_train": cell.teacher_settings.as_dict(),
             "teacher_seed": cell.teacher_seed,
             "split_seed": cell.split_seed,
-            "data_path": cell.data_path,
+            "data_path": recorded_data_path(cell.dataset, cell.data_path),
             **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "threads": cell.threads,
             "seeds": list(settings.seeds),
