@@ -22,6 +22,9 @@ from typing import Any
 from kdbench.page.studies import load_studies, study_key
 from kdbench.results import DEFAULTS, TEACHER, TUNED, RunStore, dataset_label, record_protocol
 
+# a fingerprint of the strategy's source: says nothing to a reader, and `verify` reports a run whose
+# fingerprint is not the current code's as stale (a warning), which must not also change the page
+_UNSHOWN_CONFIG = ("strategy_code",)
 _TRAINING = ("best_epoch", "best_valid", "epochs_run", "hit_epoch_cap", "kd_prepare_seconds",
              "seconds_per_epoch", "train_seconds", "eval_seconds")
 
@@ -81,7 +84,8 @@ def _run_entry(record: dict[str, Any], relative: str, interned: dict[str, dict[s
         "test": record.get("test"), "valid_ndcg@10": record.get("valid_ndcg@10"),
         "training": {k: v for k, v in (record.get("training") or {}).items() if k in _TRAINING},
         "cost": record.get("cost"), "teacher_trained_further": bool(record.get("teacher_trained_further", False)),
-        "config": _intern(interned["configs"], record.get("config") or {}),
+        "config": _intern(interned["configs"], {k: v for k, v in (record.get("config") or {}).items()
+                                                 if k not in _UNSHOWN_CONFIG}),
         "env": _intern(interned["environments"], record.get("environment") or {}),
     })
 

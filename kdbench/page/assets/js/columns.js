@@ -1,15 +1,15 @@
 // columns.js: the table's columns (value: what sorting compares; text: what the cell shows).
 function col(id, label, value, text, options) {
-  return Object.assign({ id: id, label: label, value: value, text: text, num: true, show: false }, options || {});
+  return Object.assign({ id: id, label: label, value: value, text: text, num: true, show: false, wrap: false }, options || {});
 }
 function field(name) { return function (row) { return row[name]; }; }
 const COLUMNS = [
   col("rank", "#", field("rank"), function (r) { return finite(r.rank) ? String(r.rank) : ""; },
       { show: true, title: "rank among the students of its table (dataset, pairing, variant)" }),
-  col("strategy", "Strategy", field("strategy"), rowName, { num: false, show: true }),
-  col("family", "Strategy family", field("family"), function (r) { return r.family || ""; }, { num: false, show: true }),
+  col("strategy", "Strategy", field("strategy"), rowName, { num: false, show: true, wrap: true }),
+  col("family", "Family", field("family"), function (r) { return r.family || ""; }, { num: false, show: true }),
   col("dataset", "Dataset", field("dataset"), function (r) { return r.dataset; }, { num: false, show: true }),
-  col("pairing", "Pairing", field("pairing"), function (r) { return arrow(r.pairing); }, { num: false, show: true }),
+  col("pairing", "Pairing", field("pairing"), function (r) { return arrow(r.pairing); }, { num: false, show: true, wrap: true }),
   col("variant", "Variant", field("variant"), function (r) { return r.variant; }, { num: false, show: true }),
   col("ndcg10", "NDCG@10", field("ndcg@10_mean"), function (r) {
     const m = mark(r);
@@ -32,7 +32,7 @@ const COLUMNS = [
   col("p_seeds", "p seeds", field("p_value_seeds"), function (r) { return pValue(r.p_value_seeds); }),
   col("seeds", "Seeds", field("n_seeds"), function (r) { return plain(r.n_seeds); }, { show: true }),
   col("failed", "Failed", field("n_failed"), function (r) { return plain(r.n_failed); }),
-  col("params", "Params", field("params"), function (r) { return grouped(r.params); }, { show: true }),
+  col("params", "Params", field("params"), function (r) { return grouped(r.params); }),
   col("smaller", "× smaller", field("compression_vs_teacher"), function (r) { return fixed(r.compression_vs_teacher, 1); }),
   col("bytes", "Size", field("size_bytes"), function (r) { return bytes(r.size_bytes); }, { show: true, title: "model size on disk" }),
   col("users_s", "users/s", field("throughput_users_per_s"), function (r) { return grouped(r.throughput_users_per_s); }),

@@ -70,7 +70,7 @@ function seconds(v) {
   const two = function (n) { return (n < 10 ? "0" : "") + n; };
   return h ? h + "h " + two(m) + "m " + two(s) + "s" : m + "m " + two(s) + "s";
 }
-function arrow(pairing) { return String(pairing || "").replace("->", " → "); }
+function arrow(pairing) { return String(pairing || "").replace("->", "\u00a0→ "); }  // wraps after the arrow only
 function plain(v) {
   if (v === null || v === undefined) return "—";
   if (typeof v === "number") return String(v);

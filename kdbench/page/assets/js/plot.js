@@ -1,5 +1,5 @@
 // plot.js: NDCG@10 against a cost (log scale), one point per row, with each dataset's Pareto front.
-const PLOT = { width: 1240, height: 440, left: 64, right: 18, top: 16, bottom: 48 };
+const PLOT = { width: 1240, height: 400, left: 64, right: 18, top: 16, bottom: 48 };
 const SHAPES = ["circle", "square", "triangle", "diamond", "cross", "star"];
 const COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9"];  // Okabe-Ito
 
@@ -28,8 +28,11 @@ function paretoKeys(points) {
   points.forEach(function (p) { (groups[p.row.dataset] = groups[p.row.dataset] || []).push(p); });
   Object.keys(groups).forEach(function (dataset) {
     const sorted = groups[dataset].slice().sort(function (a, b) { return a.x - b.x || b.y - a.y; });
-    let best = -Infinity;
-    sorted.forEach(function (p) { if (p.y > best) { front.add(p.row._key); best = p.y; } });
+    let best = -Infinity, last = null;
+    sorted.forEach(function (p) {
+      const twin = last && p.x === last.x && p.y === last.y;  // the same point twice (a teacher in two tables)
+      if (p.y > best || twin) { front.add(p.row._key); best = p.y; last = p; }
+    });
   });
   return front;
 }
@@ -123,7 +126,7 @@ function renderPlot(rows) {
     return SHAPES[i % SHAPES.length] + ": " + d;
   }).join("; ") + ". Filled, larger marks joined by a dashed staircase: the Pareto front of each dataset (no other " +
     "row of the dataset has less " + axis.short + " and at least its NDCG@10); hollow marks: dominated rows." +
-    (missing ? " " + missing + " row(s) without a " + axis.short + " are not drawn." : "");
+    (missing ? " " + missing + " row(s) without an NDCG@10 or a " + axis.short + " are not drawn." : "");
 }
 
 function wirePoints(layer) {

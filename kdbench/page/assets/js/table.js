@@ -63,10 +63,20 @@ function renderTable(rows) {
     const tr = el("tr", { tabindex: "0", "data-key": row._key, class: classes || null,
                           "aria-current": row._key === STATE.sel ? "true" : null,
                           "aria-label": rowTitle(row) + ". Press Enter for details." },
-      columns.map(function (c) { return el("td", { class: (c.num ? "num " : "") + (c.id === "strategy" ? "name" : "") || null }, [c.text(row)]); }));
+      columns.map(function (c) {
+        const classes = [c.num ? "num" : "", c.id === "strategy" ? "name" : "", c.wrap ? "wrap" : ""].filter(Boolean);
+        return el("td", { class: classes.join(" ") || null }, c.wrap ? breakable(c.text(row)) : [c.text(row)]);
+      }));
     return tr;
   });
   table.tBodies[0].replaceChildren.apply(table.tBodies[0], body);
+}
+
+// Long labels (dcd@K=40,item_weight=0.0,top_n=100) may wrap after a comma and before an @.
+function breakable(text) {
+  const out = [];
+  String(text).split(/(?=@)|(?<=,)/).forEach(function (part, i) { if (i) out.push(el("wbr")); out.push(part); });
+  return out;
 }
 
 function sortBy(id) {
