@@ -535,6 +535,12 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
         "md": render_markdown(rounded, runs, header, quick, effects, shapes, ratios, curves),
     }
     kinds = ["csv", "json", "md"] + (["png", "compression"] if plot else [])
+    if not quick:  # the interactive page, results/index.html (kdbench.page); none for the quick board
+        from kdbench.page import PAGE_NAME, render_page
+
+        paths["html"] = out_dir / PAGE_NAME
+        texts["html"] = render_page(_json_rows(rounded), list(COLUMNS), header, runs_dir)
+        kinds.append("html")
     if command is not None or wall_seconds is not None:
         texts["meta"] = atomic.dumps(meta)
         kinds.append("meta")
@@ -548,7 +554,7 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
             else:
                 tmp.write_text(texts[kind])
     return [paths[kind] for kind in ("md", "csv", "json") + (("png", "compression") if plot else ())] + (
-        [meta_path] if meta_path.is_file() else [])
+        [meta_path] if meta_path.is_file() else []) + ([paths["html"]] if "html" in paths else [])
 
 
 def _invocation(meta_path: Path, command: str | None, wall_seconds: float | None) -> dict[str, Any]:

@@ -109,14 +109,18 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> N
     suffix = "-quick" if quick else ""
     runs_dir = results_dir / "quick" if quick else results_dir
     stored = {kind: results_dir / f"leaderboard{suffix}.{kind}" for kind in COMPARED}
+    if not quick:  # the interactive page (kdbench.page), written with the full leaderboard only
+        from kdbench.page import PAGE_NAME
+
+        stored["html"] = results_dir / PAGE_NAME
     present = [kind for kind, path in stored.items() if path.exists()]
     if not present:
         if (runs_dir / "runs").is_dir() and any(RunStore(runs_dir).files()):
             found.notes.append(f"no leaderboard{suffix} beside the runs under {runs_dir / 'runs'} "
                                f"(`python -m kdbench report{' --quick' if quick else ''}` writes it)")
         return
-    if len(present) < len(COMPARED):
-        missing = sorted(set(COMPARED) - set(present))
+    if len(present) < len(stored):
+        missing = sorted(set(stored) - set(present))
         found.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
     with tempfile.TemporaryDirectory(prefix="kdbench-verify-") as scratch:
         meta = results_dir / f"leaderboard{suffix}.meta.json"
