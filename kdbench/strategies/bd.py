@@ -1,28 +1,34 @@
 """BD, Bidirectional Distillation: teacher and student trained together, each distilling into the other.
 
 Kweon, Kang & Yu, "Bidirectional Distillation for Top-K Recommender System", WWW 2021; reference
-code WonbinKweon/BD_WWW2021, notebook `BD_WWW2021_CDAE_CiteULike.ipynb` (CDAE on CiteULike).
+code WonbinKweon/BD_WWW2021, notebooks `BD_WWW2021_BPR_CiteULike.ipynb` (BPR-MF, the defaults here;
+"BPR nb:N" below is line N of the .ipynb file) and `BD_WWW2021_CDAE_CiteULike.ipynb` (CDAE, "CDAE nb:N").
 
 The loss. For a batch of B training rows (u, i, j) the strategy returns
 
-    L_BD = lambda_student * (1/B) sum_rows sum_{k in K^S_row} BCE(sig(s_uk), sig(t_uk / tau))
-         + L_base^T(batch)
-         + lambda_teacher * (1/B) sum_rows sum_{k in K^T_row} BCE(sig(t_uk), sig(s_uk / tau))
+    L_BD = lambda_student * KD^S + CF^T + lambda_teacher * KD^T  [+ CF^S - L_base^S(batch)]
+    KD^M = (1/B) sum_rows sum_{k in K^M_row} BCE(sig(m_uk), sig(o_uk / tau))
+    CF^M = (1/B) sum_rows sum_{k in K^M_row} loss_M(u, i, k)          (kd_negatives = 1)
 
-with BCE(p, q) = -[q log p + (1 - q) log(1 - p)], s and t the student's and the teacher's scores,
-the pseudo-label q = sig(the other model's score / tau) a constant (detached), and L_base^T the
-teacher's own RecBole loss (`calculate_loss`) on the same batch. The trainer adds the student's
-own loss, so one backward pass of
+with BCE(p, q) = -[q log p + (1 - q) log(1 - p)], m the model's and o the other model's scores,
+the pseudo-label q = sig(o / tau) a constant (detached), K^M_row the row's n_kd KD items of model M
+and loss_M model M's own RecBole loss (BPR's -log sig(m_ui - m_uk)) with the KD item k as the
+negative: the BPR notebook's KD item doubles as the CF negative (BPR nb:130-145, 488-504: T's CF
+and KD terms both on j_T, S's on j_S). The trainer adds the student's own loss L_base^S on the
+loader's uniform negatives; the bracket swaps it for CF^S, so one backward pass of
 
-    L = [L_base^S + lambda_student * KD^S] + [L_base^T + lambda_teacher * KD^T]
+    L = [CF^S + lambda_student * KD^S] + [CF^T + lambda_teacher * KD^T]
 
-sends the first bracket to the student's parameters only and the second to the teacher's only.
-The runner gives BD a private trainable copy of the cached teacher (`updates_teacher`), and the
-trainer optimises both parameter sets with one Adam; Adam's state and update are per parameter,
-so that one step is exactly the reference's two Adam steps (one optimiser per model, the same
-learning rate) on the two brackets. The reference also computes both models' outputs before
-either steps, as here. BD's own `weight` is fixed at 1, not a hyperparameter: it would scale the
-teacher's own loss with the KD terms; lambda_student and lambda_teacher weight the KD terms.
+sends the first bracket to the student's parameters only and the second to the teacher's only
+(L_base^S - L_base^S cancels up to float rounding). With kd_negatives = 0 (the CDAE notebook's
+scheme: its CF negatives are uniform, CDAE nb:174-178) both CF terms are the models' losses on the
+loader's negatives and the bracket is absent. The runner gives BD a private trainable copy of the
+cached teacher (`updates_teacher`), and the trainer optimises both parameter sets with one Adam;
+Adam's state and update are per parameter, so that one step is exactly the reference's two Adam
+steps (one optimiser per model, the same learning rate) on the two brackets. The reference also
+computes both models' outputs before either steps, as here. BD's own `weight` is fixed at 1, not a
+hyperparameter: it would scale the teacher's own loss with the KD terms; lambda_student and
+lambda_teacher weight the KD terms.
 
 Rank discrepancy-aware sampling. rank_M(u, k) is model M's rank of item k among the items u has
 not interacted with in training (1 = top); d(u, k) = rank_S(u, k) - rank_T(u, k) is positive when
@@ -37,59 +43,66 @@ teacher the items the student ranks much higher than the teacher does: the paper
 tanh saturates, so the student spreads its draws over every item with a clear positive gap; exp
 grows without bound, so the teacher's draws concentrate on the largest gaps, the few items where
 the smaller model is far more confident than the teacher. The ranks are recomputed from both
-models (eval mode, no gradient) every `update_every` epochs, at epochs 1, 1 + update_every, ...;
-in between the two distributions stay fixed and every row gets fresh draws.
+models (eval mode, no gradient) every `update_every` epochs, at BD's first epoch and every
+update_every epochs after it (BPR nb:439); in between the two distributions stay fixed and every
+row gets fresh draws.
 
-Paper and reference code disagree on the direction. The notebook ranks with an ascending
-`argsort`, so its rank value is HIGH for HIGH scores (the top item holds the largest value), and
-its teacher weights exp(eps * (asc_T - asc_S)), its student weights tanh(max(eps * (asc_S - asc_T),
-0)). In rank-1-is-top terms asc_T - asc_S = rank_S - rank_T: the notebook's teacher draws the
-items IT ranks above the student, and its student the items IT ranks above the teacher, the
-opposite of the paper on both sides. The notebook's own comments on the two differences name the
-paper's reading (the first is "what the teacher did poorly", the second "what the student did
-poorly"), so we take the flip for a side effect of the ascending sort and follow the paper.
+Paper and reference code disagree on the direction. Both notebooks rank with an ascending
+`argsort` (BPR nb:454-464, CDAE nb:480-493), so their rank value is HIGH for HIGH scores (the top
+item holds the largest value), and their teacher weights exp(eps * (asc_T - asc_S)), their student
+weights tanh(max(eps * (asc_S - asc_T), 0)) (BPR nb:470-474). In rank-1-is-top terms asc_T - asc_S
+= rank_S - rank_T: the notebooks' teacher draws the items IT ranks above the student, and their
+student the items IT ranks above the teacher, the opposite of the paper on both sides. The CDAE
+notebook's comments on the two differences name the paper's reading (CDAE nb:495-496: the first is
+"what the teacher did poorly", the second "what the student did poorly"), so we take the flip for a
+side effect of the ascending sort and follow the paper. With kd_negatives the direction also
+decides what the negatives are: here the student's BPR negatives are items the teacher ranks
+above the student (the KD term lifts them toward sig(t / tau), the CF term keeps them below the
+positive); in the notebook's direction they would be items the student itself over-ranks.
 
-Defaults (the notebook's BD stage): lambda_student = lambda_teacher = 0.5; tau = 2 (the notebook's
-training temperature for both pseudo-labels; its rank pass uses 10, which does not change a
-ranking); eps_student = eps_teacher = 1e-4 (`eps_tanh`, `eps`); n_kd = 5 (`num_neg`: 5 KD items
-per training interaction and model); update_every = 10. kdbench's method notes give tau = 5 for
-BD; the authors' own run uses 2, which we keep.
+Defaults (the BPR notebook's BD stage, BPR nb:401-418): lambda_student = lambda_teacher = 0.5
+(`lamb_S`, `lamb_T`); tau = 5 (`temp_T`, `temp_S`); eps_student = 1e-2 (`eps_t`, on the student's
+tanh weights) and eps_teacher = 1e-4 (`eps`, on the teacher's exp weights); n_kd = 1 (`neg_KD`);
+update_every = 10 (`update`); kd_negatives = 1; warmup_epochs = 0 (see pre-training below). The
+CDAE notebook's stage (CDAE nb:427-442) is tau = 2, eps = 1e-4 for both, n_kd = 5 and uniform CF
+negatives: kd_negatives 0, n_kd 5, tau 2, eps_student 1e-4 reproduce it (kdbench's BD defaults
+before the BPR notebook's).
 
-Loss scale. The notebook sums every loss over its batch of users and their items: per user the
-CF loss (pointwise BCE on the user's positives and num_neg sampled negatives per positive) plus
-lambda times the BCE summed over num_neg KD items per positive. Per training interaction that is
-[CF terms of one positive] + lambda * [n_kd KD terms]. kdbench's base loss is the mean over the
-batch's rows, one interaction each, and KD^S, KD^T above are the row means of the n_kd-item sums:
-the same balance per interaction, times the constant 1/B, which Adam ignores. So lambda = 0.5
-carries over. The CF term itself does not: CDAE's six log-loss terms per interaction (one
-positive, five negatives) against BPR's one pairwise term, so at equal lambda the KD terms weigh
-about 6x more against the CF loss here than in the notebook (at initialisation: 0.5 * 5 * log 2
-= 1.73 against BPR's log 2 = 0.69; the notebook's CF has 6 log 2 = 4.16). lambda = 0.5 / 6 = 0.08
-would match that count; we keep the published 0.5, and the search space spans both.
+Loss scale. The BPR notebook sums every loss over its batch of 128 rows: per row one BPR term on
+the KD item and lambda times one BCE term (BPR nb:495-504). kdbench's losses are row means: the
+same balance per row, times the constant 1/B, which Adam ignores, so lambda = 0.5 carries over
+exactly (the same CF term, one pairwise loss per row and KD item).
+
+Pre-training. The BPR notebook trains both models alone first (teacher 50-d, 1,000 epochs, weight
+decay 1e-3; student 5-d, 1,000 epochs, no weight decay; BPR nb:231-232, 262-266, 328-332) and
+then runs BD for 100 epochs from the two (BPR nb:414). kdbench's teacher is always pre-trained
+(the cached teacher). The student's pre-training is the option warmup_epochs = W: in epochs 1..W
+the strategy adds nothing (the student trains as scratch, the teacher copy rests: no gradient, so
+Adam leaves it alone), and BD starts at epoch W + 1 with a rank pass. It is one run with the
+student's early stopping throughout, not the notebook's fixed 1,000 + 100 epochs: choose W below
+the epoch at which scratch's validation NDCG@10 peaks on the pairing (or the run stops before BD
+starts); the default 0 starts both from the first epoch, the student from scratch.
 
 Deviations from the reference code:
-- Backbones: CDAE outputs a probability per item; here the prediction is sig(score) of any RecBole
+- Backbones: the notebooks' BPR-MF / CDAE; here the prediction is sig(score) of any RecBole
   general recommender, and each model's CF loss is its own RecBole loss on kdbench's batch (BPR's
-  pairwise loss for BPR and LightGCN). The teacher's loss is computed on the student's batch, so
-  both must take the same input type (pairwise or pointwise); BD refuses other pairs.
-- KD items are drawn per training row, n_kd per (u, i) row; the notebook draws num_neg *
-  |positives of u| per user of its user batch. Each user gets the same number of KD items per epoch
-  either way. A repeated draw counts once per draw; the notebook's 0/1 item mask counts a repeated
-  item once per user and batch, which caps a heavy user's KD items at its distinct draws.
-- Training items are never KD items (weight 0). In the notebook they sit at the bottom of both
-  rankings with small discrepancies, so its teacher's exp weights (about 1) draw them like any
-  average item, pulling the teacher's scores on the user's own positives toward the student's.
-  Ranking among the unobserved items instead of the whole catalogue leaves every unobserved item's
-  discrepancy as it is (both models rank the same training items below all others there).
-- The student starts from scratch, as every kdbench student does; the notebook first trains both
-  models separately (1,000 epochs each) and starts BD from the two. In the first update period the
-  teacher therefore learns from a barely trained student (pseudo-labels near 0.5 on items that
-  student ranks high); lambda_teacher is tunable.
-- The teacher keeps learning with the student's learning rate and weight decay (the notebook: the
-  same learning rate for both, no weight decay in the BD stage) for as long as the student trains;
-  early stopping and the kept weights follow the student's validation NDCG@10 only. The
-  co-trained teacher is the worker's private copy, discarded after the run: the cached teacher is
-  never written, and the record's `teacher_test` is the cached teacher's.
+  pairwise loss for BPR and LightGCN; LightGCN's embedding penalty then counts each KD negative,
+  n_kd times per row as every other term). The teacher's loss is computed on the student's batch,
+  so both must take the same input type (pairwise or pointwise); BD refuses other pairs, and
+  kd_negatives = 1 needs pairwise models (the KD item replaces the batch's negative).
+- KD items are drawn per training row, n_kd per (u, i) row, as the BPR notebook (one multinomial
+  draw per row and model, BPR nb:130-145); the CDAE notebook draws num_neg * |positives of u| per
+  user of its user batch and counts a repeated item once (its 0/1 item mask).
+- Training items are never KD items (weight 0), so never KD negatives. In the notebooks the rank
+  pass multiplies the training items' scores by 0 (BPR nb:454), which puts them in the middle of
+  both rankings with small discrepancies: they are drawn like average items, as KD items and, in
+  the BPR notebook, as CF negatives (false negatives). Ranking among the unobserved items instead
+  of the whole catalogue leaves every unobserved item's discrepancy as it is.
+- The teacher keeps learning with the student's learning rate and weight decay (the BPR notebook:
+  the same learning rate 1e-3 for both, no weight decay in the BD stage, batch 128) for as long as
+  the student trains; early stopping and the kept weights follow the student's validation NDCG@10
+  only. The co-trained teacher is the worker's private copy, discarded after the run: the cached
+  teacher is never written, and the record's `teacher_test` is the cached teacher's.
 - Sampling mechanics: at the first epoch of each update period the ranks are computed in user
   chunks (`RANK_CELLS` scores at a time, never a users x items table) and the whole period's draws
   are made at once, n_kd * |training items of u| * update_every per user and model, then handed
@@ -99,18 +112,22 @@ Deviations from the reference code:
 - A user whose student ranking equals the teacher's on every unobserved item has no positive
   discrepancy; the student's draws then fall back to uniform over its unobserved items (the limit
   of any floor on the weights). It takes identical rankings and does not happen in practice.
-- eps is in absolute rank units, as in the notebook. On CiteULike (25k items) eps * d reaches 2.5:
-  tanh saturates and the exp weights span e^-2.5 .. e^2.5. On ml-100k (1,682 items) it reaches only
-  0.17: the student's weights are then nearly linear in the discrepancy and the teacher's nearly
-  uniform over its unobserved items. The search space reaches eps = 0.1 for small catalogues. The
-  exp weights are computed shifted by the row's maximum exponent, so a large eps cannot overflow.
+- eps is in absolute rank units, as in the notebooks. On CiteULike (25k items) eps_student * d
+  reaches 250 and eps_teacher * d 2.5: the student's tanh weights are then 1 for nearly every item
+  with a gap of 100 ranks or more, and the teacher's exp weights span e^-2.5 .. e^2.5. On ml-100k
+  (1,682 items) eps_student * d reaches 17 (still saturating beyond a gap of about 100) and
+  eps_teacher * d only 0.17: the teacher's weights are then nearly uniform over its unobserved
+  items. The exp weights are computed shifted by the row's maximum exponent, so a large eps
+  cannot overflow.
 
-Cost: every step also runs the teacher's forward and backward passes (the larger model) and scores
+Cost: every step also runs the teacher's forward and backward passes (the larger model), scores
 n_kd KD items per row with each model (each model's scores on the other's items, pseudo-labels
-only, without a graph), and every update_every epochs both models score and rank the whole
-catalogue for every user and the period's items are drawn. Measured on ml-100k, BPR:64 -> BPR:5,
-batch 2048, one thread, CPU time: a scratch epoch 0.20 s, a BD epoch 0.50 s (2.5x), a rank pass
-and its draws about 1.0 s (8M draws), so 3.0x scratch per 10-epoch period.
+only, without a graph) and, with kd_negatives, computes the student's own loss twice more (on its
+KD negatives and the swapped-out loader's); every update_every epochs both models score and rank
+the whole catalogue for every user and the period's items are drawn. Measured on ml-100k, BPR:64
+-> BPR:5, batch 2048, one thread, CPU time, the three interleaved on a shared 2-core machine
+(medians of 3): a scratch epoch 0.05 s; a BD epoch with the defaults 0.40 s and its rank pass and
+draws 0.52 s; with the CDAE notebook's settings (n_kd 5, uniform negatives) 0.54 s and 1.34 s.
 """
 
 from __future__ import annotations
@@ -119,6 +136,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from recbole.data.interaction import Interaction
+from recbole.utils import InputType
 
 from kdbench.backbones import BackboneAdapter, reset_inference_cache
 from kdbench.errors import KdbenchError
@@ -228,12 +247,13 @@ class BD(DistillationStrategy):
     """Bidirectional Distillation; see the module docstring for the loss, sampling, defaults and
     the deviations from the reference code."""
 
-    defaults = {"lambda_student": 0.5, "lambda_teacher": 0.5, "tau": 2.0, "eps_student": 1e-4,
-                "eps_teacher": 1e-4, "n_kd": 5, "update_every": 10}
+    defaults = {"lambda_student": 0.5, "lambda_teacher": 0.5, "tau": 5.0, "eps_student": 1e-2,
+                "eps_teacher": 1e-4, "n_kd": 1, "update_every": 10, "kd_negatives": 1, "warmup_epochs": 0}
     must_be_positive = ("tau", "n_kd", "update_every")
-    # The lambdas span the published 0.5 and its CF-term-count match 0.08 (module docstring); eps
-    # from nearly flat weights on any catalogue to sharp ones on ml-100k's; update_every is a cost
-    # knob, left out.
+    switches = ("kd_negatives",)  # 0 or 1
+    # The lambdas span the published 0.5 and more than a decade either side; eps from nearly flat
+    # weights on any catalogue to sharp ones on ml-100k's; update_every is a cost knob, and
+    # kd_negatives / warmup_epochs choose the protocol (the notebooks'), all three left out.
     search_space = {"lambda_student": LogUniform(1e-2, 5.0), "lambda_teacher": LogUniform(1e-2, 5.0),
                     "tau": LogUniform(0.5, 10.0), "eps_student": LogUniform(1e-5, 1e-1),
                     "eps_teacher": LogUniform(1e-5, 1e-1), "n_kd": IntRange(1, 20, log=True)}
@@ -254,7 +274,18 @@ class BD(DistillationStrategy):
                 f"{type(teacher).__name__} and student {type(student).__name__} need the same input type, "
                 f"got {kinds[0]} and {kinds[1]}"
             )
+        for key in self.switches:
+            if self.hparams[key] not in (0, 1):
+                raise KdbenchError(f"hyperparameter '{key}' of strategy '{self.name}' must be 0 or 1, "
+                                   f"got {self.hparams[key]}")
+        if self.hparams["kd_negatives"] and kinds[0] in (InputType.POINTWISE, InputType.LISTWISE):
+            raise KdbenchError(
+                f"strategy '{self.name}' with kd_negatives 1 makes the KD items the models' negatives, which "
+                f"needs pairwise models; {type(student).__name__} is {kinds[1]}: set kd_negatives: 0"
+            )
         self._generator = context.generator(offset=3)
+        self._first_period = 1 + self.hparams["warmup_epochs"]  # the epoch BD starts at
+        self.distilling: bool | None = None  # set at each epoch start; False during the warm-up epochs
         self._offsets: torch.Tensor | None = None  # (n_users + 1,) where each user's draws start
         self.cursor: torch.Tensor | None = None  # (n_users,) draws of the period handed out so far
         self.student_items: torch.Tensor | None = None  # this period's draws, user by user, int32
@@ -285,7 +316,10 @@ class BD(DistillationStrategy):
     def on_epoch_start(self, epoch: int) -> None:
         if self._offsets is None:
             raise RuntimeError(f"strategy '{self.name}': call prepare() before training")
-        if self.student_items is None or (epoch - 1) % self.hparams["update_every"] == 0:
+        self.distilling = epoch >= self._first_period
+        if not self.distilling:
+            return
+        if self.student_items is None or (epoch - self._first_period) % self.hparams["update_every"] == 0:
             self.resample()
 
     def resample(self) -> None:
@@ -317,7 +351,9 @@ class BD(DistillationStrategy):
         self.cursor.remainder_((self._offsets[1:] - self._offsets[:-1]).clamp_min(1))
         return self.student_items[positions].long(), self.teacher_items[positions].long()
 
-    def loss(self, batch) -> torch.Tensor:
+    def loss(self, batch) -> torch.Tensor | None:
+        if self.distilling is False:
+            return None  # warm-up: the student trains alone, the teacher copy rests
         if self.student_items is None:
             raise RuntimeError(f"strategy '{self.name}': call prepare() and on_epoch_start() before loss()")
         ctx, h = self.context, self.hparams
@@ -327,8 +363,7 @@ class BD(DistillationStrategy):
         # pseudo-labels only, scored without a graph (after the graph-carrying call, so that a
         # whole-graph backbone's memoised propagation keeps its graph).
         with ctx.teacher.one_forward_per_step():
-            teacher_base = ctx.teacher.model.calculate_loss(batch)
-            teacher_base = sum(teacher_base) if isinstance(teacher_base, tuple) else teacher_base
+            teacher_base = self.cf_loss(ctx.teacher.model, batch, teacher_items)
             teacher_own = ctx.teacher.score(users, teacher_items)
             with torch.no_grad():
                 teacher_labels = ctx.teacher.score(users, student_items)
@@ -337,4 +372,23 @@ class BD(DistillationStrategy):
             student_labels = ctx.student.score(users, teacher_items)
         kd_student = soft_label_bce(student_own, teacher_labels, h["tau"])
         kd_teacher = soft_label_bce(teacher_own, student_labels, h["tau"])
-        return h["lambda_student"] * kd_student + teacher_base + h["lambda_teacher"] * kd_teacher
+        total = h["lambda_student"] * kd_student + teacher_base + h["lambda_teacher"] * kd_teacher
+        if h["kd_negatives"]:  # swap the trainer's student loss on the loader's negatives for its KD items'
+            total = total + self.cf_loss(ctx.student.model, batch, student_items) - model_loss(ctx.student.model, batch)
+        return total
+
+    def cf_loss(self, model: torch.nn.Module, batch, kd_items: torch.Tensor) -> torch.Tensor:
+        """The model's own loss: on the loader's negatives, or with kd_negatives on its n_kd KD items
+        per row, (1/B) sum_rows sum_k loss(u, i, j_k) (each row repeated, the negative replaced)."""
+        if not self.hparams["kd_negatives"]:
+            return model_loss(model, batch)
+        n_kd = kd_items.shape[1]
+        rows = batch.repeat_interleave(n_kd) if n_kd > 1 else Interaction(dict(batch.interaction))
+        rows[self.context.neg_iid_field] = kd_items.reshape(-1)
+        return n_kd * model_loss(model, rows)
+
+
+def model_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    """A RecBole model's training loss on a batch (a tuple of terms summed)."""
+    loss = model.calculate_loss(batch)
+    return sum(loss) if isinstance(loss, tuple) else loss

@@ -10,29 +10,36 @@ nets; the student learns the topology inside each group and between the groups' 
     GA (learns v)  sum_e || t_e - sum_k alpha_ek f_k(s_e) ||^2,
                    alpha_e = softmax((log v(t_e) + g) / T), g ~ Gumbel(0, 1), T annealed,
                    f_k an MLP [d_s, (d_s + d_t) / 2, d_t] per group (the DE experts, de.py)
-    TD             sum_g sum_{e, f in g} (cos(s_e, s_f) - cos(t_e, t_f))^2                (entity level)
+    TD             sum_g sum_{e, f in g, cos(t_e, t_f) > 0} (cos(s_e, s_f) - cos(t_e, t_f))^2  (entity level)
                  + sum_{g present} sum_e (cos(P^s_g, s_e) - cos(P^t_g, t_e))^2     (group level)
                    P^s_g / P^t_g = the mean student / teacher representation of group g's members
                    in the batch (no gradient through the prototypes)
     HTD = alpha * TD + (1 - alpha) * GA
 
-over E_b = the batch's distinct users and distinct (positive and negative) items. The selection
+over E_b = the batch's distinct users and distinct (positive and negative) items, the entity level
+over ordered pairs (e = f included, which adds 0). The selection
 nets and experts are submodules of the strategy (training-only, never counted in the student).
 T(epoch) = T_start * (T_end / T_start) ** ((epoch - 1) / anneal_epochs), floored at T_end (run_HTD's
 T_annealing from 1 to 1e-10). Batch loss: L_KD = HTD / B, B the batch's rows.
 
+Entity level, the positive-pair filter (`positive_pairs` = 1, the default): only the within-group
+pairs whose TEACHER cosine is > 0 count, as in the reference code, which multiplies the teacher's
+similarity matrix by the group mask and keeps the entries > 0 (SeongKu-Kang/Topology_Distillation_KDD21
+`model.py` lines 233-239, `get_TD_loss2`, and lines 199-205 for 'first'; woriazzc/KDs
+`modeling/KD/cf/baseline.py` lines 628-634): a pair the teacher sees as dissimilar (cos <= 0) is
+not distilled. The paper's formula sums over every within-group pair; `positive_pairs` = 0 does
+that (kdbench's HTD before this filter), computed from d x d Gram matrices per group (ftd.py).
+With the filter the sum is taken literally, group by group in row blocks of `PAIR_CELLS` pairs:
+O(sum_g |g|^2 d_s), against O(|E_b| K d_s d_t) for the Gram form; the filter cannot be written
+with Gram matrices because the mask depends on each pair.
+
 Defaults (reference notebook `Guide to using topology distillation.ipynb`: HTD(K=30,
 choice='second'), lmbda_TD = 0.001, alpha = 0.5, max_epoch = 100): weight=0.001, K=30, alpha=0.5,
-T_start=1, T_end=1e-10, anneal_epochs=100. woriazzc/KDs: alpha 0.9 (CiteULike, Yelp) or 0.5
-(Gowalla), 30 groups. Loss scale: the reference sums its BPR base loss over the B rows and adds
-lmbda * HTD; kdbench's base loss is the row mean and this loss HTD / B: weight = lmbda = 0.001.
+T_start=1, T_end=1e-10, anneal_epochs=100, positive_pairs=1. woriazzc/KDs: alpha 0.9 (CiteULike,
+Yelp) or 0.5 (Gowalla), 30 groups. Loss scale: the reference sums its BPR base loss over the B rows
+and adds lmbda * HTD; kdbench's base loss is the row mean and this loss HTD / B: weight = lmbda = 0.001.
 
 Deviations from the reference code:
-- Entity level: the reference keeps the within-group pairs whose TEACHER similarity is > 0 (it
-  multiplies the similarity matrix by the group mask and selects entries > 0, which also drops
-  within-group pairs of negative teacher similarity); here every within-group pair counts, as in
-  the paper. It lets the sum be computed from d x d Gram matrices per group (ftd.py), without the
-  |E_b| x |E_b| matrices: O(|E_b| K d_s d_t) instead of O(|E_b|^2).
 - Only the reference's default group-level design ('second': prototypes against entities) is
   implemented; 'first' (prototypes against prototypes) is not.
 - The Gumbel noise comes from the run's seeded generator; log(v + 1e-10) is log_softmax of the
@@ -44,7 +51,9 @@ Cost: GA evaluates K MLPs of about (d_s + d_t) / 2 * d_t multiply-adds per disti
 like DE with K experts: the method's own cost, which dominates a CPU step (see DE's docstring).
 Measured on ml-100k (BPR:64 -> BPR:5, batch 2048, one CPU thread): 35 ms per step against scratch's
 1 ms, about 10x a scratch epoch with K=30 (DE with 30 experts costs the same); K=5: 11 ms, 3.6x.
-The topology terms themselves cost about FTD's (1.5x).
+The topology terms themselves cost about FTD's (1.5x) in the Gram form (positive_pairs = 0); the
+filtered literal sum made a whole HTD step (loss and backward, BPR:64 -> BPR:5, batch 2048, one
+thread) about 1.2x slower than the Gram form, measured interleaved on a shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -53,10 +62,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdbench.errors import KdbenchError
 from kdbench.search_space import IntRange, LogUniform, Uniform
 from kdbench.strategies.base import register_strategy
 from kdbench.strategies.de import ExpertBank, annealed_temperature, gate_weights, gumbel_noise
 from kdbench.strategies.ftd import FTD, grouped_topology_loss
+
+
+PAIR_CELLS = 2**22  # entity pairs per block of the filtered entity-level sum (3 float tables of this size)
+
+
+def positive_pair_loss(student: torch.Tensor, teacher: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """sum_g sum_{e, f in g, cos(t_e, t_f) > 0} (cos(s_e, s_f) - cos(t_e, t_f))^2 over ordered pairs.
+
+    Group by group, in blocks of rows of at most `PAIR_CELLS` pairs; the teacher side carries no
+    gradient. (n, d_s), (n, d_t), (n,) -> ()."""
+    a = F.normalize(student, dim=1)
+    with torch.no_grad():
+        b = F.normalize(teacher, dim=1)
+    order = torch.argsort(groups, stable=True)
+    counts = torch.unique_consecutive(groups[order], return_counts=True)[1].tolist()
+    total = student.new_zeros(())
+    for members in torch.split(order, counts):
+        step = max(1, PAIR_CELLS // len(members))
+        for start in range(0, len(members), step):
+            rows = members[start:start + step]
+            teacher_sim = b[rows] @ b[members].T
+            keep = teacher_sim > 0
+            total = total + (a[rows] @ a[members].T - teacher_sim)[keep].pow(2).sum()
+    return total
 
 
 def prototype_loss(student: torch.Tensor, teacher: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -76,7 +110,8 @@ def prototype_loss(student: torch.Tensor, teacher: torch.Tensor, groups: torch.T
 class HTD(FTD):
     """Hierarchical Topology Distillation; see the module docstring for the loss, defaults and weight."""
 
-    defaults = {"weight": 0.001, "K": 30, "alpha": 0.5, "T_start": 1.0, "T_end": 1e-10, "anneal_epochs": 100}
+    defaults = {"weight": 0.001, "K": 30, "alpha": 0.5, "T_start": 1.0, "T_end": 1e-10, "anneal_epochs": 100,
+                "positive_pairs": 1}
     must_be_positive = ("K", "T_start", "T_end", "anneal_epochs")
     search_space = {"weight": LogUniform(1e-5, 1e-1), "K": IntRange(2, 50, log=True), "alpha": Uniform(0.1, 0.9),
                     "anneal_epochs": IntRange(5, 500, log=True)}
@@ -96,6 +131,9 @@ class HTD(FTD):
         self.to(context.device)
         self.generator = context.generator(offset=6)
         self.temperature = self.hparams["T_start"]
+        if self.hparams["positive_pairs"] not in (0, 1):
+            raise KdbenchError(f"hyperparameter 'positive_pairs' of strategy '{self.name}' must be 0 or 1, "
+                               f"got {self.hparams['positive_pairs']}")
 
     def on_epoch_start(self, epoch: int) -> None:
         h = self.hparams
@@ -115,7 +153,9 @@ class HTD(FTD):
         with torch.no_grad():  # hard groups: users in 0..K-1, items in K..2K-1
             groups = torch.cat([self.user_selection(teacher[:n_users]).argmax(dim=1),
                                 self.item_selection(teacher[n_users:]).argmax(dim=1) + k])
-        td = grouped_topology_loss(student, teacher, groups, 2 * k) + prototype_loss(student, teacher, groups)
+        entity = (positive_pair_loss(student, teacher, groups) if self.hparams["positive_pairs"]
+                  else grouped_topology_loss(student, teacher, groups, 2 * k))
+        td = entity + prototype_loss(student, teacher, groups)
         ga = (self.assignment_loss(student[:n_users], teacher[:n_users], self.user_experts, self.user_selection)
               + self.assignment_loss(student[n_users:], teacher[n_users:], self.item_experts, self.item_selection))
         alpha = self.hparams["alpha"]

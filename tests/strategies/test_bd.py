@@ -111,7 +111,7 @@ def test_soft_label_bce_treats_the_pseudo_labels_as_constants():
 def test_loss_on_a_tiny_case_matches_hand_computed(ml100k):
     """One row, one KD item per model, models and KD items set by hand: every term by hand."""
     context = bd_context(ml100k, "BPR:2", "BPR:2")
-    strategy = STRATEGIES.get("bd")(context, n_kd=1, tau=2.0, lambda_student=0.5, lambda_teacher=0.25)
+    strategy = STRATEGIES.get("bd")(context, n_kd=1, tau=2.0, lambda_student=0.5, lambda_teacher=0.25, kd_negatives=0)
     strategy.prepare()
     strategy.on_epoch_start(1)
     user, pos, neg, student_item, teacher_item = 1, 10, 20, 30, 40
@@ -145,7 +145,7 @@ def _batch(data, users, pos, neg):
 
 
 def test_loss_equals_independent_computation_on_a_batch(ml100k, first_batch):
-    context, strategy = ready(ml100k, tau=3.0, lambda_student=0.7, lambda_teacher=0.2, n_kd=4)
+    context, strategy = ready(ml100k, tau=3.0, lambda_student=0.7, lambda_teacher=0.2, n_kd=4, kd_negatives=0)
     users = first_batch[context.uid_field]
     student_items, teacher_items = peek_items(strategy, users)
     student, teacher = context.student.model, context.teacher.model
@@ -165,7 +165,7 @@ def test_loss_equals_independent_computation_on_a_batch(ml100k, first_batch):
 
 # -- gradients -----------------------------------------------------------------------------------
 def test_gradients_reach_the_student_and_the_teacher_copy_and_nothing_else(ml100k, first_batch):
-    context, strategy = ready(ml100k, lambda_student=0.7, lambda_teacher=0.2)
+    context, strategy = ready(ml100k, lambda_student=0.7, lambda_teacher=0.2, tau=2.0, kd_negatives=0)
     users = first_batch[context.uid_field]
     student, teacher = context.student.model, context.teacher.model
     student_items, teacher_items = peek_items(strategy, users)
@@ -331,3 +331,105 @@ def test_the_rank_pass_restores_modes_and_leaves_no_gradient(toy):
 
 def test_a_composite_with_bd_trains_the_teacher_further_too():
     assert STRATEGIES.get("bd+cd").updates_teacher and not STRATEGIES.get("cd+rrd").updates_teacher
+
+
+# -- the BPR notebook's defaults: tau 5, eps 1e-2 / 1e-4, one KD item that is also the negative -------
+def test_defaults_are_the_bpr_notebooks():
+    defaults = STRATEGIES.get("bd").defaults
+    assert defaults == {"lambda_student": 0.5, "lambda_teacher": 0.5, "tau": 5.0, "eps_student": 1e-2,
+                        "eps_teacher": 1e-4, "n_kd": 1, "update_every": 10, "kd_negatives": 1, "warmup_epochs": 0}
+
+
+def _hand_models(context, user, items):
+    """Set each model's user vector and item vectors: items = {model: (user vector, {item: vector})}."""
+    with torch.no_grad():
+        for model, (user_vector, vectors) in items.items():
+            model.user_embedding.weight[user] = torch.tensor(user_vector)
+            for item, vector in vectors.items():
+                model.item_embedding.weight[item] = torch.tensor(vector)
+
+
+def test_loss_with_the_published_defaults_matches_hand_computed(ml100k):
+    """One row; the KD items double as the negatives; the trainer's student loss on the loader's
+    negative is swapped out, so base + BD is the notebook's two objectives, summed."""
+    from kdbench.train import _base_loss
+
+    context = bd_context(ml100k, "BPR:2", "BPR:2")
+    strategy = STRATEGIES.get("bd")(context)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    user, pos, neg, student_item, teacher_item = 1, 10, 20, 30, 40
+    strategy.student_items.fill_(student_item)
+    strategy.teacher_items.fill_(teacher_item)
+    _hand_models(context, user, {
+        context.student.model: ([0.5, 1.0], {student_item: [1.0, 0.0], teacher_item: [0.0, 1.0],
+                                             pos: [1.0, 1.0], neg: [-2.0, 0.0]}),
+        context.teacher.model: ([1.0, 1.0], {student_item: [2.0, 0.0], teacher_item: [0.0, -1.0],
+                                             pos: [2.0, 0.0], neg: [1.0, 0.0]}),
+    })
+    # student: s(j_S) = 0.5, s(j_T) = 1, s(pos) = 1.5, s(neg) = -1; teacher: t(j_S) = 2, t(j_T) = -1, t(pos) = 2
+    bpr = lambda margin: -math.log(1e-10 + sigmoid(margin))  # noqa: E731  RecBole's BPRLoss on one row
+    student_objective = bpr(1.5 - 0.5) + 0.5 * bce(sigmoid(2.0 / 5), 0.5)  # negative j_S; label sig(t / 5)
+    teacher_objective = bpr(2.0 - (-1.0)) + 0.5 * bce(sigmoid(1.0 / 5), -1.0)  # negative j_T; label sig(s / 5)
+    batch = _batch(ml100k, [user], [pos], [neg])
+    with context.student.one_forward_per_step():
+        loss = strategy.loss(batch)
+        base = _base_loss(context.student.model, batch)
+    assert loss.item() == pytest.approx(student_objective + teacher_objective - bpr(1.5 - (-1.0)), rel=1e-6)
+    assert (base + loss).item() == pytest.approx(student_objective + teacher_objective, rel=1e-6)
+
+
+def test_with_kd_negatives_each_model_steps_as_the_notebooks_objective(ml100k, first_batch):
+    """Gradients of the trainer's student loss + BD equal the notebook's: each model's BPR loss on
+    its n_kd KD items as negatives (summed over them) plus lambda x its KD term."""
+    from kdbench.train import _base_loss
+
+    context, strategy = ready(ml100k, n_kd=2, lambda_student=0.7, lambda_teacher=0.2)
+    users, pos = first_batch[context.uid_field], first_batch[context.iid_field]
+    student, teacher = context.student.model, context.teacher.model
+    student_items, teacher_items = peek_items(strategy, users)
+    with context.student.one_forward_per_step():
+        (_base_loss(student, first_batch) + strategy.loss(first_batch)).backward()
+    named = [*student.named_parameters(prefix="s"), *teacher.named_parameters(prefix="t")]
+    got = {name: p.grad.clone() for name, p in named}
+    for p in [*student.parameters(), *teacher.parameters()]:
+        p.grad = None
+
+    def objective(own, other, kd_items, lam):
+        positive = bpr_scores(own, users, pos.unsqueeze(1))
+        negatives = bpr_scores(own, users, kd_items)
+        cf = -torch.log(1e-10 + torch.sigmoid(positive - negatives)).sum(1).mean()
+        labels = torch.sigmoid(bpr_scores(other, users, kd_items).detach() / 5.0)
+        kd = F.binary_cross_entropy_with_logits(negatives, labels, reduction="none").sum(1).mean()
+        return cf + lam * kd
+
+    (objective(student, teacher, student_items, 0.7) + objective(teacher, student, teacher_items, 0.2)).backward()
+    for name, p in named:
+        assert torch.allclose(got[name], p.grad, rtol=1e-4, atol=1e-7), name
+
+
+def test_kd_negatives_needs_pairwise_models_and_is_a_switch(toy):
+    with pytest.raises(KdbenchError, match="kd_negatives.*pairwise"):
+        STRATEGIES.get("bd")(bd_context(toy, teacher="NeuMF:8", student="NeuMF:4"))
+    STRATEGIES.get("bd")(bd_context(toy, teacher="NeuMF:8", student="NeuMF:4"), kd_negatives=0)
+    with pytest.raises(KdbenchError, match="'kd_negatives'.*0 or 1"):
+        STRATEGIES.get("bd")(bd_context(toy), kd_negatives=2)
+
+
+# -- pre-training (warmup_epochs): the student trains alone first, then BD starts ----------------------
+def test_warmup_epochs_leave_the_student_alone_then_start_the_periods(toy):
+    context = bd_context(toy, seed=1)
+    strategy = STRATEGIES.get("bd")(context, warmup_epochs=3, update_every=2)
+    strategy.prepare()
+    batch = next(iter(toy.train))
+    for epoch in (1, 2, 3):
+        strategy.on_epoch_start(epoch)
+        assert strategy.loss(batch) is None and strategy.student_items is None
+    strategy.on_epoch_start(4)  # BD's first epoch: ranks and draws, as epoch 1 without warm-up
+    first = strategy.student_items.clone()
+    with context.student.one_forward_per_step():
+        assert math.isfinite(strategy.loss(batch).item())
+    strategy.on_epoch_start(5)
+    assert torch.equal(strategy.student_items, first)
+    strategy.on_epoch_start(6)  # next period: 4 + update_every
+    assert not torch.equal(strategy.student_items, first)

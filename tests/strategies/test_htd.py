@@ -14,7 +14,9 @@ from _helpers_response_feature import (
     ready,
 )
 from kdbench.strategies.ftd import topology_loss
-from kdbench.strategies.htd import HTD, prototype_loss
+import kdbench.strategies.htd as htd_module
+from kdbench.errors import KdbenchError
+from kdbench.strategies.htd import HTD, positive_pair_loss, prototype_loss
 
 
 def test_prototype_loss_matches_hand_computed():
@@ -42,7 +44,7 @@ def test_prototypes_carry_no_gradient():
 
 
 def test_loss_matches_the_written_out_formula(ml100k, first_batch):
-    context, strategy = ready(ml100k, "htd", K=6, alpha=0.3)
+    context, strategy = ready(ml100k, "htd", K=6, alpha=0.3, positive_pairs=0)
     k = 6
     users = first_batch[context.uid_field]
     u_ids = users.unique()
@@ -109,3 +111,59 @@ def test_rejects_bad_hparams(ml100k):
 def test_integration(ml100k, first_batch, student):
     _, strategy = ready(ml100k, "htd", student=student, K=5)
     check_integration(strategy, first_batch)
+
+
+# -- the positive-pair filter of the reference (positive_pairs = 1, the default) ----------------------
+# Group A = entities 0, 1, 2; group B = entity 3. Teacher cosines in A: (0, 1) 1/sqrt(2) (kept),
+# (0, 2) -1/sqrt(2) and (1, 2) exactly 0 (both dropped); the diagonal (1, kept) adds 0. Student
+# cosines: (0, 1) 0, (0, 2) 1/sqrt(2), (1, 2) 1/sqrt(2). Filtered: 2 ordered pairs x (0 - 1/sqrt(2))^2
+# = 1. Every pair: 1 + 2 x (1/sqrt(2) + 1/sqrt(2))^2 + 2 x (1/sqrt(2) - 0)^2 = 1 + 4 + 1 = 6.
+HAND_STUDENT = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.5]])
+HAND_TEACHER = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+HAND_GROUPS = torch.tensor([7, 7, 7, 2])
+
+
+def test_positive_pair_loss_matches_hand_computed():
+    assert positive_pair_loss(HAND_STUDENT, HAND_TEACHER, HAND_GROUPS).item() == pytest.approx(1.0, rel=1e-6)
+    every_pair = topology_loss(HAND_STUDENT, HAND_TEACHER, mask=HAND_GROUPS.unsqueeze(0) == HAND_GROUPS.unsqueeze(1))
+    assert every_pair.item() == pytest.approx(6.0, rel=1e-6)
+
+
+def test_positive_pair_loss_is_the_masked_literal_sum_in_any_block_size(monkeypatch):
+    generator = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(40, 3, generator=generator), torch.randn(40, 5, generator=generator)
+    groups = torch.randint(0, 4, (40,), generator=generator)
+    b = F.normalize(teacher, dim=1)
+    mask = (groups.unsqueeze(0) == groups.unsqueeze(1)) & (b @ b.T > 0)
+    expected = topology_loss(student, teacher, mask=mask).item()
+    assert positive_pair_loss(student, teacher, groups).item() == pytest.approx(expected, rel=1e-5)
+    monkeypatch.setattr(htd_module, "PAIR_CELLS", 7)  # a few rows per block
+    assert positive_pair_loss(student, teacher, groups).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_default_loss_filters_pairs_as_the_reference(ml100k, first_batch):
+    context, strategy = ready(ml100k, "htd", K=6, alpha=0.3)
+    assert strategy.hparams["positive_pairs"] == 1
+    users = first_batch[context.uid_field]
+    u_ids = users.unique()
+    i_ids = torch.cat([first_batch[context.iid_field], first_batch[context.neg_iid_field]]).unique()
+    su, si = context.student.representation_tables()
+    tu, ti = strategy.teacher_users, strategy.teacher_items
+    state = strategy.generator.get_state()
+    filtered = strategy.loss(first_batch)
+    strategy.generator.set_state(state)
+    strategy.hparams["positive_pairs"] = 0
+    every_pair = strategy.loss(first_batch)
+    with torch.no_grad():
+        groups = torch.cat([strategy.user_selection(tu[u_ids]).argmax(1), strategy.item_selection(ti[i_ids]).argmax(1) + 6])
+    student, teacher = torch.cat([su[u_ids], si[i_ids]]).double(), torch.cat([tu[u_ids], ti[i_ids]]).double()
+    b = F.normalize(teacher, dim=1)
+    same = groups.unsqueeze(0) == groups.unsqueeze(1)
+    dropped = topology_loss(student, teacher, mask=same & (b @ b.T <= 0))  # what the filter leaves out
+    assert dropped.item() > 0
+    assert (every_pair - filtered).item() == pytest.approx(0.3 * dropped.item() / len(users), rel=1e-4)
+
+
+def test_positive_pairs_must_be_a_switch(ml100k):
+    with pytest.raises(KdbenchError, match="'positive_pairs'.*0 or 1"):
+        ready(ml100k, "htd", positive_pairs=2)
