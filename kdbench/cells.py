@@ -2,7 +2,7 @@
 
 A cell is (dataset, teacher -> student, strategy, seed) plus everything that determines its result:
 the strategy's hyperparameters, the training settings, the split, the evaluation protocol
-(`data.PROTOCOLS`) and the thread count. Its
+(`families.PROTOCOLS`) and the thread count. Its
 `identity` is stored in the record (`config`); a stored run is reused only if its identity equals
 the cell's, so a changed default, a changed strategy implementation (`code_version`) or another
 thread count makes the cell run again (or be refused without --force).
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
-from kdbench.backbones import BackboneSpec
-from kdbench.data import DEFAULT_PROTOCOL, DEFAULT_SPLIT_SEED, get_protocol
+from kdbench.data import DEFAULT_SPLIT_SEED
+from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec, get_protocol
 from kdbench.results import DEFAULTS, TEACHER, TUNED, run_label
 from kdbench.train import TrainSettings
 
@@ -44,7 +44,7 @@ class Cell:
     split_seed: int = DEFAULT_SPLIT_SEED
     variant: str = DEFAULTS
     threads: int = CELL_THREADS
-    protocol: str = DEFAULT_PROTOCOL  # a preset of data.PROTOCOLS
+    protocol: str = DEFAULT_PROTOCOL  # a preset of families.PROTOCOLS
 
     @property
     def label(self) -> str:

@@ -163,7 +163,7 @@ def _order(values: dict[str, float]) -> str:
 def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> str:
     from tabulate import tabulate
 
-    from kdbench.data import PROTOCOLS
+    from kdbench.families import PROTOCOLS
 
     metrics = list(paper["metrics"])
     main = paper["protocol"]

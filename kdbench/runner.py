@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from kdbench.backbones import REPRESENTATIONS
 from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity, identity_differences
 from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
-from kdbench.data import check_dataset, dataset_size, get_protocol
-from kdbench.errors import KdbenchError, choices
+from kdbench.data import check_dataset, dataset_size
+from kdbench.errors import KdbenchError
 from kdbench.executors import Executor, SerialExecutor
-from kdbench.families import check_pairing, load_data
+from kdbench.families import check_pairing, get_protocol, load_data
 from kdbench.memory import check_memory
 from kdbench.results import RunStore
 from kdbench.stored import DamagedFile
@@ -50,13 +49,8 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
         if cell.strategy != TEACHER:
             strategy = STRATEGIES.get(cell.strategy)
             strategy.resolve_hparams(dict(cell.hparams))
-            needs_tables = strategy.needs_representations and family.name == "general"
-            for spec in (cell.teacher, cell.student) if needs_tables else ():
-                if spec.model not in REPRESENTATIONS:
-                    raise KdbenchError(
-                        f"strategy '{cell.strategy}' needs user/item representations, which kdbench "
-                        f"provides for {choices(REPRESENTATIONS)}; not for {spec.model}"
-                    )
+            for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
+                family.check_representations(spec.model, cell.strategy)
     check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
     return cells
 

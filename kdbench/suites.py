@@ -33,11 +33,9 @@ from typing import Any
 
 import yaml
 
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import TEACHER, Cell
-from kdbench.data import DEFAULT_PROTOCOL, get_protocol
 from kdbench.errors import KdbenchError, choices
-from kdbench.families import family_of
+from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec, family_of, get_protocol
 from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import method_names

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from kdbench.backbones import BackboneSpec, build_model
+from kdbench.backbones import build_model
 from kdbench.cells import Cell, RunRecord, base_record
 from kdbench.data import PreparedData
 from kdbench.errors import KdbenchError
 from kdbench.evaluate import full_ranking, inference_cost
-from kdbench.families import family_of, load_data
+from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.strategies import STRATEGIES
 from kdbench.train import FitResult, TrainSettings, fit
 

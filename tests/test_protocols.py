@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell, base_record, cell_from_record, identity, stale_fields
-from kdbench.data import PROTOCOL, PROTOCOLS, get_protocol, ordered_cut_points, ordered_split_indices
-from kdbench.families import load_data
+from kdbench.data import PROTOCOL
 from kdbench.errors import KdbenchError
+from kdbench.families import PROTOCOLS, BackboneSpec, get_protocol, load_data
+from kdbench.families.general import ordered_cut_points, ordered_split_indices
 from kdbench.results import RunStore
 
 # users interleaved in the file; ids chosen so that file order, id order and timestamp order differ

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import RECORD_FORMAT, Cell, cell_from_record, identity
+from kdbench.families import BackboneSpec
 from kdbench.runner import Runner
 from kdbench.train import TrainSettings
 

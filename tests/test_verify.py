@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell, base_record
 from kdbench.cli import main
+from kdbench.families import BackboneSpec
 from kdbench.report import write_reports
 from kdbench.results import RunStore
 
