@@ -32,7 +32,7 @@ import numpy as np
 from kdbench import atomic
 from kdbench.data import TOPK
 from kdbench.families import BackboneSpec, family_of
-from kdbench.results import safe_name
+from kdbench.record import safe_name
 
 COST_FORMAT = 1  # `kdbench_cost` in every cost file
 DEPLOYMENT_ITEMS = (100_000, 1_000_000)
@@ -197,7 +197,7 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
     """The sitting's measurements on the dataset's catalogue and on each synthetic one."""
     import torch
 
-    from kdbench.cells import environment
+    from kdbench.record import environment
     from kdbench.families import load_data
 
     torch.set_num_threads(threads)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
-from kdbench.cells import Cell, resolved_hparams
+from kdbench.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
+from kdbench.record import resolved_hparams
 
 FLOAT_BYTES = 4
 TRAINING_COPIES = 5  # weights, gradients, Adam's two moments, best weights

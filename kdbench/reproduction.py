@@ -27,7 +27,7 @@ import pandas as pd
 
 from kdbench import atomic
 from kdbench.errors import KdbenchError, choices
-from kdbench.results import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
+from kdbench.record import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
 from kdbench.stored import read_mapping
 
 FOLDER = "reproduction"

@@ -15,19 +15,18 @@ writes result files and the teacher cache.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from kdbench.cells import TEACHER, Cell, RunRecord, base_record, identity, identity_differences
+from kdbench.cells import TEACHER, Cell
 from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
 from kdbench.data import check_dataset, dataset_size
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor, SerialExecutor
 from kdbench.families import check_pairing, get_protocol, load_data
 from kdbench.memory import check_memory
-from kdbench.results import RunStore
+from kdbench.record import RunRecord, RunStore, base_record, failed_record, is_current, teacher_identity
 from kdbench.stored import DamagedFile
 from kdbench.strategies import STRATEGIES
 from kdbench.work import CellOutcome, CellTask, TeacherArtifact, run_task
@@ -83,22 +82,14 @@ class Runner:
 
         A damaged file counts as no result when forced (it is overwritten) and stops the run otherwise."""
         try:
-            record = self.store.read(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
+            record = self.store.find(cell.address)
         except DamagedFile:
             if self.force:
                 return None, False
             raise
         if record is None or record.get("status") != "ok":
             return None, False
-        current = json.loads(json.dumps(identity(cell, self.device)))
-        return record, not identity_differences(record.get("config") or {}, current) and self._same_data(cell, record)
-
-    def _same_data(self, cell: Cell, record: dict[str, Any]) -> bool:
-        """Whether a stored record was made from the data this cell reads, wherever either lies: by
-        content (`data_fingerprint`, the hash of the split that also keys the teacher cache). A
-        record from before fingerprints were stored is taken at its word: same dataset name."""
-        stored = record.get("data_fingerprint")
-        return stored is None or stored == self.fingerprint(cell)
+        return record, is_current(record, cell, self.device, lambda: self.fingerprint(cell))
 
     def is_done(self, cell: Cell) -> bool:
         return self._stored(cell)[1]
@@ -110,21 +101,16 @@ class Runner:
         for cell in cells:
             record, same = self._stored(cell)
             if record is not None and not same:
-                path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
+                path = self.store.file(cell.address)
                 raise KdbenchError(
                     f"{path} holds a finished run with other settings; pass --force to replace it "
                     f"or choose another --results-dir"
                 )
 
     def _write(self, cell: Cell, outcome: CellOutcome) -> RunRecord:
-        path = self.store.path(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)
         if outcome.record.get("status") == "ok":
             outcome.record["data_fingerprint"] = self.fingerprint(cell)  # loaded already, for the teacher key
-        if outcome.log:
-            from kdbench import atomic
-
-            atomic.write_text(path.with_suffix(".log"), outcome.log)
-        self.store.write(cell.dataset, cell.pairing, cell.label, cell.seed, outcome.record, cell.protocol)
+        self.store.put(cell.address, outcome.record, outcome.log)
         return outcome.record
 
     # -- teachers -------------------------------------------------------------------------------
@@ -145,16 +131,7 @@ class Runner:
         return self._dataset(cell)[1]
 
     def teacher_key(self, cell: Cell, data=None) -> str:
-        return cache_key({
-            "dataset": cell.dataset,
-            "data_fingerprint": data.fingerprint if data is not None else self.fingerprint(cell),
-            "protocol": get_protocol(cell.protocol).identity(),
-            "split_seed": cell.split_seed,
-            "model": str(cell.teacher),
-            "model_config": cell.teacher.size_overrides(),
-            "seed": cell.teacher_seed,
-            "train": cell.teacher_settings.as_dict(),
-        })
+        return cache_key(teacher_identity(cell, data.fingerprint if data is not None else self.fingerprint(cell)))
 
     def _teacher_folder(self, key: str) -> Path:
         return self.cache_dir / "teachers" / key
@@ -256,8 +233,7 @@ class Runner:
         return records
 
     def _failed(self, cell: Cell, error: str) -> RunRecord:
-        record = base_record(cell, self.device) | {"status": "failed", "error": error}
-        return self._write(cell, CellOutcome(record, log=f"cell failed: {error}\n"))
+        return self._write(cell, CellOutcome(failed_record(cell, self.device, error), log=f"cell failed: {error}\n"))
 
     def run(self, cell: Cell) -> RunRecord:
         """Run one cell (unless finished with the same identity and not forced); returns its record."""

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from kdbench.cells import RECORD_FORMAT, Cell, cell_from_record, identity
+from kdbench.cells import Cell, cell_from_record
 from kdbench.families import BackboneSpec
+from kdbench.record import RECORD_FORMAT, identity
 from kdbench.runner import Runner
 from kdbench.train import TrainSettings
 
