@@ -27,7 +27,7 @@ from kdbench.run.splits import Splits
 from kdbench.run.stored_runs import StoredRuns
 from kdbench.run.teachers import TeacherCache
 from kdbench.run.validation import validate_cells
-from kdbench.work import CellOutcome, CellTask, TeacherArtifact, run_task
+from kdbench.work import CellTask, TeacherArtifact, run_task
 
 __all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
 
@@ -110,8 +110,7 @@ class Runner:
                 records[index] = self.stored.write_failed(
                     cell, f"teacher failed: {type(artifact).__name__}: {artifact}")
             elif cell.is_teacher:
-                records[index] = self.stored.write(
-                    cell, CellOutcome(artifact.meta | base_record(cell, self.device) | {"status": "ok"}))
+                records[index] = self.stored.write(cell, artifact.meta | base_record(cell, self.device) | {"status": "ok"})
             else:
                 students.append((index, artifact))
                 continue
@@ -132,7 +131,7 @@ class Runner:
             if isinstance(result, Exception):
                 records[index] = self.stored.write_failed(cell, f"{type(result).__name__}: {result}")
             else:
-                records[index] = self.stored.write(cell, result)
+                records[index] = self.stored.write(cell, result.record, result.log)
             notify(cell, records[index])
 
     def run(self, cell: Cell) -> RunRecord:

@@ -15,7 +15,6 @@ from kdbench.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.record import RunRecord, RunStore, failed_record, is_current
 from kdbench.stored import DamagedFile
-from kdbench.work import CellOutcome
 
 
 class StoredRuns:
@@ -54,12 +53,12 @@ class StoredRuns:
                     f"to replace it or choose another --results-dir"
                 )
 
-    def write(self, cell: Cell, outcome: CellOutcome) -> RunRecord:
-        """Store a worker's outcome; a finished run gets its split's fingerprint (its identity)."""
-        if outcome.record.get("status") == "ok":
-            outcome.record["data_fingerprint"] = self.fingerprint(cell)  # loaded already, for the teacher key
-        self.store.put(cell.address, outcome.record, outcome.log)
-        return outcome.record
+    def write(self, cell: Cell, record: RunRecord, log: str = "") -> RunRecord:
+        """Store a cell's record and log; a finished run gets its split's fingerprint (its identity)."""
+        if record.get("status") == "ok":
+            record["data_fingerprint"] = self.fingerprint(cell)  # loaded already, for the teacher key
+        self.store.put(cell.address, record, log)
+        return record
 
     def write_failed(self, cell: Cell, error: str) -> RunRecord:
-        return self.write(cell, CellOutcome(failed_record(cell, self.device, error), log=f"cell failed: {error}\n"))
+        return self.write(cell, failed_record(cell, self.device, error), log=f"cell failed: {error}\n")
