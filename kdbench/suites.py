@@ -11,7 +11,7 @@
       - {teacher: "BPR:200", students: [BPR:5, BPR:10, BPR:20], strategies: [scratch, kd], seeds: [0, 1]}
     hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
     strategy_train: {cd: {weight_decay: 1.0e-8}}   # per-strategy training settings over the pairing's
-    protocol: random           # a preset of data.PROTOCOLS, or a list of them (every cell under each)
+    protocol: random           # a preset of families.PROTOCOLS, or a list of them (every cell under each)
     paper: {...}               # a published table to compare with (`python -m kdbench reproduce --suite`)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
     tuning: {trials: 16, seeds: [100], startup_trials: 5, pruner: {startup_trials: 4, warmup_epochs: 10}}
