@@ -110,7 +110,8 @@ class Runner:
                 records[index] = self.stored.write_failed(
                     cell, f"teacher failed: {type(artifact).__name__}: {artifact}")
             elif cell.is_teacher:
-                records[index] = self.stored.write(cell, artifact.meta | base_record(cell, self.device) | {"status": "ok"})
+                record = artifact.meta | base_record(cell, self.device) | {"status": "ok"}
+                records[index] = self.stored.write(cell, record)
             else:
                 students.append((index, artifact))
                 continue

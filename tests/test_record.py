@@ -56,7 +56,8 @@ def test_an_address_is_read_from_a_record_and_names_its_file(tmp_path):
     store.put(address, record, log="cell failed\n")
     assert store.find(address) == record and store.file(address).with_suffix(".log").read_text() == "cell failed\n"
     # a record without a protocol was made under `random`, which the folder name leaves out
-    assert Address.of({**record, "protocol": None}).relative_path() == Path("cite/BPR-400_to_BPR-20/rrd@K=20/seed3.json")
+    legacy = Address.of({**record, "protocol": None})
+    assert legacy.relative_path() == Path("cite/BPR-400_to_BPR-20/rrd@K=20/seed3.json")
 
 
 def test_the_schema_holds_every_field_the_readers_and_the_runner_use():
