@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model
+from kdbench.backbones import BackboneAdapter, build_model
 from kdbench.data import TOPK, PreparedData
-from kdbench.families import load_data
+from kdbench.families import BackboneSpec, load_data
 from kdbench.inference_cost import Roofline, sample_users, time_interleaved, write_synthetic_catalogue  # noqa: F401
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
 from kdbench.train import TrainSettings, make_optimizer, train_step

@@ -18,10 +18,10 @@ import torch
 from benchmarks._support import (
     BATCHES, K, ML100K, SMOKE, SUMMARY, Roofline, benchmark_seconds, fastest_ratio, median_ratio, time_paired,
 )
-from kdbench.backbones import BackboneSpec, build_model, count_parameters
-from kdbench.data import LEAVE_ONE_OUT
+from kdbench.backbones import build_model, count_parameters
 from kdbench.evaluate import recommend_topk
-from kdbench.families import FAMILIES, load_data
+from kdbench.families import FAMILIES, BackboneSpec, load_data
+from kdbench.families.sequential import LEAVE_ONE_OUT
 
 # The sequential suite's teacher and students (kdbench/suites/sequential.yaml).
 SEQUENTIAL_MODELS = tuple(BackboneSpec.parse(spec) for spec in ("SASRec:64:L2H2", "SASRec:16:L1H1", "GRU4Rec:16"))

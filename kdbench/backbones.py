@@ -1,129 +1,108 @@
-"""Backbones: `MODEL:DIM` specs, building RecBole general and sequential recommenders, and
-score/representation adapters.
+"""Backbones: what kdbench knows about each RecBole model, building one at its size, and the
+score/representation adapter through which strategies and the evaluator see it.
 
-A sequential backbone's spec may carry options after a second colon: `SASRec:64:L2H2` (2 layers, 2
-heads), `GRU4Rec:32:L1` (1 GRU layer); without them RecBole's defaults hold. Its adapter is
-`kdbench.sequential.SequentialAdapter`.
+Per-model knowledge is one `ModelCard` per model (timm's one-config-record-per-model), declared by
+the model's family (`kdbench.families.general`, `kdbench.families.sequential`) and registered in
+`MODELS`: how its size is set, its spec options, its user/item representations, whether its score
+is their dot product, whether its forward propagates the whole graph, and how many embedding
+tables it keeps per row. A RecBole general recommender without a card gets the default one
+(RecBole's `embedding_size`, no representations, scores through `predict`).
 
-Response and ranking KD need only scores, which every RecBole general recommender provides.
-Feature KD needs user and item representations; `BackboneAdapter` gives them for the backbones
-listed in `REPRESENTATIONS` (BPR, LightGCN, NGCF, NeuMF) and fails early for the others.
+Response and ranking KD need only scores, which every RecBole recommender provides. Feature KD
+needs user and item representations; `BackboneAdapter` gives them for the models whose card
+declares them (`REPRESENTATIONS`) and fails early for the others. The spec `MODEL:DIM[:OPTIONS]`
+(`kdbench.families.BackboneSpec`) and the family's own adapters live with the families.
 """
 
 from __future__ import annotations
 
-import re
 import types
+from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from torch import nn
 
 from kdbench.errors import KdbenchError, choices
+from kdbench.registry import Registry
 
-SPEC_PATTERN = re.compile(r"^(?P<model>[A-Za-z][A-Za-z0-9]*)(?::(?P<dim>\d+))?(?::(?P<options>(?:[A-Za-z]\d+)+))?$")
-OPTION_PATTERN = re.compile(r"([A-Za-z])(\d+)")
-
-
-def _neumf_size(dim: int) -> dict[str, Any]:
-    return {"mf_embedding_size": dim, "mlp_embedding_size": dim, "mlp_hidden_size": [2 * dim, dim]}
+Tables = Callable[[nn.Module], "tuple[torch.Tensor, torch.Tensor]"]
 
 
-def _sasrec_size(dim: int) -> dict[str, Any]:
-    """RecBole's SASRec defaults are hidden 64, feed-forward 256: the 4x ratio is kept."""
-    return {"hidden_size": dim, "inner_size": 4 * dim}
-
-
-def _gru4rec_size(dim: int) -> dict[str, Any]:
-    """RecBole's GRU4Rec defaults are item embeddings 64, GRU state 128: the 2x ratio is kept."""
-    return {"embedding_size": dim, "hidden_size": 2 * dim}
-
-
-# How a backbone's size is set; the default is RecBole's `embedding_size`.
-SIZE_KEYS: dict[str, Callable[[int], dict[str, Any]]] = {
-    "NeuMF": _neumf_size, "SASRec": _sasrec_size, "GRU4Rec": _gru4rec_size,
-}
-# Spec options per sequential backbone: letter -> RecBole config key (`SASRec:64:L2H2`).
-OPTION_KEYS: dict[str, dict[str, str]] = {
-    "SASRec": {"L": "n_layers", "H": "n_heads"},
-    "GRU4Rec": {"L": "num_layers"},
-}
-# The sequential recommenders kdbench supports (RecBole's `recbole.model.sequential_recommender`).
-SEQUENTIAL_MODELS = ("GRU4Rec", "SASRec")
-
-
-@lru_cache(maxsize=1)
-def general_recommenders() -> tuple[str, ...]:
-    import recbole.model.general_recommender as general
-
-    return tuple(sorted(name for name in dir(general) if isinstance(getattr(general, name), type)))
-
-
-def known_models() -> tuple[str, ...]:
-    """Every model a spec may name: RecBole's general recommenders and `SEQUENTIAL_MODELS`."""
-    return tuple(sorted(general_recommenders() + SEQUENTIAL_MODELS))
+def embedding_size(dim: int) -> dict[str, Any]:
+    """RecBole's size key for most models."""
+    return {"embedding_size": dim}
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
-    """A RecBole recommender and its embedding dimension, written `BPR:200`; a sequential one may
-    add options (`SASRec:64:L2H2`: 2 layers, 2 heads), kept in the order written."""
+class ModelCard:
+    """What kdbench knows about one RecBole model. `sizes`: DIM -> RecBole config keys; `options`:
+    spec option letter -> RecBole config key (`SASRec:64:L2H2`); `check`: (dim, options) -> the
+    problem with a spec, or None; `representations`: model -> (user/query table, item table);
+    `dot_product`: the score is the dot product of those; `whole_graph_forward`: forward() takes no
+    input and propagates the whole graph (one call per training step suffices); `tables_per_row`:
+    embedding tables per user and item (the memory estimate)."""
+
+    name: str
+    sizes: Callable[[int], dict[str, Any]] = embedding_size
+    options: Mapping[str, str] = field(default_factory=dict)
+    check: Callable[[int, dict[str, int]], str | None] | None = None
+    representations: Tables | None = None
+    dot_product: bool = False
+    whole_graph_forward: bool = False
+    tables_per_row: int = 1
+
+    def size_overrides(self, dim: int, options: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
+        """The RecBole config keys of a spec: its size, then its options."""
+        return self.sizes(dim) | {self.options[letter]: value for letter, value in options}
+
+
+MODELS: Registry[ModelCard] = Registry("backbone model")
+
+
+def model_card(name: str) -> ModelCard:
+    """The registered card of a model, or the default one (a plain RecBole general recommender)."""
+    return MODELS.get(name) if name in MODELS else ModelCard(name)
+
+
+class _CardView(Mapping):
+    """Names of the registered models whose card has `attribute` set, read live from `MODELS`:
+    for the modules that test a model by name (`adapter.name in DOT_PRODUCT`)."""
+
+    def __init__(self, attribute: str):
+        self.attribute = attribute
+
+    def _cards(self) -> dict[str, Any]:
+        values = {card.name: getattr(card, self.attribute) for card in MODELS.values()}
+        return {name: value for name, value in values.items() if value}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._cards()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cards())
+
+    def __len__(self) -> int:
+        return len(self._cards())
+
+
+REPRESENTATIONS: Mapping[str, Tables] = _CardView("representations")
+DOT_PRODUCT: Mapping[str, bool] = _CardView("dot_product")
+OPTION_KEYS: Mapping[str, Mapping[str, str]] = _CardView("options")
+
+
+class ModelSpec(Protocol):
+    """What `build_model` needs of a spec (`kdbench.families.BackboneSpec`)."""
 
     model: str
-    dim: int
-    options: tuple[tuple[str, int], ...] = ()
 
-    @classmethod
-    def parse(cls, text: str) -> "BackboneSpec":
-        match = SPEC_PATTERN.match(text.strip())
-        if not match:
-            raise KdbenchError(f"malformed backbone '{text}': expected MODEL:DIM, e.g. BPR:200 or LightGCN:64 "
-                               f"(sequential: SASRec:64:L2H2, GRU4Rec:32:L1)")
-        known = {name.lower(): name for name in known_models()}
-        model = known.get(match["model"].lower())
-        if model is None:
-            raise KdbenchError(f"unknown model '{match['model']}': valid: {choices(known_models())}")
-        dim = int(match["dim"] or 64)
-        if dim < 1:
-            raise KdbenchError(f"backbone '{text}': the dimension must be a positive integer")
-        options = tuple((letter.upper(), int(value)) for letter, value in OPTION_PATTERN.findall(match["options"] or ""))
-        valid = OPTION_KEYS.get(model, {})
-        for letter, value in options:
-            if letter not in valid:
-                raise KdbenchError(f"backbone '{text}': unknown option '{letter}' for {model}: valid: "
-                                   f"{choices(f'{k} ({v})' for k, v in valid.items()) if valid else 'none'}")
-            if value < 1:
-                raise KdbenchError(f"backbone '{text}': option '{letter}' must be a positive integer")
-        if len({letter for letter, _ in options}) != len(options):
-            raise KdbenchError(f"backbone '{text}': an option is given twice")
-        heads = dict(options).get("H")
-        if model == "SASRec" and dim % (heads or 2):
-            raise KdbenchError(f"backbone '{text}': the dimension {dim} must be a multiple of the number of "
-                               f"heads ({heads or 2})")
-        return cls(model, dim, options)
-
-    @property
-    def options_text(self) -> str:
-        """The options as written after the size: `L2H2` (empty for none)."""
-        return "".join(f"{letter}{value}" for letter, value in self.options)
-
-    def __str__(self) -> str:
-        return f"{self.model}:{self.dim}" + (f":{self.options_text}" if self.options else "")
-
-    @property
-    def is_sequential(self) -> bool:
-        return self.model in SEQUENTIAL_MODELS
-
-    def size_overrides(self) -> dict[str, Any]:
-        sizes = SIZE_KEYS.get(self.model, lambda d: {"embedding_size": d})(self.dim)
-        keys = OPTION_KEYS.get(self.model, {})
-        return sizes | {keys[letter]: value for letter, value in self.options}
+    def model_settings(self, data_config) -> dict[str, Any]:
+        """The RecBole config keys of the model's family and size."""
 
 
-def build_model(spec: BackboneSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None,
+def build_model(spec: ModelSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None,
                 init_std: float | None = None) -> nn.Module:
     """Instantiate the RecBole model of `spec` on `data` (a PreparedData). With `init_std`, every
     embedding table is redrawn from N(0, init_std^2) (woriazzc/KDs' MF initialisation) instead of
@@ -190,16 +169,15 @@ def _lightgcn_forward(model) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.split(total / (model.n_layers + 1), [model.n_users, model.n_items])
 
 
-def _model_config(spec: BackboneSpec, data, device: str, extra: dict[str, Any] | None):
-    """The model's own RecBole config (its YAML defaults) on the data's settings and protocol."""
+def _model_config(spec: ModelSpec, data, device: str, extra: dict[str, Any] | None):
+    """The model's own RecBole config (its YAML defaults) on the data's settings and protocol,
+    the family's settings (the sequential protocol's, say) and the spec's size."""
     from recbole.config import Config
 
     from kdbench.data import isolated_argv
 
     base = {key: data.config[key] for key in _SHARED_KEYS if data.config[key] is not None}
-    if spec.is_sequential:  # the sequential protocol's settings (data.SEQUENTIAL_PROTOCOL)
-        base |= {key: data.config[key] for key in _SEQUENTIAL_KEYS} | {"train_neg_sample_args": None}
-    base.update(spec.size_overrides())
+    base.update(spec.model_settings(data.config))
     base.update(extra or {})
     base["use_gpu"] = device.startswith("cuda")
     with isolated_argv():
@@ -215,11 +193,13 @@ _SHARED_KEYS = (
 )
 
 
-_SEQUENTIAL_KEYS = ("MAX_ITEM_LIST_LENGTH", "loss_type")
-
-
 def is_sequential(model: nn.Module) -> bool:
-    return type(model).__name__ in SEQUENTIAL_MODELS
+    """Deprecated: ask the model's family (`families.family_of_model(model)`), whose
+    `evaluation_adapter` replaces the one test left (`evaluate.evaluation_adapter`). Read from
+    RecBole's own declaration (`ModelType`), not from kdbench's families."""
+    from recbole.utils import ModelType
+
+    return getattr(model, "type", None) == ModelType.SEQUENTIAL
 
 
 def reset_inference_cache(model: nn.Module) -> None:
@@ -229,46 +209,19 @@ def reset_inference_cache(model: nn.Module) -> None:
             setattr(model, name, None)
 
 
-# Representation getters: (model, users, items) -> (user repr (B, d), item repr (..., d)),
-# and whole tables for a frozen teacher.
-def _mf_tables(model):
-    return model.user_embedding.weight, model.item_embedding.weight
-
-
-def _graph_tables(model):
-    return model.forward()
-
-
-def _neumf_tables(model):
-    users = torch.cat([model.user_mf_embedding.weight, model.user_mlp_embedding.weight], dim=1)
-    items = torch.cat([model.item_mf_embedding.weight, model.item_mlp_embedding.weight], dim=1)
-    return users, items
-
-
-REPRESENTATIONS: dict[str, Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]]] = {
-    "BPR": _mf_tables,
-    "LightGCN": _graph_tables,
-    "NGCF": _graph_tables,
-    "NeuMF": _neumf_tables,
-}
-# Backbones whose score is the dot product of the representations above.
-DOT_PRODUCT = {"BPR", "LightGCN", "NGCF"}
-# Backbones whose forward() takes no input and propagates the whole graph: one call per step.
-WHOLE_GRAPH_FORWARD = {"LightGCN", "NGCF"}
-
-
 class BackboneAdapter:
     """Uniform access to a RecBole model's scores and representations for distillation."""
 
     def __init__(self, model: nn.Module, uid_field: str, iid_field: str):
         self.model = model
         self.name = type(model).__name__
+        self.card = model_card(self.name)
         self.uid_field = uid_field
         self.iid_field = iid_field
 
     @property
     def has_representations(self) -> bool:
-        return self.name in REPRESENTATIONS
+        return self.card.representations is not None
 
     def require_representations(self, strategy: str) -> None:
         if not self.has_representations:
@@ -279,7 +232,7 @@ class BackboneAdapter:
 
     def representation_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All users' and items' representations (n_users x d, n_items x d)."""
-        return REPRESENTATIONS[self.name](self.model)
+        return self.card.representations(self.model)
 
     def representation_dims(self) -> tuple[int, int]:
         """(user dim, item dim) of the representations."""
@@ -289,7 +242,7 @@ class BackboneAdapter:
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of users (B,) for items (B, M) -> (B, M); differentiable."""
-        if self.name in DOT_PRODUCT:
+        if self.card.dot_product:
             user_table, item_table = self.representation_tables()
             # Broadcast multiply + sum, not einsum: einsum lowers to B tiny (1 x d)(d x M) bmm's,
             # about 3x slower forward + backward on CPU; the values are the same dot products.
@@ -325,7 +278,7 @@ class BackboneAdapter:
         would call it again. Memoising the call inside the step keeps the KD overhead to the loss
         itself; both losses backpropagate through the same graph.
         """
-        if self.name not in WHOLE_GRAPH_FORWARD:
+        if not self.card.whole_graph_forward:
             yield
             return
         original = self.model.forward

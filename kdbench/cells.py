@@ -1,28 +1,25 @@
-"""Cells and run records: the unit of work and the one definition of what a result file holds.
+"""Cells: the unit of work.
 
 A cell is (dataset, teacher -> student, strategy, seed) plus everything that determines its result:
 the strategy's hyperparameters, the training settings, the split, the evaluation protocol
-(`data.PROTOCOLS`) and the thread count. Its
-`identity` is stored in the record (`config`); a stored run is reused only if its identity equals
-the cell's, so a changed default, a changed strategy implementation (`code_version`) or another
-thread count makes the cell run again (or be refused without --force).
+(`families.PROTOCOLS`) and the thread count. Where its record lives (`address`), what it is stored
+with (`record.identity`) and how a stored record is checked and read are the run record's
+(`kdbench.record`); a cell is rebuilt from a stored record by `cell_from_record`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-from kdbench.backbones import BackboneSpec
-from kdbench.data import DEFAULT_PROTOCOL, DEFAULT_SPLIT_SEED, get_protocol
+from kdbench.data import DEFAULT_SPLIT_SEED
 from kdbench.datasets.location import recorded_data_path
-from kdbench.results import DEFAULTS, TEACHER, TUNED, run_label
+from kdbench.errors import KdbenchError
+from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec
+from kdbench.record import DEFAULTS, TEACHER, TUNED, Address, RunRecord, run_label
+from kdbench.record import identity_differences  # noqa: F401  (tuning imports it from here)
 from kdbench.train import TrainSettings
 
-RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
 # Intra-op threads per cell. The models are too small to gain from a second thread, and the thread
 # count changes results in the last digits: fixed, so a result does not depend on the executor.
 CELL_THREADS = 1
@@ -45,7 +42,7 @@ class Cell:
     split_seed: int = DEFAULT_SPLIT_SEED
     variant: str = DEFAULTS
     threads: int = CELL_THREADS
-    protocol: str = DEFAULT_PROTOCOL  # a preset of data.PROTOCOLS
+    protocol: str = DEFAULT_PROTOCOL  # a preset of families.PROTOCOLS
 
     @property
     def label(self) -> str:
@@ -63,49 +60,12 @@ class Cell:
     def teacher_settings(self) -> TrainSettings:
         return self.teacher_train or self.train
 
+    @property
+    def address(self) -> Address:
+        return Address(self.dataset, self.pairing, self.label, self.seed, self.protocol)
+
     def teacher_cell(self) -> "Cell":
         return replace(self, strategy=TEACHER, seed=self.teacher_seed, hparams=(), variant=DEFAULTS)
-
-
-# A result file (`results/runs/.../seed<k>.json`); `model` is the model the row measures (the
-# teacher for the teacher row), `config` the cell's identity, `status` "ok" or "failed" (+ `error`).
-RunRecord = TypedDict("RunRecord", {
-    "kdbench_run": int, "status": str, "error": str, "dataset": str, "teacher": str, "student": str,
-    "pairing": str, "model": str, "strategy": str, "label": str, "variant": str, "family": str,
-    "seed": int, "config": dict, "environment": dict, "created": str, "test": dict,
-    "valid_ndcg@10": float, "per_user": dict, "cost": dict, "training": dict, "hparams": dict,
-    "training_only_params": int, "teacher_test": dict, "teacher_trained_further": bool,
-    "wall_seconds": float, "protocol": str,
-}, total=False)
-
-
-def resolved_hparams(cell: Cell) -> dict[str, Any]:
-    """The strategy's defaults updated by the cell's overrides ({} for the teacher row)."""
-    if cell.is_teacher:
-        return {}
-    from kdbench.strategies import STRATEGIES
-
-    return STRATEGIES.get(cell.strategy).resolve_hparams(dict(cell.hparams))
-
-
-def identity(cell: Cell, device: str) -> dict[str, Any]:
-    """Everything besides the record's path (dataset, pairing, label, seed) that determines it."""
-    identity = {
-        "train": (cell.teacher_settings if cell.is_teacher else cell.train).as_dict(),
-        "teacher_train": cell.teacher_settings.as_dict(),
-        "protocol": get_protocol(cell.protocol).identity(),
-        "split_seed": cell.split_seed,
-        "teacher_seed": cell.teacher_seed,
-        "data_path": recorded_data_path(cell.dataset, cell.data_path),  # a location: see datasets.location
-        "device": device,
-        "threads": cell.threads,
-    }
-    if not cell.is_teacher:
-        from kdbench.strategies import STRATEGIES
-
-        identity["hparams"] = resolved_hparams(cell)
-        identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
-    return identity
 
 
 def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
@@ -116,8 +76,6 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
     hyperparameters from `config.hparams`. A catalogue dataset's absolute `data_path` (records made before
     the catalogue) names a folder of the machine that ran it and is dropped: the dataset is read from
     the data folder, or from the folder `reproduce --data-path` gives."""
-    from kdbench.errors import KdbenchError
-
     config = record.get("config") or {}
     try:
         strategy, variant = record["strategy"], record.get("variant") or DEFAULTS
@@ -145,72 +103,3 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
     except (KeyError, TypeError, ValueError) as exc:
         detail = f"lacks {exc}" if isinstance(exc, KeyError) else f"has a malformed field ({exc})"
         raise KdbenchError(f"{source} {detail}: cannot rebuild the run it records") from None
-
-
-# Identity fields that say where the data was read from, not what it is. They are recorded but not
-# compared: two checkouts holding the same dataset in different folders make the same cells (the
-# runner compares the data itself, by the records' `data_fingerprint`).
-LOCATION_FIELDS = frozenset({"data_path"})
-
-
-def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The identity fields, locations aside, in which a stored `config` differs from `current`."""
-    return sorted(key for key in set(current) | set(stored)
-                  if key not in LOCATION_FIELDS and current.get(key) != stored.get(key))
-
-
-def stale_fields(cell: Cell, config: dict[str, Any]) -> list[str]:
-    """The identity fields in which a stored record's `config` differs from what the current code
-    gives its cell (empty: the record is current)."""
-    import json
-
-    return identity_differences(config, json.loads(json.dumps(identity(cell, str(config.get("device", "cpu"))))))
-
-
-def base_record(cell: Cell, device: str) -> RunRecord:
-    from kdbench.strategies import STRATEGIES
-
-    return {
-        "kdbench_run": RECORD_FORMAT,
-        "dataset": cell.dataset,
-        "teacher": str(cell.teacher),
-        "student": str(cell.student),
-        "pairing": cell.pairing,
-        "model": str(cell.teacher if cell.is_teacher else cell.student),
-        "strategy": cell.strategy,
-        "label": cell.label,
-        "variant": cell.variant,
-        "family": TEACHER if cell.is_teacher else STRATEGIES.get(cell.strategy).family,
-        "seed": cell.seed,
-        "protocol": cell.protocol,
-        "config": identity(cell, device),
-        "environment": environment(cell.threads),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def environment(threads: int) -> dict[str, str]:
-    import recbole
-    import torch
-
-    from kdbench import __version__
-
-    return {
-        "kdbench": __version__,
-        "recbole": recbole.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": cpu_model(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "threads": str(threads),
-    }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -74,7 +74,7 @@ def _executor(args, n_tasks: int):
 
 
 def _add_protocol_flag(parser, what: str, default: str) -> None:
-    from kdbench.data import PROTOCOLS
+    from kdbench.families import PROTOCOLS
 
     parser.add_argument("--protocol", action="append", metavar="NAME",
                         help=f"evaluation protocol preset ({', '.join(f'{p.name}: {p.summary}' for p in PROTOCOLS.values())}); "
@@ -84,7 +84,7 @@ def _add_protocol_flag(parser, what: str, default: str) -> None:
 def _protocols(args) -> list[str] | None:
     if not getattr(args, "protocol", None):
         return None
-    from kdbench.data import get_protocol
+    from kdbench.families import get_protocol
 
     names = [name.strip() for item in args.protocol for name in item.split(",") if name.strip()]
     for name in names:
@@ -347,9 +347,8 @@ def _strategies(args) -> list[str] | None:
 
 
 def _run(args) -> int:
-    from kdbench.backbones import BackboneSpec
     from kdbench.cells import Cell
-    from kdbench.families import default_protocol
+    from kdbench.families import BackboneSpec, default_protocol
     from kdbench.suites import expand, load_suite
 
     started = time.time()
@@ -468,8 +467,10 @@ def _print_teachers(runner, cells) -> None:
 def _list(args) -> int:
     from tabulate import tabulate
 
-    from kdbench.backbones import OPTION_KEYS, REPRESENTATIONS, SEQUENTIAL_MODELS, general_recommenders
+    from kdbench.backbones import OPTION_KEYS, REPRESENTATIONS
     from kdbench.families import FAMILIES
+    from kdbench.families.general import general_recommenders
+    from kdbench.families.sequential import SEQUENTIAL_MODELS
     from kdbench.data import BUNDLED_DATASETS, downloadable_datasets
     from kdbench.strategies import STRATEGIES
 
@@ -537,8 +538,8 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def _sweep(args) -> int:
-    from kdbench.backbones import BackboneSpec
     from kdbench.data import check_dataset
+    from kdbench.families import BackboneSpec
     from kdbench.sweep import SWEEP_FOLDER, sweep_cells, write_sweep
     from kdbench.train import TrainSettings
 
@@ -641,7 +642,7 @@ def _cost(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from kdbench.cells import cpu_model
+    from kdbench.record import cpu_model
     from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
 
     check_folder(args.cache_dir, "--cache-dir")

@@ -1,28 +1,15 @@
-"""RecBole bridge: datasets, configs and data loaders under a named evaluation protocol.
+"""RecBole bridge: datasets, atomic files, configs, and the split data a run trains on.
 
-Every protocol ranks all items (full ranking), computes Recall and NDCG at 10 and 20 with RecBole's
-evaluator and selects models on validation NDCG@10. The presets (`PROTOCOLS`) differ in how each
-user's interactions are split 80/10/10 and in what is masked at test time:
-
-- `random` (the default; DE-RRD, HTD, UnKD, RCE-KD's text): RecBole's per-user random split
-  (`RS`, `RO`), fixed by `split_seed`, independent of the model seed, so every student of a dataset
-  is scored on the same users and items; test masks training and validation items.
-- `ordered`: each user's interactions in the order of a `timestamp` column when the file has one,
-  else in the file's order; the first max(floor(0.8 n), 1) train, up to floor(0.9 n) validation,
-  the rest test (the cut points of woriazzc/KDs' `data/*/preprocess_*.py`, whose CiteULike split
-  RCE-KD's tables use); test masks training and validation items, as RecBole does.
-- `ordered-mask-train`: `ordered`, with only the training items masked at test time, as that
-  reference code's evaluator does (`modules/evaluation.py`): a user's validation items stay in the
-  ranking as negatives.
-
-The sequential family (SASRec, GRU4Rec) has its own preset, `leave-one-out` (RecBole's sequential
-protocol: see `kdbench.sequential`); `load_data` hands sequential models to it. A protocol belongs
-to one family (`Protocol.family`), and a model is refused under another family's protocol.
+Every evaluation protocol ranks all items (full ranking), computes Recall and NDCG at 10 and 20 with
+RecBole's evaluator and selects models on validation NDCG@10 (`PROTOCOL`, the RecBole settings
+every config starts from). The protocols themselves (how each user's interactions are split and
+what is masked at test time) belong to the backbone families, which load their data through the
+helpers here: `kdbench.families.general` (`random`, `ordered`, `ordered-mask-train`) and
+`kdbench.families.sequential` (`leave-one-out`); `kdbench.families.load_data` dispatches.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from contextlib import contextmanager
@@ -54,117 +41,7 @@ PROTOCOL: dict[str, Any] = {
                               "dynamic": False, "candidate_num": 0},
 }
 
-# The sequential family's protocol (kdbench.sequential): RecBole's leave-one-out by time, full
-# ranking, cross-entropy training over the catalogue; inputs are the last MAX_SEQUENCE_LENGTH items.
-# 20, not RecBole's 50: a SASRec epoch on ml-100k costs about 3x less (97,172 training queries;
-# measured in kdbench/suites/sequential.yaml), which the sequential suite's 60-minute budget needs.
-MAX_SEQUENCE_LENGTH = 20
-SEQUENTIAL_PROTOCOL: dict[str, Any] = {
-    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
-    "metrics": ["Recall", "NDCG"],
-    "topk": list(TOPK),
-    "valid_metric": "NDCG@10",
-    "valid_metric_bigger": True,
-    "train_neg_sample_args": None,
-    "loss_type": "CE",
-    "MAX_ITEM_LIST_LENGTH": MAX_SEQUENCE_LENGTH,
-}
-
-RANDOM, ORDERED, ORDERED_MASK_TRAIN = "random", "ordered", "ordered-mask-train"
-LEAVE_ONE_OUT = "leave-one-out"
-DEFAULT_PROTOCOL = RANDOM
-MASK_TRAIN_AND_VALID, MASK_TRAIN, MASK_NOTHING = "train+valid", "train", "nothing"
 TIME_FIELD = "timestamp"  # RecBole's default time column: the `ordered` split follows it when present
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A named split-and-mask preset. `order`: "random" (RecBole RS/RO) or "file" (a timestamp
-    column, then file order); `test_mask`: the items removed from a user's test ranking."""
-
-    name: str
-    order: str
-    test_mask: str
-    summary: str
-    family: str = "general"  # the backbone family whose protocol it is (kdbench.families)
-
-    def identity(self) -> dict[str, Any]:
-        """What a cell's identity and the teacher cache key hold for this protocol. `random` gives
-        exactly the dict records held before presets existed, so those records stay current."""
-        if self.name == RANDOM:
-            return PROTOCOL
-        if self.family == "sequential":
-            return {**SEQUENTIAL_PROTOCOL, "preset": self.name}
-        return {**PROTOCOL, "preset": self.name, "test_mask": self.test_mask,
-                "eval_args": {"split": {"ordered": [0.8, 0.1, 0.1]}, "order": f"{TIME_FIELD} then file",
-                              "group_by": "user", "mode": "full"}}
-
-
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    Protocol(RANDOM, "random", MASK_TRAIN_AND_VALID,
-             "per-user random 80/10/10 (RecBole RS), test masks train+valid items"),
-    Protocol(ORDERED, "file", MASK_TRAIN_AND_VALID,
-             "per-user 80/10/10 in timestamp or file order, test masks train+valid items"),
-    Protocol(ORDERED_MASK_TRAIN, "file", MASK_TRAIN,
-             "per-user 80/10/10 in timestamp or file order, test masks train items only (woriazzc/KDs, RCEKD)"),
-    Protocol(LEAVE_ONE_OUT, "time", MASK_NOTHING,
-             f"sequential models: per user by timestamp, last item test, second to last validation (RecBole "
-             f"LS valid_and_test, TO), inputs the last {MAX_SEQUENCE_LENGTH} items, nothing masked", "sequential"),
-)}
-
-
-def get_protocol(name: str) -> Protocol:
-    """The preset called `name`, or one line naming the valid ones."""
-    if name not in PROTOCOLS:
-        raise KdbenchError(f"unknown protocol '{name}': valid: {choices(PROTOCOLS)}")
-    return PROTOCOLS[name]
-
-
-def ordered_cut_points(n: int) -> tuple[int, int]:
-    """(end of train, end of validation) for a user's n ordered interactions.
-
-    train = first max(floor(0.8 n), 1), validation up to floor(0.9 n), test the rest: the cut points
-    of woriazzc/KDs' preprocessing (5 items -> 4/0/1, 11 -> 8/1/2). RecBole's RS rounds differently
-    (5 -> 3/1/1, 11 -> 9/1/1), which is why `ordered` does not use it. For n = 1 the reference puts
-    the item in train and test; here it is train only (validation end clamped to train end).
-    """
-    train = max(8 * n // 10, 1)
-    return train, max(9 * n // 10, train)
-
-
-def ordered_split_indices(users: np.ndarray, times: np.ndarray | None = None) -> list[np.ndarray]:
-    """Row indices of train, validation and test for interactions of `users` in row (file) order,
-    ordered per user by `times` (ties and no times: row order). Rows come out grouped by user."""
-    rows = np.arange(len(users))
-    keys = (rows, users) if times is None else (rows, times, users)
-    order = np.lexsort(keys)
-    grouped = users[order]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    counts = np.diff(np.r_[starts, len(order)])
-    position = np.arange(len(order)) - np.repeat(starts, counts)
-    train_end = np.maximum(8 * counts // 10, 1)
-    valid_end = np.maximum(9 * counts // 10, train_end)
-    part = np.where(position < np.repeat(train_end, counts), 0,
-                    np.where(position < np.repeat(valid_end, counts), 1, 2))
-    return [order[part == k] for k in range(3)]
-
-
-def _ordered_build(dataset) -> list:
-    """RecBole's `Dataset.build` for an ordered protocol: the three parts of `ordered_split_indices`."""
-    dataset._change_feat_format()
-    dataset._drop_unused_col()
-    inter = dataset.inter_feat
-    times = inter[TIME_FIELD].numpy() if TIME_FIELD in inter.columns else None
-    parts = ordered_split_indices(inter[dataset.uid_field].numpy(), times)
-    return [dataset.copy(inter[torch.from_numpy(index)]) for index in parts]
-
-
-def _mask_training_items_only(loader, history: sp.csr_matrix) -> None:
-    """Make a full-sort loader mask each user's training items only (RecBole masks every earlier
-    part: training and validation items for the test loader)."""
-    for uid in loader.uid_list.tolist():
-        items = history.indices[history.indptr[uid]:history.indptr[uid + 1]]
-        loader.uid2history_item[uid] = torch.from_numpy(items.astype(np.int64))
 
 
 # Full-sort evaluation batches count score cells for general models: users per batch =
@@ -360,11 +237,12 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
     work_dir: str | Path = ".kdbench_cache",
-    protocol: str = DEFAULT_PROTOCOL,
+    load_time: bool = False,
 ):
     """A RecBole Config with the KD protocol; `overrides` sets model sizes and training settings.
 
-    An ordered protocol also loads the user file's `timestamp` column, which its split follows."""
+    `load_time`: also load the user file's `timestamp` column when it has one (an ordered
+    protocol's split follows it)."""
     from recbole.config import Config
 
     root = dataset_root(dataset, data_path)
@@ -385,7 +263,7 @@ def build_config(
         config_dict["data_path"] = str(root.parent)
         # without a dataset YAML RecBole loads only user_id/item_id; keep that explicit
         columns = ["user_id", "item_id"]
-        if get_protocol(protocol).order == "file" and TIME_FIELD in atomic_columns(root / f"{dataset}.inter"):
+        if load_time and TIME_FIELD in atomic_columns(root / f"{dataset}.inter"):
             columns.append(TIME_FIELD)
         config_dict["load_col"] = {"inter": columns}
     config_dict.update(overrides or {})
@@ -412,7 +290,7 @@ class PreparedData:
     test: Any
     history: sp.csr_matrix  # users x items, training interactions (sequential: queries x input items)
     fingerprint: str  # hash of the training interactions and split: part of cache keys
-    queries: Any = None  # sequential family: the training queries' inputs (kdbench.sequential.QueryTable)
+    queries: Any = None  # sequential family: the training queries' inputs (families.sequential.QueryTable)
 
     @property
     def n_users(self) -> int:
@@ -436,46 +314,3 @@ class PreparedData:
 
     def item_popularity(self) -> np.ndarray:
         return np.asarray(self.history.sum(axis=0)).ravel()
-
-
-def load_general_data(dataset: str, data_path: str | None, model: str, batch_size: int, split_seed: int,
-                      device: str, work_dir: str | Path, protocol: str) -> PreparedData:
-    """`families.load_data` (which holds the defaults) for a general recommender: `dataset` loaded and
-    split once under `protocol`; every model of a run shares these loaders."""
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
-
-    if get_protocol(protocol).family != "general":
-        raise KdbenchError(f"protocol '{protocol}' is for sequential models, not {model}: valid: "
-                           f"{choices(p.name for p in PROTOCOLS.values() if p.family == 'general')}")
-    check_dataset(dataset, data_path)
-    config = build_config(
-        model, dataset, data_path,
-        {"train_batch_size": batch_size, "seed": split_seed}, device=device, work_dir=work_dir,
-        protocol=protocol,
-    )
-    preset = get_protocol(protocol)
-    init_seed(split_seed, True)
-    try:
-        full = create_dataset(config)
-    except KdbenchError:
-        raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise KdbenchError(f"could not load dataset '{dataset}': {exc}") from None
-    if full.user_num < 3 or full.item_num < 3:
-        raise KdbenchError(f"dataset '{dataset}' is too small to split 80/10/10 ({full.inter_num} interactions)")
-    if preset.order == "file":
-        full.build = lambda: _ordered_build(full)  # data_preparation splits through dataset.build()
-    train, valid, test = data_preparation(config, full)
-    history = train.dataset.inter_matrix(form="csr").astype(np.float32)
-    if preset.test_mask == MASK_TRAIN:
-        _mask_training_items_only(test, history.tocsr())
-    digest = hashlib.sha256()
-    digest.update(dataset.encode())
-    digest.update(str(preset.identity()["eval_args"]).encode())
-    if preset.name != RANDOM:  # the random protocol's fingerprints (and teacher cache keys) stay as they were
-        digest.update(preset.name.encode())
-    digest.update(str(split_seed).encode())
-    digest.update(np.ascontiguousarray(history.indptr).tobytes())
-    digest.update(np.ascontiguousarray(history.indices).tobytes())
-    return PreparedData(dataset, config, full, train, valid, test, history.tocsr(), digest.hexdigest()[:16])

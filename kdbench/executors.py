@@ -20,8 +20,7 @@ from multiprocessing.connection import wait as connection_wait
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from kdbench.errors import KdbenchError
-
-EXECUTORS = ("local", "ray")
+from kdbench.registry import Registry
 
 
 class WorkerLost(RuntimeError):
@@ -235,12 +234,23 @@ class RayExecutor:
             self._ray.shutdown()
 
 
+# Executor factories by the name `--executor` gives: (workers, address, device) -> Executor.
+EXECUTORS: Registry[Callable[[int | None, str | None, str], Executor]] = Registry("executor")
+
+
+@EXECUTORS.register("local")
+def _local_executor(workers: int | None, address: str | None, device: str) -> Executor:
+    """One worker runs in this process; more are local worker processes."""
+    workers = workers or default_workers()
+    return SerialExecutor() if workers == 1 else LocalExecutor(workers)
+
+
+@EXECUTORS.register("ray")
+def _ray_executor(workers: int | None, address: str | None, device: str) -> Executor:
+    return RayExecutor(address, workers, gpus_per_task=1.0 if device == "cuda" else 0.0)
+
+
 def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None,
                   device: str = "cpu") -> Executor:
     """The executor the CLI flags name. `local` with one worker runs in this process."""
-    if kind not in EXECUTORS:
-        raise KdbenchError(f"unknown executor '{kind}': valid: {', '.join(EXECUTORS)}")
-    if kind == "ray":
-        return RayExecutor(address, workers, gpus_per_task=1.0 if device == "cuda" else 0.0)
-    workers = workers or default_workers()
-    return SerialExecutor() if workers == 1 else LocalExecutor(workers)
+    return EXECUTORS.get(kind)(workers, address, device)

@@ -30,9 +30,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from kdbench import atomic
-from kdbench.backbones import BackboneSpec
 from kdbench.data import TOPK
-from kdbench.results import safe_name
+from kdbench.families import BackboneSpec, family_of
+from kdbench.record import safe_name
 
 COST_FORMAT = 1  # `kdbench_cost` in every cost file
 DEPLOYMENT_ITEMS = (100_000, 1_000_000)
@@ -135,11 +135,12 @@ class Sitting:
 
 def sittings(cells: Iterable) -> list[Sitting]:
     """One sitting per (dataset, teacher) of a suite's cells, its students by model and size.
-    Sequential pairings are left out: their cost is measured per query in each run (work.measure),
-    on the test users' input sequences, which synthetic catalogues do not have."""
+    Pairings of a family without `catalogue_cost` are left out: a sequential run measures its cost
+    per query itself (work.measure), on the test users' input sequences, which synthetic catalogues
+    do not have."""
     found: dict[tuple, set] = {}
     for cell in cells:
-        if cell.teacher.is_sequential:
+        if not family_of(cell.teacher).catalogue_cost:
             continue
         key = (cell.dataset, cell.teacher, cell.data_path, cell.split_seed)
         found.setdefault(key, set()).add(cell.student)
@@ -196,7 +197,7 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
     """The sitting's measurements on the dataset's catalogue and on each synthetic one."""
     import torch
 
-    from kdbench.cells import environment
+    from kdbench.record import environment
     from kdbench.families import load_data
 
     torch.set_num_threads(threads)

@@ -2,7 +2,7 @@
 
 An impossible size (`--student BPR:99999999999`) would otherwise start the suite, fail at
 allocation and be recorded as a failed cell. The estimate is a lower bound: the embedding tables
-(one row per user and item; NeuMF has two tables) in float32, times the copies training keeps
+(one row per user and item; NeuMF has two tables: `ModelCard.tables_per_row`) in float32, times the copies training keeps
 (weights, gradients, Adam's two moments, the best weights kept for early stopping), plus the
 frozen teacher and the knowledge the strategy prepares (`DistillationStrategy.knowledge_bytes`).
 A cell is refused only when even this bound exceeds the device's total memory.
@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
-from kdbench.backbones import BackboneSpec
-from kdbench.cells import Cell, resolved_hparams
+from kdbench.cells import Cell
 from kdbench.errors import KdbenchError
+from kdbench.families import BackboneSpec
+from kdbench.record import resolved_hparams
 
 FLOAT_BYTES = 4
 TRAINING_COPIES = 5  # weights, gradients, Adam's two moments, best weights
-TABLES_PER_ROW = {"NeuMF": 2}  # NeuMF has an MF and an MLP embedding per user and item
 # RecBole adds a padding id to users and items; a dataset not here yet counts as this small.
 UNKNOWN_SIZE = (1, 1)
 
@@ -27,7 +27,7 @@ UNKNOWN_SIZE = (1, 1)
 def model_bytes(spec: BackboneSpec, n_users: int, n_items: int) -> int:
     """Bytes of a model's embedding tables (RecBole ids include one padding id each)."""
     rows = (n_users + 1) + (n_items + 1)
-    return rows * spec.dim * TABLES_PER_ROW.get(spec.model, 1) * FLOAT_BYTES
+    return rows * spec.dim * spec.card.tables_per_row * FLOAT_BYTES
 
 
 def cell_bytes(cell: Cell, n_users: int, n_items: int) -> int:

@@ -1,4 +1,8 @@
-"""One registry type: names -> classes, filled by a decorator, with third-party plugins.
+"""One registry type: names -> registered objects, filled by a decorator, with third-party plugins.
+
+Every extension point uses it: strategies (`strategies.STRATEGIES`), backbone families and their
+evaluation protocols (`families.FAMILIES`, `families.PROTOCOLS`), the per-model records
+(`backbones.MODELS`) and executors (`executors.EXECUTORS`).
 
 Third parties add strategies without editing kdbench, either through the `kdbench.strategies`
 entry-point group of their own package, or with `--plugin path/to/file.py` on the command line
@@ -52,14 +56,24 @@ class Registry(Generic[T]):
         self._built[name] = built
         return built
 
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
     def names(self) -> list[str]:
         return list(self._items)
+
+    def values(self) -> list[T]:
+        """The registered objects, in registration order."""
+        return list(self._items.values())
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def load_entry_point_plugins(group: str = ENTRY_POINT_GROUP) -> list[str]:

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from kdbench import atomic, stats
-from kdbench.data import MAX_SEQUENCE_LENGTH
+from kdbench.families.sequential import MAX_SEQUENCE_LENGTH
 from kdbench.plots import plot_compression, plot_pareto
 from kdbench.results import (
     DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES, RunStore, dataset_label, record_protocol,
@@ -474,7 +474,7 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
 
 
 def _is_sequential(model: Any) -> bool:
-    from kdbench.backbones import SEQUENTIAL_MODELS
+    from kdbench.families.sequential import SEQUENTIAL_MODELS
 
     return isinstance(model, str) and model.split(":")[0] in SEQUENTIAL_MODELS
 

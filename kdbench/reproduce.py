@@ -1,6 +1,6 @@
 """`python -m kdbench reproduce RUN.json`: run one stored run again from its record and compare.
 
-The cell is rebuilt from the record's path fields and `config` (`cells.cell_from_record`), run in
+The cell is rebuilt from the record's address and `config` (`cells.cell_from_record`), run in
 a scratch results folder (the stored file is never touched) with its teacher from the cache or,
 with `retrain_teacher`, trained again in a scratch cache. What is compared is what the seed
 determines: the metrics, per-user values, the validation curve and best epoch, the parameter
@@ -20,16 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kdbench.cells import Cell, RunRecord, cell_from_record, cpu_model, stale_fields
+from kdbench.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_file
-from kdbench.results import check_record
-from kdbench.stored import DamagedFile, read_mapping
+from kdbench.record import (SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model, read_record,
+                            stale_fields)
 
-# Sections compared key by key, and single fields (dotted paths into the record).
-COMPARED_SECTIONS = ("test", "teacher_test", "per_user")
-COMPARED_FIELDS = ("status", "error", "valid_ndcg@10", "training.best_epoch", "training.epochs_run",
-                   "training.valid_curve", "cost.params")
 # Largest relative difference of an aggregate test metric accepted when the run is reproduced on
 # another CPU model; measured: a BPR-64 teacher made on an AMD EPYC and retrained on an Intel Xeon
 # differs by 3e-6 in NDCG@20 (one of 943 users' rankings flips).
@@ -76,12 +72,7 @@ class Reproduction:
 
 def load_run(path: str | Path) -> RunRecord:
     """A run record from any path (a copy outside results/ too), checked."""
-    path = check_file(path, "run file")
-    record = read_mapping(path)
-    problem = check_record(record)
-    if problem:
-        raise DamagedFile(path, problem)
-    return record
+    return read_record(check_file(path, "run file"))
 
 
 def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = False,
@@ -110,7 +101,7 @@ def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = F
         runner = Runner(Path(scratch) / "results", cache, device, force=True, log=log, plugins=plugins,
                         heal_cache=heal_cache)
         runner.run(cell)
-        reproduced = runner.store.read(cell.dataset, cell.pairing, cell.label, cell.seed, cell.protocol)  # as it would be stored
+        reproduced = runner.store.find(cell.address)  # as it would be stored
         source = runner.teacher_sources.get(runner.teacher_key(cell), "not needed")
     result = Reproduction(cell, stored, reproduced, stale, source)
     result.differences = differences(stored, reproduced)
@@ -120,7 +111,7 @@ def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = F
 def differences(stored: dict[str, Any], reproduced: dict[str, Any]) -> list[str]:
     """One line per compared value that differs: `key: stored X, reproduced Y`."""
     lines = []
-    for section in COMPARED_SECTIONS:
+    for section in SEED_DETERMINED_SECTIONS:
         old, new = stored.get(section) or {}, reproduced.get(section) or {}
         for key in sorted(set(old) | set(new)):
             if key not in old or key not in new:
@@ -129,7 +120,7 @@ def differences(stored: dict[str, Any], reproduced: dict[str, Any]) -> list[str]
                 lines.extend(_list_difference(f"{section}.{key}", old[key], new[key]))
             elif not _same(old[key], new[key]):
                 lines.append(f"{section}.{key}: stored {old[key]!r}, reproduced {new[key]!r}")
-    for dotted in COMPARED_FIELDS:
+    for dotted in SEED_DETERMINED_FIELDS:
         old, new = _get(stored, dotted), _get(reproduced, dotted)
         if isinstance(old, list) or isinstance(new, list):
             lines.extend(_list_difference(dotted, old or [], new or []))

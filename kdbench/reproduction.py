@@ -27,7 +27,7 @@ import pandas as pd
 
 from kdbench import atomic
 from kdbench.errors import KdbenchError, choices
-from kdbench.results import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
+from kdbench.record import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
 from kdbench.stored import read_mapping
 
 FOLDER = "reproduction"
@@ -163,7 +163,7 @@ def _order(values: dict[str, float]) -> str:
 def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> str:
     from tabulate import tabulate
 
-    from kdbench.data import PROTOCOLS
+    from kdbench.families import PROTOCOLS
 
     metrics = list(paper["metrics"])
     main = paper["protocol"]

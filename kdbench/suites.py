@@ -11,7 +11,7 @@
       - {teacher: "BPR:200", students: [BPR:5, BPR:10, BPR:20], strategies: [scratch, kd], seeds: [0, 1]}
     hparams: {de: {num_experts: 5}}   # per-strategy overrides (the run's label shows them)
     strategy_train: {cd: {weight_decay: 1.0e-8}}   # per-strategy training settings over the pairing's
-    protocol: random           # a preset of data.PROTOCOLS, or a list of them (every cell under each)
+    protocol: random           # a preset of families.PROTOCOLS, or a list of them (every cell under each)
     paper: {...}               # a published table to compare with (`python -m kdbench reproduce --suite`)
     quick: {seeds: [0], strategies: [scratch, kd, rrd]}   # overrides applied by --quick
     tuning: {trials: 16, seeds: [100], startup_trials: 5, pruner: {startup_trials: 4, warmup_epochs: 10}}
@@ -33,11 +33,9 @@ from typing import Any
 
 import yaml
 
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import TEACHER, Cell
-from kdbench.data import DEFAULT_PROTOCOL, get_protocol
 from kdbench.errors import KdbenchError, choices
-from kdbench.families import family_of
+from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec, family_of, get_protocol
 from kdbench.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import method_names

@@ -13,9 +13,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from kdbench import atomic
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell
-from kdbench.families import default_protocol
+from kdbench.families import BackboneSpec, default_protocol
 from kdbench.train import TrainSettings
 
 

@@ -2,7 +2,7 @@
 
 - every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`, `reproduction/*/runs/`), tuning
   summary and inference-cost file (`cost/`, `quick/cost/`) parses and has its structure
-  (`results.check_record`, `inference_cost.check_cost`); a damaged one is an error. Cells of the
+  (`record.check_record`, `inference_cost.check_cost`); a damaged one is an error. Cells of the
   suite that have not run yet (a new size sweep, say) are not errors: verify checks what is stored,
   and `report` shows it;
 - every run's identity (`config`) equals what the current code gives its cell, or the run is
@@ -19,9 +19,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdbench.cells import cell_from_record, stale_fields
+from kdbench.cells import cell_from_record
 from kdbench.errors import KdbenchError
-from kdbench.results import RunStore
+from kdbench.record import RunStore, stale_fields
 from kdbench.stored import DamagedFile
 
 RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/

@@ -18,12 +18,13 @@ from typing import Any
 
 import torch
 
-from kdbench.backbones import BackboneSpec, build_model
-from kdbench.cells import Cell, RunRecord, base_record
+from kdbench.backbones import build_model
+from kdbench.cells import Cell
 from kdbench.data import PreparedData
 from kdbench.errors import KdbenchError
 from kdbench.evaluate import full_ranking, inference_cost
-from kdbench.families import family_of, load_data
+from kdbench.families import BackboneSpec, family_of, load_data
+from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
 from kdbench.train import FitResult, TrainSettings, fit
 
@@ -119,8 +120,7 @@ def run_task(task: CellTask) -> CellOutcome:
         raise
     except Exception as exc:  # a failed cell is recorded and the suite goes on
         logger.error("cell failed:\n%s", traceback.format_exc())
-        outcome = CellOutcome(base_record(task.cell, task.device)
-                              | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        outcome = CellOutcome(failed_record(task.cell, task.device, f"{type(exc).__name__}: {exc}"))
     finally:
         logger.removeHandler(handler)
     outcome.record["wall_seconds"] = time.perf_counter() - start

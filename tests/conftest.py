@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdbench.backbones import BackboneSpec, build_model
-from kdbench.families import load_data
+from kdbench.backbones import build_model
+from kdbench.families import BackboneSpec, load_data
 from kdbench.strategies.base import DistillationContext
 
 

@@ -16,7 +16,7 @@ import pytest
 from kdbench import atomic
 from kdbench.atomic import WriteFailed
 from kdbench.cli import main
-from kdbench.results import RunStore
+from kdbench.record import RunStore
 
 
 def _disk_full(monkeypatch, on_name: str | None = None) -> None:

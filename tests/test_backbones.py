@@ -10,13 +10,13 @@ from torch import nn
 
 from kdbench.backbones import (
     BackboneAdapter,
-    BackboneSpec,
     build_model,
     count_parameters,
     model_size_bytes,
     reset_inference_cache,
 )
 from kdbench.errors import KdbenchError
+from kdbench.families import BackboneSpec
 
 
 def _adapter(model, data) -> BackboneAdapter:

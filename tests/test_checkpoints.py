@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import kdbench.checkpoints as checkpoints
-from kdbench.backbones import BackboneSpec
 from kdbench.checkpoints import (CHECKSUM, META, WEIGHTS, DamagedCheckpoint, cache_key, file_digest, load_checkpoint,
                                  save_checkpoint)
+from kdbench.families import BackboneSpec
 from kdbench.runner import Cell, Runner
 from kdbench.train import TrainSettings
 

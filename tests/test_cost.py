@@ -12,8 +12,8 @@ import yaml
 
 from kdbench import inference_cost
 from kdbench.cli import main
+from kdbench.record import RunStore
 from kdbench.report import aggregate, compression_curves, load_costs, load_runs, speedups, write_reports
-from kdbench.results import RunStore
 
 TEACHER = "BPR:64"
 ENV = {"kdbench": "0.1.0", "recbole": "1.2.1", "torch": "2.3.0", "python": "3.11.9", "cpu": "Test CPU",

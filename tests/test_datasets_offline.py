@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from kdbench.backbones import BackboneSpec
-from kdbench.cells import Cell, base_record, cell_from_record, identity, stale_fields
+from kdbench.families import BackboneSpec
+from kdbench.cells import Cell, cell_from_record
+from kdbench.record import base_record, identity, stale_fields
 from kdbench.data import check_dataset, dataset_root
 from kdbench.datasets.offline import set_aside_missing
 from kdbench.errors import KdbenchError

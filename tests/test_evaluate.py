@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdbench.backbones import BackboneAdapter, BackboneSpec, build_model, count_parameters, model_size_bytes
+from kdbench.backbones import BackboneAdapter, build_model, count_parameters, model_size_bytes
+from kdbench.families import BackboneSpec
 from kdbench.evaluate import full_ranking, inference_cost, recommend_topk, topk_hits
 
 

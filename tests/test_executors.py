@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell
 from kdbench.executors import LocalExecutor, RayExecutor, SerialExecutor, WorkerLost, make_executor
+from kdbench.families import BackboneSpec
 from kdbench.runner import Runner
 from kdbench.train import TrainSettings
 

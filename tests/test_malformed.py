@@ -341,8 +341,8 @@ CACHE_DAMAGE: dict[str, Callable[[Path], None]] = {
 @pytest.fixture(scope="module")
 def cached_teacher(toy_dir, tmp_path_factory):
     """A toy teacher trained once into a cache: (teacher cell, cache folder, its entry's files)."""
-    from kdbench.backbones import BackboneSpec
     from kdbench.cells import Cell
+    from kdbench.families import BackboneSpec
     from kdbench.runner import Runner
     from kdbench.train import TrainSettings
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import Cell
 from kdbench.errors import KdbenchError
+from kdbench.families import BackboneSpec
 from kdbench.memory import TRAINING_COPIES, cell_bytes, check_memory, model_bytes
 
 USERS, ITEMS = 943, 1682  # ml-100k

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from kdbench.backbones import BackboneSpec
-from kdbench.cells import Cell, base_record, cell_from_record, identity, stale_fields
-from kdbench.data import PROTOCOL, PROTOCOLS, get_protocol, ordered_cut_points, ordered_split_indices
-from kdbench.families import load_data
+from kdbench.cells import Cell, cell_from_record
+from kdbench.data import PROTOCOL
 from kdbench.errors import KdbenchError
-from kdbench.results import RunStore
+from kdbench.families import PROTOCOLS, BackboneSpec, get_protocol, load_data
+from kdbench.families.general import ordered_cut_points, ordered_split_indices
+from kdbench.record import RunStore, base_record, identity, stale_fields
 
 # users interleaved in the file; ids chosen so that file order, id order and timestamp order differ
 HAND_FILE = [  # (user, item, timestamp)

@@ -116,3 +116,18 @@ def test_two_plugin_files_with_the_same_name_both_load(tmp_path, isolated_strate
         (tmp_path / folder / "strategies.py").write_text(PLUGIN.replace("my-plugin-kd", name))
         load_plugin_file(tmp_path / folder / "strategies.py")
     assert "first-kd" in STRATEGIES and "second-kd" in STRATEGIES
+
+
+def test_a_registry_indexes_lists_and_counts_like_a_mapping():
+    registry = Registry("widget")
+    registry.register("spanner")(object)
+    registry.register("hammer")(int)
+    assert registry["hammer"] is int and registry.values() == [object, int] and len(registry) == 2
+    with pytest.raises(KdbenchError, match=r"^unknown widget 'saw': valid: hammer, spanner$"):
+        registry["saw"]
+
+
+def test_executors_are_a_registry_of_factories():
+    from kdbench.executors import EXECUTORS
+
+    assert EXECUTORS.names() == ["local", "ray"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from kdbench.record import RunStore
 from kdbench.report import COLUMNS, aggregate, load_runs, write_reports
-from kdbench.results import RunStore
 
 USERS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]
 TEACHER, STUDENT = "BPR:64", "BPR:8"

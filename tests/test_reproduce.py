@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from kdbench.backbones import BackboneSpec
-from kdbench.cells import RECORD_FORMAT, Cell, cell_from_record, cpu_model, identity
+from kdbench.cells import Cell, cell_from_record
+from kdbench.families import BackboneSpec
+from kdbench.record import RECORD_FORMAT, cpu_model, identity
 from kdbench.reproduce import CROSS_CPU_TOLERANCE, Reproduction
 from kdbench.runner import Runner
 from kdbench.train import TrainSettings

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import kdbench.work as work_module
-from kdbench.backbones import BackboneSpec
 from kdbench.errors import KdbenchError
+from kdbench.families import BackboneSpec
 from kdbench.runner import TEACHER, Cell, Runner, run_cells, validate_cells
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import DistillationStrategy

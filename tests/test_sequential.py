@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from conftest import write_interactions
-from kdbench.backbones import BackboneSpec, build_model
-from kdbench.data import LEAVE_ONE_OUT, MAX_SEQUENCE_LENGTH
-from kdbench.families import FAMILIES, family_of, load_data
-from kdbench.sequential import QUERY_FIELD
+from kdbench.backbones import build_model
+from kdbench.families import FAMILIES, BackboneSpec, family_of, load_data
+from kdbench.families.sequential import LEAVE_ONE_OUT, MAX_SEQUENCE_LENGTH, QUERY_FIELD
 from kdbench.strategies.knowledge import teacher_top_n
 from test_cli import run_cli, workdir  # noqa: F401  (the fixture)
 

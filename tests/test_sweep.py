@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli, write_interactions
-from kdbench.data import DEFAULT_PROTOCOL, LEAVE_ONE_OUT
+from kdbench.families import DEFAULT_PROTOCOL
+from kdbench.families.sequential import LEAVE_ONE_OUT
 from kdbench.errors import KdbenchError
 from kdbench.sweep import sweep_cells, sweep_name, sweep_table
 from kdbench.train import TrainSettings

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from conftest import make_context
-from kdbench.backbones import BackboneSpec, build_model
+from kdbench.backbones import build_model
+from kdbench.families import BackboneSpec
 from kdbench.errors import KdbenchError
 from kdbench.strategies.base import DistillationStrategy
 from kdbench.train import TrainingDiverged, TrainSettings, fit

@@ -21,10 +21,10 @@ import yaml
 import kdbench.train as train_module
 import kdbench.work as work_module
 from conftest import write_interactions
-from kdbench.backbones import BackboneSpec
 from kdbench.cells import TUNED, Cell
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
+from kdbench.families import BackboneSpec
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, CatalogueShare, LogUniform
 from kdbench.strategies import STRATEGIES

@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 
-from kdbench.backbones import BackboneSpec
-from kdbench.cells import Cell, base_record
+from kdbench.cells import Cell
 from kdbench.cli import main
+from kdbench.families import BackboneSpec
+from kdbench.record import RunStore, base_record
 from kdbench.report import write_reports
-from kdbench.results import RunStore
 
 TEACHER, STUDENT = BackboneSpec("BPR", 16), BackboneSpec("BPR", 4)
 

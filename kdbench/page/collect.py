@@ -97,11 +97,10 @@ def _intern(table: dict[str, int], value: dict[str, Any]) -> int:
 
 def _backbones(row: dict[str, Any]) -> list[str]:
     """The backbone family (general / sequential) and the teacher's and student's model names."""
-    from kdbench.backbones import SEQUENTIAL_MODELS
+    from kdbench.families import family_of
 
     models = [str(row.get(side) or "").split(":")[0] for side in ("teacher", "student")]
-    family = "sequential" if any(m in SEQUENTIAL_MODELS for m in models) else "general"
-    return [family, *dict.fromkeys(m for m in models if m)]
+    return [family_of(models[0]).name, *dict.fromkeys(m for m in models if m)]
 
 
 def _csv_line(values: list[Any]) -> str:

@@ -2,7 +2,8 @@
 
 A strategy is one class and one decorator:
 
-    @register_strategy("rrd", family="ranking", paper="Kang et al., DE-RRD, CIKM 2020")
+    @register_strategy("rrd", family="ranking", paper="Kang et al., DE-RRD, CIKM 2020",
+                       backbones=("general", "sequential"))
     class RRD(DistillationStrategy):
         defaults = {"weight": 0.001, "K": 40, ...}
         def prepare(self): ...            # teacher knowledge, once per run
@@ -35,6 +36,9 @@ from kdbench.search_space import CatalogueShare, Distribution, check_space, weig
 
 STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
 FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
+# The backbone families (`kdbench.families`) a strategy runs on unless it declares others, and the
+# declaration for every family (a strategy that uses nothing of the backbone but its own loss).
+DEFAULT_BACKBONES, ANY_BACKBONE = ("general",), "*"
 
 
 @dataclass
@@ -71,13 +75,18 @@ class DistillationContext:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
 
 
-def register_strategy(name: str, family: str, paper: str = "", variant_of: str | None = None):
+def register_strategy(name: str, family: str, paper: str = "", variant_of: str | None = None,
+                      backbones: tuple[str, ...] = DEFAULT_BACKBONES):
     """Class decorator: register a DistillationStrategy subclass under `name`.
 
-    `variant_of`: the registered strategy this one is a variant of (another sampling scheme of the
-    same paper, say). Variants run when named; `all` (the default suite's leaderboard, `tune --all`)
-    keeps one row per method and leaves them out.
+    `family`: the kind of knowledge it distils (`FAMILIES`). `backbones`: the backbone families it
+    runs on (`kdbench.families`; `("*",)`: all of them), general only unless declared; a composite
+    runs on those all its parts declare. `variant_of`: the registered strategy this one is a variant
+    of (another sampling scheme of the same paper, say). Variants run when named; `all` (the default
+    suite's leaderboard, `tune --all`) keeps one row per method and leaves them out.
     """
+    if isinstance(backbones, str) or not backbones:
+        raise KdbenchError(f"strategy '{name}': backbones must be a non-empty tuple of family names")
     if family not in FAMILIES:
         raise KdbenchError(f"unknown strategy family '{family}': valid: {choices(FAMILIES)}")
     if variant_of is not None and variant_of not in STRATEGIES:
@@ -86,6 +95,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
 
     def decorator(cls: type["DistillationStrategy"]) -> type["DistillationStrategy"]:
         cls.name, cls.family, cls.paper, cls.variant_of = name, family, paper, variant_of
+        cls.backbones = tuple(backbones)
         return STRATEGIES.register(name)(cls)
 
     return decorator
@@ -103,6 +113,7 @@ class DistillationStrategy(nn.Module):
     family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     variant_of: ClassVar[str | None] = None  # see register_strategy
+    backbones: ClassVar[tuple[str, ...]] = DEFAULT_BACKBONES  # see register_strategy
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
@@ -124,6 +135,11 @@ class DistillationStrategy(nn.Module):
         if self.needs_representations:
             context.student.require_representations(self.name)
             context.teacher.require_representations(self.name)
+
+    @classmethod
+    def runs_on(cls, backbone_family: str) -> bool:
+        """Whether the strategy declares the backbone family `backbone_family`."""
+        return backbone_family in cls.backbones or ANY_BACKBONE in cls.backbones
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:

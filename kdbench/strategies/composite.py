@@ -19,7 +19,7 @@ from torch import nn
 
 from kdbench.errors import KdbenchError
 from kdbench.strategies._code import class_roots, code_version
-from kdbench.strategies.base import STRATEGIES, DistillationStrategy
+from kdbench.strategies.base import ANY_BACKBONE, STRATEGIES, DistillationStrategy
 
 SEPARATOR = "+"
 
@@ -94,6 +94,7 @@ def make_composite(name: str) -> type[DistillationStrategy]:
         "paper": "composite of " + "; ".join(f"{p.name} ({p.paper})" for p in parts),
         "parts": parts, "defaults": defaults,
         "must_be_positive": tuple(f"{p.name}.{key}" for p in parts for key in p.must_be_positive),
+        "backbones": shared_backbones(parts),
         "needs_representations": any(p.needs_representations for p in parts),
         "needs_teacher": any(p.needs_teacher for p in parts),
         "updates_teacher": any(p.updates_teacher for p in parts),
@@ -101,6 +102,14 @@ def make_composite(name: str) -> type[DistillationStrategy]:
         "__doc__": f"{name}: L = L_base + " + " + ".join(f"{p.name}.weight * L_{p.name}" for p in parts),
     }
     return type(f"Composite_{'_'.join(n.replace('-', '_') for n in names)}", (CompositeStrategy,), attributes)
+
+
+def shared_backbones(parts: tuple[type[DistillationStrategy], ...]) -> tuple[str, ...]:
+    """The backbone families every part runs on (a part declaring all of them constrains nothing)."""
+    declared = [part.backbones for part in parts if ANY_BACKBONE not in part.backbones]
+    if not declared:
+        return (ANY_BACKBONE,)
+    return tuple(f for f in declared[0] if all(f in other for other in declared[1:]))
 
 
 def _composite_factory(name: str) -> type[DistillationStrategy] | None:

@@ -104,6 +104,7 @@ def item_side_scores(adapter: BackboneAdapter, items: torch.Tensor, users: torch
 @register_strategy(
     "dcd", family="ranking",
     paper="Lee & Kim, Dual Correction Strategy for Ranking Distillation in Top-N Recommender System, CIKM 2021",
+    backbones=("general", "sequential"),
 )
 class DCD(DistillationStrategy):
     """Dual Correction Distillation; see the module docstring for the loss, defaults and weight."""

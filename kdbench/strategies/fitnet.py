@@ -49,7 +49,8 @@ def hint_loss(projected: torch.Tensor, target: torch.Tensor, counts: torch.Tenso
     return per_entity.sum() if counts is None else (per_entity * counts).sum()
 
 
-@register_strategy("fitnet", family="feature", paper="Romero et al., FitNets: Hints for Thin Deep Nets, ICLR 2015")
+@register_strategy("fitnet", family="feature", paper="Romero et al., FitNets: Hints for Thin Deep Nets, ICLR 2015",
+                   backbones=("general", "sequential"))
 class FitNet(DistillationStrategy):
     """L_Fit = mean over batch rows of ||P_u(e_s,u) - e_t,u||^2 + 1/2 sum_{i in {pos,neg}} ||P_i(e_s,i) - e_t,i||^2.
 
@@ -107,7 +108,8 @@ class FitNet(DistillationStrategy):
 
 
 @register_strategy("fitnet-mlp", family="feature",
-                   paper="Romero et al., FitNets, ICLR 2015, with woriazzc/KDs' MLP projector")
+                   paper="Romero et al., FitNets, ICLR 2015, with woriazzc/KDs' MLP projector",
+                   backbones=("general", "sequential"))
 class FitNetMLP(FitNet):
     """FitNet with woriazzc/KDs' MLP projector: P = Dropout -> Linear(d_s, h) -> ReLU -> Dropout ->
     Linear(h, d_t), h = int(hidden_ratio * d_t), separate for users and items (`MLPProjector`, one

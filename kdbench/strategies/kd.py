@@ -47,7 +47,8 @@ def student_top_k(student: BackboneAdapter, n_users: int, n_items: int, k: int) 
         model.train(was_training)
 
 
-@register_strategy("kd", family="response", paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015")
+@register_strategy("kd", family="response", paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015",
+                   backbones=("general", "sequential"))
 class KD(DistillationStrategy):
     """L_KD = mean over batch rows of CE(softmax(t_u,C / tau), softmax(s_u,C / tau)).
 

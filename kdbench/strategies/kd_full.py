@@ -24,7 +24,8 @@ from kdbench.strategies.kd import kd_loss
 
 
 @register_strategy("kd-full", family="response",
-                   paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015 (full catalogue)")
+                   paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015 (full catalogue)",
+                   backbones=("sequential",))
 class FullCatalogueKD(DistillationStrategy):
     """Softmax KD over every item for the batch's queries; see the module docstring."""
 

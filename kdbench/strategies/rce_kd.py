@@ -106,6 +106,7 @@ def rce_kd_loss(student_s: torch.Tensor, teacher_s: torch.Tensor, student_t: tor
 @register_strategy(
     "rce-kd", family="response",
     paper="Zhu & Zhang, Rejuvenating Cross-Entropy Loss in Knowledge Distillation for Recommender Systems, 2025",
+    backbones=("general", "sequential"),
 )
 class RCEKD(DistillationStrategy):
     """Rejuvenated cross-entropy KD; see the module docstring for the loss, defaults and weight."""

@@ -103,6 +103,7 @@ def sample_interesting_ranks(
 @register_strategy(
     "rrd", family="ranking",
     paper="Kang et al., DE-RRD: A Knowledge Distillation Framework for Recommender System, CIKM 2020",
+    backbones=("general", "sequential"),
 )
 class RRD(DistillationStrategy):
     """Relaxed Ranking Distillation; see the module docstring for the loss, defaults and weight."""
@@ -171,6 +172,7 @@ class RRD(DistillationStrategy):
 @register_strategy(
     "rrd-topk", family="ranking",
     paper="RRD with the teacher's top-K as interesting items (Kang et al., WWW 2023; DE-RRD_CIKM20 README)",
+    backbones=("general", "sequential"),
 )
 class RRDTopK(RRD):
     """RRD whose interesting items are the teacher's top K themselves, with no rank sampling.

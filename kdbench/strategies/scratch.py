@@ -5,7 +5,8 @@ from __future__ import annotations
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 
 
-@register_strategy("scratch", family="baseline", paper="no distillation (student's own loss only)")
+@register_strategy("scratch", family="baseline", paper="no distillation (student's own loss only)",
+                   backbones=("*",))
 class Scratch(DistillationStrategy):
     """L = L_base. The reference every KD strategy is compared against."""
 

@@ -1,0 +1,64 @@
+"""The finished runs of a results folder: which cells are done with their identity, which stored
+runs must not be replaced, and writing new records.
+
+A stored run counts as a cell's when it is finished and current (`record.is_current`: the same
+`config`, locations aside, and the same data fingerprint); then the cell is skipped, so an
+interrupted suite resumes where it stopped (`force` redoes it). A damaged stored file stops the run
+before anything trains; with `force` it is overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from kdbench.cells import Cell
+from kdbench.errors import KdbenchError
+from kdbench.record import RunRecord, RunStore, failed_record, is_current
+from kdbench.stored import DamagedFile
+
+
+class StoredRuns:
+    def __init__(self, store: RunStore, device: str, force: bool, fingerprint: Callable[[Cell], str]):
+        self.store = store
+        self.device = device
+        self.force = force
+        self.fingerprint = fingerprint  # of the cell's split (loaded on demand)
+
+    def lookup(self, cell: Cell) -> tuple[RunRecord | None, bool]:
+        """(finished record at the cell's address or None, whether it was made with the cell's identity).
+
+        A damaged file counts as no result when forced (it is overwritten) and stops the run otherwise."""
+        try:
+            record = self.store.find(cell.address)
+        except DamagedFile:
+            if self.force:
+                return None, False
+            raise
+        if record is None or record.get("status") != "ok":
+            return None, False
+        return record, is_current(record, cell, self.device, lambda: self.fingerprint(cell))
+
+    def is_done(self, cell: Cell) -> bool:
+        return self.lookup(cell)[1]
+
+    def check_no_overwrite(self, cells: Iterable[Cell]) -> None:
+        """Refuse, before anything trains, to replace a finished run made with other settings."""
+        if self.force:
+            return
+        for cell in cells:
+            record, same = self.lookup(cell)
+            if record is not None and not same:
+                raise KdbenchError(
+                    f"{self.store.file(cell.address)} holds a finished run with other settings; pass --force "
+                    f"to replace it or choose another --results-dir"
+                )
+
+    def write(self, cell: Cell, record: RunRecord, log: str = "") -> RunRecord:
+        """Store a cell's record and log; a finished run gets its split's fingerprint (its identity)."""
+        if record.get("status") == "ok":
+            record["data_fingerprint"] = self.fingerprint(cell)  # loaded already, for the teacher key
+        self.store.put(cell.address, record, log)
+        return record
+
+    def write_failed(self, cell: Cell, error: str) -> RunRecord:
+        return self.write(cell, failed_record(cell, self.device, error), log=f"cell failed: {error}\n")

@@ -1,0 +1,31 @@
+"""Cells refused before anything trains: a bad dataset, pairing, strategy or hyperparameter, or a
+size that cannot fit in the device's memory."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from kdbench.cells import TEACHER, Cell
+from kdbench.data import check_dataset, dataset_size
+from kdbench.families import check_pairing, get_protocol
+from kdbench.memory import check_memory
+from kdbench.strategies import STRATEGIES
+
+
+def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
+    """The cells, after checking each one; the first problem is one line (KdbenchError)."""
+    cells = list(cells)
+    checked_datasets = set()
+    for cell in cells:
+        get_protocol(cell.protocol)
+        if (cell.dataset, cell.data_path) not in checked_datasets:
+            check_dataset(cell.dataset, cell.data_path)
+            checked_datasets.add((cell.dataset, cell.data_path))
+        family = check_pairing(cell.teacher, cell.student, cell.strategy, cell.protocol, dict(cell.hparams))
+        if cell.strategy != TEACHER:
+            strategy = STRATEGIES.get(cell.strategy)
+            strategy.resolve_hparams(dict(cell.hparams))
+            for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
+                family.check_representations(spec.model, cell.strategy)
+    check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
+    return cells
