@@ -486,7 +486,7 @@ def _list(args) -> int:
         rows.append([name, family, supported, cls.paper, defaults])
     print("\nStrategies:")
     print(tabulate(rows, headers=["name", "family", "backbones", "source", "defaults"], tablefmt="simple"))
-    from kdbench.tuning_report import load_summaries, summary_table
+    from kdbench.report.tuning_summary import load_summaries, summary_table
 
     summaries = load_summaries(args.results_dir)
     if summaries:
@@ -500,7 +500,7 @@ def _list(args) -> int:
 def _report(args) -> int:
     from kdbench.report import write_reports
 
-    from kdbench.reproduction import write_reproduction_report
+    from kdbench.report.reproduction import write_reproduction_report
 
     root = check_folder(args.results_dir, "--results-dir")
     runs_dir = root / "quick" if args.quick else root
@@ -553,7 +553,7 @@ def _tune(args) -> int:
     from kdbench.runner import Runner, validate_cells
     from kdbench.suites import expand, load_suite
     from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
-    from kdbench.tuning_report import read_meta, record_invocation, write_tuning_report
+    from kdbench.report.tuning_summary import read_meta, record_invocation, write_tuning_report
 
     started = time.time()
     check_folder(args.results_dir, "--results-dir")
@@ -661,7 +661,7 @@ def _reproduce_suite(args) -> int:
     """Run a suite with a `paper:` table into RESULTS_DIR/reproduction/NAME/ and write the comparison."""
     from dataclasses import replace
 
-    from kdbench.reproduction import check_paper, reproduction_folder, write_paper, write_reproduction_report
+    from kdbench.report.reproduction import check_paper, reproduction_folder, write_paper, write_reproduction_report
     from kdbench.suites import expand, load_suite
 
     check_folder(args.results_dir, "--results-dir")

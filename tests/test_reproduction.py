@@ -10,7 +10,7 @@ import pytest
 
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
-from kdbench.reproduction import (check_paper, load_reproductions, reproduction_folder, reproduction_table,
+from kdbench.report.reproduction import (check_paper, load_reproductions, reproduction_folder, reproduction_table,
                                   write_paper, write_reproduction_report)
 from kdbench.results import RunStore
 from kdbench.suites import Suite
