@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from kdbench.cli import main
+from kdbench.commands.reproduce import check_paper
 from kdbench.errors import KdbenchError
-from kdbench.report.reproduction import (check_paper, load_reproductions, reproduction_folder, reproduction_table,
-                                  write_paper, write_reproduction_report)
+from kdbench.report.reproduction import (load_reproductions, reproduction_folder, reproduction_table,
+                                         write_paper, write_reproduction_report)
 from kdbench.results import RunStore
 from kdbench.suites import Suite
 

@@ -28,7 +28,6 @@ from tabulate import tabulate
 
 from kdbench import atomic
 from kdbench.data import PROTOCOLS
-from kdbench.errors import KdbenchError, choices
 from kdbench.metrics import PRIMARY_METRIC
 from kdbench.results import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
 from kdbench.stored import read_mapping
@@ -42,42 +41,6 @@ METRIC_TITLES = {m: m.replace("ndcg", "NDCG").replace("recall", "Recall") for m 
 
 def reproduction_folder(results_dir: str | Path, suite_name: str) -> Path:
     return Path(results_dir) / FOLDER / safe_name(suite_name)
-
-
-def check_paper(suite) -> dict[str, Any]:
-    """The suite's `paper:` block, checked: a title, one of the suite's protocols, known metrics and,
-    per row (the teacher or one of the suite's strategies), a number or null per metric."""
-    from kdbench.suites import expand, suite_protocols
-
-    where = f"suite '{suite.name}': 'paper'"
-    paper = suite.spec.get("paper")
-    if not isinstance(paper, dict):
-        raise KdbenchError(f"{where} is missing: a reproduction suite needs the published table "
-                           f"(title, protocol, metrics, rows)")
-    unknown = set(paper) - {"title", "protocol", "metrics", "rows", "source"}
-    if unknown:
-        raise KdbenchError(f"{where}: unknown keys {choices(unknown)}; valid: metrics, protocol, rows, source, title")
-    if not isinstance(paper.get("title"), str):
-        raise KdbenchError(f"{where} needs a 'title' string")
-    protocols = suite_protocols(suite)
-    if paper.get("protocol") not in protocols:
-        raise KdbenchError(f"{where}: 'protocol' must be one of the suite's protocols: {choices(protocols)}")
-    metrics = paper.get("metrics")
-    if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(METRICS):
-        raise KdbenchError(f"{where}: 'metrics' must be a list of {choices(METRICS)}")
-    rows = paper.get("rows")
-    methods = {cell.strategy for cell in expand(suite)}
-    if not isinstance(rows, dict) or not rows:
-        raise KdbenchError(f"{where}: 'rows' must map methods to their published values")
-    for method, values in rows.items():
-        if method not in methods:
-            raise KdbenchError(f"{where}: row '{method}' is not run by the suite: valid: {choices(methods)}")
-        values = values or {}
-        if not isinstance(values, dict) or not set(values) <= set(metrics) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values.values()):
-            raise KdbenchError(f"{where}: row '{method}' must map metrics of {choices(metrics)} to positive "
-                               f"numbers (or be null: no published value)")
-    return {key: paper[key] for key in ("title", "source", "protocol", "metrics", "rows") if key in paper}
 
 
 def write_paper(folder: Path, suite_name: str, paper: dict[str, Any]) -> Path:

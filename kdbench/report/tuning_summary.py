@@ -20,6 +20,7 @@ from kdbench.tuning import read_summary
 
 META = "meta.json"
 BEST_VALUE = f"best_{VALID_PRIMARY_METRIC}"  # a study summary's best validation value (`tuning` writes it)
+BEST_COLUMN = "best valid NDCG@10"  # its column in the summary table
 
 
 def load_summaries(results_dir: str | Path) -> list[dict[str, Any]]:
@@ -67,13 +68,13 @@ def summary_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
         "dataset": s["dataset"], "pairing": s["pairing"], "strategy": s["strategy"],
         "budget": s["budget"], "complete": s["trials_complete"], "pruned": s["trials_pruned"],
         "failed": s["trials_failed"], "finished": "yes" if s["finished"] else "no",
-        "best valid NDCG@10": s[BEST_VALUE],
+        BEST_COLUMN: s[BEST_VALUE],
         "best hyperparameters": _format_params({**s["best_hparams"], **s["best_training"]}),
         "compute (min)": s["compute_seconds"] / 60,
     } for s in summaries]
     table = pd.DataFrame(rows)
     if len(table):
-        table = table.sort_values(["dataset", "pairing", "best valid NDCG@10"], ascending=[True, True, False],
+        table = table.sort_values(["dataset", "pairing", BEST_COLUMN], ascending=[True, True, False],
                                   kind="mergesort", na_position="last")
     return table
 
