@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from kdbench.commands.cost import measure_costs
-from kdbench.commands.execution import Execution, progress_note
+from kdbench.commands.execution import Execution, failed_records, progress_note
 from kdbench.commands.listing import describe
 from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
@@ -69,7 +70,7 @@ def _train_settings(args: argparse.Namespace, prefix: str = "") -> TrainSettings
 
 def _failed(records: list[dict]) -> int:
     """1 (and the count on stderr) when a cell failed, else 0."""
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = failed_records(records)
     if failed:
         print(f"kdbench: {len(failed)} cell(s) failed; see their result files", file=sys.stderr)
         return 1
@@ -238,3 +239,17 @@ def _grouped(stale: list[str]) -> list[str]:
         by_reason.setdefault(reason, []).append(path)
     return [f"{paths[0]}: {reason}" if len(paths) == 1 else f"{len(paths)} runs, e.g. {paths[0]}: {reason}"
             for reason, paths in by_reason.items()]
+
+
+# The dispatch table: a command's name (as the parser declares it) -> its handler.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": run,
+    "tune": tune,
+    "cost": cost,
+    "list": listing,
+    "sweep": sweep,
+    "report": report,
+    "reproduce": reproduce_command,
+    "verify": verify_command,
+    "data": data_import,
+}

@@ -6,13 +6,12 @@ exit code 2, no traceback, nothing written to results/.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
-from typing import Callable, Sequence
+from typing import Sequence
 
 import kdbench.strategies  # noqa: F401  (registers the built-in strategies)
-from kdbench.cli import handlers
+from kdbench.cli.handlers import COMMANDS
 from kdbench.cli.parser import build_parser
 from kdbench.errors import KdbenchError
 from kdbench.registry import load_entry_point_plugins, load_plugin_file
@@ -20,20 +19,9 @@ from kdbench.registry import load_entry_point_plugins, load_plugin_file
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": handlers.run,
-    "tune": handlers.tune,
-    "cost": handlers.cost,
-    "list": handlers.listing,
-    "sweep": handlers.sweep,
-    "report": handlers.report,
-    "reproduce": handlers.reproduce_command,
-    "verify": handlers.verify_command,
-    "data": handlers.data_import,
-}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` (default: the process's arguments) names: its exit code."""
     warnings.filterwarnings("ignore")
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
