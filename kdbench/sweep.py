@@ -15,6 +15,7 @@ from tabulate import tabulate
 from kdbench import atomic
 from kdbench.cells import Cell
 from kdbench.families import BackboneSpec, default_protocol
+from kdbench.metrics import PRIMARY_METRIC
 from kdbench.train import TrainSettings
 
 
@@ -43,14 +44,14 @@ def sweep_name(model: str) -> str:
 def sweep_table(records: list[dict]) -> pd.DataFrame:
     rows = pd.DataFrame([
         {"model": r["student"], "dim": BackboneSpec.parse(r["student"]).dim, "seed": r["seed"],
-         "ndcg@10": r["test"]["ndcg@10"], "recall@10": r["test"]["recall@10"],
+         PRIMARY_METRIC: r["test"][PRIMARY_METRIC], "recall@10": r["test"]["recall@10"],
          "params": r["cost"]["params"], "best_epoch": r["training"]["best_epoch"],
          "hit_epoch_cap": r["training"]["hit_epoch_cap"]}
         for r in records if r.get("status") == "ok"
     ])
     table = rows.groupby(["model", "dim"], sort=False).agg(
         seeds=("seed", "count"), params=("params", "first"),
-        ndcg10_mean=("ndcg@10", "mean"), ndcg10_std=("ndcg@10", "std"),
+        ndcg10_mean=(PRIMARY_METRIC, "mean"), ndcg10_std=(PRIMARY_METRIC, "std"),
         recall10_mean=("recall@10", "mean"), best_epoch=("best_epoch", "mean"),
         capped=("hit_epoch_cap", "sum"),
     ).reset_index().sort_values("dim", ascending=False)

@@ -26,7 +26,7 @@ from kdbench import atomic
 from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
 from kdbench.datasets.location import recorded_data_path
 from kdbench.errors import KdbenchError, choices
-from kdbench.results import dataset_label, safe_name
+from kdbench.record import dataset_label, safe_name
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping

@@ -21,8 +21,11 @@ from pathlib import Path
 
 from kdbench.cells import cell_from_record
 from kdbench.errors import KdbenchError
+from kdbench.report import load_costs, write_reports
+from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
 from kdbench.record import RunStore, stale_fields
 from kdbench.stored import DamagedFile
+from kdbench.tuning import read_summary
 
 RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/
 COMPARED = ("md", "csv", "json")
@@ -42,16 +45,12 @@ def verify(results_dir: str | Path) -> Verification:
     reproductions = sorted(p.parent for p in (results_dir / "reproduction").glob("*/paper.json"))
     for root in [results_dir / sub for sub in RUN_ROOTS] + reproductions:
         _check_runs(RunStore(root), found)
-    from kdbench.tuning import read_summary
-
     tuning = results_dir / "tuning"
     for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:
         try:
             read_summary(path)
         except DamagedFile as exc:
             found.errors.append(str(exc))
-    from kdbench.report import load_costs
-
     for sub in ("", "quick"):
         try:
             load_costs(results_dir / sub)
@@ -65,8 +64,6 @@ def verify(results_dir: str | Path) -> Verification:
 
 
 def _check_reproduction(results_dir: Path, found: Verification) -> None:
-    from kdbench.reproduction import REPORT_NAME, write_reproduction_report
-
     with tempfile.TemporaryDirectory(prefix="kdbench-verify-") as scratch:
         if (results_dir / "reproduction").is_dir():
             shutil.copytree(results_dir / "reproduction", Path(scratch) / "reproduction")
@@ -104,13 +101,11 @@ def _check_runs(store: RunStore, found: Verification) -> None:
 
 
 def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> None:
-    from kdbench.report import write_reports
-
     suffix = "-quick" if quick else ""
     runs_dir = results_dir / "quick" if quick else results_dir
     stored = {kind: results_dir / f"leaderboard{suffix}.{kind}" for kind in COMPARED}
-    if not quick:  # the interactive page (kdbench.page), written with the full leaderboard only
-        from kdbench.page import PAGE_NAME
+    if not quick:  # the interactive page (kdbench.report.page), written with the full leaderboard only
+        from kdbench.report.page import PAGE_NAME
 
         stored["html"] = results_dir / PAGE_NAME
     present = [kind for kind, path in stored.items() if path.exists()]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.page import PAGE_NAME, render_page
+from kdbench.report.page import PAGE_NAME, render_page
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

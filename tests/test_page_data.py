@@ -1,4 +1,4 @@
-"""The leaderboard page's file (`kdbench.page`), without a browser: what it embeds, that it loads
+"""The leaderboard page's file (`kdbench.report.page`), without a browser: what it embeds, that it loads
 nothing from the network, that `report` writes it and `verify` checks it byte for byte."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import re
 import pytest
 
 from kdbench.cli import main
-from kdbench.page import PAGE_NAME, render_page, write_page
-from kdbench.page.studies import read_trials
+from kdbench.report.page import PAGE_NAME, render_page, write_page
+from kdbench.report.page.studies import read_trials
 from kdbench.report import write_reports
-from kdbench.results import RunStore
+from kdbench.record import RunStore
 from tests.test_report import PAIRING, record
 
 

@@ -10,9 +10,10 @@ import pytest
 
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
+from kdbench.commands.reproduce import check_paper
 from kdbench.record import RunStore
-from kdbench.reproduction import (check_paper, load_reproductions, reproduction_folder, reproduction_table,
-                                  write_paper, write_reproduction_report)
+from kdbench.report.reproduction import (load_reproductions, reproduction_folder, reproduction_table,
+                                         write_paper, write_reproduction_report)
 from kdbench.suites import Suite
 
 PAPER = {"title": "Toy paper, Table 2", "protocol": "ordered-mask-train", "metrics": ["recall@10", "ndcg@10"],

@@ -13,16 +13,19 @@ import pandas as pd
 from tabulate import tabulate
 
 from kdbench import atomic
-from kdbench.results import safe_name
+from kdbench.metrics import VALID_PRIMARY_METRIC
+from kdbench.record import SCRATCH, safe_name
 from kdbench.stored import DamagedFile, read_mapping
+from kdbench.tuning import read_summary
 
 META = "meta.json"
+BEST_VALUE = f"best_{VALID_PRIMARY_METRIC}"  # a study summary's best validation value (`tuning` writes it)
+BEST_COLUMN = "best valid NDCG@10"  # its column in the summary table
 
 
 def load_summaries(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every study's summary (`tuning/<dataset>/<pairing>/<strategy>.json`), checked."""
     root = Path(results_dir) / "tuning"
-    from kdbench.tuning import read_summary
-
     return [read_summary(p) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
 
 
@@ -46,7 +49,7 @@ def record_invocation(results_dir: str | Path, command: str, wall_seconds: float
 
 def trial_values(results_dir: str | Path, summary: dict[str, Any]) -> list[tuple[int, float | None]]:
     """(trial number, validation NDCG@10 or None if not complete) of a study, in trial order."""
-    import optuna
+    import optuna  # here, not at the top: a second of start-up for every command that never plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = Path(results_dir) / "tuning" / safe_name(summary["dataset"]) / safe_name(summary["pairing"]) / summary["storage"]
@@ -65,13 +68,13 @@ def summary_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
         "dataset": s["dataset"], "pairing": s["pairing"], "strategy": s["strategy"],
         "budget": s["budget"], "complete": s["trials_complete"], "pruned": s["trials_pruned"],
         "failed": s["trials_failed"], "finished": "yes" if s["finished"] else "no",
-        "best valid NDCG@10": s["best_valid_ndcg@10"],
+        BEST_COLUMN: s[BEST_VALUE],
         "best hyperparameters": _format_params({**s["best_hparams"], **s["best_training"]}),
         "compute (min)": s["compute_seconds"] / 60,
     } for s in summaries]
     table = pd.DataFrame(rows)
     if len(table):
-        table = table.sort_values(["dataset", "pairing", "best valid NDCG@10"], ascending=[True, True, False],
+        table = table.sort_values(["dataset", "pairing", BEST_COLUMN], ascending=[True, True, False],
                                   kind="mergesort", na_position="last")
     return table
 
@@ -133,7 +136,7 @@ def plot_progress(results_dir: str | Path, summaries: list[dict[str, Any]], path
             if best is not None:
                 xs.append(position)
                 ys.append(best)
-        style = "--" if summary["strategy"] == "scratch" else "-"
+        style = "--" if summary["strategy"] == SCRATCH else "-"
         ax.plot(xs, ys, style, marker=".", linewidth=1.2, label=summary["strategy"])
     ax.set_xlabel("trial")
     ax.set_ylabel("best validation NDCG@10 so far")

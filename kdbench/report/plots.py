@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from kdbench import atomic
-from kdbench.results import DEFAULTS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES
+from kdbench.report.schema import PRIMARY_CI_HIGH, PRIMARY_CI_LOW, PRIMARY_MEAN, TEACHER_PRIMARY
+from kdbench.record import DEFAULTS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
                   "ranking": "tab:green", "topology": "tab:red"}  # fixed, so plots compare across reports
@@ -121,17 +122,17 @@ def _marker(family: str, strategy: str) -> str:
 def _pareto_panel(ax, group: pd.DataFrame, x_col: str, colours: dict, xerr_col: str | None = None) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    points = group[np.isfinite(group["ndcg@10_mean"].astype(float)) & np.isfinite(group[x_col].astype(float))
+    points = group[np.isfinite(group[PRIMARY_MEAN].astype(float)) & np.isfinite(group[x_col].astype(float))
                    & (group[x_col].astype(float) > 0)]
     if points.empty:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
     x = points[x_col].to_numpy(float)
-    y = points["ndcg@10_mean"].to_numpy(float)
+    y = points[PRIMARY_MEAN].to_numpy(float)
     # ± the x column's spread, clipped so the bar stays on the log axis
     xerr = (np.nan_to_num(points[xerr_col].to_numpy(float)) if xerr_col else np.zeros_like(x))
     xerr_low = np.minimum(xerr, x * 0.9)
-    scratch = group.loc[group["method"] == SCRATCH, "ndcg@10_mean"].astype(float)
+    scratch = group.loc[group["method"] == SCRATCH, PRIMARY_MEAN].astype(float)
     base = float(scratch.iloc[0]) if len(scratch) else math.nan
     # Half the 95% interval of the change vs scratch, in NDCG@10 units, around the strategy's mean.
     width = (points["rel_change_ci_high"].to_numpy(float) - points["rel_change_ci_low"].to_numpy(float)) / 100
@@ -234,7 +235,7 @@ def _plot_compression(curves: pd.DataFrame, path: str | Path, quick: bool) -> Pa
                for s in strategies}
     for col, ((dataset, teacher, variant), group) in enumerate(panels):
         top, bottom = axes[0][col], axes[1][col]
-        teacher_ndcg = float(group["teacher_ndcg@10"].iloc[0])
+        teacher_primary = float(group[TEACHER_PRIMARY].iloc[0])
         lines = list(group.groupby("strategy", sort=False))
         for number, (strategy, line) in enumerate(lines):
             line = line.sort_values("params", kind="mergesort")
@@ -243,16 +244,16 @@ def _plot_compression(curves: pd.DataFrame, path: str | Path, quick: bool) -> Pa
             style = dict(color=colours[strategy], marker="s" if scratch else "o", markersize=5, capsize=2,
                          elinewidth=0.8, linewidth=1.6 if scratch else 1.1, linestyle="--" if scratch else "-",
                          label=strategy)
-            x, y = line["params"].to_numpy(float) * dodge, line["ndcg@10_mean"].to_numpy(float)
-            err = np.nan_to_num(np.vstack([y - line["ndcg@10_ci_low"].to_numpy(float),
-                                           line["ndcg@10_ci_high"].to_numpy(float) - y]))
+            x, y = line["params"].to_numpy(float) * dodge, line[PRIMARY_MEAN].to_numpy(float)
+            err = np.nan_to_num(np.vstack([y - line[PRIMARY_CI_LOW].to_numpy(float),
+                                           line[PRIMARY_CI_HIGH].to_numpy(float) - y]))
             top.errorbar(x, y, yerr=err, **style)
             kept = line["retained_pct"].to_numpy(float)
             kept_err = np.nan_to_num(np.vstack([kept - line["retained_ci_low"].to_numpy(float),
                                                 line["retained_ci_high"].to_numpy(float) - kept]))
             bottom.errorbar(line["compression_vs_teacher"].to_numpy(float) / dodge, kept, yerr=kept_err, **style)
-        if np.isfinite(teacher_ndcg):
-            top.axhline(teacher_ndcg, color="black", linestyle="--", linewidth=0.9, label=f"teacher {teacher}")
+        if np.isfinite(teacher_primary):
+            top.axhline(teacher_primary, color="black", linestyle="--", linewidth=0.9, label=f"teacher {teacher}")
         bottom.axhline(100.0, color="black", linestyle="--", linewidth=0.9, label="teacher (100%)")
         title = f"{dataset}: teacher {teacher}, {VARIANT_TITLES.get(variant, variant).split(':')[0].lower()}"
         sizes = group.drop_duplicates("student").sort_values("params", kind="mergesort")

@@ -6,8 +6,8 @@ block, the published values per method and metric and the protocol they were mad
     paper:
       title: "RCE-KD (2025), MF 400 -> MF 20, CiteULike"
       protocol: ordered-mask-train      # the suite's protocol matching the paper's setup
-      metrics: [recall@10, ndcg@10]
-      rows: {teacher: {recall@10: 0.0283, ndcg@10: 0.0155}, scratch: {...}, rce-kd: null}
+      metrics: [recall@10, ...]         # of `results.METRICS`
+      rows: {teacher: {recall@10: 0.0283, ...}, scratch: {...}, rce-kd: null}
 
 `python -m kdbench reproduce --suite FILE` runs the suite into `results/reproduction/<name>/` and
 stores the block there (`paper.json`); the tables are a pure function of those files, so
@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tabulate import tabulate
 
 from kdbench import atomic
-from kdbench.errors import KdbenchError, choices
+from kdbench.families import PROTOCOLS
+from kdbench.metrics import PRIMARY_METRIC
 from kdbench.record import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
 from kdbench.stored import read_mapping
 
@@ -34,47 +36,11 @@ FOLDER = "reproduction"
 PAPER_FILE = "paper.json"
 REPORT_NAME = "reproduction"
 CSV_COLUMNS = ("suite", "method", "metric", "protocol", "paper", "mean", "std", "n_seeds", "rel_diff_pct")
-METRIC_TITLES = {"recall@10": "Recall@10", "recall@20": "Recall@20", "ndcg@10": "NDCG@10", "ndcg@20": "NDCG@20"}
+METRIC_TITLES = {m: m.replace("ndcg", "NDCG").replace("recall", "Recall") for m in METRICS}  # NDCG@10, Recall@20
 
 
 def reproduction_folder(results_dir: str | Path, suite_name: str) -> Path:
     return Path(results_dir) / FOLDER / safe_name(suite_name)
-
-
-def check_paper(suite) -> dict[str, Any]:
-    """The suite's `paper:` block, checked: a title, one of the suite's protocols, known metrics and,
-    per row (the teacher or one of the suite's strategies), a number or null per metric."""
-    from kdbench.suites import expand, suite_protocols
-
-    where = f"suite '{suite.name}': 'paper'"
-    paper = suite.spec.get("paper")
-    if not isinstance(paper, dict):
-        raise KdbenchError(f"{where} is missing: a reproduction suite needs the published table "
-                           f"(title, protocol, metrics, rows)")
-    unknown = set(paper) - {"title", "protocol", "metrics", "rows", "source"}
-    if unknown:
-        raise KdbenchError(f"{where}: unknown keys {choices(unknown)}; valid: metrics, protocol, rows, source, title")
-    if not isinstance(paper.get("title"), str):
-        raise KdbenchError(f"{where} needs a 'title' string")
-    protocols = suite_protocols(suite)
-    if paper.get("protocol") not in protocols:
-        raise KdbenchError(f"{where}: 'protocol' must be one of the suite's protocols: {choices(protocols)}")
-    metrics = paper.get("metrics")
-    if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(METRICS):
-        raise KdbenchError(f"{where}: 'metrics' must be a list of {choices(METRICS)}")
-    rows = paper.get("rows")
-    methods = {cell.strategy for cell in expand(suite)}
-    if not isinstance(rows, dict) or not rows:
-        raise KdbenchError(f"{where}: 'rows' must map methods to their published values")
-    for method, values in rows.items():
-        if method not in methods:
-            raise KdbenchError(f"{where}: row '{method}' is not run by the suite: valid: {choices(methods)}")
-        values = values or {}
-        if not isinstance(values, dict) or not set(values) <= set(metrics) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values.values()):
-            raise KdbenchError(f"{where}: row '{method}' must map metrics of {choices(metrics)} to positive "
-                               f"numbers (or be null: no published value)")
-    return {key: paper[key] for key in ("title", "source", "protocol", "metrics", "rows") if key in paper}
 
 
 def write_paper(folder: Path, suite_name: str, paper: dict[str, Any]) -> Path:
@@ -132,7 +98,7 @@ def reproduction_table(paper: dict[str, Any], runs: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
 
 
-def ordering_lines(paper: dict[str, Any], table: pd.DataFrame, metric: str = "ndcg@10") -> list[str]:
+def ordering_lines(paper: dict[str, Any], table: pd.DataFrame, metric: str = PRIMARY_METRIC) -> list[str]:
     """Whether scratch sits below every distilled method with a published value, and the order of
     those methods by `metric`, in the paper and under each protocol."""
     rows = paper["rows"]
@@ -161,10 +127,6 @@ def _order(values: dict[str, float]) -> str:
 
 
 def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> str:
-    from tabulate import tabulate
-
-    from kdbench.families import PROTOCOLS
-
     metrics = list(paper["metrics"])
     main = paper["protocol"]
     others = [p for p in dict.fromkeys(table["protocol"]) if p != main]
@@ -198,7 +160,7 @@ def markdown(paper: dict[str, Any], table: pd.DataFrame, runs: pd.DataFrame) -> 
               tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
     ordering = ordering_lines(paper, table)
     if ordering:
-        parts += ["Ordering by NDCG@10:", "", *ordering, ""]
+        parts += [f"Ordering by {METRIC_TITLES[PRIMARY_METRIC]}:", "", *ordering, ""]
     compute = runs.groupby("protocol")["wall_seconds"].sum(min_count=1)
     if len(compute):
         parts += ["Compute (sum of the runs' own wall times, teacher loads included): "

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kdbench.page.collect import page_data
+from kdbench.report.page.collect import page_data
 
 PAGE_NAME = "index.html"
 # concatenated in this order into one inline script (one closure: they share its names)
@@ -60,7 +60,7 @@ def write_page(results_dir: str | Path) -> Path:
 
 
 def _asset(name: str) -> str:
-    return resources.files("kdbench.page").joinpath("assets", *name.split("/")).read_text(encoding="utf-8")
+    return resources.files("kdbench.report.page").joinpath("assets", *name.split("/")).read_text(encoding="utf-8")
 
 
 def _sha256(text: str) -> str:

@@ -1,0 +1,42 @@
+"""`python -m kdbench COMMAND`: parse the flags, load the plugins, dispatch to the command's handler.
+
+A mistake a user can make ends in one line on stderr naming the problem (and the valid choices),
+exit code 2, no traceback, nothing written to results/.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Sequence
+
+import kdbench.strategies  # noqa: F401  (registers the built-in strategies)
+from kdbench.cli.handlers import COMMANDS
+from kdbench.cli.parser import build_parser
+from kdbench.errors import KdbenchError
+from kdbench.registry import load_entry_point_plugins, load_plugin_file
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` (default: the process's arguments) names: its exit code."""
+    warnings.filterwarnings("ignore")
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_entry_point_plugins()
+        for plugin in args.plugin:
+            load_plugin_file(plugin)
+        return COMMANDS[args.command](args)
+    except KdbenchError as exc:
+        print(f"kdbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the file system refused something no check above foresaw
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"kdbench: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("kdbench: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED

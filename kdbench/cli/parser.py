@@ -1,0 +1,290 @@
+"""The command line's parser: every command, its flags, their defaults and their help texts.
+
+Flag values that argparse can check alone (positive numbers, KEY=VALUE pairs, choices) are checked
+here; everything else is checked by the use case the command calls (`kdbench.commands`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from kdbench.families import PROTOCOLS
+from kdbench.executors import EXECUTORS
+from kdbench.datasets.commands import add_data_commands
+from kdbench.importer import FORMATS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _add_cache_flag(parser) -> None:  # a parser or an argument group
+    parser.add_argument("--cache-dir", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                        help="teacher cache (default: .kdbench_cache or $KDBENCH_CACHE)")
+
+
+def _add_location_flags(parser: argparse.ArgumentParser, force_help: str) -> None:
+    where = parser.add_argument_group("where")
+    where.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    where.add_argument("--results-dir", default="results", help="where results go (default: results)")
+    _add_cache_flag(where)
+    where.add_argument("--force", action="store_true", help=force_help)
+
+
+def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("parallel execution")
+    group.add_argument("--workers", type=_positive_int,
+                       help="cells run side by side in this many worker processes (default: the number of "
+                            "cores; 1 runs in this process). Each cell uses one torch thread either way, so "
+                            "results do not depend on this")
+    group.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                       help="local worker processes (default) or Ray tasks")
+    group.add_argument("--address", metavar="auto|HOST:PORT",
+                       help="with --executor ray: the running cluster to join (default: a private local Ray instance)")
+
+
+def _add_protocol_flag(parser: argparse.ArgumentParser, what: str, default: str) -> None:
+    parser.add_argument("--protocol", action="append", metavar="NAME",
+                        help=f"evaluation protocol preset ({', '.join(f'{p.name}: {p.summary}' for p in PROTOCOLS.values())}); "
+                             f"{what} (default: {default}; repeatable or comma-separated)")
+
+
+def _hparam(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.strip(), value.strip()
+
+
+def _add_suite_flags(parser: argparse.ArgumentParser, all_help: str, suite_help: str, quick_help: str) -> None:
+    """--all / --suite FILE / --quick, as `tune` and `cost` take them (`run` groups them with more)."""
+    parser.add_argument("--all", action="store_true", help=all_help)
+    parser.add_argument("--suite", metavar="FILE", help=suite_help)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def _add_strict_cache_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict-cache", action="store_true",
+                        help="stop on a damaged teacher cache entry instead of moving it aside and "
+                             "training the teacher again")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; its flags, defaults and help texts are the command line's reference."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kdbench",
+        description="Benchmark knowledge-distillation strategies for recommenders on RecBole.",
+    )
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="import a Python file that registers extra strategies (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(commands)
+    _add_tune_parser(commands)
+    _add_cost_parser(commands)
+    _add_list_parser(commands)
+    _add_sweep_parser(commands)
+    _add_report_parser(commands)
+    _add_reproduce_parser(commands)
+    _add_verify_parser(commands)
+    _add_data_parser(commands)
+    return parser
+
+
+def _add_run_parser(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="train teacher (cached) and students; write results",
+                              description="Train (or load the cached) teacher, train the student(s) "
+                              "with the given strategies and seeds, and write one JSON result per run "
+                              "under RESULTS_DIR/runs/. With --all or --suite, run a whole suite and "
+                              "write the leaderboard.")
+    grid = run.add_argument_group("suite")
+    grid.add_argument("--all", action="store_true", help="run the default suite (kdbench/suites/default.yaml)")
+    grid.add_argument("--suite", metavar="FILE", help="run the suite in this YAML file")
+    grid.add_argument("--quick", action="store_true",
+                      help="the suite's reduced version (a first look; its leaderboard is written beside the full one)")
+    grid.add_argument("--strict", action="store_true",
+                      help="with --all/--suite: stop (exit 2) when a catalogue dataset of the suite is not in "
+                           "the data folder, instead of naming it and running the rest")
+    single = run.add_argument_group("single run")
+    single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
+    single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
+    single.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
+    single.add_argument("--student", default="BPR:20", help="student MODEL:DIM (default: BPR:20)")
+    single.add_argument("--strategy", action="append", metavar="NAME",
+                        help="strategy (repeatable or comma-separated; default: scratch; 'all' for every one)")
+    single.add_argument("--seed", action="append", type=int, metavar="N", help="model seed (repeatable; default 0)")
+    single.add_argument("--hp", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
+                        help="override a strategy hyperparameter (repeatable)")
+    _add_protocol_flag(single, "with --all/--suite it replaces the suite's `protocol:`",
+                       "the suite's, else random")
+    training = run.add_argument_group("student training (a single run; the teacher has its own flags)")
+    training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
+    training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
+    training.add_argument("--batch-size", type=_positive_int, help="training batch size (default 2048)")
+    training.add_argument("--patience", type=_positive_int, help="validations without improvement before stopping (default 10)")
+    teacher = run.add_argument_group("teacher training (a single run; cached by these settings)")
+    teacher.add_argument("--teacher-epochs", type=_positive_int, help="teacher's maximum epochs (default 300)")
+    teacher.add_argument("--teacher-lr", type=_positive_float, help="teacher's learning rate (default 0.001)")
+    teacher.add_argument("--teacher-batch-size", type=_positive_int, help="teacher's batch size (default 2048)")
+    teacher.add_argument("--teacher-patience", type=_positive_int, help="teacher's patience (default 10)")
+    _add_location_flags(run, "redo cells that already have a result")
+    _add_strict_cache_flag(run)
+    _add_executor_flags(run)
+
+
+
+def _add_tune_parser(commands: argparse._SubParsersAction) -> None:
+    tune = commands.add_parser("tune", help="give every strategy the same Optuna budget on validation data",
+                               description="Tune every strategy of a suite (scratch included) with the same "
+                               "number of Optuna trials (TPE, median pruning) on validation NDCG@10; the test "
+                               "split is never scored. Studies go to RESULTS_DIR/tuning/ (SQLite) and resume "
+                               "where they stopped; `run` then adds a tuned row per strategy.")
+    _add_suite_flags(tune, "tune the default suite (the default)",
+                     "tune the suite in this YAML file (its `tuning:` block)", "the suite's reduced version")
+    tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
+    tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
+    tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
+                      help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
+    _add_protocol_flag(tune, "replaces the suite's `protocol:`", "the suite's")
+    _add_location_flags(tune, "start studies made with other settings again")
+    _add_strict_cache_flag(tune)
+    _add_executor_flags(tune)
+
+
+
+def _add_cost_parser(commands: argparse._SubParsersAction) -> None:
+    cost = commands.add_parser("cost", help="measure inference cost per model shape (teacher and students)",
+                               description="Measure the inference cost of every model shape of a suite once: "
+                               "for each dataset and teacher, the teacher and all its students (and the roofline "
+                               "U @ I.T + top-K of each size) in one sitting, interleaved, with warm-up and repeats, "
+                               "on the dataset's catalogue and on synthetic deployment-size catalogues. Writes "
+                               "RESULTS_DIR/cost/DATASET/TEACHER.json; `report` puts it in the leaderboard.")
+    _add_suite_flags(cost, "the default suite's shapes (the default)", "the shapes of the suite in this YAML file",
+                     "the suite's reduced version (writes under RESULTS_DIR/quick)")
+    cost.add_argument("--catalogues", default=",".join(str(n) for n in (100_000, 1_000_000)), metavar="N,N",
+                      help="synthetic catalogue sizes in items (default: 100000,1000000; '' for none)")
+    cost.add_argument("--rounds", type=_positive_int, default=11,
+                      help="timed calls of every target, interleaved (default 11)")
+    cost.add_argument("--min-seconds", type=_positive_float, default=3.0,
+                      help="where calls are quick, more rounds, to time about this long per catalogue and batch "
+                           "size (default 3)")
+    cost.add_argument("--warmup", type=_positive_int, default=2, help="untimed calls of every target first (default 2)")
+    cost.add_argument("--threads", type=_positive_int, default=1,
+                      help="torch intra-op threads (default 1, as every cell trains and is evaluated with)")
+    cost.add_argument("--results-dir", default="results", help="where cost/ goes (default: results)")
+    _add_cache_flag(cost)
+
+
+
+def _add_list_parser(commands: argparse._SubParsersAction) -> None:
+    listing = commands.add_parser("list", help="list datasets, backbones and strategies",
+                                  description="List bundled datasets, known backbones and registered strategies.")
+    listing.add_argument("--all-datasets", action="store_true", help="also list every downloadable RecBole dataset")
+    listing.add_argument("--results-dir", default="results", help="where tuned hyperparameters are read (default: results)")
+
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser("sweep", help="NDCG@10 vs embedding size, trained from scratch",
+                                description="Train a backbone from scratch at several sizes (the largest is "
+                                "the reference) and write results/size_sweep_DATASET_MODEL.md/.csv.")
+    sweep.add_argument("--dataset", default="ml-100k")
+    sweep.add_argument("--data-path", metavar="DIR")
+    sweep.add_argument("--model", default="BPR", help="RecBole model, a sequential one with its options but "
+                       "no size, e.g. SASRec:L1H1 (default: BPR)")
+    sweep.add_argument("--dims", default="200,64,32,20,10,5", help="comma-separated sizes")
+    sweep.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    sweep.add_argument("--lr", type=_positive_float, default=0.001)
+    sweep.add_argument("--batch-size", type=_positive_int, default=2048)
+    sweep.add_argument("--patience", type=_positive_int, default=10)
+    sweep.add_argument("--epochs", type=_positive_int, default=300)
+    sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    sweep.add_argument("--results-dir", default="results")
+    sweep.add_argument("--force", action="store_true",
+                       help="redo sizes and seeds that already have a result (by default they are reused, and a "
+                            "stored run made with other training settings stops the sweep before anything trains)")
+    _add_cache_flag(sweep)
+    _add_executor_flags(sweep)
+
+
+
+def _add_report_parser(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser("report", help="rebuild leaderboard, CSV, JSON and plot from stored runs",
+                                 description="Rebuild results/leaderboard.md, .csv, .json and pareto.png from "
+                                 "the run files, and results/reproduction.md and .csv from the runs under "
+                                 "results/reproduction/, without training anything.")
+    report.add_argument("--results-dir", default="results", help="where the runs are (default: results)")
+    report.add_argument("--quick", action="store_true", help="rebuild the quick leaderboard instead")
+
+
+
+def _add_reproduce_parser(commands: argparse._SubParsersAction) -> None:
+    reproduce = commands.add_parser("reproduce", help="run a stored run again, or a published table's suite",
+                                    description="RUN.json: rebuild the run a result file records from its "
+                                    "settings, run it again in a scratch folder (the file is not touched; the "
+                                    "teacher comes from the cache or is trained again) and report whether the "
+                                    "metrics are identical, with the differences if not. Exit code 1 if they "
+                                    "differ. --suite FILE: run a suite with a `paper:` table (e.g. "
+                                    "kdbench/suites/reproduce-rcekd-citeulike.yaml) into "
+                                    "RESULTS_DIR/reproduction/NAME/ and write RESULTS_DIR/reproduction.md and "
+                                    ".csv: the paper's values beside kdbench's.")
+    reproduce.add_argument("run_file", nargs="?", metavar="RUN.json",
+                           help="a stored run, e.g. results/runs/.../seed0.json")
+    reproduce.add_argument("--suite", metavar="FILE", help="a suite with a `paper:` table to reproduce")
+    reproduce.add_argument("--data-path", metavar="DIR", help="the folder holding the dataset (replaces the "
+                           "suite's `data_path:`, or the folder the run file names)")
+    reproduce.add_argument("--results-dir", default="results", help="with --suite: where results go (default: results)")
+    reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="with --suite: torch device")
+    reproduce.add_argument("--force", action="store_true", help="with --suite: redo cells that already have a result")
+    _add_protocol_flag(reproduce, "with --suite: only these of the suite's protocols", "all of them")
+    _add_executor_flags(reproduce)
+    _add_cache_flag(reproduce)
+    reproduce.add_argument("--retrain-teacher", action="store_true",
+                           help="train the teacher again (in a scratch cache) instead of loading it")
+    _add_strict_cache_flag(reproduce)
+
+
+
+def _add_verify_parser(commands: argparse._SubParsersAction) -> None:
+    verify = commands.add_parser("verify", help="check stored results: parse, identity, leaderboards",
+                                 description="Check that every stored run file parses, that its identity matches "
+                                 "the current code (or flag it stale), and that the leaderboard files are what "
+                                 "`report` writes now. Exit code 1 on a damaged file or a leaderboard mismatch.")
+    verify.add_argument("--results-dir", default="results", help="the results folder (default: results)")
+    verify.add_argument("--strict", action="store_true", help="count stale runs as errors too")
+
+
+
+def _add_data_parser(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="the dataset catalogue (list, fetch) and importing your own files",
+                               description="Dataset tools.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data_import = data_commands.add_parser(
+        "import", help="convert a dataset file into RecBole atomic files that keep its order",
+        description="Write OUT/NAME/NAME.inter (user_id, item_id and a timestamp column holding each "
+                    "pair's position in FILE), usable as `--dataset NAME --data-path OUT`; the `ordered` "
+                    "protocols split each user's interactions in the file's order.")
+    data_import.add_argument("file", metavar="FILE", help="the file to import")
+    data_import.add_argument("--format", required=True, choices=FORMATS.names(),
+                             help="; ".join(f"{n}: {FORMATS.get(n).summary}" for n in FORMATS.names()))
+    data_import.add_argument("--name", required=True, help="dataset name (names the folder and the .inter file)")
+    data_import.add_argument("--min-user-interactions", type=int, default=0, metavar="N",
+                             help="keep users with at least N interactions (default 0: all)")
+    data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
+    add_data_commands(data_commands)

@@ -1,0 +1,63 @@
+"""`tune`: every strategy of a suite, scratch included, with the same Optuna budget on validation
+data (`kdbench.tuning`); the studies resume where they stopped, and the tuning summary is rewritten."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from kdbench.commands.execution import Execution, progress_note, resolve_protocols, resolve_strategies
+from kdbench.errors import KdbenchError
+from kdbench.paths import check_folder
+from kdbench.report.tuning_summary import read_meta, record_invocation, write_tuning_report
+from kdbench.runner import Runner, validate_cells
+from kdbench.suites import expand, load_suite
+from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
+
+
+def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | None = None, quick: bool = False,
+               strategies: list[str] | None = None, protocols: list[str] | None = None,
+               pairings: list[str] | None = None, trials: int | None = None,
+               command: str | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Tune the suite's studies (only `strategies` and `pairings` if given; `trials` per study, default
+    the suite's `tuning:` block): (their summaries, the tuning report's files). `command` is recorded in
+    tuning/meta.json with the wall time and the trials this call ran."""
+    started = time.time()
+    check_folder(results_dir, "--results-dir")
+    check_folder(execution.cache_dir, "--cache-dir")
+    suite = load_suite(suite_file, quick=quick)
+    cells = validate_cells(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False),
+                           execution.device)
+    if pairings:
+        known = sorted({cell.pairing for cell in cells})
+        unknown = [p for p in pairings if p not in known]
+        if unknown:
+            raise KdbenchError(f"unknown pairing '{unknown[0]}' for suite '{suite.name}': valid: {', '.join(known)}")
+        cells = [cell for cell in cells if cell.pairing in pairings]
+    settings = TuningSettings.from_spec(suite.spec.get("tuning"), trials)
+    runs_dir = Path(results_dir) / "quick" if quick else Path(results_dir)
+    check_folder(runs_dir, "--results-dir")
+    read_meta(runs_dir)  # a damaged invocation log or storage stops here, before anything runs
+    check_storages(cells, runs_dir, execution.force)
+    runner = Runner(runs_dir, execution.cache_dir, execution.device, log=progress_note, plugins=execution.plugins)
+    n_studies = len(study_cells(cells))
+    runner.executor = execution.executor_for(n_studies)
+    ran = 0
+    try:
+        with tqdm(total=n_studies * settings.trials, desc="kdbench tune", unit="trial", dynamic_ncols=True) as bar:
+            def advance(study, outcome) -> None:
+                nonlocal ran
+                ran += 1
+                state = "pruned" if outcome.pruned else "failed" if outcome.error else f"{outcome.value:.4f}"
+                bar.set_postfix_str(f"{study.cell.pairing} {study.cell.strategy}: {state}")
+                bar.update(1)
+
+            summaries = tune(runner, cells, settings, force=execution.force, on_trial=advance)
+    finally:
+        runner.executor.close()
+        if ran:
+            record_invocation(runs_dir, command, time.time() - started, ran)
+    return summaries, write_tuning_report(runs_dir)

@@ -1,0 +1,194 @@
+"""The leaderboard's rows: runs -> one row per strategy and table, with the tests against scratch.
+
+Significance, per strategy against scratch (same dataset and pairing), on the primary metric
+(`kdbench.metrics.PRIMARY_METRIC`, NDCG@10); the statistics themselves are in `kdbench.stats`.
+Each seed's run is paired with scratch's run of the same seed, and users by id, on the seeds both
+have and the users all those runs scored:
+
+- `p_value_mixed` (primary): crossed mixed model on the seeds x users difference matrix, so both
+  seed-to-seed and user-to-user variance count; needs two shared seeds.
+- `p_value_holm`: `p_value_mixed` Holm-Bonferroni adjusted over the strategies compared with
+  scratch in the same table (dataset and pairing). The † / ‡ marks come from it.
+- `rel_change_ci_low` / `rel_change_ci_high`: 95% interval of the relative change of the primary
+  metric vs scratch, in % like `schema.VS_SCRATCH` (same model, delta method).
+- `diff_var_seed`, `diff_var_user`, `diff_var_residual`: the difference's variance components,
+  from which `tables.detectable_effects` gives each table's minimum detectable effect.
+- Secondary: `p_value_vs_scratch`, `scipy.stats.wilcoxon` (two-sided, zero differences dropped)
+  over users of the seed-averaged metric (blind to seed variance); `p_value_seeds`,
+  `scipy.stats.ttest_rel` (two-sided) over the per-seed means (blind to user variance).
+  Both are 1.0 when the strategy and scratch agree exactly (scipy rejects all-zero differences).
+
+The teacher and scratch rows get no p-value. Training cost belongs to a strategy: from each run's
+record, mean and standard deviation over seeds of the seconds to the best model (knowledge
+preparation + seconds per epoch x best epoch), of the preparation alone, and of each seed's epoch
+time over scratch's mean.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ttest_rel, wilcoxon
+
+from kdbench import stats
+from kdbench.metrics import PRIMARY_METRIC
+from kdbench.report.schema import (
+    COLUMNS, CONFIDENCE, PRIMARY_MEAN, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
+)
+from kdbench.report.tables import shape_cost
+from kdbench.report.values import first_text, first_valid, is_sequential, ratio, spec_key
+from kdbench.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
+
+NO_TEST: dict[str, Any] = {
+    "rel_change_ci_low": math.nan, "rel_change_ci_high": math.nan, "p_value_mixed": math.nan,
+    "p_value_vs_scratch": math.nan, "p_value_seeds": math.nan, "n_paired_seeds": 0, "n_users_tested": 0,
+    "diff_var_seed": math.nan, "diff_var_user": math.nan, "diff_var_residual": math.nan,
+}
+
+
+def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (dataset, teacher, student, variant, strategy label), with the columns in `COLUMNS`.
+
+    A variant is one table: `defaults` (published hyperparameters) or `tuned` (each strategy's tuned
+    ones, `kdbench tune`); each compares its strategies with its own scratch, and the teacher row
+    appears in both. Means and sample standard deviations (ddof=1; NaN with one seed) are over the
+    ok seeds; training costs are means over seeds. Tables are ordered by dataset, teacher, student
+    (model, then size), then tuned before defaults; rows by the primary metric's mean, best first;
+    `rank` numbers the students (the teacher row has none). `p_value_holm` adjusts the primary
+    p-values over the strategies of one table. `tuning` (from `load_tuning`) gives each tuned row its
+    trial budget, `costs` (from `load_costs`) each row its model's inference cost at the dataset's
+    catalogue.
+    """
+    rows = []
+    groups = sorted(df.groupby(["dataset", "teacher", "student"], sort=True),
+                    key=lambda item: (item[0][0], spec_key(item[0][1]), spec_key(item[0][2])))
+    for (dataset, _, _), cell in groups:
+        ok = cell[cell["status"] == "ok"]
+        teacher_runs = ok[ok["method"] == TEACHER]
+        teacher_primary = first_valid(teacher_runs[PRIMARY_METRIC].mean(), ok[TEACHER_PRIMARY].mean())
+        teacher_params = teacher_runs["params"].mean()
+        students = cell[cell["method"] != TEACHER]
+        variants = sorted(set(students["variant"]), key=lambda v: (v != TUNED, v)) or [DEFAULTS]
+        defaults_means = (ok[(ok["variant"] == DEFAULTS) & (ok["method"] != TEACHER)]
+                          .groupby("method")[PRIMARY_METRIC].mean())
+        for variant in variants:
+            runs_here = pd.concat([cell[cell["method"] == TEACHER], students[students["variant"] == variant]])
+            scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
+            group_rows = []
+            for _, runs in runs_here.groupby("strategy", sort=True):
+                row = _strategy_row(runs, scratch, teacher_primary, teacher_params, costs)
+                row["variant"] = variant
+                if variant == TUNED:
+                    row |= _tuned_columns(row, runs["method"].iloc[0], dataset, defaults_means, tuning)
+                group_rows.append(row)
+            rows.append(_ranked(pd.DataFrame(group_rows)))
+    if not rows:
+        return pd.DataFrame(columns=list(COLUMNS))
+    result = pd.concat(rows, ignore_index=True)
+    return result.reindex(columns=list(COLUMNS)).reset_index(drop=True)
+
+
+def _tuned_columns(row: dict[str, Any], method: str, dataset: str, defaults_means: pd.Series,
+                   tuning: pd.DataFrame | None) -> dict[str, Any]:
+    """A tuned row's change against the same strategy's defaults row, and its trial budget."""
+    out: dict[str, Any] = {}
+    if method in defaults_means.index:
+        out[TUNED_VS_DEFAULTS] = ratio(row[PRIMARY_MEAN] - defaults_means[method], defaults_means[method]) * 100
+    if tuning is not None and len(tuning):
+        found = tuning[(tuning["dataset"] == dataset) & (tuning["pairing"] == row["pairing"])
+                       & (tuning["strategy"] == method)]
+        out["tuning_trials"] = int(found["trials_counted"].iloc[0]) if len(found) else pd.NA
+    return out
+
+
+def _ranked(group: pd.DataFrame) -> pd.DataFrame:
+    """One table: Holm over its primary p-values, rows best first, the students numbered."""
+    group["p_value_holm"] = stats.holm(group["p_value_mixed"].to_numpy(float))
+    group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
+    group = group.sort_values([PRIMARY_MEAN, "_order", "strategy"], ascending=[False, True, True],
+                              na_position="last", kind="mergesort")
+    is_student = group["family"] != TEACHER
+    group["rank"] = pd.array([pd.NA] * len(group), dtype="Int64")
+    group.loc[is_student, "rank"] = np.arange(1, int(is_student.sum()) + 1)
+    return group.drop(columns="_order")
+
+
+def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: float,
+                  teacher_params: float, costs: pd.DataFrame | None = None) -> dict[str, Any]:
+    ok = runs[runs["status"] == "ok"]
+    first = runs.iloc[0]
+    family = first_text(ok["family"], runs["family"])
+    row: dict[str, Any] = {
+        "dataset": first["dataset"], "pairing": first["pairing"], "teacher": first["teacher"],
+        "student": first["student"], "strategy": first["strategy"], "method": first["method"], "family": family,
+        "model": first_text(ok["model"], runs["model"]),
+        "n_seeds": int(len(ok)), "n_failed": int((runs["status"] != "ok").sum()),
+    }
+    for metric in METRICS:
+        row[f"{metric}_mean"] = ok[metric].mean()
+        row[f"{metric}_std"] = ok[metric].std(ddof=1)
+    scratch_primary = scratch[PRIMARY_METRIC].mean()
+    row[VS_SCRATCH] = ratio(row[PRIMARY_MEAN] - scratch_primary, scratch_primary) * 100
+    row[RETAINED] = ratio(row[PRIMARY_MEAN], teacher_primary) * 100
+    if family == TEACHER or first["method"] == SCRATCH:
+        row.update(NO_TEST)
+    else:
+        row.update(paired_tests(ok, scratch))
+    for column in ("params", "size_bytes", "train_s_per_epoch"):
+        row[column] = ok[column].mean()
+    row["compression_vs_teacher"] = ratio(teacher_params, row["params"])
+    row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
+    if is_sequential(row["model"]):  # per query, from the runs themselves (median over seeds)
+        row |= {"throughput_users_per_s": ok["run_throughput"].median(),
+                "throughput_iqr_low": ok["run_throughput"].min(),
+                "throughput_iqr_high": ok["run_throughput"].max(),
+                "latency_p50_ms": ok["run_latency_p50_ms"].median()}
+    row |= _training_cost(ok, scratch)
+    row["compute_seconds"] = runs["wall_seconds"].astype(float).sum(min_count=1)
+    row["teacher_trained_further"] = bool(runs["teacher_trained_further"].fillna(False).astype(bool).any())
+    return row
+
+
+def _training_cost(ok: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
+    """Training cost per seed, then mean and spread over seeds (module docstring)."""
+    row: dict[str, Any] = {}
+    ratios = ok["train_s_per_epoch"].astype(float) / scratch["train_s_per_epoch"].astype(float).mean()
+    prepare = ok["kd_prepare_seconds"].astype(float).fillna(0.0)
+    to_best = prepare + ok["train_s_per_epoch"].astype(float) * ok["best_epoch"].astype(float)
+    for column, values in (("epoch_time_ratio", ratios), ("kd_prepare_s", prepare), ("time_to_best_s", to_best)):
+        row[f"{column}_std"] = values.std(ddof=1)
+        row[column + ("_vs_scratch" if column == "epoch_time_ratio" else "_mean")] = values.mean()
+    row["best_epoch_mean"] = ok["best_epoch"].mean()
+    row["epochs_run_mean"] = ok["epochs_run"].mean()
+    row["hit_epoch_cap_share"] = ok["hit_epoch_cap"].astype(float).mean()
+    return row
+
+
+def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
+    """The primary and secondary tests of one strategy's ok runs against scratch's (module docstring)."""
+    seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
+    out = NO_TEST | {"n_paired_seeds": len(seeds)}
+    if not seeds:
+        return out
+    mine = runs.set_index("seed").loc[seeds]
+    base = scratch.set_index("seed").loc[seeds]
+    if all(u is not None for u in mine["per_user"]) and all(u is not None for u in base["per_user"]):
+        x, y = stats.paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"])))
+        out["n_users_tested"] = x.shape[1]
+        if x.shape[1]:
+            users_x, users_y = x.mean(axis=0).to_numpy(), y.mean(axis=0).to_numpy()
+            out["p_value_vs_scratch"] = (1.0 if np.array_equal(users_x, users_y)
+                                         else float(wilcoxon(users_x, users_y).pvalue))
+            result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE)
+            out |= {"p_value_mixed": float(result.p_value),
+                    "rel_change_ci_low": float(result.ci_low) * 100,
+                    "rel_change_ci_high": float(result.ci_high) * 100,
+                    "diff_var_seed": float(result.var_seed), "diff_var_user": float(result.var_user),
+                    "diff_var_residual": float(result.var_residual)}
+    if len(seeds) >= 2:
+        x, y = mine[PRIMARY_METRIC].to_numpy(float), base[PRIMARY_METRIC].to_numpy(float)
+        out["p_value_seeds"] = 1.0 if np.array_equal(x, y) else float(ttest_rel(x, y).pvalue)
+    return out

@@ -1,0 +1,82 @@
+"""The leaderboard's fixed prose: how to read its tables (the legend closing the page) and the
+introduction of its sequential section. Kept apart from the code that fills the tables, so the
+text can be read, and changed, as text."""
+
+from kdbench.families.sequential import MAX_SEQUENCE_LENGTH
+
+LEGEND = """### How to read these tables
+
+- One table per dataset and teacher → student pairing; rows ranked by mean NDCG@10 over seeds, best
+  first. **teacher (model)** is the teacher itself (one run, the reference); **scratch** is the student
+  trained without distillation (the baseline every test compares against). `#` ranks the students.
+- ⁂ after a strategy's name: the teacher was trained further during distillation (BD); its row
+  compares a student distilled from a co-trained teacher, not from the cached teacher of the other
+  rows (the teacher row and `of teacher` still refer to the cached one).
+- NDCG@10, NDCG@20, Recall@10, Recall@20: full-ranking test metrics (RecBole), mean ± sample standard
+  deviation over seeds (no ± with a single seed).
+- † / ‡ after NDCG@10: the primary test below gives p < 0.05 / p < 0.01 against scratch after the
+  Holm-Bonferroni correction over the strategies of the table (either direction; read the sign in "vs
+  scratch"). The correction keeps the chance of any false mark in a table at 5% / 1%.
+- vs scratch: relative change of mean NDCG@10 against scratch's mean, in %, and in brackets its 95%
+  confidence interval (same model as p; not corrected for the several comparisons, so an interval can
+  exclude 0 without a mark).
+- of teacher: mean NDCG@10 as a share of the teacher's NDCG@10, in %.
+- p (`p_value_mixed`, primary): two-sided test of the mean per-user, per-seed difference against
+  scratch. Each seed's run is paired with scratch's run of the same seed, and users by id; the
+  differences are modelled as overall effect + seed effect + user effect + residual (a linear mixed
+  model with crossed random effects, solved in closed form), so both seed-to-seed and user-to-user
+  variance widen the interval (t-test on Satterthwaite's degrees of freedom). Needs two shared seeds.
+  p Holm (`p_value_holm`): that p after the Holm-Bonferroni correction; the marks come from it.
+- Smallest detectable change (below each quality table): the relative change the primary test would
+  detect with 80% power at Holm's strictest level, from the table's median variance components; an
+  unmarked strategy may still differ from scratch by less than this. More seeds shrink only the seed
+  part, so the figure stops falling once user variance dominates.
+- p users (`p_value_vs_scratch`, secondary): two-sided Wilcoxon signed-rank test over test users of
+  each user's NDCG@10 averaged over the shared seeds (users with equal values dropped). It does not see
+  seed-to-seed variance, so it overstates significance when seeds disagree.
+- p seeds (`p_value_seeds`, secondary): two-sided paired t-test over the per-seed mean NDCG@10 (paired
+  by seed; needs two shared seeds). It does not see user-to-user variance, and with few seeds it has
+  little power. Both secondary p are 1 when the runs equal scratch's exactly.
+- seeds: successful seeds aggregated. failed: runs that failed (listed under "Failed runs").
+- params: parameters used at inference (training-only modules excluded). × smaller: teacher params /
+  params. MB: model size on disk.
+- users/s [IQR]: inference throughput of the row's model *shape* (full-catalogue scoring and top-20 for
+  batches of 256 users) on the dataset's catalogue: users per second of the median call, in brackets of
+  the slower and the faster quartile call. ms/user: median latency of scoring and ranking the whole
+  catalogue for one user. Both come from `python -m kdbench cost` (warm-up, then repeated calls, the
+  teacher and its students interleaved in one process, randomly initialised weights), not from the
+  runs: every student of a pairing has the same shape, hence the same figure. "Inference cost per model
+  shape" below gives every shape at the dataset's and at synthetic deployment-size catalogues.
+- s/epoch: training seconds per epoch (optimisation only), mean over seeds; epoch × scratch: each seed's
+  epoch time over scratch's mean epoch time, mean ± standard deviation over seeds (the overhead of
+  distilling); prepare s: the strategy's one-off knowledge preparation (the teacher's rankings, ...);
+  s to best: training seconds to the best model, prepare s + s/epoch × best epoch (validation passes
+  excluded), mean ± sd over seeds; best epoch: mean epoch of the restored model. cap hit: share of seeds
+  that stopped at the epoch limit rather than by early stopping (their quality may be understated).
+- pareto.png: NDCG@10 against parameters (top) and against training seconds to the best model (bottom,
+  the price of each method; horizontal bar ± sd over seeds); up-left is better in both; the dashed
+  line joins the points no other point beats on both axes; the dotted line is scratch, and a strategy's
+  vertical bar is the 95% interval of its difference from scratch. Students of one pairing share a
+  parameter count, so their points are spread slightly sideways to stay readable. One column per
+  dataset and teacher: the pairing with the most strategies (a size sweep's other sizes are in
+  compression.png).
+- Compression (when strategies were run at several student sizes): compression.png draws NDCG@10 (mean,
+  95% t-interval over seeds) against the student's parameters per strategy, the teacher as a dashed
+  line (top), and the share of the teacher's NDCG@10 kept against the compression ratio (bottom).
+- Speed-up: the teacher's median call time over the student's at one catalogue (how many times more
+  users/s the student serves), beside the same ratio for the bare roofline (U @ I.T + top-20) of their
+  two sizes, measured in the same sitting; "within 20%": the two agree to 20%.
+- Wall time: the whole `run` invocation that wrote these runs; compute time: the sum of the runs' own
+  wall times (a teacher loaded from the cache counts only its loading).
+- The CSV and JSON beside this file hold every column at 6 significant digits.
+"""
+
+SEQUENTIAL_INTRO = f"""# Sequential recommenders
+
+Teacher and students are RecBole sequential models (SASRec, GRU4Rec) under `leave-one-out`: per
+user, interactions by timestamp, the last one is the test target and the one before it the
+validation target; a query is the user's last {MAX_SEQUENCE_LENGTH} items before the prediction point; full ranking
+over all items, nothing masked but the padding item. Cost columns are per query: users/s is queries
+per second on batches of 256 test queries (scoring every item and taking the top 20; [min, max]
+over seeds instead of an IQR), ms/user the median latency of one query, both from the runs
+themselves (`cost` in each run file)."""

@@ -1,0 +1,114 @@
+"""Loading: the stored files a report reads, as flat tables, one row per run, study or measurement.
+
+A damaged file stops here (`DamagedFile`, naming it), before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kdbench.inference_cost import check_cost
+from kdbench.metrics import PRIMARY_METRIC
+from kdbench.report.schema import TEACHER_PRIMARY
+from kdbench.record import DEFAULTS, METRICS, RunStore, dataset_label, record_protocol
+from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
+
+# One row per stored run: these record fields, flattened.
+RUN_FIELDS = {
+    "params": ("cost", "params"),
+    "size_bytes": ("cost", "size_bytes"),
+    "train_s_per_epoch": ("training", "seconds_per_epoch"),
+    "kd_prepare_seconds": ("training", "kd_prepare_seconds"),
+    "epochs_run": ("training", "epochs_run"),
+    "best_epoch": ("training", "best_epoch"),
+    "hit_epoch_cap": ("training", "hit_epoch_cap"),
+    TEACHER_PRIMARY: ("teacher_test", PRIMARY_METRIC),
+    # the run's own inference measurement (evaluate.inference_cost): the cost of sequential rows,
+    # whose shapes `kdbench cost` does not measure (per query: a forward over its input sequence)
+    "run_throughput": ("cost", "throughput_users_per_s"),
+    "run_latency_p50_ms": ("cost", "latency_p50_ms"),
+}
+ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
+
+COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
+                "params", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
+COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it anew"
+TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget"]
+
+
+def load_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """Every stored run under `runs_dir/runs/`, one row each, failed ones included.
+
+    `status` is 'ok' or 'failed' (with `error`); a failed run has no metrics or costs (NaN).
+    `per_user` holds the run's per-user primary metric as a Series indexed by user id.
+    `strategy` is the run's label (`rrd`, or `rrd@K=20` for overridden hyperparameters), the unit
+    the leaderboard compares; `method` is the bare strategy name.
+    """
+    rows = [_flatten(record) for record in RunStore(runs_dir).records()]
+    columns = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
+               "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
+               "per_user", "teacher_trained_further", *(f"env_{k}" for k in ENVIRONMENT)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    ok = record.get("status") == "ok"
+    row = {
+        # `ml-100k`, or `citeulike-t@ordered` under another protocol: its own tables
+        "dataset": dataset_label(record.get("dataset"), record_protocol(record)),
+        "teacher": record.get("teacher"),
+        "student": record.get("student"),
+        "pairing": record.get("pairing") or f"{record.get('teacher')}->{record.get('student')}",
+        "model": record.get("model"),
+        "strategy": record.get("label") or record.get("strategy"),
+        "method": record.get("strategy"),
+        "variant": record.get("variant") or DEFAULTS,
+        "family": record.get("family"),
+        "seed": record.get("seed"),
+        "status": "ok" if ok else "failed",
+        "error": record.get("error"),
+        "created": record.get("created"),
+        "wall_seconds": record.get("wall_seconds"),
+    }
+    test = record.get("test") or {}
+    for metric in METRICS:
+        row[metric] = float(test[metric]) if ok and metric in test else math.nan
+    for column, (section, field) in RUN_FIELDS.items():
+        value = (record.get(section) or {}).get(field)
+        row[column] = value if ok and value is not None else math.nan
+    per_user = record.get("per_user") or {}
+    row["per_user"] = (pd.Series(per_user[PRIMARY_METRIC], index=per_user["user_ids"], dtype=float)
+                       if ok and PRIMARY_METRIC in per_user else None)
+    row["teacher_trained_further"] = bool(record.get("teacher_trained_further", False))
+    environment = record.get("environment") or {}
+    for key in ENVIRONMENT:
+        row[f"env_{key}"] = environment.get(key)
+    return row
+
+
+def load_tuning(runs_dir: str | Path) -> pd.DataFrame:
+    """The tuning studies' summaries beside the runs (`tuning/*/*/*.json`), one row each."""
+    root = Path(runs_dir) / "tuning"
+    rows = [read_mapping(p, TUNING_SUMMARY_ADVICE) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
+    return pd.DataFrame([{k: r.get(k) for k in TUNING_COLUMNS} for r in rows], columns=TUNING_COLUMNS)
+
+
+def load_costs(runs_dir: str | Path) -> pd.DataFrame:
+    """Every inference-cost measurement under `runs_dir/cost/` (`kdbench cost`), one row each.
+
+    `dataset` and `teacher` name the sitting (a teacher and its students, measured together)."""
+    root = Path(runs_dir) / "cost"
+    rows = []
+    for path in sorted(root.glob("*/*.json")) if root.is_dir() else []:
+        payload = read_mapping(path, COST_ADVICE)
+        problem = check_cost(payload)
+        if problem:
+            raise DamagedFile(path, problem, COST_ADVICE)
+        for measurement in payload["measurements"]:
+            rows.append({"dataset": payload["dataset"], "teacher": payload["teacher"]}
+                        | {k: measurement.get(k) for k in COST_COLUMNS[2:]})
+    return pd.DataFrame(rows, columns=list(COST_COLUMNS))

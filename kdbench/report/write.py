@@ -1,0 +1,92 @@
+"""Writing a leaderboard: every output file from one built `Leaderboard`, replaced together.
+
+`OUTPUTS` lists the files in the order `write_reports` returns them; each is a text renderer
+(`Leaderboard -> str`) or a figure drawn into a path. The web page (`index.html`, `report.page`)
+is one such entry: it renders the same rows as `leaderboard.json` (`exports.leaderboard_payload`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from kdbench import atomic
+from kdbench.report.exports import leaderboard_payload, render_csv, render_json
+from kdbench.report.leaderboard import Leaderboard, build_leaderboard
+from kdbench.report.markdown import render_markdown_page
+from kdbench.report.page import PAGE_NAME, render_page
+from kdbench.report.plots import plot_compression, plot_pareto
+from kdbench.stored import read_mapping
+
+META_ADVICE = "restore it or delete it (the leaderboard header then omits the command)"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of a leaderboard, named `name` with `{suffix}` ('-quick' for the quick set)."""
+
+    key: str
+    name: str
+    text: Callable[[Leaderboard], str] | None = None  # its content
+    figure: Callable[[Leaderboard, Path], Any] | None = None  # draws it into the path (left out with plot=False)
+    full_only: bool = False  # written for the full leaderboard only, not the quick one
+
+
+def render_html(board: Leaderboard) -> str:
+    payload = leaderboard_payload(board)
+    return render_page(payload["rows"], payload["columns"], payload["header"], board.runs_dir)
+
+
+OUTPUTS = (
+    Output("md", "leaderboard{suffix}.md", text=render_markdown_page),
+    Output("csv", "leaderboard{suffix}.csv", text=render_csv),
+    Output("json", "leaderboard{suffix}.json", text=render_json),
+    Output("png", "pareto{suffix}.png", figure=lambda board, path: plot_pareto(board.table, path, quick=board.quick)),
+    Output("compression", "compression{suffix}.png",
+           figure=lambda board, path: plot_compression(board.curves, path, quick=board.quick)),
+    Output("html", PAGE_NAME, text=render_html, full_only=True),
+)
+
+
+def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
+                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True) -> list[Path]:
+    """Write leaderboard.md/.csv/.json, pareto.png and compression.png (the `-quick` set with `quick=True`).
+
+    Inference costs come from `runs_dir/cost/` (`kdbench cost`); without them those columns are empty.
+    `plot=False` leaves the PNGs out (for `verify`, which compares the text files only).
+    `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
+    stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
+    read back from it, so a rebuild from the same runs gives the same files.
+
+    Every input is read and every text rendered before anything is written, and the files are
+    replaced together (`atomic.atomic_paths`): a failure leaves the previous leaderboard whole,
+    never half of a new one.
+    """
+    out_dir = Path(out_dir)
+    suffix = "-quick" if quick else ""
+    meta_path = out_dir / f"leaderboard{suffix}.meta.json"
+    given = command is not None or wall_seconds is not None
+    meta = _invocation(meta_path, command, wall_seconds)
+    board = build_leaderboard(runs_dir, meta, quick)
+    outputs = [output for output in OUTPUTS if (plot or output.figure is None) and not (quick and output.full_only)]
+    texts = {output.key: output.text(board) for output in outputs if output.text is not None}
+    paths = [out_dir / output.name.format(suffix=suffix) for output in outputs]
+    with atomic.atomic_paths(paths + ([meta_path] if given else [])) as temps:
+        for output, tmp in zip(outputs, temps):
+            if output.text is not None:
+                tmp.write_text(texts[output.key])
+            else:
+                output.figure(board, tmp)
+        if given:
+            temps[-1].write_text(atomic.dumps(meta))
+    return paths + ([meta_path] if meta_path.is_file() else [])
+
+
+def _invocation(meta_path: Path, command: str | None, wall_seconds: float | None) -> dict[str, Any]:
+    """The invocation behind the runs: the one given, else the one stored beside the leaderboard."""
+    if command is not None or wall_seconds is not None:
+        return {"command": command, "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1)}
+    if meta_path.is_file():
+        return read_mapping(meta_path, META_ADVICE)
+    return {"command": None, "wall_seconds": None}
