@@ -134,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
     training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
     training.add_argument("--batch-size", type=_positive_int, help="training batch size (default 2048)")
-    training.add_argument("--patience", type=_positive_int, help="validations without improvement before stopping (default 10)")
+    training.add_argument("--patience", type=_positive_int, help="epochs since the best validation before stopping (default 10)")
+    training.add_argument("--eval-every", type=_positive_int, help="epochs between validations (default 1)")
     teacher = run.add_argument_group("teacher training (a single run; cached by these settings)")
     teacher.add_argument("--teacher-epochs", type=_positive_int, help="teacher's maximum epochs (default 300)")
     teacher.add_argument("--teacher-lr", type=_positive_float, help="teacher's learning rate (default 0.001)")
     teacher.add_argument("--teacher-batch-size", type=_positive_int, help="teacher's batch size (default 2048)")
     teacher.add_argument("--teacher-patience", type=_positive_int, help="teacher's patience (default 10)")
+    teacher.add_argument("--teacher-eval-every", type=_positive_int, help="teacher's epochs between validations (default 1)")
     _add_location_flags(run, "redo cells that already have a result")
     _add_strict_cache_flag(run)
     _add_executor_flags(run)
@@ -326,7 +328,8 @@ def _train_settings(args, prefix: str = ""):
     from kdbench.train import TrainSettings
 
     given = {"max_epochs": getattr(args, f"{prefix}epochs"), "learning_rate": getattr(args, f"{prefix}lr"),
-             "batch_size": getattr(args, f"{prefix}batch_size"), "patience": getattr(args, f"{prefix}patience")}
+             "batch_size": getattr(args, f"{prefix}batch_size"), "patience": getattr(args, f"{prefix}patience"),
+             "eval_every": getattr(args, f"{prefix}eval_every", None)}
     return TrainSettings(**{k: v for k, v in given.items() if v is not None})
 
 
