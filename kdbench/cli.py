@@ -148,13 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser("tune", help="give every strategy the same Optuna budget on validation data",
                                description="Tune every strategy of a suite (scratch included) with the same "
-                               "number of Optuna trials (TPE, median pruning) on validation NDCG@10; the test "
-                               "split is never scored. Studies go to RESULTS_DIR/tuning/ (SQLite) and resume "
-                               "where they stopped; `run` then adds a tuned row per strategy.")
+                               "Optuna budget in training epochs (the published defaults first, then TPE with "
+                               "successive halving) on validation NDCG@10; the test split is never scored. "
+                               "Studies go to RESULTS_DIR/tuning/ (SQLite) and resume where they stopped; "
+                               "`run` then adds a tuned row per strategy.")
     _add_suite_flags(tune, "tune the default suite (the default)",
                      "tune the suite in this YAML file (its `tuning:` block)", "the suite's reduced version")
     tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
-    tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
+    tune.add_argument("--trials", type=_positive_int, help="budget in trials per study (default: the suite's tuning block)")
+    tune.add_argument("--budget-epochs", type=_positive_int, help="budget in training epochs per study (default: the suite's)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
                       help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
     _add_protocol_flag(tune, "replaces the suite's `protocol:`", "the suite's")
@@ -569,7 +571,7 @@ def _tune(args) -> int:
         if unknown:
             raise KdbenchError(f"unknown pairing '{unknown[0]}' for suite '{suite.name}': valid: {', '.join(known)}")
         cells = [cell for cell in cells if cell.pairing in args.pairing]
-    settings = TuningSettings.from_spec(suite.spec.get("tuning"), args.trials)
+    settings = TuningSettings.from_spec(suite.spec.get("tuning"), args.trials, args.budget_epochs)
     results_dir = Path(args.results_dir) / "quick" if args.quick else Path(args.results_dir)
     check_folder(results_dir, "--results-dir")
     read_meta(results_dir)  # a damaged invocation log or storage stops here, before anything runs
@@ -580,13 +582,14 @@ def _tune(args) -> int:
     runner.executor = _executor(args, n_studies)
     ran = 0
     try:
-        with tqdm(total=n_studies * settings.trials, desc="kdbench tune", unit="trial", dynamic_ncols=True) as bar:
+        with tqdm(total=n_studies * settings.budget, desc="kdbench tune", unit=settings.unit[:-1],
+                  dynamic_ncols=True) as bar:
             def advance(study, outcome) -> None:
                 nonlocal ran
                 ran += 1
                 state = "pruned" if outcome.pruned else "failed" if outcome.error else f"{outcome.value:.4f}"
                 bar.set_postfix_str(f"{study.cell.pairing} {study.cell.strategy}: {state}")
-                bar.update(1)
+                bar.update(1 if settings.trials is not None else max(outcome.epochs, 1))
 
             summaries = tune(runner, cells, settings, force=args.force, on_trial=advance)
     finally:
@@ -598,7 +601,7 @@ def _tune(args) -> int:
     for summary in summaries:
         print(f"{summary['pairing']} {summary['strategy']}: best valid NDCG@10 "
               f"{summary['best_valid_ndcg@10'] if summary['best_valid_ndcg@10'] is None else round(summary['best_valid_ndcg@10'], 4)} "
-              f"({summary['trials_counted']}/{summary['budget']} trials)")
+              f"({summary['spent']}/{summary['budget']} {summary['budget_unit']}, {summary['trials_counted']} trials)")
     return 0
 
 

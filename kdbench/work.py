@@ -13,6 +13,7 @@ import io
 import logging
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,13 +143,23 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record))
 
 
+_TEACHERS: "OrderedDict[tuple[str, str], torch.nn.Module]" = OrderedDict()
+KEPT_TEACHERS = 4  # frozen teachers a process keeps (a tuning round alternates between pairings)
+
+
 def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: str,
                  trainable: bool = False) -> torch.nn.Module:
     """The teacher of `cell` from its artifact: frozen (eval mode, no gradients), or trainable
-    (train mode, gradients on) for a strategy that trains it further. Either way a private copy
-    built from the artifact's bytes: nothing done to it reaches the cache."""
+    (train mode, gradients on) for a strategy that trains it further. A trainable one is a private
+    copy built from the artifact's bytes, so nothing done to it reaches the cache; a frozen one is
+    built once per process and artifact (key) and shared by the cells and tuning trials the process
+    runs next, as nothing can train it."""
     from recbole.utils import init_seed
 
+    key = (artifact.key, str(device))
+    if not trainable and key in _TEACHERS:
+        _TEACHERS.move_to_end(key)
+        return _TEACHERS[key]
     data = prepared_data(cell, cell.teacher, cell.teacher_settings, device, work_dir)
     init_seed(cell.teacher_seed, True)
     model = build_model(cell.teacher, data, device)
@@ -156,6 +167,10 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
     model.train(trainable)
     for parameter in model.parameters():
         parameter.requires_grad_(trainable)
+    if not trainable and artifact.key:
+        _TEACHERS[key] = model
+        while len(_TEACHERS) > KEPT_TEACHERS:
+            _TEACHERS.popitem(last=False)
     return model
 
 
