@@ -167,8 +167,9 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
 
 def plot_progress(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
     """Best-so-far validation NDCG@10 against the training epochs spent, one line per strategy (a
-    pruned or failed trial moves a line right, not up); a bare Agg Figure without metadata, so the
-    bytes are stable."""
+    pruned or failed trial moves a line right, not up), the second half of the budget shaded (where
+    a flat curve rises by less than FLAT); a bare Agg Figure without metadata, so the bytes are
+    stable."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -176,6 +177,10 @@ def plot_progress(curves: dict[str, list[tuple[int, float]]], path: Path, title:
     for strategy, points in sorted(curves.items()):
         style = "--" if strategy == "scratch" else "-"
         ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2, label=strategy)
+    end = max((points[-1][0] for points in curves.values() if points), default=0)
+    if end:
+        ax.axvspan(end / 2, end, color="0.95", zorder=0,
+                   label=f"second half of the budget: flat if the best rises < {FLAT:.0%}")
     ax.set_xlabel("training epochs spent (all trials and tuning seeds)")
     ax.set_ylabel("best validation NDCG@10 so far")
     ax.set_title(f"Tuning progress, {title}", fontsize=10)
