@@ -152,9 +152,10 @@ class Study:
 
     def identity(self, settings: TuningSettings) -> dict[str, Any]:
         """What a stored study must match to be resumed: space, code, fixed settings, the tuning
-        settings (budget and its unit, seeds, sampler, pruner, defaults first), and the data by
-        content (`data_path` is recorded but, as for runs, not compared). A study made before epoch
-        budgets lacks the budget and differs."""
+        settings (the budget's unit, seeds, sampler, pruner, defaults first), and the data by
+        content (`data_path` is recorded but, as for runs, not compared). The budget's size is left
+        out, so a larger budget resumes a study where it stopped; a study made before epoch budgets
+        lacks the unit and differs."""
         cell = self.cell
         return json.loads(json.dumps({
             "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
@@ -167,7 +168,7 @@ class Study:
             "data_path": cell.data_path,
             **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "threads": cell.threads,
-            **settings.as_dict(),
+            **{k: v for k, v in settings.as_dict().items() if k != "budget"},
         }, default=str))
 
     def defaults(self) -> dict[str, Any]:

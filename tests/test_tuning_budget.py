@@ -175,13 +175,22 @@ def test_a_study_made_before_epoch_budgets_is_refused_not_resumed(tmp_path):
     cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
     study = Study(cell, 40, tmp_path)
     identity = study.identity(TuningSettings())
-    old = {k: v for k, v in identity.items() if k not in ("budget", "unit", "defaults_first")}
+    old = {k: v for k, v in identity.items() if k not in ("unit", "defaults_first")}
     old |= {"seeds": [100], "pruner": {"startup_trials": 3, "warmup_epochs": 10}}  # a committed study's
     study.folder.mkdir(parents=True)
     stored = optuna.create_study(storage=f"sqlite:///{study.storage_path}", study_name=study.name, direction="maximize")
     stored.set_user_attr("identity", old)
-    with pytest.raises(KdbenchError, match="made with other settings .*budget.*--force"):
+    with pytest.raises(KdbenchError, match="made with other settings .*defaults_first.*unit.*--force"):
         open_study(study, TuningSettings())
+
+
+def test_a_larger_budget_resumes_a_study_and_another_unit_does_not(tmp_path):
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    study = Study(cell, 40, tmp_path)
+    open_study(study, TuningSettings(epochs=100))
+    assert open_study(study, TuningSettings(epochs=400)).user_attrs["identity"] == study.identity(TuningSettings())
+    with pytest.raises(KdbenchError, match="made with other settings .*unit"):
+        open_study(study, TuningSettings(epochs=None, trials=12))
 
 
 def test_the_tuning_block_reads_epoch_and_trial_budgets_and_both_pruners():
