@@ -82,6 +82,7 @@ class TrialTask:
     pruner: PrunerSettings
     finished_trials: tuple = field(default=(), repr=False)  # optuna FrozenTrials of the study
     epoch_allowance: int | None = None  # epochs the trial may train over all seeds (None: no limit)
+    prunable: bool = True  # False for the published defaults: they are always trained to the end
 
 
 @dataclass
@@ -139,7 +140,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                     best = max(valid, curve[-1][1]) if curve else valid
                     curve.append((epoch, best))
                     mirror_trial.report(best, epoch)
-                    if mirror_trial.should_prune():
+                    if mirror_trial.should_prune() and task.prunable:  # asked anyway: it records the rungs
                         raise _Stopped(out_of_budget=False)
                 if task.epoch_allowance is not None and spent >= task.epoch_allowance:
                     raise _Stopped(out_of_budget=True)

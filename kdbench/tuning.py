@@ -10,7 +10,8 @@ objective is the mean over the seeds of the best validation NDCG@10. The test sp
 scored while tuning.
 
 - Trial 0 of every study is the strategy's published defaults with the suite's training settings
-  (Optuna `enqueue_trial`), so a tuned row is never chosen below its defaults on validation.
+  (Optuna `enqueue_trial`), never pruned, so a tuned row is never chosen below its defaults on
+  validation.
 - The budget is the training epochs of all trials and seeds together (`epochs`), the same for
   every strategy of a pairing: a pruned trial spends only the epochs it ran, and a study asks for
   trials until its budget is spent (the last one is stopped where the budget ends). Suites written
@@ -305,7 +306,8 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
                 finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
                                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
                 pruner = settings.pruner.not_before(study.cell.train.min_epochs)
-                batch.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished, left)))
+                batch.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished, left,
+                                                      prunable=not trial.user_attrs.get(DEFAULTS))))
         if not batch:
             break
         for index, outcome in runner.executor.map_unordered(run_trial, [task for _, _, task in batch]):

@@ -5,6 +5,7 @@ epochs, the teacher shared by trials, and studies made before this protocol refu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -144,6 +145,17 @@ def test_the_objective_is_the_mean_over_both_tuning_seeds_and_every_epoch_is_spe
     assert set(outcome.rungs) == {"completed_rung_0", "completed_rung_1"}  # epochs 1 and 3 (3 x 1)
     cut = run_trial(TrialTask(CellTask(cell), {}, (100, 101), PrunerSettings(first_rung=1), epoch_allowance=4))
     assert (cut.pruned, cut.out_of_budget, cut.epochs, cut.value) == (True, True, 4, None)
+    # a trial below the first one at every rung is pruned at the first, unless it holds the defaults
+    import optuna
+
+    first = optuna.create_study(direction="maximize")
+    first.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={1: 0.9, 3: 0.9},
+                                              system_attrs={"completed_rung_0": 0.9, "completed_rung_1": 0.9}))
+    later = TrialTask(CellTask(cell), {}, (100, 101), PrunerSettings(first_rung=1), tuple(first.trials))
+    pruned = run_trial(later)
+    assert (pruned.pruned, pruned.out_of_budget, pruned.epochs, pruned.rungs) == (True, False, 1, {"completed_rung_0": 0.2 / 3})
+    kept = run_trial(replace(later, prunable=False))
+    assert (kept.pruned, kept.value, set(kept.rungs)) == (False, pytest.approx(0.25), {"completed_rung_0", "completed_rung_1"})
 
 
 @pytest.mark.slow
