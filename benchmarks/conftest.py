@@ -62,6 +62,13 @@ def pytest_terminal_summary(terminalreporter):
                 f"{row['model']} {row['users_per_s']:,.0f}/s ({row['roofline_fraction']:.0%})" for row in rows
             )
             write(f"  {dataset}, {batch} user(s): {cells}")
+    validation = support.SUMMARY.get("validation pass")
+    if validation:
+        write("Validation pass (BPR:20, every validated user, exact top-K): seconds, and the roofline's time over the")
+        write("pass's (U @ I.T + mask + topk in the same batches; fastest calls; target >= 80%):")
+        for row in validation:
+            write(f"  {row['dataset']} ({row['validated_users']:,} users): {row['seconds']:.3f} s "
+                  f"({row['roofline_fraction']:.0%})")
     sequential = support.SUMMARY.get("sequential inference")
     if sequential:
         write("Sequential inference (encode the input, score, top-K): queries/s, and the roofline's time over the")

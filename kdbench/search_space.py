@@ -118,6 +118,21 @@ SHARED_TRAINING_SPACE: dict[str, Distribution] = {
 }
 
 
+def recordable(distribution: Distribution, value: Any, n_items: int) -> Any:
+    """`value` as Optuna can record it for `distribution` (the published defaults, tuning's first
+    trial, may lie outside a space). Out of range is fine; what a log scale cannot hold (a value
+    <= 0, such as a weight decay of 0) is recorded as the range's lower bound, and a value that is
+    not among a categorical's choices as its first choice. The trial trains with `value` itself;
+    only the sampler's picture of it is approximate."""
+    if isinstance(distribution, Categorical):
+        return value if value in distribution.choices else distribution.choices[0]
+    if isinstance(distribution, CatalogueShare):
+        return value if value > 0 else distribution.bounds(n_items)[0]
+    if isinstance(distribution, LogUniform) or getattr(distribution, "log", False):
+        return value if value > 0 else distribution.low
+    return value
+
+
 def weight_space(default_weight: float) -> LogUniform:
     """For a strategy that declares no space of its own: its weight over 4 decades around the default."""
     centre = default_weight if default_weight > 0 else 1.0

@@ -4,7 +4,7 @@
     datasets: [ml-100k]
     seeds: [0, 1, 2, 3, 4]
     strategies: all            # every registered strategy, or a list of names ([all, de+rrd])
-    train: {learning_rate: 0.001, batch_size: 2048, patience: 10}
+    train: {learning_rate: 0.001, batch_size: 2048, patience: 10}   # eval_every: k validates every k epochs
     pairings:
       - {teacher: "BPR:200", student: "BPR:20"}
       - {teacher: "LightGCN:64", student: "LightGCN:8", train: {...}, teacher_train: {...}}

@@ -2,8 +2,11 @@
 
     loss = student base loss (RecBole's calculate_loss) + weight * strategy.loss(batch)
 
-Early stopping on validation NDCG@10 with a patience counted in evaluations; the best weights
-are kept in memory and restored before the test evaluation.
+Validation every `eval_every` epochs (and after the last); early stopping on validation NDCG@10
+once `patience` epochs have passed since the best validation, checked at each validation. Patience
+counts epochs, not validations, so a cadence of k keeps the same patience in training time: with
+k = 1 the two are the same. The best weights are kept in memory and restored before the test
+evaluation.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ class TrainSettings:
     learning_rate: float = 0.001
     batch_size: int = 2048
     max_epochs: int = 300
-    patience: int = 10  # evaluations without a better validation NDCG@10
-    eval_every: int = 1  # epochs between validations
+    patience: int = 10  # epochs since the best validation NDCG@10 (checked at each validation)
+    eval_every: int = 1  # epochs between validations (patience is counted in epochs whatever it is)
     weight_decay: float = 0.0
     # Early stopping cannot fire before this epoch. LightGCN's first validations rank by the
     # propagated initial embeddings (popularity-like); one of five seeds stopped at epoch 11 with
@@ -147,7 +150,7 @@ def fit(
     torch.manual_seed(seed)  # and dropout
     kd_weight = strategy.weight if strategy is not None else 0.0
 
-    best, best_epoch, best_state, evals_without_gain = -math.inf, 0, {}, 0
+    best, best_epoch, best_state = -math.inf, 0, {}
     curve: list[tuple[int, float]] = []
     train_seconds = eval_seconds = 0.0
     epoch = 0
@@ -168,13 +171,11 @@ def fit(
             eval_seconds += time.perf_counter() - start
             curve.append((epoch, valid))
             if valid > best:
-                best, best_epoch, evals_without_gain = valid, epoch, 0
+                best, best_epoch = valid, epoch
                 best_state = copy.deepcopy(model.state_dict())
-            else:
-                evals_without_gain += 1
         if on_epoch is not None:
             on_epoch(epoch, valid)
-        if evals_without_gain >= settings.patience and epoch >= settings.min_epochs:
+        if valid is not None and epoch - best_epoch >= settings.patience and epoch >= settings.min_epochs:
             stopped_early = True
             break
 

@@ -1,9 +1,14 @@
-"""One tuning trial, as a worker runs it: train a student with the trial's hyperparameters and
-return its validation NDCG@10 curve. The test split is never scored here (`fit` validates on the
-validation split only, and nothing else is evaluated).
+"""One tuning trial, as a worker runs it: train a student with the trial's hyperparameters on each
+tuning seed and return the mean of the best validation NDCG@10 and the epochs it trained. The test
+split is never scored here (`fit` validates on the validation split only, and nothing else is
+evaluated).
 
 Pruning runs in the worker against a private in-memory copy of the study's finished trials, with
-the same Optuna pruner the study uses; the driver alone writes the study's storage.
+the same Optuna pruner the study uses, on the first seed's best-so-far validation NDCG@10 per epoch;
+the driver alone writes the study's storage (the successive-halving rungs the trial reached come
+back in `TrialOutcome.rungs`, so later trials compete against them). A trial spends the epochs it
+trains, over all its seeds; one that reaches `epoch_allowance` (what is left of the study's budget)
+is stopped there and counts as pruned.
 """
 
 from __future__ import annotations
@@ -18,20 +23,53 @@ from kdbench.train import fit
 from kdbench.work import CellTask, build_student_run, prepare_worker
 
 TRAINING_KNOBS = ("learning_rate", "weight_decay")
+MEDIAN, HALVING = "median", "successive-halving"
+RUNG_PREFIX = "completed_rung_"  # Optuna's SuccessiveHalvingPruner keeps each rung's value under this key
 
 
 @dataclass(frozen=True)
 class PrunerSettings:
-    """Optuna's MedianPruner: stop a trial whose best validation NDCG@10 so far is below the median of
-    the finished trials at the same epoch, after `startup_trials` trials and `warmup_epochs` epochs."""
+    """How a trial is stopped early, on the first tuning seed's best-so-far validation NDCG@10.
 
-    startup_trials: int = 4
-    warmup_epochs: int = 10
+    `successive-halving` (the default; Optuna's SuccessiveHalvingPruner, asynchronous successive
+    halving, Li et al., MLSys 2020): at epochs first_rung x reduction_factor^r a trial goes on only
+    if its value is in the best 1/reduction_factor of the values every trial had at that rung, so
+    most trials stop at their first rungs and a budget in epochs buys many of them. `median`
+    (Optuna's MedianPruner, the suites' pruner before epoch budgets): stop a trial below the median
+    of the finished trials at the same epoch, after `startup_trials` trials and `warmup_epochs`."""
+
+    kind: str = HALVING
+    first_rung: int = 10  # successive halving: epochs of the first rung
+    reduction_factor: int = 3
+    startup_trials: int = 4  # median
+    warmup_epochs: int = 10  # median
+
+    def __post_init__(self) -> None:
+        if self.kind not in (HALVING, MEDIAN):
+            raise KdbenchError(f"unknown pruner kind '{self.kind}': valid: {HALVING}, {MEDIAN}")
+        if min(self.first_rung, self.startup_trials + 1, self.warmup_epochs + 1) < 1 or self.reduction_factor < 2:
+            raise KdbenchError("pruner: first_rung >= 1, reduction_factor >= 2, startup_trials and "
+                               "warmup_epochs >= 0")
 
     def build(self):
         import optuna
 
-        return optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_epochs)
+        if self.kind == MEDIAN:
+            return optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_epochs)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=self.first_rung,
+                                                      reduction_factor=self.reduction_factor)
+
+    def not_before(self, epochs: int) -> "PrunerSettings":
+        """These settings with no pruning decision before `epochs` (a pairing's min_epochs)."""
+        if self.kind == MEDIAN:
+            return replace(self, warmup_epochs=max(self.warmup_epochs, epochs))
+        return replace(self, first_rung=max(self.first_rung, epochs))
+
+    def describe(self) -> dict[str, Any]:
+        """The settings of this kind (a study's identity and summary)."""
+        if self.kind == MEDIAN:
+            return {"kind": MEDIAN, "startup_trials": self.startup_trials, "warmup_epochs": self.warmup_epochs}
+        return {"kind": HALVING, "first_rung": self.first_rung, "reduction_factor": self.reduction_factor}
 
 
 @dataclass(frozen=True)
@@ -39,20 +77,24 @@ class TrialTask:
     """A student cell with the trial's parameters, the seeds to average, and the study's finished trials."""
 
     base: CellTask  # cell: the strategy, pairing and training settings; teacher artifact included
-    params: dict[str, Any]  # strategy hyperparameters and training knobs, as the sampler drew them
+    params: dict[str, Any]  # strategy hyperparameters and training knobs the trial trains with
     seeds: tuple[int, ...]
     pruner: PrunerSettings
     finished_trials: tuple = field(default=(), repr=False)  # optuna FrozenTrials of the study
+    epoch_allowance: int | None = None  # epochs the trial may train over all seeds (None: no limit)
+    prunable: bool = True  # False for the published defaults: they are always trained to the end
 
 
 @dataclass
 class TrialOutcome:
     value: float | None  # mean best validation NDCG@10 over the seeds; None if pruned or failed
-    curve: list[tuple[int, float]]  # (epoch, validation NDCG@10) of the first seed
+    curve: list[tuple[int, float]]  # (epoch, best validation NDCG@10 so far) of the first seed
     pruned: bool = False
     error: str | None = None
     seconds: float = 0.0
-    epochs: int = 0
+    epochs: int = 0  # epochs trained, all seeds together
+    out_of_budget: bool = False  # stopped by the study's epoch budget, not by the pruner
+    rungs: dict[str, float] = field(default_factory=dict)  # successive-halving rungs reached
 
 
 def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -62,8 +104,10 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return strategy, training
 
 
-class _Pruned(Exception):
-    pass
+class _Stopped(Exception):
+    def __init__(self, out_of_budget: bool):
+        super().__init__()
+        self.out_of_budget = out_of_budget
 
 
 def run_trial(task: TrialTask) -> TrialOutcome:
@@ -76,30 +120,38 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     mirror = optuna.create_study(direction="maximize", pruner=task.pruner.build())
     mirror.add_trials(list(task.finished_trials))
     mirror_trial = mirror.ask()
-    values, curve, epochs = [], [], 0
+    values: list[float] = []
+    curve: list[tuple[int, float]] = []
+    spent = 0
+
+    def outcome(value: float | None = None, **fields) -> TrialOutcome:
+        rungs = {k: v for k, v in mirror.trials[-1].system_attrs.items() if k.startswith(RUNG_PREFIX)}
+        return TrialOutcome(value, curve, seconds=time.perf_counter() - start, epochs=spent, rungs=rungs, **fields)
+
     try:
         for position, seed in enumerate(task.seeds):
             cell = replace(task.base.cell, seed=seed, train=replace(task.base.cell.train, **training))
             data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), strategy_params)
 
             def on_epoch(epoch: int, valid: float | None, first=position == 0) -> None:
-                if valid is None or not first:
-                    return
-                curve.append((epoch, valid))
-                mirror_trial.report(valid, epoch)
-                if mirror_trial.should_prune():
-                    raise _Pruned
+                nonlocal spent
+                spent += 1
+                if first and valid is not None:
+                    best = max(valid, curve[-1][1]) if curve else valid
+                    curve.append((epoch, best))
+                    mirror_trial.report(best, epoch)
+                    if mirror_trial.should_prune() and task.prunable:  # asked anyway: it records the rungs
+                        raise _Stopped(out_of_budget=False)
+                if task.epoch_allowance is not None and spent >= task.epoch_allowance:
+                    raise _Stopped(out_of_budget=True)
 
             result = fit(student, data, cell.train, strategy=strategy, seed=seed, on_epoch=on_epoch)
-            epochs += result.epochs_run
             values.append(result.best_valid)
-    except _Pruned:
-        return TrialOutcome(None, curve, pruned=True, seconds=time.perf_counter() - start,
-                            epochs=epochs + (curve[-1][0] if curve else 0))
+    except _Stopped as stop:
+        return outcome(pruned=True, out_of_budget=stop.out_of_budget)
     except KdbenchError as exc:  # a drawn combination the strategy refuses (e.g. a pool too large)
-        return TrialOutcome(None, curve, error=str(exc), seconds=time.perf_counter() - start)
+        return outcome(error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a diverged or crashed trial fails; the study goes on
-        return TrialOutcome(None, curve, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
+        return outcome(error=f"{type(exc).__name__}: {exc}")
     value = sum(values) / len(values)
-    return TrialOutcome(value if math.isfinite(value) else None, curve, seconds=time.perf_counter() - start,
-                        epochs=epochs)
+    return outcome(value if math.isfinite(value) else None)

@@ -1,24 +1,36 @@
-"""Fair tuning: every strategy of a pairing, `scratch` included, gets the same Optuna trial budget.
+"""Fair tuning: every strategy of a pairing, `scratch` included, gets the same Optuna budget,
+counted in training epochs.
 
 One study per (dataset, pairing, strategy), stored in Optuna's SQLite storage at
 `<results>/tuning/<dataset>/<pairing>/<strategy>.db` (open it with `optuna.load_study`), with the
 chosen hyperparameters in a readable `<strategy>.json` beside it. A trial trains the student on
-the tuning seeds with hyperparameters drawn from the strategy's `search_space` plus the shared
-training knobs (`SHARED_TRAINING_SPACE`); its objective is the best validation NDCG@10. The test
-split is never scored while tuning.
+the tuning seeds (two by default, disjoint from the evaluation seeds) with hyperparameters drawn
+from the strategy's `search_space` plus the shared training knobs (`SHARED_TRAINING_SPACE`); its
+objective is the mean over the seeds of the best validation NDCG@10. The test split is never
+scored while tuning.
+
+- Trial 0 of every study is the strategy's published defaults with the suite's training settings
+  (Optuna `enqueue_trial`), never pruned, so a tuned row is never chosen below its defaults on
+  validation.
+- The budget is the training epochs of all trials and seeds together (`epochs`), the same for
+  every strategy of a pairing: a pruned trial spends only the epochs it ran, and a study asks for
+  trials until its budget is spent (the last one is stopped where the budget ends). Suites written
+  before give `trials` instead: a budget of that many trials, as then.
+- Multi-fidelity pruning (`trial.PrunerSettings`): successive halving on epochs by default.
 
 Trials run through the executors in rounds: each round asks every unfinished study for one trial
 (TPE, seeded per study and trial number, so a resumed study draws what an uninterrupted one would)
-and runs them side by side; the driver alone writes the storage. A study killed mid-round
-resumes where it stopped: a trial that was running is marked failed ("interrupted") and does not
-count against the budget; finished trials are never repeated.
+and runs them side by side; the driver alone writes the storage. Every worker keeps the loaded
+teacher for the next trial (`work.load_teacher`). A study killed mid-round resumes where it
+stopped: a trial that was running is marked failed ("interrupted") and spends no budget; finished
+trials are never repeated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,54 +40,83 @@ from kdbench.datasets.location import recorded_data_path
 from kdbench.errors import KdbenchError, choices
 from kdbench.record import dataset_label, safe_name
 from kdbench.runner import Runner
-from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution
+from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
-from kdbench.trial import PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
+from kdbench.trial import HALVING, MEDIAN, PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
 
-TUNING_KEYS = {"trials", "seeds", "sampler_seed", "startup_trials", "pruner"}
-PRUNER_KEYS = {"startup_trials", "warmup_epochs"}
+TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner"}
+PRUNER_KEYS = {MEDIAN: {"kind", "startup_trials", "warmup_epochs"}, HALVING: {"kind", "first_rung", "reduction_factor"}}
 INTERRUPTED = "interrupted"
+DEFAULTS = "defaults"  # user attribute of the published-defaults trial
+HPARAMS = "hparams"  # user attribute: what the trial trained with (the sampler may record it otherwise)
 
 
 @dataclass(frozen=True)
 class TuningSettings:
     """A suite's `tuning:` block: the budget and how it is spent."""
 
-    trials: int = 16  # per study: the same for every strategy, scratch included
-    seeds: tuple[int, ...] = (100,)  # disjoint from the evaluation seeds
+    epochs: int | None = 600  # per study: training epochs, all trials and seeds; the same for every strategy
+    trials: int | None = None  # the budget in trials instead (suites written before epoch budgets)
+    seeds: tuple[int, ...] = (100, 101)  # disjoint from the evaluation seeds; the objective is their mean
     sampler_seed: int = 0
     startup_trials: int = 5  # TPE draws at random before it models the trials
     pruner: PrunerSettings = field(default_factory=PrunerSettings)
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None) -> "TuningSettings":
+    def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None,
+                  epochs: int | None = None) -> "TuningSettings":
+        """The block's settings; `trials` or `epochs` (command-line flags) replace its budget."""
         if not isinstance(spec or {}, dict) or not isinstance((spec or {}).get("pruner") or {}, dict):
             raise KdbenchError("the suite's 'tuning' block and its 'pruner' must be mappings")
         spec = dict(spec or {})
         unknown = set(spec) - TUNING_KEYS
         if unknown:
             raise KdbenchError(f"unknown tuning keys {choices(unknown)}; valid: {choices(TUNING_KEYS)}")
-        pruner = dict(spec.pop("pruner", None) or {})
-        if set(pruner) - PRUNER_KEYS:
-            raise KdbenchError(f"unknown pruner keys {choices(set(pruner) - PRUNER_KEYS)}; valid: {choices(PRUNER_KEYS)}")
+        if trials is not None or epochs is not None:
+            spec = {**{k: v for k, v in spec.items() if k not in ("trials", "epochs")},
+                    **({"trials": trials} if trials is not None else {"epochs": epochs})}
+        if "trials" in spec and "epochs" in spec:
+            raise KdbenchError("the tuning budget is 'epochs' or 'trials', not both")
         try:
             settings = cls(
-                trials=int(trials if trials is not None else spec.get("trials", cls.trials)),
+                epochs=None if "trials" in spec else int(spec.get("epochs", cls.epochs)),
+                trials=int(spec["trials"]) if "trials" in spec else None,
                 seeds=tuple(int(s) for s in spec.get("seeds", cls.seeds)),
                 sampler_seed=int(spec.get("sampler_seed", cls.sampler_seed)),
                 startup_trials=int(spec.get("startup_trials", cls.startup_trials)),
-                pruner=PrunerSettings(**{k: int(v) for k, v in pruner.items()}),
+                pruner=_pruner(dict(spec.get("pruner") or {})),
             )
         except (TypeError, ValueError) as exc:
             raise KdbenchError(f"bad tuning setting: {exc}") from None
-        if settings.trials < 1 or not settings.seeds:
-            raise KdbenchError("tuning needs trials >= 1 and at least one seed")
+        if settings.budget < 1 or not settings.seeds:
+            raise KdbenchError("tuning needs a budget (epochs or trials) >= 1 and at least one seed")
         return settings
 
+    @property
+    def unit(self) -> str:
+        return "trials" if self.trials is not None else "epochs"
+
+    @property
+    def budget(self) -> int:
+        return self.trials if self.trials is not None else self.epochs
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"budget": self.budget, "unit": self.unit, "seeds": list(self.seeds), "sampler_seed": self.sampler_seed,
+                "startup_trials": self.startup_trials, "pruner": self.pruner.describe(), "defaults_first": True}
+
+
+def _pruner(spec: dict[str, Any]) -> PrunerSettings:
+    """A `pruner:` block. Without `kind`, a block of the median pruner's keys alone (suites written
+    before successive halving) keeps the median pruner."""
+    kind = spec.get("kind", MEDIAN if spec and set(spec) <= PRUNER_KEYS[MEDIAN] else HALVING)
+    if kind not in PRUNER_KEYS:
+        raise KdbenchError(f"unknown pruner kind '{kind}': valid: {choices(PRUNER_KEYS)}")
+    if set(spec) - PRUNER_KEYS[kind]:
+        raise KdbenchError(f"unknown pruner keys {choices(set(spec) - PRUNER_KEYS[kind])} for the {kind} "
+                           f"pruner; valid: {choices(PRUNER_KEYS[kind])}")
+    return PrunerSettings(kind=kind, **{k: int(v) for k, v in spec.items() if k != "kind"})
 
 
 @dataclass
@@ -112,8 +153,11 @@ class Study:
         return {**STRATEGIES.get(self.cell.strategy).tuning_space(), **SHARED_TRAINING_SPACE}
 
     def identity(self, settings: TuningSettings) -> dict[str, Any]:
-        """What a stored study must match to be resumed: space, code, fixed settings, tuning seeds, and
-        the data by content (`data_path` is recorded but, as for runs, not compared)."""
+        """What a stored study must match to be resumed: space, code, fixed settings, the tuning
+        settings (the budget's unit, seeds, sampler, pruner, defaults first), and the data by
+        content (`data_path` is recorded but, as for runs, not compared). The budget's size is left
+        out, so a larger budget resumes a study where it stopped; a study made before epoch budgets
+        lacks the unit and differs."""
         cell = self.cell
         return json.loads(json.dumps({
             "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
@@ -126,11 +170,16 @@ class Study:
             "data_path": recorded_data_path(cell.dataset, cell.data_path),
             **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "threads": cell.threads,
-            "seeds": list(settings.seeds),
-            "sampler_seed": settings.sampler_seed,
-            "startup_trials": settings.startup_trials,
-            "pruner": asdict(settings.pruner),
+            **{k: v for k, v in settings.as_dict().items() if k != "budget"},
         }, default=str))
+
+    def defaults(self) -> dict[str, Any]:
+        """Trial 0: the strategy's published defaults (with the suite's fixed hyperparameters) and
+        the cell's training settings, for every parameter of the space."""
+        resolved = STRATEGIES.get(self.cell.strategy).resolve_hparams(dict(self.cell.hparams))
+        values = {**resolved, "learning_rate": self.cell.train.learning_rate,
+                  "weight_decay": self.cell.train.weight_decay}
+        return {name: values[name] for name in self.space()}
 
 
 def study_cells(cells: list[Cell]) -> list[Cell]:
@@ -158,6 +207,17 @@ def _counted(trial) -> bool:
     if trial.state in (states.COMPLETE, states.PRUNED):
         return True
     return trial.state == states.FAIL and not trial.user_attrs.get(INTERRUPTED)
+
+
+def _epochs(trial) -> int:
+    """The epochs a counted trial spent (at least 1, so that trials failing at once still end a study)."""
+    return max(int(trial.user_attrs.get("epochs", 0)), 1)
+
+
+def spent(trials, settings: TuningSettings) -> int:
+    """The budget the counted trials spent, in the settings' unit."""
+    counted = [t for t in trials if _counted(t)]
+    return len(counted) if settings.trials is not None else sum(map(_epochs, counted))
 
 
 def open_study(study: Study, settings: TuningSettings, force: bool = False):
@@ -219,8 +279,10 @@ def check_storages(cells: list[Cell], results_dir: str | Path, force: bool = Fal
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
          on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
     """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON)."""
-    import optuna
-
+    overlap = sorted(set(settings.seeds) & {cell.seed for cell in cells})
+    if overlap:
+        raise KdbenchError(f"tuning seeds {overlap} are also evaluation seeds: choose tuning seeds the "
+                           f"suite's runs do not use")
     cells = study_cells(cells)
     for cell in cells:
         STRATEGIES.get(cell.strategy)
@@ -232,43 +294,73 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
         artifact = artifacts[runner.teacher_key(study.cell)]
         if isinstance(artifact, Exception):
             raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
+    from optuna.trial import TrialState
+
     while True:
         batch: list[tuple[Study, Any, TrialTask]] = []
         for study in studies:
-            optuna_study = opened[study.name]
-            trials = optuna_study.get_trials(deepcopy=False)
-            if sum(map(_counted, trials)) >= settings.trials:
-                continue
-            optuna_study.sampler = _sampler(settings, study.name, len(trials))
-            trial = optuna_study.ask()
-            params = {name: dist.suggest(trial, name, study.n_items) for name, dist in study.space().items()}
-            finished = tuple(t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                              optuna.trial.TrialState.PRUNED))
-            pruner = replace(settings.pruner, warmup_epochs=max(settings.pruner.warmup_epochs,
-                                                                study.cell.train.min_epochs))
-            base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
-                            runner.plugins, artifacts[runner.teacher_key(study.cell)])
-            batch.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished)))
+            asked = _ask(study, opened[study.name], settings)
+            if asked is not None:
+                trial, params, left = asked
+                base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
+                                runner.plugins, artifacts[runner.teacher_key(study.cell)])
+                finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
+                                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+                pruner = settings.pruner.not_before(study.cell.train.min_epochs)
+                batch.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished, left,
+                                                      prunable=not trial.user_attrs.get(DEFAULTS))))
         if not batch:
             break
         for index, outcome in runner.executor.map_unordered(run_trial, [task for _, _, task in batch]):
-            study, trial, _ = batch[index]
+            study, trial, task = batch[index]
             if isinstance(outcome, Exception):
                 outcome = TrialOutcome(None, [], error=f"{type(outcome).__name__}: {outcome}")
-            _tell(opened[study.name], trial, outcome)
+            _tell(opened[study.name], trial, outcome, task.params)
             write_best(study, opened[study.name], settings)
             if on_trial:
                 on_trial(study, outcome)
     return [write_best(study, opened[study.name], settings) for study in studies]
 
 
-def _tell(optuna_study, trial, outcome: TrialOutcome) -> None:
+def _ask(study: Study, optuna_study, settings: TuningSettings):
+    """(trial, parameters it trains with, epochs it may spend or None) of the study's next trial, or
+    None once its budget is spent. The published defaults are enqueued first, until a trial holding
+    them has spent budget (an interrupted one is asked again)."""
+    import warnings
+
+    import optuna
+
+    trials = optuna_study.get_trials(deepcopy=False)
+    used = spent(trials, settings)
+    if used >= settings.budget:
+        return None
+    waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+    if not waiting and not any(t.user_attrs.get(DEFAULTS) and _counted(t) for t in trials):
+        space = study.space()
+        defaults = study.defaults()
+        optuna_study.enqueue_trial({k: recordable(space[k], v, study.n_items) for k, v in defaults.items()},
+                                   user_attrs={DEFAULTS: True, HPARAMS: defaults})
+    optuna_study.sampler = _sampler(settings, study.name, len(trials))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna warns of an enqueued default outside its range
+        trial = optuna_study.ask()
+        params = {name: dist.suggest(trial, name, study.n_items) for name, dist in study.space().items()}
+    params = trial.user_attrs.get(HPARAMS, params)
+    return trial, params, None if settings.trials is not None else settings.budget - used
+
+
+def _tell(optuna_study, trial, outcome: TrialOutcome, params: dict[str, Any]) -> None:
     import optuna
 
     for epoch, value in outcome.curve:
         trial.report(value, epoch)
+    for key, value in outcome.rungs.items():  # successive halving's record, for later trials to compete with
+        optuna_study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    trial.set_user_attr(HPARAMS, params)
     trial.set_user_attr("seconds", outcome.seconds)
     trial.set_user_attr("epochs", outcome.epochs)
+    if outcome.out_of_budget:
+        trial.set_user_attr("out_of_budget", True)
     if outcome.error:
         trial.set_user_attr("error", outcome.error)
         optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -286,23 +378,29 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
     states = optuna.trial.TrialState
     complete = [t for t in trials if t.state == states.COMPLETE]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
-    strategy_params, training = split_params(best.params) if best else ({}, {})
+    strategy_params, training = split_params(best.user_attrs.get(HPARAMS, best.params)) if best else ({}, {})
+    defaults = next((t for t in trials if t.user_attrs.get(DEFAULTS) and _counted(t)), None)
     summary = {
         "dataset": study.dataset,
         "pairing": study.cell.pairing,
         "strategy": study.cell.strategy,
         "study": study.name,
         "storage": study.storage_path.name,
-        "budget": settings.trials,
+        "budget": settings.budget,
+        "budget_unit": settings.unit,
+        "spent": spent(trials, settings),
+        "epochs_spent": sum(_epochs(t) for t in trials if _counted(t)),
         "trials_counted": sum(map(_counted, trials)),
         "trials_complete": len(complete),
         "trials_pruned": sum(t.state == states.PRUNED for t in trials),
         "trials_failed": sum(t.state == states.FAIL and not t.user_attrs.get(INTERRUPTED) for t in trials),
         "trials_interrupted": sum(bool(t.user_attrs.get(INTERRUPTED)) for t in trials),
-        "finished": sum(map(_counted, trials)) >= settings.trials and best is not None,
+        "finished": spent(trials, settings) >= settings.budget and best is not None,
         "compute_seconds": sum(float(t.user_attrs.get("seconds", 0.0)) for t in trials),
         "best_trial": best.number if best else None,
         "best_valid_ndcg@10": best.value if best else None,
+        "defaults_trial": defaults.number if defaults else None,
+        "defaults_valid_ndcg@10": defaults.value if defaults and defaults.state == states.COMPLETE else None,
         "best_hparams": {**dict(study.cell.hparams), **strategy_params},
         "best_training": training,
         "identity": study.identity(settings),
@@ -351,10 +449,11 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
         problem = None
         if best is None:
             problem = "not tuned"
-        elif best["best_trial"] is None and best["trials_counted"] >= best["budget"]:
+        elif best["best_trial"] is None and best.get("spent", best["trials_counted"]) >= best["budget"]:
             problem = "no tuning trial completed"
-        elif not best["finished"]:
-            problem = f"tuning unfinished ({best['trials_counted']}/{best['budget']} trials)"
+        elif not best["finished"]:  # a summary from before epoch budgets counts trials
+            problem = (f"tuning unfinished ({best.get('spent', best['trials_counted'])}/{best['budget']} "
+                       f"{best.get('budget_unit', 'trials')})")
         elif best["identity"]["strategy_code"] != STRATEGIES.get(cell.strategy).code_version():
             problem = "tuned with other strategy code (tune again)"
         elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(cell.hparams))):

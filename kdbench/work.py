@@ -13,6 +13,7 @@ import io
 import logging
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,13 +143,23 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record))
 
 
+_TEACHERS: "OrderedDict[tuple[str, str], torch.nn.Module]" = OrderedDict()
+KEPT_TEACHERS = 4  # frozen teachers a process keeps (a tuning round alternates between pairings)
+
+
 def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: str,
                  trainable: bool = False) -> torch.nn.Module:
     """The teacher of `cell` from its artifact: frozen (eval mode, no gradients), or trainable
-    (train mode, gradients on) for a strategy that trains it further. Either way a private copy
-    built from the artifact's bytes: nothing done to it reaches the cache."""
+    (train mode, gradients on) for a strategy that trains it further. A trainable one is a private
+    copy built from the artifact's bytes, so nothing done to it reaches the cache; a frozen one is
+    built once per process and artifact (key) and shared by the cells and tuning trials the process
+    runs next, as nothing can train it."""
     from recbole.utils import init_seed
 
+    key = (artifact.key, str(device))
+    if not trainable and key in _TEACHERS:
+        _TEACHERS.move_to_end(key)
+        return _TEACHERS[key]
     data = prepared_data(cell, cell.teacher, cell.teacher_settings, device, work_dir)
     init_seed(cell.teacher_seed, True)
     model = build_model(cell.teacher, data, device)
@@ -156,18 +167,27 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
     model.train(trainable)
     for parameter in model.parameters():
         parameter.requires_grad_(trainable)
+    if not trainable and artifact.key:
+        _TEACHERS[key] = model
+        while len(_TEACHERS) > KEPT_TEACHERS:
+            _TEACHERS.popitem(last=False)
     return model
 
 
-def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None):
-    """(data, student model, prepared strategy, preparation seconds) of a student cell."""
+def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
+                      timings: dict[str, float] | None = None):
+    """(data, student model, prepared strategy, preparation seconds) of a student cell; `timings`,
+    if given, receives `teacher_load_seconds` (the teacher built from its artifact)."""
     from recbole.utils import init_seed
 
     cell = task.cell
     if task.teacher is None:
         raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
     strategy_class = STRATEGIES.get(cell.strategy)
+    start = time.perf_counter()
     teacher = load_teacher(cell, task.teacher, task.device, task.work_dir, trainable=strategy_class.updates_teacher)
+    if timings is not None:
+        timings["teacher_load_seconds"] = time.perf_counter() - start
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
     init_seed(cell.seed, True)
     student = build_model(cell.student, data, task.device, init_std=cell.train.init_std)
@@ -181,10 +201,12 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None):
 
 def _train_student(task: CellTask) -> RunRecord:
     cell = task.cell
-    data, student, strategy, prepare_seconds = build_student_run(task)
+    timings: dict[str, float] = {}
+    data, student, strategy, prepare_seconds = build_student_run(task, timings=timings)
     result = fit(student, data, cell.train, strategy=strategy, seed=cell.seed,
                  on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"))
     record = measure(cell, student, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
+    record["training"].update(timings)
     record["hparams"] = strategy.hparams
     teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()
     record["training_only_params"] = sum(p.numel() for p in strategy.parameters() if id(p) not in teacher)
@@ -195,10 +217,18 @@ def _train_student(task: CellTask) -> RunRecord:
 
 def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare_seconds: float,
             device: str) -> RunRecord:
-    """Test metrics (per user too), inference cost and the training summary of a trained model."""
+    """Test metrics (per user too), inference cost and the training summary of a trained model.
+
+    The summary's time breakdown: `kd_prepare_seconds` (the strategy's prepare), `train_seconds`,
+    `eval_seconds` (validation passes), `test_seconds` (the test pass), `cost_seconds` (measuring
+    inference cost); a student's run adds `teacher_load_seconds`."""
+    start = time.perf_counter()
     test = full_ranking(model, data.test, data.config)
+    test_seconds = time.perf_counter() - start
     adapter, n_queries = family_of(cell.student if not cell.is_teacher else cell.teacher).cost_adapter(model, data)
+    start = time.perf_counter()
     cost = inference_cost(model, data.uid_field, data.iid_field, n_queries, adapter=adapter)
+    cost_seconds = time.perf_counter() - start
     return base_record(cell, device) | {
         "status": "ok",
         "test": test.metrics,
@@ -208,7 +238,8 @@ def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare
             **{m: [round(float(v), 6) for v in test.per_user[m]] for m in test.per_user},
         },
         "cost": cost.as_dict(),
-        "training": result.summary() | {"kd_prepare_seconds": kd_prepare_seconds},
+        "training": result.summary() | {"kd_prepare_seconds": kd_prepare_seconds, "test_seconds": test_seconds,
+                                        "cost_seconds": cost_seconds},
     }
 
 

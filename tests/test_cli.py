@@ -185,6 +185,15 @@ def test_the_single_run_training_flags_are_the_students_and_the_teacher_has_its_
     assert _train_settings(args, "teacher_") == TrainSettings(patience=4)  # not the student's 2 epochs
 
 
+def test_the_validation_cadence_has_a_flag_for_the_student_and_one_for_the_teacher():
+    from kdbench.cli import _train_settings, build_parser
+    from kdbench.train import TrainSettings
+
+    args = build_parser().parse_args(["run", "--eval-every", "5", "--teacher-eval-every", "2"])
+    assert _train_settings(args) == TrainSettings(eval_every=5)
+    assert _train_settings(args, "teacher_") == TrainSettings(eval_every=2)
+
+
 @pytest.mark.slow
 def test_a_damaged_cached_teacher_heals_and_the_next_run_completes(capsys, workdir, toy_run_args):
     assert run_cli(capsys, *toy_run_args)[0] == 0

@@ -135,6 +135,47 @@ def test_evaluation_leaves_the_model_unchanged(ml100k, random_bpr):
         assert torch.equal(tensor, before[name])
 
 
+
+def test_a_model_scoring_from_its_own_table_is_not_masked_in_place(ml100k, splits):
+    """A model whose full-sort scores are a view of its own tensor gets a copy masked, not its table."""
+
+    class Table(torch.nn.Module):
+        n_items = ml100k.n_items
+
+        def __init__(self):
+            super().__init__()
+            self.cached = splits["test"].clone()  # a plain tensor attribute, as LightGCN caches
+
+        def full_sort_predict(self, interaction):
+            return self.cached[: len(interaction[ml100k.uid_field])].view(-1)  # a view, no copy
+
+    model = Table()
+    before = model.cached.clone()
+    full_ranking(model, ml100k.valid, ml100k.config)
+    assert torch.equal(model.cached, before)
+
+
+def test_an_evaluation_loader_is_read_once_and_its_batches_reused(ml100k, random_bpr, monkeypatch):
+    from kdbench import evaluate
+
+    first = full_ranking(random_bpr, ml100k.valid, ml100k.config)
+    reads = []
+    monkeypatch.setattr(type(ml100k.valid), "__iter__", lambda self: reads.append(1) or iter(()))
+    second = full_ranking(random_bpr, ml100k.valid, ml100k.config)
+    assert not reads and second.metrics == first.metrics
+    batches = evaluate.evaluation_batches(ml100k.valid)
+    assert sum(len(interaction) for interaction, *_ in batches.batches) == len(first.user_ids)
+
+
+def test_ranked_hits_of_rows_without_positives_are_zero_with_zero_counts():
+    from kdbench.evaluate import positive_keys, ranked_hits
+
+    topk_idx = torch.tensor([[3, 1], [0, 2]])
+    none = positive_keys(torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64), 5)
+    assert torch.equal(ranked_hits(topk_idx, none, 5), torch.zeros(2, 3, dtype=torch.int64))
+    some = positive_keys(torch.tensor([0, 0, 0]), torch.tensor([1, 4, 1]), 5)  # row 0: items 1, 4
+    assert ranked_hits(topk_idx, some, 5).tolist() == [[0, 1, 2], [0, 0, 0]]
+
 # -- cost ------------------------------------------------------------------------------------
 
 

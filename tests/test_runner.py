@@ -102,6 +102,16 @@ def test_a_finished_record_holds_metrics_cost_settings_and_environment(finished)
 
 
 @pytest.mark.slow
+def test_a_record_keeps_its_time_breakdown(finished):
+    training = finished["record"]["training"]
+    parts = ("kd_prepare_seconds", "train_seconds", "eval_seconds", "test_seconds", "cost_seconds",
+             "teacher_load_seconds")
+    assert all(training[part] >= 0 for part in parts)
+    assert training["train_seconds"] > 0 and training["eval_seconds"] > 0 and training["test_seconds"] > 0
+    assert sum(training[part] for part in parts) <= finished["record"]["wall_seconds"]
+
+
+@pytest.mark.slow
 def test_the_teacher_is_cached_as_weights_and_metadata(finished):
     (folder,) = _teacher_folders(finished["root"] / "cache")
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "weights.pt"]

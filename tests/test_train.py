@@ -143,6 +143,20 @@ def test_validation_runs_every_eval_every_epochs_and_after_the_last(toy):
     assert [epoch for epoch, _ in result.valid_curve] == [2, 4, 5]
 
 
+def test_patience_counts_epochs_when_validating_every_few_epochs(toy):
+    result = fit(_bpr(toy), toy, TrainSettings(max_epochs=60, eval_every=2, patience=3, learning_rate=1e4), seed=0)
+    assert result.hit_epoch_cap is False
+    assert all(epoch % 2 == 0 for epoch, _ in result.valid_curve)
+    # validations at best + 2 (2 epochs < 3: go on) and best + 4 (4 >= 3: stop)
+    assert result.epochs_run == result.best_epoch + 4
+    assert [epoch for epoch, _ in result.valid_curve][-2:] == [result.best_epoch + 2, result.best_epoch + 4]
+
+
+def test_a_cadence_of_one_validation_every_epoch_stays_in_every_identity_as_before():
+    assert TrainSettings().as_dict()["eval_every"] == 1  # every committed record's `train` holds it
+    assert TrainSettings(eval_every=5).as_dict()["eval_every"] == 5
+
+
 def test_the_same_seed_trains_the_same_model(toy):
     first, second = _bpr(toy), _bpr(toy)
     fit(first, toy, TrainSettings(max_epochs=3, patience=100), seed=5)

@@ -66,7 +66,8 @@ def _train_settings(args: argparse.Namespace, prefix: str = "") -> TrainSettings
     """The student's (or, with prefix 'teacher_', the teacher's) settings of a single run: each
     model has its own flags, so `--epochs 2` never shortens (and caches) a 2-epoch teacher."""
     given = {"max_epochs": getattr(args, f"{prefix}epochs"), "learning_rate": getattr(args, f"{prefix}lr"),
-             "batch_size": getattr(args, f"{prefix}batch_size"), "patience": getattr(args, f"{prefix}patience")}
+             "batch_size": getattr(args, f"{prefix}batch_size"), "patience": getattr(args, f"{prefix}patience"),
+             "eval_every": getattr(args, f"{prefix}eval_every", None)}
     return TrainSettings(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -127,14 +128,15 @@ def _print_teachers(outcome: RunOutcome) -> None:
 
 def tune(args: argparse.Namespace) -> int:
     summaries, written = tune_suite(args.results_dir, _execution(args), args.suite, args.quick, _names(args.strategy),
-                                    _names(args.protocol), args.pairing, args.trials, command=_command(args))
+                                    _names(args.protocol), args.pairing, args.trials, command=_command(args),
+                                    budget_epochs=args.budget_epochs)
     for path in written:
         print(f"wrote {path}")
     for summary in summaries:
         best = summary[BEST_VALUE]
         print(f"{summary['pairing']} {summary['strategy']}: best valid NDCG@10 "
               f"{best if best is None else round(best, 4)} "
-              f"({summary['trials_counted']}/{summary['budget']} trials)")
+              f"({summary['spent']}/{summary['budget']} {summary['budget_unit']}, {summary['trials_counted']} trials)")
     return 0
 
 

@@ -137,12 +137,14 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--epochs", type=_positive_int, help="maximum epochs (default 300; early stopping decides)")
     training.add_argument("--lr", type=_positive_float, help="learning rate (default 0.001)")
     training.add_argument("--batch-size", type=_positive_int, help="training batch size (default 2048)")
-    training.add_argument("--patience", type=_positive_int, help="validations without improvement before stopping (default 10)")
+    training.add_argument("--patience", type=_positive_int, help="epochs since the best validation before stopping (default 10)")
+    training.add_argument("--eval-every", type=_positive_int, help="epochs between validations (default 1)")
     teacher = run.add_argument_group("teacher training (a single run; cached by these settings)")
     teacher.add_argument("--teacher-epochs", type=_positive_int, help="teacher's maximum epochs (default 300)")
     teacher.add_argument("--teacher-lr", type=_positive_float, help="teacher's learning rate (default 0.001)")
     teacher.add_argument("--teacher-batch-size", type=_positive_int, help="teacher's batch size (default 2048)")
     teacher.add_argument("--teacher-patience", type=_positive_int, help="teacher's patience (default 10)")
+    teacher.add_argument("--teacher-eval-every", type=_positive_int, help="teacher's epochs between validations (default 1)")
     _add_location_flags(run, "redo cells that already have a result")
     _add_strict_cache_flag(run)
     _add_executor_flags(run)
@@ -152,13 +154,15 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
 def _add_tune_parser(commands: argparse._SubParsersAction) -> None:
     tune = commands.add_parser("tune", help="give every strategy the same Optuna budget on validation data",
                                description="Tune every strategy of a suite (scratch included) with the same "
-                               "number of Optuna trials (TPE, median pruning) on validation NDCG@10; the test "
-                               "split is never scored. Studies go to RESULTS_DIR/tuning/ (SQLite) and resume "
-                               "where they stopped; `run` then adds a tuned row per strategy.")
+                               "Optuna budget in training epochs (the published defaults first, then TPE with "
+                               "successive halving) on validation NDCG@10; the test split is never scored. "
+                               "Studies go to RESULTS_DIR/tuning/ (SQLite) and resume where they stopped; "
+                               "`run` then adds a tuned row per strategy.")
     _add_suite_flags(tune, "tune the default suite (the default)",
                      "tune the suite in this YAML file (its `tuning:` block)", "the suite's reduced version")
     tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
-    tune.add_argument("--trials", type=_positive_int, help="trials per study (default: the suite's tuning block)")
+    tune.add_argument("--trials", type=_positive_int, help="budget in trials per study (default: the suite's tuning block)")
+    tune.add_argument("--budget-epochs", type=_positive_int, help="budget in training epochs per study (default: the suite's)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
                       help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
     _add_protocol_flag(tune, "replaces the suite's `protocol:`", "the suite's")

@@ -21,10 +21,11 @@ from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
 def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | None = None, quick: bool = False,
                strategies: list[str] | None = None, protocols: list[str] | None = None,
                pairings: list[str] | None = None, trials: int | None = None,
-               command: str | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
-    """Tune the suite's studies (only `strategies` and `pairings` if given; `trials` per study, default
-    the suite's `tuning:` block): (their summaries, the tuning report's files). `command` is recorded in
-    tuning/meta.json with the wall time and the trials this call ran."""
+               command: str | None = None, budget_epochs: int | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Tune the suite's studies (only `strategies` and `pairings` if given; a budget of `trials` or of
+    `budget_epochs` training epochs per study, default the suite's `tuning:` block): (their
+    summaries, the tuning report's files). `command` is recorded in tuning/meta.json with the wall
+    time and the trials this call ran."""
     started = time.time()
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
@@ -37,7 +38,7 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
         if unknown:
             raise KdbenchError(f"unknown pairing '{unknown[0]}' for suite '{suite.name}': valid: {', '.join(known)}")
         cells = [cell for cell in cells if cell.pairing in pairings]
-    settings = TuningSettings.from_spec(suite.spec.get("tuning"), trials)
+    settings = TuningSettings.from_spec(suite.spec.get("tuning"), trials, budget_epochs)
     runs_dir = Path(results_dir) / "quick" if quick else Path(results_dir)
     check_folder(runs_dir, "--results-dir")
     read_meta(runs_dir)  # a damaged invocation log or storage stops here, before anything runs
@@ -47,13 +48,14 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
     runner.executor = execution.executor_for(n_studies)
     ran = 0
     try:
-        with tqdm(total=n_studies * settings.trials, desc="kdbench tune", unit="trial", dynamic_ncols=True) as bar:
+        with tqdm(total=n_studies * settings.budget, desc="kdbench tune", unit=settings.unit[:-1],
+                  dynamic_ncols=True) as bar:
             def advance(study, outcome) -> None:
                 nonlocal ran
                 ran += 1
                 state = "pruned" if outcome.pruned else "failed" if outcome.error else f"{outcome.value:.4f}"
                 bar.set_postfix_str(f"{study.cell.pairing} {study.cell.strategy}: {state}")
-                bar.update(1)
+                bar.update(1 if settings.trials is not None else max(outcome.epochs, 1))
 
             summaries = tune(runner, cells, settings, force=execution.force, on_trial=advance)
     finally:

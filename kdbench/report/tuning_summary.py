@@ -1,7 +1,12 @@
-"""The tuning summary: `<results>/tuning/summary.md` (budget, trials, best value and hyperparameters,
-compute, per strategy and pairing) and one plot per pairing of best-so-far validation NDCG@10
-against trial number. A pure function of the studies' JSON files and storages (plus the tune
-invocations kept in `tuning/meta.json`), so it rebuilds byte-identically.
+"""The tuning summary: `<results>/tuning/summary.md` (budget and what each study spent, trials,
+the defaults' and the best value, hyperparameters, compute, per strategy and pairing) and one plot
+per pairing of best-so-far validation NDCG@10 against the training epochs spent. A pure function of
+the studies' JSON files and storages (plus the tune invocations kept in `tuning/meta.json`), so it
+rebuilds byte-identically.
+
+A study's curve is flat when the second half of the epochs it spent raised its best validation
+NDCG@10 by less than `FLAT` of the final value (the table's "2nd-half gain"): a budget is large
+enough when every curve of the pairing is flat.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from kdbench.tuning import read_summary
 META = "meta.json"
 BEST_VALUE = f"best_{VALID_PRIMARY_METRIC}"  # a study summary's best validation value (`tuning` writes it)
 BEST_COLUMN = "best valid NDCG@10"  # its column in the summary table
+FLAT = 0.01
 
 
 def load_summaries(results_dir: str | Path) -> list[dict[str, Any]]:
@@ -47,28 +53,55 @@ def record_invocation(results_dir: str | Path, command: str, wall_seconds: float
     atomic.write_json(path, meta)
 
 
-def trial_values(results_dir: str | Path, summary: dict[str, Any]) -> list[tuple[int, float | None]]:
-    """(trial number, validation NDCG@10 or None if not complete) of a study, in trial order."""
+def trial_values(results_dir: str | Path, summary: dict[str, Any]) -> list[tuple[int, float | None, int]]:
+    """(trial number, validation NDCG@10 or None if not complete, epochs spent) of a study's
+    counted trials, in trial order."""
     import optuna  # here, not at the top: a second of start-up for every command that never plots
+
+    from kdbench.tuning import _counted, _epochs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = Path(results_dir) / "tuning" / safe_name(summary["dataset"]) / safe_name(summary["pairing"]) / summary["storage"]
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{storage}")
     complete = optuna.trial.TrialState.COMPLETE
-    return [(t.number, t.value if t.state == complete else None) for t in study.get_trials(deepcopy=False)
-            if not t.user_attrs.get("interrupted")]
+    return [(t.number, t.value if t.state == complete else None, _epochs(t)) for t in study.get_trials(deepcopy=False)
+            if _counted(t)]
+
+
+def best_so_far(values: list[tuple[int, float | None, int]]) -> list[tuple[int, float]]:
+    """(epochs spent, best validation NDCG@10 so far) after each trial, from the first complete one."""
+    points, best, epochs = [], None, 0
+    for _, value, spent in values:
+        epochs += spent
+        if value is not None and (best is None or value > best):
+            best = value
+        if best is not None:
+            points.append((epochs, best))
+    return points
+
+
+def second_half_gain(points: list[tuple[int, float]]) -> float | None:
+    """Relative rise of the best value over the second half of the epochs spent (None: no curve)."""
+    if not points:
+        return None
+    half = points[-1][0] / 2
+    before = [value for epochs, value in points if epochs <= half]
+    return (points[-1][1] - before[-1]) / points[-1][1] if before and points[-1][1] else None
 
 
 def _format_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def summary_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+def summary_table(summaries: list[dict[str, Any]], gains: dict[str, float | None] | None = None) -> pd.DataFrame:
     rows = [{
         "dataset": s["dataset"], "pairing": s["pairing"], "strategy": s["strategy"],
-        "budget": s["budget"], "complete": s["trials_complete"], "pruned": s["trials_pruned"],
+        "budget": f"{s['budget']} {s.get('budget_unit', 'trials')}", "epochs spent": s.get("epochs_spent"),
+        "complete": s["trials_complete"], "pruned": s["trials_pruned"],
         "failed": s["trials_failed"], "finished": "yes" if s["finished"] else "no",
+        "defaults valid NDCG@10": s.get(f"defaults_{VALID_PRIMARY_METRIC}"),
         BEST_COLUMN: s[BEST_VALUE],
+        "2nd-half gain (%)": None if (gains or {}).get(s["study"]) is None else 100 * gains[s["study"]],
         "best hyperparameters": _format_params({**s["best_hparams"], **s["best_training"]}),
         "compute (min)": s["compute_seconds"] / 60,
     } for s in summaries]
@@ -79,28 +112,42 @@ def summary_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
+def _settings_line(settings: dict[str, Any]) -> str:
+    """The tuning settings, as written by this version (`budget`, `unit`) or before (`trials`)."""
+    pruner = settings["pruner"]
+    if pruner.get("kind", "median") == "median":
+        pruning = (f"median pruner after {pruner['startup_trials']} trials and {pruner['warmup_epochs']} epochs "
+                   "(at least the pairing's min_epochs)")
+    else:
+        pruning = (f"successive halving from {pruner['first_rung']} epochs (at least the pairing's min_epochs), "
+                   f"reduction factor {pruner['reduction_factor']}")
+    budget = f"{settings['budget']} {settings['unit']}" if "unit" in settings else f"{settings['trials']} trials"
+    first = "; the published defaults are each study's first trial" if settings.get("defaults_first") else ""
+    return (f"Budget: {budget} per study; tuning seeds {settings['seeds']}; TPE with {settings['startup_trials']} "
+            f"random start-up trials; {pruning}{first}.")
+
+
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir) / "tuning"
     summaries = load_summaries(results_dir)
     meta = read_meta(results_dir)
-    table = summary_table(summaries)
+    curves = {s["study"]: best_so_far(trial_values(results_dir, s)) for s in summaries}
+    table = summary_table(summaries, {study: second_half_gain(points) for study, points in curves.items()})
     wall = sum(i["wall_seconds"] for i in meta["invocations"])
     compute = sum(s["compute_seconds"] for s in summaries)
     lines = [
         "# Tuning summary",
         "",
-        "Every strategy of a pairing, `scratch` included, had the same Optuna budget (trials per study, "
-        "TPE sampler, median pruner on per-epoch validation NDCG@10); the objective is the best validation "
-        "NDCG@10 on the tuning seeds, never the test split. Studies are in `tuning/<dataset>/<pairing>/"
-        "<strategy>.db` (Optuna SQLite), the chosen values in the `.json` beside each.",
+        "Every strategy of a pairing, `scratch` included, had the same Optuna budget (TPE sampler, pruning "
+        "on per-epoch validation NDCG@10); the objective is the best validation NDCG@10 on the tuning "
+        "seeds (their mean), never the test split. Studies are in `tuning/<dataset>/<pairing>/"
+        "<strategy>.db` (Optuna SQLite), the chosen values in the `.json` beside each. \"2nd-half gain (%)\": "
+        f"how much the second half of the epochs a study spent raised its best value; below {FLAT:.0%} "
+        "the curve is flat.",
         "",
     ]
     if summaries:
-        settings = summaries[0]["tuning"]
-        lines += [f"Budget: {settings['trials']} trials per study; tuning seeds {settings['seeds']}; "
-                  f"TPE with {settings['startup_trials']} random start-up trials; median pruner after "
-                  f"{settings['pruner']['startup_trials']} trials and {settings['pruner']['warmup_epochs']} epochs "
-                  "(at least the pairing's min_epochs).", ""]
+        lines += [_settings_line(summaries[0]["tuning"]), ""]
     lines += [f"Wall time of the tune invocations: {wall / 60:.1f} min; compute summed over trials: "
               f"{compute / 60:.1f} min.", ""]
     for invocation in meta["invocations"]:
@@ -113,32 +160,31 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
         lines += [f"## {dataset}: {pairing}", "", f"![best so far]({plot.name})", "",
                   tabulate(group.drop(columns=["dataset", "pairing"]), headers="keys", tablefmt="github",
                            showindex=False, floatfmt=".4f"), ""]
-        plot_progress(results_dir, [s for s in summaries if (s["dataset"], s["pairing"]) == (dataset, pairing)],
-                      plot, f"{dataset}: {pairing}")
+        plot_progress({s["strategy"]: curves[s["study"]] for s in summaries
+                       if (s["dataset"], s["pairing"]) == (dataset, pairing)}, plot, f"{dataset}: {pairing}")
         paths.append(plot)
     summary_path = root / "summary.md"
     atomic.write_text(summary_path, "\n".join(lines).rstrip() + "\n")
     return [summary_path, *paths]
 
 
-def plot_progress(results_dir: str | Path, summaries: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """Best-so-far validation NDCG@10 against trial number, one line per strategy (pruned and failed
-    trials keep the previous best); a bare Agg Figure without metadata, so the bytes are stable."""
+def plot_progress(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
+    """Best-so-far validation NDCG@10 against the training epochs spent, one line per strategy (a
+    pruned or failed trial moves a line right, not up), the second half of the budget shaded (where
+    a flat curve rises by less than FLAT); a bare Agg Figure without metadata, so the bytes are
+    stable."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
-    for summary in sorted(summaries, key=lambda s: s["strategy"]):
-        best, xs, ys = None, [], []
-        for position, (_, value) in enumerate(trial_values(results_dir, summary), start=1):
-            if value is not None and (best is None or value > best):
-                best = value
-            if best is not None:
-                xs.append(position)
-                ys.append(best)
-        style = "--" if summary["strategy"] == SCRATCH else "-"
-        ax.plot(xs, ys, style, marker=".", linewidth=1.2, label=summary["strategy"])
-    ax.set_xlabel("trial")
+    for strategy, points in sorted(curves.items()):
+        style = "--" if strategy == SCRATCH else "-"
+        ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2, label=strategy)
+    end = max((points[-1][0] for points in curves.values() if points), default=0)
+    if end:
+        ax.axvspan(end / 2, end, color="0.95", zorder=0,
+                   label=f"second half of the budget: flat if the best rises < {FLAT:.0%}")
+    ax.set_xlabel("training epochs spent (all trials and tuning seeds)")
     ax.set_ylabel("best validation NDCG@10 so far")
     ax.set_title(f"Tuning progress, {title}", fontsize=10)
     ax.legend(fontsize=8, ncol=2, frameon=False)

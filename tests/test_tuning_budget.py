@@ -1,0 +1,251 @@
+"""Tuning's protocol: the published defaults as trial 0, a budget in training epochs equal for every
+strategy (pruned trials spend what they ran), two tuning seeds averaged, successive halving on
+epochs, the teacher shared by trials, and studies made before this protocol refused."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import kdbench.train as train_module
+import kdbench.work as work_module
+from conftest import write_interactions
+from kdbench.backbones import BackboneSpec
+from kdbench.cells import Cell
+from kdbench.cli import main
+from kdbench.errors import KdbenchError
+from kdbench.search_space import CatalogueShare, IntRange, LogUniform, Uniform, recordable
+from kdbench.strategies.kd import KD
+from kdbench.train import TrainSettings
+from kdbench.trial import HALVING, MEDIAN, PrunerSettings
+from kdbench.tuning import Study, TuningSettings, open_study, read_best
+from kdbench.tuning_report import best_so_far, second_half_gain
+
+BUDGET = 14
+SUITE = {
+    "name": "toy",
+    "datasets": ["toy"],
+    "seeds": [0, 1],
+    "strategies": ["scratch", "kd"],
+    "train": {"max_epochs": 3, "batch_size": 4096, "patience": 10, "learning_rate": 0.005},
+    "pairings": [{"teacher": "BPR:8", "student": "BPR:4"}],
+    "tuning": {"epochs": BUDGET, "seeds": [100, 101], "startup_trials": 1,
+               "pruner": {"first_rung": 1, "reduction_factor": 2}},
+}
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """The toy suite tuned once with an epoch budget, every scoring call watched."""
+    root = tmp_path_factory.mktemp("budget")
+    write_interactions(root / "data" / "toy" / "toy.inter")
+    (root / "suite.yaml").write_text(yaml.safe_dump({**SUITE, "data_path": str(root / "data")}))
+    from kdbench.runner import Runner
+    from kdbench.suites import expand, load_suite
+
+    Runner(root / "results", root / "cache").teachers(expand(load_suite(root / "suite.yaml")))
+    scored, built = [], []
+    original, build = train_module.full_ranking, work_module.build_model
+
+    def watched(model, loader, config):
+        if any(loader is data.test for data in work_module._DATA.values()):
+            raise AssertionError("the test split was scored while tuning")
+        scored.append(loader)
+        return original(model, loader, config)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(work_module, "_TEACHERS", type(work_module._TEACHERS)())  # none kept by earlier tests
+        patch.setattr(train_module, "full_ranking", watched)
+        patch.setattr(work_module, "full_ranking", watched)
+        patch.setattr(work_module, "build_model", lambda spec, *a, **k: built.append(str(spec)) or build(spec, *a, **k))
+        code = main(["tune", "--suite", str(root / "suite.yaml"), "--results-dir", str(root / "results"),
+                     "--cache-dir", str(root / "cache"), "--workers", "1"])
+    assert code == 0 and scored
+    return {"root": root, "built": built}
+
+
+def _study(root: Path, strategy: str) -> optuna.Study:
+    path = root / "results" / "tuning" / "toy" / "BPR-8_to_BPR-4" / f"{strategy}.db"
+    return optuna.load_study(study_name=f"toy/BPR:8->BPR:4/{strategy}", storage=f"sqlite:///{path}")
+
+
+def _cell(root: Path, strategy: str) -> Cell:
+    return Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), strategy, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["scratch", "kd"])
+def test_every_strategy_spends_exactly_the_same_epoch_budget(tuned, strategy):
+    trials = [t for t in _study(tuned["root"], strategy).get_trials() if t.state.is_finished()]
+    epochs = [t.user_attrs["epochs"] for t in trials]
+    assert sum(epochs) == BUDGET  # the last trial stopped where the budget ends
+    assert max(epochs) <= 2 * 3  # two seeds of at most 3 epochs
+    best = read_best(tuned["root"] / "results", _cell(tuned["root"], strategy))
+    assert (best["budget"], best["budget_unit"], best["spent"], best["epochs_spent"]) == (BUDGET, "epochs", BUDGET, BUDGET)
+    assert best["finished"] and best["trials_counted"] == len(trials)
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_spends_only_the_epochs_it_ran(tuned):
+    trials = [t for s in ("scratch", "kd") for t in _study(tuned["root"], s).get_trials()]
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED and not t.user_attrs.get("out_of_budget")]
+    assert pruned, "successive halving from epoch 1 pruned no trial"
+    for trial in pruned:  # stopped on the first seed: at most its epochs so far
+        assert trial.user_attrs["epochs"] == trial.last_step < 6
+        assert "completed_rung_0" in trial.system_attrs
+
+
+@pytest.mark.slow
+def test_trial_zero_is_the_published_defaults_with_the_suites_training_settings(tuned):
+    kd = _study(tuned["root"], "kd").trials[0]
+    assert kd.user_attrs["defaults"] is True
+    assert kd.user_attrs["hparams"] == {**KD.defaults, "learning_rate": 0.005, "weight_decay": 0.0}
+    assert kd.params["weight_decay"] == 1e-9  # 0 cannot sit on a log scale: the sampler sees the bound
+    assert {k: kd.params[k] for k in KD.defaults} == KD.defaults
+    scratch = _study(tuned["root"], "scratch").trials[0]
+    assert scratch.user_attrs["hparams"] == {"learning_rate": 0.005, "weight_decay": 0.0}
+
+
+@pytest.mark.slow
+def test_the_tuned_training_settings_are_what_the_best_trial_trained_with(tuned):
+    for strategy in ("scratch", "kd"):
+        study = _study(tuned["root"], strategy)
+        best = read_best(tuned["root"] / "results", _cell(tuned["root"], strategy))
+        trial = study.trials[best["best_trial"]]
+        assert {**best["best_hparams"], **best["best_training"]} == trial.user_attrs["hparams"]
+        assert best["best_valid_ndcg@10"] >= best["defaults_valid_ndcg@10"]  # never below the defaults
+
+
+def test_the_objective_is_the_mean_over_both_tuning_seeds_and_every_epoch_is_spent(monkeypatch):
+    import kdbench.trial as trial_module
+    from kdbench.train import FitResult
+    from kdbench.trial import TrialTask, run_trial
+    from kdbench.work import CellTask
+
+    best = {100: 0.2, 101: 0.3}
+
+    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None):
+        for epoch in range(1, 4):
+            on_epoch(epoch, best[seed] * epoch / 3)
+        return FitResult(3, 3, True, best[seed], 0.0, 0.0, 0.0)
+
+    monkeypatch.setattr(trial_module, "fit", fake_fit)
+    monkeypatch.setattr(trial_module, "build_student_run", lambda task, params: (None, None, None, 0.0))
+    monkeypatch.setattr(trial_module, "prepare_worker", lambda task: None)
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "scratch", 0)
+    task = TrialTask(CellTask(cell), {"learning_rate": 0.01}, (100, 101), PrunerSettings(first_rung=1))
+    outcome = run_trial(task)
+    assert outcome.value == pytest.approx(0.25) and outcome.epochs == 6 and not outcome.pruned
+    assert [value for _, value in outcome.curve] == pytest.approx([0.2 / 3, 0.4 / 3, 0.2])  # the first seed's
+    assert set(outcome.rungs) == {"completed_rung_0", "completed_rung_1"}  # epochs 1 and 3 (3 x 1)
+    cut = run_trial(TrialTask(CellTask(cell), {}, (100, 101), PrunerSettings(first_rung=1), epoch_allowance=4))
+    assert (cut.pruned, cut.out_of_budget, cut.epochs, cut.value) == (True, True, 4, None)
+    # a trial below the first one at every rung is pruned at the first, unless it holds the defaults
+    import optuna
+
+    first = optuna.create_study(direction="maximize")
+    first.add_trial(optuna.trial.create_trial(value=0.9, intermediate_values={1: 0.9, 3: 0.9},
+                                              system_attrs={"completed_rung_0": 0.9, "completed_rung_1": 0.9}))
+    later = TrialTask(CellTask(cell), {}, (100, 101), PrunerSettings(first_rung=1), tuple(first.trials))
+    pruned = run_trial(later)
+    assert (pruned.pruned, pruned.out_of_budget, pruned.epochs, pruned.rungs) == (True, False, 1, {"completed_rung_0": 0.2 / 3})
+    kept = run_trial(replace(later, prunable=False))
+    assert (kept.pruned, kept.value, set(kept.rungs)) == (False, pytest.approx(0.25), {"completed_rung_0", "completed_rung_1"})
+
+
+@pytest.mark.slow
+def test_trials_share_the_frozen_teacher(tuned):
+    # the teacher BPR:8 is built once in this process, for the first trial; every student anew
+    assert tuned["built"].count("BPR:8") == 1
+    assert tuned["built"].count("BPR:4") >= 4
+
+
+@pytest.mark.slow
+def test_the_summary_and_the_plot_show_budget_and_epochs_spent(tuned):
+    text = (tuned["root"] / "results" / "tuning" / "summary.md").read_text()
+    assert f"Budget: {BUDGET} epochs per study; tuning seeds [100, 101]" in text
+    assert "successive halving from 1 epochs" in text and "defaults are each study's first trial" in text
+    assert f"| {BUDGET} epochs |" in text and "2nd-half gain" in text
+
+
+def test_tuning_seeds_that_are_evaluation_seeds_are_refused(tmp_path, capsys):
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter")
+    suite = {**SUITE, "data_path": str(tmp_path / "data"), "tuning": {**SUITE["tuning"], "seeds": [1, 100]}}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["tune", "--suite", str(tmp_path / "suite.yaml"), "--results-dir", str(tmp_path / "results"),
+                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1"]) == 2
+    assert "kdbench: error: tuning seeds [1] are also evaluation seeds" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "tuning" / "toy").exists()
+
+
+def test_a_study_made_before_epoch_budgets_is_refused_not_resumed(tmp_path):
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    study = Study(cell, 40, tmp_path)
+    identity = study.identity(TuningSettings())
+    old = {k: v for k, v in identity.items() if k not in ("unit", "defaults_first")}
+    old |= {"seeds": [100], "pruner": {"startup_trials": 3, "warmup_epochs": 10}}  # a committed study's
+    study.folder.mkdir(parents=True)
+    stored = optuna.create_study(storage=f"sqlite:///{study.storage_path}", study_name=study.name, direction="maximize")
+    stored.set_user_attr("identity", old)
+    with pytest.raises(KdbenchError, match="made with other settings .*defaults_first.*unit.*--force"):
+        open_study(study, TuningSettings())
+
+
+def test_a_larger_budget_resumes_a_study_and_another_unit_does_not(tmp_path):
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    study = Study(cell, 40, tmp_path)
+    open_study(study, TuningSettings(epochs=100))
+    assert open_study(study, TuningSettings(epochs=400)).user_attrs["identity"] == study.identity(TuningSettings())
+    with pytest.raises(KdbenchError, match="made with other settings .*unit"):
+        open_study(study, TuningSettings(epochs=None, trials=12))
+
+
+def test_the_tuning_block_reads_epoch_and_trial_budgets_and_both_pruners():
+    settings = TuningSettings.from_spec({"epochs": 900, "pruner": {"first_rung": 5}})
+    assert (settings.budget, settings.unit, settings.seeds) == (900, "epochs", (100, 101))
+    assert settings.pruner == PrunerSettings(HALVING, first_rung=5, reduction_factor=3)
+    legacy = TuningSettings.from_spec({"trials": 12, "seeds": [100], "pruner": {"startup_trials": 3, "warmup_epochs": 10}})
+    assert (legacy.budget, legacy.unit, legacy.pruner.kind) == (12, "trials", MEDIAN)
+    assert TuningSettings.from_spec({"trials": 12}, epochs=300).unit == "epochs"  # the flag replaces the block's
+    assert TuningSettings.from_spec({"epochs": 900}, trials=4).budget == 4
+    with pytest.raises(KdbenchError, match="'epochs' or 'trials', not both"):
+        TuningSettings.from_spec({"epochs": 900, "trials": 4})
+    with pytest.raises(KdbenchError, match="unknown pruner keys warmup_epochs for the successive-halving pruner"):
+        TuningSettings.from_spec({"pruner": {"kind": "successive-halving", "warmup_epochs": 3}})
+    assert PrunerSettings().not_before(30).first_rung == 30
+    assert PrunerSettings(MEDIAN).not_before(30).warmup_epochs == 30
+
+
+def test_a_default_the_sampler_cannot_record_is_recorded_at_the_bound():
+    assert recordable(LogUniform(1e-9, 1e-4), 0.0, 100) == 1e-9
+    assert recordable(LogUniform(1e-9, 1e-4), 1e-2, 100) == 1e-2  # out of range but representable: kept
+    assert recordable(IntRange(5, 500, log=True), 1000, 100) == 1000
+    assert recordable(CatalogueShare(0.01, 0.5, min_items=50), 0, 1682) == 50
+    assert recordable(Uniform(0.1, 0.9), 0.0, 100) == 0.0
+
+
+def test_flatness_is_the_rise_over_the_second_half_of_the_epochs_spent():
+    values = [(0, 0.20, 10), (1, None, 5), (2, 0.25, 10), (3, 0.24, 10), (4, None, 5), (5, 0.255, 10)]
+    points = best_so_far(values)
+    assert points == [(10, 0.20), (15, 0.20), (25, 0.25), (35, 0.25), (40, 0.25), (50, 0.255)]
+    assert second_half_gain(points) == pytest.approx((0.255 - 0.25) / 0.255)  # best at epoch 25 was 0.25
+    assert second_half_gain([]) is None
+
+
+def test_a_study_summary_written_before_epoch_budgets_still_reads(tmp_path):
+    """Committed summaries keep working: verify, list and run --all read them."""
+    from kdbench.tuning_report import summary_table
+    from kdbench.tuning import read_summary
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "tuning" / "ml-100k" / "BPR-64_to_BPR-5" / "kd.json"
+    if not committed.exists():
+        pytest.skip("no committed tuning study")
+    summary = read_summary(committed)
+    row = summary_table([summary]).iloc[0]
+    assert row["budget"] == f"{summary['budget']} trials" and row["best valid NDCG@10"] == summary["best_valid_ndcg@10"]
+    assert json.loads(committed.read_text())["identity"]["seeds"] == [100]
