@@ -25,11 +25,13 @@ from kdbench.data import TOPK
 
 @dataclass
 class RankingResult:
-    """Mean metrics (`ndcg@10` ...) and the per-user values behind them, users in loader order."""
+    """Mean metrics (`ndcg@10` ...) and the per-user values behind them, users in loader order;
+    `topk_items` the users' top-K item ids (users x max(topk), best first: `kdbench.beyond`)."""
 
     metrics: dict[str, float]
     per_user: dict[str, np.ndarray] = field(repr=False)
     user_ids: np.ndarray = field(repr=False)
+    topk_items: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -97,13 +99,12 @@ def full_ranking(model: nn.Module, loader, config) -> RankingResult:
         scores[:, 0] = -np.inf  # padding item
         if history_index is not None:
             scores[history_index] = -np.inf
-        if fast_topk:
-            ranked.append(torch.topk(scores, depth, dim=-1).indices)
-        else:
+        if not fast_topk:
             collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
+        ranked.append(torch.topk(scores, depth, dim=-1).indices)
         user_ids.append(interaction[adapter.uid_field].cpu().numpy())
+    topk_idx = torch.cat(ranked) if ranked else torch.empty((0, depth), dtype=torch.int64)
     if fast_topk and ranked:
-        topk_idx = torch.cat(ranked)
         hits = ranked_hits(topk_idx, read.positives.to(topk_idx.device), loader._dataset.item_num)
         collector.data_struct.update_tensor("rec.topk", hits)
     struct = collector.get_data_struct()
@@ -118,7 +119,8 @@ def full_ranking(model: nn.Module, loader, config) -> RankingResult:
             per_user[key] = values[:, k - 1].astype(np.float64)
             metrics[key] = float(per_user[key].mean())
     model.train()
-    return RankingResult(metrics, per_user, np.concatenate(user_ids) if user_ids else np.empty(0, int))
+    return RankingResult(metrics, per_user, np.concatenate(user_ids) if user_ids else np.empty(0, int),
+                         topk_idx.cpu().numpy())
 
 
 def _model_storages(model: nn.Module) -> set[int]:

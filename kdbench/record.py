@@ -99,8 +99,10 @@ RunRecord = TypedDict("RunRecord", {
     "seed": int, "protocol": str, "config": dict, "environment": dict, "created": str,
     "data_fingerprint": str, "test": Numbers, "valid_ndcg@10": float, "cost": Numbers, "training": dict,
     "hparams": dict, "per_user": dict, "training_only_params": int, "teacher_test": Numbers,
-    "teacher_trained_further": bool, "wall_seconds": float,
+    "teacher_trained_further": bool, "wall_seconds": float, "beyond": Numbers, "test_users": dict,
 }, total=False)
+# `beyond` (runs since issue 27): the test users' beyond-accuracy metrics (`kdbench.beyond`);
+# `test_users.train_interactions`: each test user's training interactions, in `per_user`'s order.
 
 # What readers rely on (the rest may be absent: older formats, failed runs).
 REQUIRED_TEXT = ("dataset", "pairing", "label", "strategy")
@@ -156,16 +158,24 @@ def check_record(record: Any) -> str | None:
             return f"'{key}' is {record[key]!r}, not a number"
     if record["status"] == "ok" and not isinstance(record.get("test"), dict):
         return "a finished run without 'test' metrics"
-    return _check_per_user(record.get("per_user") or {})
+    return _check_per_user(record.get("per_user") or {}, record.get("test_users") or {})
 
 
-def _check_per_user(per_user: dict[str, Any]) -> str | None:
+def _check_per_user(per_user: dict[str, Any], test_users: dict[str, Any]) -> str | None:
     lengths = set()
     for key, values in per_user.items():
         if not isinstance(values, list) or not all(_is_number(v) for v in values):
             return f"'per_user.{key}' is not a list of numbers"
         lengths.add(len(values))
-    return "the 'per_user' lists have different lengths" if len(lengths) > 1 else None
+    if len(lengths) > 1:
+        return "the 'per_user' lists have different lengths"
+    counts = test_users.get("train_interactions")
+    if counts is not None:
+        if not isinstance(counts, list) or not all(_is_int(v) and v >= 0 for v in counts):
+            return "'test_users.train_interactions' is not a list of counts"
+        if lengths and len(counts) not in lengths:
+            return "'test_users.train_interactions' and the 'per_user' lists have different lengths"
+    return None
 
 
 def _is_int(value: Any) -> bool:

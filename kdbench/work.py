@@ -23,6 +23,7 @@ from kdbench.backbones import build_model
 from kdbench.cells import Cell
 from kdbench.data import PreparedData
 from kdbench.errors import KdbenchError
+from kdbench.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, item_counts, user_train_counts
 from kdbench.evaluate import full_ranking, inference_cost
 from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.record import RunRecord, base_record, failed_record
@@ -221,7 +222,9 @@ def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare
 
     The summary's time breakdown: `kd_prepare_seconds` (the strategy's prepare), `train_seconds`,
     `eval_seconds` (validation passes), `test_seconds` (the test pass), `cost_seconds` (measuring
-    inference cost); a student's run adds `teacher_load_seconds`."""
+    inference cost); a student's run adds `teacher_load_seconds`. `beyond` holds the test users'
+    beyond-accuracy metrics (`kdbench.beyond`), `test_users.train_interactions` each test user's
+    training interactions in `per_user`'s user order (the report's light and heavy users)."""
     start = time.perf_counter()
     test = full_ranking(model, data.test, data.config)
     test_seconds = time.perf_counter() - start
@@ -237,10 +240,21 @@ def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare
             "user_ids": test.user_ids.tolist(),
             **{m: [round(float(v), 6) for v in test.per_user[m]] for m in test.per_user},
         },
+        **beyond_blocks(data, test),
         "cost": cost.as_dict(),
         "training": result.summary() | {"kd_prepare_seconds": kd_prepare_seconds, "test_seconds": test_seconds,
                                         "cost_seconds": cost_seconds},
     }
+
+
+def beyond_blocks(data: PreparedData, test) -> dict[str, Any]:
+    """A record's `beyond` and `test_users` blocks, from the test pass and the training split's
+    RecBole counters (the ones RecBole's own beyond-accuracy metrics read)."""
+    train = data.train._dataset
+    counts = item_counts(train.item_counter, int(train.item_num))  # n: RecBole's item_num, padding included
+    beyond = beyond_accuracy(test.topk_items, counts, BEYOND_K, TAIL_RATIO)
+    return {"beyond": {key: round(value, 6) for key, value in beyond.items()} | {"tail_ratio": TAIL_RATIO},
+            "test_users": {"train_interactions": user_train_counts(train.user_counter, test.user_ids)}}
 
 
 def epoch_logger(what: str):
