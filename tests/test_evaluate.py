@@ -213,3 +213,30 @@ def test_a_deployed_model_recommends_the_top_20_items_per_user(toy):
     assert top[0].tolist() == list(range(n_items - 1, n_items - 21, -1))  # 40, 39, ..., 21
     assert top[1].tolist() == list(range(1, 21))
     assert top[2, :3].tolist() == [7, 3, 30]
+
+
+def test_the_recorded_beyond_accuracy_blocks_match_recboles_metrics_on_ml100k(ml100k, random_bpr):
+    """`work.beyond_blocks` on a real test pass: RecBole's own metric classes fed its Collector's
+    training-split counters and these top-10 lists give the same values; the users' training counts
+    follow `per_user`'s order."""
+    from recbole.evaluator.collector import DataStruct
+    from recbole.evaluator.metrics import AveragePopularity, GiniIndex, ItemCoverage
+
+    from kdbench.work import beyond_blocks
+
+    result = full_ranking(random_bpr, ml100k.test, ml100k.config)
+    blocks = beyond_blocks(ml100k, result)
+    train = ml100k.train._dataset
+    struct = DataStruct()
+    struct.set("rec.items", torch.from_numpy(result.topk_items[:, :10]))
+    struct.set("data.num_items", train.item_num)
+    struct.set("data.count_items", train.item_counter)
+    config = {"topk": [10], "metric_decimal_place": 12}
+    for metric in (ItemCoverage, AveragePopularity, GiniIndex):  # TailPercentage: tests/test_beyond.py
+        for key, value in metric(config).calculate_metric(struct).items():
+            assert blocks["beyond"][key] == pytest.approx(value, abs=1e-6), key
+    assert 0 < blocks["beyond"]["tailpercentage@10"] < 1 and blocks["beyond"]["tail_ratio"] == 0.8
+    counts = blocks["test_users"]["train_interactions"]
+    assert len(counts) == len(result.user_ids) == 943
+    first = int(result.user_ids[0])
+    assert counts[0] == int(ml100k.history[first].nnz) == train.user_counter[first]

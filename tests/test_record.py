@@ -68,3 +68,16 @@ def test_the_schema_holds_every_field_the_readers_and_the_runner_use():
     assert check_record({"dataset": "d", "pairing": "p", "label": "l", "strategy": "s", "seed": 0,
                          "status": "ok", "cost": {"params": "many"}, "test": {}}) == \
         "'cost.params' is 'many', not a number"
+
+
+def test_the_beyond_and_test_user_blocks_are_optional_and_checked():
+    base = {"dataset": "d", "pairing": "p", "label": "l", "strategy": "s", "seed": 0, "status": "ok",
+            "test": {}, "per_user": {"user_ids": [3, 1], "ndcg@10": [0.5, 0.0]}}
+    assert check_record(base) is None  # a record from before issue 27
+    assert check_record(_stored(GENERAL_RUN)) is None
+    new = base | {"beyond": {"giniindex@10": 0.9, "tail_ratio": 0.8}, "test_users": {"train_interactions": [40, 7]}}
+    assert check_record(new) is None
+    assert check_record(new | {"beyond": {"giniindex@10": "high"}}) == "'beyond.giniindex@10' is 'high', not a number"
+    assert "different lengths" in check_record(new | {"test_users": {"train_interactions": [40]}})
+    assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, -1]}})
+    assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, 1.5]}})

@@ -18,6 +18,10 @@ have and the users all those runs scored:
   `scipy.stats.ttest_rel` (two-sided) over the per-seed means (blind to user variance).
   Both are 1.0 when the strategy and scratch agree exactly (scipy rejects all-zero differences).
 
+By user group (`kdbench.report.groups`): the same change, interval, mixed-model p and Wilcoxon p
+on the light users only and on the heavy users only (columns `*_light`, `*_heavy`; not
+Holm-corrected), for runs that record their test users' training interactions.
+
 The teacher and scratch rows get no p-value. Training cost belongs to a strategy: from each run's
 record, mean and standard deviation over seeds of the seconds to the best model (knowledge
 preparation + seconds per epoch x best epoch), of the preparation alone, and of each seed's epoch
@@ -35,6 +39,7 @@ from scipy.stats import ttest_rel, wilcoxon
 
 from kdbench import stats
 from kdbench.metrics import PRIMARY_METRIC
+from kdbench.report.groups import GROUP_COLUMNS, dataset_groups, group_tests
 from kdbench.report.schema import (
     COLUMNS, CONFIDENCE, PRIMARY_MEAN, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
@@ -63,6 +68,7 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
     catalogue.
     """
     rows = []
+    users = {dataset: dataset_groups(runs[runs["status"] == "ok"]) for dataset, runs in df.groupby("dataset")}
     groups = sorted(df.groupby(["dataset", "teacher", "student"], sort=True),
                     key=lambda item: (item[0][0], spec_key(item[0][1]), spec_key(item[0][2])))
     for (dataset, _, _), cell in groups:
@@ -79,7 +85,7 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
             scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
             group_rows = []
             for _, runs in runs_here.groupby("strategy", sort=True):
-                row = _strategy_row(runs, scratch, teacher_primary, teacher_params, costs)
+                row = _strategy_row(runs, scratch, teacher_primary, teacher_params, costs, users[dataset])
                 row["variant"] = variant
                 if variant == TUNED:
                     row |= _tuned_columns(row, runs["method"].iloc[0], dataset, defaults_means, tuning)
@@ -117,7 +123,8 @@ def _ranked(group: pd.DataFrame) -> pd.DataFrame:
 
 
 def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: float,
-                  teacher_params: float, costs: pd.DataFrame | None = None) -> dict[str, Any]:
+                  teacher_params: float, costs: pd.DataFrame | None = None,
+                  user_groups: pd.Series | None = None) -> dict[str, Any]:
     ok = runs[runs["status"] == "ok"]
     first = runs.iloc[0]
     family = first_text(ok["family"], runs["family"])
@@ -134,9 +141,10 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
     row[VS_SCRATCH] = ratio(row[PRIMARY_MEAN] - scratch_primary, scratch_primary) * 100
     row[RETAINED] = ratio(row[PRIMARY_MEAN], teacher_primary) * 100
     if family == TEACHER or first["method"] == SCRATCH:
-        row.update(NO_TEST)
+        row.update(NO_TEST | dict.fromkeys(GROUP_COLUMNS, math.nan))
     else:
         row.update(paired_tests(ok, scratch))
+        row.update(group_tests(ok, scratch, user_groups, paired_tests))
     for column in ("params", "size_bytes", "train_s_per_epoch"):
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = ratio(teacher_params, row["params"])

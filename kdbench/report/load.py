@@ -44,14 +44,15 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     """Every stored run under `runs_dir/runs/`, one row each, failed ones included.
 
     `status` is 'ok' or 'failed' (with `error`); a failed run has no metrics or costs (NaN).
-    `per_user` holds the run's per-user primary metric as a Series indexed by user id.
+    `per_user` holds the run's per-user primary metric as a Series indexed by user id,
+    `train_interactions` the test users' training interactions likewise (None in older records).
     `strategy` is the run's label (`rrd`, or `rrd@K=20` for overridden hyperparameters), the unit
     the leaderboard compares; `method` is the bare strategy name.
     """
     rows = [_flatten(record) for record in RunStore(runs_dir).records()]
     columns = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
-               "per_user", "teacher_trained_further", *(f"env_{k}" for k in ENVIRONMENT)]
+               "per_user", "train_interactions", "teacher_trained_further", *(f"env_{k}" for k in ENVIRONMENT)]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -83,6 +84,9 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     per_user = record.get("per_user") or {}
     row["per_user"] = (pd.Series(per_user[PRIMARY_METRIC], index=per_user["user_ids"], dtype=float)
                        if ok and PRIMARY_METRIC in per_user else None)
+    counts = (record.get("test_users") or {}).get("train_interactions")
+    row["train_interactions"] = (pd.Series(counts, index=per_user["user_ids"], dtype=float)
+                                 if ok and counts is not None and "user_ids" in per_user else None)
     row["teacher_trained_further"] = bool(record.get("teacher_trained_further", False))
     environment = record.get("environment") or {}
     for key in ENVIRONMENT:

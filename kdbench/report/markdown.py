@@ -15,6 +15,7 @@ from kdbench.report.formatting import (
     TRAINED_TEACHER_MARK, duration, fmt, interval, mean_std, p_value, pct, significance_mark, throughput,
 )
 from kdbench.report.leaderboard import Leaderboard
+from kdbench.report.groups import GROUP_HEADERS, GROUPS, GROUPS_LEGEND, group_columns
 from kdbench.report.legend import LEGEND, SEQUENTIAL_INTRO
 from kdbench.report.schema import (
     POWER, PRIMARY_MEAN, PRIMARY_STD, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
@@ -55,8 +56,24 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
                 for r in failed.itertuples(index=False)]
         lines += [tabulate(rows, headers=["dataset", "pairing", "strategy", "seed", "error"],
                            tablefmt="github", disable_numparse=True), ""]
-    lines += [LEGEND]
+    lines += [LEGEND + (GROUPS_LEGEND if _has_groups(table) else "")]
     return "\n".join(lines)
+
+
+def _has_groups(table: pd.DataFrame) -> bool:
+    """Whether any row has a light/heavy change (runs recording their users' training counts)."""
+    return any(column in table and table[column].notna().any()
+               for column in (group_columns(group)[0] for group in GROUPS))
+
+
+def _group_cells(row: dict[str, Any]) -> list[str]:
+    """The row's light and heavy change vs scratch, in %, with its interval."""
+    cells = []
+    for group in GROUPS:
+        change, low, high = group_columns(group)[:3]
+        cells.append(pct(row.get(change, math.nan), signed=True)
+                     + interval(row.get(low, math.nan), row.get(high, math.nan)))
+    return cells
 
 
 def _facts(header: dict[str, Any], quick: bool) -> list[str]:
@@ -92,9 +109,13 @@ def _pairing_section(dataset: str, pairing: str, pairing_group: pd.DataFrame,
             lines += [f"### {VARIANT_TITLES.get(variant, variant)}", ""]
         if tuned:
             lines += [_budget_line(group), ""]
-        rows = [_markdown_row(row) for row in group.to_dict(orient="records")]
-        quality = [row[:N_QUALITY] + ([row[-2], row[-1]] if tuned else []) for row in rows]
-        headers = MD_HEADERS[:N_QUALITY] + (["trials", "vs defaults"] if tuned else [])
+        records = group.to_dict(orient="records")
+        rows = [_markdown_row(row) for row in records]
+        grouped = _has_groups(group)
+        quality = [row[:N_QUALITY] + (_group_cells(record) if grouped else []) + ([row[-2], row[-1]] if tuned else [])
+                   for row, record in zip(rows, records)]
+        headers = (MD_HEADERS[:N_QUALITY] + (list(GROUP_HEADERS) if grouped else [])
+                   + (["trials", "vs defaults"] if tuned else []))
         cost = [row[:2] + row[N_QUALITY:-2] for row in rows]
         lines += ["Quality:", "", tabulate(quality, headers=headers, tablefmt="github",
                                             disable_numparse=True), ""]

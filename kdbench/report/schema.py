@@ -5,6 +5,7 @@ levels behind them. The CSV and JSON carry `COLUMNS` in this order; the Markdown
 from __future__ import annotations
 
 from kdbench.metrics import PRIMARY_METRIC
+from kdbench.report.groups import GROUP_COLUMNS
 from kdbench.record import METRICS
 
 CONFIDENCE, POWER = 0.95, 0.8  # of the relative-change interval; of the minimum detectable effect
@@ -29,5 +30,5 @@ COLUMNS = (
     "train_s_per_epoch", "epoch_time_ratio_vs_scratch", "epoch_time_ratio_std",
     "kd_prepare_s_mean", "kd_prepare_s_std", "time_to_best_s_mean", "time_to_best_s_std",
     "best_epoch_mean", "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", TUNED_VS_DEFAULTS,
-    "teacher_trained_further",
+    "teacher_trained_further", *GROUP_COLUMNS,
 )
