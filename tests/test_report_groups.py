@@ -99,3 +99,22 @@ def test_a_report_of_old_records_has_no_group_legend_or_markdown_columns(tmp_pat
     write_reports(tmp_path / "results", tmp_path / "out")
     text = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "light vs scratch" not in text and GROUPS_LEGEND not in text
+
+
+def test_beyond_accuracy_means_over_seeds_in_the_csv(tmp_path):
+    store = RunStore(tmp_path / "results")
+    store.write("toy", PAIRING, "teacher", 0, record("teacher", 0, 0.40)
+                | {"beyond": {"giniindex@10": 0.9, "itemcoverage@10": 0.1, "tail_ratio": 0.8}})
+    for seed, gini in enumerate([0.5, 0.7]):
+        store.write("toy", PAIRING, "scratch", seed, record("scratch", seed, 0.2, per_user=SCRATCH[seed])
+                    | {"beyond": {"giniindex@10": gini, "averagepopularity@10": 100.0 + seed}})
+    store.write("toy", PAIRING, "kd", 0, record("kd", 0, 0.25, per_user=KD[0]))  # before issue 27
+    table = aggregate(load_runs(tmp_path / "results"))
+    by = table.set_index("strategy")
+    assert by.loc["scratch", "giniindex@10_mean"] == pytest.approx(0.6)
+    assert by.loc["scratch", "averagepopularity@10_mean"] == pytest.approx(100.5)
+    assert by.loc["teacher", "itemcoverage@10_mean"] == pytest.approx(0.1)
+    assert np.isnan(by.loc["kd", "giniindex@10_mean"]) and np.isnan(by.loc["scratch", "itemcoverage@10_mean"])
+    write_reports(tmp_path / "results", tmp_path / "out")
+    rows = {r["strategy"]: r for r in csv.DictReader(open(tmp_path / "out" / "leaderboard.csv", newline=""))}
+    assert float(rows["scratch"]["giniindex@10_mean"]) == pytest.approx(0.6) and rows["kd"]["giniindex@10_mean"] == ""

@@ -22,6 +22,9 @@ By user group (`kdbench.report.groups`): the same change, interval, mixed-model 
 on the light users only and on the heavy users only (columns `*_light`, `*_heavy`; not
 Holm-corrected), for runs that record their test users' training interactions.
 
+Beyond accuracy (`kdbench.beyond`): `<metric>@10_mean`, the mean over ok seeds of ItemCoverage,
+AveragePopularity, TailPercentage and GiniIndex of the test users' top 10, for every row.
+
 The teacher and scratch rows get no p-value. Training cost belongs to a strategy: from each run's
 record, mean and standard deviation over seeds of the seconds to the best model (knowledge
 preparation + seconds per epoch x best epoch), of the preparation alone, and of each seed's epoch
@@ -38,6 +41,7 @@ import pandas as pd
 from scipy.stats import ttest_rel, wilcoxon
 
 from kdbench import stats
+from kdbench.beyond import BEYOND_METRICS
 from kdbench.metrics import PRIMARY_METRIC
 from kdbench.report.groups import GROUP_COLUMNS, dataset_groups, group_tests
 from kdbench.report.schema import (
@@ -137,6 +141,8 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
     for metric in METRICS:
         row[f"{metric}_mean"] = ok[metric].mean()
         row[f"{metric}_std"] = ok[metric].std(ddof=1)
+    for metric in BEYOND_METRICS:  # NaN for runs from before issue 27
+        row[f"{metric}_mean"] = ok[metric].astype(float).mean()
     scratch_primary = scratch[PRIMARY_METRIC].mean()
     row[VS_SCRATCH] = ratio(row[PRIMARY_MEAN] - scratch_primary, scratch_primary) * 100
     row[RETAINED] = ratio(row[PRIMARY_MEAN], teacher_primary) * 100

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from kdbench.beyond import BEYOND_METRICS
 from kdbench.inference_cost import check_cost
 from kdbench.metrics import PRIMARY_METRIC
 from kdbench.report.schema import TEACHER_PRIMARY
@@ -31,6 +32,8 @@ RUN_FIELDS = {
     # whose shapes `kdbench cost` does not measure (per query: a forward over its input sequence)
     "run_throughput": ("cost", "throughput_users_per_s"),
     "run_latency_p50_ms": ("cost", "latency_p50_ms"),
+    # beyond accuracy on the test users' top 10 (kdbench.beyond; NaN in records before issue 27)
+    **{metric: ("beyond", metric) for metric in BEYOND_METRICS},
 }
 ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 

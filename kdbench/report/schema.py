@@ -4,6 +4,7 @@ levels behind them. The CSV and JSON carry `COLUMNS` in this order; the Markdown
 
 from __future__ import annotations
 
+from kdbench.beyond import BEYOND_METRICS
 from kdbench.metrics import PRIMARY_METRIC
 from kdbench.report.groups import GROUP_COLUMNS
 from kdbench.record import METRICS
@@ -30,5 +31,5 @@ COLUMNS = (
     "train_s_per_epoch", "epoch_time_ratio_vs_scratch", "epoch_time_ratio_std",
     "kd_prepare_s_mean", "kd_prepare_s_std", "time_to_best_s_mean", "time_to_best_s_std",
     "best_epoch_mean", "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", TUNED_VS_DEFAULTS,
-    "teacher_trained_further", *GROUP_COLUMNS,
+    "teacher_trained_further", *GROUP_COLUMNS, *(f"{metric}_mean" for metric in BEYOND_METRICS),
 )
