@@ -285,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        from kdbench.compat import check_install
+
+        check_install()  # a broken install (no RecBole, a missing import, pandas 3) in one line
         from kdbench.registry import load_entry_point_plugins, load_plugin_file
         import kdbench.strategies  # noqa: F401  (registers the built-in strategies)
 
