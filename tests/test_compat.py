@@ -128,3 +128,18 @@ def test_versions_are_read_as_major_minor(monkeypatch):
     _pretend_installed(monkeypatch, {"numpy": "2.5.5", "scipy": "1.13rc1", "torch": "2.13.0+cpu", "gone": None})
     assert compat._major_minor("numpy") == (2, 5) and compat._major_minor("scipy") == (1, 13)
     assert compat._major_minor("torch") == (2, 13) and compat._major_minor("gone") is None
+
+
+def test_a_strategy_definition_is_hashed_as_python_3_11_dumps_it():
+    """Strategy code versions enter every stored run's identity: 3.12 (type_params=[]) and 3.13 (empty
+    lists left out) changed `ast.dump`, which would make every committed run stale on them."""
+    import ast
+
+    from kdbench.strategies._code import _normalised
+
+    source = 'class A(B):\n    "doc"\n    def f(self, x=None):\n        return [x]\n'
+    assert _normalised(ast.parse(source).body[0]) == (
+        "ClassDef(name='A', bases=[Name(id='B', ctx=Load())], keywords=[], body=[FunctionDef(name='f', "
+        "args=arguments(posonlyargs=[], args=[arg(arg='self'), arg(arg='x')], kwonlyargs=[], kw_defaults=[], "
+        "defaults=[Constant(value=None)]), body=[Return(value=List(elts=[Name(id='x', ctx=Load())], ctx=Load()))], "
+        "decorator_list=[])], decorator_list=[])")
