@@ -17,10 +17,15 @@ the numpy 1 / scipy 1.12 stack of Python 3.11:
 Nothing is patched where the name exists (Python 3.11's numpy 1.26 and scipy 1.12), and numpy and
 scipy are imported here only when their installed version lacks the name. RecBole's open pull
 request RUCAIBox/RecBole#2187 fixes the same names in RecBole's own code.
+
+`ast_as_311` keeps strategy code versions (part of every stored run's identity) independent of the
+interpreter: Python 3.12 and 3.13 changed `ast.dump`.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
 import importlib.metadata
 import importlib.util
 import re
@@ -73,6 +78,25 @@ def install() -> None:
 
         if not hasattr(scipy.sparse.dok_matrix, "_update"):
             scipy.sparse.dok_matrix._update = _dok_update
+
+
+class _AstAs311:
+    """The `ast` module, whose `dump` writes what Python 3.11's `ast.dump(node)` writes: 3.12 added
+    `type_params=[]` to function and class definitions, and 3.13 leaves empty lists out."""
+
+    def __getattr__(self, name: str):
+        return getattr(ast, name)
+
+    @staticmethod
+    def dump(node: ast.AST) -> str:
+        node = copy.deepcopy(node)
+        for inner in ast.walk(node):
+            if getattr(inner, "type_params", None) == []:  # a field 3.11 does not have
+                del inner.type_params
+        return ast.dump(node, show_empty=True) if sys.version_info >= (3, 13) else ast.dump(node)
+
+
+ast_as_311 = _AstAs311()
 
 
 def install_problems() -> list[str]:

@@ -17,6 +17,13 @@ import inspect
 import sys
 from functools import lru_cache
 
+if sys.version_info >= (3, 12):
+    # Python 3.12 and 3.13 changed what `ast.dump` writes, so every code version (and every stored
+    # run's identity) would change with the interpreter: `ast` is then the module with 3.11's dump.
+    # This `if` is not hashed (only top-level definitions are), and no definition below changed:
+    # a composite strategy hashes `code_version` itself, so editing them would change its version.
+    from kdbench.compat import ast_as_311 as ast
+
 PACKAGE = "kdbench.strategies"
 INTERFACE = "kdbench.strategies.base"
 IGNORED_CLASS_ATTRIBUTES = ("search_space",)
@@ -57,17 +64,7 @@ def _normalised(node: ast.AST) -> str:
                 and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
                 and isinstance(body[0].value.value, str)):
             inner.body = body[1:] or [ast.Pass()]
-    return _dump(node)
-
-
-def _dump(node: ast.AST) -> str:
-    """`ast.dump(node)` as Python 3.11 writes it, on every Python: 3.12 added `type_params=[]` to
-    definitions and 3.13 leaves empty lists out, which would change every strategy's code version
-    (and so every stored run's identity) with the interpreter."""
-    for inner in ast.walk(node):
-        if getattr(inner, "type_params", None) == []:
-            del inner.type_params
-    return ast.dump(node, show_empty=True) if sys.version_info >= (3, 13) else ast.dump(node)
+    return ast.dump(node)
 
 
 def _assigns_any(node: ast.AST, names: tuple[str, ...]) -> bool:
