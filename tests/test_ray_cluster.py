@@ -1,7 +1,8 @@
-"""The Ray executor on a real two-node cluster on this machine (`ray.cluster_utils.Cluster`: a head and
-a worker node, one CPU each, separate raylets and object stores): cells spread over both nodes give
-the metrics one process gives, and a cell whose worker process is killed, or whose node is lost,
-mid-cell is retried or recorded as failed, never lost. Skipped where Ray is not installed."""
+"""The Ray executor on real multi-node clusters on this machine (`ray.cluster_utils.Cluster`: separate
+raylets and object stores): on a head and a worker node, one CPU each, cells spread over both nodes
+give the metrics one process gives, and a cell whose worker process is killed mid-cell is retried
+or recorded as failed, never lost; on a head and two worker nodes, a cell whose node is lost
+mid-cell runs again on the other. Skipped where Ray is not installed."""
 
 from __future__ import annotations
 
@@ -101,10 +102,12 @@ def _run(root: Path, cells, executor, plugins=()) -> list[dict]:
         executor.close()
 
 
-def _start_cluster() -> Cluster:
-    """A head and one worker node, one CPU each (Ray binds them to this machine's own address)."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+def _start_cluster(head_cpus: int = 1, workers: int = 1) -> Cluster:
+    """A head and `workers` worker nodes, one CPU each (the head `head_cpus`); Ray binds them all to
+    this machine's own address."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False})
+    for _ in range(workers):
+        cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     return cluster
 
@@ -208,16 +211,18 @@ def test_a_worker_process_killed_mid_cell_is_retried_and_one_killed_twice_is_rec
 
 
 def test_a_node_lost_mid_cell_costs_that_cell_one_attempt(toy_dir, tmp_path, plugin):
-    """Two stalled cells, one per node; the worker node is removed (its raylet and workers killed,
-    no grace) while its cell runs: that cell is run again on the head, and both finish."""
+    """Two stalled cells on the two worker nodes of a cluster whose head runs no task; the worker node
+    the driver is not attached to (removing the driver's own raylet would end the driver) is removed,
+    its raylet and workers killed without grace, while its cell runs: that cell runs again on the
+    other worker node, and both finish."""
     path, root = plugin
-    cluster = _start_cluster()
-    head_node, worker_node = cluster.head_node, next(iter(cluster.worker_nodes))
+    cluster = _start_cluster(head_cpus=0, workers=2)
+    worker_nodes = list(cluster.worker_nodes)
     seeds = (10, 11)
     cells = _cells(toy_dir, ("stall",), seeds)
     events: dict[str, object] = {}
 
-    def remove_the_worker_node_once_both_cells_run():
+    def remove_a_worker_node_once_both_cells_run():
         try:
             deadline = time.time() + 180
             while time.time() < deadline and "first_nodes" not in events:
@@ -225,28 +230,29 @@ def test_a_node_lost_mid_cell_costs_that_cell_one_attempt(toy_dir, tmp_path, plu
                            if (root / "attempts" / f"seed{seed}").exists()}
                 if len(started) == 2:
                     events["first_nodes"] = {seed: nodes[0] for seed, nodes in started.items()}
-                    events["head"], events["worker"] = _node_id(head_node), _node_id(worker_node)
-                    if events["worker"] in events["first_nodes"].values():
-                        cluster.remove_node(worker_node, allow_graceful=False)
-                        events["removed"] = True
+                    driver = ray.get_runtime_context().get_node_id()
+                    doomed = next(node for node in worker_nodes if _node_id(node) != driver)
+                    events["removed"], events["kept"] = _node_id(doomed), next(
+                        _node_id(node) for node in worker_nodes if node is not doomed)
+                    cluster.remove_node(doomed, allow_graceful=False)
                 time.sleep(0.2)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             events["error"] = repr(exc)
         finally:
             (root / "go").touch()  # lets the stalled cell(s) go on
 
-    remover = threading.Thread(target=remove_the_worker_node_once_both_cells_run, daemon=True)
+    remover = threading.Thread(target=remove_a_worker_node_once_both_cells_run, daemon=True)
     remover.start()
     try:
         records = _run(tmp_path, cells, RayExecutor(address=cluster.address), plugins=(path,))
     finally:
         remover.join(timeout=200)
         cluster.shutdown()
-    assert events.get("removed"), f"both cells should start, one on each node: {events}"
+    assert "error" not in events and "removed" in events, events
+    assert sorted(events["first_nodes"].values()) == sorted([events["removed"], events["kept"]])  # one per worker
     assert [r["status"] for r in records] == ["ok", "ok", "ok"]
-    head, worker = events["head"], events["worker"]
-    lost = next(seed for seed, node in events["first_nodes"].items() if node == worker)
-    assert _attempt_nodes(root, lost) == [worker, head]
+    lost = next(seed for seed, node in events["first_nodes"].items() if node == events["removed"])
     kept = next(seed for seed in seeds if seed != lost)
-    assert _attempt_nodes(root, kept) == [head]
+    assert _attempt_nodes(root, lost) == [events["removed"], events["kept"]]
+    assert _attempt_nodes(root, kept) == [events["kept"]]
     assert len(list((tmp_path / "results" / "runs").rglob("*.json"))) == len(cells)
