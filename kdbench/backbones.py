@@ -193,15 +193,6 @@ _SHARED_KEYS = (
 )
 
 
-def is_sequential(model: nn.Module) -> bool:
-    """Deprecated: ask the model's family (`families.family_of_model(model)`), whose
-    `evaluation_adapter` replaces the one test left (`evaluate.evaluation_adapter`). Read from
-    RecBole's own declaration (`ModelType`), not from kdbench's families."""
-    from recbole.utils import ModelType
-
-    return getattr(model, "type", None) == ModelType.SEQUENTIAL
-
-
 def reset_inference_cache(model: nn.Module) -> None:
     """Drop embeddings a model caches for full-sort prediction (LightGCN's restore_user_e ...)."""
     for name in getattr(model, "other_parameter_name", None) or []:

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdbench.backbones import (BackboneAdapter, count_parameters, is_sequential, model_size_bytes,
+from kdbench.backbones import (BackboneAdapter, count_parameters, model_size_bytes,
                                reset_inference_cache)
 from kdbench.data import TOPK
+from kdbench.families import family_of_model
 
 
 @dataclass
@@ -179,11 +180,7 @@ def ranked_hits(topk_idx: torch.Tensor, positives: torch.Tensor, n_items: int) -
 
 def evaluation_adapter(model: nn.Module, uid_field: str, iid_field: str) -> BackboneAdapter:
     """The adapter that scores an evaluation loader's batches for `model`'s family."""
-    if is_sequential(model):
-        from kdbench.sequential import SequentialAdapter
-
-        return SequentialAdapter(model, None, iid_field, uid_field=uid_field)
-    return BackboneAdapter(model, uid_field, iid_field)
+    return family_of_model(model).evaluation_adapter(model, uid_field, iid_field)
 
 
 @dataclass

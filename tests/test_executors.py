@@ -3,6 +3,7 @@ as Ray tasks; a teacher is trained once; a worker killed mid-cell costs a retry,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import textwrap
 from pathlib import Path
@@ -16,6 +17,7 @@ from kdbench.runner import Runner
 from kdbench.train import TrainSettings
 
 SMALL = TrainSettings(max_epochs=3, batch_size=4096)
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (extra 'ray')")
 METRIC_FIELDS = ("test", "per_user", "valid_ndcg@10", "hparams")
 
 # A plugin strategy whose worker process kills itself (SIGKILL, as the OOM killer or a lost node
@@ -100,6 +102,7 @@ def test_two_local_workers_give_the_same_metrics_as_one_process(toy_dir, tmp_pat
 
 
 @pytest.mark.slow
+@needs_ray
 def test_a_ray_cluster_gives_the_same_metrics_and_trains_the_teacher_once(toy_dir, tmp_path, serial_records):
     counting = CountingExecutor(RayExecutor(workers=2))
     records = _run(tmp_path, _cells(toy_dir), counting)
@@ -122,7 +125,7 @@ def killer(tmp_path_factory) -> tuple[str, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, seed", [("local", 0), ("ray", 1)])
+@pytest.mark.parametrize("kind, seed", [("local", 0), pytest.param("ray", 1, marks=needs_ray)])
 def test_a_worker_killed_mid_cell_is_retried_and_the_suite_completes(toy_dir, tmp_path, killer, kind, seed):
     plugin, markers = killer
     cells = _cells(toy_dir, strategies=("killer", "scratch"), seeds=(seed, 99))
@@ -183,10 +186,10 @@ def test_a_worker_whose_driver_went_away_exits_quietly(capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
+@needs_ray
 def test_a_private_ray_instance_runs_its_tasks_at_normal_priority():
     """Ray's default worker niceness (15) starves its tasks next to any other process; ours use 0.
     (A lambda: Ray pickles it by value, as the workers cannot import this test module.)"""
-    pytest.importorskip("ray")
     executor = RayExecutor(None, workers=1)
     try:
         assert [result for _, result in executor.map_unordered(lambda _: __import__("os").nice(0), [0, 1])] == [0, 0]

@@ -13,6 +13,7 @@ from typing import Sequence
 import kdbench.strategies  # noqa: F401  (registers the built-in strategies)
 from kdbench.cli.handlers import COMMANDS
 from kdbench.cli.parser import build_parser
+from kdbench.compat import check_install
 from kdbench.errors import KdbenchError
 from kdbench.registry import load_entry_point_plugins, load_plugin_file
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        check_install()  # a broken install (no RecBole, a missing import, pandas 3) in one line
         load_entry_point_plugins()
         for plugin in args.plugin:
             load_plugin_file(plugin)

@@ -166,8 +166,14 @@ def family_of(spec: Any) -> Family:
 
 
 def family_of_model(model: nn.Module) -> Family:
-    """The family of a built model."""
-    return family_of(type(model).__name__)
+    """The family of a built model: its card's, else the family named by the model's RecBole
+    declaration (`type = ModelType.SEQUENTIAL`, as RecBole dispatches), else the general one (a
+    model outside the cards: a plugin's or a test's toy)."""
+    name = type(model).__name__
+    if any(family.knows(name) for family in FAMILIES.values()):
+        return family_of(name)
+    declared = str(getattr(getattr(model, "type", None), "name", "general")).lower()
+    return FAMILIES.get(declared) if declared in FAMILIES.names() else FAMILIES.get("general")
 
 
 def default_protocol(spec: Any) -> str:

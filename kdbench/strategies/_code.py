@@ -17,6 +17,13 @@ import inspect
 import sys
 from functools import lru_cache
 
+if sys.version_info >= (3, 12):
+    # Python 3.12 and 3.13 changed what `ast.dump` writes, so every code version (and every stored
+    # run's identity) would change with the interpreter: `ast` is then the module with 3.11's dump.
+    # This `if` is not hashed (only top-level definitions are), and no definition below changed:
+    # a composite strategy hashes `code_version` itself, so editing them would change its version.
+    from kdbench.compat import ast_as_311 as ast
+
 PACKAGE = "kdbench.strategies"
 INTERFACE = "kdbench.strategies.base"
 IGNORED_CLASS_ATTRIBUTES = ("search_space",)
