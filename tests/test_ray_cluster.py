@@ -18,7 +18,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from kdbench.backbones import BackboneSpec  # noqa: E402
+from kdbench.families import BackboneSpec  # noqa: E402
 from kdbench.cells import Cell  # noqa: E402
 from kdbench.executors import RayExecutor, SerialExecutor  # noqa: E402
 from kdbench.runner import Runner  # noqa: E402

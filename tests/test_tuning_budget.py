@@ -15,7 +15,7 @@ import yaml
 import kdbench.train as train_module
 import kdbench.work as work_module
 from conftest import write_interactions
-from kdbench.backbones import BackboneSpec
+from kdbench.families import BackboneSpec
 from kdbench.cells import Cell
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
@@ -24,7 +24,7 @@ from kdbench.strategies.kd import KD
 from kdbench.train import TrainSettings
 from kdbench.trial import HALVING, MEDIAN, PrunerSettings
 from kdbench.tuning import Study, TuningSettings, open_study, read_best
-from kdbench.tuning_report import best_so_far, second_half_gain
+from kdbench.report.tuning_summary import best_so_far, second_half_gain
 
 BUDGET = 14
 SUITE = {
@@ -239,7 +239,7 @@ def test_flatness_is_the_rise_over_the_second_half_of_the_epochs_spent():
 
 def test_a_study_summary_written_before_epoch_budgets_still_reads(tmp_path):
     """Committed summaries keep working: verify, list and run --all read them."""
-    from kdbench.tuning_report import summary_table
+    from kdbench.report.tuning_summary import summary_table
     from kdbench.tuning import read_summary
 
     committed = Path(__file__).resolve().parents[1] / "results" / "tuning" / "ml-100k" / "BPR-64_to_BPR-5" / "kd.json"
