@@ -229,11 +229,20 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     identity = study.identity(settings)
     if force and study.storage_path.exists():
         study.storage_path.unlink()
+    existed = study.storage_path.exists()
     study.folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{study.storage_path}"
     try:
+        # one study per file: a file holding another study (another dataset's, a copied file) is
+        # refused instead of receiving a second study beside it
+        others = [name for name in optuna.get_all_study_names(storage) if name != study.name] if existed else []
+        if others:
+            raise KdbenchError(f"{study.storage_path} holds the study '{others[0]}', not '{study.name}': "
+                               "move it away or pass --force to start this study there")
         optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
                                            load_if_exists=True)
+    except KdbenchError:
+        raise
     except Exception as exc:  # noqa: BLE001 - sqlalchemy / sqlite errors of a damaged file
         raise DamagedFile(study.storage_path, f"not a readable Optuna study ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:120]})", "pass --force to start it again") from None
@@ -252,6 +261,8 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
 def _identity_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The fields in which a stored study's identity differs from `current`, the data's location
     aside; a study stored before fingerprints were recorded is taken at its word about the data."""
+    if not isinstance(stored, dict):
+        return [f"identity (stored as {type(stored).__name__}, not a mapping)"]
     if "data_fingerprint" not in stored:
         current = {k: v for k, v in current.items() if k != "data_fingerprint"}
     return identity_differences(stored, current)

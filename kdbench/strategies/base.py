@@ -20,6 +20,7 @@ loss then holds the teacher's terms too. The cached teacher is never written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,6 +40,15 @@ FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
 # The backbone families (`kdbench.families`) a strategy runs on unless it declares others, and the
 # declaration for every family (a strategy that uses nothing of the backbone but its own loss).
 DEFAULT_BACKBONES, ANY_BACKBONE = ("general",), "*"
+# A strategy name is a path component of its results (`runs/<dataset>/<pairing>/<name>/seedN.json`)
+# and a word of the command line: lowercase letters, digits, '-' and '_', starting with a letter.
+# '+' joins composites, so it is not allowed; the reserved names are the results' own folders.
+STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+RESERVED_NAMES = frozenset({"teacher", "all", "defaults", "tuned"})
+# Hyperparameters read as probabilities by name: any strategy's value must lie in [0, 1].
+PROBABILITIES = frozenset({"keep_prob", "dropout", "drop_prob"})
+# The words a boolean hyperparameter accepts (any other word is refused, never read as False).
+TRUE_WORDS, FALSE_WORDS = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
 @dataclass
@@ -85,6 +95,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     of (another sampling scheme of the same paper, say). Variants run when named; `all` (the default
     suite's leaderboard, `tune --all`) keeps one row per method and leaves them out.
     """
+    check_strategy_name(name)
     if isinstance(backbones, str) or not backbones:
         raise KdbenchError(f"strategy '{name}': backbones must be a non-empty tuple of family names")
     if family not in FAMILIES:
@@ -99,6 +110,17 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
         return STRATEGIES.register(name)(cls)
 
     return decorator
+
+
+def check_strategy_name(name: Any) -> None:
+    """Refuse a name that could not be a results folder or a command-line word: checked once, at
+    registration, so no registered strategy can write outside its pairing's folder."""
+    if not isinstance(name, str) or not STRATEGY_NAME.fullmatch(name):
+        raise KdbenchError(f"invalid strategy name {name!r}: a name is 1-64 lowercase letters, digits, "
+                           "'-' or '_', starting with a letter")
+    if name in RESERVED_NAMES:
+        raise KdbenchError(f"invalid strategy name '{name}': reserved (valid names avoid: "
+                           f"{choices(sorted(RESERVED_NAMES))})")
 
 
 def method_names() -> list[str]:
@@ -155,7 +177,28 @@ class DistillationStrategy(nn.Module):
         for key in cls.must_be_positive:
             if not resolved[key] > 0:
                 raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {resolved[key]}")
+        for key, value in resolved.items():
+            if key.rpartition(".")[2] in PROBABILITIES and not isinstance(value, bool) and value > 1:
+                raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' is a probability: "
+                                   f"it must be in [0, 1], got {value}")
         return resolved
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any], n_users: int, n_items: int) -> None:
+        """Refuse resolved hyperparameters that cannot fit the dataset, before anything trains
+        (`run.validation`). Declared generically: a hyperparameter the search space draws as a
+        share of the catalogue (a top-N pool) holds 1 to n_items - 1 items (an item is never its own
+        user's candidate), and a strategy with both `K` and `top_n` draws its K items from the pool,
+        so K <= top_n. Override (calling this) for other rules."""
+        for key, distribution in (cls.search_space or {}).items():
+            if isinstance(distribution, CatalogueShare) and key in hparams:
+                if not 1 <= hparams[key] <= n_items - 1:
+                    raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' is a number of items: "
+                                       f"it must be in [1, {n_items - 1}] on this dataset ({n_items} items), "
+                                       f"got {hparams[key]}")
+        if "K" in hparams and "top_n" in hparams and hparams["top_n"] < hparams["K"]:
+            raise KdbenchError(f"strategy '{cls.name}': top_n ({hparams['top_n']}) must be >= K "
+                               f"({hparams['K']}): the K items come from the teacher's top_n")
 
     @classmethod
     def tuning_space(cls) -> dict[str, Distribution]:
@@ -216,14 +259,17 @@ def _cast(strategy: str, key: str, raw: Any, default: Any) -> Any:
     kind = type(default)
     try:
         if kind is bool:
-            value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            word = str(raw).strip().lower()
+            if not isinstance(raw, bool) and word not in TRUE_WORDS | FALSE_WORDS:
+                raise ValueError
+            value = raw if isinstance(raw, bool) else word in TRUE_WORDS
         elif kind is int:
             value = int(float(raw)) if float(raw).is_integer() else None
             if value is None:
                 raise ValueError
         else:
             value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise KdbenchError(
             f"hyperparameter '{key}' of strategy '{strategy}' must be {kind.__name__}, got '{raw}'"
         ) from None
