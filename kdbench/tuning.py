@@ -43,6 +43,7 @@ from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
+from kdbench.study_storage import check_storage
 from kdbench.trial import HALVING, MEDIAN, PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
 
@@ -229,20 +230,13 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     identity = study.identity(settings)
     if force and study.storage_path.exists():
         study.storage_path.unlink()
-    existed = study.storage_path.exists()
+    if study.storage_path.exists():  # one study per file, never a second one added beside another
+        check_storage(study.storage_path, study.name)
     study.folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{study.storage_path}"
     try:
-        # one study per file: a file holding another study (another dataset's, a copied file) is
-        # refused instead of receiving a second study beside it
-        others = [name for name in optuna.get_all_study_names(storage) if name != study.name] if existed else []
-        if others:
-            raise KdbenchError(f"{study.storage_path} holds the study '{others[0]}', not '{study.name}': "
-                               "move it away or pass --force to start this study there")
         optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
                                            load_if_exists=True)
-    except KdbenchError:
-        raise
     except Exception as exc:  # noqa: BLE001 - sqlalchemy / sqlite errors of a damaged file
         raise DamagedFile(study.storage_path, f"not a readable Optuna study ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:120]})", "pass --force to start it again") from None
@@ -268,23 +262,14 @@ def _identity_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[s
     return identity_differences(stored, current)
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def check_storages(cells: list[Cell], results_dir: str | Path, force: bool = False) -> None:
     """Refuse, before any study is opened or created, a storage that is not an SQLite file (a
-    truncated or foreign file); --force starts such studies again."""
+    truncated or foreign file), holds another study, or a non-mapping identity; --force starts such
+    studies again."""
     for cell in study_cells(cells):
-        path = Study(cell, 0, Path(results_dir)).storage_path
-        if force or not path.exists():
-            continue
-        try:
-            with open(path, "rb") as handle:
-                header = handle.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise DamagedFile(path, f"cannot be read ({exc.strerror or exc})", "pass --force to start it again") from None
-        if header != SQLITE_HEADER:
-            raise DamagedFile(path, "not an SQLite database (truncated or replaced?)", "pass --force to start it again")
+        study = Study(cell, 0, Path(results_dir))
+        if not force and study.storage_path.exists():
+            check_storage(study.storage_path, study.name)
 
 
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import run_cli
-from test_malformed import (assert_one_line_exit_2, plugin, snapshot, suite_file, suite_run, toy_data,
+from test_malformed import (STORAGE_PATH, assert_one_line_exit_2, plugin, snapshot, suite_file, suite_run, toy_data,
                             toy_run, workdir, write)  # noqa: F401  (workdir: a fixture)
 
 from kdbench.errors import KdbenchError
@@ -25,6 +25,19 @@ from kdbench.errors import KdbenchError
 
 def tune_suite(root: Path, **spec) -> list[str]:
     return ["tune", "--suite", suite_file(root, **spec), "--trials", "1"]
+
+
+def tune_with_storage(study_name: str, identity):
+    """`tune` on the toy suite, its scratch study's file already holding `study_name` with `identity`."""
+    def setup(root: Path) -> list[str]:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        (root / STORAGE_PATH).parent.mkdir(parents=True)
+        stored = optuna.create_study(storage=f"sqlite:///{root / STORAGE_PATH}", study_name=study_name)
+        stored.set_user_attr("identity", identity)
+        return tune_suite(root)
+    return setup
 
 
 def users_dat(body: str):
@@ -56,8 +69,12 @@ CASES = {
         "plugin-raises-base-exception": (plugin("class Boom(BaseException):\n    pass\nraise Boom('no')\n"),
                                          ["failed to import: Boom: no"]),
         "plugin-raises-generator-exit": (plugin("raise GeneratorExit\n"), ["failed to import: GeneratorExit"]),
+        "tune-study-identity-is-a-list": (tune_with_storage("toy/BPR:16->BPR:4/scratch", [1, 2]),
+                                          ["other settings", "identity stored as list, not a mapping"]),
     },
     "accepted": {
+        "tune-study-file-of-another-dataset": (tune_with_storage("ml-100k/BPR:16->BPR:4/scratch", {"space": {}}),
+                                               ["holds the study 'ml-100k/BPR:16->BPR:4/scratch'"]),
         "suite-quick-unknown-key": (lambda root: suite_run(root, quick={"seedz": [0]}),
                                     ["unknown keys in 'quick'", "seedz"]),
         "suite-quick-unknown-key-with-quick": (lambda root: suite_run(root, quick={"stratgies": ["kd"]}) + ["--quick"],
@@ -135,7 +152,7 @@ def test_a_malformed_input_is_one_line_exit_2_and_writes_nothing(capsys, workdir
 
 def test_the_corpus_has_every_class():
     counts = {kind: len(cases) for kind, cases in CASES.items()}
-    assert counts == {"traceback": 6, "accepted": 20, "names": 9, "before-training": 7}
+    assert counts == {"traceback": 7, "accepted": 21, "names": 9, "before-training": 7}
 
 
 # -- tuning studies (class 1: a wrong-typed identity; class 2: another dataset's study) ----------
@@ -230,7 +247,7 @@ def toy_dir(tmp_path_factory) -> str:
     return toy_data(tmp_path_factory.mktemp("toy"))
 
 
-@settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=2000, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flag=st.sampled_from(FLAGS), flag_value=NUMBER_TEXT, hparam=st.sampled_from(HPARAMS), hp_value=NUMBER_TEXT)
 def test_any_number_or_text_in_a_flag_or_hyperparameter_is_exit_0_or_2(capsys, monkeypatch, tmp_path, toy_dir,
                                                                       flag, flag_value, hparam, hp_value):

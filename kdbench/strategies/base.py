@@ -20,11 +20,11 @@ loss then holds the teacher's terms too. The cached teacher is never written.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -47,6 +47,7 @@ STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 RESERVED_NAMES = frozenset({"teacher", "all", "defaults", "tuned"})
 # Hyperparameters read as probabilities by name: any strategy's value must lie in [0, 1].
 PROBABILITIES = frozenset({"keep_prob", "dropout", "drop_prob"})
+INT64_MAX = 2**63 - 1
 # The words a boolean hyperparameter accepts (any other word is refused, never read as False).
 TRUE_WORDS, FALSE_WORDS = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
@@ -273,7 +274,9 @@ def _cast(strategy: str, key: str, raw: Any, default: Any) -> Any:
         raise KdbenchError(
             f"hyperparameter '{key}' of strategy '{strategy}' must be {kind.__name__}, got '{raw}'"
         ) from None
-    if kind is not bool and (not np.isfinite(value) or value < 0):
+    if kind is int and value > INT64_MAX:  # torch's widest integer
+        raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be at most {INT64_MAX}, got '{raw}'")
+    if kind is not bool and (not math.isfinite(value) or value < 0):
         raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be >= 0, got '{raw}'")
     return value
 
