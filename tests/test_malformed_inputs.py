@@ -129,6 +129,9 @@ CASES = {
         "rrd-top-n-above-catalogue": (lambda root: toy_run(root, "--strategy", "rrd", "--hp", "top_n=500"),
                                       ["'top_n'", "[1, 14]"]),
         "dcd-top-n-above-catalogue": (lambda root: toy_run(root, "--strategy", "dcd"), ["'top_n'", "dcd", "got 500"]),
+        "rrd-top-n-plus-l-above-catalogue": (lambda root: toy_run(root, "--strategy", "rrd", "--hp", "top_n=10",
+                                                                  "--hp", "K=5", "--hp", "L=10"),
+                                             ["top_n + L = 20", "15 items"]),
         "composite-part-top-n-zero": (lambda root: toy_run(root, "--strategy", "kd+rrd", "--hp", "rrd.top_n=0"),
                                       ["'top_n'", "rrd", "got 0"]),
         "suite-hparams-too-large": (lambda root: suite_run(root, strategies=["rrd"], hparams={"rrd": {"top_n": 99}}),
@@ -152,7 +155,7 @@ def test_a_malformed_input_is_one_line_exit_2_and_writes_nothing(capsys, workdir
 
 def test_the_corpus_has_every_class():
     counts = {kind: len(cases) for kind, cases in CASES.items()}
-    assert counts == {"traceback": 7, "accepted": 21, "names": 9, "before-training": 7}
+    assert counts == {"traceback": 7, "accepted": 21, "names": 9, "before-training": 8}
 
 
 # -- tuning studies (class 1: a wrong-typed identity; class 2: another dataset's study) ----------
@@ -271,3 +274,15 @@ def test_any_number_or_text_in_a_flag_or_hyperparameter_is_exit_0_or_2(capsys, m
     if code == 2:
         assert err.strip().splitlines()[-1].startswith(("kdbench: error:", "python -m kdbench")), err
         assert not results.exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_catalogue_share_its_strategy_clips_is_accepted_and_the_default_suite_validates(monkeypatch):
+    """CD's N = 3000 is more than ml-100k's 1,682 items: CD clips it, so it is not refused; every
+    cell of the default suite (full and quick) passes the checks."""
+    from kdbench.run.validation import validate_cells
+    from kdbench.suites import expand, load_suite
+
+    for quick in (False, True):
+        cells = expand(load_suite(None, quick=quick))
+        assert validate_cells(cells) == cells
+    assert any(cell.strategy == "cd" and dict(cell.hparams).get("N", 3000) == 3000 for cell in expand(load_suite()))

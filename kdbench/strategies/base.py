@@ -187,19 +187,23 @@ class DistillationStrategy(nn.Module):
     @classmethod
     def check_hparams(cls, hparams: dict[str, Any], n_users: int, n_items: int) -> None:
         """Refuse resolved hyperparameters that cannot fit the dataset, before anything trains
-        (`run.validation`). Declared generically: a hyperparameter the search space draws as a
-        share of the catalogue (a top-N pool) holds 1 to n_items - 1 items (an item is never its own
-        user's candidate), and a strategy with both `K` and `top_n` draws its K items from the pool,
-        so K <= top_n. Override (calling this) for other rules."""
-        for key, distribution in (cls.search_space or {}).items():
-            if isinstance(distribution, CatalogueShare) and key in hparams:
-                if not 1 <= hparams[key] <= n_items - 1:
-                    raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' is a number of items: "
-                                       f"it must be in [1, {n_items - 1}] on this dataset ({n_items} items), "
-                                       f"got {hparams[key]}")
-        if "K" in hparams and "top_n" in hparams and hparams["top_n"] < hparams["K"]:
-            raise KdbenchError(f"strategy '{cls.name}': top_n ({hparams['top_n']}) must be >= K "
-                               f"({hparams['K']}): the K items come from the teacher's top_n")
+        (`run.validation`). Declared generically, by name: a strategy with a `top_n` pool and `K`
+        draws its K items from the teacher's top_n unobserved items, and `L` more from outside it
+        when it has `L` (RRD, DCD), so 1 <= K <= top_n and top_n (+ L) <= n_items - 1. Other
+        catalogue shares (CD's N) are clipped to the catalogue by their strategy. Override (calling
+        this) for other rules."""
+        if "top_n" not in hparams or "K" not in hparams:
+            return
+        top_n, k = hparams["top_n"], hparams["K"]
+        if not 1 <= top_n <= n_items - 1:
+            raise KdbenchError(f"hyperparameter 'top_n' of strategy '{cls.name}' is a number of items: it must "
+                               f"be in [1, {n_items - 1}] on this dataset ({n_items} items), got {top_n}")
+        if top_n < k:
+            raise KdbenchError(f"strategy '{cls.name}': top_n ({top_n}) must be >= K ({k}): "
+                               "the K items come from the teacher's top_n")
+        if "L" in hparams and top_n + hparams["L"] > n_items - 1:
+            raise KdbenchError(f"strategy '{cls.name}' needs top_n + L = {top_n + hparams['L']} items besides "
+                               f"each user's own, more than this dataset's {n_items} items: lower top_n or L")
 
     @classmethod
     def tuning_space(cls) -> dict[str, Distribution]:
