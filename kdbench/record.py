@@ -219,7 +219,10 @@ def identity(cell, device: str) -> dict[str, Any]:
 
 
 def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The identity fields, locations aside, in which a stored `config` differs from `current`."""
+    """The identity fields, locations aside, in which a stored `config` differs from `current`; a
+    stored `config` that is not a mapping (a damaged file) differs as a whole."""
+    if not isinstance(stored, dict):
+        return [f"config (stored as {type(stored).__name__}, not a mapping)"]
     return sorted(key for key in set(current) | set(stored)
                   if key not in LOCATION_FIELDS and current.get(key) != stored.get(key))
 

@@ -80,7 +80,14 @@ def load_entry_point_plugins(group: str = ENTRY_POINT_GROUP) -> list[str]:
     """Import every module advertised under `group`; importing registers its strategies."""
     loaded = []
     for entry in entry_points(group=group):
-        entry.load()
+        try:
+            entry.load()
+        except (KdbenchError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one line naming the plugin, not a traceback
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise KdbenchError(f"plugin '{entry.name}' ({entry.value}) failed to import: "
+                               f"{type(exc).__name__}: {detail}") from None
         loaded.append(entry.name)
     return loaded
 
@@ -103,7 +110,10 @@ def load_plugin_file(path: str | Path) -> None:
     except KdbenchError:
         del sys.modules[module_name]
         raise
-    except (Exception, SystemExit) as exc:  # SystemExit: a plugin that calls exit() on import
+    except KeyboardInterrupt:
+        del sys.modules[module_name]
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit (exit() on import), a BaseException subclass
         del sys.modules[module_name]
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise KdbenchError(f"plugin file '{path}' failed to import: {type(exc).__name__}: {detail}") from None

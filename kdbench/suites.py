@@ -26,6 +26,7 @@ measure how the published methods behave as the student shrinks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -85,8 +86,13 @@ def load_suite(path: str | Path | None = None, quick: bool = False) -> Suite:
     unknown = set(map(str, spec)) - SUITE_KEYS
     if unknown:
         raise KdbenchError(f"suite '{path}': unknown keys {choices(unknown)}; valid: {choices(SUITE_KEYS)}")
+    overrides = _mapping(spec.get("quick"), f"suite '{path}': 'quick'")
+    unknown = set(map(str, overrides)) - (SUITE_KEYS - {"quick"})
+    if unknown:  # checked with or without --quick: a typo there is found before anyone runs it
+        raise KdbenchError(f"suite '{path}': unknown keys in 'quick' {choices(unknown)}; "
+                           f"valid: {choices(SUITE_KEYS - {'quick'})}")
     if quick:
-        spec = {**spec, **_mapping(spec.get("quick"), f"suite '{path}': 'quick'")}
+        spec = {**spec, **overrides}
     return Suite(str(spec.get("name", path.stem)), spec, quick)
 
 
@@ -120,6 +126,10 @@ def _settings(raw: Any, base: TrainSettings | None = None, where: str = "train")
         if isinstance(value, bool) or not isinstance(value, kind):
             wanted = "a number" if key in FLOAT_SETTINGS else "an integer"
             raise KdbenchError(f"training setting '{key}' in '{where}' must be {wanted}, got {value!r}")
+        if key in FLOAT_SETTINGS and not (math.isfinite(value) and value >= 0):
+            raise KdbenchError(f"training setting '{key}' in '{where}' must be a finite number >= 0, got {value!r}")
+        if key == "learning_rate" and not value > 0:
+            raise KdbenchError(f"training setting 'learning_rate' in '{where}' must be > 0, got {value!r}")
         fields[key] = value
     return TrainSettings(**fields)
 

@@ -51,12 +51,12 @@ class TrainSettings:
                 raise KdbenchError(f"{name.replace('_', ' ')} must be >= 1, got {getattr(self, name)}")
         if self.min_epochs < 0:
             raise KdbenchError(f"min epochs must be >= 0, got {self.min_epochs}")
-        if not self.learning_rate > 0:
-            raise KdbenchError(f"learning rate must be > 0, got {self.learning_rate}")
-        if self.init_std is not None and not self.init_std > 0:
-            raise KdbenchError(f"init std must be > 0, got {self.init_std}")
-        if self.weight_decay < 0:
-            raise KdbenchError(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise KdbenchError(f"learning rate must be > 0 and finite, got {self.learning_rate}")
+        if self.init_std is not None and not (self.init_std > 0 and math.isfinite(self.init_std)):
+            raise KdbenchError(f"init std must be > 0 and finite, got {self.init_std}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):  # also refuses nan
+            raise KdbenchError(f"weight decay must be >= 0 and finite, got {self.weight_decay}")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings; min_epochs and init_std only when set, so records and cache keys made

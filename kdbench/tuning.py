@@ -43,6 +43,7 @@ from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
+from kdbench.study_storage import check_storage
 from kdbench.trial import HALVING, MEDIAN, PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
 
@@ -229,6 +230,8 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     identity = study.identity(settings)
     if force and study.storage_path.exists():
         study.storage_path.unlink()
+    if study.storage_path.exists():  # one study per file, never a second one added beside another
+        check_storage(study.storage_path, study.name)
     study.folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{study.storage_path}"
     try:
@@ -252,28 +255,21 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
 def _identity_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The fields in which a stored study's identity differs from `current`, the data's location
     aside; a study stored before fingerprints were recorded is taken at its word about the data."""
+    if not isinstance(stored, dict):
+        return [f"identity (stored as {type(stored).__name__}, not a mapping)"]
     if "data_fingerprint" not in stored:
         current = {k: v for k, v in current.items() if k != "data_fingerprint"}
     return identity_differences(stored, current)
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def check_storages(cells: list[Cell], results_dir: str | Path, force: bool = False) -> None:
     """Refuse, before any study is opened or created, a storage that is not an SQLite file (a
-    truncated or foreign file); --force starts such studies again."""
+    truncated or foreign file), holds another study, or a non-mapping identity; --force starts such
+    studies again."""
     for cell in study_cells(cells):
-        path = Study(cell, 0, Path(results_dir)).storage_path
-        if force or not path.exists():
-            continue
-        try:
-            with open(path, "rb") as handle:
-                header = handle.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise DamagedFile(path, f"cannot be read ({exc.strerror or exc})", "pass --force to start it again") from None
-        if header != SQLITE_HEADER:
-            raise DamagedFile(path, "not an SQLite database (truncated or replaced?)", "pass --force to start it again")
+        study = Study(cell, 0, Path(results_dir))
+        if not force and study.storage_path.exists():
+            check_storage(study.storage_path, study.name)
 
 
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,

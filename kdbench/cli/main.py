@@ -21,6 +21,12 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def one_line(text: str) -> str:
+    """`text` with every character that could break its line or the terminal (a newline, a record
+    separator, an escape a user's value or file name carried) written as its Python escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command `argv` (default: the process's arguments) names: its exit code."""
     warnings.filterwarnings("ignore")
@@ -33,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_plugin_file(plugin)
         return COMMANDS[args.command](args)
     except KdbenchError as exc:
-        print(f"kdbench: error: {exc}", file=sys.stderr)
+        print(f"kdbench: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the file system refused something no check above foresaw
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"kdbench: error: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        print(one_line(f"kdbench: error: cannot access{where}: {exc.strerror or exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("kdbench: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)

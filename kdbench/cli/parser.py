@@ -7,6 +7,7 @@ here; everything else is checked by the use case the command calls (`kdbench.com
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from kdbench.families import PROTOCOLS
@@ -19,9 +20,19 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None  # argparse's own wording
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -29,9 +40,11 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text.strip()}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text.strip()}")
     return value
 
 
@@ -69,7 +82,7 @@ def _add_protocol_flag(parser: argparse.ArgumentParser, what: str, default: str)
 def _hparam(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), value.strip()
 
 
@@ -128,7 +141,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     single.add_argument("--student", default="BPR:20", help="student MODEL:DIM (default: BPR:20)")
     single.add_argument("--strategy", action="append", metavar="NAME",
                         help="strategy (repeatable or comma-separated; default: scratch; 'all' for every one)")
-    single.add_argument("--seed", action="append", type=int, metavar="N", help="model seed (repeatable; default 0)")
+    single.add_argument("--seed", action="append", type=_non_negative_int, metavar="N", help="model seed (repeatable; default 0)")
     single.add_argument("--hp", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
                         help="override a strategy hyperparameter (repeatable)")
     _add_protocol_flag(single, "with --all/--suite it replaces the suite's `protocol:`",
@@ -288,7 +301,7 @@ def _add_data_parser(commands: argparse._SubParsersAction) -> None:
     data_import.add_argument("--format", required=True, choices=FORMATS.names(),
                              help="; ".join(f"{n}: {FORMATS.get(n).summary}" for n in FORMATS.names()))
     data_import.add_argument("--name", required=True, help="dataset name (names the folder and the .inter file)")
-    data_import.add_argument("--min-user-interactions", type=int, default=0, metavar="N",
+    data_import.add_argument("--min-user-interactions", type=_non_negative_int, default=0, metavar="N",
                              help="keep users with at least N interactions (default 0: all)")
     data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
     add_data_commands(data_commands)

@@ -10,6 +10,7 @@ from kdbench.data import check_dataset, dataset_size
 from kdbench.families import check_pairing, get_protocol
 from kdbench.memory import check_memory
 from kdbench.strategies import STRATEGIES
+from kdbench.strategies.composite import part_hparams
 
 
 def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
@@ -24,8 +25,22 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
         family = check_pairing(cell.teacher, cell.student, cell.strategy, cell.protocol, dict(cell.hparams))
         if cell.strategy != TEACHER:
             strategy = STRATEGIES.get(cell.strategy)
-            strategy.resolve_hparams(dict(cell.hparams))
+            hparams = strategy.resolve_hparams(dict(cell.hparams))
+            check_against_dataset(strategy, hparams, dataset_size(cell.dataset, cell.data_path))
             for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
                 family.check_representations(spec.model, cell.strategy)
     check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
     return cells
+
+
+def check_against_dataset(strategy, hparams: dict, size: tuple[int, int] | None) -> None:
+    """The strategy's own size rules (`check_hparams`), for a composite each part's on its share of
+    the hyperparameters; skipped where the size is unknown before download (RecBole fetches it)."""
+    if size is None:
+        return
+    parts = getattr(strategy, "parts", ())
+    given = part_hparams([part.name for part in parts], hparams)
+    for part in parts:
+        part.check_hparams(part.resolve_hparams(given[part.name]), *size)
+    if not parts:
+        strategy.check_hparams(hparams, *size)

@@ -20,10 +20,11 @@ loss then holds the teacher's terms too. The cached teacher is never written.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -39,6 +40,16 @@ FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
 # The backbone families (`kdbench.families`) a strategy runs on unless it declares others, and the
 # declaration for every family (a strategy that uses nothing of the backbone but its own loss).
 DEFAULT_BACKBONES, ANY_BACKBONE = ("general",), "*"
+# A strategy name is a path component of its results (`runs/<dataset>/<pairing>/<name>/seedN.json`)
+# and a word of the command line: lowercase letters, digits, '-' and '_', starting with a letter.
+# '+' joins composites, so it is not allowed; the reserved names are the results' own folders.
+STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+RESERVED_NAMES = frozenset({"teacher", "all", "defaults", "tuned"})
+# Hyperparameters read as probabilities by name: any strategy's value must lie in [0, 1].
+PROBABILITIES = frozenset({"keep_prob", "dropout", "drop_prob"})
+INT64_MAX = 2**63 - 1
+# The words a boolean hyperparameter accepts (any other word is refused, never read as False).
+TRUE_WORDS, FALSE_WORDS = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
 @dataclass
@@ -85,6 +96,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     of (another sampling scheme of the same paper, say). Variants run when named; `all` (the default
     suite's leaderboard, `tune --all`) keeps one row per method and leaves them out.
     """
+    check_strategy_name(name)
     if isinstance(backbones, str) or not backbones:
         raise KdbenchError(f"strategy '{name}': backbones must be a non-empty tuple of family names")
     if family not in FAMILIES:
@@ -99,6 +111,17 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
         return STRATEGIES.register(name)(cls)
 
     return decorator
+
+
+def check_strategy_name(name: Any) -> None:
+    """Refuse a name that could not be a results folder or a command-line word: checked once, at
+    registration, so no registered strategy can write outside its pairing's folder."""
+    if not isinstance(name, str) or not STRATEGY_NAME.fullmatch(name):
+        raise KdbenchError(f"invalid strategy name {name!r}: a name is 1-64 lowercase letters, digits, "
+                           "'-' or '_', starting with a letter")
+    if name in RESERVED_NAMES:
+        raise KdbenchError(f"invalid strategy name '{name}': reserved (valid names avoid: "
+                           f"{choices(sorted(RESERVED_NAMES))})")
 
 
 def method_names() -> list[str]:
@@ -155,7 +178,32 @@ class DistillationStrategy(nn.Module):
         for key in cls.must_be_positive:
             if not resolved[key] > 0:
                 raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' must be > 0, got {resolved[key]}")
+        for key, value in resolved.items():
+            if key.rpartition(".")[2] in PROBABILITIES and not isinstance(value, bool) and value > 1:
+                raise KdbenchError(f"hyperparameter '{key}' of strategy '{cls.name}' is a probability: "
+                                   f"it must be in [0, 1], got {value}")
         return resolved
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any], n_users: int, n_items: int) -> None:
+        """Refuse resolved hyperparameters that cannot fit the dataset, before anything trains
+        (`run.validation`). Declared generically, by name: a strategy with a `top_n` pool and `K`
+        draws its K items from the teacher's top_n unobserved items, and `L` more from outside it
+        when it has `L` (RRD, DCD), so 1 <= K <= top_n and top_n (+ L) <= n_items - 1. Other
+        catalogue shares (CD's N) are clipped to the catalogue by their strategy. Override (calling
+        this) for other rules."""
+        if "top_n" not in hparams or "K" not in hparams:
+            return
+        top_n, k = hparams["top_n"], hparams["K"]
+        if not 1 <= top_n <= n_items - 1:
+            raise KdbenchError(f"hyperparameter 'top_n' of strategy '{cls.name}' is a number of items: it must "
+                               f"be in [1, {n_items - 1}] on this dataset ({n_items} items), got {top_n}")
+        if top_n < k:
+            raise KdbenchError(f"strategy '{cls.name}': top_n ({top_n}) must be >= K ({k}): "
+                               "the K items come from the teacher's top_n")
+        if "L" in hparams and top_n + hparams["L"] > n_items - 1:
+            raise KdbenchError(f"strategy '{cls.name}' needs top_n + L = {top_n + hparams['L']} items besides "
+                               f"each user's own, more than this dataset's {n_items} items: lower top_n or L")
 
     @classmethod
     def tuning_space(cls) -> dict[str, Distribution]:
@@ -216,18 +264,23 @@ def _cast(strategy: str, key: str, raw: Any, default: Any) -> Any:
     kind = type(default)
     try:
         if kind is bool:
-            value = raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            word = str(raw).strip().lower()
+            if not isinstance(raw, bool) and word not in TRUE_WORDS | FALSE_WORDS:
+                raise ValueError
+            value = raw if isinstance(raw, bool) else word in TRUE_WORDS
         elif kind is int:
             value = int(float(raw)) if float(raw).is_integer() else None
             if value is None:
                 raise ValueError
         else:
             value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise KdbenchError(
             f"hyperparameter '{key}' of strategy '{strategy}' must be {kind.__name__}, got '{raw}'"
         ) from None
-    if kind is not bool and (not np.isfinite(value) or value < 0):
+    if kind is int and value > INT64_MAX:  # torch's widest integer
+        raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be at most {INT64_MAX}, got '{raw}'")
+    if kind is not bool and (not math.isfinite(value) or value < 0):
         raise KdbenchError(f"hyperparameter '{key}' of strategy '{strategy}' must be >= 0, got '{raw}'")
     return value
 
