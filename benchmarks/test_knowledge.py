@@ -2,8 +2,8 @@
 
 prepare() runs once per run (the teacher's top-N lists, representation tables); each round
 times a freshly built strategy, as the runner builds it. on_epoch_start() is the resampling paid
-every epoch, timed at the first epoch and at one past every warm-up phase. On the large
-catalogue both run one round: a round can take tens of seconds. Groups: `prepare <dataset>` and
+every epoch, timed at the first epoch and at one past every warm-up phase (on the large
+catalogue, the latter only). On the large catalogue both run one round: a round can take tens of seconds. Groups: `prepare <dataset>` and
 `epoch start <dataset>, epoch <e>`, every registered strategy in each.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks._support import DATASETS, EPOCHS, ML100K, STUDENT, TEACHER, run_sized
+from benchmarks._support import DATASET_EPOCHS, DATASETS, ML100K, STUDENT, TEACHER, run_sized
 from kdbench.strategies import STRATEGIES
 
 
@@ -34,8 +34,7 @@ def test_prepare(benchmark, bench, dataset, strategy):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-@pytest.mark.parametrize("epoch", EPOCHS, ids=lambda epoch: f"epoch{epoch}")
-@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("dataset, epoch", DATASET_EPOCHS, ids=lambda pair: pair if isinstance(pair, str) else f"epoch{pair}")
 def test_epoch_start(benchmark, bench, dataset, epoch, strategy):
     prepared = bench.prepared(dataset, strategy)
     benchmark.group = f"epoch start {dataset}, epoch {epoch}"
