@@ -65,9 +65,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kdbench.backbones import DOT_PRODUCT, BackboneAdapter
+from kdbench.backbones import BackboneAdapter
 from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import race_without_replacement
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scoring_mode, teacher_top_n, top_users, unseen_ranks, unseen_user_ranks
@@ -90,15 +91,9 @@ def discrepancy_log_weights(student_ranks: torch.Tensor, limits: torch.Tensor, t
 
 
 def item_side_scores(adapter: BackboneAdapter, items: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-    """Scores of items (B,) by each of their users (B, M) -> (B, M); differentiable.
-
-    Dot-product backbones broadcast each item's representation over its users' (3x faster than
-    the flattened pairs, whose backward accumulates every repeated item row one by one)."""
-    if adapter.name in DOT_PRODUCT:
-        user_table, item_table = adapter.representation_tables()
-        return (user_table[users] * item_table[items].unsqueeze(1)).sum(dim=-1)
-    flat = adapter.score(users.reshape(-1), items.repeat_interleave(users.shape[1]).unsqueeze(1))
-    return flat.view(users.shape)
+    """Scores of items (B,) by each of their users (B, M) -> (B, M); differentiable
+    (`_list_scores.list_scores` with the roles of users and items swapped)."""
+    return list_scores(adapter, items, users, by_item=True)
 
 
 @register_strategy(
@@ -187,7 +182,7 @@ class DCD(DistillationStrategy):
         ctx, k = self.context, self.hparams["K"]
         batch_users = self.batch_users(batch)
         users = batch_users.unique()
-        scores = ctx.student.score(users, self.user_lists[users])
+        scores = list_scores(ctx.student, users, self.user_lists[users])
         total = rrd_loss(scores[:, :k], scores[:, k:]).sum()
         if self.item_side:
             items = batch[ctx.iid_field].unique()
