@@ -59,35 +59,49 @@ def score_blocks(adapter: BackboneAdapter, n_users: int, n_items: int, max_cells
             yield start, stop, adapter.full_scores(users).float().clone()
 
 
-def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.topk(scores, k, dim=1) (values, indices; sorted), faster for k well below the row.
+def _block_count(n: int, k: int) -> int:
+    """How many strided blocks `top_candidates` cuts a row of n into for its top k (1: none)."""
+    blocks = 1 << max(0, min(5, int(np.log2(max(n / (6 * max(k, 1)), 1)))))
+    return blocks if blocks >= 4 else 1
 
-    The rows are cut into b strided blocks (column c in block c mod w, w = n / b) whose maxima
-    are computed together: fewer than k blocks can have a maximum above the row's k-th value v,
-    and each of the k entries >= v lies in a block whose maximum is >= v, so the k blocks of
-    highest maximum hold the whole top k. Only those k * b entries are then searched. The same
-    values as torch.topk; the indices too, except that among exactly tied scores either may be
-    taken (torch.topk's choice among ties is not specified either).
+
+def top_candidates(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, columns) (R, C), C <= k * b + b: per row, a set of entries that holds the row's k
+    highest (with any ties at the k-th value), found without a selection over the whole row.
+
+    The first b * w columns (w = n // b) are cut into w strided blocks of b entries (block c: the
+    columns c, w + c, 2w + c, ...), whose maxima one pass computes: each of the k highest entries
+    of those columns lies in a block whose maximum is at least the k-th value, and fewer than k + 1
+    blocks can have such a maximum, so the k blocks of highest maximum hold them all. Those k * b
+    entries and the n - b * w < b columns left over are the candidates. With b = 1: the row.
     """
     n_rows, n = scores.shape
-    blocks = 1 << max(0, min(5, int(np.log2(max(n / (6 * max(k, 1)), 1)))))
-    if blocks < 4:
+    blocks = _block_count(n, k)
+    if blocks == 1:
+        return scores, torch.arange(n, device=scores.device).expand(n_rows, n)
+    width = n // blocks
+    strided = scores.as_strided((n_rows, blocks, width), (scores.stride(0), width, 1))
+    best = strided.amax(dim=1).topk(k, dim=1, sorted=False).indices  # (R, k) block ids
+    values = strided.gather(2, best.unsqueeze(1).expand(-1, blocks, -1)).view(n_rows, -1)
+    columns = (torch.arange(blocks, device=scores.device).view(1, blocks, 1) * width + best.unsqueeze(1))
+    columns = columns.view(n_rows, -1)
+    if blocks * width < n:  # the leftover columns are candidates too
+        values = torch.cat([values, scores[:, blocks * width :]], dim=1)
+        tail = torch.arange(blocks * width, n, device=scores.device).expand(n_rows, -1)
+        columns = torch.cat([columns, tail], dim=1)
+    return values, columns
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk(scores, k, dim=1) (values, indices; sorted), searched among `top_candidates`
+    (faster for k well below the row): the same values; the same indices too, except that among
+    exactly tied scores either may be taken (torch.topk's choice among ties is not specified)."""
+    if _block_count(scores.shape[1], k) == 1:
         top = torch.topk(scores, k, dim=1)
         return top.values, top.indices
-    width = -(-n // blocks)
-    padded = scores
-    if width * blocks != n:
-        padded = torch.cat([scores, scores.new_full((n_rows, width * blocks - n), -torch.inf)], dim=1)
-    strided = padded.view(n_rows, blocks, width)  # strided[r, b, w] = scores[r, b * width + w]
-    best_blocks = strided.amax(dim=1).topk(k, dim=1, sorted=False).indices  # (R, k) block ids w
-    candidates = strided.gather(2, best_blocks.unsqueeze(1).expand(-1, blocks, -1)).view(n_rows, -1)
-    top = candidates.topk(k, dim=1)
-    columns = (torch.arange(blocks, device=scores.device).view(1, blocks, 1) * width + best_blocks.unsqueeze(1))
-    indices = columns.view(n_rows, -1).gather(1, top.indices)
-    if width * blocks != n and bool((indices >= n).any()):  # a k-th value of -inf reached the padding
-        top = torch.topk(scores, k, dim=1)
-        return top.values, top.indices
-    return top.values, indices
+    values, columns = top_candidates(scores.contiguous(), k)
+    top = values.topk(k, dim=1)
+    return top.values, columns.gather(1, top.indices)
 
 
 @torch.no_grad()
