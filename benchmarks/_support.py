@@ -59,11 +59,13 @@ BATCHES = (256, 1)
 K = max(TOPK)
 # The first epoch, and one past every warm-up phase (RD's dynamic weights start after epoch 10).
 EPOCHS = (1, 20)
-# Which of them each catalogue times: both on ml-100k; on the large synthetic one only the later
-# (the first epoch costs the same there but for RD's warm-up; the training-epoch benchmarks time
-# whole epochs on real shapes).
+# Which of them each catalogue's training step times: both on ml-100k; on the large synthetic one
+# only the later (the first epoch's step costs the same there but for RD's warm-up).
 DATASET_EPOCHS = tuple((dataset, epoch) for dataset in DATASETS for epoch in EPOCHS
                        if dataset == ML100K or epoch == max(EPOCHS))
+# on_epoch_start alone: on ml-100k (the smoke run: the tiny catalogue); the training-epoch
+# benchmarks time it on catalogues of real datasets' shapes, within the epoch.
+EPOCH_START_CASES = tuple(case for case in DATASET_EPOCHS if SMOKE or case[0] == ML100K)
 
 # Catalogues of real datasets' shapes (users, items, interactions), synthetic (`write_shaped_catalogue`),
 # for the training-epoch benchmarks: CiteULike-t as kdbench imports it (users of >= 5 items, the RCE-KD
@@ -79,6 +81,11 @@ EPOCH_TEACHER = BackboneSpec("BPR", 32 if SMOKE else 400)  # the smoke run's bod
 EPOCH_STUDENT = BackboneSpec("BPR", 20)
 # One past every warm-up phase (RD's dynamic weights start after epoch 10).
 EPOCH = 20
+# The training-epoch benchmarks time on_epoch_start and the first EPOCH_BATCHES steps of the epoch
+# (of 49 on CiteULike-t's shape, 78 on Amazon-Beauty's) and scale the steps to the whole epoch:
+# a step costs the same all through an epoch, and DE's or FitNet-MLP's whole epoch takes minutes.
+# python -m benchmarks.epoch_breakdown times whole epochs.
+EPOCH_BATCHES = 1 if SMOKE else 12
 
 # Figures gathered during the run, printed by conftest.py's terminal summary.
 SUMMARY: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -199,10 +206,10 @@ class BenchSession:
         data = self.data(dataset)
         return BackboneAdapter(model, data.uid_field, data.iid_field)
 
-    def training_epoch(self, dataset: str, name: str) -> "TrainingEpoch":
-        """A prepared strategy of the reproduction's pairing on `dataset`, ready to run EPOCH (kept
-        for the run: a second benchmark of it reuses its prepare())."""
-        key = ("epoch", dataset, name)
+    def training_epoch(self, dataset: str, name: str, batches: int | None = None) -> "TrainingEpoch":
+        """A prepared strategy of the reproduction's pairing on `dataset`, ready to run EPOCH, `batches`
+        steps a call (None: all) (kept for the run: a second benchmark of it reuses its prepare())."""
+        key = ("epoch", dataset, name, batches)
         if key not in self._prepared:
             data = self.data(dataset)
             torch.manual_seed(0)
@@ -217,7 +224,8 @@ class BenchSession:
             strategy = strategy_class(context, **epoch_hparams(name)).to("cpu")
             tic = time.perf_counter()
             strategy.prepare()
-            self._prepared[key] = TrainingEpoch(strategy, data, epoch_settings(name), time.perf_counter() - tic)
+            self._prepared[key] = TrainingEpoch(strategy, data, epoch_settings(name), time.perf_counter() - tic,
+                                                batches)
         return self._prepared[key]
 
     def frozen_model(self, dataset: str, spec: BackboneSpec) -> nn.Module:
@@ -335,10 +343,11 @@ class TrainingEpoch:
     """
 
     def __init__(self, strategy: DistillationStrategy, data: PreparedData, settings: TrainSettings,
-                 prepare_s: float):
+                 prepare_s: float, batches: int | None = None):
         self.strategy, self.data, self.prepare_s = strategy, data, prepare_s
         self.student = strategy.context.student
         self.optimizer = make_optimizer(self.student.model, settings, strategy)
+        self.batches = batches  # steps per call; None: the whole epoch
         self.start_s: list[float] = []
         self.steps_s: list[float] = []
 
@@ -348,9 +357,18 @@ class TrainingEpoch:
         self.strategy.on_epoch_start(EPOCH)
         self.start_s.append(time.perf_counter() - tic)
         tic = time.perf_counter()
-        for batch in self.data.train:
+        for number, batch in enumerate(self.data.train):
+            if self.batches is not None and number == self.batches:
+                break
             train_step(self.student, batch, self.optimizer, self.strategy, epoch=EPOCH)
         self.steps_s.append(time.perf_counter() - tic)
+
+    def epoch_estimate(self, call: int = -1) -> float:
+        """Seconds of a whole epoch from call `call`: its start plus its steps scaled to every batch."""
+        steps = self.steps_s[call]
+        if self.batches is not None:
+            steps *= len(self.data.train) / min(self.batches, len(self.data.train))
+        return self.start_s[call] + steps
 
 
 class BPREpochRoofline:
