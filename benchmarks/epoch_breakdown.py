@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from benchmarks._support import EPOCH, EPOCH_SHAPES, BenchSession, TrainingEpoch
-from kdbench.families import FAMILIES, GENERAL
+from kdbench.families import FAMILIES
+from kdbench.families.general import GENERAL
 from kdbench.strategies import STRATEGIES, knowledge
 from kdbench.train import _base_loss
 

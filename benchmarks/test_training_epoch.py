@@ -25,7 +25,8 @@ from benchmarks._support import (
     EPOCH, EPOCH_BATCHES, EPOCH_SHAPES, EPOCH_STUDENT, EPOCH_TEACHER, SUMMARY, BPREpochRoofline, benchmark_seconds,
     epoch_settings, fastest_ratio, time_paired,
 )
-from kdbench.families import FAMILIES, GENERAL
+from kdbench.families import FAMILIES
+from kdbench.families.general import GENERAL
 from kdbench.strategies import STRATEGIES
 
 GENERAL_STRATEGIES = [name for name in STRATEGIES.names() if FAMILIES[GENERAL].supports(name)]

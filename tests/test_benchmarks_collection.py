@@ -65,7 +65,8 @@ def test_every_registered_strategy_is_benchmarked(benchmark_ids):
 
 
 def test_every_general_strategy_has_a_training_epoch_on_each_shape(benchmark_ids):
-    from kdbench.families import FAMILIES, GENERAL
+    from kdbench.families import FAMILIES
+    from kdbench.families.general import GENERAL
 
     ids = [node for node in benchmark_ids if "::test_training_epoch[" in node]
     for shape in ("citeulike-t-shape", "amazon-beauty-shape"):
