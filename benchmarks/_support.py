@@ -66,6 +66,33 @@ BATCHES = (256, 1)
 K = max(TOPK)
 # The first epoch, and one past every warm-up phase (RD's dynamic weights start after epoch 10).
 EPOCHS = (1, 20)
+# Which of them each catalogue's training step times: both on ml-100k; on the large synthetic one
+# only the later (the first epoch's step costs the same there but for RD's warm-up).
+DATASET_EPOCHS = tuple((dataset, epoch) for dataset in DATASETS for epoch in EPOCHS
+                       if dataset == ML100K or epoch == max(EPOCHS))
+# on_epoch_start alone: on ml-100k (the smoke run: the tiny catalogue); the training-epoch
+# benchmarks time it on catalogues of real datasets' shapes, within the epoch.
+EPOCH_START_CASES = tuple(case for case in DATASET_EPOCHS if SMOKE or case[0] == ML100K)
+
+# Catalogues of real datasets' shapes (users, items, interactions), synthetic (`write_shaped_catalogue`),
+# for the training-epoch benchmarks: CiteULike-t as kdbench imports it (users of >= 5 items, the RCE-KD
+# reproduction's), Amazon-Beauty (RecBole's 5-core). The smoke run takes the tiny catalogue instead.
+EPOCH_SHAPES: dict[str, tuple[int, int, int] | None] = (
+    {SYNTHETIC: None} if SMOKE
+    else {"citeulike-t-shape": (5_219, 25_181, 125_580), "amazon-beauty-shape": (22_363, 12_101, 198_502)}
+)
+# The reproduction suite's pairing and, per strategy, its hyperparameters and training settings
+# (kdbench/suites/reproduce-rcekd-citeulike.yaml); the other strategies run with their defaults.
+EPOCH_SUITE = "reproduce-rcekd-citeulike"
+EPOCH_TEACHER = BackboneSpec("BPR", 32 if SMOKE else 400)  # the smoke run's bodies need not be costly
+EPOCH_STUDENT = BackboneSpec("BPR", 20)
+# One past every warm-up phase (RD's dynamic weights start after epoch 10).
+EPOCH = 20
+# The training-epoch benchmarks time on_epoch_start and the first EPOCH_BATCHES steps of the epoch
+# (of 49 on CiteULike-t's shape, 78 on Amazon-Beauty's) and scale the steps to the whole epoch:
+# a step costs the same all through an epoch, and DE's or FitNet-MLP's whole epoch takes minutes.
+# python -m benchmarks.epoch_breakdown times whole epochs.
+EPOCH_BATCHES = 1 if SMOKE else 12
 
 # Figures gathered during the run, printed by conftest.py's terminal summary.
 SUMMARY: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -157,7 +184,7 @@ class BenchSession:
         self._data: dict[str, PreparedData] = {}
         self._models: dict[tuple[str, BackboneSpec], nn.Module] = {}
         self._batches: dict[str, Any] = {}
-        self._prepared: dict[tuple[str, str], DistillationStrategy] = {}
+        self._prepared: dict[tuple, Any] = {}
         self._steps: dict[tuple[str, str], TrainingStep] = {}
         self._started: dict[tuple[str, str], int] = {}  # the epoch each prepared strategy is in
 
@@ -167,6 +194,10 @@ class BenchSession:
             cache = self.work_dir / "cache"
             if dataset == ML100K:
                 self._data[dataset] = load_data(ML100K, batch_size=batch_size, work_dir=cache)
+            elif EPOCH_SHAPES.get(dataset):
+                root = write_shaped_catalogue(self.work_dir / "atomic", dataset, *EPOCH_SHAPES[dataset])
+                batch_size = epoch_settings("scratch").batch_size
+                self._data[dataset] = load_data(dataset, str(root), batch_size=batch_size, work_dir=cache)
             else:
                 shape = REAL_SHAPES.get(dataset, SYNTHETIC_SHAPE)
                 root = write_synthetic_catalogue(self.work_dir / "atomic", dataset, **shape)
@@ -182,6 +213,28 @@ class BenchSession:
     def adapter(self, dataset: str, model: nn.Module) -> BackboneAdapter:
         data = self.data(dataset)
         return BackboneAdapter(model, data.uid_field, data.iid_field)
+
+    def training_epoch(self, dataset: str, name: str, batches: int | None = None) -> "TrainingEpoch":
+        """A prepared strategy of the reproduction's pairing on `dataset`, ready to run EPOCH, `batches`
+        steps a call (None: all) (kept for the run: a second benchmark of it reuses its prepare())."""
+        key = ("epoch", dataset, name, batches)
+        if key not in self._prepared:
+            data = self.data(dataset)
+            torch.manual_seed(0)
+            student = build_model(EPOCH_STUDENT, data)
+            teacher = self.frozen_model(dataset, EPOCH_TEACHER)
+            strategy_class = STRATEGIES.get(name)
+            if strategy_class.updates_teacher:
+                teacher = copy.deepcopy(teacher).train()
+                for param in teacher.parameters():
+                    param.requires_grad_(True)
+            context = DistillationContext.build(data, student, teacher, seed=0)
+            strategy = strategy_class(context, **epoch_hparams(name)).to("cpu")
+            tic = time.perf_counter()
+            strategy.prepare()
+            self._prepared[key] = TrainingEpoch(strategy, data, epoch_settings(name), time.perf_counter() - tic,
+                                                batches)
+        return self._prepared[key]
 
     def frozen_model(self, dataset: str, spec: BackboneSpec) -> nn.Module:
         """A randomly initialised model in eval mode with no gradients: deployed, or a teacher."""
@@ -248,3 +301,107 @@ class BenchSession:
         if key not in self._steps:
             self._steps[key] = TrainingStep(self.prepared(dataset, name), self.batch(dataset))
         return self._steps[key]
+
+
+def write_shaped_catalogue(root: Path, name: str, n_users: int, n_items: int, n_interactions: int,
+                           min_per_user: int = 5, seed: int = 0) -> Path:
+    """`root/<name>/<name>.inter` with exactly these counts (RecBole's atomic format); returns `root`.
+
+    Every item is dealt once, round-robin over a random permutation; every user gets
+    `min_per_user` uniform items; uniform (user, item) pairs fill the rest; repeats are dropped.
+    """
+    rng = np.random.default_rng(seed)
+    pairs = np.unique(np.concatenate([
+        np.arange(n_items) % n_users * n_items + rng.permutation(n_items),
+        np.repeat(np.arange(n_users), min_per_user) * n_items + rng.integers(0, n_items, n_users * min_per_user),
+    ]))
+    while pairs.size < n_interactions:
+        extra = np.setdiff1d(rng.integers(0, n_users * n_items, n_interactions, dtype=np.int64), pairs)
+        pairs = np.union1d(pairs, rng.permutation(extra)[: n_interactions - pairs.size])
+    pairs = rng.permutation(pairs)
+    users, items = pairs // n_items, pairs % n_items
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = "\n".join(f"u{user}\ti{item}" for user, item in zip(users.tolist(), items.tolist()))
+    (folder / f"{name}.inter").write_text("user_id:token\titem_id:token\n" + rows + "\n")
+    return root
+
+
+def epoch_hparams(name: str) -> dict[str, Any]:
+    """The reproduction suite's hyperparameters of `name` ({}: its defaults)."""
+    from kdbench.suites import load_suite
+
+    return dict(load_suite(EPOCH_SUITE).spec.get("hparams", {}).get(name) or {})
+
+
+def epoch_settings(name: str) -> TrainSettings:
+    """The reproduction suite's training settings of `name` (its `train`, then `strategy_train`)."""
+    from kdbench.suites import load_suite
+
+    spec = load_suite(EPOCH_SUITE).spec
+    return TrainSettings(**(spec["train"] | (spec.get("strategy_train", {}).get(name) or {})))
+
+
+class TrainingEpoch:
+    """One training epoch as kdbench.train.fit runs it: on_epoch_start(EPOCH), then train_step on
+    every batch of the training loader (RecBole samples its negatives as it goes).
+
+    Each call trains the same student further: the cost of an epoch does not depend on how far
+    it has come. `start_s` and `steps_s` keep the two parts of each call.
+    """
+
+    def __init__(self, strategy: DistillationStrategy, data: PreparedData, settings: TrainSettings,
+                 prepare_s: float, batches: int | None = None):
+        self.strategy, self.data, self.prepare_s = strategy, data, prepare_s
+        self.student = strategy.context.student
+        self.optimizer = make_optimizer(self.student.model, settings, strategy)
+        self.batches = batches  # steps per call; None: the whole epoch
+        self.start_s: list[float] = []
+        self.steps_s: list[float] = []
+
+    def __call__(self) -> None:
+        self.student.model.train()
+        tic = time.perf_counter()
+        self.strategy.on_epoch_start(EPOCH)
+        self.start_s.append(time.perf_counter() - tic)
+        tic = time.perf_counter()
+        for number, batch in enumerate(self.data.train):
+            if self.batches is not None and number == self.batches:
+                break
+            train_step(self.student, batch, self.optimizer, self.strategy, epoch=EPOCH)
+        self.steps_s.append(time.perf_counter() - tic)
+
+    def epoch_estimate(self, call: int = -1) -> float:
+        """Seconds of a whole epoch from call `call`: its start plus its steps scaled to every batch."""
+        steps = self.steps_s[call]
+        if self.batches is not None:
+            steps *= len(self.data.train) / min(self.batches, len(self.data.train))
+        return self.start_s[call] + steps
+
+
+class BPREpochRoofline:
+    """The same epoch's work in plain PyTorch: BPR-MF of the student's size on the training pairs,
+    shuffled, one uniform negative per pair, batches of the same size, Adam. No data loader, no
+    negative check against the user's items, no model class: the least an epoch can cost."""
+
+    def __init__(self, data: PreparedData, dim: int, settings: TrainSettings, seed: int = 0):
+        coo = data.history.tocoo()
+        self.users = torch.from_numpy(coo.row.astype(np.int64))
+        self.items = torch.from_numpy(coo.col.astype(np.int64))
+        self.n_items, self.batch_size = data.n_items, settings.batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.user_table = nn.Embedding(data.n_users, dim)
+        self.item_table = nn.Embedding(data.n_items, dim)
+        params = [self.user_table.weight, self.item_table.weight]
+        self.optimizer = torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+    def __call__(self) -> None:
+        order = torch.randperm(len(self.users), generator=self.generator)
+        negatives = torch.randint(1, self.n_items, (len(self.users),), generator=self.generator)
+        for batch in order.split(self.batch_size):
+            user = self.user_table(self.users[batch])
+            margin = (user * (self.item_table(self.items[batch]) - self.item_table(negatives[batch]))).sum(dim=1)
+            loss = -torch.nn.functional.logsigmoid(margin).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()

@@ -53,6 +53,12 @@ def pytest_terminal_summary(terminalreporter):
         for (dataset, epoch), rows in sorted(_grouped(steps, ("dataset", "epoch")).items()):
             cells = ", ".join(f"{row['strategy']} {row['ratio_to_scratch']:.2f}x" for row in rows)
             write(f"  {dataset}, epoch {epoch}: {cells}")
+    epochs = support.SUMMARY.get("training epoch")
+    if epochs:
+        write("Training epoch (on_epoch_start + every batch), seconds and time as a multiple of scratch's (fastest calls):")
+        for (dataset,), rows in _grouped(epochs, ("dataset",)).items():
+            cells = ", ".join(f"{row['strategy']} {row['seconds']:.2f} s {row['ratio_to_scratch']:.1f}x" for row in rows)
+            write(f"  {dataset}: {cells}")
     inference = support.SUMMARY.get("inference")
     if inference:
         write("Inference (scores + top-K): users/s, and the roofline's time over the model's (U @ I.T + topk,")

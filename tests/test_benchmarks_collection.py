@@ -52,7 +52,8 @@ def test_plain_pytest_collects_the_tests_without_errors_and_no_benchmark():
 def test_benchmark_only_collects_every_benchmark_family(benchmark_ids):
     functions = {node.split("::")[1].split("[")[0] for node in benchmark_ids}
     assert functions == {"test_recommend_topk", "test_roofline", "test_prepare", "test_epoch_start",
-                         "test_training_step", "test_sequential_inference", "test_validation_pass"}
+                         "test_training_step", "test_sequential_inference", "test_validation_pass",
+                         "test_training_epoch", "test_epoch_roofline"}
     assert all(node.startswith("benchmarks/") for node in benchmark_ids)
 
 
@@ -61,6 +62,17 @@ def test_every_registered_strategy_is_benchmarked(benchmark_ids):
         ids = [node for node in benchmark_ids if f"::{family}[" in node]
         missing = [name for name in STRATEGIES.names() if not any(node.endswith(f"-{name}]") for node in ids)]
         assert not missing, f"{family} lacks {missing}"
+
+
+def test_every_general_strategy_has_a_training_epoch_on_each_shape(benchmark_ids):
+    from kdbench.families import FAMILIES
+    from kdbench.families.general import GENERAL
+
+    ids = [node for node in benchmark_ids if "::test_training_epoch[" in node]
+    for shape in ("citeulike-t-shape", "amazon-beauty-shape"):
+        assert {name for name in STRATEGIES.names() if f"[{shape}-{name}]" in "".join(ids)} == {
+            name for name in STRATEGIES.names() if FAMILIES[GENERAL].supports(name)}
+        assert any(f"test_epoch_roofline[{shape}]" in node for node in benchmark_ids)
 
 
 def test_smoke_mode_collects_every_benchmark_body_on_the_tiny_catalogue_only(benchmark_ids, smoke_ids):

@@ -155,7 +155,9 @@ def test_a_sequential_teacher_distils_into_sasrec_and_gru4rec_end_to_end(capsys,
      ["strategy 'kd-full' does not apply to general backbones"]),
     (["--teacher", "SASRec:8", "--student", "GRU4Rec:4", "--protocol", "random"],
      ["protocol 'random' is not for sequential backbones", "leave-one-out"]),
-    (["--teacher", "SASRec:8", "--student", "GRU4Rec:4", "--strategy", "dcd"], ["needs item_weight=0.0"]),
+    # DCD's default is the user side only (item_weight 0): its item side, asked for, is refused
+    (["--teacher", "SASRec:8", "--student", "GRU4Rec:4", "--strategy", "dcd", "--hp", "item_weight=1.0"],
+     ["needs item_weight=0.0"]),
     (["--teacher", "SASRec:6:H4", "--student", "GRU4Rec:4"], ["multiple of the number of heads"]),
     (["--teacher", "GRU4Rec:8:H2", "--student", "GRU4Rec:4"], ["unknown option 'H' for GRU4Rec"]),
 ])

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scores_of_lists, scoring_mode, teacher_top_n
 
@@ -165,7 +166,7 @@ class CD(DistillationStrategy):
             raise RuntimeError("CD.loss called before on_epoch_start: no sampled items yet")
         # The loss of a batch row depends only on its user: score each distinct user once.
         users, counts = torch.unique(self.batch_users(batch), return_counts=True)
-        student_scores = self.context.student.score(users, self.items[users])
+        student_scores = list_scores(self.context.student, users, self.items[users])
         return cd_loss(student_scores, self.teacher_scores[users], self.hparams["t1"], self.hparams["t2"], counts)
 
 

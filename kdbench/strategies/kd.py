@@ -11,6 +11,7 @@ import torch
 
 from kdbench.backbones import BackboneAdapter, reset_inference_cache
 from kdbench.search_space import IntRange, LogUniform
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
 
@@ -96,5 +97,5 @@ class KD(DistillationStrategy):
             raise RuntimeError("KD.loss called before on_epoch_start: no candidate items yet")
         # The loss of a batch row depends only on its user: score each distinct user once.
         users, counts = torch.unique(self.batch_users(batch), return_counts=True)
-        student_logits = self.context.student.score(users, self.candidates[users])
+        student_logits = list_scores(self.context.student, users, self.candidates[users])
         return kd_loss(student_logits, self.teacher_logits[users], self.hparams["tau"], counts)

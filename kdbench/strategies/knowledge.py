@@ -1,7 +1,11 @@
 """Teacher knowledge computed once per run, in bounded-memory chunks.
 
 Never a dense users x items matrix of the whole catalogue: users are scored `chunk` at a time,
-with `chunk * n_items` floats bounded by `max_cells` (64 MiB of float32 by default).
+with `chunk * n_items` floats bounded by `max_cells`. A full-catalogue pass (top lists, ranks)
+scores blocks of SCORE_CELLS (8 MiB of float32), which stay in the CPU's cache while they are
+masked and searched: with 64 MiB blocks the same pass took 8x longer, most of it in writing and
+re-reading memory. Dot-product backbones are scored from their representation tables, read once
+per pass (one propagation for graph backbones).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import scipy.sparse as sp
 import torch
 
 from kdbench.backbones import DOT_PRODUCT, BackboneAdapter, reset_inference_cache
+from kdbench.strategies._list_scores import list_scores
 
 MAX_CELLS = 2**24
+SCORE_CELLS = 2**21
 
 
 def user_chunks(n_users: int, n_items: int, max_cells: int = MAX_CELLS):
@@ -37,8 +43,70 @@ def mask_seen(scores: torch.Tensor, history: sp.csr_matrix, start: int) -> torch
 
 
 @torch.no_grad()
+def score_blocks(adapter: BackboneAdapter, n_users: int, n_items: int, max_cells: int = SCORE_CELLS):
+    """(start, stop, scores of users start..stop-1 for every item): fresh float32 blocks the
+    caller may write, each of at most `max_cells` floats."""
+    device = next(adapter.model.parameters()).device
+    tables = None
+    if adapter.name in DOT_PRODUCT:
+        users, items = (table.float() for table in adapter.representation_tables())
+        tables = (users, items.T.contiguous())
+    for start, stop in user_chunks(n_users, n_items, max_cells):
+        if tables is not None:
+            yield start, stop, tables[0][start:stop] @ tables[1]
+        else:
+            users = torch.arange(start, stop, device=device)
+            yield start, stop, adapter.full_scores(users).float().clone()
+
+
+def _block_count(n: int, k: int) -> int:
+    """How many strided blocks `top_candidates` cuts a row of n into for its top k (1: none)."""
+    blocks = 1 << max(0, min(5, int(np.log2(max(n / (6 * max(k, 1)), 1)))))
+    return blocks if blocks >= 4 else 1
+
+
+def top_candidates(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, columns) (R, C), C <= k * b + b: per row, a set of entries that holds the row's k
+    highest (with any ties at the k-th value), found without a selection over the whole row.
+
+    The first b * w columns (w = n // b) are cut into w strided blocks of b entries (block c: the
+    columns c, w + c, 2w + c, ...), whose maxima one pass computes: each of the k highest entries
+    of those columns lies in a block whose maximum is at least the k-th value, and fewer than k + 1
+    blocks can have such a maximum, so the k blocks of highest maximum hold them all. Those k * b
+    entries and the n - b * w < b columns left over are the candidates. With b = 1: the row.
+    """
+    n_rows, n = scores.shape
+    blocks = _block_count(n, k)
+    if blocks == 1:
+        return scores, torch.arange(n, device=scores.device).expand(n_rows, n)
+    width = n // blocks
+    strided = scores.as_strided((n_rows, blocks, width), (scores.stride(0), width, 1))
+    best = strided.amax(dim=1).topk(k, dim=1, sorted=False).indices  # (R, k) block ids
+    values = strided.gather(2, best.unsqueeze(1).expand(-1, blocks, -1)).view(n_rows, -1)
+    columns = (torch.arange(blocks, device=scores.device).view(1, blocks, 1) * width + best.unsqueeze(1))
+    columns = columns.view(n_rows, -1)
+    if blocks * width < n:  # the leftover columns are candidates too
+        values = torch.cat([values, scores[:, blocks * width :]], dim=1)
+        tail = torch.arange(blocks * width, n, device=scores.device).expand(n_rows, -1)
+        columns = torch.cat([columns, tail], dim=1)
+    return values, columns
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk(scores, k, dim=1) (values, indices; sorted), searched among `top_candidates`
+    (faster for k well below the row): the same values; the same indices too, except that among
+    exactly tied scores either may be taken (torch.topk's choice among ties is not specified)."""
+    if _block_count(scores.shape[1], k) == 1:
+        top = torch.topk(scores, k, dim=1)
+        return top.values, top.indices
+    values, columns = top_candidates(scores.contiguous(), k)
+    top = values.topk(k, dim=1)
+    return top.values, columns.gather(1, top.indices)
+
+
+@torch.no_grad()
 def teacher_top_n(
-    teacher: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = MAX_CELLS
+    teacher: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = SCORE_CELLS
 ) -> torch.Tensor:
     """Each user's teacher top-n among items NOT interacted with in training: (n_users, n) ids.
 
@@ -46,12 +114,9 @@ def teacher_top_n(
     """
     n_users, n_items = history.shape
     n = min(n, n_items - 1)
-    device = next(teacher.model.parameters()).device
     out = torch.empty((n_users, n), dtype=torch.long)
-    for start, stop in user_chunks(n_users, n_items, max_cells):
-        users = torch.arange(start, stop, device=device)
-        scores = mask_seen(teacher.full_scores(users).float().clone(), history, start)
-        out[start:stop] = torch.topk(scores, n, dim=1).indices.cpu()
+    for start, stop, scores in score_blocks(teacher, n_users, n_items, max_cells):
+        out[start:stop] = top_k(mask_seen(scores, history, start), n)[1].cpu()
     return out
 
 
@@ -69,8 +134,9 @@ def teacher_representations(
 def scores_of_lists(adapter: BackboneAdapter, items: torch.Tensor, max_cells: int = 2**18) -> torch.Tensor:
     """Each user's scores for its own item list: row u of `items` (n_users, M) -> (n_users, M).
 
-    Chunked over users (`max_cells` user-item pairs at a time: dot-product backbones gather a
-    d-dimensional row per pair); whole-graph backbones propagate once for all chunks.
+    Chunked over users (`max_cells` user-item pairs at a time); whole-graph backbones propagate
+    once for all chunks; dot-product backbones take `list_scores`' sparse product (no
+    d-dimensional row gathered per pair).
     """
     device = next(adapter.model.parameters()).device
     n_users, width = items.shape
@@ -78,7 +144,7 @@ def scores_of_lists(adapter: BackboneAdapter, items: torch.Tensor, max_cells: in
     with adapter.one_forward_per_step():
         for start, stop in user_chunks(n_users, width, max_cells):
             users = torch.arange(start, stop, device=device)
-            out[start:stop] = adapter.score(users, items[start:stop].to(device)).float()
+            out[start:stop] = list_scores(adapter, users, items[start:stop].to(device)).float()
     return out
 
 
@@ -109,7 +175,7 @@ def count_higher(scores: torch.Tensor, pool_scores: torch.Tensor, cap: int | Non
     every count: O(n log P) per row instead of O(n P).
     """
     if cap is not None and 8 * (cap + 1) <= scores.shape[1]:
-        top = scores.topk(cap + 1, dim=1).values.flip(1)  # ascending
+        top = top_k(scores, cap + 1)[0].flip(1)  # ascending
         higher = (cap + 1) - torch.searchsorted(top, pool_scores.contiguous(), right=True)
         return higher.clamp_(max=cap)
     ordered, order = pool_scores.sort(dim=1)
@@ -123,7 +189,7 @@ def count_higher(scores: torch.Tensor, pool_scores: torch.Tensor, cap: int | Non
 
 @torch.no_grad()
 def unseen_ranks(
-    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS,
+    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = SCORE_CELLS,
     cap: int | None = None,
 ) -> torch.Tensor:
     """Each user's 0-based rank, by `adapter`'s scores, of each item of its list `pool` (n_users, P)
@@ -134,12 +200,10 @@ def unseen_ranks(
     padding item are left out, as they are out of a teacher top-N list). Chunked over users.
     """
     n_users, n_items = history.shape
-    device = next(adapter.model.parameters()).device
     out = torch.empty(pool.shape, dtype=torch.long)
-    for start, stop in user_chunks(n_users, n_items, max_cells):
-        users = torch.arange(start, stop, device=device)
-        scores = mask_seen(adapter.full_scores(users).float().clone(), history, start)
-        pool_scores = scores.gather(1, pool[start:stop].to(device))
+    for start, stop, scores in score_blocks(adapter, n_users, n_items, max_cells):
+        scores = mask_seen(scores, history, start)
+        pool_scores = scores.gather(1, pool[start:stop].to(scores.device))
         out[start:stop] = count_higher(scores, pool_scores, cap).cpu()
     return out
 
@@ -169,7 +233,7 @@ def _item_blocks(adapter: BackboneAdapter, history: sp.csr_matrix, max_cells: in
 
 
 @torch.no_grad()
-def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = MAX_CELLS) -> torch.Tensor:
+def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = SCORE_CELLS) -> torch.Tensor:
     """Each item's top-n users by `adapter`'s scores among the users who did NOT interact with it in
     training: (n_items, n) user ids, CPU (the item-side counterpart of `teacher_top_n`).
 
@@ -184,7 +248,7 @@ def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cell
     if adapter.name in DOT_PRODUCT:
         out = torch.empty((n_items, n), dtype=torch.long)
         for start, stop, block in _item_blocks(adapter, history, max_cells):
-            out[start:stop] = torch.topk(block, n, dim=1).indices.cpu()
+            out[start:stop] = top_k(block, n)[1].cpu()
         return out
     best_scores = torch.empty((n_items, 0))
     best_users = torch.empty((n_items, 0), dtype=torch.long)
@@ -199,7 +263,7 @@ def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cell
 
 @torch.no_grad()
 def unseen_user_ranks(
-    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = MAX_CELLS,
+    adapter: BackboneAdapter, history: sp.csr_matrix, pool: torch.Tensor, max_cells: int = SCORE_CELLS,
     cap: int | None = None,
 ) -> torch.Tensor:
     """Each item's 0-based rank, by `adapter`'s scores, of each user of its list `pool` (n_items, P)

@@ -57,6 +57,7 @@ import torch
 
 from kdbench.errors import KdbenchError
 from kdbench.search_space import IntRange, LogUniform
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import race_without_replacement
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
 from kdbench.strategies.kd import student_top_k
@@ -167,7 +168,7 @@ class RCEKD(DistillationStrategy):
             raise RuntimeError(f"strategy '{self.name}': call prepare() and on_epoch_start() before loss()")
         h, k = self.hparams, self.hparams["K"]
         users, counts = torch.unique(self.batch_users(batch), return_counts=True)
-        scores = self.context.student.score(users, self._lists[users])
+        scores = list_scores(self.context.student, users, self._lists[users])
         teacher_si = self._teacher_si[users]
         masks = self._masks[users]
         per_user = rce_kd_loss(scores[:, :k], teacher_si[:, :k], scores[:, k : 2 * k], self._teacher_t[users],

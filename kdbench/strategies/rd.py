@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.errors import KdbenchError
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import ItemExclusions, sample_allowed
 from kdbench.search_space import IntRange, LogUniform
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
@@ -146,11 +147,11 @@ class RD(DistillationStrategy):
             raise RuntimeError(f"strategy '{self.name}': call prepare() before loss()")
         batch_users = self.batch_users(batch)
         users, counts = batch_users.unique(return_counts=True)
-        scores = self.context.student.score(users, self._top[users])
+        scores = list_scores(self.context.student, users, self._top[users])
         weights = self.position_weights
         if self._samples is not None:
             with torch.no_grad():  # the weights carry no gradient: score the samples without a graph
-                sample_scores = self.context.student.score(users, self._samples[users])
+                sample_scores = list_scores(self.context.student, users, self._samples[users])
                 dynamic = rd_dynamic_weights(scores, sample_scores, self.context.n_items - 1, self.hparams["mu"])
             weights = weights * dynamic
         per_user = rd_loss(scores, weights)

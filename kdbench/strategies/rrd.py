@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from kdbench.errors import KdbenchError
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import ItemExclusions, sample_allowed
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
@@ -164,7 +165,7 @@ class RRD(DistillationStrategy):
             raise RuntimeError(f"strategy '{self.name}': call prepare() and on_epoch_start() before loss()")
         batch_users = self.batch_users(batch)
         users = batch_users.unique()
-        scores = self.context.student.score(users, self._items[users])
+        scores = list_scores(self.context.student, users, self._items[users])
         k = self.hparams["K"]
         return rrd_loss(scores[:, :k], scores[:, k:]).sum() / batch_users.numel()
 

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import truncated_rank_draws
 from kdbench.strategies.base import DistillationContext, DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import mask_seen, user_chunks
@@ -207,6 +208,6 @@ class UnKD(DistillationStrategy):
             raise RuntimeError(f"strategy '{self.name}': call prepare() and on_epoch_start() before loss()")
         users, counts = torch.unique(self.batch_users(batch), return_counts=True)
         width = self.positive.shape[1]
-        scores = self.context.student.score(users, torch.cat([self.positive[users], self.negative[users]], dim=1))
+        scores = list_scores(self.context.student, users, torch.cat([self.positive[users], self.negative[users]], dim=1))
         per_user = unkd_loss(scores[:, :width], scores[:, width:], self.valid[users])
         return (per_user * counts).sum() / counts.sum()

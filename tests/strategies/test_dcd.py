@@ -19,7 +19,8 @@ from kdbench.strategies.knowledge import scoring_mode, top_users, unseen_ranks, 
 
 @pytest.fixture
 def dcd(bpr_context):
-    strategy = DCD(bpr_context, K=20, top_n=100)
+    # both sides, the under-estimated list in teacher order, ranks among unobserved items: the options
+    strategy = DCD(bpr_context, K=20, top_n=100, item_weight=1.0, teacher_order=True, rank_unobserved=True)
     strategy.prepare()
     strategy.on_epoch_start(1)
     return strategy
@@ -89,7 +90,7 @@ def test_pool_is_the_teacher_top_unobserved_items(dcd, bpr_context):
 
 @pytest.mark.parametrize("max_cells", [2**24, 600_000])  # one chunk; several chunks
 def test_student_ranks_count_higher_unobserved_items(bpr_context, max_cells):
-    strategy = DCD(bpr_context, K=5, top_n=50)
+    strategy = DCD(bpr_context, K=5, top_n=50, item_weight=1.0)
     strategy.prepare()
     with scoring_mode(bpr_context.student):
         ranks = unseen_ranks(bpr_context.student, bpr_context.history, strategy.item_pool, max_cells=max_cells)
@@ -166,7 +167,7 @@ def test_user_side_only_when_item_weight_is_zero(bpr_context, first_batch):
 
 
 def test_resampled_every_epoch_and_reproducible(ml100k):
-    first, second = (DCD(make_context(ml100k, seed=2), K=10, top_n=60) for _ in range(2))
+    first, second = (DCD(make_context(ml100k, seed=2), K=10, top_n=60, item_weight=1.0) for _ in range(2))
     for strategy in (first, second):
         strategy.prepare()
         strategy.on_epoch_start(1)
@@ -195,7 +196,7 @@ def test_bad_hyperparameters_raise(bpr_context, hparams):
 def test_too_few_eligible_entries_raise_at_prepare(bpr_context):
     # the most popular ml-100k item has fewer than 480 users who did not interact with it
     with pytest.raises(KdbenchError, match="item_weight=0"):
-        DCD(bpr_context, K=480, top_n=900).prepare()
+        DCD(bpr_context, K=480, top_n=900, item_weight=1.0).prepare()
 
 
 def test_item_side_scores_agree_for_dot_product_and_generic_backbones(bpr_context):
@@ -243,7 +244,7 @@ def test_capped_ranks_give_the_exact_ranks_weights(bpr_context):
     exact = count_higher(scores, scores.gather(1, pool))
     for cap in (40, 300):  # top-k selection (cap small against the row); histogram, then clamped
         assert torch.equal(count_higher(scores, scores.gather(1, pool), cap=cap), exact.clamp(max=cap))
-    strategy = DCD(bpr_context, K=5, top_n=60, T=1.5)
+    strategy = DCD(bpr_context, K=5, top_n=60, T=1.5, item_weight=1.0)
     strategy.prepare()
     cap = 60 + int(math.ceil(SATURATION * 1.5))
     with scoring_mode(bpr_context.student):
@@ -258,3 +259,69 @@ def test_capped_ranks_give_the_exact_ranks_weights(bpr_context):
         for exact_ranks, cut, limits in sides:
             assert torch.equal(discrepancy_log_weights(exact_ranks, limits, 1.5, under),
                                discrepancy_log_weights(cut, limits, 1.5, under))
+
+
+# -- the published defaults (woriazzc/KDs modeling/KD/cf/baseline.py:399-479) -------------------------
+def test_published_defaults(bpr_context):
+    assert DCD.defaults == {"weight": 0.01, "K": 100, "T": 10.0, "top_n": 500, "item_weight": 0.0,
+                            "teacher_order": False, "rank_unobserved": False}
+    strategy = DCD(bpr_context, K=5, top_n=40)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    assert strategy.user_pool is None and strategy.item_lists is None  # the reference's user side only
+
+
+def test_student_rank_counts_every_item_the_training_items_too(bpr_context, monkeypatch):
+    import kdbench.strategies.dcd as dcd_module
+
+    strategy = DCD(bpr_context, K=5, top_n=40)
+    strategy.prepare()
+    seen = {}
+
+    def spy(adapter, history, pool, **kwargs):
+        seen["history"], seen["ranks"] = history, unseen_ranks(adapter, history, pool, **kwargs)
+        return seen["ranks"]
+
+    monkeypatch.setattr(dcd_module, "unseen_ranks", spy)
+    strategy.on_epoch_start(1)
+    assert seen["history"].nnz == 0  # nothing masked: the student ranks among all items
+    with torch.no_grad():
+        scores = bpr_context.student.full_scores(torch.arange(bpr_context.n_users)).clone()
+    scores[:, 0] = -torch.inf  # RecBole's padding item only
+    cap = 40 + 20 * 10
+    for user in (1, 7, 500):
+        pool_scores = scores[user, strategy.item_pool[user]]
+        brute = (scores[user].unsqueeze(0) > pool_scores.unsqueeze(1)).sum(dim=1)
+        assert torch.equal(seen["ranks"][user], brute.clamp(max=cap))
+    with scoring_mode(bpr_context.student):
+        among_unobserved = unseen_ranks(bpr_context.student, bpr_context.history, strategy.item_pool, cap=cap)
+    assert (seen["ranks"] >= among_unobserved).all() and (seen["ranks"] > among_unobserved).any()
+
+
+def test_under_estimated_list_is_kept_in_draw_order(bpr_context):
+    # one row, weights far apart: the heaviest pool positions come first far more often than last
+    strategy = DCD(bpr_context, K=2, T=1.0)
+    pool = torch.arange(10, 14).expand(4000, -1)
+    student_ranks = torch.tensor([0, 1, 2, 30]).expand(4000, -1)  # only position 3 is under-estimated (tanh(27))
+    lists = strategy.sample_lists(pool, student_ranks, torch.full((4000,), 4))
+    under = lists[:, :2]
+    assert (under[:, 0] == 13).float().mean() > 0.99  # drawn first, kept first though last in teacher order
+    strategy = DCD(bpr_context, K=2, T=1.0, teacher_order=True)
+    assert (strategy.sample_lists(pool, student_ranks, torch.full((4000,), 4))[:, 1] == 13).all()
+
+
+def test_published_loss_matches_hand_computed(bpr_context, first_batch):
+    # the reference's relaxed_ranking_loss on the lists as drawn, summed over the batch's users, / B
+    strategy = DCD(bpr_context, K=2, top_n=20)
+    strategy.prepare()
+    strategy.on_epoch_start(1)
+    ctx = strategy.context
+    users = first_batch[ctx.uid_field]
+    with torch.no_grad():
+        user_table, item_table = (t.double() for t in ctx.student.representation_tables())
+    e, expected = math.exp, 0.0
+    for user in users.unique().tolist():
+        u1, u2, o1, o2 = (item_table[strategy.user_lists[user]] @ user_table[user]).tolist()
+        rest = e(o1) + e(o2)
+        expected += -(u1 - math.log(e(u1) + e(u2) + rest)) - (u2 - math.log(e(u2) + rest))
+    assert strategy.loss(first_batch).item() == pytest.approx(expected / len(users), rel=1e-5)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
 from _helpers_sampling import fixed_context, teacher_top
-from kdbench.strategies.knowledge import mask_seen, teacher_top_n, user_chunks
+from kdbench.strategies.knowledge import mask_seen, score_blocks, teacher_top_n, top_k, user_chunks
 
 
 def test_user_chunks_cover_every_user_once_within_the_cell_budget():
@@ -31,3 +32,27 @@ def test_teacher_top_n_in_chunks_equals_the_whole_ranking():
     context = fixed_context()
     chunked = teacher_top_n(context.teacher, context.history, 10, max_cells=3 * context.n_items)
     assert torch.equal(chunked, teacher_top(context, 10))
+
+
+@pytest.mark.parametrize("n, k", [(1000, 5), (1000, 40), (997, 10), (1000, 100), (1000, 300), (64, 64)])
+def test_top_k_equals_torch_topk_also_with_masked_entries(n, k):
+    generator = torch.Generator().manual_seed(n + k)
+    scores = torch.randn(30, n, generator=generator)
+    scores[torch.rand(30, n, generator=generator) < 0.3] = -torch.inf  # masked, as training items are
+    scores[0, k // 2 :] = -torch.inf  # a row with fewer finite entries than k
+    values, indices = top_k(scores, k)
+    expected = torch.topk(scores, k, dim=1)
+    assert torch.equal(values, expected.values)
+    assert torch.equal(scores.gather(1, indices), values)
+    assert all(len(set(row.tolist())) == k for row in indices)
+    finite = torch.isfinite(expected.values)
+    assert torch.equal(indices[finite], expected.indices[finite])  # continuous scores: no ties to break
+
+
+def test_score_blocks_give_the_full_scores_of_every_user(bpr_context):
+    n_users, n_items = bpr_context.n_users, bpr_context.n_items
+    blocks = list(score_blocks(bpr_context.teacher, n_users, n_items, max_cells=50 * n_items))
+    assert [start for start, _, _ in blocks] == list(range(0, n_users, 50))
+    with torch.no_grad():
+        expected = bpr_context.teacher.full_scores(torch.arange(n_users))
+    assert torch.allclose(torch.cat([scores for _, _, scores in blocks]), expected, rtol=1e-5, atol=1e-6)
