@@ -14,27 +14,12 @@ import pandas as pd
 from kdbench.beyond import BEYOND_METRICS
 from kdbench.inference_cost import check_cost
 from kdbench.metrics import PRIMARY_METRIC
-from kdbench.report.schema import TEACHER_PRIMARY
-from kdbench.record import DEFAULTS, METRICS, RunStore, dataset_label, record_protocol
+from kdbench.record import DEFAULTS, FLAT_FIELDS, METRICS, RunStore, dataset_label, record_protocol
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 
-# One row per stored run: these record fields, flattened.
-RUN_FIELDS = {
-    "params": ("cost", "params"),
-    "size_bytes": ("cost", "size_bytes"),
-    "train_s_per_epoch": ("training", "seconds_per_epoch"),
-    "kd_prepare_seconds": ("training", "kd_prepare_seconds"),
-    "epochs_run": ("training", "epochs_run"),
-    "best_epoch": ("training", "best_epoch"),
-    "hit_epoch_cap": ("training", "hit_epoch_cap"),
-    TEACHER_PRIMARY: ("teacher_test", PRIMARY_METRIC),
-    # the run's own inference measurement (evaluate.inference_cost): the cost of sequential rows,
-    # whose shapes `kdbench cost` does not measure (per query: a forward over its input sequence)
-    "run_throughput": ("cost", "throughput_users_per_s"),
-    "run_latency_p50_ms": ("cost", "latency_p50_ms"),
-    # beyond accuracy on the test users' top 10 (kdbench.beyond; NaN in records before issue 27)
-    **{metric: ("beyond", metric) for metric in BEYOND_METRICS},
-}
+# One row per stored run: the record's flat fields (`record.FLAT_FIELDS`), and the beyond-accuracy
+# metrics on the test users' top 10 (kdbench.beyond; NaN in records before issue 27).
+RUN_FIELDS = {**FLAT_FIELDS, **{metric: ("beyond", metric) for metric in BEYOND_METRICS}}
 ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 
 COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
