@@ -5,7 +5,9 @@ timing are kdbench.inference_cost's, which `python -m kdbench cost` measures wit
 Every model is randomly initialised (seed 0): the cost of scoring, sampling and a training step
 does not depend on what the weights have learnt. The KD pairing is the default one,
 BPR:200 -> BPR:20, with the teacher frozen as the runner freezes it (a trainable copy of it for a
-strategy that trains the teacher further, as the runner gives one).
+strategy that trains the teacher further, as the runner gives one). The training-epoch benchmarks
+take the RCE-KD reproduction's pairing instead (BPR:400 -> BPR:20, its settings and hyperparameters)
+on synthetic catalogues of real datasets' shapes (EPOCH_SHAPES).
 """
 
 from __future__ import annotations
