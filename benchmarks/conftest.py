@@ -55,7 +55,7 @@ def pytest_terminal_summary(terminalreporter):
             write(f"  {dataset}, epoch {epoch}: {cells}")
     epochs = support.SUMMARY.get("training epoch")
     if epochs:
-        write("Training epoch (on_epoch_start + every batch), seconds and time as a multiple of scratch's (fastest calls):")
+        write("Training epoch (on_epoch_start + the steps, scaled to every batch), seconds and x scratch's epoch:")
         for (dataset,), rows in _grouped(epochs, ("dataset",)).items():
             cells = ", ".join(f"{row['strategy']} {row['seconds']:.2f} s {row['ratio_to_scratch']:.1f}x" for row in rows)
             write(f"  {dataset}: {cells}")

@@ -6,16 +6,16 @@ user against the M items of its list for the epoch: B x M dot products of dimens
 the B x M item rows and multiplying them (BackboneAdapter.score) writes a B x M x d tensor
 forward and another backward, and the backward scatters it row by row into the item table: with
 CiteULike's 1,700 distinct users and M = 300 that is 10^7 floats moved three times per batch, 10x
-the cost of the base loss's whole step. Here the lists of the epoch are one sparse users x items
-pattern A (indexed once per epoch, `ItemLists`), and for dot-product backbones
+the cost of the base loss's whole step. Here a batch's lists are a sparse pattern A_b (B rows of
+M entries; a repeated item is two entries), and for dot-product backbones on the CPU
 
-    forward    s = (U_b I^T) sampled at A_b's entries            (torch.sparse.sampled_addmm)
-    backward   dL/dU_b = G I,   dL/dI = G^T U                    (sparse x dense products)
+    forward    s = (U_b I^T) sampled at A_b's entries     (torch.sparse.sampled_addmm)
+    backward   dL/dU_b = G I                              (torch's CSR product)
+               dL/dI = G^T U_b                            (scipy's product by the transpose)
 
 with G the sparse matrix of dL/ds on A_b's pattern: the same values and gradients (up to float
-rounding of the sums), no B x M x d tensor. An item repeated in a row's list is one entry of A
-read at both places, and its gradients add, as autograd's would. Backbones that are not dot
-products keep BackboneAdapter.score.
+rounding of the sums; repeated entries' gradients add, as autograd's do), and no B x M x d
+tensor. Other backbones (and devices) keep BackboneAdapter.score.
 """
 
 from __future__ import annotations
