@@ -23,8 +23,8 @@ from typing import Any, Callable
 from kdbench.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_file
-from kdbench.record import (SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model, read_record,
-                            stale_fields)
+from kdbench.record import (METRICS, SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, TEACHER, RunRecord,
+                            cpu_model, read_record, stale_fields)
 
 # Largest relative difference of an aggregate test metric accepted when the run is reproduced on
 # another CPU model; measured: a BPR-64 teacher made on an AMD EPYC and retrained on an Intel Xeon
@@ -71,8 +71,79 @@ class Reproduction:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """A run record from any path (a copy outside results/ too), checked."""
-    return read_record(check_file(path, "run file"))
+    """A run record from any path (a copy outside results/ too), checked: its schema
+    (`record.check_record`), then everything a reproduction compares (`check_reproducible`)."""
+    record = read_record(check_file(path, "run file"))
+    problem = check_reproducible(record)
+    if problem:
+        raise KdbenchError(f"run file {path} cannot be reproduced: {problem}; restore the file from where "
+                           f"it was made (nothing was run)")
+    return record
+
+
+# What a finished run must hold for a reproduction to compare it: the sections and fields beyond
+# the schema (`check_record` lets older formats and failed runs leave them out).
+_FINISHED_TRAINING = ("best_epoch", "epochs_run", "valid_curve")
+
+
+def check_reproducible(record: RunRecord) -> str | None:
+    """What keeps a (schema-checked) record from being reproduced, or None: a negative seed, a
+    `config` that is not a mapping of the two training settings, and, for a finished run, a missing
+    test metric, `valid_ndcg@10` or teacher metric (a student's row) or one outside [0, 1] (NaN and
+    inf included), a parameter count that is not a count, or a missing `training` summary or
+    `per_user` block (a value in [0, 1] per test user and metric)."""
+    if record["seed"] < 0:
+        return f"'seed' is {record['seed']}, a seed is >= 0"
+    config = record.get("config")
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("train", "teacher_train")):
+        return "'config' lacks the training settings ('train', 'teacher_train')"
+    teacher_seed = config.get("teacher_seed", 0)
+    if not isinstance(teacher_seed, int) or isinstance(teacher_seed, bool) or teacher_seed < 0:
+        return f"'config.teacher_seed' is {teacher_seed!r}, a seed is >= 0"
+    if record["status"] != "ok":
+        return None  # a failed run is reproduced as its status and error
+    sections = ("test",) if record["strategy"] == TEACHER else ("test", "teacher_test")
+    for section in sections:
+        for metric in METRICS:
+            problem = _not_finite(f"{section}.{metric}", (record.get(section) or {}).get(metric, "missing"))
+            if problem:
+                return problem
+    problem = _not_finite("valid_ndcg@10", record.get("valid_ndcg@10", "missing"))
+    if problem:
+        return problem
+    params = (record.get("cost") or {}).get("params", "missing")
+    if isinstance(params, bool) or not isinstance(params, int) or params < 0:
+        return f"'cost.params' is {params!r}, not a count of parameters"
+    training = record.get("training")
+    if not isinstance(training, dict) or any(key not in training for key in _FINISHED_TRAINING):
+        return f"'training' is missing or lacks {', '.join(_FINISHED_TRAINING)}"
+    return _check_per_user(record.get("per_user"))
+
+
+def _check_per_user(per_user: Any) -> str | None:
+    if not isinstance(per_user, dict) or not per_user.get("user_ids"):
+        return "'per_user' is missing or holds no test users"
+    if not isinstance(per_user["user_ids"], list):
+        return "'per_user.user_ids' is not a list"
+    missing = [metric for metric in METRICS if metric not in per_user]
+    if missing:
+        return f"'per_user' lacks {', '.join(missing)}"
+    for metric in METRICS:
+        bad = next((v for v in per_user[metric] if _not_finite("", v)), None)
+        if bad is not None:
+            return f"'per_user.{metric}' holds {bad!r}, {_not_finite('', bad).split(', ', 1)[1]}"
+    return None
+
+
+def _not_finite(name: str, value: Any) -> str | None:
+    """What is wrong with a metric value (NDCG and recall lie in [0, 1]), or None."""
+    if isinstance(value, str) and value == "missing":
+        return f"'{name}' is missing"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"'{name}' is {value!r}, not a finite number"
+    if not 0 <= value <= 1:
+        return f"'{name}' is {value!r}, not a value in [0, 1]"
+    return None
 
 
 def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = False,
