@@ -9,6 +9,9 @@ an executor yields (task index, result or the exception it raised) as tasks fini
 A worker that dies mid-task (killed, out of memory, node lost) costs that task one attempt; after
 `max_attempts` the task's result is a `WorkerLost` exception, which the driver records as a
 failed cell. No executor ever hangs on a lost worker or drops a task.
+
+A local worker ignores Ctrl-C and ends itself when the driver is gone, killed or not
+(`kdbench.lifetime`); an interrupted driver's `close()` kills the workers still running a task.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from multiprocessing.connection import wait as connection_wait
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from kdbench.errors import KdbenchError
+from kdbench.lifetime import children_ignore_interrupts, tie_to_parent
+from kdbench import ray_connect
 from kdbench.registry import Registry
 
 
@@ -72,11 +77,13 @@ class LocalExecutor:
         self.max_attempts = max_attempts
         self._context = multiprocessing.get_context("spawn")
         self._pool: list[_Worker] = []
+        self._busy: dict[_Worker, int] = {}  # worker -> the task it runs
 
     def map_unordered(self, fn, tasks, resources=None):
         queue = deque(range(len(tasks)))
         attempts = [0] * len(tasks)
-        busy: dict[_Worker, int] = {}
+        busy = self._busy
+        busy.clear()
         while queue or busy:
             while queue and len(busy) < self.workers:
                 worker = next((w for w in self._pool if w not in busy), None)
@@ -105,9 +112,14 @@ class LocalExecutor:
                     yield index, outcome
 
     def close(self) -> None:
+        """Idle workers are asked to stop; a worker still running a task (the driver was
+        interrupted, or stopped reading results) is killed: its result has nobody to go to."""
         for worker in self._pool:
-            worker.stop()
-        self._pool = []
+            if worker in self._busy:
+                worker.kill()
+            else:
+                worker.stop()
+        self._pool, self._busy = [], {}
 
 
 _RUNNING, _DIED = object(), object()
@@ -118,8 +130,9 @@ class _Worker:
 
     def __init__(self, context):
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker_loop, args=(child,), daemon=True)
-        self.process.start()
+        self.process = context.Process(target=_worker_loop, args=(child, os.getpid()), daemon=True)
+        with children_ignore_interrupts():
+            self.process.start()
         child.close()
 
     def send(self, fn, task) -> None:
@@ -149,9 +162,16 @@ class _Worker:
             self.process.kill()
         self.connection.close()
 
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(timeout=10)
+        self.connection.close()
 
-def _worker_loop(connection) -> None:
-    """A worker: run (fn, task) messages until None; send back ("ok", result) or ("error", exception)."""
+
+def _worker_loop(connection, parent: int | None = None) -> None:
+    """A worker: run (fn, task) messages until None; send back ("ok", result) or ("error", exception).
+    It ignores SIGINT and ends when the process `parent` (default: its parent now) is gone."""
+    tie_to_parent(os.getppid() if parent is None else parent)
     while True:
         try:
             message = connection.recv()
@@ -181,7 +201,8 @@ class RayExecutor:
     `address=None` starts a private local instance with `workers` CPUs (`ray.init(address="local")`,
     never a stale cluster file); "auto" or "HOST:PORT" joins a running cluster, whose nodes need
     kdbench installed in the same environment. Ray retries a task whose worker died
-    (`max_retries`); a task that still failed yields `WorkerLost`.
+    (`max_retries`); a task that still failed yields `WorkerLost`. Joining a cluster and noticing a
+    lost one take bounded times (`kdbench.ray_connect`): tasks of a lost cluster yield `WorkerLost`.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 2,
@@ -199,7 +220,7 @@ class RayExecutor:
                                       "configure_logging": False}
             try:
                 if address:
-                    ray.init(address=address, **kwargs)
+                    ray_connect.connect(ray, address, **kwargs)  # bounded: see kdbench.ray_connect
                 else:
                     # Ray starts its workers at nice 15 (RayConfig worker_niceness): beside any other
                     # process, such as this driver or a second job, they get a fraction of the CPU
@@ -216,8 +237,16 @@ class RayExecutor:
                                         max_retries=self.max_attempts - 1, retry_exceptions=False)
         refs = {remote.remote(task): index for index, task in enumerate(tasks)}
         remaining = list(refs)
+        failed_polls = 0
         while remaining:
-            done, remaining = ray.wait(remaining, num_returns=1)
+            done, remaining = ray.wait(remaining, num_returns=1, timeout=ray_connect.POLL_SECONDS)
+            if not done:  # nothing finished for a while: is the cluster still there?
+                problem = self._cluster_problem()
+                failed_polls = failed_polls + 1 if problem else 0
+                if failed_polls >= ray_connect.LOST_POLLS:
+                    for ref in remaining:
+                        yield refs[ref], WorkerLost(f"Ray cluster lost: {problem}")
+                    return
             for ref in done:
                 index = refs[ref]
                 try:
@@ -228,6 +257,11 @@ class RayExecutor:
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                         ray.exceptions.RayError) as exc:
                     yield index, WorkerLost(f"Ray worker lost after {self.max_attempts} attempt(s): {type(exc).__name__}")
+
+    def _cluster_problem(self) -> str | None:
+        """Why the cluster's head cannot be reached (None: it can): checked while nothing finishes."""
+        address = ray_connect.gcs_address(self._ray)
+        return ray_connect.reachable(address) if address else "no head address"
 
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():

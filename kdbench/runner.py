@@ -53,6 +53,8 @@ class Runner:
         self.cache_dir = Path(self.cache_dir)
         self.executor = self.executor or SerialExecutor()
         self.executed = 0  # cells this Runner actually ran (not found finished)
+        self.reused = 0  # cells found finished with the same identity (not run again)
+        self.written: list[RunRecord] = []  # the records this Runner wrote, finished or failed
         self.splits = Splits(self.device, self.cache_dir)
         self.stored = StoredRuns(self.store, self.device, self.force, self.splits.fingerprint)
         self.cache = TeacherCache(self.cache_dir, self.splits.fingerprint, self.heal_cache, self.log)
@@ -95,6 +97,7 @@ class Runner:
             record, same = self.stored.lookup(cell)
             if same and not self.force:
                 records[index] = record
+                self.reused += 1
                 notify(cell, record)
             else:
                 todo.append(index)
@@ -115,6 +118,7 @@ class Runner:
             else:
                 students.append((index, artifact))
                 continue
+            self.written.append(records[index])
             notify(cell, records[index])
         self._run_students(cells, students, records, notify)
         return records
@@ -133,6 +137,7 @@ class Runner:
                 records[index] = self.stored.write_failed(cell, f"{type(result).__name__}: {result}")
             else:
                 records[index] = self.stored.write(cell, result.record, result.log)
+            self.written.append(records[index])
             notify(cell, records[index])
 
     def run(self, cell: Cell) -> RunRecord:

@@ -15,10 +15,11 @@ from kdbench.cli.handlers import COMMANDS
 from kdbench.cli.parser import build_parser
 from kdbench.compat import check_install
 from kdbench.errors import KdbenchError
+from kdbench.lifetime import exit_code, terminate_as_interrupt
 from kdbench.registry import load_entry_point_plugins, load_plugin_file
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM is 143 (`lifetime.exit_code`: 128 + the signal's number)
 
 
 def one_line(text: str) -> str:
@@ -33,11 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        check_install()  # a broken install (no RecBole, a missing import, pandas 3) in one line
-        load_entry_point_plugins()
-        for plugin in args.plugin:
-            load_plugin_file(plugin)
-        return COMMANDS[args.command](args)
+        with terminate_as_interrupt():  # SIGTERM unwinds like Ctrl-C: workers ended, finished cells kept
+            check_install()  # a broken install (no RecBole, a missing import, pandas 3) in one line
+            load_entry_point_plugins()
+            for plugin in args.plugin:
+                load_plugin_file(plugin)
+            return COMMANDS[args.command](args)
     except KdbenchError as exc:
         print(f"kdbench: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -45,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(one_line(f"kdbench: error: cannot access{where}: {exc.strerror or exc}"), file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("kdbench: interrupted; finished cells are kept, rerun to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        kept = getattr(interrupt, "kept", "finished cells are kept")
+        print(f"kdbench: interrupted; {one_line(kept)}; rerun the same command to resume", file=sys.stderr)
+        return exit_code(interrupt)

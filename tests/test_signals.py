@@ -1,0 +1,107 @@
+"""Issue 31: SIGTERM, Ctrl-C (SIGINT to the process group) and a killed parent (SIGKILL) end every
+worker process of a `run --workers 2`; the driver prints one line saying what was kept, no process
+prints a traceback, and the exit code is 128 + the signal (130, 143).
+
+Each test starts a real `python -m kdbench run` on a toy dataset whose students train for (nearly)
+ever, waits until both workers run a student, sends the signal and watches the processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import write_interactions
+
+ROOT = Path(__file__).resolve().parents[1]
+GONE_WITHIN = 10.0  # seconds for every worker to end after the signal (the parent-watch polls every 0.5 s)
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def _start(tmp_path: Path) -> subprocess.Popen:
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter", n_users=30, n_items=25, per_user=10)
+    argv = [sys.executable, "-m", "kdbench", "run", "--dataset", "toy", "--data-path", str(tmp_path / "data"),
+            "--teacher", "BPR:8", "--student", "BPR:4", "--strategy", "scratch,kd", "--workers", "2",
+            "--teacher-epochs", "1", "--epochs", "1000000", "--patience", "1000000", "--batch-size", "4096",
+            "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), KDBENCH_CACHE=str(tmp_path / "cache"))
+    return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def _workers(driver: subprocess.Popen, count: int = 2, timeout: float = 240.0) -> list[psutil.Process]:
+    """The driver's worker processes once `count` of them are busy (a student stage started)."""
+    parent = psutil.Process(driver.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, driver.communicate()
+        workers = [p for p in parent.children() if "spawn_main" in " ".join(_cmdline(p))]
+        busy = [p for p in workers if _cpu(p) > 1.0]  # seconds of CPU: past start-up, training
+        if len(busy) >= count:
+            return parent.children(recursive=True)
+        time.sleep(0.5)
+    driver.kill()
+    pytest.fail(f"no {count} busy workers within {timeout} s: {driver.communicate()}")
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+        return times.user + times.system
+    except psutil.Error:
+        return 0.0
+
+
+def _assert_all_gone(processes: list[psutil.Process]) -> None:
+    _, alive = psutil.wait_procs(processes, timeout=GONE_WITHIN)
+    for process in alive:
+        process.kill()
+    assert not alive, f"still running {GONE_WITHIN} s after the signal: {[_cmdline(p) for p in alive]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how, code", [("sigterm", 143), ("ctrl-c", 130)])
+def test_a_signal_ends_every_worker_and_says_what_was_kept(tmp_path, how, code):
+    driver = _start(tmp_path)
+    workers = _workers(driver)
+    if how == "sigterm":
+        driver.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
+    try:
+        _, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    _assert_all_gone(workers)
+    assert driver.returncode == code, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "kdbench: error" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("kdbench: interrupted")]
+    assert len(lines) == 1, err
+    # the two students never finished: nothing of this run is kept, and the line says where it would be
+    assert lines[0].startswith("kdbench: interrupted; 0 cell(s) finished in this run are kept in "), err
+    assert str(tmp_path / "results" / "runs") in lines[0]
+    assert not list((tmp_path / "results").rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    driver = _start(tmp_path)
+    workers = _workers(driver)
+    driver.kill()  # SIGKILL: the driver cleans up nothing
+    _, err = driver.communicate(timeout=60)
+    _assert_all_gone(workers)
+    assert "Traceback" not in err, err
