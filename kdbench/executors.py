@@ -16,6 +16,7 @@ A local worker ignores Ctrl-C and ends itself when the driver is gone, killed or
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections import deque
@@ -245,6 +246,8 @@ class RayExecutor:
                 failed_polls = failed_polls + 1 if problem else 0
                 if failed_polls >= ray_connect.LOST_POLLS:
                     for ref in remaining:
+                        with contextlib.suppress(Exception):
+                            ray.cancel(ref, force=True)
                         yield refs[ref], WorkerLost(f"Ray cluster lost: {problem}")
                     return
             for ref in done:
