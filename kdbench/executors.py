@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from kdbench.errors import KdbenchError
 from kdbench.lifetime import children_ignore_interrupts, tie_to_parent
-from kdbench import ray_connect
+from kdbench import progress, ray_connect
 from kdbench.registry import Registry
 
 
@@ -124,6 +124,7 @@ class LocalExecutor:
 
 
 _RUNNING, _DIED = object(), object()
+_PROGRESS = "progress"  # a worker's message: ("progress", line) before its ("ok" | "error", result)
 
 
 class _Worker:
@@ -140,13 +141,16 @@ class _Worker:
         self.connection.send((fn, task))
 
     def poll(self):
-        """The task's result (or its exception), _RUNNING, or _DIED."""
-        if self.connection.poll():
+        """The task's result (or its exception), _RUNNING, or _DIED; progress lines the task sent
+        meanwhile go to the driver's progress sink."""
+        while self.connection.poll():
             try:
                 status, payload = self.connection.recv()
             except (EOFError, OSError):
                 return _DIED
-            return payload
+            if status != _PROGRESS:
+                return payload
+            progress.report(payload)
         return _RUNNING if self.process.is_alive() else _DIED
 
     def discard(self) -> None:
@@ -173,6 +177,7 @@ def _worker_loop(connection, parent: int | None = None) -> None:
     """A worker: run (fn, task) messages until None; send back ("ok", result) or ("error", exception).
     It ignores SIGINT and ends when the process `parent` (default: its parent now) is gone."""
     tie_to_parent(os.getppid() if parent is None else parent)
+    progress.set_sink(lambda line: connection.send((_PROGRESS, line)))
     while True:
         try:
             message = connection.recv()

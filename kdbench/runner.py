@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from kdbench import progress
 from kdbench.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor, SerialExecutor
@@ -154,4 +155,6 @@ def run_cells(runner: Runner, cells: list[Cell]) -> list[RunRecord]:
             bar.set_postfix_str(f"{cell.dataset} {cell.pairing} {cell.label} s{cell.seed}")
             bar.update(1)
 
-        return runner.run_all(cells, on_record=advance)
+        # a training teacher's epochs and validation NDCG@10 (`work.epoch_logger`) show beside the count
+        with progress.sink(bar.set_postfix_str):
+            return runner.run_all(cells, on_record=advance)
