@@ -432,9 +432,11 @@ def read_best(results_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
     return read_summary(study.best_path, BEST_FIELDS) if study.best_path.exists() else None
 
 
-def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print) -> list[Cell]:
+def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print,
+                quiet_untuned: bool = False) -> list[Cell]:
     """The suite's student cells again, with each strategy's tuned hyperparameters and training knobs,
-    for every finished study whose strategy code and fixed settings still match."""
+    for every finished study whose strategy code and fixed settings still match; `warn` names each
+    strategy without a tuned row and why (`quiet_untuned`: not those never tuned at all)."""
     tuned: list[Cell] = []
     warned: set[tuple] = set()
     for cell in cells:
@@ -455,7 +457,7 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
         elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(cell.hparams))):
             problem = "tuned with other fixed hyperparameters"
         if problem:
-            if key not in warned:
+            if key not in warned and not (quiet_untuned and best is None):
                 warn(f"{cell.dataset} {cell.pairing} {cell.strategy}: {problem}; no tuned row")
                 warned.add(key)
             continue

@@ -15,6 +15,7 @@ from kdbench.commands.listing import describe
 from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
 from kdbench.commands.run import RunOutcome, run_single, run_suite
+from kdbench.commands.summary import counts_line, top_rows
 from kdbench.commands.sweep import run_sweep
 from kdbench.commands.tune import tune_suite
 from kdbench.errors import KdbenchError
@@ -89,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
                             _names(args.protocol), command=_command(args), strict=args.strict)
         for path in outcome.outputs:
             print(f"wrote {path}")
+        print(counts_line(outcome.runner, len(outcome.cells)))
+        for line in top_rows(outcome.outputs):
+            print(line)
         return _failed(outcome.records)
     outcome = run_single(args.results_dir, _execution(args), args.dataset, args.teacher, args.student,
                          _names(args.strategy), args.seed, args.hp, _train_settings(args),

@@ -77,7 +77,8 @@ def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | N
     # size sweeps are not tuned: only the suite's own pairings get tuned rows
     untuned = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False),
                                 note=lambda _: None)
-    cells += tuned_cells(untuned, runs_dir, warn=progress_note)
+    # a quick run is never tuned (`tune --quick` aside): no "not tuned" line per strategy
+    cells += tuned_cells(untuned, runs_dir, warn=progress_note, quiet_untuned=quick)
     runner, records = execute_cells(cells, runs_dir, execution, check_stored=True)
     # an invocation that found every cell finished keeps the header of the one that ran them
     ran = runner.executed > 0
