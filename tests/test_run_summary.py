@@ -56,3 +56,29 @@ def test_a_quick_run_names_no_untuned_strategy_and_a_full_run_does(capsys, workd
     code, _, err = run_cli(capsys, *suite_run(workdir, quick={"seeds": [0]}))
     assert code == 0
     assert "toy BPR:16->BPR:4 scratch: not tuned; no tuned row" in err
+
+
+def test_the_single_run_default_pairing_names_the_flags_that_give_the_leaderboards_cells():
+    import shlex
+
+    from kdbench.cli import _train_settings, build_parser
+    from kdbench.commands.run import leaderboard_note
+    from kdbench.suites import expand, load_suite
+    from kdbench.train import TrainSettings
+
+    note = leaderboard_note("ml-100k", "BPR:200", "BPR:20", TrainSettings(), TrainSettings())
+    assert note.startswith("note: these settings (BPR:200->BPR:20, student lr 0.001, max epochs 300) are not "
+                           "the leaderboard's (BPR:64->BPR:5, student lr 0.005, max epochs 400)")
+    flags = note.split("for its settings run with ")[1]
+    args = build_parser().parse_args(["run", *shlex.split(flags)])
+    suite_cell = next(c for c in expand(load_suite(None), ["scratch"], sweeps=False) if c.pairing == "BPR:64->BPR:5")
+    assert (args.teacher, args.student) == ("BPR:64", "BPR:5")
+    assert _train_settings(args) == suite_cell.train  # the flags give the leaderboard's cell exactly
+    assert _train_settings(args, "teacher_") == suite_cell.teacher_settings
+    # with those settings, another dataset, or a pairing of the user's own: nothing to say
+    assert leaderboard_note("ml-100k", "BPR:64", "BPR:5", suite_cell.train, suite_cell.teacher_settings) is None
+    assert leaderboard_note("toy", "BPR:200", "BPR:20", TrainSettings(), TrainSettings()) is None
+    assert leaderboard_note("ml-100k", "BPR:32", "BPR:4", TrainSettings(), TrainSettings()) is None
+    # the leaderboard's pairing with other settings names the missing flags only
+    assert leaderboard_note("ml-100k", "BPR:64", "BPR:5", TrainSettings(), TrainSettings()).endswith(
+        "for its settings run with --lr 0.005 --epochs 400")

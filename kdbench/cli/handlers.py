@@ -14,7 +14,7 @@ from kdbench.commands.execution import Execution, failed_records, progress_note
 from kdbench.commands.listing import describe
 from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
-from kdbench.commands.run import RunOutcome, run_single, run_suite
+from kdbench.commands.run import RunOutcome, leaderboard_note, run_single, run_suite
 from kdbench.commands.summary import counts_line, top_rows
 from kdbench.commands.sweep import run_sweep
 from kdbench.commands.tune import tune_suite
@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     for record in outcome.records:
         _print_record(record)
     _print_teachers(outcome)
+    note = leaderboard_note(args.dataset, args.teacher, args.student, _train_settings(args),
+                            _train_settings(args, "teacher_"))
+    if note:
+        print(note)
     return _failed(outcome.records)
 
 

@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 
+from kdbench.commands.run import SINGLE_STUDENT, SINGLE_TEACHER
 from kdbench.families import PROTOCOLS
 from kdbench.executors import EXECUTORS
 from kdbench.datasets.commands import add_data_commands
@@ -137,8 +138,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     single = run.add_argument_group("single run")
     single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
     single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
-    single.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
-    single.add_argument("--student", default="BPR:20", help="student MODEL:DIM (default: BPR:20)")
+    single.add_argument("--teacher", default=SINGLE_TEACHER, help=f"teacher MODEL:DIM (default: {SINGLE_TEACHER}, not "
+                        f"the leaderboard's pairing: the run ends naming the flags that give its settings)")
+    single.add_argument("--student", default=SINGLE_STUDENT, help=f"student MODEL:DIM (default: {SINGLE_STUDENT})")
     single.add_argument("--strategy", action="append", metavar="NAME",
                         help="strategy (repeatable or comma-separated; default: scratch; 'all' for every one)")
     single.add_argument("--seed", action="append", type=_non_negative_int, metavar="N", help="model seed (repeatable; default 0)")

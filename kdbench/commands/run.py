@@ -85,3 +85,40 @@ def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | N
     outputs = write_reports(runs_dir, Path(results_dir), quick=quick, command=command if ran else None,
                             wall_seconds=time.time() - started if ran else None)
     return RunOutcome(runner, cells, records, outputs)
+
+
+# A single run's default pairing (`run --teacher/--student`): the README's first example and the
+# pairing its cached teachers and reproducibility figures are keyed to; the leaderboard's is the
+# default suite's first pairing, with the suite's settings (kept apart: see `leaderboard_note`).
+SINGLE_TEACHER, SINGLE_STUDENT = "BPR:200", "BPR:20"
+_FLAGS = {"learning_rate": "lr", "max_epochs": "epochs", "batch_size": "batch-size", "patience": "patience",
+          "eval_every": "eval-every"}
+
+
+def leaderboard_note(dataset: str, teacher: str, student: str, train: TrainSettings,
+                     teacher_train: TrainSettings) -> str | None:
+    """One line when a single run's numbers are not comparable with the leaderboard's although they
+    look it: its pairing is the single run's default or one of the default suite's, on a dataset of
+    the suite, and its settings differ from the suite's; it names the flags that give the suite's.
+    (The defaults themselves stay: changing them would change what the documented `run` computes.)"""
+    suite_cells = [cell for cell in expand(load_suite(None), ["scratch"], sweeps=False) if cell.dataset == dataset]
+    pairing = f"{BackboneSpec.parse(teacher)}->{BackboneSpec.parse(student)}"
+    same = next((cell for cell in suite_cells if cell.pairing == pairing), None)
+    if same is None and (pairing != f"{SINGLE_TEACHER}->{SINGLE_STUDENT}" or not suite_cells):
+        return None  # a pairing of the user's own choosing: nothing to compare with
+    target = same or suite_cells[0]
+    flags = ([] if same else [f"--teacher {target.teacher}", f"--student {target.student}"]) + [
+        f"--{prefix}{flag} {getattr(wanted, field):g}"
+        for prefix, wanted, given in (("", target.train, train), ("teacher-", target.teacher_settings, teacher_train))
+        for field, flag in _FLAGS.items() if getattr(wanted, field) != getattr(given, field)]
+    unflagged = sorted(field for field in ("weight_decay", "min_epochs", "init_std")
+                       if getattr(target.train, field) != getattr(train, field)
+                       or getattr(target.teacher_settings, field) != getattr(teacher_train, field))
+    if not flags and not unflagged:
+        return None
+    how = (f"run with {' '.join(flags)}" if not unflagged else
+           f"run `python -m kdbench run --all --strategy NAME` (its {', '.join(unflagged)} has no flag)")
+    return (f"note: these settings ({pairing}, student lr {train.learning_rate:g}, max epochs {train.max_epochs}) "
+            f"are not the leaderboard's ({target.pairing}, student lr {target.train.learning_rate:g}, max epochs "
+            f"{target.train.max_epochs}), so the numbers are not comparable with it; for its settings {how}")
+
