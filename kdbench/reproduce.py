@@ -23,8 +23,9 @@ from typing import Any, Callable
 from kdbench.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_file
-from kdbench.record import (METRICS, SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, TEACHER, RunRecord,
-                            cpu_model, read_record, stale_fields)
+from kdbench.record import (SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model, read_record,
+                            stale_fields)
+from kdbench.record import METRICS, TEACHER  # what check_reproducible requires of a finished run
 
 # Largest relative difference of an aggregate test metric accepted when the run is reproduced on
 # another CPU model; measured: a BPR-64 teacher made on an AMD EPYC and retrained on an Intel Xeon
@@ -71,14 +72,8 @@ class Reproduction:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """A run record from any path (a copy outside results/ too), checked: its schema
-    (`record.check_record`), then everything a reproduction compares (`check_reproducible`)."""
-    record = read_record(check_file(path, "run file"))
-    problem = check_reproducible(record)
-    if problem:
-        raise KdbenchError(f"run file {path} cannot be reproduced: {problem}; restore the file from where "
-                           f"it was made (nothing was run)")
-    return record
+    """A run record from any path (a copy outside results/ too), checked."""
+    return read_record(check_file(path, "run file"))
 
 
 # What a finished run must hold for a reproduction to compare it: the sections and fields beyond
@@ -87,17 +82,15 @@ _FINISHED_TRAINING = ("best_epoch", "epochs_run", "valid_curve")
 
 
 def check_reproducible(record: RunRecord) -> str | None:
-    """What keeps a (schema-checked) record from being reproduced, or None: a negative seed, a
-    `config` that is not a mapping of the two training settings, and, for a finished run, a missing
+    """What keeps a (schema-checked) record whose cell could be rebuilt (`cells.cell_from_record`:
+    its `config`) from being reproduced, or None: a negative seed, and, for a finished run, a missing
     test metric, `valid_ndcg@10` or teacher metric (a student's row) or one outside [0, 1] (NaN and
     inf included), a parameter count that is not a count, or a missing `training` summary or
     `per_user` block (a value in [0, 1] per test user and metric)."""
     if record["seed"] < 0:
         return f"'seed' is {record['seed']}, a seed is >= 0"
     config = record.get("config")
-    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("train", "teacher_train")):
-        return "'config' lacks the training settings ('train', 'teacher_train')"
-    teacher_seed = config.get("teacher_seed", 0)
+    teacher_seed = config.get("teacher_seed", 0) if isinstance(config, dict) else 0
     if not isinstance(teacher_seed, int) or isinstance(teacher_seed, bool) or teacher_seed < 0:
         return f"'config.teacher_seed' is {teacher_seed!r}, a seed is >= 0"
     if record["status"] != "ok":
@@ -166,6 +159,10 @@ def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = F
         if not torch.cuda.is_available():
             raise KdbenchError(f"run file {path} was made on {device}; this machine has no CUDA device")
     validate_cells([cell], device)
+    problem = check_reproducible(stored)  # the whole record is checked before anything runs
+    if problem:
+        raise KdbenchError(f"run file {path} cannot be reproduced: {problem}; restore the file from where "
+                           f"it was made (nothing was run)")
     stale = stale_fields(cell, stored["config"])
     with tempfile.TemporaryDirectory(prefix="kdbench-reproduce-") as scratch:
         cache = Path(scratch) / "cache" if retrain_teacher else Path(cache_dir)
