@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 from kdbench.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
+from kdbench.record import METRICS, TEACHER  # what check_reproducible requires of a finished run
 from kdbench.paths import check_file
 from kdbench.record import (SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model, read_record,
                             stale_fields)
-from kdbench.record import METRICS, TEACHER  # what check_reproducible requires of a finished run
 
 # Largest relative difference of an aggregate test metric accepted when the run is reproduced on
 # another CPU model; measured: a BPR-64 teacher made on an AMD EPYC and retrained on an Intel Xeon
