@@ -67,9 +67,28 @@ def _cpu(process: psutil.Process) -> float:
 
 def _assert_all_gone(processes: list[psutil.Process]) -> None:
     _, alive = psutil.wait_procs(processes, timeout=GONE_WITHIN)
-    for process in alive:
-        process.kill()
+    _kill(alive)
     assert not alive, f"still running {GONE_WITHIN} s after the signal: {[_cmdline(p) for p in alive]}"
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+def _stderr(driver: subprocess.Popen, workers: list[psutil.Process]) -> str:
+    """The driver's stderr once it ended; an orphaned worker keeps the pipe open: after a bound
+    the test fails, every process of the run ended first."""
+    try:
+        return driver.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        _, alive = psutil.wait_procs(workers, timeout=0)
+        _kill(alive + [psutil.Process(driver.pid)] if driver.poll() is None else alive)
+        pytest.fail(f"{len(alive)} worker(s) still running 60 s after the signal (killed now): "
+                    f"{driver.communicate()[1][-2000:]}")
 
 
 @pytest.mark.slow
@@ -81,10 +100,7 @@ def test_a_signal_ends_every_worker_and_says_what_was_kept(tmp_path, how, code):
         driver.send_signal(signal.SIGTERM)
     else:
         os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
-    try:
-        _, err = driver.communicate(timeout=60)
-    finally:
-        driver.kill()
+    err = _stderr(driver, workers)
     _assert_all_gone(workers)
     assert driver.returncode == code, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -102,6 +118,6 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     driver = _start(tmp_path)
     workers = _workers(driver)
     driver.kill()  # SIGKILL: the driver cleans up nothing
-    _, err = driver.communicate(timeout=60)
+    err = _stderr(driver, workers)
     _assert_all_gone(workers)
     assert "Traceback" not in err, err
