@@ -43,6 +43,10 @@ class Cell:
     variant: str = DEFAULTS
     threads: int = CELL_THREADS
     protocol: str = DEFAULT_PROTOCOL  # a preset of families.PROTOCOLS
+    # less training data (`kdbench data-share`, kdbench.subsample): this share of each user's training
+    # interactions, drawn with `subsample_seed`; in the identity only below 1.0
+    data_share: float = 1.0
+    subsample_seed: int = 0
 
     @property
     def label(self) -> str:
@@ -97,9 +101,17 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
             split_seed=int(config.get("split_seed", DEFAULT_SPLIT_SEED)), variant=variant,
             threads=int(config.get("threads", CELL_THREADS)),
             protocol=str(record.get("protocol") or DEFAULT_PROTOCOL),
+            **_data_share(config.get("data_share")),
         )
     except KdbenchError as exc:
         raise KdbenchError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         detail = f"lacks {exc}" if isinstance(exc, KeyError) else f"has a malformed field ({exc})"
         raise KdbenchError(f"{source} {detail}: cannot rebuild the run it records") from None
+
+
+def _data_share(stored: Any) -> dict[str, Any]:
+    """A record's `config.data_share` ({share, seed}) as Cell fields; none (the whole split) when absent."""
+    if stored is None:
+        return {}
+    return {"data_share": float(stored["share"]), "subsample_seed": int(stored["seed"])}

@@ -215,7 +215,16 @@ def identity(cell, device: str) -> dict[str, Any]:
     if not cell.is_teacher:
         identity["hparams"] = resolved_hparams(cell)
         identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
-    return identity
+    return identity | data_share_identity(cell)
+
+
+def data_share_identity(cell) -> dict[str, Any]:
+    """`{"data_share": {"share", "seed"}}` for a cell trained on a share of its training split
+    (`kdbench.subsample`), {} for the whole split: cells made before shares existed keep their identity."""
+    share = getattr(cell, "data_share", 1.0)
+    if share == 1.0:
+        return {}
+    return {"data_share": {"share": float(share), "seed": int(cell.subsample_seed)}}
 
 
 def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -254,7 +263,7 @@ def teacher_identity(cell, fingerprint: str) -> dict[str, Any]:
         "model_config": cell.teacher.size_overrides(),
         "seed": cell.teacher_seed,
         "train": cell.teacher_settings.as_dict(),
-    }
+    } | data_share_identity(cell)
 
 
 # -- writing --------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from kdbench.evaluate import full_ranking, inference_cost
 from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
+from kdbench.subsample import FULL_SHARE, subsample_training
 from kdbench.train import FitResult, TrainSettings, fit
 
 LOGGER = "kdbench"
@@ -87,7 +88,12 @@ def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, devic
     if key not in _DATA:
         _DATA[key] = load_data(cell.dataset, cell.data_path, model=spec.model, batch_size=settings.batch_size,
                                split_seed=cell.split_seed, device=device, work_dir=work_dir, protocol=cell.protocol)
-    return _DATA[key]
+    if cell.data_share == FULL_SHARE:
+        return _DATA[key]
+    share_key = key + (cell.data_share, cell.subsample_seed)  # a share of the training split: kdbench.subsample
+    if share_key not in _DATA:
+        _DATA[share_key] = subsample_training(_DATA[key], cell.data_share, cell.subsample_seed)
+    return _DATA[share_key]
 
 
 def prepare_worker(task: CellTask) -> None:

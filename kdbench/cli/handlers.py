@@ -16,6 +16,7 @@ from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
 from kdbench.commands.run import RunOutcome, run_single, run_suite
 from kdbench.commands.sweep import run_sweep
+from kdbench.commands.data_share import run_data_share
 from kdbench.commands.tune import tune_suite
 from kdbench.errors import KdbenchError
 from kdbench.importer import import_dataset
@@ -181,6 +182,21 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_data(args: argparse.Namespace) -> int:
+    try:
+        shares = [float(v) for v in args.shares.split(",") if v.strip()]
+    except ValueError:
+        raise KdbenchError(f"--shares must be comma-separated numbers, got '{args.shares}'") from None
+    paths = run_data_share(args.results_dir, _execution(args), args.dataset, args.teacher, args.student, shares,
+                           _int_list(args.seeds, "--seeds"), _names(args.strategy), args.variant,
+                           args.subsample_seed, args.suite, args.epochs, args.patience, args.data_path,
+                           _command(args))
+    print(paths[0].read_text())
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def reproduce_command(args: argparse.Namespace) -> int:
     """RUN.json: one stored run again, compared; --suite FILE: a published table's suite."""
     check_folder(args.cache_dir, "--cache-dir")
@@ -268,6 +284,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cost": cost,
     "list": listing,
     "sweep": sweep,
+    "sweep-data": sweep_data,
     "report": report,
     "reproduce": reproduce_command,
     "verify": verify_command,

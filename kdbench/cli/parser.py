@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost_parser(commands)
     _add_list_parser(commands)
     _add_sweep_parser(commands)
+    _add_sweep_data_parser(commands)
     _add_report_parser(commands)
     _add_reproduce_parser(commands)
     _add_verify_parser(commands)
@@ -305,3 +306,31 @@ def _add_data_parser(commands: argparse._SubParsersAction) -> None:
                              help="keep users with at least N interactions (default 0: all)")
     data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
     add_data_commands(data_commands)
+
+
+def _add_sweep_data_parser(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser(
+        "sweep-data", help="NDCG@10 vs share of training data: teacher, scratch, top strategies",
+        description="Train the teacher, scratch and distilled students of one pairing on shares of each "
+                    "user's training interactions (validation and test fixed) and write "
+                    "results/data_share_DATASET_PAIRING.md/.csv/.png. Each share's runs live under "
+                    "RESULTS_DIR/data_share/share-S/ and resume cell by cell.")
+    sweep.add_argument("--dataset", default="ml-100k")
+    sweep.add_argument("--data-path", metavar="DIR")
+    sweep.add_argument("--teacher", default="BPR:64")
+    sweep.add_argument("--student", default="BPR:5")
+    sweep.add_argument("--shares", default="0.25,0.5,1", help="comma-separated shares in (0, 1] (default 0.25,0.5,1)")
+    sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    sweep.add_argument("--subsample-seed", type=_non_negative_int, default=0,
+                       help="seed of the per-user draw of the kept training interactions (default 0)")
+    sweep.add_argument("--strategy", action="append", metavar="NAME",
+                       help="strategies besides scratch (repeatable or comma-separated; default: the 3 whose "
+                            "tuning studies reached the best validation NDCG@10)")
+    sweep.add_argument("--variant", choices=["tuned", "defaults"], default="tuned",
+                       help="tuned hyperparameters (from RESULTS_DIR/tuning; default) or published defaults")
+    sweep.add_argument("--suite", metavar="FILE",
+                       help="the suite whose training settings the pairing uses (default: the default suite)")
+    sweep.add_argument("--epochs", type=_positive_int, help="max epochs of teacher and students (default: the suite's)")
+    sweep.add_argument("--patience", type=_positive_int, help="patience of teacher and students (default: the suite's)")
+    _add_location_flags(sweep, "redo cells that already have a result")
+    _add_executor_flags(sweep)
