@@ -1,6 +1,7 @@
 """The leaderboard page in Markdown: header facts, one ranked quality table and one cost table per
-(dataset, pairing, variant) with its minimum detectable effect, the compression sweeps, the inference
-cost per model shape, the failed runs, and the legend (`legend.LEGEND`)."""
+(dataset, pairing, variant) with its minimum detectable effect and its beyond-accuracy metrics
+(`beyond_table`), the compression sweeps, the inference cost per model shape, the failed runs, and
+the legend (`legend.LEGEND`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tabulate import tabulate
 from kdbench.report.formatting import (
     TRAINED_TEACHER_MARK, duration, fmt, interval, mean_std, p_value, pct, significance_mark, throughput,
 )
+from kdbench.report.beyond_table import BEYOND_LEGEND, beyond_lines, has_beyond
 from kdbench.report.leaderboard import Leaderboard
 from kdbench.report.groups import GROUP_HEADERS, GROUPS, GROUPS_LEGEND, group_columns
 from kdbench.report.legend import LEGEND, SEQUENTIAL_INTRO
@@ -56,7 +58,7 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
                 for r in failed.itertuples(index=False)]
         lines += [tabulate(rows, headers=["dataset", "pairing", "strategy", "seed", "error"],
                            tablefmt="github", disable_numparse=True), ""]
-    lines += [LEGEND + (GROUPS_LEGEND if _has_groups(table) else "")]
+    lines += [LEGEND + (GROUPS_LEGEND if _has_groups(table) else "") + (BEYOND_LEGEND if has_beyond(table) else "")]
     return "\n".join(lines)
 
 
@@ -124,6 +126,7 @@ def _pairing_section(dataset: str, pairing: str, pairing_group: pd.DataFrame,
                             & (effects["variant"] == variant)]
             if len(found):
                 lines += [_detectable_line(found.iloc[0].to_dict()), ""]
+        lines += beyond_lines(group)
         lines += ["Cost:", "", tabulate(cost, headers=MD_HEADERS[:2] + MD_HEADERS[N_QUALITY:],
                                          tablefmt="github", disable_numparse=True), ""]
     return lines
