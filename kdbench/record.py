@@ -110,7 +110,10 @@ _SECTIONS = tuple(key for key, kind in RunRecord.__annotations__.items() if kind
 _NUMERIC_SECTIONS = tuple(key for key, kind in RunRecord.__annotations__.items() if kind == Numbers)
 # What the seed determines, so that a rerun of the cell must give it again (`kdbench reproduce`):
 # sections compared key by key, and single fields (dotted paths); never timings.
-SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user")
+SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user", "beyond")
+# Sections records hold only since they were added: compared when the stored run has them, so a run
+# made before (no `beyond` before issue 27) still reproduces on the values it holds.
+ADDED_SECTIONS = frozenset({"beyond"})
 SEED_DETERMINED_FIELDS = ("status", "error", "valid_ndcg@10", "training.best_epoch", "training.epochs_run",
                           "training.valid_curve", "cost.params")
 # One flat column per nested field, for tables of runs: column -> (section, field).

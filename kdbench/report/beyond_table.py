@@ -19,13 +19,13 @@ from kdbench.report.formatting import fmt, pct
 from kdbench.report.values import finite
 
 COVERAGE, POPULARITY, TAIL, GINI = (f"{metric}_mean" for metric in BEYOND_METRICS)
-BEYOND_HEADERS = ["strategy", f"ItemCoverage@{BEYOND_K}", f"AveragePopularity@{BEYOND_K}", "vs teacher",
+BEYOND_HEADERS = ["strategy", f"ItemCoverage@{BEYOND_K}", f"AveragePopularity@{BEYOND_K}", "popularity vs teacher",
                   f"TailPercentage@{BEYOND_K}", f"GiniIndex@{BEYOND_K}"]
 
 BEYOND_LEGEND = f"""- Beyond accuracy (below a quality table, when its runs record it): RecBole's metrics of the test
   users' top {BEYOND_K}, mean over seeds; the teacher's row is the reference. ItemCoverage: share of the
   catalogue recommended to at least one test user. AveragePopularity: mean training interactions of a
-  recommended item; "vs teacher": its change against the teacher's, in %, so a positive value means
+  recommended item; "popularity vs teacher": its change against the teacher's, in %, so a positive value means
   the student recommends more popular items than its teacher (amplified popularity bias). TailPercentage:
   share of recommended items in the long tail, the least popular {TAIL_RATIO:.0%} of the items with
   training interactions (by training interactions, ties by item id). GiniIndex: inequality of how
