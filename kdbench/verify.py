@@ -1,7 +1,8 @@
 """`python -m kdbench verify`: a results folder is what the current code stands behind.
 
-- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`, `reproduction/*/runs/`), tuning
-  summary and inference-cost file (`cost/`, `quick/cost/`) parses and has its structure
+- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`, `reproduction/*/runs/`,
+  `data_share/share-*/runs/`), tuning summary and inference-cost file (`cost/`, `quick/cost/`)
+  parses and has its structure
   (`record.check_record`, `inference_cost.check_cost`); a damaged one is an error. Cells of the
   suite that have not run yet (a new size sweep, say) are not errors: verify checks what is stored,
   and `report` shows it;
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.cells import cell_from_record
+from kdbench.data_share import DATA_SHARE_FOLDER
 from kdbench.errors import KdbenchError
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
@@ -43,7 +45,8 @@ def verify(results_dir: str | Path) -> Verification:
     results_dir = Path(results_dir)
     found = Verification()
     reproductions = sorted(p.parent for p in (results_dir / "reproduction").glob("*/paper.json"))
-    for root in [results_dir / sub for sub in RUN_ROOTS] + reproductions:
+    shares = sorted((results_dir / DATA_SHARE_FOLDER).glob("share-*"))  # `sweep-data`'s runs, one folder a share
+    for root in [results_dir / sub for sub in RUN_ROOTS] + reproductions + shares:
         _check_runs(RunStore(root), found)
     tuning = results_dir / "tuning"
     for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:

@@ -17,6 +17,7 @@ from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
 from kdbench.record import safe_name
 from kdbench.strategies import STRATEGIES
+from kdbench.verify import verify
 
 
 def _record(strategy: str, seed: int, ndcg: float) -> dict:
@@ -94,6 +95,8 @@ def test_sweep_data_writes_the_table_and_the_curve_and_resumes(tmp_path, capsys)
     assert kd_half["data_fingerprint"] != kd_full["data_fingerprint"]
     # the teacher of a share is trained on it: two teachers in the cache
     assert len(list((cache / "teachers").iterdir())) == 2
+    found = verify(results)  # the share cells' identities are what the current code gives them
+    assert (found.runs, found.stale, found.errors) == (6, [], [])
     before = {path: path.read_bytes() for path in results.rglob("seed*.json")}
     capsys.readouterr()
     assert main(argv) == 0  # every cell finished: nothing trains, nothing is rewritten
