@@ -51,9 +51,10 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
     check_dataset(dataset, data_path)
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
-    template = _template(dataset, teacher_spec, student_spec, suite_file, data_path, epochs, patience)
-    names = strategies or _top_tuned(template, results_dir)
-    students = _students(template, [SCRATCH] + [n for n in names if n != SCRATCH], seeds, variant, results_dir)
+    template, fixed = _template(dataset, teacher_spec, student_spec, suite_file, data_path, epochs, patience)
+    names = strategies or _top_tuned(template, results_dir, fixed)
+    students = _students(template, [SCRATCH] + [n for n in names if n != SCRATCH], seeds, variant, results_dir,
+                         fixed)
     teacher_row = replace(template, strategy=TEACHER, seed=template.teacher_seed)
     records: dict[float, list[dict[str, Any]]] = {}
     for share, cells in share_cells(students, teacher_row, shares, subsample_seed).items():
@@ -64,8 +65,9 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
 
 
 def _template(dataset: str, teacher: BackboneSpec, student: BackboneSpec, suite_file: str | None,
-              data_path: str | None, epochs: int | None, patience: int | None) -> Cell:
-    """A scratch cell of the pairing with the suite's settings where the suite has the pairing."""
+              data_path: str | None, epochs: int | None, patience: int | None) -> tuple[Cell, dict[str, tuple]]:
+    """A scratch cell of the pairing with the suite's settings where the suite has the pairing, and the
+    suite's fixed hyperparameters per strategy (`hparams: {de: {num_experts: 5}}`), which tuning kept."""
     found = [cell for cell in expand(load_suite(suite_file), sweeps=False)
              if cell.dataset == dataset and cell.teacher == teacher and cell.student == student
              and cell.protocol == default_protocol(teacher)]
@@ -76,15 +78,16 @@ def _template(dataset: str, teacher: BackboneSpec, student: BackboneSpec, suite_
     knobs = {k: v for k, v in (("max_epochs", epochs), ("patience", patience)) if v is not None}
     if knobs:
         cell = replace(cell, train=replace(cell.train, **knobs), teacher_train=replace(cell.teacher_settings, **knobs))
-    return cell
+    return cell, {c.strategy: c.hparams for c in found if c.variant == DEFAULTS}
 
 
-def _top_tuned(template: Cell, results_dir: str | Path) -> list[str]:
+def _top_tuned(template: Cell, results_dir: str | Path, fixed: dict[str, tuple] | None = None) -> list[str]:
     """The TOP strategies (scratch aside) whose finished, current tuning study of this pairing reached
     the best validation NDCG@10."""
     studies = load_tuning(results_dir)
     here = studies[(studies["dataset"] == template.dataset) & (studies["pairing"] == template.pairing)]
-    candidates = [replace(template, strategy=name) for name in here["strategy"] if name != SCRATCH]
+    candidates = [replace(template, strategy=name, hparams=(fixed or {}).get(name, ()))
+                  for name in here["strategy"] if name != SCRATCH]
     usable = tuned_cells(candidates, results_dir, warn=lambda _: None)
     best = {cell.strategy: float(read_mapping(Study(cell, 0, Path(results_dir)).best_path)[BEST_VALUE])
             for cell in usable}
@@ -95,10 +98,11 @@ def _top_tuned(template: Cell, results_dir: str | Path) -> list[str]:
     return sorted(best, key=lambda name: (-best[name], name))[:TOP]
 
 
-def _students(template: Cell, names: list[str], seeds: list[int], variant: str,
-              results_dir: str | Path) -> list[Cell]:
-    """Every strategy at every seed, with its tuned hyperparameters (`variant` tuned) or defaults."""
-    base = [replace(template, strategy=name) for name in names]
+def _students(template: Cell, names: list[str], seeds: list[int], variant: str, results_dir: str | Path,
+              fixed: dict[str, tuple]) -> list[Cell]:
+    """Every strategy at every seed, with its tuned hyperparameters (`variant` tuned) or defaults (and
+    the suite's fixed ones either way)."""
+    base = [replace(template, strategy=name, hparams=fixed.get(name, ())) for name in names]
     if variant == TUNED:
         tuned = tuned_cells(base, results_dir, warn=lambda _: None)
         missing = sorted(set(names) - {cell.strategy for cell in tuned})
