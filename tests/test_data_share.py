@@ -113,3 +113,18 @@ def test_sequential_pairings_and_bad_shares_are_refused_in_one_line(tmp_path, ca
     assert main(["sweep-data", "--shares", "half", *common]) == 2
     assert "--shares must be comma-separated numbers" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.json"))
+
+
+def test_a_suite_pairing_brings_its_training_settings_and_fixed_hyperparameters():
+    from kdbench.commands.data_share import _template
+
+    suite_cell, fixed = _template("ml-100k", BackboneSpec.parse("BPR:64"), BackboneSpec.parse("BPR:5"), None, None,
+                                  None, None)
+    assert (suite_cell.train.learning_rate, suite_cell.train.max_epochs) == (0.005, 400)  # kdbench/suites/default.yaml
+    assert suite_cell.teacher_settings.learning_rate == 0.001 and suite_cell.strategy == "scratch"
+    assert fixed["de"] == (("num_experts", 5),) and fixed["kd"] == ()
+    short, _ = _template("ml-100k", BackboneSpec.parse("BPR:64"), BackboneSpec.parse("BPR:5"), None, None, 3, 2)
+    assert (short.train.max_epochs, short.teacher_settings.max_epochs, short.train.patience) == (3, 3, 2)
+    other, fixed = _template("ml-100k", BackboneSpec.parse("BPR:8"), BackboneSpec.parse("BPR:4"), None, None,
+                             None, None)
+    assert other.train == other.teacher_settings and fixed == {}  # not in the suite: TrainSettings' defaults
