@@ -187,14 +187,14 @@ def sweep_data(args: argparse.Namespace) -> int:
         shares = [float(v) for v in args.shares.split(",") if v.strip()]
     except ValueError:
         raise KdbenchError(f"--shares must be comma-separated numbers, got '{args.shares}'") from None
-    paths = run_data_share(args.results_dir, _execution(args), args.dataset, args.teacher, args.student, shares,
-                           _int_list(args.seeds, "--seeds"), _names(args.strategy), args.variant,
-                           args.subsample_seed, args.suite, args.epochs, args.patience, args.data_path,
-                           _command(args))
+    paths, records = run_data_share(args.results_dir, _execution(args), args.dataset, args.teacher, args.student,
+                                    shares, _int_list(args.seeds, "--seeds"), _names(args.strategy), args.variant,
+                                    args.subsample_seed, args.suite, args.epochs, args.patience, args.data_path,
+                                    _command(args))
     print(paths[0].read_text())
     for path in paths:
         print(f"wrote {path}")
-    return 0
+    return _failed(records)
 
 
 def reproduce_command(args: argparse.Namespace) -> int:

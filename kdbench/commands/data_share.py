@@ -28,7 +28,6 @@ from kdbench.report.tuning_summary import BEST_VALUE
 from kdbench.stored import read_mapping
 from kdbench.subsample import check_share
 from kdbench.suites import expand, load_suite
-from kdbench.train import TrainSettings
 from kdbench.tuning import Study, tuned_cells
 
 TOP = 3  # strategies chosen from the tuning studies when none are named
@@ -38,9 +37,9 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
                    shares: list[float] | tuple[float, ...] = DEFAULT_SHARES, seeds: list[int] | tuple[int, ...] = (0, 1, 2),
                    strategies: list[str] | None = None, variant: str = TUNED, subsample_seed: int = 0,
                    suite_file: str | None = None, epochs: int | None = None, patience: int | None = None,
-                   data_path: str | None = None, command: str = "") -> list[Path]:
+                   data_path: str | None = None, command: str = "") -> tuple[list[Path], list[dict[str, Any]]]:
     """Every share x (teacher row, scratch, strategies) x seed, each reused unless `execution.force`;
-    then the table and the curve."""
+    then the table and the curve: (the files written, every cell's record)."""
     teacher_spec, student_spec = BackboneSpec.parse(teacher), BackboneSpec.parse(student)
     if family_of(teacher_spec).name != "general":
         raise KdbenchError(f"sweep-data subsamples users' training interactions: general recommenders only, "
@@ -61,7 +60,8 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
         progress_note(f"{share_text(share * 100)}% of the training data: {len(cells)} cells")
         _, records[share] = execute_cells(cells, share_root(results_dir, share), execution, check_stored=False)
     intro = _intro(command, template, students, shares, seeds, subsample_seed, variant, strategies is None)
-    return write_data_share(records, dataset, template.pairing, intro, results_dir)
+    paths = write_data_share(records, dataset, template.pairing, intro, results_dir)
+    return paths, [record for found in records.values() for record in found]
 
 
 def _template(dataset: str, teacher: BackboneSpec, student: BackboneSpec, suite_file: str | None,
