@@ -13,7 +13,9 @@ of a user's training interactions, the dropped ones included, so that the candid
 same). The training loader, its negative sampler and `history` (what strategies treat as observed)
 are rebuilt from the kept interactions only: for the models, a dropped interaction does not exist.
 The fingerprint hashes the full split's with the share, the seed and the kept interactions, so
-teachers trained on a subsample never share a cache entry with the full split's.
+teachers trained on a subsample never share a cache entry with the full split's. A run's
+beyond-accuracy metrics (item popularity, the tail) and its test users' training counts are those of
+the training data it saw: the subsample.
 """
 
 from __future__ import annotations
