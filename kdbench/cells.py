@@ -43,7 +43,7 @@ class Cell:
     variant: str = DEFAULTS
     threads: int = CELL_THREADS
     protocol: str = DEFAULT_PROTOCOL  # a preset of families.PROTOCOLS
-    # less training data (`kdbench data-share`, kdbench.subsample): this share of each user's training
+    # less training data (`kdbench data-share`, kdbench.run.subsample): this share of each user's training
     # interactions, drawn with `subsample_seed`; in the identity only below 1.0
     data_share: float = 1.0
     subsample_seed: int = 0

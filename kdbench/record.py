@@ -223,7 +223,7 @@ def identity(cell, device: str) -> dict[str, Any]:
 
 def data_share_identity(cell) -> dict[str, Any]:
     """`{"data_share": {"share", "seed"}}` for a cell trained on a share of its training split
-    (`kdbench.subsample`), {} for the whole split: cells made before shares existed keep their identity."""
+    (`kdbench.run.subsample`), {} for the whole split: cells made before shares existed keep their identity."""
     share = getattr(cell, "data_share", 1.0)
     if share == 1.0:
         return {}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.cells import cell_from_record
-from kdbench.data_share import DATA_SHARE_FOLDER
+from kdbench.report.data_share import DATA_SHARE_FOLDER
 from kdbench.errors import KdbenchError
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report

@@ -28,7 +28,7 @@ from kdbench.evaluate import full_ranking, inference_cost
 from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
-from kdbench.subsample import FULL_SHARE, subsample_training
+from kdbench.run.subsample import FULL_SHARE, subsample_training
 from kdbench.train import FitResult, TrainSettings, fit
 
 LOGGER = "kdbench"
@@ -90,7 +90,7 @@ def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, devic
                                split_seed=cell.split_seed, device=device, work_dir=work_dir, protocol=cell.protocol)
     if cell.data_share == FULL_SHARE:
         return _DATA[key]
-    share_key = key + (cell.data_share, cell.subsample_seed)  # a share of the training split: kdbench.subsample
+    share_key = key + (cell.data_share, cell.subsample_seed)  # a share of the training split: kdbench.run.subsample
     if share_key not in _DATA:
         _DATA[share_key] = subsample_training(_DATA[key], cell.data_share, cell.subsample_seed)
     return _DATA[share_key]

@@ -1,4 +1,4 @@
-"""`sweep-data` (kdbench.data_share, kdbench.commands.data_share): the table from constructed records,
+"""`sweep-data` (kdbench.report.data_share, kdbench.commands.data_share): the table from constructed records,
 the choice of the tuned top three, and a tiny end-to-end run that writes the table and the curve."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from kdbench.cells import Cell
 from kdbench.cli.main import main
 from kdbench.commands.data_share import _top_tuned
-from kdbench.data_share import data_share_table, markdown
+from kdbench.report.data_share import data_share_table, markdown
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
 from kdbench.record import safe_name

@@ -1,4 +1,4 @@
-"""Less training data (kdbench.subsample): the per-user share, its rounding, determinism, and that
+"""Less training data (kdbench.run.subsample): the per-user share, its rounding, determinism, and that
 validation and test stay the full split's; the cell identity of a share (record.data_share_identity)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from kdbench.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
 from kdbench.record import base_record, identity, teacher_identity
-from kdbench.subsample import check_share, kept_per_user, subsample_rows, subsample_training
+from kdbench.run.subsample import check_share, kept_per_user, subsample_rows, subsample_training
 
 
 def test_kept_per_user_rounds_half_up_and_keeps_at_least_one():

@@ -1,6 +1,6 @@
 """`sweep-data`: the teacher, scratch and distilled students of one pairing trained on 25%, 50% and 100%
 of each user's training interactions (validation and test fixed), written as
-results/data_share_DATASET_PAIRING.md/.csv/.png (`kdbench.data_share`, `kdbench.subsample`).
+results/data_share_DATASET_PAIRING.md/.csv/.png (`kdbench.report.data_share`, `kdbench.run.subsample`).
 
 The students: scratch and `strategies`, or, by default, the three strategies of the pairing whose
 finished tuning studies reached the best validation NDCG@10 (chosen on validation, never on test),
@@ -18,7 +18,7 @@ from typing import Any
 from kdbench.cells import Cell
 from kdbench.commands.execution import Execution, execute_cells, progress_note
 from kdbench.data import check_dataset
-from kdbench.data_share import DEFAULT_SHARES, share_cells, share_root, share_text, write_data_share
+from kdbench.report.data_share import DEFAULT_SHARES, share_cells, share_root, share_text, write_data_share
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec, default_protocol, family_of
 from kdbench.paths import check_folder
@@ -26,7 +26,7 @@ from kdbench.record import DEFAULTS, SCRATCH, TEACHER, TUNED
 from kdbench.report import load_tuning
 from kdbench.report.tuning_summary import BEST_VALUE
 from kdbench.stored import read_mapping
-from kdbench.subsample import check_share
+from kdbench.run.subsample import check_share
 from kdbench.suites import expand, load_suite
 from kdbench.tuning import Study, tuned_cells
 

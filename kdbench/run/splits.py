@@ -1,6 +1,6 @@
 """The split each cell reads, loaded once per driver: its fingerprint (part of a record's identity
 and of the teacher cache key) and its number of items (the tuner's catalogue-share ranges); a cell on a share of its
-training split (`kdbench.subsample`) has the subsample's fingerprint."""
+training split (`kdbench.run.subsample`) has the subsample's fingerprint."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kdbench.cells import Cell
 from kdbench.families import load_data
-from kdbench.subsample import subsample_training
+from kdbench.run.subsample import subsample_training
 
 
 class Splits:

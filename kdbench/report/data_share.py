@@ -1,5 +1,5 @@
 """Less data: the teacher, scratch and distilled students trained on a share of each user's training
-interactions (`kdbench.subsample`; validation and test fixed), and the curve of NDCG@10 against the
+interactions (`kdbench.run.subsample`; validation and test fixed), and the curve of NDCG@10 against the
 share, written as results/data_share_DATASET_PAIRING.md/.csv/.png (`kdbench sweep-data`).
 
 Each share's runs live under their own results folder (`results/data_share/share-<s>/runs/`), so a
