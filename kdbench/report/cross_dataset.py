@@ -204,7 +204,8 @@ def _best_sentence(answer: CrossDataset, ranked: pd.DataFrame, best: pd.Series) 
     if not overlapping:
         return text + "; no other strategy's interval overlaps it."
     scratch = " (tuned scratch among them: its lead over scratch is not established)" if SCRATCH in overlapping else ""
-    return text + f"; the intervals of {_names(overlapping)} overlap it, so these datasets cannot tell them apart{scratch}."
+    return (text + f"; the intervals of {_names(overlapping)} overlap it, so these datasets cannot tell them "
+            f"apart{scratch}.")
 
 
 def _consistency_sentence(answer: CrossDataset) -> str:
@@ -212,13 +213,16 @@ def _consistency_sentence(answer: CrossDataset) -> str:
     n_tables = answer.tables[["dataset", "pairing"]].drop_duplicates().shape[0]
     always = summary[summary["wins"] == n_tables]["strategy"].tolist()
     if always:
-        text = f"{_names([f'**{name}**' for name in always])} beat{'s' if len(always) == 1 else ''} tuned scratch significantly in every table ({n_tables})"
+        verb = "beats" if len(always) == 1 else "beat"
+        names = _names([f"**{name}**" for name in always])
+        text = f"{names} {verb} tuned scratch significantly in every table ({n_tables})"
     elif summary["wins"].max() > 0:
         top = summary.sort_values(["wins", "mean_rank"], ascending=[False, True], kind="mergesort").iloc[0]
         text = (f"No strategy beats tuned scratch significantly in every table; {top['strategy']} does in the most "
                 f"({int(top['wins'])} of {n_tables})")
     else:
-        text = "No strategy beats tuned scratch significantly in any table: on these datasets, tune scratch and skip distillation"
+        text = ("No strategy beats tuned scratch significantly in any table: on these datasets, tune scratch "
+                "and skip distillation")
     losers = summary[summary["losses"] > 0]
     if len(losers):
         text += ("; significantly worse than tuned scratch in at least one table: "

@@ -51,7 +51,7 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
     if curves is not None and len(curves):
         lines += _compression_markdown(curves)
     if (shapes is not None and len(shapes)) or not all(is_sequential(t) for t in table["teacher"]):
-        lines += _inference_markdown(shapes, ratios)  # sequential shapes are costed per query, in each run
+        lines += _inference_markdown(shapes, ratios)  # sequential shapes: per query (`kdbench cost`, else each run)
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]
