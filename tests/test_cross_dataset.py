@@ -50,6 +50,8 @@ def write_runs(root, datasets) -> None:
             for method, effects in EFFECTS.items():
                 values = np.round(scratch + effects.get(dataset, 0.0), 6)
                 store.write(dataset, PAIRING, f"{method}@tuned", seed, _record(dataset, method, seed, values))
+            failed = _record(dataset, "broken", seed, scratch) | {"status": "failed", "error": "RuntimeError: NaN"}
+            store.write(dataset, PAIRING, "broken@tuned", seed, failed)  # every seed failed: ranked last
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +86,8 @@ def test_clearly_better_strategy_ranks_first_everywhere_and_wins_every_table(ans
     assert (good["wins"], good["ties"], good["losses"]) == (4, 0, 0)
     bad = summary.loc["bad"]
     assert (bad["wins"], bad["ties"], bad["losses"]) == (0, 0, 4)
-    # ranks among the 5 strategies: sparse catalogues sparse 1, good 2, scratch/twin 3.5, bad 5;
-    # ml-100k good 1, then scratch, twin and sparse identical: 3 each, bad 5
+    # ranks among the 6 strategies (broken, no finished run, last: 6): sparse catalogues sparse 1, good 2,
+    # scratch/twin 3.5, bad 5; ml-100k good 1, then scratch, twin and sparse identical: 3 each, bad 5
     ranks = answer.tables.set_index(["strategy", "dataset"])["rank"]
     assert ranks["good", "yelp"] == 2 and ranks["good", DENSE] == 1
     assert ranks["twin", "yelp"] == ranks["scratch", "yelp"] == 3.5
@@ -94,6 +96,8 @@ def test_clearly_better_strategy_ranks_first_everywhere_and_wins_every_table(ans
     assert summary.loc["good", "mean_rank"] == pytest.approx((2 + 2 + 2 + 1) / 4)
     assert summary.loc["bad", "mean_rank"] == 5
     assert list(answer.summary["strategy"])[:2] == ["sparse", "good"]
+    assert summary.loc["broken", "mean_rank"] == 6 and np.isnan(summary.loc["broken", "mean_rank_ci_low"])
+    assert (summary.loc["broken", "wins"], summary.loc["broken", "ties"]) == (0, 4)
 
 
 def test_identical_strategies_tie_and_share_their_rank_in_every_bootstrap_draw(answer):

@@ -111,7 +111,8 @@ def _family_answer(kind: str, rows: pd.DataFrame, runs: pd.DataFrame, draws: int
     table_rows, point, sampled = [], {}, {}
     for index, (key, group) in enumerate(by_table.items()):
         here = group[group["method"].isin(common)].set_index("method").loc[common]
-        ranks = rankdata(-here[PRIMARY_MEAN].to_numpy(float), method="average")
+        means = here[PRIMARY_MEAN].to_numpy(float)
+        ranks = rankdata(np.where(np.isfinite(means), -means, np.inf), method="average")  # no seed: last
         point[key] = ranks
         sampled[key] = _table_draws(runs, key, common, draws, stats.RANK_BOOTSTRAP_SEED + index)
         for method, group_row in group.set_index("method").iterrows():
@@ -125,23 +126,26 @@ def _family_answer(kind: str, rows: pd.DataFrame, runs: pd.DataFrame, draws: int
     summary = _summary(kind, tables, common, datasets, keys, point, sampled)
     answer = CrossDataset(kind, datasets, tables, summary)
     if answer.enough:
-        answer = CrossDataset(kind, datasets, tables, summary, answer_sentences(answer, alpha))
+        answer = CrossDataset(kind, datasets, tables, summary, answer_sentences(answer))
     return answer
 
 
 def _table_draws(runs: pd.DataFrame, key: tuple[str, str], methods: list[str], draws: int, seed: int
                  ) -> np.ndarray | None:
     """`stats.rank_draws` of one tuned table's strategies (in `methods`' order), or None where a run
-    lacks per-user values."""
+    lacks per-user values. A strategy without a finished run has no rank in any draw (NaN), as it
+    ranks last in the point ranks, behind every other."""
     ok = runs[(runs["dataset"] == key[0]) & (runs["pairing"] == key[1]) & (runs["variant"] == TUNED)
               & (runs["status"] == "ok") & runs["method"].isin(methods)]
     if not len(ok) or any(u is None for u in ok["per_user"]):
         return None
     per_method = {method: dict(zip(mine["seed"], mine["per_user"]))
                   for method, mine in ok.groupby("method", sort=False)}
-    if set(per_method) != set(methods):
-        return None
-    return stats.rank_draws({method: per_method[method] for method in methods}, draws=draws, seed=seed)
+    present = [method for method in methods if method in per_method]
+    out = np.full((len(methods), draws), np.nan)
+    ranks = stats.rank_draws({method: per_method[method] for method in present}, draws=draws, seed=seed)
+    out[[methods.index(method) for method in present]] = ranks
+    return out
 
 
 def _summary(kind: str, tables: pd.DataFrame, common: list[str], datasets: list[str], keys: list[tuple[str, str]],
@@ -173,7 +177,7 @@ def _summary(kind: str, tables: pd.DataFrame, common: list[str], datasets: list[
 
 
 # -- the sentences ----------------------------------------------------------------------------------
-def answer_sentences(answer: CrossDataset, alpha: float = ALPHA) -> list[str]:
+def answer_sentences(answer: CrossDataset) -> list[str]:
     """Two or three sentences from the numbers, by these rules (also in `CROSS_LEGEND`):
 
     1. Best overall: the distillation strategy (not scratch) with the lowest mean rank; the others,
