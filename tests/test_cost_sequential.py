@@ -18,7 +18,7 @@ from kdbench.suites import expand, load_suite
 TEACHER, STUDENT = "SASRec:16:L1H1", "SASRec:8:L1H1"
 
 
-def _suite(tmp_path, protocol_line=""):
+def _suite(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({
         "datasets": ["ml-100k"], "seeds": [0], "strategies": ["scratch"], "protocol": "leave-one-out",
