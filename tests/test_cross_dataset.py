@@ -164,3 +164,18 @@ def test_rank_draws_share_ties_and_are_deterministic():
     assert draws.shape == (3, 300)
     assert (draws[0] == 1).all() and (draws[1] == 2.5).all() and (draws[2] == 2.5).all()
     np.testing.assert_array_equal(draws, stats.rank_draws(runs, draws=300, seed=5, chunk=70))
+
+
+def test_two_sparse_datasets_give_an_answer_and_say_the_density_split_needs_a_dense_one(tmp_path):
+    root = tmp_path / "results"
+    write_runs(root, SPARSE[:2])
+    runs = load_runs(root)
+    (answer,) = cross_dataset(aggregate(runs), runs, draws=200)
+    assert answer.enough and answer.datasets == ["amazon-beauty", "citeulike-t"]
+    summary = answer.summary.set_index("strategy")
+    assert summary.loc["sparse", "mean_rank"] == 1 and summary.loc["sparse", "wins"] == 2
+    best, consistency, by_density = answer.sentences
+    assert "**sparse** has the best mean rank, 1.0" in best
+    assert consistency.startswith("**sparse** and **good** beat tuned scratch significantly in every table (2)")
+    assert by_density == ("Every dataset with known statistics here is sparse (density < 0.5%): the comparison "
+                          "by density needs one of each.")
