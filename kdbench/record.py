@@ -122,6 +122,9 @@ FLAT_FIELDS = {
     "size_bytes": ("cost", "size_bytes"),
     "train_s_per_epoch": ("training", "seconds_per_epoch"),
     "kd_prepare_seconds": ("training", "kd_prepare_seconds"),
+    # the rest of the time breakdown (`work.measure`; absent from records that predate it)
+    **{key: ("training", key) for key in ("train_seconds", "eval_seconds", "test_seconds",
+                                          "teacher_load_seconds", "cost_seconds")},
     "epochs_run": ("training", "epochs_run"),
     "best_epoch": ("training", "best_epoch"),
     "hit_epoch_cap": ("training", "hit_epoch_cap"),

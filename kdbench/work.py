@@ -29,6 +29,7 @@ from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
 from kdbench.run.subsample import FULL_SHARE, subsample_training
+from kdbench.strategies.shared_knowledge import share_teacher
 from kdbench.train import FitResult, TrainSettings, fit
 
 LOGGER = "kdbench"
@@ -176,6 +177,7 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
         parameter.requires_grad_(trainable)
     if not trainable and artifact.key:
         _TEACHERS[key] = model
+        share_teacher(model, f"{artifact.key}@{device}")  # its top-N lists too, across trials and seeds
         while len(_TEACHERS) > KEPT_TEACHERS:
             _TEACHERS.popitem(last=False)
     return model

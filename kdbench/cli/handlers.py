@@ -28,7 +28,8 @@ from kdbench.datasets.commands import run_data_command
 from kdbench.record import cpu_model
 from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
 from kdbench.train import TrainSettings
-from kdbench.verify import verify
+from kdbench.run.locations import drop_locations
+from kdbench.verify import run_roots, verify
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -254,14 +255,19 @@ def verify_command(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if not root.is_dir():
         raise KdbenchError(f"--results-dir '{root}' {'is not a folder' if root.exists() else 'does not exist'}")
+    if getattr(args, "drop_locations", False):
+        rewritten = drop_locations(run_roots(root))
+        print(f"dropped the absolute data folder of {len(rewritten)} run record(s) (identities unchanged)")
     found = verify(root)
     for line in found.notes:
         print(f"note: {line}")
     for line in _grouped(found.stale):
         print(f"{'error' if args.strict else 'stale'}: {line}")
+    for line in _grouped(found.locations):
+        print(f"{'error' if args.strict else 'warning'}: {line}")
     for line in found.errors:
         print(f"error: {line}")
-    failed = found.errors + (found.stale if args.strict else [])
+    failed = found.errors + (found.stale + found.locations if args.strict else [])
     print(f"verify {root}: {found.runs} run file(s) parse, {len(found.stale)} stale, "
           f"{len(found.errors)} error(s){'' if failed else '; leaderboards match report'}")
     return 1 if failed else 0

@@ -285,7 +285,11 @@ def _add_verify_parser(commands: argparse._SubParsersAction) -> None:
                                  "the current code (or flag it stale), and that the leaderboard files are what "
                                  "`report` writes now. Exit code 1 on a damaged file or a leaderboard mismatch.")
     verify.add_argument("--results-dir", default="results", help="the results folder (default: results)")
-    verify.add_argument("--strict", action="store_true", help="count stale runs as errors too")
+    verify.add_argument("--strict", action="store_true",
+                        help="count stale runs, and records holding an absolute folder, as errors too")
+    verify.add_argument("--drop-locations", action="store_true",
+                        help="first rewrite the run records whose config.data_path is an absolute folder of a "
+                        "catalogue dataset, as new records store it (null; identities unchanged)")
 
 
 

@@ -48,7 +48,7 @@ from kdbench.report.schema import (
     COLUMNS, CONFIDENCE, PRIMARY_MEAN, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
 from kdbench.report.tables import shape_cost
-from kdbench.report.values import first_text, first_valid, is_sequential, ratio, spec_key
+from kdbench.report.values import finite, first_text, first_valid, is_sequential, ratio, spec_key
 from kdbench.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
 
 NO_TEST: dict[str, Any] = {
@@ -155,7 +155,8 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = ratio(teacher_params, row["params"])
     row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
-    if is_sequential(row["model"]):  # per query, from the runs themselves (median over seeds)
+    if is_sequential(row["model"]) and not finite(row["throughput_users_per_s"]):
+        # per query, from the runs themselves (median over seeds) until `kdbench cost` measures the shape
         row |= {"throughput_users_per_s": ok["run_throughput"].median(),
                 "throughput_iqr_low": ok["run_throughput"].min(),
                 "throughput_iqr_high": ok["run_throughput"].max(),

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 from kdbench.report.aggregation import aggregate
+from kdbench.report.compute import compute_table
+from kdbench.report.cross_dataset import CrossDataset, cross_dataset
 from kdbench.report.load import ENVIRONMENT, load_costs, load_runs, load_tuning
 from kdbench.report.tables import compression_curves, detectable_effects, inference_table, speedups
 from kdbench.report.values import sig
@@ -38,6 +40,8 @@ class Leaderboard:
     ratios: pd.DataFrame  # `speedups`, per sitting, catalogue and student
     curves: pd.DataFrame  # `compression_curves`, per size sweep
     runs_dir: Path | None = None  # the results folder the runs were read from (the page links into it)
+    compute: pd.DataFrame | None = None  # `compute.compute_table`: core-hours per dataset and pairing
+    cross: tuple[CrossDataset, ...] = ()  # `cross_dataset.cross_dataset`: the answer across datasets
 
 
 def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = False) -> Leaderboard:
@@ -48,7 +52,8 @@ def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = 
     table = aggregate(runs, load_tuning(runs_dir), costs)
     return Leaderboard(quick=quick, header=leaderboard_header(runs, meta, quick), runs=runs, table=table,
                        rows=rounded(table), effects=detectable_effects(table), shapes=inference_table(costs),
-                       ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir))
+                       ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir),
+                       compute=compute_table(runs), cross=tuple(cross_dataset(table, runs)))
 
 
 def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool) -> dict[str, Any]:

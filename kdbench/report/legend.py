@@ -77,6 +77,7 @@ Teacher and students are RecBole sequential models (SASRec, GRU4Rec) under `leav
 user, interactions by timestamp, the last one is the test target and the one before it the
 validation target; a query is the user's last {MAX_SEQUENCE_LENGTH} items before the prediction point; full ranking
 over all items, nothing masked but the padding item. Cost columns are per query: users/s is queries
-per second on batches of 256 test queries (scoring every item and taking the top 20; [min, max]
-over seeds instead of an IQR), ms/user the median latency of one query, both from the runs
-themselves (`cost` in each run file)."""
+per second on batches of 256 test queries (scoring every item and taking the top 20), ms/user the
+median latency of one query, measured once per shape by `python -m kdbench cost` (an IQR over its
+interleaved repeats, as for the general shapes); a shape it has not measured falls back to the runs
+themselves (`cost` in each run file; [min, max] over seeds instead of an IQR)."""

@@ -16,6 +16,8 @@ from kdbench.report.formatting import (
     TRAINED_TEACHER_MARK, duration, fmt, interval, mean_std, p_value, pct, significance_mark, throughput,
 )
 from kdbench.report.beyond_table import BEYOND_LEGEND, beyond_lines, has_beyond
+from kdbench.report.compute import compute_markdown
+from kdbench.report.cross_markdown import cross_markdown
 from kdbench.report.leaderboard import Leaderboard
 from kdbench.report.groups import GROUP_HEADERS, GROUPS, GROUPS_LEGEND, group_columns
 from kdbench.report.legend import LEGEND, SEQUENTIAL_INTRO
@@ -35,11 +37,13 @@ N_QUALITY = 14  # the first columns form the quality table; # and strategy repea
 
 def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, Any], quick: bool = False,
                     effects: pd.DataFrame | None = None, shapes: pd.DataFrame | None = None,
-                    ratios: pd.DataFrame | None = None, curves: pd.DataFrame | None = None) -> str:
-    """The leaderboard page: header facts, one ranked table per (dataset, pairing) with its minimum
+                    ratios: pd.DataFrame | None = None, curves: pd.DataFrame | None = None,
+                    top: list[str] | None = None) -> str:
+    """The leaderboard page: header facts, then `top` (lines: the compute per dataset and the answer
+    across datasets), one ranked table per (dataset, pairing) with its minimum
     detectable effect (`effects`, from `detectable_effects`), the compression sweeps (`curves`), the
     inference cost per model shape (`shapes`, `ratios`), failures, legend."""
-    lines = _facts(header, quick)
+    lines = _facts(header, quick) + list(top or [])
     sequential_started = False
     for (dataset, pairing), pairing_group in table.groupby(["dataset", "pairing"], sort=False):
         if not sequential_started and is_sequential(pairing_group["teacher"].iloc[0]):
@@ -49,7 +53,7 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
     if curves is not None and len(curves):
         lines += _compression_markdown(curves)
     if (shapes is not None and len(shapes)) or not all(is_sequential(t) for t in table["teacher"]):
-        lines += _inference_markdown(shapes, ratios)  # sequential shapes are costed per query, in each run
+        lines += _inference_markdown(shapes, ratios)  # sequential shapes: per query (`kdbench cost`, else each run)
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]
@@ -278,5 +282,6 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
 
 def render_markdown_page(board: Leaderboard) -> str:
     """`leaderboard.md`: `render_markdown` of a built leaderboard."""
+    top = compute_markdown(board.compute) + ([] if board.quick else cross_markdown(list(board.cross)))
     return render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
-                           board.ratios, board.curves)
+                           board.ratios, board.curves, top=top)
