@@ -41,6 +41,7 @@ BATCHES = (256, 1)  # users per call: throughput, then single-user latency
 K = max(TOPK)
 MIN_PER_USER = 20  # enough for a per-user 80/10/10 split with at least two items held out
 MODEL, ROOFLINE = "model", "roofline"
+COMPRESSED = "compressed"  # a compressed shape scored with its format's kernel (`compressed_cost`)
 MAX_ROUNDS = 500
 
 
@@ -124,6 +125,8 @@ class Sitting:
     students: tuple[BackboneSpec, ...]
     data_path: str | None = None
     split_seed: int = 2020
+    # compressed shapes the suite deploys (`compressed_cost.cell_targets`): (spec, kind, budget spec)
+    compressed: tuple[tuple[str, str, str | None], ...] = ()
 
     @property
     def shapes(self) -> tuple[BackboneSpec, ...]:
@@ -134,24 +137,30 @@ class Sitting:
 
 
 def sittings(cells: Iterable) -> list[Sitting]:
-    """One sitting per (dataset, teacher) of a suite's cells, its students by model and size.
+    """One sitting per (dataset, teacher) of a suite's cells, its students by model and size, and the
+    compressed shapes its compression cells deploy.
     Pairings of a family without `catalogue_cost` are left out: a sequential run measures its cost
     per query itself (work.measure), on the test users' input sequences, which synthetic catalogues
     do not have."""
+    from kdbench.compressed_cost import cell_targets
+
     found: dict[tuple, set] = {}
+    compressed: dict[tuple, dict] = {}
     for cell in cells:
         if not family_of(cell.teacher).catalogue_cost:
             continue
         key = (cell.dataset, cell.teacher, cell.data_path, cell.split_seed)
         found.setdefault(key, set()).add(cell.student)
+        compressed.setdefault(key, {}).update(dict.fromkeys(cell_targets(cell)))
     return [Sitting(dataset, teacher, tuple(sorted(students - {teacher}, key=lambda s: (s.model, s.dim))),
-                    data_path, split_seed)
+                    data_path, split_seed, tuple(compressed[(dataset, teacher, data_path, split_seed)]))
             for (dataset, teacher, data_path, split_seed), students in found.items()]
 
 
 def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup: int = 2,
                       batches: Sequence[int] = BATCHES, min_seconds: float = 3.0,
-                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                      log: Callable[[str], None] = print,
+                      compressed: Sequence[tuple[str, str, str | None]] = ()) -> list[dict[str, Any]]:
     """Every shape (randomly initialised, seed 0, frozen) and the roofline of every embedding size
     on `data`'s catalogue, interleaved; one row per target and batch size. `rounds` timed rounds, or
     as many more as fill about `min_seconds` (up to `MAX_ROUNDS`) where calls are quick."""
@@ -179,6 +188,7 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
         for dim in dims:
             targets.append(({"kind": ROOFLINE, "model": f"roofline:{dim}", "dim": dim, "params": None},
                             Roofline(data.n_items, dim, batch)))
+        targets += compressed_targets(models, compressed, users, data)
         calls = [fn for _, fn in targets]
         time_interleaved(calls, warmup)
         # at least `rounds`, more where a round is quick: about `min_seconds` of timing per batch size
@@ -189,6 +199,30 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
         for (target, _), seconds in zip(targets, times):
             rows.append(target | {"batch_users": batch} | spread(seconds))
     return rows
+
+
+def compressed_targets(models: dict, compressed, users, data) -> list[tuple[dict[str, Any], Callable[[], Any]]]:
+    """A target per compressed shape (`kdbench.compressed_cost`): the tables of the shape's randomly
+    initialised model (the same model the dense target times), compressed and scored with the
+    format's kernel."""
+    import torch
+
+    from kdbench.backbones import BackboneAdapter, model_size_bytes
+    from kdbench.compressed_cost import compressed_name, compressed_scorer
+
+    by_name = {str(spec): (spec, model) for spec, model in models.items()}
+    targets = []
+    for spec_name, kind, budget in compressed:
+        spec, model = by_name[spec_name]
+        with torch.no_grad():
+            tables = [t.detach().float().clone()
+                      for t in BackboneAdapter(model, data.uid_field, data.iid_field).representation_tables()]
+        budget_bytes = model_size_bytes(by_name[budget][1]) if budget else None
+        scorer = compressed_scorer(kind, *tables, K, budget_bytes)
+        targets.append(({"kind": COMPRESSED, "model": compressed_name(spec_name, kind, budget), "dim": spec.dim,
+                         "params": None, "size_bytes": scorer.size_bytes},
+                        lambda scorer=scorer: scorer(users)))
+    return targets
 
 
 def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, rounds: int = 11, warmup: int = 2,
@@ -204,7 +238,8 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
     measurements = []
     log(f"{sitting.dataset}: {', '.join(map(str, sitting.shapes))}")
     data = load_data(sitting.dataset, sitting.data_path, split_seed=sitting.split_seed, work_dir=work_dir)
-    for row in measure_catalogue(data, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log):
+    for row in measure_catalogue(data, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log,
+                                 compressed=sitting.compressed):
         measurements.append({"catalogue": sitting.dataset, "synthetic": False, "n_items": data.n_items,
                              "n_users": data.n_users} | row)
     with tempfile.TemporaryDirectory(prefix="kdbench-cost-") as scratch:
@@ -213,7 +248,8 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
             root = write_synthetic_catalogue(Path(scratch) / "atomic", name, SYNTHETIC_USERS, n_items,
                                              SYNTHETIC_PER_USER)
             synthetic = load_data(name, str(root), split_seed=0, work_dir=Path(scratch) / "cache")
-            for row in measure_catalogue(synthetic, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log):
+            for row in measure_catalogue(synthetic, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log,
+                                         compressed=sitting.compressed):
                 measurements.append({"catalogue": name, "synthetic": True, "n_items": synthetic.n_items,
                                      "n_users": synthetic.n_users} | row)
             del synthetic
@@ -263,6 +299,7 @@ def check_cost(payload: Any) -> str | None:
             value = row.get(field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 return f"measurement {number}: '{field}' is {value!r}, not a non-negative number"
-        if row["kind"] not in (MODEL, ROOFLINE):
-            return f"measurement {number}: 'kind' is {row['kind']!r}, expected '{MODEL}' or '{ROOFLINE}'"
+        if row["kind"] not in (MODEL, ROOFLINE, COMPRESSED):
+            return (f"measurement {number}: 'kind' is {row['kind']!r}, expected '{MODEL}', '{ROOFLINE}' "
+                    f"or '{COMPRESSED}'")
     return None

@@ -21,6 +21,7 @@ import torch
 
 from kdbench.backbones import DEPLOYED, build_model
 from kdbench.cells import Cell
+from kdbench.compressed_cost import cell_targets, compressed_name
 from kdbench.data import PreparedData
 from kdbench.errors import KdbenchError
 from kdbench.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, item_counts, user_train_counts
@@ -211,6 +212,9 @@ def _train_student(task: CellTask) -> RunRecord:
     record = measure(cell, deployed, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
     if getattr(deployed, DEPLOYED, None) is not None:
         record["compression"] = dict(getattr(deployed, DEPLOYED))  # format, kernel, params, bytes
+        targets = cell_targets(cell)
+        if targets:  # the shape `kdbench cost` times with the format's kernel (the row's inference cost)
+            record["model"] = compressed_name(*targets[-1])
     record["training"].update(timings)
     record["hparams"] = strategy.hparams
     teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()

@@ -84,3 +84,21 @@ class PostTrainingQuant(DistillationStrategy):
 
     def compress(self, model: nn.Module) -> nn.Module:
         return quantise_model(frozen_copy(model), self.hparams["bits"])
+
+
+@register_strategy("quant-int4", family="compression",
+                   paper="Jacob et al., CVPR 2018; Guan et al., 2019 (the teacher, quantised to 4 bits)",
+                   backbones=("general",))
+class QuantInt4(Quant):
+    """`quant` at 4 bits (its own row beside int8 in one suite)."""
+
+    defaults = {"weight": 0.0, "bits": 4}
+
+
+@register_strategy("ptq-int4", family="compression",
+                   paper="Jacob et al., CVPR 2018; Guan et al., 2019 (the trained student, quantised to 4 bits)",
+                   backbones=("general",))
+class PostTrainingQuantInt4(PostTrainingQuant):
+    """`ptq` at 4 bits (`kd+ptq-int4`: distil, then quantise to 4 bits)."""
+
+    defaults = {"weight": 0.0, "bits": 4}
