@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from kdbench.report.frontier import frontier_markdown
 from kdbench.report.formatting import (
     TRAINED_TEACHER_MARK, duration, fmt, interval, mean_std, p_value, pct, significance_mark, throughput,
 )
@@ -275,5 +276,8 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
 
 def render_markdown_page(board: Leaderboard) -> str:
     """`leaderboard.md`: `render_markdown` of a built leaderboard."""
-    return render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
+    page = render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
                            board.ratios, board.curves)
+    frontier = frontier_markdown(board.table, board.shapes)  # [] without a compression baseline
+    cut = page.rfind(LEGEND)  # the frontier goes before the legend
+    return page if not frontier else page[:cut] + "\n".join(frontier) + "\n" + page[cut:]

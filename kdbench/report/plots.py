@@ -21,7 +21,7 @@ from kdbench.report.schema import PRIMARY_CI_HIGH, PRIMARY_CI_LOW, PRIMARY_MEAN,
 from kdbench.record import DEFAULTS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
-                  "ranking": "tab:green", "topology": "tab:red"}  # fixed, so plots compare across reports
+                  "ranking": "tab:green", "topology": "tab:red", "compression": "tab:purple"}  # fixed, so plots compare across reports
 
 # Fixed style for every figure: the same records give the same PNG bytes whatever the user's matplotlibrc.
 PLOT_STYLE = {"font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
