@@ -197,3 +197,13 @@ def test_compression_baselines_are_their_own_family_and_not_in_all():
     assert {STRATEGIES.get(name).family for name in names} == {"compression"}
     assert not names & set(method_names()) and "scratch" in method_names()
     assert STRATEGIES.get("kd+ptq").family == "response+compression"
+
+
+def test_a_strategy_that_does_not_train_gets_no_tuning_study():
+    from kdbench.families import BackboneSpec
+    from kdbench.runner import Cell
+    from kdbench.tuning import study_cells
+
+    cells = [Cell("ml-100k", BackboneSpec("BPR", 16), BackboneSpec("BPR", 4), name, seed=0)
+             for name in ("svd", "svd-ft", "prune", "prune-ft", "quant", "kd+ptq")]
+    assert [cell.strategy for cell in study_cells(cells)] == ["svd-ft", "prune-ft", "kd+ptq"]
