@@ -166,7 +166,7 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
     as many more as fill about `min_seconds` (up to `MAX_ROUNDS`) where calls are quick."""
     import torch
 
-    from kdbench.backbones import BackboneAdapter, build_model, count_parameters
+    from kdbench.backbones import BackboneAdapter, build_model, count_parameters, model_size_bytes
     from kdbench.evaluate import recommend_topk
 
     models = {}
@@ -183,7 +183,8 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
         targets: list[tuple[dict[str, Any], Callable[[], Any]]] = []
         for spec, model in models.items():
             adapter = BackboneAdapter(model, data.uid_field, data.iid_field)
-            targets.append(({"kind": MODEL, "model": str(spec), "dim": spec.dim, "params": count_parameters(model)},
+            targets.append(({"kind": MODEL, "model": str(spec), "dim": spec.dim, "params": count_parameters(model),
+                             "size_bytes": model_size_bytes(model)},
                             lambda adapter=adapter: recommend_topk(adapter, users, K)))
         for dim in dims:
             targets.append(({"kind": ROOFLINE, "model": f"roofline:{dim}", "dim": dim, "params": None},

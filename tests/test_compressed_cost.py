@@ -73,4 +73,7 @@ def test_the_cost_command_times_the_compressed_shapes_of_a_suite(toy_dir, tmp_pa
     compressed = {row["model"]: row for row in payload["measurements"] if row["kind"] == "compressed"}
     assert set(compressed) == {"BPR:8 CSR@BPR:4", "BPR:8 int8", "BPR:8 int4", "BPR:4 int8"}
     assert compressed["BPR:8 int4"]["size_bytes"] == compressed["BPR:4 int8"]["size_bytes"]  # 4 + 4 bytes a row
+    dense = {row["model"]: row for row in payload["measurements"] if row["kind"] == "model"}
+    assert dense["BPR:4"]["size_bytes"] == 4 * dense["BPR:4"]["params"]
+    assert dense["BPR:4"]["size_bytes"] - 8 < compressed["BPR:8 CSR@BPR:4"]["size_bytes"] <= dense["BPR:4"]["size_bytes"]
     assert compressed["BPR:8 int8"]["size_bytes"] == 12 / 8 * compressed["BPR:8 int4"]["size_bytes"]
