@@ -25,13 +25,15 @@ def _cell(toy_dir, strategy: str, **change) -> Cell:
 def records(toy_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("compression")
     runner = Runner(root / "results", root / "cache")
-    cells = [_cell(toy_dir, name) for name in ("scratch", "svd", "prune", "quant", "kd+ptq")]
+    cells = [_cell(toy_dir, name) for name in ("scratch", "svd", "svd-ft", "prune", "prune-ft", "quant", "kd+ptq")]
     cells.append(_cell(toy_dir, "quant", hparams=(("bits", 4),)))
-    return {cell.label: record for cell, record in zip(cells, runner.run_all(validate_cells(cells)))}
+    found = {cell.label: record for cell, record in zip(cells, runner.run_all(validate_cells(cells)))}
+    return found | {"_root": root}
 
 
 def test_compression_cells_finish_with_their_deployed_bytes(records):
-    assert all(record["status"] == "ok" for record in records.values()), records
+    runs = {label: record for label, record in records.items() if label != "_root"}
+    assert all(record["status"] == "ok" for record in runs.values()), runs
     n_rows = records["scratch"]["cost"]["params"] // 4  # users + items (padding rows included)
     assert records["scratch"]["cost"]["size_bytes"] == 4 * 4 * n_rows
     assert "compression" not in records["scratch"]
@@ -46,7 +48,23 @@ def test_compression_cells_finish_with_their_deployed_bytes(records):
 def test_strategies_that_do_not_train_run_zero_epochs(records):
     for label in ("svd", "prune", "quant"):
         assert records[label]["training"]["epochs_run"] == 0
-    assert records["kd+ptq"]["training"]["epochs_run"] >= 1
+    for label in ("svd-ft", "prune-ft", "kd+ptq"):
+        assert records[label]["training"]["epochs_run"] >= 1
+    assert records["prune-ft"]["cost"]["size_bytes"] == records["prune"]["cost"]["size_bytes"]
+    assert records["prune"]["model"] == "BPR:16 CSR@BPR:4" and records["kd+ptq"]["model"] == "BPR:4 int8"
+    assert records["svd"]["model"] == "BPR:4"
+
+
+def test_the_report_of_real_records_has_the_frontier(records, tmp_path):
+    from kdbench.report import write_reports
+
+    write_reports(records["_root"] / "results", tmp_path)
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "## Compression frontier" in text
+    assert "| BPR:4    | 1,472   |" in text  # the scratch student's budget: 4 bytes x 4 dims x 92 rows
+    assert (tmp_path / "frontier.png").is_file()
+    csv = (tmp_path / "leaderboard.csv").read_text()
+    assert ",compression," in csv and ",response+compression," in csv
 
 
 def test_an_inexact_svd_pairing_is_refused_before_training(toy_dir):
