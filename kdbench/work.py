@@ -179,7 +179,8 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
 def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
                       timings: dict[str, float] | None = None):
     """(data, student model, prepared strategy, preparation seconds) of a student cell; `timings`,
-    if given, receives `teacher_load_seconds` (the teacher built from its artifact)."""
+    if given, receives `teacher_load_seconds` (the teacher built from its artifact). The model is
+    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher)."""
     from recbole.utils import init_seed
 
     cell = task.cell
