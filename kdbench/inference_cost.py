@@ -46,6 +46,7 @@ BATCHES = (256, 1)  # users per call: throughput, then single-user latency
 K = max(TOPK)
 MIN_PER_USER = 20  # enough for a per-user 80/10/10 split with at least two items held out
 MODEL, ROOFLINE = "model", "roofline"
+COMPRESSED = "compressed"  # a compressed shape scored with its format's kernel (`compressed_cost`)
 MAX_ROUNDS = 500
 
 
@@ -130,6 +131,8 @@ class Sitting:
     data_path: str | None = None
     split_seed: int = 2020
     protocol: str | None = None  # None: the family's default (the general family's `random`)
+    # compressed shapes the suite deploys (`compressed_cost.cell_targets`): (spec, kind, budget spec)
+    compressed: tuple[tuple[str, str, str | None], ...] = ()
 
     @property
     def shapes(self) -> tuple[BackboneSpec, ...]:
@@ -152,26 +155,31 @@ class Sitting:
 def sittings(cells: Iterable) -> list[Sitting]:
     """One sitting per (dataset, protocol, teacher) of a suite's cells, its students by model and
     size; a general family's protocol is left at None where it is the family's default (the
-    sittings and files of before sequential shapes were measured)."""
+    sittings and files of before sequential shapes were measured). The compressed shapes its compression cells deploy are measured with them."""
+    from kdbench.compressed_cost import cell_targets
+
     found: dict[tuple, set] = {}
+    compressed: dict[tuple, dict] = {}
     for cell in cells:
         protocol = None if cell.protocol == default_protocol(cell.teacher) else cell.protocol
         key = (cell.dataset, cell.teacher, cell.data_path, cell.split_seed, protocol)
         found.setdefault(key, set()).add(cell.student)
+        compressed.setdefault(key, {}).update(dict.fromkeys(cell_targets(cell)))
     return [Sitting(dataset, teacher, tuple(sorted(students - {teacher}, key=lambda s: (s.model, s.dim))),
-                    data_path, split_seed, protocol)
+                    data_path, split_seed, protocol, tuple(compressed[(dataset, teacher, data_path, split_seed, protocol)]))
             for (dataset, teacher, data_path, split_seed, protocol), students in found.items()]
 
 
 def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup: int = 2,
                       batches: Sequence[int] = BATCHES, min_seconds: float = 3.0,
-                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                      log: Callable[[str], None] = print,
+                      compressed: Sequence[tuple[str, str, str | None]] = ()) -> list[dict[str, Any]]:
     """Every shape (randomly initialised, seed 0, frozen) and the roofline of every embedding size
     on `data`'s catalogue, interleaved; one row per target and batch size. `rounds` timed rounds, or
     as many more as fill about `min_seconds` (up to `MAX_ROUNDS`) where calls are quick."""
     import torch
 
-    from kdbench.backbones import BackboneAdapter, build_model, count_parameters
+    from kdbench.backbones import BackboneAdapter, build_model, count_parameters, model_size_bytes
     from kdbench.evaluate import recommend_topk
 
     models, adapters, n_queries = {}, {}, data.n_users
@@ -192,11 +200,13 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
         targets: list[tuple[dict[str, Any], Callable[[], Any]]] = []
         for spec, model in models.items():
             adapter = adapters[spec]
-            targets.append(({"kind": MODEL, "model": str(spec), "dim": spec.dim, "params": count_parameters(model)},
+            targets.append(({"kind": MODEL, "model": str(spec), "dim": spec.dim, "params": count_parameters(model),
+                             "size_bytes": model_size_bytes(model)},
                             lambda adapter=adapter: recommend_topk(adapter, users, K)))
         for dim in dims:
             targets.append(({"kind": ROOFLINE, "model": f"roofline:{dim}", "dim": dim, "params": None},
                             Roofline(data.n_items, dim, batch)))
+        targets += compressed_targets(models, compressed, users, data)
         calls = [fn for _, fn in targets]
         time_interleaved(calls, warmup)
         # at least `rounds`, more where a round is quick: about `min_seconds` of timing per batch size
@@ -207,6 +217,30 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
         for (target, _), seconds in zip(targets, times):
             rows.append(target | {"batch_users": batch} | spread(seconds))
     return rows
+
+
+def compressed_targets(models: dict, compressed, users, data) -> list[tuple[dict[str, Any], Callable[[], Any]]]:
+    """A target per compressed shape (`kdbench.compressed_cost`): the tables of the shape's randomly
+    initialised model (the same model the dense target times), compressed and scored with the
+    format's kernel."""
+    import torch
+
+    from kdbench.backbones import BackboneAdapter, model_size_bytes
+    from kdbench.compressed_cost import compressed_name, compressed_scorer
+
+    by_name = {str(spec): (spec, model) for spec, model in models.items()}
+    targets = []
+    for spec_name, kind, budget in compressed:
+        spec, model = by_name[spec_name]
+        with torch.no_grad():
+            tables = [t.detach().float().clone()
+                      for t in BackboneAdapter(model, data.uid_field, data.iid_field).representation_tables()]
+        budget_bytes = model_size_bytes(by_name[budget][1]) if budget else None
+        scorer = compressed_scorer(kind, *tables, K, budget_bytes)
+        targets.append(({"kind": COMPRESSED, "model": compressed_name(spec_name, kind, budget), "dim": spec.dim,
+                         "params": None, "size_bytes": scorer.size_bytes},
+                        lambda scorer=scorer: scorer(users)))
+    return targets
 
 
 def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, rounds: int = 11, warmup: int = 2,
@@ -227,7 +261,8 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
         data = load_data(sitting.dataset, sitting.data_path, model=sitting.teacher.model, split_seed=sitting.split_seed,
                          work_dir=work_dir, protocol=sitting.protocol or default_protocol(sitting.teacher))
         catalogues = ()
-    for row in measure_catalogue(data, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log):
+    for row in measure_catalogue(data, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log,
+                                 compressed=sitting.compressed):
         measurements.append({"catalogue": sitting.label, "synthetic": False, "n_items": data.n_items,
                              "n_users": data.n_users} | row)
     with tempfile.TemporaryDirectory(prefix="kdbench-cost-") as scratch:
@@ -236,7 +271,8 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
             root = write_synthetic_catalogue(Path(scratch) / "atomic", name, SYNTHETIC_USERS, n_items,
                                              SYNTHETIC_PER_USER)
             synthetic = load_data(name, str(root), split_seed=0, work_dir=Path(scratch) / "cache")
-            for row in measure_catalogue(synthetic, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log):
+            for row in measure_catalogue(synthetic, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log,
+                                         compressed=sitting.compressed):
                 measurements.append({"catalogue": name, "synthetic": True, "n_items": synthetic.n_items,
                                      "n_users": synthetic.n_users} | row)
             del synthetic
@@ -286,6 +322,7 @@ def check_cost(payload: Any) -> str | None:
             value = row.get(field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 return f"measurement {number}: '{field}' is {value!r}, not a non-negative number"
-        if row["kind"] not in (MODEL, ROOFLINE):
-            return f"measurement {number}: 'kind' is {row['kind']!r}, expected '{MODEL}' or '{ROOFLINE}'"
+        if row["kind"] not in (MODEL, ROOFLINE, COMPRESSED):
+            return (f"measurement {number}: 'kind' is {row['kind']!r}, expected '{MODEL}', '{ROOFLINE}' "
+                    f"or '{COMPRESSED}'")
     return None

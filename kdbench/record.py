@@ -100,7 +100,10 @@ RunRecord = TypedDict("RunRecord", {
     "data_fingerprint": str, "test": Numbers, "valid_ndcg@10": float, "cost": Numbers, "training": dict,
     "hparams": dict, "per_user": dict, "training_only_params": int, "teacher_test": Numbers,
     "teacher_trained_further": bool, "wall_seconds": float, "beyond": Numbers, "test_users": dict,
+    "compression": dict,
 }, total=False)
+# `compression` (compression baselines, issue 28): the deployed format of a compressed model
+# (`format`, `kernel`, `params` stored, `size_bytes`); `cost.size_bytes` is then that format's size.
 # `beyond` (runs since issue 27): the test users' beyond-accuracy metrics (`kdbench.beyond`);
 # `test_users.train_interactions`: each test user's training interactions, in `per_user`'s order.
 

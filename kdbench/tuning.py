@@ -184,10 +184,11 @@ class Study:
 
 
 def study_cells(cells: list[Cell]) -> list[Cell]:
-    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's)."""
+    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's); a strategy that
+    does not train (`trains` False: svd, prune, quant) has nothing to tune and gets no study."""
     seen: dict[tuple, Cell] = {}
     for cell in cells:
-        if cell.strategy != TEACHER and cell.variant != TUNED:
+        if cell.strategy != TEACHER and cell.variant != TUNED and STRATEGIES.get(cell.strategy).trains:
             seen.setdefault((cell.dataset, cell.protocol, cell.pairing, cell.strategy), cell)
     return list(seen.values())
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from kdbench.backbones import build_model
+from kdbench.backbones import DEPLOYED, build_model
 from kdbench.cells import Cell
+from kdbench.compressed_cost import cell_targets, compressed_name
 from kdbench.data import PreparedData
 from kdbench.errors import KdbenchError
 from kdbench.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, item_counts, user_train_counts
@@ -186,7 +187,8 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
 def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
                       timings: dict[str, float] | None = None):
     """(data, student model, prepared strategy, preparation seconds) of a student cell; `timings`,
-    if given, receives `teacher_load_seconds` (the teacher built from its artifact)."""
+    if given, receives `teacher_load_seconds` (the teacher built from its artifact). The model is
+    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher)."""
     from recbole.utils import init_seed
 
     cell = task.cell
@@ -205,6 +207,7 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
     strategy = strategy.to(task.device)
     start = time.perf_counter()
     strategy.prepare()
+    student = strategy.model_to_train(student)  # a compression baseline's compressed teacher
     return data, student, strategy, time.perf_counter() - start
 
 
@@ -214,7 +217,13 @@ def _train_student(task: CellTask) -> RunRecord:
     data, student, strategy, prepare_seconds = build_student_run(task, timings=timings)
     result = fit(student, data, cell.train, strategy=strategy, seed=cell.seed,
                  on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"))
-    record = measure(cell, student, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
+    deployed = deployed_model(strategy, student)
+    record = measure(cell, deployed, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
+    if getattr(deployed, DEPLOYED, None) is not None:
+        record["compression"] = dict(getattr(deployed, DEPLOYED))  # format, kernel, params, bytes
+        targets = cell_targets(cell)
+        if targets:  # the shape `kdbench cost` times with the format's kernel (the row's inference cost)
+            record["model"] = compressed_name(*targets[-1])
     record["training"].update(timings)
     record["hparams"] = strategy.hparams
     teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()
@@ -222,6 +231,14 @@ def _train_student(task: CellTask) -> RunRecord:
     record["teacher_test"] = task.teacher.meta["test"]  # the cached teacher's, before any further training
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
     return record
+
+
+def deployed_model(strategy, model):
+    """The model a run deploys: the trained one, or what a strategy (a composite's parts, in order)
+    makes of it after training (`compress`: quantised)."""
+    for part in getattr(strategy, "members", None) or [strategy]:
+        model = part.compress(model) or model
+    return model
 
 
 def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare_seconds: float,

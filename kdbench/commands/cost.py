@@ -12,7 +12,6 @@ from kdbench.commands.execution import progress_note
 from kdbench.data import check_dataset
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_folder
-from kdbench.record import TEACHER
 from kdbench.suites import expand, load_suite
 
 
@@ -26,7 +25,7 @@ def measure_costs(results_dir: str | Path, cache_dir: str | Path, suite_file: st
     check_folder(results_dir, "--results-dir")
     check_folder(cache_dir, "--cache-dir")
     suite = load_suite(suite_file, quick=quick)
-    sittings = inference_cost.sittings(c for c in expand(suite) if c.strategy == TEACHER)
+    sittings = inference_cost.sittings(expand(suite))  # every cell: its compressed shapes too
     if not sittings:
         raise KdbenchError(f"suite '{suite.name}' has no pairing to measure")
     for sitting in sittings:

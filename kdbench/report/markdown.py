@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from kdbench.report.frontier import frontier_markdown
 from kdbench.report.formatting import (
     TRAINED_TEACHER_MARK, duration, fmt, interval, mean_std, p_value, pct, significance_mark, throughput,
 )
@@ -283,5 +284,8 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
 def render_markdown_page(board: Leaderboard) -> str:
     """`leaderboard.md`: `render_markdown` of a built leaderboard."""
     top = compute_markdown(board.compute) + ([] if board.quick else cross_markdown(list(board.cross)))
-    return render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
+    page = render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
                            board.ratios, board.curves, top=top)
+    frontier = frontier_markdown(board.table, board.shapes)  # [] without a compression baseline
+    cut = page.rfind(LEGEND)  # the frontier goes before the legend
+    return page if not frontier else page[:cut] + "\n".join(frontier) + "\n" + page[cut:]

@@ -54,7 +54,7 @@ def shape_cost(costs: pd.DataFrame | None, dataset: str, teacher: str, model: st
     users/s of batches of 256 (median call, and the interquartile range of the calls turned into
     users/s) and the median single-user latency in ms. NaN where it was not measured."""
     here = _cost_rows(costs, dataset, teacher, catalogue=dataset)
-    here = here[(here["kind"] == "model") & (here["model"] == model)]
+    here = here[here["kind"].isin(("model", "compressed")) & (here["model"] == model)]  # compressed: issue 28
     batch = here[here["batch_users"] == THROUGHPUT_BATCH]
     single = here[here["batch_users"] == LATENCY_BATCH]
     out = {"throughput_users_per_s": math.nan, "throughput_iqr_low": math.nan, "throughput_iqr_high": math.nan,

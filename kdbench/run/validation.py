@@ -27,6 +27,8 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
             strategy = STRATEGIES.get(cell.strategy)
             hparams = strategy.resolve_hparams(dict(cell.hparams))
             check_against_dataset(strategy, hparams, dataset_size(cell.dataset, cell.data_path))
+            for part in getattr(strategy, "parts", None) or (strategy,):
+                part.check_models(cell.teacher.model, cell.student.model)
             for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
                 family.check_representations(spec.model, cell.strategy)
     check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
