@@ -39,7 +39,9 @@ LEGEND = """### How to read these tables
   little power. Both secondary p are 1 when the runs equal scratch's exactly.
 - seeds: successful seeds aggregated. failed: runs that failed (listed under "Failed runs").
 - params: parameters used at inference (training-only modules excluded). × smaller: teacher params /
-  params. MB: model size on disk.
+  params. MB: model size on disk. bytes (inference table): the deployed model's size, the size axis
+  of the plots: 4 a float32 parameter or buffer, a compressed model's own format (CSR values and
+  indices, packed integer codes and per-row scales); "—" where the cost file predates it.
 - users/s [IQR]: inference throughput of the row's model *shape* (full-catalogue scoring and top-20 for
   batches of 256 users) on the dataset's catalogue: users per second of the median call, in brackets of
   the slower and the faster quartile call. ms/user: median latency of scoring and ranking the whole

@@ -171,7 +171,7 @@ def _inference_markdown(shapes: pd.DataFrame | None, ratios: pd.DataFrame | None
         catalogues = list(dict.fromkeys(sitting["catalogue"]))
         items = sitting.drop_duplicates("catalogue").set_index("catalogue")["n_items"]
         lines += [f"### {dataset}: teacher {teacher} and its students, measured together", ""]
-        headers = ["model", "params"] + [
+        headers = ["model", "params", "bytes"] + [
             f"{'synthetic' if catalogue != dataset else catalogue}, {int(items[catalogue]):,} items: users/s [IQR]"
             for catalogue in catalogues] + [f"ms/user, {int(items[c]):,} items" for c in catalogues]
         rows = [_shape_row(sitting[sitting["model"] == model], model, teacher, catalogues)
@@ -193,8 +193,9 @@ def _inference_markdown(shapes: pd.DataFrame | None, ratios: pd.DataFrame | None
 
 def _shape_row(mine: pd.DataFrame, model: str, teacher: str, catalogues: list[str]) -> list[str]:
     """One model shape of a sitting: users/s at every catalogue, then ms/user at every catalogue."""
+    size = mine["size_bytes"].astype(float).iloc[0] if "size_bytes" in mine else math.nan  # cost files since issue 28
     row = [f"**{model}** (teacher)" if model == teacher else model,
-           fmt(mine["params"].astype(float).iloc[0], "{:,.0f}")]
+           fmt(mine["params"].astype(float).iloc[0], "{:,.0f}"), fmt(size, "{:,.0f}")]
     for batch, pattern in ((THROUGHPUT_BATCH, None), (LATENCY_BATCH, "{:.3f}")):
         for catalogue in catalogues:
             found = mine[(mine["catalogue"] == catalogue) & (mine["batch_users"] == batch)]
