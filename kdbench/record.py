@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, TypedDict
 from kdbench import atomic
 from kdbench.datasets.location import recorded_data_path
 from kdbench.families import DEFAULT_PROTOCOL, get_protocol
+from kdbench.metrics import VALID_PRIMARY_METRIC
 from kdbench.stored import DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
 
@@ -111,7 +112,7 @@ _NUMERIC_SECTIONS = tuple(key for key, kind in RunRecord.__annotations__.items()
 # What the seed determines, so that a rerun of the cell must give it again (`kdbench reproduce`):
 # sections compared key by key, and single fields (dotted paths); never timings.
 SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user")
-SEED_DETERMINED_FIELDS = ("status", "error", "valid_ndcg@10", "training.best_epoch", "training.epochs_run",
+SEED_DETERMINED_FIELDS = ("status", "error", VALID_PRIMARY_METRIC, "training.best_epoch", "training.epochs_run",
                           "training.valid_curve", "cost.params")
 # One flat column per nested field, for tables of runs: column -> (section, field).
 FLAT_FIELDS = {
@@ -153,7 +154,7 @@ def check_record(record: Any) -> str | None:
     for key, value in (record.get("training") or {}).items():
         if key != "valid_curve" and not (_is_number(value) or isinstance(value, bool)):
             return f"'training.{key}' is {value!r}, not a number"
-    for key in ("valid_ndcg@10", "wall_seconds"):
+    for key in (VALID_PRIMARY_METRIC, "wall_seconds"):
         if key in record and not _is_number(record[key]):
             return f"'{key}' is {record[key]!r}, not a number"
     if record["status"] == "ok" and not isinstance(record.get("test"), dict):

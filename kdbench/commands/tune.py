@@ -43,7 +43,8 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
     check_folder(runs_dir, "--results-dir")
     read_meta(runs_dir)  # a damaged invocation log or storage stops here, before anything runs
     check_storages(cells, runs_dir, execution.force)
-    runner = Runner(runs_dir, execution.cache_dir, execution.device, log=progress_note, plugins=execution.plugins)
+    runner = Runner(runs_dir, execution.cache_dir, execution.device, log=progress_note, plugins=execution.plugins,
+                    heal_cache=execution.heal_cache)
     n_studies = len(study_cells(cells))
     runner.executor = execution.executor_for(n_studies)
     ran = 0
