@@ -21,7 +21,7 @@ from kdbench.report.tables import compression_curves, detectable_effects, infere
 from kdbench.report.values import sig
 
 INTEGER_COLUMNS = ("n_seeds", "n_failed", "n_paired_seeds", "n_users_tested", "params", "size_bytes",
-                   "tuning_trials")
+                   "tuning_trials", "tuning_budget", "tuning_epochs_spent", "rank_low", "rank_high")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
                 "params", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
 COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it anew"
-TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget"]
+TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", "budget_unit", "epochs_spent"]
 
 
 def load_runs(runs_dir: str | Path) -> pd.DataFrame:

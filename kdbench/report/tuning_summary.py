@@ -112,6 +112,23 @@ def summary_table(summaries: list[dict[str, Any]], gains: dict[str, float | None
     return table
 
 
+def pairing_budget_line(summaries: list[dict[str, Any]]) -> str:
+    """Whether a pairing's studies had equal budgets: "equal" only when every one is counted in
+    epochs and of the same size (a budget in trials is not equal work: a pruned trial runs a few
+    epochs, a complete one dozens); then the epochs each spent."""
+    budgets = {(s["budget"], s.get("budget_unit", "trials")) for s in summaries}
+    text = " / ".join(f"{b} {unit}" for b, unit in sorted(budgets))
+    if any(unit != "epochs" for _, unit in budgets):
+        verdict = "counted in trials, so NOT an equal budget in training epochs"
+    elif len(budgets) == 1:
+        verdict = "equal for every strategy, scratch included"
+    else:
+        verdict = "NOT equal across strategies"
+    spent = [s["epochs_spent"] for s in summaries if s.get("epochs_spent") is not None]
+    used = f"; epochs spent {min(spent)}-{max(spent)}" if spent else ""
+    return f"Budget per strategy: {text}, {verdict}{used}."
+
+
 def _settings_line(settings: dict[str, Any]) -> str:
     """The tuning settings, as written by this version (`budget`, `unit`) or before (`trials`)."""
     pruner = settings["pruner"]
@@ -157,7 +174,8 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
     paths = []
     for (dataset, pairing), group in table.groupby(["dataset", "pairing"], sort=False) if len(table) else []:
         plot = root / f"progress_{safe_name(dataset)}_{safe_name(pairing)}.png"
-        lines += [f"## {dataset}: {pairing}", "", f"![best so far]({plot.name})", "",
+        mine = [s for s in summaries if (s["dataset"], s["pairing"]) == (dataset, pairing)]
+        lines += [f"## {dataset}: {pairing}", "", pairing_budget_line(mine), "", f"![best so far]({plot.name})", "",
                   tabulate(group.drop(columns=["dataset", "pairing"]), headers="keys", tablefmt="github",
                            showindex=False, floatfmt=".4f"), ""]
         plot_progress({s["strategy"]: curves[s["study"]] for s in summaries
@@ -171,15 +189,18 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
 def plot_progress(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
     """Best-so-far validation NDCG@10 against the training epochs spent, one line per strategy (a
     pruned or failed trial moves a line right, not up), the second half of the budget shaded (where
-    a flat curve rises by less than FLAT); a bare Agg Figure without metadata, so the bytes are
-    stable."""
+    a flat curve rises by less than FLAT) and each line's label saying whether it is flat; a bare Agg
+    Figure without metadata, so the bytes are stable."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     for strategy, points in sorted(curves.items()):
         style = "--" if strategy == SCRATCH else "-"
-        ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2, label=strategy)
+        gain = second_half_gain(points)
+        verdict = "" if gain is None else " (flat)" if gain < FLAT else f" (+{100 * gain:.1f}%: not flat)"
+        ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2,
+                label=strategy + verdict)
     end = max((points[-1][0] for points in curves.values() if points), default=0)
     if end:
         ax.axvspan(end / 2, end, color="0.95", zorder=0,
