@@ -103,6 +103,8 @@ def test_markdown_csv_and_json_carry_the_ranking(board):
         assert rows[name][14] == f"{int(row['rank'])} [{int(row['rank_low'])}–{int(row['rank_high'])}]"
         assert rows[name][15] == ("★" if row["top_group"] else "")
     assert rows["**teacher (BPR:64)**"][14:16] == ["", ""]
+    # records without a stored config: the teacher's settings are unknown, and not tuned
+    assert "Teacher BPR:64: learning rate not recorded, weight decay not recorded; fixed by the suite" in text
     for phrase in ("top group (★)", "Seed-variance floor", "rank [95% CI]", "p vs leader"):
         assert phrase in text
     with open(board["dir"] / "leaderboard.csv", newline="") as handle:

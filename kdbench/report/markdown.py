@@ -22,6 +22,7 @@ from kdbench.report.ranking import RANKING_HEADERS, ranking_cells
 from kdbench.report.schema import (
     POWER, PRIMARY_MEAN, PRIMARY_STD, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
+from kdbench.report.teachers import teacher_line
 from kdbench.report.tables import LATENCY_BATCH, RATIO_TOLERANCE, THROUGHPUT_BATCH
 from kdbench.report.values import finite, is_sequential, spec_key
 from kdbench.record import SCRATCH, TEACHER, TUNED, VARIANT_TITLES
@@ -45,7 +46,9 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
         if not sequential_started and is_sequential(pairing_group["teacher"].iloc[0]):
             sequential_started = True
             lines += [SEQUENTIAL_INTRO, ""]
-        lines += _pairing_section(dataset, pairing, pairing_group, effects)
+        section = _pairing_section(dataset, pairing, pairing_group, effects)
+        teachers = [t for t in header.get("teachers", []) if (t["dataset"], t["pairing"]) == (dataset, pairing)]
+        lines += section[:2] + [teacher_line(teachers[0] if teachers else None), ""] + section[2:]
     if curves is not None and len(curves):
         lines += _compression_markdown(curves)
     if (shapes is not None and len(shapes)) or not all(is_sequential(t) for t in table["teacher"]):
