@@ -147,3 +147,31 @@ def test_the_tuning_summary_says_equal_only_for_equal_budgets_in_epochs():
     assert "NOT equal" in pairing_budget_line([summary(400, "epochs", 400), summary(300, "epochs", 300)])
     old = pairing_budget_line([{"budget": 12}, {"budget": 12}])  # a summary from before epoch budgets
     assert old == "Budget per strategy: 12 trials, counted in trials, so NOT an equal budget in training epochs."
+
+
+def test_the_tuning_summary_counts_the_epochs_of_studies_made_before_epoch_budgets(tmp_path):
+    """A summary without `epochs_spent` (trial budgets) gets it from its storage's trials."""
+    import optuna
+
+    from kdbench.report.tuning_summary import write_tuning_report
+
+    folder = tmp_path / "tuning" / "toy" / "BPR-8_to_BPR-4"
+    folder.mkdir(parents=True)
+    for strategy, epochs in (("scratch", [5, 7]), ("kd", [3, 4])):
+        study = optuna.create_study(storage=f"sqlite:///{folder / strategy}.db", study_name=f"toy/BPR:8->BPR:4/{strategy}",
+                                    direction="maximize")
+        for number, spent in enumerate(epochs):
+            trial = study.ask()
+            trial.set_user_attr("epochs", spent)
+            study.tell(trial, 0.1 + number / 100)
+        (folder / f"{strategy}.json").write_text(json.dumps({
+            "dataset": "toy", "pairing": "BPR:8->BPR:4", "strategy": strategy, "study": f"toy/BPR:8->BPR:4/{strategy}",
+            "storage": f"{strategy}.db", "budget": 2, "trials_counted": 2, "finished": True, "best_trial": 1,
+            "identity": {"strategy_code": "x", "fixed_hparams": {}}, "best_hparams": {}, "best_training": {},
+            "trials_complete": 2, "trials_pruned": 0, "trials_failed": 0, "compute_seconds": 1.0,
+            "best_valid_ndcg@10": 0.11, "tuning": {"trials": 2, "seeds": [100], "startup_trials": 1,
+                                                   "pruner": {"startup_trials": 1, "warmup_epochs": 1}}}))
+    write_tuning_report(tmp_path)
+    text = (tmp_path / "tuning" / "summary.md").read_text()
+    assert ("Budget per strategy: 2 trials, counted in trials, so NOT an equal budget in training epochs; "
+            "epochs spent 7-12.") in text

@@ -146,9 +146,12 @@ def _settings_line(settings: dict[str, Any]) -> str:
 
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir) / "tuning"
-    summaries = load_summaries(results_dir)
     meta = read_meta(results_dir)
-    curves = {s["study"]: best_so_far(trial_values(results_dir, s)) for s in summaries}
+    values = {s["study"]: (s, trial_values(results_dir, s)) for s in load_summaries(results_dir)}
+    # a summary from before epoch budgets lacks `epochs_spent`: its storage's trials hold it
+    summaries = [s if s.get("epochs_spent") is not None else {**s, "epochs_spent": sum(e for _, _, e in trials)}
+                 for s, trials in values.values()]
+    curves = {study: best_so_far(trials) for study, (_, trials) in values.items()}
     table = summary_table(summaries, {study: second_half_gain(points) for study, points in curves.items()})
     wall = sum(i["wall_seconds"] for i in meta["invocations"])
     compute = sum(s["compute_seconds"] for s in summaries)
@@ -198,7 +201,8 @@ def plot_progress(curves: dict[str, list[tuple[int, float]]], path: Path, title:
     for strategy, points in sorted(curves.items()):
         style = "--" if strategy == SCRATCH else "-"
         gain = second_half_gain(points)
-        verdict = "" if gain is None else " (flat)" if gain < FLAT else f" (+{100 * gain:.1f}%: not flat)"
+        verdict = (" (no complete trial in the first half)" if gain is None else " (flat)" if gain < FLAT
+                   else f" (+{100 * gain:.1f}%: not flat)")
         ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2,
                 label=strategy + verdict)
     end = max((points[-1][0] for points in curves.values() if points), default=0)
