@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, TypedDict
 from kdbench import atomic
 from kdbench.datasets.location import recorded_data_path
 from kdbench.families import DEFAULT_PROTOCOL, get_protocol
+from kdbench.metrics import VALID_PRIMARY_METRIC
 from kdbench.stored import DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
 
@@ -117,7 +118,7 @@ SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user", "beyond")
 # Sections records hold only since they were added: compared when the stored run has them, so a run
 # made before (no `beyond` before issue 27) still reproduces on the values it holds.
 ADDED_SECTIONS = frozenset({"beyond"})
-SEED_DETERMINED_FIELDS = ("status", "error", "valid_ndcg@10", "training.best_epoch", "training.epochs_run",
+SEED_DETERMINED_FIELDS = ("status", "error", VALID_PRIMARY_METRIC, "training.best_epoch", "training.epochs_run",
                           "training.valid_curve", "cost.params")
 # One flat column per nested field, for tables of runs: column -> (section, field).
 FLAT_FIELDS = {
@@ -162,7 +163,7 @@ def check_record(record: Any) -> str | None:
     for key, value in (record.get("training") or {}).items():
         if key != "valid_curve" and not (_is_number(value) or isinstance(value, bool)):
             return f"'training.{key}' is {value!r}, not a number"
-    for key in ("valid_ndcg@10", "wall_seconds"):
+    for key in (VALID_PRIMARY_METRIC, "wall_seconds"):
         if key in record and not _is_number(record[key]):
             return f"'{key}' is {record[key]!r}, not a number"
     if record["status"] == "ok" and not isinstance(record.get("test"), dict):

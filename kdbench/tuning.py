@@ -47,7 +47,7 @@ from kdbench.study_storage import check_storage
 from kdbench.trial import HALVING, MEDIAN, PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
 
-TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner"}
+TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner", "teacher"}
 PRUNER_KEYS = {MEDIAN: {"kind", "startup_trials", "warmup_epochs"}, HALVING: {"kind", "first_rung", "reduction_factor"}}
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
@@ -64,6 +64,7 @@ class TuningSettings:
     sampler_seed: int = 0
     startup_trials: int = 5  # TPE draws at random before it models the trials
     pruner: PrunerSettings = field(default_factory=PrunerSettings)
+    teacher: bool = False  # each pairing's teacher gets its own study first (`teacher_tuning`); not in `as_dict`
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None,
@@ -88,6 +89,7 @@ class TuningSettings:
                 sampler_seed=int(spec.get("sampler_seed", cls.sampler_seed)),
                 startup_trials=int(spec.get("startup_trials", cls.startup_trials)),
                 pruner=_pruner(dict(spec.get("pruner") or {})),
+                teacher=_flag(spec.get("teacher", False), "tuning: teacher"),
             )
         except (TypeError, ValueError) as exc:
             raise KdbenchError(f"bad tuning setting: {exc}") from None
@@ -106,6 +108,12 @@ class TuningSettings:
     def as_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "unit": self.unit, "seeds": list(self.seeds), "sampler_seed": self.sampler_seed,
                 "startup_trials": self.startup_trials, "pruner": self.pruner.describe(), "defaults_first": True}
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise KdbenchError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def _pruner(spec: dict[str, Any]) -> PrunerSettings:
@@ -130,8 +138,17 @@ class Study:
     data_fingerprint: str | None = None  # the hash of the split it tunes on (None: not loaded)
 
     @property
+    def pairing(self) -> str:
+        return self.cell.pairing
+
+    @property
+    def label(self) -> str:
+        """What the study tunes: the strategy (`teacher` for a pairing's teacher study)."""
+        return self.cell.strategy
+
+    @property
     def name(self) -> str:
-        return f"{self.dataset}/{self.cell.pairing}/{self.cell.strategy}"
+        return f"{self.dataset}/{self.pairing}/{self.label}"
 
     @property
     def dataset(self) -> str:
@@ -140,15 +157,15 @@ class Study:
 
     @property
     def folder(self) -> Path:
-        return self.root / "tuning" / safe_name(self.dataset) / safe_name(self.cell.pairing)
+        return self.root / "tuning" / safe_name(self.dataset) / safe_name(self.pairing)
 
     @property
     def storage_path(self) -> Path:
-        return self.folder / f"{safe_name(self.cell.strategy)}.db"
+        return self.folder / f"{safe_name(self.label)}.db"
 
     @property
     def best_path(self) -> Path:
-        return self.folder / f"{safe_name(self.cell.strategy)}.json"
+        return self.folder / f"{safe_name(self.label)}.json"
 
     def space(self) -> dict[str, Distribution]:
         return {**STRATEGIES.get(self.cell.strategy).tuning_space(), **SHARED_TRAINING_SPACE}
@@ -285,8 +302,15 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
         STRATEGIES.get(cell.strategy)
     check_storages(cells, runner.results_dir, force)
     studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir), runner.fingerprint(cell)) for cell in cells]
+    return run_studies(runner, studies, settings, force, on_trial)
+
+
+def run_studies(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool = False,
+                on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
+    """Open `studies` and run them side by side, a round of one trial each, until every budget is
+    spent; returns their summaries (also written as JSON)."""
     opened = {study.name: open_study(study, settings, force) for study in studies}
-    artifacts = runner.teachers(cells)
+    artifacts = runner.teachers([study.cell for study in studies])
     for study in studies:
         artifact = artifacts[runner.teacher_key(study.cell)]
         if isinstance(artifact, Exception):
@@ -379,8 +403,8 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
     defaults = next((t for t in trials if t.user_attrs.get(DEFAULTS) and _counted(t)), None)
     summary = {
         "dataset": study.dataset,
-        "pairing": study.cell.pairing,
-        "strategy": study.cell.strategy,
+        "pairing": study.pairing,
+        "strategy": study.label,
         "study": study.name,
         "storage": study.storage_path.name,
         "budget": settings.budget,

@@ -19,7 +19,8 @@ from kdbench.report import write_reports
 from kdbench.runner import Runner
 from kdbench.suites import expand, load_suite
 from kdbench.train import TrainSettings
-from kdbench.tuning import tuned_cells
+from kdbench.teacher_tuning import with_tuned_teachers
+from kdbench.tuning import TuningSettings, tuned_cells
 
 
 @dataclass
@@ -77,6 +78,8 @@ def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | N
     # size sweeps are not tuned: only the suite's own pairings get tuned rows
     untuned = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False),
                                 note=lambda _: None)
+    if TuningSettings.from_spec(suite.spec.get("tuning")).teacher:  # every row distils from the tuned teacher
+        cells, untuned = with_tuned_teachers(cells, runs_dir, untuned), with_tuned_teachers(untuned, runs_dir)
     cells += tuned_cells(untuned, runs_dir, warn=progress_note)
     runner, records = execute_cells(cells, runs_dir, execution, check_stored=True)
     # an invocation that found every cell finished keeps the header of the one that ran them

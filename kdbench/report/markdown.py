@@ -19,18 +19,21 @@ from kdbench.report.formatting import (
 from kdbench.report.beyond_table import BEYOND_LEGEND, beyond_lines, has_beyond
 from kdbench.report.compute import compute_markdown
 from kdbench.report.cross_markdown import cross_markdown
+from kdbench.report.budget import budget_cell, budget_line
 from kdbench.report.leaderboard import Leaderboard
 from kdbench.report.groups import GROUP_HEADERS, GROUPS, GROUPS_LEGEND, group_columns
 from kdbench.report.legend import LEGEND, SEQUENTIAL_INTRO
+from kdbench.report.ranking import RANKING_HEADERS, ranking_cells
 from kdbench.report.schema import (
     POWER, PRIMARY_MEAN, PRIMARY_STD, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
+from kdbench.report.teachers import teacher_line
 from kdbench.report.tables import LATENCY_BATCH, RATIO_TOLERANCE, THROUGHPUT_BATCH
 from kdbench.report.values import finite, is_sequential, spec_key
 from kdbench.record import SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
-              "Recall@10", "Recall@20", "p", "p Holm", "p users", "p seeds", "seeds", "params", "× smaller",
+              "Recall@10", "Recall@20", "p", "p Holm", "p vs leader", "p seeds", "seeds", "params", "× smaller",
               "MB", "users/s [IQR]", "ms/user", "s/epoch", "epoch × scratch", "prepare s", "s to best",
               "best epoch", "cap hit", "failed"]
 N_QUALITY = 14  # the first columns form the quality table; # and strategy repeat in the cost table
@@ -50,7 +53,9 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
         if not sequential_started and is_sequential(pairing_group["teacher"].iloc[0]):
             sequential_started = True
             lines += [SEQUENTIAL_INTRO, ""]
-        lines += _pairing_section(dataset, pairing, pairing_group, effects)
+        section = _pairing_section(dataset, pairing, pairing_group, effects)
+        teachers = [t for t in header.get("teachers", []) if (t["dataset"], t["pairing"]) == (dataset, pairing)]
+        lines += section[:2] + [teacher_line(teachers[0] if teachers else None), ""] + section[2:]
     if curves is not None and len(curves):
         lines += _compression_markdown(curves)
     if (shapes is not None and len(shapes)) or not all(is_sequential(t) for t in table["teacher"]):
@@ -115,14 +120,14 @@ def _pairing_section(dataset: str, pairing: str, pairing_group: pd.DataFrame,
         if len(variants) > 1 or tuned:
             lines += [f"### {VARIANT_TITLES.get(variant, variant)}", ""]
         if tuned:
-            lines += [_budget_line(group), ""]
+            lines += [budget_line(group), ""]
         records = group.to_dict(orient="records")
         rows = [_markdown_row(row) for row in records]
         grouped = _has_groups(group)
-        quality = [row[:N_QUALITY] + (_group_cells(record) if grouped else []) + ([row[-2], row[-1]] if tuned else [])
-                   for row, record in zip(rows, records)]
-        headers = (MD_HEADERS[:N_QUALITY] + (list(GROUP_HEADERS) if grouped else [])
-                   + (["trials", "vs defaults"] if tuned else []))
+        quality = [row[:N_QUALITY] + (_group_cells(record) if grouped else []) + ranking_cells(record)
+                   + ([row[-2], row[-1]] if tuned else []) for row, record in zip(rows, records)]
+        headers = (MD_HEADERS[:N_QUALITY] + (list(GROUP_HEADERS) if grouped else []) + list(RANKING_HEADERS)
+                   + (["trials (epochs)", "vs defaults"] if tuned else []))
         cost = [row[:2] + row[N_QUALITY:-2] for row in rows]
         lines += ["Quality:", "", tabulate(quality, headers=headers, tablefmt="github",
                                             disable_numparse=True), ""]
@@ -209,17 +214,6 @@ def _shape_row(mine: pd.DataFrame, model: str, teacher: str, catalogues: list[st
     return row
 
 
-def _budget_line(group: pd.DataFrame) -> str:
-    """The tuned table's budget: the trials each strategy had (the same for all, scratch included)."""
-    trials = sorted({int(t) for t in group["tuning_trials"].dropna()})
-    budget = " / ".join(map(str, trials)) if trials else "unknown"
-    equal = "the same for every strategy, scratch included" if len(trials) == 1 else "NOT equal across strategies"
-    return (f"Each strategy's hyperparameters, learning rate and weight decay were tuned with Optuna on "
-            f"validation NDCG@10 (tuning seed disjoint from the evaluation seeds; test never scored): "
-            f"**{budget} trials per strategy**, {equal}. See `tuning/summary.md`. \"vs defaults\": change "
-            f"of mean NDCG@10 against the same strategy with its published defaults.")
-
-
 def _detectable_line(effect: dict[str, Any]) -> str:
     """One sentence on the table's minimum detectable effect (a `detectable_effects` row)."""
     m = effect["n_compared"]
@@ -262,7 +256,7 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         mean_std(get["ndcg@20_mean"], get["ndcg@20_std"]),
         mean_std(get["recall@10_mean"], get["recall@10_std"]),
         mean_std(get["recall@20_mean"], get["recall@20_std"]),
-        p_value(get["p_value_mixed"]), p_value(get["p_value_holm"]), p_value(get["p_value_vs_scratch"]),
+        p_value(get["p_value_mixed"]), p_value(get["p_value_holm"]), p_value(get["p_value_vs_leader_holm"]),
         p_value(get["p_value_seeds"]),
         str(get["n_seeds"]),
         fmt(get["params"], "{:,.0f}"),
@@ -277,7 +271,7 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         fmt(get["best_epoch_mean"], "{:.0f}"),
         pct(get["hit_epoch_cap_share"] * 100 if finite(get["hit_epoch_cap_share"]) else math.nan, digits=0),
         str(get["n_failed"]),
-        "" if get.get("tuning_trials") is None or get.get("tuning_trials") is pd.NA else str(get["tuning_trials"]),
+        budget_cell(get),
         pct(get.get(TUNED_VS_DEFAULTS, math.nan), signed=True),
     ]
 

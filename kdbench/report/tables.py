@@ -163,7 +163,8 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
                        alpha: float = 0.05, power: float = POWER,
                        more_seeds: tuple[int, ...] = (10, 20)) -> pd.DataFrame:
     """Per table (`keys`), the smallest relative change of the primary metric vs scratch, in %, that
-    the primary test detects with probability `power`: from the median variance components of the
+    the primary test (seed-bounded, like the p-values) detects with probability `power`: from the
+    median variance components of the
     strategies compared there, at Holm's strictest level alpha / m (`mde_pct`), at alpha for one
     comparison (`mde_single_pct`), and projected to `more_seeds` seeds (`mde_pct_<n>_seeds`, at
     alpha / m).
@@ -182,7 +183,8 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
         base = float(scratch.iloc[0])
 
         def mde(seeds: int, level: float) -> float:
-            return 100 * stats.minimum_detectable_effect(*components, seeds, n_users, level, power) / base
+            return 100 * stats.minimum_detectable_effect(*components, seeds, n_users, level, power,
+                                                         seed_bound=True) / base
 
         row |= {"n_seeds": n_seeds, "n_users": n_users, "mde_pct": mde(n_seeds, alpha / len(tested)),
                 "mde_single_pct": mde(n_seeds, alpha)}
