@@ -25,7 +25,10 @@ UNKNOWN_SIZE = (1, 1)
 
 
 def model_bytes(spec: BackboneSpec, n_users: int, n_items: int) -> int:
-    """Bytes of a model's embedding tables (RecBole ids include one padding id each)."""
+    """Bytes of a model's embedding tables (RecBole ids include one padding id each); a teacher
+    file's: its lists and scores (K per user, 8 + 4 bytes each) and item embeddings."""
+    if getattr(spec, "sha256", None) is not None:  # teacher_file.FileTeacherSpec
+        return (n_users + 1) * spec.k * 12 + (n_items + 1) * spec.dim * FLOAT_BYTES
     rows = (n_users + 1) + (n_items + 1)
     return rows * spec.dim * spec.card.tables_per_row * FLOAT_BYTES
 

@@ -215,6 +215,8 @@ def identity(cell, device: str) -> dict[str, Any]:
     if not cell.is_teacher:
         identity["hparams"] = resolved_hparams(cell)
         identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
+    if hasattr(cell.teacher, "sha256"):  # a teacher file (teacher_file.FileTeacherSpec): its content
+        identity["teacher_file"] = cell.teacher.identity()
     return identity
 
 

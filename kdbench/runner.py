@@ -55,7 +55,8 @@ class Runner:
         self.executed = 0  # cells this Runner actually ran (not found finished)
         self.splits = Splits(self.device, self.cache_dir)
         self.stored = StoredRuns(self.store, self.device, self.force, self.splits.fingerprint)
-        self.cache = TeacherCache(self.cache_dir, self.splits.fingerprint, self.heal_cache, self.log)
+        self.cache = TeacherCache(self.cache_dir, self.splits.fingerprint, self.heal_cache, self.log,
+                                  self.splits.check_teacher_file)
 
     # -- what the parts answer (the tuner and the CLI ask them through the runner) -----------------
     def is_done(self, cell: Cell) -> bool:
