@@ -27,6 +27,7 @@ from kdbench.report.tuning_summary import BEST_VALUE
 from kdbench.datasets.commands import run_data_command
 from kdbench.record import cpu_model
 from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
+from kdbench.teacher_file import is_file_teacher
 from kdbench.train import TrainSettings
 from kdbench.verify import verify
 
@@ -122,6 +123,8 @@ def _print_teachers(outcome: RunOutcome) -> None:
         settings = cell.teacher_settings
         described = (f"teacher {cell.teacher} (seed {cell.teacher_seed}) on {cell.dataset}: lr {settings.learning_rate}, "
                      f"batch {settings.batch_size}, max epochs {settings.max_epochs}, patience {settings.patience}")
+        if is_file_teacher(cell.teacher):
+            described = f"teacher {cell.teacher} on {cell.dataset}: a teacher file (top-{cell.teacher.k}, sha256 {cell.teacher.sha256})"
         if not runner.executed:
             line = f"{described}; not needed: every cell had a finished result"
         else:

@@ -4,8 +4,8 @@ A teacher's key hashes what determines it (`record.teacher_identity`: the split'
 protocol, its spec and size, seed and training settings; `checkpoints.cache_key`). Only the driver
 writes the cache: workers return the weights. A damaged entry is moved aside and the teacher
 trained again (`heal=False` stops instead). A teacher file (`--teacher file:PATH`) is never trained
-or cached: it is checked against its split and handed to the students as an empty artifact, which
-the worker replaces by the file (`work.build_student_run`).
+or cached: it is handed to the students as an empty artifact, which the worker replaces by the file
+(`work.build_student_run`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from kdbench.work import CellTask, TeacherArtifact, run_task
 
 class TeacherCache:
     def __init__(self, cache_dir: Path, fingerprint: Callable[[Cell], str], heal: bool = True,
-                 log: Callable[[str], None] = lambda message: None,
-                 check_file: Callable[[Cell], None] = lambda cell: None):
+                 log: Callable[[str], None] = lambda message: None):
         self.cache_dir = cache_dir
         self.fingerprint = fingerprint  # of the cell's split
         self.heal = heal
         self.log = log
         self.sources: dict[str, str] = {}  # teacher key -> where it came from in this run
-        self.check_file = check_file  # a teacher file against its cell's split (`Splits.check_teacher_file`)
 
     def key(self, cell: Cell, data=None) -> str:
         return cache_key(teacher_identity(cell, data.fingerprint if data is not None else self.fingerprint(cell)))
@@ -49,8 +47,7 @@ class TeacherCache:
         artifacts: dict[str, TeacherArtifact | Exception] = {}
         to_train = []
         for key, teacher_cell in list(needed.items()):
-            if is_file_teacher(teacher_cell.teacher):  # read, never trained: checked before any training
-                self.check_file(teacher_cell)
+            if is_file_teacher(teacher_cell.teacher):  # read, never trained (checked: Runner.check_teacher_files)
                 artifacts[key] = TeacherArtifact(key, b"", {"test": {}})
                 self.sources[key] = f"read from the teacher file {teacher_cell.teacher.path}"
                 del needed[key]
