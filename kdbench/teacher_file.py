@@ -189,21 +189,24 @@ def content_hash(path: str | Path) -> str:
 
 def write_teacher_file(path: str | Path, header: dict[str, Any], items: torch.Tensor, scores: torch.Tensor,
                        item_embeddings: torch.Tensor | None = None) -> Path:
-    """Write a teacher file (all parts atomically, the header last); `header` gives the fields besides
-    format, version, rows, n_items, K and embeddings, which are taken from the arrays."""
+    """Write a teacher file, every part or none (`atomic.atomic_paths`); `header` gives the fields
+    besides format, version, rows, K and embeddings, which are taken from the arrays."""
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "version": VERSION, **header, "rows": int(items.shape[0]),
             "n_items": int(header["n_items"]), "K": int(items.shape[1]), "embeddings": item_embeddings is not None}
     arrays = {ITEMS: items.cpu().numpy().astype(np.int64), SCORES: scores.cpu().numpy().astype(np.float32)}
     if item_embeddings is not None:
         arrays[EMBEDDINGS] = item_embeddings.detach().cpu().numpy().astype(np.float32)
-    for name, array in arrays.items():
-        with atomic.atomic_path(folder / name) as temp, open(temp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
+    names = [*arrays, HEADER]
+    with atomic.atomic_paths([folder / name for name in names]) as temps:
+        for name, temp in zip(names, temps):
+            if name == HEADER:
+                temp.write_text(json.dumps(full, indent=1, sort_keys=True) + "\n")
+            else:
+                with open(temp, "wb") as handle:
+                    np.save(handle, arrays[name], allow_pickle=False)
     if item_embeddings is None:
         (folder / EMBEDDINGS).unlink(missing_ok=True)
-    atomic.write_text(folder / HEADER, json.dumps(full, indent=1, sort_keys=True) + "\n")
     return folder
 
 
