@@ -28,6 +28,7 @@ from kdbench.datasets.location import recorded_data_path
 from kdbench.families import DEFAULT_PROTOCOL, get_protocol
 from kdbench.stored import DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
+from kdbench.teacher_file import is_file_teacher
 
 RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
 # The names a run record uses, defined once for the runner, the tuner and the report.
@@ -215,7 +216,7 @@ def identity(cell, device: str) -> dict[str, Any]:
     if not cell.is_teacher:
         identity["hparams"] = resolved_hparams(cell)
         identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
-    if hasattr(cell.teacher, "sha256"):  # a teacher file (teacher_file.FileTeacherSpec): its content
+    if is_file_teacher(cell.teacher):  # its content: a changed file makes the cell's runs stale
         identity["teacher_file"] = cell.teacher.identity()
     return identity
 

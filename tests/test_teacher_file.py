@@ -187,3 +187,27 @@ def test_distilling_from_the_exported_file_equals_distilling_from_the_model(caps
         assert from_file[label]["training"]["valid_curve"] == from_model[label]["training"]["valid_curve"], label
     # three different runs, not one run read three times
     assert len({json.dumps(run["test"], sort_keys=True) for run in from_file.values()}) == 3
+
+
+def test_a_sequential_student_learns_the_same_from_the_file_as_from_the_model(capsys, tmp_path, toy_dir):
+    """The same on queries (the paper's setting: a sequential student), on the toy dataset."""
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    common = ("--dataset", "toy", "--data-path", str(toy_dir), "--cache-dir", str(cache))
+    code, _, err = run_cli(capsys, "export-teacher", "--output", str(tmp_path / "t"), "--teacher", "SASRec:8",
+                           "--k", str(TOY_K), "--teacher-epochs", "1", *common)
+    assert code == 0, err
+    header = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    assert header["family"] == "sequential" and header["rows"] > 50  # queries, not users
+    for teacher in (f"file:{tmp_path / 't'}", "SASRec:8"):
+        for strategy, hparams in (("dllm2rec", f"K={TOY_K}"), ("rrd-topk", "top_n=8,K=8,L=10")):
+            code, _, err = run_cli(capsys, "run", "--teacher", teacher, "--teacher-epochs", "1", "--student",
+                                   "GRU4Rec:8", "--strategy", strategy, *[a for h in hparams.split(",") for a in ("--hp", h)],
+                                   "--epochs", "1", "--workers", "1", "--results-dir", str(results), *common)
+            assert code == 0, err
+    records = [json.loads(path.read_text()) for path in results.rglob("seed0.json")]
+    from_file = {r["label"]: r for r in records if r["teacher"].startswith("file:")}
+    from_model = {r["label"]: r for r in records if r["teacher"] == "SASRec:8"}
+    assert len(from_file) == len(from_model) == 2 and set(from_file) == set(from_model)
+    for label in from_file:
+        assert from_file[label]["test"] == from_model[label]["test"], label
+        assert from_file[label]["per_user"] == from_model[label]["per_user"], label

@@ -20,7 +20,7 @@ from kdbench.search_space import IntRange, LogUniform, Uniform
 from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import ItemExclusions, sample_allowed
 from kdbench.strategies.base import DistillationStrategy, register_strategy
-from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
+from kdbench.strategies.knowledge import scores_of_lists, scoring_mode, teacher_top_n
 
 COMMON_FLOOR = 1e-8  # the reference's weight of a teacher item outside the student's top-K
 
@@ -68,7 +68,7 @@ class DLLM2Rec(DistillationStrategy):
     teacher top-K items are positives of a binary cross-entropy against one negative drawn for the
     row (uniformly among the items outside its history), weighted by the mix of rank position,
     teacher confidence and teacher-student consistency (the student's current top-K over the
-    catalogue, from its scores of the batch's rows without gradients). Collaborative embedding
+    catalogue, scored for the batch's rows without gradients). Collaborative embedding
     distillation (`embedding_loss`): the student's item embeddings of the batch's items (its own
     and the candidates) regress a trainable linear map P of the teacher's item embeddings.
 
@@ -86,6 +86,8 @@ class DLLM2Rec(DistillationStrategy):
     - The reference's DROS term (a robust base loss of its backbones, weight alpha) is not part of
       the distillation and is left out; the student keeps kdbench's base loss.
     - The negative is drawn outside the row's history (the reference also excludes the target).
+    - The student's top-K for the consistency weight is scored in eval mode (no dropout); the
+      reference takes it from the training forward pass.
     - The confidence weight is a softmax of the teacher's scores (higher = better); the reference's
       confidence file holds BIGRec's distances (lower = better), whose exp(-d) is the same softmax.
     """
@@ -135,10 +137,11 @@ class DLLM2Rec(DistillationStrategy):
         self._excluded = ItemExclusions(ctx.history)
         self._generator = ctx.generator()
 
-    @torch.no_grad()
     def student_top(self, users: torch.Tensor) -> torch.Tensor:
-        """(B, K) the student's current top-K items of the rows `users` over every real item."""
-        scores = self.context.student.full_scores(users).float()
+        """(B, K) the student's current top-K items of the rows `users` over every real item, scored in
+        eval mode without gradients (`knowledge.scoring_mode`)."""
+        with scoring_mode(self.context.student) as student:
+            scores = student.full_scores(users).float().clone()
         scores[:, 0] = -math.inf
         return scores.topk(self.hparams["K"], dim=1).indices
 
@@ -150,7 +153,8 @@ class DLLM2Rec(DistillationStrategy):
         candidates = self.candidates[users]
         negatives = sample_allowed(self._excluded, users, 1, self._generator).to(candidates.device)
         scores = list_scores(student, users, torch.cat([candidates, negatives], dim=1))
-        in_top = (candidates.unsqueeze(2) == self.student_top(users).unsqueeze(1)).any(dim=2)
+        distinct, row_of = torch.unique(users, return_inverse=True)  # a user's top-K once per batch
+        in_top = (candidates.unsqueeze(2) == self.student_top(distinct)[row_of].unsqueeze(1)).any(dim=2)
         weights = importance_weights(self.teacher_scores[users], in_top, h["gamma_position"],
                                      h["gamma_confidence"], h["gamma_consistency"], h["rank_temp"])
         total = ranking_loss(scores[:, :-1], scores[:, -1], weights)
