@@ -169,24 +169,24 @@ def _run(capsys, teacher: str, cache, results, *args: str) -> None:
 
 def test_distilling_from_the_exported_file_equals_distilling_from_the_model(capsys, tmp_path):
     """The acceptance test of issue 29: kd (over the teacher's top-K: kd-topk, the kd a file can
-    teach), rrd and dllm2rec give the same run from the model and from its exported file."""
+    teach), rrd, dllm2rec (and rd) give the same run from the model and from its exported file."""
     cache, results = tmp_path / "cache", tmp_path / "results"
     code, _, err = run_cli(capsys, "export-teacher", "--output", str(tmp_path / "t"), "--teacher", "BPR:16",
                            "--k", "60", "--teacher-epochs", "2", "--cache-dir", str(cache))
     assert code == 0, err
     for teacher in (f"file:{tmp_path / 't'}", "BPR:16"):
-        _run(capsys, teacher, cache, results, "--strategy", "kd-topk,dllm2rec", "--hp", "K=10")
+        _run(capsys, teacher, cache, results, "--strategy", "kd-topk,dllm2rec,rd", "--hp", "K=10")
         _run(capsys, teacher, cache, results, "--strategy", "rrd", "--hp", "top_n=60")
     records = [json.loads(path.read_text()) for path in results.rglob("seed0.json")]
     from_file = {r["label"].replace("@K=10", ""): r for r in records if r["teacher"].startswith("file:")}
     from_model = {r["label"].replace("@K=10", ""): r for r in records if r["teacher"] == "BPR:16"}
-    assert set(from_file) == set(from_model) == {"kd-topk", "dllm2rec", "rrd@top_n=60"}
+    assert set(from_file) == set(from_model) == {"kd-topk", "dllm2rec", "rd", "rrd@top_n=60"}
     for label in from_file:
         assert from_file[label]["test"] == from_model[label]["test"], label
         assert from_file[label]["per_user"] == from_model[label]["per_user"], label
         assert from_file[label]["training"]["valid_curve"] == from_model[label]["training"]["valid_curve"], label
     # three different runs, not one run read three times
-    assert len({json.dumps(run["test"], sort_keys=True) for run in from_file.values()}) == 3
+    assert len({json.dumps(run["test"], sort_keys=True) for run in from_file.values()}) == 4
 
 
 def test_a_sequential_student_learns_the_same_from_the_file_as_from_the_model(capsys, tmp_path, toy_dir):
@@ -211,3 +211,34 @@ def test_a_sequential_student_learns_the_same_from_the_file_as_from_the_model(ca
     for label in from_file:
         assert from_file[label]["test"] == from_model[label]["test"], label
         assert from_file[label]["per_user"] == from_model[label]["per_user"], label
+    # the runs are current; a changed file makes them stale (its hash is in their identity)
+    from kdbench.verify import verify
+
+    assert verify(results).stale == []
+    _array(tmp_path / "t", "scores.npy", lambda a: a - 1.0)
+    stale = verify(results).stale
+    assert len(stale) == 2 and all("teacher_file" in line for line in stale), stale
+
+
+def test_the_adapter_gives_the_lists_and_refuses_unlisted_items(toy_teacher):
+    import torch
+
+    from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
+    from kdbench.teacher_file import FileTeacherAdapter
+
+    teacher = read_teacher_file(toy_teacher)
+    adapter = FileTeacherAdapter(teacher, "user_id", "item_id")
+    n_items = teacher.header["n_items"]
+    import scipy.sparse as sp
+
+    nothing = sp.csr_matrix((teacher.header["rows"], n_items), dtype="float32")
+    top = teacher_top_n(adapter, nothing, 5)
+    assert torch.equal(top[1:], teacher.items[1:, :5])
+    assert torch.equal(scores_of_lists(adapter, top)[1:], teacher.scores[1:, :5])
+    full = adapter.full_scores(torch.tensor([2]))[0]
+    assert torch.isinf(full).sum() == n_items - TOY_K and torch.equal(full[teacher.items[2]], teacher.scores[2])
+    unlisted = next(i for i in range(1, n_items) if i not in teacher.items[2].tolist())
+    from kdbench.errors import KdbenchError
+
+    with pytest.raises(KdbenchError, match="outside a row's top-8 list"):
+        adapter.score(torch.tensor([2]), torch.tensor([[unlisted]]))
