@@ -147,12 +147,16 @@ def read_teacher_file(path: str | Path) -> TeacherFile:
 
 
 def check_against_split(teacher: TeacherFile, dataset: str, family: str, rows: int, n_items: int,
-                        fingerprint: str, history: sp.csr_matrix | None = None) -> None:
-    """Refuse a file made for another dataset, family, split or size, or whose lists hold a row's
-    training items (`history`, rows x items)."""
+                        fingerprint: str, history: sp.csr_matrix | None = None,
+                        protocol: str | None = None, split_seed: int | None = None) -> None:
+    """Refuse a file made for another dataset, family, protocol, split or size, or whose lists hold
+    a row's training items (`history`, rows x items)."""
     header, path = teacher.header, teacher.path
     if header["dataset"] != dataset:
         raise _fail(path, f"made for dataset '{header['dataset']}', not '{dataset}'")
+    for key, value in (("protocol", protocol), ("split_seed", split_seed)):
+        if value is not None and header[key] != value:
+            raise _fail(path, f"made with {key} {header[key]}, this run's is {value}")
     if header["family"] != family:
         raise _fail(path, f"made for {header['family']} backbones, the student is a {family} one")
     if header.get("fingerprint") is not None and header["fingerprint"] != fingerprint:

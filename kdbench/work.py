@@ -212,7 +212,7 @@ def file_teacher_adapter(cell: Cell, data: PreparedData, context, device: str) -
     if content_hash(cell.teacher.path) != cell.teacher.sha256:
         raise KdbenchError(f"teacher file {cell.teacher.path} changed since the run was planned: run it again")
     check_against_split(teacher, cell.dataset, family_of(cell.student).name, context.n_users, data.n_items,
-                        data.fingerprint, data.history)
+                        data.fingerprint, data.history, cell.protocol, cell.split_seed)
     return FileTeacherAdapter(teacher, context.uid_field, context.iid_field, device)
 
 

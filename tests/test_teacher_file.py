@@ -98,6 +98,7 @@ DAMAGES = {
     "rows": (lambda f, d: _rows_short(f), "this split has"),
     "fingerprint": (lambda f, d: _header(f, fingerprint="0123456789abcdef"), "made for another split"),
     "dataset": (lambda f, d: _header(f, dataset="ml-100k"), "made for dataset 'ml-100k'"),
+    "split seed": (lambda f, d: _header(f, split_seed=1), "made with split_seed 1, this run's is 2020"),
     "own item": (lambda f, d: _own_item(f, d), "lists one of its own training items"),
     "embeddings": (lambda f, d: _array(f, "item_embeddings.npy", lambda a: a[:-2]), "item_embeddings.npy has shape"),
 }

@@ -31,7 +31,7 @@ class Splits:
                          device=self.device, work_dir=self.work_dir, protocol=cell.protocol)
         rows = len(data.queries) if data.queries is not None else data.n_users
         check_against_split(read_teacher_file(cell.teacher.path), cell.dataset, family_of(cell.student).name,
-                            rows, data.n_items, data.fingerprint, data.history)
+                            rows, data.n_items, data.fingerprint, data.history, cell.protocol, cell.split_seed)
 
     def fingerprint(self, cell: Cell) -> str:
         return self._split(cell)[0]

@@ -74,7 +74,9 @@ class DLLM2Rec(DistillationStrategy):
 
     Defaults (reference `main.py` arguments): K = candidate_topk = 10, weight = lam = 0.8,
     gamma_position 0.3, gamma_confidence 0.5, gamma_consistency 0.1, lambda (rank_temp) = 1,
-    ed_weight 0.2. ed_weight = 0 turns the embedding term off (needed for a teacher without
+    ed_weight 0.2. Loss scale: the reference adds lam * sum_k mean_b(w_bk BCE_bk) to a base loss that
+    is a batch mean, as kdbench's is, and L_rank is that same sum of means, so lam carries over as
+    the weight unchanged. ed_weight = 0 turns the embedding term off (needed for a teacher without
     item embeddings: a file exported with --no-embeddings, or a model without representations).
 
     Deviations from the reference:
