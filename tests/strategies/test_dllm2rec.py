@@ -79,3 +79,37 @@ def test_candidates_are_the_teachers_top_k_and_the_weights_sum_to_one(ml100k, fi
 def test_all_gammas_zero_is_refused(ml100k):
     with pytest.raises(KdbenchError, match="gamma"):
         DLLM2Rec(make_context(ml100k), gamma_position=0, gamma_confidence=0, gamma_consistency=0)
+
+
+def test_the_strategys_loss_is_the_formula_on_its_batch(ml100k, first_batch):
+    """The batch's loss, rebuilt from the teacher's scores, the student's and the run's generator."""
+    from kdbench.strategies._sampling import ItemExclusions, sample_allowed
+
+    context = make_context(ml100k)
+    strategy = DLLM2Rec(context, K=4)
+    strategy.prepare()
+    loss = float(strategy.loss(first_batch))
+    users = first_batch[context.uid_field]
+    negatives = sample_allowed(ItemExclusions(context.history), users, 1, context.generator())[:, 0]
+    with torch.no_grad():
+        teacher = context.teacher.full_scores(users).float()
+        student = context.student.full_scores(users).float()
+    teacher[:, 0] = student[:, 0] = -torch.inf
+    rows, cols = context.history[users.numpy()].nonzero()
+    teacher[torch.from_numpy(rows).long(), torch.from_numpy(cols).long()] = -torch.inf
+    total = 0.0
+    for b in range(len(users)):
+        t, items = teacher[b].topk(4)
+        top = set(student[b].topk(4).indices.tolist())
+        mixed = [0.3 * math.exp(-(k + 1)) / sum(math.exp(-(j + 1)) for j in range(4))
+                 + 0.5 * math.exp(t[k]) / float(t.exp().sum())
+                 + 0.1 * ((int(items[k]) in top) + 1e-8) for k in range(4)]
+        total += sum(m / sum(mixed) * (softplus(-float(student[b, items[k]])) + softplus(float(student[b, negatives[b]])))
+                     for k, m in enumerate(mixed))
+    ranking = total / len(users)
+    batch_items = torch.unique(torch.cat([strategy.batch_items(first_batch), strategy.candidates[users].reshape(-1)]))
+    with torch.no_grad():
+        projected = strategy.projector(strategy.teacher_items[batch_items])
+        embedded = context.student.representation_tables()[1][batch_items]
+    ed = float(((embedded - projected) ** 2).sum(dim=1).mean())
+    assert loss == pytest.approx(ranking + 0.2 * ed, rel=1e-4)
