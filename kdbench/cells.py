@@ -18,6 +18,7 @@ from kdbench.errors import KdbenchError
 from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec
 from kdbench.record import DEFAULTS, TEACHER, TUNED, Address, RunRecord, run_label
 from kdbench.record import identity_differences  # noqa: F401  (tuning imports it from here)
+from kdbench.teacher_file import FileTeacherSpec, parse_teacher
 from kdbench.train import TrainSettings
 
 # Intra-op threads per cell. The models are too small to gain from a second thread, and the thread
@@ -30,7 +31,7 @@ class Cell:
     """One unit of work. `strategy == "teacher"` is the teacher's own row."""
 
     dataset: str
-    teacher: BackboneSpec
+    teacher: BackboneSpec | FileTeacherSpec  # a model kdbench trains, or a teacher file
     student: BackboneSpec
     strategy: str
     seed: int
@@ -93,7 +94,7 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
             _, _, overrides = record["label"].partition("@")
             hparams = dict(item.split("=", 1) for item in overrides.split(",")) if overrides else {}
         return Cell(
-            dataset=record["dataset"], teacher=BackboneSpec.parse(record["teacher"]),
+            dataset=record["dataset"], teacher=parse_teacher(record["teacher"]),
             student=BackboneSpec.parse(record["student"]), strategy=strategy, seed=int(record["seed"]),
             hparams=tuple(sorted(hparams.items())), train=train, teacher_train=teacher_train,
             teacher_seed=int(config.get("teacher_seed", 0)),

@@ -29,6 +29,7 @@ from kdbench.families import DEFAULT_PROTOCOL, get_protocol
 from kdbench.metrics import VALID_PRIMARY_METRIC
 from kdbench.stored import DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
+from kdbench.teacher_file import is_file_teacher
 
 RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
 # The names a run record uses, defined once for the runner, the tuner and the report.
@@ -225,6 +226,8 @@ def identity(cell, device: str) -> dict[str, Any]:
     if not cell.is_teacher:
         identity["hparams"] = resolved_hparams(cell)
         identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
+    if is_file_teacher(cell.teacher):  # its content: a changed file makes the cell's runs stale
+        identity["teacher_file"] = cell.teacher.identity()
     return identity | data_share_identity(cell)
 
 

@@ -27,6 +27,7 @@ from kdbench.run.splits import Splits
 from kdbench.run.stored_runs import StoredRuns
 from kdbench.run.teachers import TeacherCache
 from kdbench.run.validation import validate_cells
+from kdbench.teacher_file import is_file_teacher
 from kdbench.work import CellTask, TeacherArtifact, run_task
 
 __all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
@@ -63,6 +64,14 @@ class Runner:
 
     def check_no_overwrite(self, cells: Iterable[Cell]) -> None:
         self.stored.check_no_overwrite(cells)
+
+    def check_teacher_files(self, cells: Iterable[Cell]) -> None:
+        """Each teacher file these cells read, checked against its cell's split (one line if not)."""
+        checked = set()
+        for cell in cells:
+            if is_file_teacher(cell.teacher) and (cell.teacher, cell.dataset, cell.protocol) not in checked:
+                self.splits.check_teacher_file(cell)
+                checked.add((cell.teacher, cell.dataset, cell.protocol))
 
     def fingerprint(self, cell: Cell) -> str:
         return self.splits.fingerprint(cell)

@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -31,6 +31,8 @@ from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
 from kdbench.run.subsample import FULL_SHARE, subsample_training
 from kdbench.strategies.shared_knowledge import share_teacher
+from kdbench.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
+                                  read_teacher_file)
 from kdbench.train import FitResult, TrainSettings, fit
 
 LOGGER = "kdbench"
@@ -196,19 +198,33 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
         raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
     strategy_class = STRATEGIES.get(cell.strategy)
     start = time.perf_counter()
-    teacher = load_teacher(cell, task.teacher, task.device, task.work_dir, trainable=strategy_class.updates_teacher)
+    from_file = is_file_teacher(cell.teacher)
+    teacher = None if from_file else load_teacher(cell, task.teacher, task.device, task.work_dir,
+                                                  trainable=strategy_class.updates_teacher)
     if timings is not None:
         timings["teacher_load_seconds"] = time.perf_counter() - start
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
     init_seed(cell.seed, True)
     student = build_model(cell.student, data, task.device, init_std=cell.train.init_std)
     context = family_of(cell.student).context(data, student, teacher, task.device, cell.seed)
+    if from_file:
+        context = replace(context, teacher=file_teacher_adapter(cell, data, context, task.device))
     strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
     strategy.prepare()
     student = strategy.model_to_train(student)  # a compression baseline's compressed teacher
     return data, student, strategy, time.perf_counter() - start
+
+
+def file_teacher_adapter(cell: Cell, data: PreparedData, context, device: str) -> FileTeacherAdapter:
+    """The cell's teacher file, read, checked against the split and seen as a teacher adapter."""
+    teacher = read_teacher_file(cell.teacher.path)
+    if content_hash(cell.teacher.path) != cell.teacher.sha256:
+        raise KdbenchError(f"teacher file {cell.teacher.path} changed since the run was planned: run it again")
+    check_against_split(teacher, cell.dataset, family_of(cell.student).name, context.n_users, data.n_items,
+                        data.fingerprint, data.history, cell.protocol, cell.split_seed)
+    return FileTeacherAdapter(teacher, context.uid_field, context.iid_field, device)
 
 
 def _train_student(task: CellTask) -> RunRecord:
@@ -228,7 +244,8 @@ def _train_student(task: CellTask) -> RunRecord:
     record["hparams"] = strategy.hparams
     teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()
     record["training_only_params"] = sum(p.numel() for p in strategy.parameters() if id(p) not in teacher)
-    record["teacher_test"] = task.teacher.meta["test"]  # the cached teacher's, before any further training
+    if task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
+        record["teacher_test"] = task.teacher.meta["test"]
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
     return record
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 from kdbench.commands.cost import measure_costs
 from kdbench.commands.execution import Execution, failed_records, progress_note
+from kdbench.commands.export_teacher import export_teacher
 from kdbench.commands.listing import describe
 from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
@@ -27,6 +28,7 @@ from kdbench.report.tuning_summary import BEST_VALUE
 from kdbench.datasets.commands import run_data_command
 from kdbench.record import cpu_model
 from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
+from kdbench.teacher_file import is_file_teacher
 from kdbench.train import TrainSettings
 from kdbench.run.locations import drop_locations
 from kdbench.verify import run_roots, verify
@@ -107,10 +109,12 @@ def _print_record(record: dict) -> None:
     if record.get("status") != "ok":
         print(f"{record['label']} seed {record['seed']}: FAILED {record.get('error')}")
         return
+    # the teacher row's own metrics are its test; a student from a teacher file has no teacher metrics
+    teacher = (record.get("teacher_test") or (test if record.get("strategy") == "teacher" else {})).get(PRIMARY_METRIC)
     print(f"{record['dataset']} {record['pairing']} {record['label']} seed {record['seed']}: "
           f"NDCG@10 {test[PRIMARY_METRIC]:.4f} Recall@10 {test['recall@10']:.4f} "
-          f"(teacher NDCG@10 {record.get('teacher_test', test)[PRIMARY_METRIC]:.4f}) "
-          f"params {cost.get('params')} {cost.get('throughput_users_per_s', 0):.0f} users/s "
+          + (f"(teacher NDCG@10 {teacher:.4f}) " if teacher is not None else "(teacher from a file) ")
+          + f"params {cost.get('params')} {cost.get('throughput_users_per_s', 0):.0f} users/s "
           f"{record['training']['seconds_per_epoch']:.2f} s/epoch, best epoch {record['training']['best_epoch']}")
 
 
@@ -121,6 +125,8 @@ def _print_teachers(outcome: RunOutcome) -> None:
         settings = cell.teacher_settings
         described = (f"teacher {cell.teacher} (seed {cell.teacher_seed}) on {cell.dataset}: lr {settings.learning_rate}, "
                      f"batch {settings.batch_size}, max epochs {settings.max_epochs}, patience {settings.patience}")
+        if is_file_teacher(cell.teacher):
+            described = f"teacher {cell.teacher} on {cell.dataset}: a teacher file (top-{cell.teacher.k}, sha256 {cell.teacher.sha256})"
         if not runner.executed:
             line = f"{described}; not needed: every cell had a finished result"
         else:
@@ -284,6 +290,15 @@ def _grouped(stale: list[str]) -> list[str]:
 
 
 # The dispatch table: a command's name (as the parser declares it) -> its handler.
+def export_teacher_command(args: argparse.Namespace) -> int:
+    execution = Execution(device=args.device, cache_dir=args.cache_dir, plugins=_plugins(args),
+                          heal_cache=not args.strict_cache)
+    folder = export_teacher(args.output, execution, args.dataset, args.teacher, args.k, not args.no_embeddings,
+                            _train_settings(args, "teacher_"), args.data_path, args.protocol, args.teacher_seed)
+    print(f"wrote teacher file {folder} (top-{args.k} per row); distil from it with --teacher file:{folder}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run,
     "tune": tune,
@@ -295,4 +310,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reproduce": reproduce_command,
     "verify": verify_command,
     "data": data,
+    "export-teacher": export_teacher_command,
 }

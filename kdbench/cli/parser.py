@@ -118,7 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce_parser(commands)
     _add_verify_parser(commands)
     _add_data_parser(commands)
+    _add_export_teacher_parser(commands)
     return parser
+
+
+def _add_export_teacher_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export-teacher", help="write a teacher's top-K lists (and item embeddings) "
+                                 "as a teacher file for --teacher file:PATH",
+                                 description="Train (or load the cached) teacher and write its per-user (per-query) "
+                                 "top-K lists, scores and item embeddings in kdbench's teacher file format.")
+    export.add_argument("--output", required=True, metavar="DIR", help="folder to write the teacher file to")
+    export.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k)")
+    export.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
+    export.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
+    export.add_argument("--k", type=_positive_int, default=100, help="list length K per row (default 100)")
+    export.add_argument("--no-embeddings", action="store_true", help="leave the item embeddings out")
+    export.add_argument("--teacher-seed", type=_non_negative_int, default=0, help="teacher seed (default 0)")
+    export.add_argument("--protocol", metavar="NAME", help="evaluation protocol preset (default: the family's)")
+    for flag, kind, text in (("--teacher-epochs", _positive_int, "maximum epochs (default 300)"),
+                             ("--teacher-lr", _positive_float, "learning rate (default 0.001)"),
+                             ("--teacher-batch-size", _positive_int, "batch size (default 2048)"),
+                             ("--teacher-patience", _positive_int, "patience (default 10)"),
+                             ("--teacher-eval-every", _positive_int, "epochs between validations (default 1)")):
+        export.add_argument(flag, type=kind, help=f"teacher's {text}")
+    export.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    _add_cache_flag(export)
+    _add_strict_cache_flag(export)
 
 
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
@@ -138,7 +163,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     single = run.add_argument_group("single run")
     single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
     single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
-    single.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
+    single.add_argument("--teacher", default="BPR:200",
+                        help="teacher MODEL:DIM, or file:PATH for a teacher file (default: BPR:200)")
     single.add_argument("--student", default="BPR:20", help="student MODEL:DIM (default: BPR:20)")
     single.add_argument("--strategy", action="append", metavar="NAME",
                         help="strategy (repeatable or comma-separated; default: scratch; 'all' for every one)")

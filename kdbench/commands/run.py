@@ -18,6 +18,7 @@ from kdbench.paths import check_folder
 from kdbench.report import write_reports
 from kdbench.runner import Runner
 from kdbench.suites import expand, load_suite
+from kdbench.teacher_file import parse_teacher
 from kdbench.train import TrainSettings
 from kdbench.teacher_tuning import with_tuned_teachers
 from kdbench.tuning import TuningSettings, tuned_cells
@@ -48,7 +49,7 @@ def run_single(results_dir: str | Path, execution: Execution, dataset: str, teac
     teacher's (each model has its own, so a short student run never caches a short teacher)."""
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
-    teacher_spec, student_spec = BackboneSpec.parse(teacher), BackboneSpec.parse(student)
+    teacher_spec, student_spec = parse_teacher(teacher), BackboneSpec.parse(student)
     cells = [
         Cell(dataset, teacher_spec, student_spec, name, seed, tuple(sorted(dict(hparams).items())),
              train=train, teacher_train=teacher_train, data_path=data_path, protocol=protocol)

@@ -3,7 +3,9 @@
 A teacher's key hashes what determines it (`record.teacher_identity`: the split's fingerprint, the
 protocol, its spec and size, seed and training settings; `checkpoints.cache_key`). Only the driver
 writes the cache: workers return the weights. A damaged entry is moved aside and the teacher
-trained again (`heal=False` stops instead).
+trained again (`heal=False` stops instead). A teacher file (`--teacher file:PATH`) is never trained
+or cached: it is handed to the students as an empty artifact, which the worker replaces by the file
+(`work.build_student_run`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, q
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor
 from kdbench.record import teacher_identity
+from kdbench.teacher_file import is_file_teacher
 from kdbench.work import CellTask, TeacherArtifact, run_task
 
 
@@ -43,6 +46,11 @@ class TeacherCache:
             needed.setdefault(self.key(cell), cell.teacher_cell())
         artifacts: dict[str, TeacherArtifact | Exception] = {}
         to_train = []
+        for key, teacher_cell in list(needed.items()):
+            if is_file_teacher(teacher_cell.teacher):  # read, never trained (checked: Runner.check_teacher_files)
+                artifacts[key] = TeacherArtifact(key, b"", {"test": {}})
+                self.sources[key] = f"read from the teacher file {teacher_cell.teacher.path}"
+                del needed[key]
         for key, teacher_cell in needed.items():
             cached = self.cached(key)
             if cached is not None:

@@ -90,7 +90,7 @@ class DistillationContext:
 
 
 def register_strategy(name: str, family: str, paper: str = "", variant_of: str | None = None,
-                      backbones: tuple[str, ...] = DEFAULT_BACKBONES):
+                      backbones: tuple[str, ...] = DEFAULT_BACKBONES, file_teacher: str | None = None):
     """Class decorator: register a DistillationStrategy subclass under `name`.
 
     `family`: the kind of knowledge it distils (`FAMILIES`). `backbones`: the backbone families it
@@ -98,6 +98,10 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     runs on those all its parts declare. `variant_of`: the registered strategy this one is a variant
     of (another sampling scheme of the same paper, say). Variants run when named; `all` (the default
     suite's leaderboard, `tune --all`) keeps one row per method and leaves them out.
+    `file_teacher`: the strategy can learn from a teacher file (`kdbench.teacher_file`: top-K lists
+    and scores, item embeddings), reading no more of each list than this hyperparameter says (its
+    `top_n` or `K`, which must not exceed the file's K); None (the default): it needs the teacher
+    model itself (scores off the lists, a forward pass, hidden features).
     """
     check_strategy_name(name)
     if isinstance(backbones, str) or not backbones:
@@ -111,6 +115,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     def decorator(cls: type["DistillationStrategy"]) -> type["DistillationStrategy"]:
         cls.name, cls.family, cls.paper, cls.variant_of = name, family, paper, variant_of
         cls.backbones = tuple(backbones)
+        cls.file_teacher = file_teacher
         return STRATEGIES.register(name)(cls)
 
     return decorator
@@ -142,6 +147,7 @@ class DistillationStrategy(nn.Module):
     paper: ClassVar[str] = ""
     variant_of: ClassVar[str | None] = None  # see register_strategy
     backbones: ClassVar[tuple[str, ...]] = DEFAULT_BACKBONES  # see register_strategy
+    file_teacher: ClassVar[str | None] = None  # see register_strategy
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
@@ -174,6 +180,11 @@ class DistillationStrategy(nn.Module):
     def runs_on(cls, backbone_family: str) -> bool:
         """Whether the strategy declares the backbone family `backbone_family`."""
         return backbone_family in cls.backbones or ANY_BACKBONE in cls.backbones
+
+    @classmethod
+    def learns_from_files(cls) -> bool:
+        """Whether a teacher file can teach it: it declares `file_teacher`, or needs no teacher."""
+        return cls.file_teacher is not None or not cls.needs_teacher
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
