@@ -8,7 +8,7 @@ writes result files and the teacher cache (its parts, one job each, are in `kdbe
   interrupted suite resumes where it stopped (`run.stored_runs`);
 - two processes sharing the folders claim each cell and teacher before computing it
   (`run.claims`): a teacher is trained once and loaded by the other, a cell claimed elsewhere is
-  left for the end and then reused (or taken over if its process died);
+  skipped and its result reused once stored (or the cell taken over if its process died);
 - a cell that raises (or whose loss turns NaN, or whose worker died) is recorded as failed with its
   error, and the suite goes on;
 - a damaged stored result stops the run before anything trains (with --force it is redone), and a
@@ -95,21 +95,34 @@ class Runner:
     def run_all(self, cells: list[Cell], on_record: OnRecord | None = None) -> list[RunRecord]:
         """Run every cell not finished with the same identity; returns the records in cell order.
 
-        A cell another process is running (it holds the cell's claim, `run.claims`) is left for the
-        end: then its stored result is taken if it appeared, or, if that process died, this one
-        claims and runs it."""
+        The teachers come first (each trained once, `teachers`); then the cells, claimed
+        (`run.claims`) a few at a time (twice the executor's workers), so that a second process on
+        the same folder runs the others. A cell another process holds is skipped and looked at
+        again after each batch: its stored result is taken once it appears, or, if that process
+        died, this one claims and runs it."""
         records: list[RunRecord | None] = [None] * len(cells)
         notify = on_record or (lambda cell, record: None)
         started = time.time()
         todo = [index for index, cell in enumerate(cells) if not self._reuse(cells, index, records, notify)]
-        deferred = self._run_claimed(cells, todo, records, notify, started)
-        if deferred:
-            self.log(f"{len(deferred)} cell(s) are being run by another process "
-                     f"({claims.owner(self.stored.claim_path(cells[deferred[0]]))}...); coming back to them")
-        while deferred:
-            time.sleep(claims.POLL_SECONDS)
-            waiting = [i for i in deferred if not self._reuse(cells, i, records, notify, started)]
-            deferred = self._run_claimed(cells, waiting, records, notify, started)
+        if not todo:
+            return records
+        artifacts = self.teachers(cells[i] for i in todo)
+        batch = 2 * max(1, self.executor.workers)
+        told = False
+        while todo:
+            mine, todo = self._claim(cells, todo, records, notify, started, batch)
+            try:
+                self.executed += len(mine)
+                self._run_cells(cells, mine, artifacts, records, notify)
+            finally:
+                for claim in mine.values():
+                    claim.release()
+            if todo and not mine:
+                if not told:
+                    self.log(f"{len(todo)} cell(s) are being run by another process "
+                             f"({claims.owner(self.stored.claim_path(cells[todo[0]]))}...); waiting for them")
+                    told = True
+                time.sleep(claims.POLL_SECONDS)
         return records
 
     def _reuse(self, cells: list[Cell], index: int, records: list[RunRecord | None], notify: OnRecord,
@@ -124,32 +137,32 @@ class Runner:
         notify(cell, record)
         return True
 
-    def _run_claimed(self, cells: list[Cell], indices: list[int], records: list[RunRecord | None],
-                     notify: OnRecord, started: float) -> list[int]:
-        """Run the cells of `indices` this process can claim; returns the others (claimed elsewhere)."""
+    def _claim(self, cells: list[Cell], indices: list[int], records: list[RunRecord | None], notify: OnRecord,
+               started: float, limit: int) -> tuple[dict[int, Claim], list[int]]:
+        """(up to `limit` cells of `indices` claimed now, the cells left: held by another process or
+        not looked at yet). A cell stored meanwhile by another process is taken, not claimed."""
         mine: dict[int, Claim] = {}
-        others: list[int] = []
+        left: list[int] = []
         try:
             for index in indices:
-                claim = try_claim(self.stored.claim_path(cells[index]))
-                if claim is None:
-                    others.append(index)
+                if len(mine) >= limit:
+                    left.append(index)
+                elif (claim := try_claim(self.stored.claim_path(cells[index]))) is None:
+                    left.append(index)
                 elif self._reuse(cells, index, records, notify, started):  # stored between look and claim
                     claim.release()
                 else:
                     mine[index] = claim
-            if mine:
-                self.executed += len(mine)
-                self._run_cells(cells, mine, records, notify)
-        finally:
+        except BaseException:
             for claim in mine.values():
                 claim.release()
-        return others
+            raise
+        return mine, left
 
-    def _run_cells(self, cells: list[Cell], mine: dict[int, Claim], records: list[RunRecord | None],
-                   notify: OnRecord) -> None:
-        """Teachers first, then the students; each cell's claim is released once its record is written."""
-        artifacts = self.teachers(cells[i] for i in mine)
+    def _run_cells(self, cells: list[Cell], mine: dict[int, Claim], artifacts: dict[str, TeacherArtifact | Exception],
+                   records: list[RunRecord | None], notify: OnRecord) -> None:
+        """The claimed cells: teacher rows and cells whose teacher failed at once, then the students
+        in parallel; each cell's claim is released once its record is written."""
         students = []
         for index in mine:
             cell = cells[index]
@@ -165,7 +178,8 @@ class Runner:
                 continue
             mine[index].release()
             notify(cell, records[index])
-        self._run_students(cells, students, records, notify, mine)
+        if students:
+            self._run_students(cells, students, records, notify, mine)
 
     def _run_students(self, cells: list[Cell], students: list[tuple[int, TeacherArtifact]],
                       records: list[RunRecord | None], notify: OnRecord, held: dict[int, Claim]) -> None:

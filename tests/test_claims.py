@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = TrainSettings(max_epochs=2, batch_size=4096)
 
 # `python -m kdbench ARGS` with kdbench.work.fit counted: each training appends "<pid> <model>:<dim>"
-# to COUNTER and sleeps a little, so that two processes started together overlap. It starts when
+# to COUNTER and sleeps a little (FIT_SLEEP seconds; only for SLOW_MODEL if set), so that two
+# processes started together overlap. It starts when
 # GO exists, so that both start together.
 COUNTING_RUN = textwrap.dedent(
     """
@@ -45,9 +46,10 @@ COUNTING_RUN = textwrap.dedent(
     original = work.fit
 
     def counting_fit(model, *args, **kwargs):
+        name = f"{type(model).__name__}:{model.user_embedding.weight.shape[1]}"
         with open(counter, "a") as handle:
-            handle.write(f"{os.getpid()} {type(model).__name__}:{model.user_embedding.weight.shape[1]}\\n")
-        time.sleep(float(os.environ.get("FIT_SLEEP", "0.5")))
+            handle.write(f"{os.getpid()} {name}\\n")
+        time.sleep(float(os.environ["FIT_SLEEP"]) if os.environ.get("SLOW_MODEL", name) == name else 0.0)
         return original(model, *args, **kwargs)
 
     work.fit = counting_fit
@@ -59,8 +61,9 @@ COUNTING_RUN = textwrap.dedent(
 )
 
 
-def _counting_run(root: Path, argv: list[str], sleep: float = 0.5) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FIT_SLEEP": str(sleep)}
+def _counting_run(root: Path, argv: list[str], sleep: float = 0.5, slow_model: str = "") -> subprocess.Popen:
+    """`run ARGV` counting its trainings; each sleeps `sleep` seconds first (only `slow_model`'s, if given)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FIT_SLEEP": str(sleep), **({"SLOW_MODEL": slow_model} if slow_model else {})}
     return subprocess.Popen([sys.executable, "-c", COUNTING_RUN, str(root / "fits.txt"), str(root / "go"), *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
 
@@ -174,7 +177,7 @@ def test_a_cell_held_by_a_live_process_is_left_for_the_end_then_reused(toy_dir, 
         holder.kill()
         holder.wait()
     assert runner.executed == 1  # only `other` was run here
-    assert records[0] == stored
+    assert records[0] == runner.store.find(held_cell.address) and records[0]["test"] == stored["test"]
     assert any("being run by another process" in note and str(holder.pid) in note for note in notes)
 
 
@@ -201,12 +204,12 @@ def test_a_killed_holder_s_cell_is_taken_over_by_the_process_waiting_for_it(toy_
             "--seed", "0", "--epochs", "2", "--teacher-epochs", "2", "--workers", "1",
             "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
     (tmp_path / "go").touch()
-    holder = _counting_run(tmp_path, argv, sleep=120)  # claims the cell and the teacher, then hangs in fit
-    claim = tmp_path / "results" / "runs" / "toy" / "BPR-8_to_BPR-4" / "scratch" / ".seed0.claim"
+    holder = _counting_run(tmp_path, argv, sleep=120, slow_model="BPR:4")  # trains the teacher, claims the
+    claim = tmp_path / "results" / "runs" / "toy" / "BPR-8_to_BPR-4" / "scratch" / ".seed0.claim"  # cell, hangs
     deadline = time.time() + 120
-    while not (claim.exists() and _fits(tmp_path)) and time.time() < deadline:
+    while not (claim.exists() and _fits(tmp_path)["BPR:4"]) and time.time() < deadline:
         time.sleep(0.05)
-    assert holder.poll() is None and claim.exists()
+    assert holder.poll() is None and claim.exists() and _fits(tmp_path) == {"BPR:8": 1, "BPR:4": 1}
     notes: list[str] = []
     runner = Runner(tmp_path / "results", tmp_path / "cache", log=notes.append)
 
@@ -218,8 +221,9 @@ def test_a_killed_holder_s_cell_is_taken_over_by_the_process_waiting_for_it(toy_
     threading.Thread(target=kill_holder).start()
     (record,) = runner.run_all([_single_run_cell(toy_dir)])
     assert record["status"] == "ok" and runner.executed == 1
-    assert any("waiting for teacher" in note or "another process" in note for note in notes)
-    assert not claim.exists()
+    assert runner.teacher_sources[runner.teacher_key(_single_run_cell(toy_dir))].startswith("loaded from the cache")
+    assert any("being run by another process" in note for note in notes)
+    assert not claim.exists() and not list(tmp_path.rglob("*.claim"))
 
 
 def _single_run_cell(toy_dir: Path) -> Cell:
