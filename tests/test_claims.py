@@ -362,3 +362,52 @@ def test_a_study_another_process_tunes_is_waited_for_and_its_running_trial_left_
     trials = optuna.load_study(study_name=study.name, storage=f"sqlite:///{study.storage_path}").trials
     assert trials[running.number].user_attrs.get("interrupted") is True
     assert not (study.folder / ".scratch.claim").exists()
+
+
+@pytest.mark.slow
+def test_a_study_another_process_made_with_other_settings_is_refused_once_it_is_free(tmp_path):
+    """Matched by its identity, not its name: the study the holder created while this tuner waited
+    (other tuning seeds) is refused, never tuned further with this tuner's settings."""
+    from kdbench.errors import KdbenchError
+    from kdbench.suites import expand, load_suite
+    from kdbench.tuning import Study, TuningSettings, open_study, tune
+
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter")
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({**TUNE_SUITE, "data_path": str(tmp_path / "data")}))
+    cells = expand(load_suite(tmp_path / "suite.yaml"), sweeps=False)
+    runner = Runner(tmp_path / "results", tmp_path / "cache")
+    settings = TuningSettings.from_spec(TUNE_SUITE["tuning"])
+    (cell,) = [c for c in cells if c.strategy == "scratch"]
+    study = Study(cell, runner.n_items(cell), tmp_path / "results", runner.fingerprint(cell))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    _write_claim(study.folder / ".scratch.claim", holder.pid)
+    errors: list[BaseException] = []
+
+    def tuner() -> None:
+        try:
+            tune(runner, cells, settings)
+        except KdbenchError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=tuner)
+    thread.start()
+    time.sleep(1.0)
+    open_study(study, TuningSettings.from_spec({**TUNE_SUITE["tuning"], "seeds": [7]}))  # the holder's study
+    holder.kill()
+    holder.wait()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(errors) == 1
+    assert "made with other settings" in str(errors[0]) and "seeds" in str(errors[0])
+    assert not (tmp_path / "cache" / "teachers").exists() or not any((tmp_path / "cache" / "teachers").iterdir())
+
+
+def test_a_new_runner_clears_a_killed_write_s_temp_file_but_not_one_a_live_holder_is_writing(tmp_path):
+    folder = tmp_path / "results" / "runs" / "toy" / "A_to_B" / "scratch"
+    folder.mkdir(parents=True)
+    (folder / ".seed0.json.abc.tmp").write_text("{")  # a write of a live process, which holds seed0
+    (folder / ".seed1.json.def.tmp").write_text("{")  # a write killed along with its process
+    live = try_claim(folder / ".seed0.claim")
+    _write_claim(folder / ".seed1.claim", _dead_pid())
+    Runner(tmp_path / "results", tmp_path / "cache")
+    assert sorted(p.name for p in folder.iterdir()) == [".seed0.claim", ".seed0.json.abc.tmp", ".seed1.claim"]
+    live.release()
