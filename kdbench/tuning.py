@@ -40,6 +40,7 @@ from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
 from kdbench.datasets.location import recorded_data_path
 from kdbench.errors import KdbenchError, choices
 from kdbench.record import dataset_label, safe_name
+from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim, wait_until_free
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
@@ -300,8 +301,8 @@ def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
     """The study's claim (`run.claims`), waiting while another process tunes it: one process at a
     time opens a study, so its identity is set once and checked by the next, and no live process's
     running trial is taken for an interrupted one. Claimed in name order, so two tuners never wait
-    for each other."""
-    path = study.folder / f".{safe_name(study.cell.strategy)}.claim"
+    for each other in a circle."""
+    path = study.folder / f".{safe_name(study.cell.strategy)}{claims.SUFFIX}"
     while (claim := try_claim(path)) is None:
         wait_until_free(path, lambda owner: log(f"waiting for study {study.name}: {owner} is tuning it"))
     return claim

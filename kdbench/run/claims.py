@@ -27,6 +27,7 @@ from typing import Any, Callable
 HEARTBEAT_SECONDS = 30.0  # how often a holder refreshes its claims' modification time
 STALE_SECONDS = 600.0  # a claim not refreshed for this long is taken over (generous: NFS clock skew)
 POLL_SECONDS = 0.5  # how often a process waiting for a claim looks again
+SUFFIX = ".claim"  # a claim file's name: `.<what it claims><SUFFIX>`, beside what it claims
 HOST = socket.gethostname()
 
 

@@ -19,8 +19,6 @@ from kdbench.record import RunRecord, RunStore, failed_record, is_current
 from kdbench.run import claims
 from kdbench.stored import DamagedFile
 
-CLAIM = ".claim"  # suffix of a claim file (`run.claims`)
-
 
 class StoredRuns:
     def __init__(self, store: RunStore, device: str, force: bool, fingerprint: Callable[[Cell], str]):
@@ -61,7 +59,7 @@ class StoredRuns:
     def claim_path(self, cell: Cell) -> Path:
         """The claim of a cell being run (`run.claims`): `.seed<k>.claim` beside its result."""
         path = self.store.file(cell.address)
-        return path.with_name(f".{path.stem}{CLAIM}")
+        return path.with_name(f".{path.stem}{claims.SUFFIX}")
 
     def stored_at(self, cell: Cell) -> float:
         """When the cell's result file was last written (0 if there is none)."""
@@ -75,7 +73,7 @@ class StoredRuns:
         (its `.seed<k>.json.<random>.tmp` and `.seed<k>.log.<random>.tmp` beside `.seed<k>.claim`)."""
         def in_use(tmp: Path) -> bool:
             stem = tmp.name[1:].split(".", 1)[0]
-            return claims.held(tmp.with_name(f".{stem}{CLAIM}"))
+            return claims.held(tmp.with_name(f".{stem}{claims.SUFFIX}"))
 
         return self.store.clear_partial_writes(in_use)
 

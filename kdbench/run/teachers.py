@@ -24,8 +24,6 @@ from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim
 from kdbench.work import CellTask, TeacherArtifact, run_task
 
-CLAIM = ".claim"  # suffix of a claim file (`run.claims`)
-
 
 class TeacherCache:
     def __init__(self, cache_dir: Path, fingerprint: Callable[[Cell], str], heal: bool = True,
@@ -44,7 +42,7 @@ class TeacherCache:
 
     def claim_path(self, key: str) -> Path:
         """The claim of a teacher being trained (`run.claims`), beside its entry."""
-        return self.cache_dir / "teachers" / f".{key}{CLAIM}"
+        return self.cache_dir / "teachers" / f".{key}{claims.SUFFIX}"
 
     def provide(self, cells: Iterable[Cell], executor: Executor, task: Callable[[Cell, str], CellTask]
                 ) -> dict[str, TeacherArtifact | Exception]:
