@@ -389,9 +389,10 @@ class RunStore:
               protocol: str | None = None) -> Path:
         return self.put(Address(dataset, pairing, label, seed, protocol or DEFAULT_PROTOCOL), record)
 
-    def clear_partial_writes(self) -> int:
-        """Remove temp files left by a write that was killed before its rename; they never count."""
-        stale = list(self.runs.rglob(".*.tmp")) if self.runs.is_dir() else []
+    def clear_partial_writes(self, in_use: Callable[[Path], bool] = lambda tmp: False) -> int:
+        """Remove temp files left by a write that was killed before its rename; they never count.
+        `in_use(tmp)` spares the temp files of a write another process is making now."""
+        stale = [tmp for tmp in self.runs.rglob(".*.tmp") if not in_use(tmp)] if self.runs.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)

@@ -23,7 +23,8 @@ Trials run through the executors in rounds: each round asks every unfinished stu
 and runs them side by side; the driver alone writes the storage. Every worker keeps the loaded
 teacher for the next trial (`work.load_teacher`). A study killed mid-round resumes where it
 stopped: a trial that was running is marked failed ("interrupted") and spends no budget; finished
-trials are never repeated.
+trials are never repeated. Two processes tuning the same study take turns (`claim_study`): the
+second waits, then resumes the study, which is finished or refused if made with other settings.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
 from kdbench.datasets.location import recorded_data_path
 from kdbench.errors import KdbenchError, choices
 from kdbench.record import dataset_label, safe_name
+from kdbench.run import claims
+from kdbench.run.claims import Claim, try_claim, wait_until_free
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
@@ -309,6 +312,30 @@ def run_studies(runner: Runner, studies: list[Study], settings: TuningSettings, 
                 on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
     """Open `studies` and run them side by side, a round of one trial each, until every budget is
     spent; returns their summaries (also written as JSON)."""
+    held: list[Claim] = []
+    try:
+        for study in sorted(studies, key=lambda study: study.name):
+            held.append(claim_study(study, runner.log))
+        return _tune_claimed(runner, studies, settings, force, on_trial)
+    finally:
+        for claim in held:
+            claim.release()
+
+
+def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
+    """The study's claim (`run.claims`), waiting while another process tunes it: one process at a
+    time opens a study, so its identity is set once and checked by the next, and no live process's
+    running trial is taken for an interrupted one. Claimed in name order, so two tuners never wait
+    for each other in a circle."""
+    path = study.folder / f".{safe_name(study.cell.strategy)}{claims.SUFFIX}"
+    while (claim := try_claim(path)) is None:
+        wait_until_free(path, lambda owner: log(f"waiting for study {study.name}: {owner} is tuning it"))
+    return claim
+
+
+def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool,
+                  on_trial: Callable[[Study, TrialOutcome], None] | None) -> list[dict[str, Any]]:
+    cells = [study.cell for study in studies]
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers([study.cell for study in studies])
     for study in studies:
