@@ -3,19 +3,28 @@
 A teacher's key hashes what determines it (`record.teacher_identity`: the split's fingerprint, the
 protocol, its spec and size, seed and training settings; `checkpoints.cache_key`). Only the driver
 writes the cache: workers return the weights. A damaged entry is moved aside and the teacher
-trained again (`heal=False` stops instead).
+trained again (`heal=False` stops instead). A teacher file (`--teacher file:PATH`) is never trained
+or cached: it is handed to the students as an empty artifact, which the worker replaces by the file
+(`work.build_student_run`). Processes sharing the cache claim a teacher before training it
+(`run.claims`), so each teacher is trained once; the others wait and load it.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kdbench.cells import Cell
-from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
+from kdbench.checkpoints import (
+    DamagedCheckpoint, cache_key, clear_partial, load_checkpoint, quarantine, save_checkpoint,
+)
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor
 from kdbench.record import teacher_identity
+from kdbench.teacher_file import is_file_teacher
+from kdbench.run import claims
+from kdbench.run.claims import Claim, try_claim
 from kdbench.work import CellTask, TeacherArtifact, run_task
 
 
@@ -34,27 +43,70 @@ class TeacherCache:
     def folder(self, key: str) -> Path:
         return self.cache_dir / "teachers" / key
 
+    def claim_path(self, key: str) -> Path:
+        """The claim of a teacher being trained (`run.claims`), beside its entry."""
+        return self.cache_dir / "teachers" / f".{key}{claims.SUFFIX}"
+
     def provide(self, cells: Iterable[Cell], executor: Executor, task: Callable[[Cell, str], CellTask]
                 ) -> dict[str, TeacherArtifact | Exception]:
         """Stage 1: every teacher these cells need by key, from the cache or trained on `executor`
-        (`task(teacher cell, key)`), in parallel; a teacher that failed is its exception."""
-        needed: dict[str, Cell] = {}
+        (`task(teacher cell, key)`), in parallel; a teacher that failed is its exception.
+
+        A teacher another process is training (it holds the claim) is waited for, then loaded from
+        the cache; if that process died or its teacher failed, this one claims and trains it."""
+        pending: dict[str, Cell] = {}
         for cell in cells:
-            needed.setdefault(self.key(cell), cell.teacher_cell())
+            pending.setdefault(self.key(cell), cell.teacher_cell())
         artifacts: dict[str, TeacherArtifact | Exception] = {}
-        to_train = []
-        for key, teacher_cell in needed.items():
-            cached = self.cached(key)
-            if cached is not None:
-                artifacts[key] = TeacherArtifact.from_state(key, *cached)
-                self.sources[key] = f"loaded from the cache ({self.folder(key)})"
-            else:
-                to_train.append((key, teacher_cell))
-                self.sources.setdefault(key, "trained now")
-        for _, cell in to_train:
+        for key, teacher_cell in list(pending.items()):
+            if is_file_teacher(teacher_cell.teacher):  # read, never trained (checked: Runner.check_teacher_files)
+                artifacts[key] = TeacherArtifact(key, b"", {"test": {}})
+                self.sources[key] = f"read from the teacher file {teacher_cell.teacher.path}"
+                del pending[key]
+        told: set[str] = set()
+        while pending:
+            mine: dict[str, Claim] = {}
+            for key in list(pending):
+                if self._load(key, artifacts):
+                    del pending[key]
+                elif (claim := try_claim(self.claim_path(key))) is None:
+                    if key not in told:
+                        self.log(f"waiting for teacher {pending[key].teacher} on {pending[key].dataset}: "
+                                 f"{claims.owner(self.claim_path(key))} is training it")
+                        told.add(key)
+                elif self._load(key, artifacts):  # finished between the look and the claim
+                    claim.release()
+                    del pending[key]
+                else:
+                    mine[key] = claim
+            try:
+                self._train({key: pending.pop(key) for key in mine}, executor, task, artifacts)
+            finally:
+                for claim in mine.values():
+                    claim.release()
+            if pending and not mine:
+                time.sleep(claims.POLL_SECONDS)
+        return artifacts
+
+    def _load(self, key: str, artifacts: dict[str, TeacherArtifact | Exception]) -> bool:
+        """Put the cached teacher `key` in `artifacts`, if the cache holds it."""
+        cached = self.cached(key)
+        if cached is None:
+            return False
+        artifacts[key] = TeacherArtifact.from_state(key, *cached)
+        self.sources[key] = f"loaded from the cache ({self.folder(key)})"
+        return True
+
+    def _train(self, to_train: dict[str, Cell], executor: Executor, task: Callable[[Cell, str], CellTask],
+               artifacts: dict[str, TeacherArtifact | Exception]) -> None:
+        """Train the claimed teachers in parallel and write each to the cache as it finishes."""
+        for key, cell in to_train.items():
+            clear_partial(self.folder(key))  # a killed writer's leftovers: this process holds the claim
+            self.sources.setdefault(key, "trained now")
             self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})")
-        for index, result in executor.map_unordered(run_task, [task(cell, key) for key, cell in to_train]):
-            key, _ = to_train[index]
+        keys = list(to_train)
+        for index, result in executor.map_unordered(run_task, [task(to_train[key], key) for key in keys]):
+            key = keys[index]
             if isinstance(result, KdbenchError):
                 raise result
             if isinstance(result, Exception) or result.teacher is None:
@@ -62,7 +114,6 @@ class TeacherCache:
                 continue
             save_checkpoint(self.folder(key), result.teacher.state_dict(), result.teacher.meta)
             artifacts[key] = result.teacher
-        return artifacts
 
     def cached(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The cached (state, meta) of a teacher, or None; a damaged entry is moved aside (and the
@@ -74,7 +125,10 @@ class TeacherCache:
             if not self.heal:
                 raise KdbenchError(f"{damaged}; delete it or run without --strict-cache to train the "
                                    f"teacher again") from None
-            moved = quarantine(folder)
+            try:
+                moved = quarantine(folder)
+            except FileNotFoundError:  # another process moved it aside first
+                return None
             self.log(f"{damaged}; moved it to {moved} and training the teacher again")
             self.sources[key] = f"trained now (the cache entry was damaged: {damaged.reason}; moved to {moved})"
             return None
