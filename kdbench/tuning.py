@@ -287,9 +287,9 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers(cells)
     for study in studies:
-        artifact = artifacts[runner.teacher_key(study.cell)]
-        if isinstance(artifact, Exception):
-            raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
+        for artifact in (artifacts[runner.teacher_key(study.cell)], runner.ensemble(study.cell, artifacts)):
+            if isinstance(artifact, Exception):
+                raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
     from optuna.trial import TrialState
 
     while True:
@@ -299,7 +299,8 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
             if asked is not None:
                 trial, params, left = asked
                 base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
-                                runner.plugins, artifacts[runner.teacher_key(study.cell)])
+                                runner.plugins, artifacts[runner.teacher_key(study.cell)],
+                                ensemble=runner.ensemble(study.cell, artifacts))
                 finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
                                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
                 pruner = settings.pruner.not_before(study.cell.train.min_epochs)

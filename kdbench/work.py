@@ -29,6 +29,7 @@ from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
 from kdbench.train import FitResult, TrainSettings, fit
+from kdbench.trajectory import TrajectoryRecorder, from_bytes, to_bytes
 
 LOGGER = "kdbench"
 
@@ -41,12 +42,14 @@ class TeacherArtifact:
     key: str
     weights: bytes = field(repr=False)
     meta: dict[str, Any] = field(repr=False)
+    trajectory: bytes = field(default=b"", repr=False)  # `kdbench.trajectory`, when one was asked for
 
     @classmethod
-    def from_state(cls, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> "TeacherArtifact":
+    def from_state(cls, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any],
+                   trajectory: bytes = b"") -> "TeacherArtifact":
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
-        return cls(key, buffer.getvalue(), meta)
+        return cls(key, buffer.getvalue(), meta, trajectory)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
@@ -62,6 +65,10 @@ class CellTask:
     plugins: tuple[str, ...] = ()
     teacher: TeacherArtifact | None = None
     teacher_key: str = ""
+    trajectory: bool = False  # a teacher task: record the teacher's trajectory (`kdbench.trajectory`)
+    # A student task of a strategy that learns from an ensemble's trajectories (HetComp): each
+    # teacher's artifact with its trajectory, the pairing's teacher first.
+    ensemble: tuple[TeacherArtifact, ...] = ()
 
 
 @dataclass
@@ -138,10 +145,14 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     init_seed(cell.teacher_seed, True)
     model = build_model(cell.teacher, data, task.device, init_std=cell.teacher_settings.init_std)
     logging.getLogger(LOGGER).info("training teacher %s on %s (seed %d)", cell.teacher, cell.dataset, cell.teacher_seed)
-    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed,
-                 on_epoch=epoch_logger(f"teacher {cell.teacher}"))
+    on_epoch = epoch_logger(f"teacher {cell.teacher}")
+    recorder = (TrajectoryRecorder(model, data.uid_field, data.iid_field, data.history, on_epoch)
+                if task.trajectory else None)
+    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed, on_epoch=recorder or on_epoch)
+    trajectory = to_bytes(recorder.finish(result.best_epoch)) if recorder is not None else b""
     record = measure(cell, model, data, result, kd_prepare_seconds=0.0, device=task.device)
-    return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record))
+    return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record,
+                                                                  trajectory))
 
 
 _TEACHERS: "OrderedDict[tuple[str, str], torch.nn.Module]" = OrderedDict()
@@ -193,6 +204,7 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
     init_seed(cell.seed, True)
     student = build_model(cell.student, data, task.device, init_std=cell.train.init_std)
     context = family_of(cell.student).context(data, student, teacher, task.device, cell.seed)
+    context.trajectories = tuple(from_bytes(artifact.trajectory) for artifact in task.ensemble)
     strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
@@ -213,6 +225,9 @@ def _train_student(task: CellTask) -> RunRecord:
     record["training_only_params"] = sum(p.numel() for p in strategy.parameters() if id(p) not in teacher)
     record["teacher_test"] = task.teacher.meta["test"]  # the cached teacher's, before any further training
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
+    if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams) and cache keys
+        record["ensemble"] = [{"teacher": artifact.meta.get("model"), "key": artifact.key,
+                               "test": artifact.meta.get("test")} for artifact in task.ensemble]
     return record
 
 

@@ -7,7 +7,8 @@ from typing import Iterable
 
 from kdbench.cells import TEACHER, Cell
 from kdbench.data import check_dataset, dataset_size
-from kdbench.families import check_pairing, get_protocol
+from kdbench.errors import KdbenchError
+from kdbench.families import BackboneSpec, check_pairing, get_protocol
 from kdbench.memory import check_memory
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.composite import part_hparams
@@ -29,8 +30,23 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
             check_against_dataset(strategy, hparams, dataset_size(cell.dataset, cell.data_path))
             for spec in (cell.teacher, cell.student) if strategy.needs_representations else ():
                 family.check_representations(spec.model, cell.strategy)
+            check_ensemble(cell, strategy.ensemble_teachers(hparams))
     check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
     return cells
+
+
+def check_ensemble(cell: Cell, specs: tuple[str, ...]) -> None:
+    """An ensemble strategy's other teachers (HetComp's `teachers`): well-formed backbones that
+    could be the pairing's teacher (same family, the protocol's), each named once and none the
+    pairing's own teacher."""
+    seen = {str(cell.teacher)}
+    for text in specs:
+        spec = BackboneSpec.parse(text)
+        check_pairing(spec, cell.student, TEACHER, cell.protocol)
+        if str(spec) in seen:
+            raise KdbenchError(f"strategy '{cell.strategy}': teacher {spec} is named twice in the ensemble "
+                               f"(the pairing's teacher {cell.teacher} is its first member)")
+        seen.add(str(spec))
 
 
 def check_against_dataset(strategy, hparams: dict, size: tuple[int, int] | None) -> None:

@@ -66,6 +66,9 @@ class DistillationContext:
     neg_iid_field: str
     device: torch.device
     seed: int = 0
+    # The ensemble's training trajectories (`kdbench.trajectory`), the pairing's teacher first, for a
+    # strategy that declares `ensemble_teachers` (HetComp); empty otherwise.
+    trajectories: tuple[dict[str, torch.Tensor], ...] = ()
 
     @classmethod
     def build(cls, data, student: nn.Module, teacher: nn.Module | None = None, device: str = "cpu",
@@ -145,6 +148,10 @@ class DistillationStrategy(nn.Module):
     # cached teacher (train mode, gradients on), the optimiser takes that copy's parameters too,
     # and the run's record says `teacher_trained_further`.
     updates_teacher: ClassVar[bool] = False
+    # The strategy learns from the training trajectories (`kdbench.trajectory`) of an ensemble: the
+    # pairing's teacher and the teachers `ensemble_teachers` names; the runner trains or loads each
+    # one through the teacher cache and hands their trajectories over in the context (HetComp).
+    needs_trajectories: ClassVar[bool] = False
     # What `kdbench tune` may try (kdbench.search_space). None: not declared, so the tuner tries the
     # weight alone over 4 decades around its default; {}: nothing of the strategy's own to tune.
     search_space: ClassVar[dict[str, Distribution] | None] = None
@@ -204,6 +211,12 @@ class DistillationStrategy(nn.Module):
         if "L" in hparams and top_n + hparams["L"] > n_items - 1:
             raise KdbenchError(f"strategy '{cls.name}' needs top_n + L = {top_n + hparams['L']} items besides "
                                f"each user's own, more than this dataset's {n_items} items: lower top_n or L")
+
+    @classmethod
+    def ensemble_teachers(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
+        """The backbone specs (`LightGCN:64`) of the teachers besides the pairing's that resolved
+        `hparams` name, for a strategy that `needs_trajectories`; none otherwise."""
+        return ()
 
     @classmethod
     def tuning_space(cls) -> dict[str, Distribution]:
