@@ -77,8 +77,9 @@ class TeacherCache:
                 continue
             if cached is not None:
                 kept[key] = TeacherArtifact.from_state(key, *cached)
+                self.sources[key] = "trained again for its trajectory"
             to_train.append((key, teacher_cell))
-            self.sources.setdefault(key, "trained again for its trajectory" if cached is not None else "trained now")
+            self.sources.setdefault(key, "trained now")
         for key, cell in to_train:
             self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})"
                      + (" to record its trajectory" if key in with_trajectory else ""))
