@@ -100,3 +100,12 @@ def from_bytes(data: bytes) -> dict[str, torch.Tensor]:
     if top.dim() != 3 or len(trajectory["epochs"]) != len(top) or len(top) < 1:
         raise ValueError("not a trajectory (inconsistent shapes)")
     return trajectory
+
+
+def snapshot(adapter: BackboneAdapter, history: sp.csr_matrix, copies: int = 1, k: int = K) -> dict[str, torch.Tensor]:
+    """A trajectory of `copies` identical lists from a model's current weights: for benchmarks and
+    tests of an ensemble strategy, where no training was recorded."""
+    with scoring_mode(adapter):
+        top = teacher_top_n(adapter, history, k).to(torch.int32)
+        observed = observed_order(adapter, history, OBSERVED)
+    return {"epochs": torch.arange(copies), "top": top.expand(copies, -1, -1).clone(), "observed": observed}

@@ -12,6 +12,7 @@ from kdbench.cells import Cell
 from kdbench.checkpoints import WEIGHTS
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
+from kdbench.run.teachers import ensemble_cells
 from kdbench.runner import Runner, validate_cells
 from kdbench.train import TrainSettings
 from kdbench.trajectory import file_name, from_bytes
@@ -60,12 +61,21 @@ def test_a_cached_teacher_is_trained_again_for_its_trajectory_alone(tmp_path, to
     assert (runner.cache.folder(key) / WEIGHTS).read_bytes() == weights  # the cached weights are kept
     ensemble = runner.ensemble(cell, artifacts)
     assert [artifact.key for artifact in ensemble][0] == key and all(a.trajectory for a in ensemble)
-    assert from_bytes(ensemble[0].trajectory)["top"].shape[1:] == (51, 40)  # all 40 toy items (the list is capped at the catalogue)
+    # the lists are capped at the catalogue: all 40 toy items
+    assert from_bytes(ensemble[0].trajectory)["top"].shape[1:] == (51, 40)
 
 
 def test_ensemble_is_checked_before_anything_trains():
-    for teachers, message in (("LightGCN:8+Nope:8", "unknown model"), ("BPR:8", "named twice"),
-                              ("LightGCN:8+LightGCN:8", "named twice"), ("SASRec:8", "family")):
+    for teachers, message in (("LightGCN:8+Nope:8", "unknown model"), ("LightGCN:8+LightGCN:8", "named twice"),
+                              ("SASRec:8", "family")):
         with pytest.raises(KdbenchError, match=message):
             validate_cells([_cell(hparams=(("teachers", teachers),))])
     validate_cells([_cell()])
+
+
+def test_the_pairings_own_teacher_is_the_ensembles_first_member_once():
+    named = _cell(hparams=(("teachers", "BPR:8+LightGCN:8"),))
+    assert [str(member.teacher) for member in ensemble_cells(named)] == ["BPR:8", "LightGCN:8"]
+    default = _cell(hparams=())
+    assert [str(member.teacher) for member in ensemble_cells(default)] == ["BPR:8", "BPR:64", "LightGCN:64"]
+    assert ensemble_cells(_cell("kd", ())) == [] and ensemble_cells(default.teacher_cell()) == []

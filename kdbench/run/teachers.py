@@ -28,13 +28,15 @@ from kdbench.work import CellTask, TeacherArtifact, run_task
 
 def ensemble_cells(cell: Cell) -> list[Cell]:
     """The cells whose teachers form a student cell's ensemble (the cell itself first, then one per
-    teacher its strategy's `ensemble_teachers` names), for a strategy that `needs_trajectories`;
-    [] otherwise. The other teachers train as the pairing's does: same settings, seed and split."""
+    other teacher its strategy's `ensemble_teachers` names; the pairing's own teacher, if named, is
+    not repeated), for a strategy that `needs_trajectories`; [] otherwise. The other teachers train
+    as the pairing's does: same settings, seed and split."""
     if cell.is_teacher or not STRATEGIES.get(cell.strategy).needs_trajectories:
         return []
     strategy = STRATEGIES.get(cell.strategy)
-    specs = strategy.ensemble_teachers(strategy.resolve_hparams(dict(cell.hparams)))
-    return [cell] + [replace(cell, teacher=BackboneSpec.parse(spec)) for spec in specs]
+    named = strategy.ensemble_teachers(strategy.resolve_hparams(dict(cell.hparams)))
+    specs = [BackboneSpec.parse(spec) for spec in named]
+    return [cell] + [replace(cell, teacher=spec) for spec in specs if spec != cell.teacher]
 
 
 class TeacherCache:

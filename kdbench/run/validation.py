@@ -37,15 +37,14 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
 
 def check_ensemble(cell: Cell, specs: tuple[str, ...]) -> None:
     """An ensemble strategy's other teachers (HetComp's `teachers`): well-formed backbones that
-    could be the pairing's teacher (same family, the protocol's), each named once and none the
-    pairing's own teacher."""
-    seen = {str(cell.teacher)}
+    could be the pairing's teacher (same family, the protocol's), each named once (the pairing's own
+    teacher may be named: it is the ensemble's first member already)."""
+    seen = set()
     for text in specs:
         spec = BackboneSpec.parse(text)
         check_pairing(spec, cell.student, TEACHER, cell.protocol)
         if str(spec) in seen:
-            raise KdbenchError(f"strategy '{cell.strategy}': teacher {spec} is named twice in the ensemble "
-                               f"(the pairing's teacher {cell.teacher} is its first member)")
+            raise KdbenchError(f"strategy '{cell.strategy}': teacher {spec} is named twice in its ensemble")
         seen.add(str(spec))
 
 

@@ -3,7 +3,12 @@
 Kang, Kweon, Lee, Lee & Yu, "Distillation from Heterogeneous Models for Top-K Recommendation",
 WWW 2023 (reference code SeongKu-Kang/HetComp_WWW23).
 
-Knowledge. Each teacher x (the pairing's teacher and those `teachers` names, '+'-separated) brings
+Ensemble: the pairing's teacher and the other teachers `teachers` names ('+'-separated; the
+pairing's own teacher, if named, is not repeated). The default, BPR:64+LightGCN:64, gives the
+default suite's BPR:64 and LightGCN:64 pairings each a BPR + LightGCN ensemble; the other teachers
+are trained and cached as the pairing's teacher is, with its training settings and seed.
+
+Knowledge. Each teacher x brings
 its trajectory (`kdbench.trajectory`): its top-K unobserved items at epochs of its training. Of
 those, `checkpoints` lists per teacher, easy to hard: `checkpoints - 1` recorded epochs evenly
 spaced from the first, then the converged (best) teacher's. Each user u follows, per teacher, its
@@ -147,7 +152,7 @@ def select_checkpoints(trajectory: dict[str, torch.Tensor], n: int, k: int) -> t
 class HetComp(DistillationStrategy):
     """Easy-to-hard ranking knowledge of a heterogeneous ensemble's trajectories; see the module docstring."""
 
-    defaults = {"weight": 0.01, "teachers": "LightGCN:64", "K": 100, "checkpoints": 4, "T": 10.0,
+    defaults = {"weight": 0.01, "teachers": "BPR:64+LightGCN:64", "K": 100, "checkpoints": 4, "T": 10.0,
                 "alpha": 1.05, "p": 10, "warmup": 10}
     search_space = {"weight": LogUniform(1e-4, 1.0), "alpha": Uniform(1.0, 1.2), "p": IntRange(5, 20),
                     "T": LogUniform(1.0, 100.0)}
@@ -172,7 +177,8 @@ class HetComp(DistillationStrategy):
 
     @classmethod
     def check_hparams(cls, hparams: dict[str, Any], n_users: int, n_items: int) -> None:
-        """K lists come from the recorded top-100 (of the catalogue's n_items - 1 items); its tenth is the observed list."""
+        """The K-item lists are cut from the recorded top-100 (of the n_items - 1 real items); K // 10
+        is the observed list's length."""
         limit = min(TRAJECTORY_K, n_items - 1)
         if not 10 <= hparams["K"] <= limit:
             raise KdbenchError(f"hyperparameter 'K' of strategy '{cls.name}' must be in [10, {limit}] (the "

@@ -134,7 +134,7 @@ def test_gradient_reaches_the_student_only(ml100k, first_batch):
 
 def test_hyperparameters_are_checked():
     assert HetComp.resolve_hparams({"teachers": " LightGCN:8 + NeuMF:8"})["teachers"] == "LightGCN:8+NeuMF:8"
-    assert HetComp.ensemble_teachers(HetComp.resolve_hparams({})) == ("LightGCN:64",)
+    assert HetComp.ensemble_teachers(HetComp.resolve_hparams({})) == ("BPR:64", "LightGCN:64")
     with pytest.raises(KdbenchError, match="teachers"):
         HetComp.resolve_hparams({"teachers": "LightGCN:8+"})
     with pytest.raises(KdbenchError, match="'K'"):
