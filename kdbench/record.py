@@ -100,7 +100,10 @@ RunRecord = TypedDict("RunRecord", {
     "data_fingerprint": str, "test": Numbers, "valid_ndcg@10": float, "cost": Numbers, "training": dict,
     "hparams": dict, "per_user": dict, "training_only_params": int, "teacher_test": Numbers,
     "teacher_trained_further": bool, "wall_seconds": float, "beyond": Numbers, "test_users": dict,
+    "ensemble": list,
 }, total=False)
+# `ensemble` (an ensemble strategy's runs, HetComp): per teacher, pairing's first, its spec
+# (`teacher`), teacher cache `key` and `test` metrics.
 # `beyond` (runs since issue 27): the test users' beyond-accuracy metrics (`kdbench.beyond`);
 # `test_users.train_interactions`: each test user's training interactions, in `per_user`'s order.
 
