@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
+
+from kdbench.backbones import BackboneAdapter
 
 from kdbench.cells import Cell
 from kdbench.checkpoints import WEIGHTS
@@ -15,7 +18,8 @@ from kdbench.families import BackboneSpec
 from kdbench.run.teachers import ensemble_cells
 from kdbench.runner import Runner, validate_cells
 from kdbench.train import TrainSettings
-from kdbench.trajectory import file_name, from_bytes
+from kdbench.trajectory import file_name, from_bytes, snapshot
+from kdbench.work import load_teacher, prepared_data
 
 TEACHER = TrainSettings(max_epochs=6, batch_size=4096)
 STUDENT = TrainSettings(max_epochs=2, batch_size=4096)
@@ -62,7 +66,14 @@ def test_a_cached_teacher_is_trained_again_for_its_trajectory_alone(tmp_path, to
     ensemble = runner.ensemble(cell, artifacts)
     assert [artifact.key for artifact in ensemble][0] == key and all(a.trajectory for a in ensemble)
     # the lists are capped at the catalogue: all 40 toy items
-    assert from_bytes(ensemble[0].trajectory)["top"].shape[1:] == (51, 40)
+    trajectory = from_bytes(ensemble[0].trajectory)
+    assert trajectory["top"].shape[1:] == (51, 40)
+    # trained again with the same seed: the recorded final list is the cached weights' own
+    teacher = load_teacher(cell, ensemble[0], "cpu", str(tmp_path / "work"))
+    data = prepared_data(cell, cell.teacher, cell.teacher_settings, "cpu", str(tmp_path / "work"))
+    cached = snapshot(BackboneAdapter(teacher, data.uid_field, data.iid_field), data.history)
+    assert torch.equal(cached["top"][0], trajectory["top"][-1])
+    assert torch.equal(cached["observed"], trajectory["observed"])
 
 
 def test_ensemble_is_checked_before_anything_trains():

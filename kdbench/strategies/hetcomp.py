@@ -37,7 +37,9 @@ spaced recorded epochs (every 5, `kdbench.trajectory`) up to the teacher's best,
 the ensemble weighs teachers equally (the reference's per-user importance of each teacher is
 precomputed offline and not published); the student's negatives are RecBole's, without the
 reference's exclusion of hidden positives; DKC distances are not rounded to 4 digits; DKC runs at
-the start of epoch e + 1 for the reference's end of epoch e.
+the start of epoch e + 1 for the reference's end of epoch e. General backbones only: the trajectories
+are per-user top-K lists over the users' training histories, which the sequential protocol's
+queries do not have.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def select_checkpoints(trajectory: dict[str, torch.Tensor], n: int, k: int) -> t
     return torch.stack([trajectory["top"][int(i)] for i in picks] + [trajectory["top"][-1]])[:, :, :k].long()
 
 
-@register_strategy("hetcomp", family="ranking", paper="Kang et al., HetComp, WWW 2023")
+@register_strategy("hetcomp", family="ranking", paper="Kang et al., HetComp, WWW 2023", backbones=("general",))
 class HetComp(DistillationStrategy):
     """Easy-to-hard ranking knowledge of a heterogeneous ensemble's trajectories; see the module docstring."""
 
