@@ -41,8 +41,11 @@ def check_ensemble(cell: Cell, specs: tuple[str, ...]) -> None:
     teacher may be named: it is the ensemble's first member already)."""
     seen = set()
     for text in specs:
-        spec = BackboneSpec.parse(text)
-        check_pairing(spec, cell.student, TEACHER, cell.protocol)
+        try:
+            spec = BackboneSpec.parse(text)
+            check_pairing(spec, cell.student, TEACHER, cell.protocol)
+        except KdbenchError as exc:
+            raise KdbenchError(f"strategy '{cell.strategy}', teacher '{text}' of its ensemble: {exc}") from None
         if str(spec) in seen:
             raise KdbenchError(f"strategy '{cell.strategy}': teacher {spec} is named twice in its ensemble")
         seen.add(str(spec))

@@ -44,6 +44,7 @@ queries do not have.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -235,6 +236,9 @@ class HetComp(DistillationStrategy):
         self.dkc_calls += 1
         self.top = self.ensemble_lists()
         self.listwise = self.final_phase()
+        means = ", ".join(f"{value:.2f}/{int(last)}" for value, last in zip(self.v[:, 1:].double().mean(1), self.final))
+        logging.getLogger("kdbench").info("hetcomp DKC after epoch %d: mean checkpoint per teacher %s%s", done,
+                                          means, " (list-wise from now on)" if self.listwise else "")
 
     def loss(self, batch) -> torch.Tensor:
         users = torch.unique(self.batch_users(batch))
