@@ -31,6 +31,12 @@ list, Q the ensemble list and Z_A = sum of e^s over u's unobserved items outside
       PL(l; Z) = - sum_t [s_l_t - log(sum_{t' >= t} e^s_l_t' + Z)].
 Both are averaged over the batch's distinct users.
 
+Defaults, from the reference's main.py: weight 0.01 (its KD factor), K = 100, 4 checkpoints per
+teacher, alpha = 1.05, p = 10, warmup 10 (its first DKC at epoch 10); T = 10, the temperature of its
+DKC gain (the ensemble's own is not published). The search space: weight log-uniform [1e-4, 1],
+alpha [1, 1.2], p [5, 20], T log-uniform [1, 100]. On ml-100k (BPR:32 + LightGCN:32 -> BPR:4,
+40-epoch cap, p = warmup = 5) DKC moved the users to the last checkpoints within about 20 epochs.
+
 Deviations from the reference: the student keeps its own base loss (the reference trains on the KD
 loss alone) and the loss is averaged over users (the reference sums them); checkpoints are evenly
 spaced recorded epochs (every 5, `kdbench.trajectory`) up to the teacher's best, not hand-picked;
