@@ -144,14 +144,14 @@ class DistillationStrategy(nn.Module):
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
-    # The strategy trains the teacher further (BD): the runner gives it a trainable copy of the
-    # cached teacher (train mode, gradients on), the optimiser takes that copy's parameters too,
-    # and the run's record says `teacher_trained_further`.
-    updates_teacher: ClassVar[bool] = False
     # The strategy learns from the training trajectories (`kdbench.trajectory`) of an ensemble: the
     # pairing's teacher and the teachers `ensemble_teachers` names; the runner trains or loads each
     # one through the teacher cache and hands their trajectories over in the context (HetComp).
     needs_trajectories: ClassVar[bool] = False
+    # The strategy trains the teacher further (BD): the runner gives it a trainable copy of the
+    # cached teacher (train mode, gradients on), the optimiser takes that copy's parameters too,
+    # and the run's record says `teacher_trained_further`.
+    updates_teacher: ClassVar[bool] = False
     # What `kdbench tune` may try (kdbench.search_space). None: not declared, so the tuner tries the
     # weight alone over 4 decades around its default; {}: nothing of the strategy's own to tune.
     search_space: ClassVar[dict[str, Distribution] | None] = None
@@ -213,12 +213,6 @@ class DistillationStrategy(nn.Module):
                                f"each user's own, more than this dataset's {n_items} items: lower top_n or L")
 
     @classmethod
-    def ensemble_teachers(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
-        """The backbone specs (`LightGCN:64`) of the teachers besides the pairing's that resolved
-        `hparams` name, for a strategy that `needs_trajectories`; none otherwise."""
-        return ()
-
-    @classmethod
     def tuning_space(cls) -> dict[str, Distribution]:
         """The strategy's own search space (the training knobs are added by the tuner)."""
         if cls.search_space is None:
@@ -232,6 +226,12 @@ class DistillationStrategy(nn.Module):
         maths makes stored results stale; an edited comment or a helper added for another strategy
         does not."""
         return code_version(class_roots(cls, DistillationStrategy))
+
+    @classmethod
+    def ensemble_teachers(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
+        """The backbone specs (`LightGCN:64`) of the teachers besides the pairing's that resolved
+        `hparams` name, for a strategy that `needs_trajectories`; none otherwise."""
+        return ()
 
     @classmethod
     def knowledge_bytes(cls, hparams: dict[str, Any], n_users: int, n_items: int, teacher_dim: int) -> int:
