@@ -8,9 +8,8 @@ pairing's own teacher, if named, is not repeated). The default, BPR:64+LightGCN:
 default suite's BPR:64 and LightGCN:64 pairings each a BPR + LightGCN ensemble; the other teachers
 are trained and cached as the pairing's teacher is, with its training settings and seed.
 
-Knowledge. Each teacher x brings
-its trajectory (`kdbench.trajectory`): its top-K unobserved items at epochs of its training. Of
-those, `checkpoints` lists per teacher, easy to hard: `checkpoints - 1` recorded epochs evenly
+Knowledge. Each teacher x brings its trajectory (`kdbench.trajectory`): its top-K unobserved items
+at epochs of its training. Of those, `checkpoints` lists per teacher, easy to hard: `checkpoints - 1` recorded epochs evenly
 spaced from the first, then the converged (best) teacher's. Each user u follows, per teacher, its
 own checkpoint v_x(u), all starting at the first. The ensemble's list of u is the top K of
     I(u, i) = sum_x exp(-r_x(u, i) / T)    (r: 0-based rank of i in x's list at v_x(u), absent: 0)
