@@ -18,14 +18,14 @@ from typing import Any, Iterator, Sequence
 from kdbench.errors import KdbenchError
 
 
-def _plain_file_mode() -> int:
-    """The mode `open(path, "w")` would give a new file under this process's umask."""
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-_PLAIN_FILE_MODE = _plain_file_mode()
+UMASK = _umask()  # this process's umask, read once
+_PLAIN_FILE_MODE = 0o666 & ~UMASK  # the mode `open(path, "w")` would give a new file
 
 
 class WriteFailed(KdbenchError):
@@ -58,7 +58,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
             temps.append(Path(tmp))
         yield list(temps)
         for tmp in temps:
-            _flush(tmp)
+            flush(tmp)
             os.chmod(tmp, _PLAIN_FILE_MODE)  # mkstemp makes 0600; a result file is as readable as any other
         for tmp, target in zip(temps, targets):
             os.replace(tmp, target)
@@ -86,7 +86,7 @@ def _failed_target(exc: OSError, temps: list[Path], targets: list[Path]) -> Path
     return targets[len(temps)] if len(temps) < len(targets) else targets[0]
 
 
-def _flush(path: Path) -> None:
+def flush(path: Path) -> None:
     """Force the temp file's bytes to disk before the rename makes it visible."""
     fd = os.open(path, os.O_RDONLY)
     try:

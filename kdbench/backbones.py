@@ -293,11 +293,25 @@ class BackboneAdapter:
                 del self.model.forward
 
 
+# A compressed model (kdbench.strategies' compression baselines) is scored through dense, dequantised
+# or zero-filled tables but deployed in another format: its `DEPLOYED` attribute, a dict, holds that
+# format's `params` (weights stored), `size_bytes`, `format` and `kernel` (what `cost` times).
+DEPLOYED = "kdbench_deployed"
+
+
 def count_parameters(model: nn.Module) -> int:
+    """Weights stored: all parameters, or a compressed model's kept ones (`DEPLOYED`)."""
+    deployed = getattr(model, DEPLOYED, None)
+    if deployed is not None:
+        return int(deployed["params"])
     return sum(p.numel() for p in model.parameters())
 
 
 def model_size_bytes(model: nn.Module) -> int:
-    """Bytes of the deployed model's parameters and buffers."""
+    """Bytes of the deployed model: its parameters and buffers (dense float32: 4 bytes a parameter),
+    or a compressed model's format (`DEPLOYED`: CSR, packed integer codes and scales)."""
+    deployed = getattr(model, DEPLOYED, None)
+    if deployed is not None:
+        return int(deployed["size_bytes"])
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)

@@ -18,6 +18,7 @@ from kdbench.errors import KdbenchError
 from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec
 from kdbench.record import DEFAULTS, TEACHER, TUNED, Address, RunRecord, run_label
 from kdbench.record import identity_differences  # noqa: F401  (tuning imports it from here)
+from kdbench.teacher_file import FileTeacherSpec, parse_teacher
 from kdbench.train import TrainSettings
 
 # Intra-op threads per cell. The models are too small to gain from a second thread, and the thread
@@ -30,7 +31,7 @@ class Cell:
     """One unit of work. `strategy == "teacher"` is the teacher's own row."""
 
     dataset: str
-    teacher: BackboneSpec
+    teacher: BackboneSpec | FileTeacherSpec  # a model kdbench trains, or a teacher file
     student: BackboneSpec
     strategy: str
     seed: int
@@ -43,6 +44,10 @@ class Cell:
     variant: str = DEFAULTS
     threads: int = CELL_THREADS
     protocol: str = DEFAULT_PROTOCOL  # a preset of families.PROTOCOLS
+    # less training data (`kdbench data-share`, kdbench.run.subsample): this share of each user's training
+    # interactions, drawn with `subsample_seed`; in the identity only below 1.0
+    data_share: float = 1.0
+    subsample_seed: int = 0
 
     @property
     def label(self) -> str:
@@ -89,7 +94,7 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
             _, _, overrides = record["label"].partition("@")
             hparams = dict(item.split("=", 1) for item in overrides.split(",")) if overrides else {}
         return Cell(
-            dataset=record["dataset"], teacher=BackboneSpec.parse(record["teacher"]),
+            dataset=record["dataset"], teacher=parse_teacher(record["teacher"]),
             student=BackboneSpec.parse(record["student"]), strategy=strategy, seed=int(record["seed"]),
             hparams=tuple(sorted(hparams.items())), train=train, teacher_train=teacher_train,
             teacher_seed=int(config.get("teacher_seed", 0)),
@@ -97,9 +102,17 @@ def cell_from_record(record: RunRecord, source: str = "run record") -> Cell:
             split_seed=int(config.get("split_seed", DEFAULT_SPLIT_SEED)), variant=variant,
             threads=int(config.get("threads", CELL_THREADS)),
             protocol=str(record.get("protocol") or DEFAULT_PROTOCOL),
+            **_data_share(config.get("data_share")),
         )
     except KdbenchError as exc:
         raise KdbenchError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         detail = f"lacks {exc}" if isinstance(exc, KeyError) else f"has a malformed field ({exc})"
         raise KdbenchError(f"{source} {detail}: cannot rebuild the run it records") from None
+
+
+def _data_share(stored: Any) -> dict[str, Any]:
+    """A record's `config.data_share` ({share, seed}) as Cell fields; none (the whole split) when absent."""
+    if stored is None:
+        return {}
+    return {"data_share": float(stored["share"]), "subsample_seed": int(stored["seed"])}

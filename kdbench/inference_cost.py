@@ -16,6 +16,11 @@ other round (ABC CBA ABC ...): all targets see the same load, so their ratios ho
 machine. Per target: median, quartiles, min and max of the call time, for batches of 256 users
 (throughput) and of one user (latency). One JSON file per sitting,
 `<results>/cost/<dataset>/<teacher>.json`, written atomically; `kdbench report` reads it.
+
+Sequential shapes (a family without `catalogue_cost`) are measured the same way, once per shape and
+with the same repeats, on their dataset only: a query is a test user's input sequence (the family's
+`cost_adapter`), which synthetic catalogues do not have. Their sitting is named by the dataset's
+table label (`ml-100k@leave-one-out`), the label their leaderboard rows carry.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import numpy as np
 
 from kdbench import atomic
 from kdbench.data import TOPK
-from kdbench.families import BackboneSpec, family_of
-from kdbench.record import safe_name
+from kdbench.families import BackboneSpec, default_protocol, family_of
+from kdbench.record import dataset_label, safe_name
 
 COST_FORMAT = 1  # `kdbench_cost` in every cost file
 DEPLOYMENT_ITEMS = (100_000, 1_000_000)
@@ -41,6 +46,7 @@ BATCHES = (256, 1)  # users per call: throughput, then single-user latency
 K = max(TOPK)
 MIN_PER_USER = 20  # enough for a per-user 80/10/10 split with at least two items held out
 MODEL, ROOFLINE = "model", "roofline"
+COMPRESSED = "compressed"  # a compressed shape scored with its format's kernel (`compressed_cost`)
 MAX_ROUNDS = 500
 
 
@@ -124,61 +130,83 @@ class Sitting:
     students: tuple[BackboneSpec, ...]
     data_path: str | None = None
     split_seed: int = 2020
+    protocol: str | None = None  # None: the family's default (the general family's `random`)
+    # compressed shapes the suite deploys (`compressed_cost.cell_targets`): (spec, kind, budget spec)
+    compressed: tuple[tuple[str, str, str | None], ...] = ()
 
     @property
     def shapes(self) -> tuple[BackboneSpec, ...]:
         return (self.teacher, *self.students)
 
+    @property
+    def catalogue_cost(self) -> bool:
+        """Whether the shapes are also measured on synthetic catalogues (not a sequential family)."""
+        return family_of(self.teacher).catalogue_cost
+
+    @property
+    def label(self) -> str:
+        """The dataset as its tables name it: `ml-100k`, `ml-100k@leave-one-out`."""
+        return dataset_label(self.dataset, self.protocol or default_protocol(self.teacher))
+
     def path(self, results_dir: str | Path) -> Path:
-        return Path(results_dir) / "cost" / safe_name(self.dataset) / f"{safe_name(str(self.teacher))}.json"
+        return Path(results_dir) / "cost" / safe_name(self.label) / f"{safe_name(str(self.teacher))}.json"
 
 
 def sittings(cells: Iterable) -> list[Sitting]:
-    """One sitting per (dataset, teacher) of a suite's cells, its students by model and size.
-    Pairings of a family without `catalogue_cost` are left out: a sequential run measures its cost
-    per query itself (work.measure), on the test users' input sequences, which synthetic catalogues
-    do not have."""
+    """One sitting per (dataset, protocol, teacher) of a suite's cells, its students by model and
+    size; a general family's protocol is left at None where it is the family's default (the
+    sittings and files of before sequential shapes were measured). The compressed shapes its compression cells deploy are measured with them."""
+    from kdbench.compressed_cost import cell_targets
+
     found: dict[tuple, set] = {}
+    compressed: dict[tuple, dict] = {}
     for cell in cells:
-        if not family_of(cell.teacher).catalogue_cost:
-            continue
-        key = (cell.dataset, cell.teacher, cell.data_path, cell.split_seed)
+        protocol = None if cell.protocol == default_protocol(cell.teacher) else cell.protocol
+        key = (cell.dataset, cell.teacher, cell.data_path, cell.split_seed, protocol)
         found.setdefault(key, set()).add(cell.student)
+        compressed.setdefault(key, {}).update(dict.fromkeys(cell_targets(cell)))
     return [Sitting(dataset, teacher, tuple(sorted(students - {teacher}, key=lambda s: (s.model, s.dim))),
-                    data_path, split_seed)
-            for (dataset, teacher, data_path, split_seed), students in found.items()]
+                    data_path, split_seed, protocol, tuple(compressed[(dataset, teacher, data_path, split_seed, protocol)]))
+            for (dataset, teacher, data_path, split_seed, protocol), students in found.items()]
 
 
 def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup: int = 2,
                       batches: Sequence[int] = BATCHES, min_seconds: float = 3.0,
-                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                      log: Callable[[str], None] = print,
+                      compressed: Sequence[tuple[str, str, str | None]] = ()) -> list[dict[str, Any]]:
     """Every shape (randomly initialised, seed 0, frozen) and the roofline of every embedding size
     on `data`'s catalogue, interleaved; one row per target and batch size. `rounds` timed rounds, or
     as many more as fill about `min_seconds` (up to `MAX_ROUNDS`) where calls are quick."""
     import torch
 
-    from kdbench.backbones import BackboneAdapter, build_model, count_parameters
+    from kdbench.backbones import BackboneAdapter, build_model, count_parameters, model_size_bytes
     from kdbench.evaluate import recommend_topk
 
-    models = {}
+    models, adapters, n_queries = {}, {}, data.n_users
     for spec in shapes:
         torch.manual_seed(0)
         model = build_model(spec, data).eval()
         for param in model.parameters():
             param.requires_grad_(False)
         models[spec] = model
+        if family_of(spec).catalogue_cost:
+            adapters[spec] = BackboneAdapter(model, data.uid_field, data.iid_field)
+        else:  # a query is a test user's input sequence (the family's cost adapter, as in a run)
+            adapters[spec], n_queries = family_of(spec).cost_adapter(model, data)
     dims = sorted({spec.dim for spec in shapes}, reverse=True)
     rows = []
     for batch in batches:
-        users = sample_users(data.n_users, batch)
+        users = sample_users(n_queries, batch)
         targets: list[tuple[dict[str, Any], Callable[[], Any]]] = []
         for spec, model in models.items():
-            adapter = BackboneAdapter(model, data.uid_field, data.iid_field)
-            targets.append(({"kind": MODEL, "model": str(spec), "dim": spec.dim, "params": count_parameters(model)},
+            adapter = adapters[spec]
+            targets.append(({"kind": MODEL, "model": str(spec), "dim": spec.dim, "params": count_parameters(model),
+                             "size_bytes": model_size_bytes(model)},
                             lambda adapter=adapter: recommend_topk(adapter, users, K)))
         for dim in dims:
             targets.append(({"kind": ROOFLINE, "model": f"roofline:{dim}", "dim": dim, "params": None},
                             Roofline(data.n_items, dim, batch)))
+        targets += compressed_targets(models, compressed, users, data)
         calls = [fn for _, fn in targets]
         time_interleaved(calls, warmup)
         # at least `rounds`, more where a round is quick: about `min_seconds` of timing per batch size
@@ -189,6 +217,30 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
         for (target, _), seconds in zip(targets, times):
             rows.append(target | {"batch_users": batch} | spread(seconds))
     return rows
+
+
+def compressed_targets(models: dict, compressed, users, data) -> list[tuple[dict[str, Any], Callable[[], Any]]]:
+    """A target per compressed shape (`kdbench.compressed_cost`): the tables of the shape's randomly
+    initialised model (the same model the dense target times), compressed and scored with the
+    format's kernel."""
+    import torch
+
+    from kdbench.backbones import BackboneAdapter, model_size_bytes
+    from kdbench.compressed_cost import compressed_name, compressed_scorer
+
+    by_name = {str(spec): (spec, model) for spec, model in models.items()}
+    targets = []
+    for spec_name, kind, budget in compressed:
+        spec, model = by_name[spec_name]
+        with torch.no_grad():
+            tables = [t.detach().float().clone()
+                      for t in BackboneAdapter(model, data.uid_field, data.iid_field).representation_tables()]
+        budget_bytes = model_size_bytes(by_name[budget][1]) if budget else None
+        scorer = compressed_scorer(kind, *tables, K, budget_bytes)
+        targets.append(({"kind": COMPRESSED, "model": compressed_name(spec_name, kind, budget), "dim": spec.dim,
+                         "params": None, "size_bytes": scorer.size_bytes},
+                        lambda scorer=scorer: scorer(users)))
+    return targets
 
 
 def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, rounds: int = 11, warmup: int = 2,
@@ -202,10 +254,16 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
 
     torch.set_num_threads(threads)
     measurements = []
-    log(f"{sitting.dataset}: {', '.join(map(str, sitting.shapes))}")
-    data = load_data(sitting.dataset, sitting.data_path, split_seed=sitting.split_seed, work_dir=work_dir)
-    for row in measure_catalogue(data, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log):
-        measurements.append({"catalogue": sitting.dataset, "synthetic": False, "n_items": data.n_items,
+    log(f"{sitting.label}: {', '.join(map(str, sitting.shapes))}")
+    if sitting.catalogue_cost:
+        data = load_data(sitting.dataset, sitting.data_path, split_seed=sitting.split_seed, work_dir=work_dir)
+    else:  # the family's own protocol and loaders; the dataset only (`catalogues` do not apply)
+        data = load_data(sitting.dataset, sitting.data_path, model=sitting.teacher.model, split_seed=sitting.split_seed,
+                         work_dir=work_dir, protocol=sitting.protocol or default_protocol(sitting.teacher))
+        catalogues = ()
+    for row in measure_catalogue(data, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log,
+                                 compressed=sitting.compressed):
+        measurements.append({"catalogue": sitting.label, "synthetic": False, "n_items": data.n_items,
                              "n_users": data.n_users} | row)
     with tempfile.TemporaryDirectory(prefix="kdbench-cost-") as scratch:
         for n_items in catalogues:
@@ -213,13 +271,14 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
             root = write_synthetic_catalogue(Path(scratch) / "atomic", name, SYNTHETIC_USERS, n_items,
                                              SYNTHETIC_PER_USER)
             synthetic = load_data(name, str(root), split_seed=0, work_dir=Path(scratch) / "cache")
-            for row in measure_catalogue(synthetic, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log):
+            for row in measure_catalogue(synthetic, sitting.shapes, rounds, warmup, min_seconds=min_seconds, log=log,
+                                         compressed=sitting.compressed):
                 measurements.append({"catalogue": name, "synthetic": True, "n_items": synthetic.n_items,
                                      "n_users": synthetic.n_users} | row)
             del synthetic
     return {
         "kdbench_cost": COST_FORMAT,
-        "dataset": sitting.dataset,
+        "dataset": sitting.label,
         "teacher": str(sitting.teacher),
         "shapes": [str(s) for s in sitting.shapes],
         "settings": {"min_rounds": rounds, "min_seconds": min_seconds, "warmup": warmup, "threads": threads, "k": K, "batches": list(BATCHES),
@@ -263,6 +322,7 @@ def check_cost(payload: Any) -> str | None:
             value = row.get(field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 return f"measurement {number}: '{field}' is {value!r}, not a non-negative number"
-        if row["kind"] not in (MODEL, ROOFLINE):
-            return f"measurement {number}: 'kind' is {row['kind']!r}, expected '{MODEL}' or '{ROOFLINE}'"
+        if row["kind"] not in (MODEL, ROOFLINE, COMPRESSED):
+            return (f"measurement {number}: 'kind' is {row['kind']!r}, expected '{MODEL}', '{ROOFLINE}' "
+                    f"or '{COMPRESSED}'")
     return None

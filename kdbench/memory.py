@@ -17,6 +17,7 @@ from kdbench.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
 from kdbench.record import resolved_hparams
+from kdbench.teacher_file import is_file_teacher
 
 FLOAT_BYTES = 4
 TRAINING_COPIES = 5  # weights, gradients, Adam's two moments, best weights
@@ -25,7 +26,10 @@ UNKNOWN_SIZE = (1, 1)
 
 
 def model_bytes(spec: BackboneSpec, n_users: int, n_items: int) -> int:
-    """Bytes of a model's embedding tables (RecBole ids include one padding id each)."""
+    """Bytes of a model's embedding tables (RecBole ids include one padding id each); a teacher
+    file's: its lists and scores (K per user, 8 + 4 bytes each) and item embeddings."""
+    if is_file_teacher(spec):
+        return (n_users + 1) * spec.k * 12 + (n_items + 1) * spec.dim * FLOAT_BYTES
     rows = (n_users + 1) + (n_items + 1)
     return rows * spec.dim * spec.card.tables_per_row * FLOAT_BYTES
 

@@ -26,8 +26,10 @@ from typing import Any, Callable, Iterator, TypedDict
 from kdbench import atomic
 from kdbench.datasets.location import recorded_data_path
 from kdbench.families import DEFAULT_PROTOCOL, get_protocol
+from kdbench.metrics import VALID_PRIMARY_METRIC
 from kdbench.stored import DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
+from kdbench.teacher_file import is_file_teacher
 
 RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
 # The names a run record uses, defined once for the runner, the tuner and the report.
@@ -103,7 +105,10 @@ RunRecord = TypedDict("RunRecord", {
     "data_fingerprint": str, "test": Numbers, "valid_ndcg@10": float, "cost": Numbers, "training": dict,
     "hparams": dict, "per_user": dict, "training_only_params": int, "teacher_test": Numbers,
     "teacher_trained_further": bool, "wall_seconds": float, "beyond": Numbers, "test_users": dict,
+    "compression": dict,
 }, total=False)
+# `compression` (compression baselines, issue 28): the deployed format of a compressed model
+# (`format`, `kernel`, `params` stored, `size_bytes`); `cost.size_bytes` is then that format's size.
 # `beyond` (runs since issue 27): the test users' beyond-accuracy metrics (`kdbench.beyond`);
 # `test_users.train_interactions`: each test user's training interactions, in `per_user`'s order.
 
@@ -113,8 +118,11 @@ _SECTIONS = tuple(key for key, kind in RunRecord.__annotations__.items() if kind
 _NUMERIC_SECTIONS = tuple(key for key, kind in RunRecord.__annotations__.items() if kind == Numbers)
 # What the seed determines, so that a rerun of the cell must give it again (`kdbench reproduce`):
 # sections compared key by key, and single fields (dotted paths); never timings.
-SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user")
-SEED_DETERMINED_FIELDS = ("status", "error", "valid_ndcg@10", "training.best_epoch", "training.epochs_run",
+SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user", "beyond")
+# Sections records hold only since they were added: compared when the stored run has them, so a run
+# made before (no `beyond` before issue 27) still reproduces on the values it holds.
+ADDED_SECTIONS = frozenset({"beyond"})
+SEED_DETERMINED_FIELDS = ("status", "error", VALID_PRIMARY_METRIC, "training.best_epoch", "training.epochs_run",
                           "training.valid_curve", "cost.params")
 # One flat column per nested field, for tables of runs: column -> (section, field).
 FLAT_FIELDS = {
@@ -122,6 +130,9 @@ FLAT_FIELDS = {
     "size_bytes": ("cost", "size_bytes"),
     "train_s_per_epoch": ("training", "seconds_per_epoch"),
     "kd_prepare_seconds": ("training", "kd_prepare_seconds"),
+    # the rest of the time breakdown (`work.measure`; absent from records that predate it)
+    **{key: ("training", key) for key in ("train_seconds", "eval_seconds", "test_seconds",
+                                          "teacher_load_seconds", "cost_seconds")},
     "epochs_run": ("training", "epochs_run"),
     "best_epoch": ("training", "best_epoch"),
     "hit_epoch_cap": ("training", "hit_epoch_cap"),
@@ -156,7 +167,7 @@ def check_record(record: Any) -> str | None:
     for key, value in (record.get("training") or {}).items():
         if key != "valid_curve" and not (_is_number(value) or isinstance(value, bool)):
             return f"'training.{key}' is {value!r}, not a number"
-    for key in ("valid_ndcg@10", "wall_seconds"):
+    for key in (VALID_PRIMARY_METRIC, "wall_seconds"):
         if key in record and not _is_number(record[key]):
             return f"'{key}' is {record[key]!r}, not a number"
     if record["status"] == "ok" and not isinstance(record.get("test"), dict):
@@ -218,7 +229,18 @@ def identity(cell, device: str) -> dict[str, Any]:
     if not cell.is_teacher:
         identity["hparams"] = resolved_hparams(cell)
         identity["strategy_code"] = STRATEGIES.get(cell.strategy).code_version()
-    return identity
+    if is_file_teacher(cell.teacher):  # its content: a changed file makes the cell's runs stale
+        identity["teacher_file"] = cell.teacher.identity()
+    return identity | data_share_identity(cell)
+
+
+def data_share_identity(cell) -> dict[str, Any]:
+    """`{"data_share": {"share", "seed"}}` for a cell trained on a share of its training split
+    (`kdbench.run.subsample`), {} for the whole split: cells made before shares existed keep their identity."""
+    share = getattr(cell, "data_share", 1.0)
+    if share == 1.0:
+        return {}
+    return {"data_share": {"share": float(share), "seed": int(cell.subsample_seed)}}
 
 
 def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -257,7 +279,7 @@ def teacher_identity(cell, fingerprint: str) -> dict[str, Any]:
         "model_config": cell.teacher.size_overrides(),
         "seed": cell.teacher_seed,
         "train": cell.teacher_settings.as_dict(),
-    }
+    } | data_share_identity(cell)
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -370,9 +392,10 @@ class RunStore:
               protocol: str | None = None) -> Path:
         return self.put(Address(dataset, pairing, label, seed, protocol or DEFAULT_PROTOCOL), record)
 
-    def clear_partial_writes(self) -> int:
-        """Remove temp files left by a write that was killed before its rename; they never count."""
-        stale = list(self.runs.rglob(".*.tmp")) if self.runs.is_dir() else []
+    def clear_partial_writes(self, in_use: Callable[[Path], bool] = lambda tmp: False) -> int:
+        """Remove temp files left by a write that was killed before its rename; they never count.
+        `in_use(tmp)` spares the temp files of a write another process is making now."""
+        stale = [tmp for tmp in self.runs.rglob(".*.tmp") if not in_use(tmp)] if self.runs.is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)

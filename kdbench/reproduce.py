@@ -23,8 +23,8 @@ from typing import Any, Callable
 from kdbench.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_file
-from kdbench.record import (SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model, read_record,
-                            stale_fields)
+from kdbench.record import (ADDED_SECTIONS, SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model,
+                            read_record, stale_fields)
 
 # Largest relative difference of an aggregate test metric accepted when the run is reproduced on
 # another CPU model; measured: a BPR-64 teacher made on an AMD EPYC and retrained on an Intel Xeon
@@ -112,6 +112,8 @@ def differences(stored: dict[str, Any], reproduced: dict[str, Any]) -> list[str]
     """One line per compared value that differs: `key: stored X, reproduced Y`."""
     lines = []
     for section in SEED_DETERMINED_SECTIONS:
+        if section in ADDED_SECTIONS and section not in stored:
+            continue  # a run made before the section existed
         old, new = stored.get(section) or {}, reproduced.get(section) or {}
         for key in sorted(set(old) | set(new)):
             if key not in old or key not in new:

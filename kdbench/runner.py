@@ -6,6 +6,9 @@ writes result files and the teacher cache (its parts, one job each, are in `kdbe
 - each cell's result is written atomically as its own JSON file, with its log beside it; a
   finished cell whose stored identity equals the cell's is skipped (`force=True` redoes it), so an
   interrupted suite resumes where it stopped (`run.stored_runs`);
+- two processes sharing the folders claim each cell and teacher before computing it
+  (`run.claims`): a teacher is trained once and loaded by the other, a cell claimed elsewhere is
+  skipped and its result reused once stored (or the cell taken over if its process died);
 - a cell that raises (or whose loss turns NaN, or whose worker died) is recorded as failed with its
   error, and the suite goes on;
 - a damaged stored result stops the run before anything trains (with --force it is redone), and a
@@ -15,6 +18,7 @@ writes result files and the teacher cache (its parts, one job each, are in `kdbe
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -23,10 +27,13 @@ from kdbench.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor, SerialExecutor
 from kdbench.record import RunRecord, RunStore, base_record
+from kdbench.run import claims
+from kdbench.run.claims import Claim, try_claim
 from kdbench.run.splits import Splits
 from kdbench.run.stored_runs import StoredRuns
 from kdbench.run.teachers import TeacherCache
 from kdbench.run.validation import validate_cells
+from kdbench.teacher_file import is_file_teacher
 from kdbench.work import CellTask, TeacherArtifact, run_task
 
 __all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
@@ -49,12 +56,12 @@ class Runner:
 
     def __post_init__(self) -> None:
         self.store = RunStore(self.results_dir)
-        self.store.clear_partial_writes()
         self.cache_dir = Path(self.cache_dir)
         self.executor = self.executor or SerialExecutor()
         self.executed = 0  # cells this Runner actually ran (not found finished)
         self.splits = Splits(self.device, self.cache_dir)
         self.stored = StoredRuns(self.store, self.device, self.force, self.splits.fingerprint)
+        self.stored.clear_partial_writes()
         self.cache = TeacherCache(self.cache_dir, self.splits.fingerprint, self.heal_cache, self.log)
 
     # -- what the parts answer (the tuner and the CLI ask them through the runner) -----------------
@@ -63,6 +70,14 @@ class Runner:
 
     def check_no_overwrite(self, cells: Iterable[Cell]) -> None:
         self.stored.check_no_overwrite(cells)
+
+    def check_teacher_files(self, cells: Iterable[Cell]) -> None:
+        """Each teacher file these cells read, checked against its cell's split (one line if not)."""
+        checked = set()
+        for cell in cells:
+            if is_file_teacher(cell.teacher) and (cell.teacher, cell.dataset, cell.protocol) not in checked:
+                self.splits.check_teacher_file(cell)
+                checked.add((cell.teacher, cell.dataset, cell.protocol))
 
     def fingerprint(self, cell: Cell) -> str:
         return self.splits.fingerprint(cell)
@@ -94,23 +109,78 @@ class Runner:
                         ensemble=ensemble)
 
     def run_all(self, cells: list[Cell], on_record: OnRecord | None = None) -> list[RunRecord]:
-        """Run every cell not finished with the same identity; returns the records in cell order."""
+        """Run every cell not finished with the same identity; returns the records in cell order.
+
+        The teachers come first (each trained once, `teachers`); then the cells, claimed
+        (`run.claims`) a few at a time (twice the executor's workers), so that a second process on
+        the same folder runs the others. A cell another process holds is skipped and looked at
+        again after each batch: its stored result is taken once it appears, or, if that process
+        died, this one claims and runs it."""
         records: list[RunRecord | None] = [None] * len(cells)
         notify = on_record or (lambda cell, record: None)
-        todo: list[int] = []
-        for index, cell in enumerate(cells):
-            record, same = self.stored.lookup(cell)
-            if same and not self.force:
-                records[index] = record
-                notify(cell, record)
-            else:
-                todo.append(index)
+        started = time.time()
+        todo = [index for index, cell in enumerate(cells) if not self._reuse(cells, index, records, notify)]
         if not todo:
             return records
-        self.executed += len(todo)
         artifacts = self.teachers(cells[i] for i in todo)
+        batch = 2 * max(1, self.executor.workers)
+        told = False
+        while todo:
+            mine, todo = self._claim(cells, todo, records, notify, started, batch)
+            try:
+                self.executed += len(mine)
+                self._run_cells(cells, mine, artifacts, records, notify)
+            finally:
+                for claim in mine.values():
+                    claim.release()
+            if todo and not mine:
+                if not told:
+                    self.log(f"{len(todo)} cell(s) are being run by another process "
+                             f"({claims.owner(self.stored.claim_path(cells[todo[0]]))}...); waiting for them")
+                    told = True
+                time.sleep(claims.POLL_SECONDS)
+        return records
+
+    def _reuse(self, cells: list[Cell], index: int, records: list[RunRecord | None], notify: OnRecord,
+               since: float | None = None) -> bool:
+        """Take the cell's stored result if it is finished with the cell's identity (with `force`:
+        only one stored since `since`, by another process of the same folder)."""
+        cell = cells[index]
+        record, same = self.stored.lookup(cell)
+        if not same or (self.force and (since is None or self.stored.stored_at(cell) < since)):
+            return False
+        records[index] = record
+        notify(cell, record)
+        return True
+
+    def _claim(self, cells: list[Cell], indices: list[int], records: list[RunRecord | None], notify: OnRecord,
+               started: float, limit: int) -> tuple[dict[int, Claim], list[int]]:
+        """(up to `limit` cells of `indices` claimed now, the cells left: held by another process or
+        not looked at yet). A cell stored meanwhile by another process is taken, not claimed."""
+        mine: dict[int, Claim] = {}
+        left: list[int] = []
+        try:
+            for index in indices:
+                if len(mine) >= limit:
+                    left.append(index)
+                elif (claim := try_claim(self.stored.claim_path(cells[index]))) is None:
+                    left.append(index)
+                elif self._reuse(cells, index, records, notify, started):  # stored between look and claim
+                    claim.release()
+                else:
+                    mine[index] = claim
+        except BaseException:
+            for claim in mine.values():
+                claim.release()
+            raise
+        return mine, left
+
+    def _run_cells(self, cells: list[Cell], mine: dict[int, Claim], artifacts: dict[str, TeacherArtifact | Exception],
+                   records: list[RunRecord | None], notify: OnRecord) -> None:
+        """The claimed cells: teacher rows and cells whose teacher failed at once, then the students
+        in parallel; each cell's claim is released once its record is written."""
         students = []
-        for index in todo:
+        for index in mine:
             cell = cells[index]
             artifact = artifacts[self.teacher_key(cell)]
             ensemble = self.ensemble(cell, artifacts)
@@ -124,12 +194,13 @@ class Runner:
             else:
                 students.append((index, artifact, ensemble))
                 continue
+            mine[index].release()
             notify(cell, records[index])
-        self._run_students(cells, students, records, notify)
-        return records
+        if students:
+            self._run_students(cells, students, records, notify, mine)
 
     def _run_students(self, cells: list[Cell], students: list[tuple[int, TeacherArtifact, tuple]],
-                      records: list[RunRecord | None], notify: OnRecord) -> None:
+                      records: list[RunRecord | None], notify: OnRecord, held: dict[int, Claim]) -> None:
         """Stage 2: the student cells (by index, with their teacher and ensemble), in parallel; each
         record is written as it arrives."""
         tasks = [self._task(cells[index], artifact, ensemble=ensemble) for index, artifact, ensemble in students]
@@ -142,6 +213,7 @@ class Runner:
                 records[index] = self.stored.write_failed(cell, f"{type(result).__name__}: {result}")
             else:
                 records[index] = self.stored.write(cell, result.record, result.log)
+            held[index].release()
             notify(cell, records[index])
 
     def run(self, cell: Cell) -> RunRecord:

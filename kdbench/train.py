@@ -133,6 +133,15 @@ def train_step(student: BackboneAdapter, batch, optimizer: torch.optim.Optimizer
     return loss.detach()
 
 
+def validate_only(model: nn.Module, data: PreparedData) -> FitResult:
+    """The result of a strategy that does not train (`trains` False): 0 epochs, one validation."""
+    start = time.perf_counter()
+    valid = full_ranking(model, data.valid, data.config).metrics[VALID_METRIC]
+    return FitResult(best_epoch=0, epochs_run=0, hit_epoch_cap=False, best_valid=valid, train_seconds=0.0,
+                     eval_seconds=time.perf_counter() - start, seconds_per_epoch=0.0, valid_curve=[(0, valid)],
+                     best_state=copy.deepcopy(model.state_dict()))
+
+
 def fit(
     model: nn.Module,
     data: PreparedData,
@@ -141,7 +150,10 @@ def fit(
     seed: int = 0,
     on_epoch: Callable[[int, float | None], None] | None = None,
 ) -> FitResult:
-    """Train `model` on `data.train` until validation NDCG@10 stops improving; keep the best weights."""
+    """Train `model` on `data.train` until validation NDCG@10 stops improving; keep the best weights.
+    A strategy that does not train is validated once (`validate_only`)."""
+    if strategy is not None and not strategy.trains:
+        return validate_only(model, data)
     device = data.config["device"]
     student = BackboneAdapter(model, data.uid_field, data.iid_field)
     optimizer = make_optimizer(model, settings, strategy)

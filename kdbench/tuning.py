@@ -23,7 +23,8 @@ Trials run through the executors in rounds: each round asks every unfinished stu
 and runs them side by side; the driver alone writes the storage. Every worker keeps the loaded
 teacher for the next trial (`work.load_teacher`). A study killed mid-round resumes where it
 stopped: a trial that was running is marked failed ("interrupted") and spends no budget; finished
-trials are never repeated.
+trials are never repeated. Two processes tuning the same study take turns (`claim_study`): the
+second waits, then resumes the study, which is finished or refused if made with other settings.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
 from kdbench.datasets.location import recorded_data_path
 from kdbench.errors import KdbenchError, choices
 from kdbench.record import dataset_label, safe_name
+from kdbench.run import claims
+from kdbench.run.claims import Claim, try_claim, wait_until_free
 from kdbench.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
@@ -47,7 +50,7 @@ from kdbench.study_storage import check_storage
 from kdbench.trial import HALVING, MEDIAN, PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
 
-TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner"}
+TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner", "teacher"}
 PRUNER_KEYS = {MEDIAN: {"kind", "startup_trials", "warmup_epochs"}, HALVING: {"kind", "first_rung", "reduction_factor"}}
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
@@ -64,6 +67,7 @@ class TuningSettings:
     sampler_seed: int = 0
     startup_trials: int = 5  # TPE draws at random before it models the trials
     pruner: PrunerSettings = field(default_factory=PrunerSettings)
+    teacher: bool = False  # each pairing's teacher gets its own study first (`teacher_tuning`); not in `as_dict`
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None,
@@ -88,6 +92,7 @@ class TuningSettings:
                 sampler_seed=int(spec.get("sampler_seed", cls.sampler_seed)),
                 startup_trials=int(spec.get("startup_trials", cls.startup_trials)),
                 pruner=_pruner(dict(spec.get("pruner") or {})),
+                teacher=_flag(spec.get("teacher", False), "tuning: teacher"),
             )
         except (TypeError, ValueError) as exc:
             raise KdbenchError(f"bad tuning setting: {exc}") from None
@@ -106,6 +111,12 @@ class TuningSettings:
     def as_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "unit": self.unit, "seeds": list(self.seeds), "sampler_seed": self.sampler_seed,
                 "startup_trials": self.startup_trials, "pruner": self.pruner.describe(), "defaults_first": True}
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise KdbenchError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def _pruner(spec: dict[str, Any]) -> PrunerSettings:
@@ -130,8 +141,17 @@ class Study:
     data_fingerprint: str | None = None  # the hash of the split it tunes on (None: not loaded)
 
     @property
+    def pairing(self) -> str:
+        return self.cell.pairing
+
+    @property
+    def label(self) -> str:
+        """What the study tunes: the strategy (`teacher` for a pairing's teacher study)."""
+        return self.cell.strategy
+
+    @property
     def name(self) -> str:
-        return f"{self.dataset}/{self.cell.pairing}/{self.cell.strategy}"
+        return f"{self.dataset}/{self.pairing}/{self.label}"
 
     @property
     def dataset(self) -> str:
@@ -140,15 +160,15 @@ class Study:
 
     @property
     def folder(self) -> Path:
-        return self.root / "tuning" / safe_name(self.dataset) / safe_name(self.cell.pairing)
+        return self.root / "tuning" / safe_name(self.dataset) / safe_name(self.pairing)
 
     @property
     def storage_path(self) -> Path:
-        return self.folder / f"{safe_name(self.cell.strategy)}.db"
+        return self.folder / f"{safe_name(self.label)}.db"
 
     @property
     def best_path(self) -> Path:
-        return self.folder / f"{safe_name(self.cell.strategy)}.json"
+        return self.folder / f"{safe_name(self.label)}.json"
 
     def space(self) -> dict[str, Distribution]:
         return {**STRATEGIES.get(self.cell.strategy).tuning_space(), **SHARED_TRAINING_SPACE}
@@ -184,10 +204,11 @@ class Study:
 
 
 def study_cells(cells: list[Cell]) -> list[Cell]:
-    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's)."""
+    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's); a strategy that
+    does not train (`trains` False: svd, prune, quant) has nothing to tune and gets no study."""
     seen: dict[tuple, Cell] = {}
     for cell in cells:
-        if cell.strategy != TEACHER and cell.variant != TUNED:
+        if cell.strategy != TEACHER and cell.variant != TUNED and STRATEGIES.get(cell.strategy).trains:
             seen.setdefault((cell.dataset, cell.protocol, cell.pairing, cell.strategy), cell)
     return list(seen.values())
 
@@ -284,8 +305,39 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
         STRATEGIES.get(cell.strategy)
     check_storages(cells, runner.results_dir, force)
     studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir), runner.fingerprint(cell)) for cell in cells]
+    return run_studies(runner, studies, settings, force, on_trial)
+
+
+def run_studies(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool = False,
+                on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
+    """Open `studies` and run them side by side, a round of one trial each, until every budget is
+    spent; returns their summaries (also written as JSON)."""
+    held: list[Claim] = []
+    try:
+        for study in sorted(studies, key=lambda study: study.name):
+            held.append(claim_study(study, runner.log))
+        return _tune_claimed(runner, studies, settings, force, on_trial)
+    finally:
+        for claim in held:
+            claim.release()
+
+
+def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
+    """The study's claim (`run.claims`), waiting while another process tunes it: one process at a
+    time opens a study, so its identity is set once and checked by the next, and no live process's
+    running trial is taken for an interrupted one. Claimed in name order, so two tuners never wait
+    for each other in a circle."""
+    path = study.folder / f".{safe_name(study.cell.strategy)}{claims.SUFFIX}"
+    while (claim := try_claim(path)) is None:
+        wait_until_free(path, lambda owner: log(f"waiting for study {study.name}: {owner} is tuning it"))
+    return claim
+
+
+def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool,
+                  on_trial: Callable[[Study, TrialOutcome], None] | None) -> list[dict[str, Any]]:
+    cells = [study.cell for study in studies]
     opened = {study.name: open_study(study, settings, force) for study in studies}
-    artifacts = runner.teachers(cells)
+    artifacts = runner.teachers([study.cell for study in studies])
     for study in studies:
         for artifact in (artifacts[runner.teacher_key(study.cell)], runner.ensemble(study.cell, artifacts)):
             if isinstance(artifact, Exception):
@@ -379,8 +431,8 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
     defaults = next((t for t in trials if t.user_attrs.get(DEFAULTS) and _counted(t)), None)
     summary = {
         "dataset": study.dataset,
-        "pairing": study.cell.pairing,
-        "strategy": study.cell.strategy,
+        "pairing": study.pairing,
+        "strategy": study.label,
         "study": study.name,
         "storage": study.storage_path.name,
         "budget": settings.budget,

@@ -1,12 +1,16 @@
 """`python -m kdbench verify`: a results folder is what the current code stands behind.
 
-- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`, `reproduction/*/runs/`), tuning
-  summary and inference-cost file (`cost/`, `quick/cost/`) parses and has its structure
+- every stored run file (`runs/`, `quick/runs/`, `sweep/runs/`, `reproduction/*/runs/`,
+  `data_share/share-*/runs/`), tuning summary and inference-cost file (`cost/`, `quick/cost/`)
+  parses and has its structure
   (`record.check_record`, `inference_cost.check_cost`); a damaged one is an error. Cells of the
   suite that have not run yet (a new size sweep, say) are not errors: verify checks what is stored,
   and `report` shows it;
 - every run's identity (`config`) equals what the current code gives its cell, or the run is
   flagged stale (made by other strategy code or settings; `strict` makes that an error);
+- no run record holds an absolute folder (`locations.absolute_fields`: a record names its data by
+  catalogue name and fingerprint): each is a warning (`strict` makes it an error), with the command
+  that drops those it can (`verify --drop-locations`, `locations.drop_locations`);
 - each leaderboard's Markdown, CSV and JSON, and `reproduction.md` / `.csv`, are byte for byte what
   `report` writes from these runs now (the Pareto and compression PNGs are left out: their bytes
   depend on the matplotlib build).
@@ -20,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.cells import cell_from_record
+from kdbench.report.data_share import DATA_SHARE_FOLDER
 from kdbench.errors import KdbenchError
+from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
 from kdbench.record import RunStore, stale_fields
@@ -37,13 +43,21 @@ class Verification:
     errors: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)  # 'path: field holds an absolute folder ...'
+
+
+def run_roots(results_dir: str | Path) -> list[Path]:
+    """Every folder under the results folder that may hold `runs/` (`RUN_ROOTS`, the reproductions)."""
+    results_dir = Path(results_dir)
+    reproductions = sorted(p.parent for p in (results_dir / "reproduction").glob("*/paper.json"))
+    shares = sorted((results_dir / DATA_SHARE_FOLDER).glob("share-*"))  # `sweep-data`'s runs, one folder a share
+    return [results_dir / sub for sub in RUN_ROOTS] + reproductions + shares
 
 
 def verify(results_dir: str | Path) -> Verification:
     results_dir = Path(results_dir)
     found = Verification()
-    reproductions = sorted(p.parent for p in (results_dir / "reproduction").glob("*/paper.json"))
-    for root in [results_dir / sub for sub in RUN_ROOTS] + reproductions:
+    for root in run_roots(results_dir):
         _check_runs(RunStore(root), found)
     tuning = results_dir / "tuning"
     for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:
@@ -91,6 +105,10 @@ def _check_runs(store: RunStore, found: Verification) -> None:
             found.errors.append(str(exc))
             continue
         found.runs += 1
+        for name, value in absolute_fields(record):
+            fix = ("`python -m kdbench verify --drop-locations` drops it" if name == "config.data_path"
+                   and droppable(record) else "a dataset outside the catalogue: give it a relative --data-path")
+            found.locations.append(f"{path}: {name} holds an absolute folder ('{value}'); {fix}")
         try:
             changed = stale_fields(cell_from_record(record, str(path)), record.get("config") or {})
         except KdbenchError as exc:  # e.g. a plugin strategy whose plugin was not given

@@ -14,13 +14,14 @@ import logging
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from kdbench.backbones import build_model
+from kdbench.backbones import DEPLOYED, build_model
 from kdbench.cells import Cell
+from kdbench.compressed_cost import cell_targets, compressed_name
 from kdbench.data import PreparedData
 from kdbench.errors import KdbenchError
 from kdbench.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, item_counts, user_train_counts
@@ -28,6 +29,10 @@ from kdbench.evaluate import full_ranking, inference_cost
 from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
+from kdbench.run.subsample import FULL_SHARE, subsample_training
+from kdbench.strategies.shared_knowledge import share_teacher
+from kdbench.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
+                                  read_teacher_file)
 from kdbench.train import FitResult, TrainSettings, fit
 from kdbench.trajectory import TrajectoryRecorder, from_bytes, to_bytes
 
@@ -94,7 +99,12 @@ def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, devic
     if key not in _DATA:
         _DATA[key] = load_data(cell.dataset, cell.data_path, model=spec.model, batch_size=settings.batch_size,
                                split_seed=cell.split_seed, device=device, work_dir=work_dir, protocol=cell.protocol)
-    return _DATA[key]
+    if cell.data_share == FULL_SHARE:
+        return _DATA[key]
+    share_key = key + (cell.data_share, cell.subsample_seed)  # a share of the training split: kdbench.run.subsample
+    if share_key not in _DATA:
+        _DATA[share_key] = subsample_training(_DATA[key], cell.data_share, cell.subsample_seed)
+    return _DATA[share_key]
 
 
 def prepare_worker(task: CellTask) -> None:
@@ -181,6 +191,7 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
         parameter.requires_grad_(trainable)
     if not trainable and artifact.key:
         _TEACHERS[key] = model
+        share_teacher(model, f"{artifact.key}@{device}")  # its top-N lists too, across trials and seeds
         while len(_TEACHERS) > KEPT_TEACHERS:
             _TEACHERS.popitem(last=False)
     return model
@@ -189,7 +200,8 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
 def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
                       timings: dict[str, float] | None = None):
     """(data, student model, prepared strategy, preparation seconds) of a student cell; `timings`,
-    if given, receives `teacher_load_seconds` (the teacher built from its artifact)."""
+    if given, receives `teacher_load_seconds` (the teacher built from its artifact). The model is
+    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher)."""
     from recbole.utils import init_seed
 
     cell = task.cell
@@ -197,19 +209,34 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
         raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
     strategy_class = STRATEGIES.get(cell.strategy)
     start = time.perf_counter()
-    teacher = load_teacher(cell, task.teacher, task.device, task.work_dir, trainable=strategy_class.updates_teacher)
+    from_file = is_file_teacher(cell.teacher)
+    teacher = None if from_file else load_teacher(cell, task.teacher, task.device, task.work_dir,
+                                                  trainable=strategy_class.updates_teacher)
     if timings is not None:
         timings["teacher_load_seconds"] = time.perf_counter() - start
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)
     init_seed(cell.seed, True)
     student = build_model(cell.student, data, task.device, init_std=cell.train.init_std)
     context = family_of(cell.student).context(data, student, teacher, task.device, cell.seed)
+    if from_file:
+        context = replace(context, teacher=file_teacher_adapter(cell, data, context, task.device))
     context.trajectories = tuple(from_bytes(artifact.trajectory) for artifact in task.ensemble)
     strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
     strategy.prepare()
+    student = strategy.model_to_train(student)  # a compression baseline's compressed teacher
     return data, student, strategy, time.perf_counter() - start
+
+
+def file_teacher_adapter(cell: Cell, data: PreparedData, context, device: str) -> FileTeacherAdapter:
+    """The cell's teacher file, read, checked against the split and seen as a teacher adapter."""
+    teacher = read_teacher_file(cell.teacher.path)
+    if content_hash(cell.teacher.path) != cell.teacher.sha256:
+        raise KdbenchError(f"teacher file {cell.teacher.path} changed since the run was planned: run it again")
+    check_against_split(teacher, cell.dataset, family_of(cell.student).name, context.n_users, data.n_items,
+                        data.fingerprint, data.history, cell.protocol, cell.split_seed)
+    return FileTeacherAdapter(teacher, context.uid_field, context.iid_field, device)
 
 
 def _train_student(task: CellTask) -> RunRecord:
@@ -218,17 +245,32 @@ def _train_student(task: CellTask) -> RunRecord:
     data, student, strategy, prepare_seconds = build_student_run(task, timings=timings)
     result = fit(student, data, cell.train, strategy=strategy, seed=cell.seed,
                  on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"))
-    record = measure(cell, student, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
+    deployed = deployed_model(strategy, student)
+    record = measure(cell, deployed, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
+    if getattr(deployed, DEPLOYED, None) is not None:
+        record["compression"] = dict(getattr(deployed, DEPLOYED))  # format, kernel, params, bytes
+        targets = cell_targets(cell)
+        if targets:  # the shape `kdbench cost` times with the format's kernel (the row's inference cost)
+            record["model"] = compressed_name(*targets[-1])
     record["training"].update(timings)
     record["hparams"] = strategy.hparams
     teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()
     record["training_only_params"] = sum(p.numel() for p in strategy.parameters() if id(p) not in teacher)
-    record["teacher_test"] = task.teacher.meta["test"]  # the cached teacher's, before any further training
+    if task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
+        record["teacher_test"] = task.teacher.meta["test"]
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
     if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams) and cache keys
         record["ensemble"] = [{"teacher": artifact.meta.get("model"), "key": artifact.key,
                                "test": artifact.meta.get("test")} for artifact in task.ensemble]
     return record
+
+
+def deployed_model(strategy, model):
+    """The model a run deploys: the trained one, or what a strategy (a composite's parts, in order)
+    makes of it after training (`compress`: quantised)."""
+    for part in getattr(strategy, "members", None) or [strategy]:
+        model = part.compress(model) or model
+    return model
 
 
 def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare_seconds: float,

@@ -102,3 +102,17 @@ def test_groups_partition_a_random_population():
     assert (counts[groups == LIGHT] <= q1).all() and (counts[groups != LIGHT] > q1).all()
     assert (counts[groups == HEAVY] >= q3).all() and (counts[groups == MIDDLE] < q3).all()
     assert 0.25 <= (groups == LIGHT).mean() < 0.3 and 0.25 <= (groups == HEAVY).mean() < 0.3
+
+
+def test_reproduce_compares_beyond_only_where_the_stored_run_has_it():
+    from kdbench.reproduce import differences
+
+    test = {"ndcg@10": 0.25}
+    beyond = {"giniindex@10": 0.9, "itemcoverage@10": 0.2, "tail_ratio": 0.8}
+    rerun = {"status": "ok", "test": test, "beyond": beyond}
+    assert differences({"status": "ok", "test": test}, rerun) == []  # made before the metrics existed
+    assert differences({"status": "ok", "test": test, "beyond": beyond}, rerun) == []
+    changed = differences({"status": "ok", "test": test, "beyond": beyond | {"giniindex@10": 0.8}}, rerun)
+    assert changed == ["beyond.giniindex@10: stored 0.8, reproduced 0.9"]
+    assert differences({"status": "ok", "test": test, "beyond": beyond}, {"status": "ok", "test": test}) == [
+        "beyond.giniindex@10: not reproduced", "beyond.itemcoverage@10: not reproduced", "beyond.tail_ratio: not reproduced"]

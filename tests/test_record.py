@@ -82,3 +82,11 @@ def test_the_beyond_and_test_user_blocks_are_optional_and_checked():
     assert "different lengths" in check_record(new | {"test_users": {"train_interactions": [40]}})
     assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, -1]}})
     assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, 1.5]}})
+
+
+def test_the_seed_determined_validation_field_is_named_from_the_primary_metric():
+    from kdbench.metrics import PRIMARY_METRIC
+    from kdbench.record import SEED_DETERMINED_FIELDS
+
+    assert f"valid_{PRIMARY_METRIC}" in SEED_DETERMINED_FIELDS
+    assert SEED_DETERMINED_FIELDS[2] == "valid_ndcg@10"

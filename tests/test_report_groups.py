@@ -11,7 +11,7 @@ import pytest
 from kdbench import stats
 from kdbench.record import RunStore
 from kdbench.report import aggregate, load_runs, write_reports
-from kdbench.report.groups import GROUPS_LEGEND
+from kdbench.report.groups import GROUPS_LEGEND, dataset_groups
 from tests.test_report import PAIRING, USERS, record
 
 # USERS' training interactions: q1 = 3 (numpy 'lower'), q3 = 8 ('higher'): light 3, 5, 8; heavy 89, 144, 233.
@@ -60,7 +60,7 @@ def test_group_columns_are_the_paired_statistics_on_each_groups_users(runs):
     for group, users in (("light", LIGHT), ("heavy", HEAVY)):
         x, y = _matrices(users)
         assert kd[f"ndcg@10_vs_scratch_{group}_pct"] == pytest.approx((x.mean() - y.mean()) / y.mean() * 100)
-        expected = stats.compare(x, y, 0.95)
+        expected = stats.compare(x, y, 0.95, seed_bound=True)  # the report's test (issue 26)
         assert kd[f"p_value_mixed_{group}"] == pytest.approx(float(expected.p_value))
         assert kd[f"rel_change_ci_low_{group}"] == pytest.approx(float(expected.ci_low) * 100)
         assert kd[f"rel_change_ci_high_{group}"] == pytest.approx(float(expected.ci_high) * 100)
@@ -118,3 +118,14 @@ def test_beyond_accuracy_means_over_seeds_in_the_csv(tmp_path):
     write_reports(tmp_path / "results", tmp_path / "out")
     rows = {r["strategy"]: r for r in csv.DictReader(open(tmp_path / "out" / "leaderboard.csv", newline=""))}
     assert float(rows["scratch"]["giniindex@10_mean"]) == pytest.approx(0.6) and rows["kd"]["giniindex@10_mean"] == ""
+
+
+def test_the_dataset_groups_partition_its_test_users_at_the_stated_quartiles(runs):
+    frame = load_runs(runs)
+    groups = dataset_groups(frame[(frame["dataset"] == "toy") & (frame["status"] == "ok")])
+    # every test user once, whichever run (and per-user order) its count came from
+    assert sorted(groups.index) == sorted(USERS) and groups.index.is_unique
+    assert sorted(groups.index[groups == "light"]) == LIGHT  # counts <= q1 = 3 ('lower' 25th percentile)
+    assert sorted(groups.index[groups == "heavy"]) == HEAVY  # counts >= q3 = 8 ('higher' 75th percentile)
+    assert set(groups[~groups.index.isin(LIGHT + HEAVY)]) == {"middle"}
+    assert dataset_groups(frame[frame["dataset"] == "old"]) is None  # no counts recorded: no groups

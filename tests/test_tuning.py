@@ -282,3 +282,24 @@ def test_the_code_version_follows_the_maths_not_comments_docstrings_spaces_or_un
     assert version("d", base + "\ndef unrelated(y):\n    return y + 1\n") == reference
     assert version("e", base.replace("x * SCALE", "x * SCALE + 1")) != reference  # a helper it calls
     assert version("f", base.replace("SCALE = 2", "SCALE = 3")) != reference  # a constant it reads
+
+
+def test_tune_with_strict_cache_hands_it_to_the_runner(suite_dir, monkeypatch):
+    """`tune --strict-cache` must reach the Runner (a damaged teacher entry is then an error)."""
+    import kdbench.commands.tune as tune_command
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_runner(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(tune_command, "Runner", fake_runner)
+    for flags, heal in (((), True), (("--strict-cache",), False)):
+        seen.clear()
+        with pytest.raises(Stop):
+            main(_tune_args(suite_dir, *flags))
+        assert seen["heal_cache"] is heal

@@ -11,11 +11,13 @@ from typing import Callable
 
 from kdbench.commands.cost import measure_costs
 from kdbench.commands.execution import Execution, failed_records, progress_note
+from kdbench.commands.export_teacher import export_teacher
 from kdbench.commands.listing import describe
 from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
 from kdbench.commands.run import RunOutcome, run_single, run_suite
 from kdbench.commands.sweep import run_sweep
+from kdbench.commands.data_share import run_data_share
 from kdbench.commands.tune import tune_suite
 from kdbench.errors import KdbenchError
 from kdbench.importer import import_dataset
@@ -26,8 +28,10 @@ from kdbench.report.tuning_summary import BEST_VALUE
 from kdbench.datasets.commands import run_data_command
 from kdbench.record import cpu_model
 from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
+from kdbench.teacher_file import is_file_teacher
 from kdbench.train import TrainSettings
-from kdbench.verify import verify
+from kdbench.run.locations import drop_locations
+from kdbench.verify import run_roots, verify
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -105,10 +109,12 @@ def _print_record(record: dict) -> None:
     if record.get("status") != "ok":
         print(f"{record['label']} seed {record['seed']}: FAILED {record.get('error')}")
         return
+    # the teacher row's own metrics are its test; a student from a teacher file has no teacher metrics
+    teacher = (record.get("teacher_test") or (test if record.get("strategy") == "teacher" else {})).get(PRIMARY_METRIC)
     print(f"{record['dataset']} {record['pairing']} {record['label']} seed {record['seed']}: "
           f"NDCG@10 {test[PRIMARY_METRIC]:.4f} Recall@10 {test['recall@10']:.4f} "
-          f"(teacher NDCG@10 {record.get('teacher_test', test)[PRIMARY_METRIC]:.4f}) "
-          f"params {cost.get('params')} {cost.get('throughput_users_per_s', 0):.0f} users/s "
+          + (f"(teacher NDCG@10 {teacher:.4f}) " if teacher is not None else "(teacher from a file) ")
+          + f"params {cost.get('params')} {cost.get('throughput_users_per_s', 0):.0f} users/s "
           f"{record['training']['seconds_per_epoch']:.2f} s/epoch, best epoch {record['training']['best_epoch']}")
 
 
@@ -119,6 +125,8 @@ def _print_teachers(outcome: RunOutcome) -> None:
         settings = cell.teacher_settings
         described = (f"teacher {cell.teacher} (seed {cell.teacher_seed}) on {cell.dataset}: lr {settings.learning_rate}, "
                      f"batch {settings.batch_size}, max epochs {settings.max_epochs}, patience {settings.patience}")
+        if is_file_teacher(cell.teacher):
+            described = f"teacher {cell.teacher} on {cell.dataset}: a teacher file (top-{cell.teacher.k}, sha256 {cell.teacher.sha256})"
         if not runner.executed:
             line = f"{described}; not needed: every cell had a finished result"
         else:
@@ -181,6 +189,21 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_data(args: argparse.Namespace) -> int:
+    try:
+        shares = [float(v) for v in args.shares.split(",") if v.strip()]
+    except ValueError:
+        raise KdbenchError(f"--shares must be comma-separated numbers, got '{args.shares}'") from None
+    paths, records = run_data_share(args.results_dir, _execution(args), args.dataset, args.teacher, args.student,
+                                    shares, _int_list(args.seeds, "--seeds"), _names(args.strategy), args.variant,
+                                    args.subsample_seed, args.suite, args.epochs, args.patience, args.data_path,
+                                    _command(args))
+    print(paths[0].read_text())
+    for path in paths:
+        print(f"wrote {path}")
+    return _failed(records)
+
+
 def reproduce_command(args: argparse.Namespace) -> int:
     """RUN.json: one stored run again, compared; --suite FILE: a published table's suite."""
     check_folder(args.cache_dir, "--cache-dir")
@@ -238,14 +261,19 @@ def verify_command(args: argparse.Namespace) -> int:
     root = Path(args.results_dir)
     if not root.is_dir():
         raise KdbenchError(f"--results-dir '{root}' {'is not a folder' if root.exists() else 'does not exist'}")
+    if getattr(args, "drop_locations", False):
+        rewritten = drop_locations(run_roots(root))
+        print(f"dropped the absolute data folder of {len(rewritten)} run record(s) (identities unchanged)")
     found = verify(root)
     for line in found.notes:
         print(f"note: {line}")
     for line in _grouped(found.stale):
         print(f"{'error' if args.strict else 'stale'}: {line}")
+    for line in _grouped(found.locations):
+        print(f"{'error' if args.strict else 'warning'}: {line}")
     for line in found.errors:
         print(f"error: {line}")
-    failed = found.errors + (found.stale if args.strict else [])
+    failed = found.errors + (found.stale + found.locations if args.strict else [])
     print(f"verify {root}: {found.runs} run file(s) parse, {len(found.stale)} stale, "
           f"{len(found.errors)} error(s){'' if failed else '; leaderboards match report'}")
     return 1 if failed else 0
@@ -262,14 +290,25 @@ def _grouped(stale: list[str]) -> list[str]:
 
 
 # The dispatch table: a command's name (as the parser declares it) -> its handler.
+def export_teacher_command(args: argparse.Namespace) -> int:
+    execution = Execution(device=args.device, cache_dir=args.cache_dir, plugins=_plugins(args),
+                          heal_cache=not args.strict_cache)
+    folder = export_teacher(args.output, execution, args.dataset, args.teacher, args.k, not args.no_embeddings,
+                            _train_settings(args, "teacher_"), args.data_path, args.protocol, args.teacher_seed)
+    print(f"wrote teacher file {folder} (top-{args.k} per row); distil from it with --teacher file:{folder}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run,
     "tune": tune,
     "cost": cost,
     "list": listing,
     "sweep": sweep,
+    "sweep-data": sweep_data,
     "report": report,
     "reproduce": reproduce_command,
     "verify": verify_command,
     "data": data,
+    "export-teacher": export_teacher_command,
 }

@@ -113,11 +113,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost_parser(commands)
     _add_list_parser(commands)
     _add_sweep_parser(commands)
+    _add_sweep_data_parser(commands)
     _add_report_parser(commands)
     _add_reproduce_parser(commands)
     _add_verify_parser(commands)
     _add_data_parser(commands)
+    _add_export_teacher_parser(commands)
     return parser
+
+
+def _add_export_teacher_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export-teacher", help="write a teacher's top-K lists (and item embeddings) "
+                                 "as a teacher file for --teacher file:PATH",
+                                 description="Train (or load the cached) teacher and write its per-user (per-query) "
+                                 "top-K lists, scores and item embeddings in kdbench's teacher file format.")
+    export.add_argument("--output", required=True, metavar="DIR", help="folder to write the teacher file to")
+    export.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k)")
+    export.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
+    export.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
+    export.add_argument("--k", type=_positive_int, default=100, help="list length K per row (default 100)")
+    export.add_argument("--no-embeddings", action="store_true", help="leave the item embeddings out")
+    export.add_argument("--teacher-seed", type=_non_negative_int, default=0, help="teacher seed (default 0)")
+    export.add_argument("--protocol", metavar="NAME", help="evaluation protocol preset (default: the family's)")
+    for flag, kind, text in (("--teacher-epochs", _positive_int, "maximum epochs (default 300)"),
+                             ("--teacher-lr", _positive_float, "learning rate (default 0.001)"),
+                             ("--teacher-batch-size", _positive_int, "batch size (default 2048)"),
+                             ("--teacher-patience", _positive_int, "patience (default 10)"),
+                             ("--teacher-eval-every", _positive_int, "epochs between validations (default 1)")):
+        export.add_argument(flag, type=kind, help=f"teacher's {text}")
+    export.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device")
+    _add_cache_flag(export)
+    _add_strict_cache_flag(export)
 
 
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
@@ -137,7 +163,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     single = run.add_argument_group("single run")
     single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
     single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
-    single.add_argument("--teacher", default="BPR:200", help="teacher MODEL:DIM (default: BPR:200)")
+    single.add_argument("--teacher", default="BPR:200",
+                        help="teacher MODEL:DIM, or file:PATH for a teacher file (default: BPR:200)")
     single.add_argument("--student", default="BPR:20", help="student MODEL:DIM (default: BPR:20)")
     single.add_argument("--strategy", action="append", metavar="NAME",
                         help="strategy (repeatable or comma-separated; default: scratch; 'all' for every one)")
@@ -284,7 +311,11 @@ def _add_verify_parser(commands: argparse._SubParsersAction) -> None:
                                  "the current code (or flag it stale), and that the leaderboard files are what "
                                  "`report` writes now. Exit code 1 on a damaged file or a leaderboard mismatch.")
     verify.add_argument("--results-dir", default="results", help="the results folder (default: results)")
-    verify.add_argument("--strict", action="store_true", help="count stale runs as errors too")
+    verify.add_argument("--strict", action="store_true",
+                        help="count stale runs, and records holding an absolute folder, as errors too")
+    verify.add_argument("--drop-locations", action="store_true",
+                        help="first rewrite the run records whose config.data_path is an absolute folder of a "
+                        "catalogue dataset, as new records store it (null; identities unchanged)")
 
 
 
@@ -305,3 +336,31 @@ def _add_data_parser(commands: argparse._SubParsersAction) -> None:
                              help="keep users with at least N interactions (default 0: all)")
     data_import.add_argument("--out", default="data", metavar="DIR", help="where NAME/NAME.inter goes (default: data)")
     add_data_commands(data_commands)
+
+
+def _add_sweep_data_parser(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser(
+        "sweep-data", help="NDCG@10 vs share of training data: teacher, scratch, top strategies",
+        description="Train the teacher, scratch and distilled students of one pairing on shares of each "
+                    "user's training interactions (validation and test fixed) and write "
+                    "results/data_share_DATASET_PAIRING.md/.csv/.png. Each share's runs live under "
+                    "RESULTS_DIR/data_share/share-S/ and resume cell by cell.")
+    sweep.add_argument("--dataset", default="ml-100k")
+    sweep.add_argument("--data-path", metavar="DIR")
+    sweep.add_argument("--teacher", default="BPR:64")
+    sweep.add_argument("--student", default="BPR:5")
+    sweep.add_argument("--shares", default="0.25,0.5,1", help="comma-separated shares in (0, 1] (default 0.25,0.5,1)")
+    sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    sweep.add_argument("--subsample-seed", type=_non_negative_int, default=0,
+                       help="seed of the per-user draw of the kept training interactions (default 0)")
+    sweep.add_argument("--strategy", action="append", metavar="NAME",
+                       help="strategies besides scratch (repeatable or comma-separated; default: the 3 whose "
+                            "tuning studies reached the best validation NDCG@10)")
+    sweep.add_argument("--variant", choices=["tuned", "defaults"], default="tuned",
+                       help="tuned hyperparameters (from RESULTS_DIR/tuning; default) or published defaults")
+    sweep.add_argument("--suite", metavar="FILE",
+                       help="the suite whose training settings the pairing uses (default: the default suite)")
+    sweep.add_argument("--epochs", type=_positive_int, help="max epochs of teacher and students (default: the suite's)")
+    sweep.add_argument("--patience", type=_positive_int, help="patience of teacher and students (default: the suite's)")
+    _add_location_flags(sweep, "redo cells that already have a result")
+    _add_executor_flags(sweep)

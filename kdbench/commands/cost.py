@@ -1,5 +1,6 @@
 """`cost`: the inference cost of every model shape of a suite, measured once per sitting (a teacher
-and its students, interleaved; `kdbench.inference_cost`), written to RESULTS_DIR/cost/."""
+and its students, interleaved; `kdbench.inference_cost`), written to RESULTS_DIR/cost/. Sequential
+shapes are measured per query on their dataset only (no synthetic catalogues)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from kdbench.commands.execution import progress_note
 from kdbench.data import check_dataset
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_folder
-from kdbench.record import TEACHER
 from kdbench.suites import expand, load_suite
 
 
@@ -25,10 +25,9 @@ def measure_costs(results_dir: str | Path, cache_dir: str | Path, suite_file: st
     check_folder(results_dir, "--results-dir")
     check_folder(cache_dir, "--cache-dir")
     suite = load_suite(suite_file, quick=quick)
-    sittings = inference_cost.sittings(c for c in expand(suite) if c.strategy == TEACHER)
+    sittings = inference_cost.sittings(expand(suite))  # every cell: its compressed shapes too
     if not sittings:
-        raise KdbenchError(f"suite '{suite.name}' has no general pairing to measure: a sequential run measures "
-                           f"its inference cost per query itself (the leaderboard's sequential section)")
+        raise KdbenchError(f"suite '{suite.name}' has no pairing to measure")
     for sitting in sittings:
         check_dataset(sitting.dataset, sitting.data_path)
     runs_dir = Path(results_dir) / "quick" if quick else Path(results_dir)

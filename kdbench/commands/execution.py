@@ -68,6 +68,7 @@ def execute_cells(cells: list[Cell], results_dir: Path, execution: Execution, ch
     runner = Runner(results_dir, execution.cache_dir, execution.device, execution.force, log=progress_note,
                     plugins=execution.plugins, heal_cache=execution.heal_cache)
     runner.check_no_overwrite(cells)
+    runner.check_teacher_files(cells)
     if check_stored:
         for _ in runner.store.records():
             pass

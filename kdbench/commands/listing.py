@@ -55,6 +55,7 @@ def _strategy_rows() -> list[list[str]]:
         cls = STRATEGIES.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
         supported = ", ".join(f.name for f in FAMILIES.values() if f.supports(name))
+        supported += "; teacher files" if cls.file_teacher is not None else ""
         family = f"{cls.family} (variant of {cls.variant_of}, not in 'all')" if cls.variant_of else cls.family
         rows.append([name, family, supported, cls.paper, defaults])
     return rows

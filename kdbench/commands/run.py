@@ -18,8 +18,10 @@ from kdbench.paths import check_folder
 from kdbench.report import write_reports
 from kdbench.runner import Runner
 from kdbench.suites import expand, load_suite
+from kdbench.teacher_file import parse_teacher
 from kdbench.train import TrainSettings
-from kdbench.tuning import tuned_cells
+from kdbench.teacher_tuning import with_tuned_teachers
+from kdbench.tuning import TuningSettings, tuned_cells
 
 
 @dataclass
@@ -47,7 +49,7 @@ def run_single(results_dir: str | Path, execution: Execution, dataset: str, teac
     teacher's (each model has its own, so a short student run never caches a short teacher)."""
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
-    teacher_spec, student_spec = BackboneSpec.parse(teacher), BackboneSpec.parse(student)
+    teacher_spec, student_spec = parse_teacher(teacher), BackboneSpec.parse(student)
     cells = [
         Cell(dataset, teacher_spec, student_spec, name, seed, tuple(sorted(dict(hparams).items())),
              train=train, teacher_train=teacher_train, data_path=data_path, protocol=protocol)
@@ -77,6 +79,8 @@ def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | N
     # size sweeps are not tuned: only the suite's own pairings get tuned rows
     untuned = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False),
                                 note=lambda _: None)
+    if TuningSettings.from_spec(suite.spec.get("tuning")).teacher:  # every row distils from the tuned teacher
+        cells, untuned = with_tuned_teachers(cells, runs_dir, untuned), with_tuned_teachers(untuned, runs_dir)
     cells += tuned_cells(untuned, runs_dir, warn=progress_note)
     runner, records = execute_cells(cells, runs_dir, execution, check_stored=True)
     # an invocation that found every cell finished keeps the header of the one that ran them

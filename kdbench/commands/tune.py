@@ -15,6 +15,7 @@ from kdbench.paths import check_folder
 from kdbench.report.tuning_summary import read_meta, record_invocation, write_tuning_report
 from kdbench.runner import Runner, validate_cells
 from kdbench.suites import expand, load_suite
+from kdbench.teacher_tuning import tune_teachers, with_tuned_teachers
 from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
 
 
@@ -43,8 +44,11 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
     check_folder(runs_dir, "--results-dir")
     read_meta(runs_dir)  # a damaged invocation log or storage stops here, before anything runs
     check_storages(cells, runs_dir, execution.force)
-    runner = Runner(runs_dir, execution.cache_dir, execution.device, log=progress_note, plugins=execution.plugins)
+    runner = Runner(runs_dir, execution.cache_dir, execution.device, log=progress_note, plugins=execution.plugins,
+                    heal_cache=execution.heal_cache)
     n_studies = len(study_cells(cells))
+    n_teachers = len({(c.dataset, c.protocol, c.pairing) for c in study_cells(cells)}) if settings.teacher else 0
+    n_studies += n_teachers
     runner.executor = execution.executor_for(n_studies)
     ran = 0
     try:
@@ -54,10 +58,14 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
                 nonlocal ran
                 ran += 1
                 state = "pruned" if outcome.pruned else "failed" if outcome.error else f"{outcome.value:.4f}"
-                bar.set_postfix_str(f"{study.cell.pairing} {study.cell.strategy}: {state}")
+                bar.set_postfix_str(f"{study.pairing} {study.label}: {state}")
                 bar.update(1 if settings.trials is not None else max(outcome.epochs, 1))
 
-            summaries = tune(runner, cells, settings, force=execution.force, on_trial=advance)
+            summaries = []
+            if settings.teacher:  # the teachers first: the student studies distil from the tuned ones
+                summaries += tune_teachers(runner, cells, settings, force=execution.force, on_trial=advance)
+                cells = with_tuned_teachers(cells, runs_dir)
+            summaries += tune(runner, cells, settings, force=execution.force, on_trial=advance)
     finally:
         runner.executor.close()
         if ran:

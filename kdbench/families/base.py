@@ -158,6 +158,11 @@ def known_models() -> tuple[str, ...]:
 
 def family_of(spec: Any) -> Family:
     """The family of a spec (anything with a `model`) or of a model's name."""
+    declared = getattr(spec, "family_name", None)  # a teacher file's spec names its family
+    if declared is not None:
+        if declared not in FAMILIES.names():
+            raise KdbenchError(f"teacher {spec} declares family '{declared}': valid: {choices(FAMILIES.names())}")
+        return FAMILIES.get(declared)
     model = getattr(spec, "model", spec)
     for family in FAMILIES.values():
         if family.knows(model):

@@ -6,11 +6,13 @@ Each seed's run is paired with scratch's run of the same seed, and users by id, 
 have and the users all those runs scored:
 
 - `p_value_mixed` (primary): crossed mixed model on the seeds x users difference matrix, so both
-  seed-to-seed and user-to-user variance count; needs two shared seeds.
+  seed-to-seed and user-to-user variance count, with the seed-variance floor (`stats.compare`,
+  `seed_bound=True`: the variance at least the paired t-test over seeds', S - 1 degrees of
+  freedom), so no p-value claims more precision than the seeds allow; needs two shared seeds.
 - `p_value_holm`: `p_value_mixed` Holm-Bonferroni adjusted over the strategies compared with
   scratch in the same table (dataset and pairing). The † / ‡ marks come from it.
 - `rel_change_ci_low` / `rel_change_ci_high`: 95% interval of the relative change of the primary
-  metric vs scratch, in % like `schema.VS_SCRATCH` (same model, delta method).
+  metric vs scratch, in % like `schema.VS_SCRATCH` (same model and floor, delta method).
 - `diff_var_seed`, `diff_var_user`, `diff_var_residual`: the difference's variance components,
   from which `tables.detectable_effects` gives each table's minimum detectable effect.
 - Secondary: `p_value_vs_scratch`, `scipy.stats.wilcoxon` (two-sided, zero differences dropped)
@@ -25,7 +27,11 @@ Holm-corrected), for runs that record their test users' training interactions.
 Beyond accuracy (`kdbench.beyond`): `<metric>@10_mean`, the mean over ok seeds of ItemCoverage,
 AveragePopularity, TailPercentage and GiniIndex of the test users' top 10, for every row.
 
-The teacher and scratch rows get no p-value. Training cost belongs to a strategy: from each run's
+Per table, among its students (`kdbench.report.ranking`): the top group (not significantly
+below the leader, seed-bounded tests against it, Holm-adjusted) and a bootstrap interval of each
+rank (`rank_low`, `rank_high`).
+
+The teacher and scratch rows get no p-value against scratch. Training cost belongs to a strategy: from each run's
 record, mean and standard deviation over seeds of the seconds to the best model (knowledge
 preparation + seconds per epoch x best epoch), of the preparation alone, and of each seed's epoch
 time over scratch's mean.
@@ -44,11 +50,12 @@ from kdbench import stats
 from kdbench.beyond import BEYOND_METRICS
 from kdbench.metrics import PRIMARY_METRIC
 from kdbench.report.groups import GROUP_COLUMNS, dataset_groups, group_tests
+from kdbench.report.ranking import ranking_columns
 from kdbench.report.schema import (
     COLUMNS, CONFIDENCE, PRIMARY_MEAN, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
 from kdbench.report.tables import shape_cost
-from kdbench.report.values import first_text, first_valid, is_sequential, ratio, spec_key
+from kdbench.report.values import finite, first_text, first_valid, is_sequential, ratio, spec_key
 from kdbench.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
 
 NO_TEST: dict[str, Any] = {
@@ -94,7 +101,8 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
                 if variant == TUNED:
                     row |= _tuned_columns(row, runs["method"].iloc[0], dataset, defaults_means, tuning)
                 group_rows.append(row)
-            rows.append(_ranked(pd.DataFrame(group_rows)))
+            table_runs = students[(students["variant"] == variant) & (students["status"] == "ok")]
+            rows.append(ranking_columns(_ranked(pd.DataFrame(group_rows)), table_runs))
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     result = pd.concat(rows, ignore_index=True)
@@ -103,14 +111,21 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
 
 def _tuned_columns(row: dict[str, Any], method: str, dataset: str, defaults_means: pd.Series,
                    tuning: pd.DataFrame | None) -> dict[str, Any]:
-    """A tuned row's change against the same strategy's defaults row, and its trial budget."""
+    """A tuned row's change against the same strategy's defaults row, and its study's budget (its unit:
+    `trials` for studies made before epoch budgets) and what it spent."""
     out: dict[str, Any] = {}
     if method in defaults_means.index:
         out[TUNED_VS_DEFAULTS] = ratio(row[PRIMARY_MEAN] - defaults_means[method], defaults_means[method]) * 100
     if tuning is not None and len(tuning):
         found = tuning[(tuning["dataset"] == dataset) & (tuning["pairing"] == row["pairing"])
                        & (tuning["strategy"] == method)]
-        out["tuning_trials"] = int(found["trials_counted"].iloc[0]) if len(found) else pd.NA
+        first = found.iloc[0] if len(found) else {}
+        out["tuning_trials"] = int(first["trials_counted"]) if len(found) else pd.NA
+        out["tuning_budget"] = int(first["budget"]) if len(found) and pd.notna(first["budget"]) else pd.NA
+        out["tuning_budget_unit"] = (first["budget_unit"] if len(found) and isinstance(first["budget_unit"], str)
+                                     else "trials" if len(found) else None)
+        out["tuning_epochs_spent"] = (int(first["epochs_spent"]) if len(found) and pd.notna(first["epochs_spent"])
+                                      else pd.NA)
     return out
 
 
@@ -155,7 +170,8 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = ratio(teacher_params, row["params"])
     row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
-    if is_sequential(row["model"]):  # per query, from the runs themselves (median over seeds)
+    if is_sequential(row["model"]) and not finite(row["throughput_users_per_s"]):
+        # per query, from the runs themselves (median over seeds) until `kdbench cost` measures the shape
         row |= {"throughput_users_per_s": ok["run_throughput"].median(),
                 "throughput_iqr_low": ok["run_throughput"].min(),
                 "throughput_iqr_high": ok["run_throughput"].max(),
@@ -196,7 +212,7 @@ def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
             users_x, users_y = x.mean(axis=0).to_numpy(), y.mean(axis=0).to_numpy()
             out["p_value_vs_scratch"] = (1.0 if np.array_equal(users_x, users_y)
                                          else float(wilcoxon(users_x, users_y).pvalue))
-            result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE)
+            result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE, seed_bound=True)
             out |= {"p_value_mixed": float(result.p_value),
                     "rel_change_ci_low": float(result.ci_low) * 100,
                     "rel_change_ci_high": float(result.ci_high) * 100,

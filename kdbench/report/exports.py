@@ -30,10 +30,15 @@ def json_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
 def leaderboard_payload(board: Leaderboard) -> dict[str, Any]:
     """What `leaderboard.json` holds: `header`, `columns` (`schema.COLUMNS`), `rows` (one mapping
     per leaderboard row, in page order), `detectable_effects`, `inference_cost`, `speedups` and
-    `compression`, each a list of row mappings."""
+    `compression`, each a list of row mappings; `compute` (`report.compute`) and `cross_dataset`
+    (`report.cross_dataset`: per family its datasets, sentences, per-table rows and summary)."""
     return {"header": board.header, "columns": list(COLUMNS), "rows": json_rows(board.rows),
             "detectable_effects": json_rows(board.effects), "inference_cost": json_rows(board.shapes),
-            "speedups": json_rows(board.ratios), "compression": json_rows(board.curves)}
+            "speedups": json_rows(board.ratios), "compression": json_rows(board.curves),
+            "compute": json_rows(board.compute) if board.compute is not None else [],
+            "cross_dataset": [{"family": answer.family, "datasets": answer.datasets, "sentences": answer.sentences,
+                               "tables": json_rows(answer.tables), "summary": json_rows(answer.summary)}
+                              for answer in board.cross]}
 
 
 def render_json(board: Leaderboard) -> str:

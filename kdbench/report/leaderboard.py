@@ -16,12 +16,15 @@ from typing import Any
 import pandas as pd
 
 from kdbench.report.aggregation import aggregate
+from kdbench.report.compute import compute_table
+from kdbench.report.cross_dataset import CrossDataset, cross_dataset
 from kdbench.report.load import ENVIRONMENT, load_costs, load_runs, load_tuning
+from kdbench.report.teachers import teacher_choices
 from kdbench.report.tables import compression_curves, detectable_effects, inference_table, speedups
 from kdbench.report.values import sig
 
 INTEGER_COLUMNS = ("n_seeds", "n_failed", "n_paired_seeds", "n_users_tested", "params", "size_bytes",
-                   "tuning_trials")
+                   "tuning_trials", "tuning_budget", "tuning_epochs_spent", "rank_low", "rank_high")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Leaderboard:
     ratios: pd.DataFrame  # `speedups`, per sitting, catalogue and student
     curves: pd.DataFrame  # `compression_curves`, per size sweep
     runs_dir: Path | None = None  # the results folder the runs were read from (the page links into it)
+    compute: pd.DataFrame | None = None  # `compute.compute_table`: core-hours per dataset and pairing
+    cross: tuple[CrossDataset, ...] = ()  # `cross_dataset.cross_dataset`: the answer across datasets
 
 
 def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = False) -> Leaderboard:
@@ -46,14 +51,17 @@ def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = 
     runs = load_runs(runs_dir)
     costs = load_costs(runs_dir)
     table = aggregate(runs, load_tuning(runs_dir), costs)
-    return Leaderboard(quick=quick, header=leaderboard_header(runs, meta, quick), runs=runs, table=table,
+    return Leaderboard(quick=quick, header=leaderboard_header(runs, meta, quick, runs_dir), runs=runs, table=table,
                        rows=rounded(table), effects=detectable_effects(table), shapes=inference_table(costs),
-                       ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir))
+                       ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir),
+                       compute=compute_table(runs), cross=tuple(cross_dataset(table, runs)))
 
 
-def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool) -> dict[str, Any]:
+def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool,
+                       runs_dir: str | Path | None = None) -> dict[str, Any]:
     """The facts above the tables: the command and its wall time, the compute summed over runs, the
-    newest run's date, the run counts, and each environment field's values over the runs."""
+    newest run's date, the run counts, each environment field's values over the runs, and each
+    pairing's teacher settings and how they were chosen (`teachers.teacher_choices`)."""
     def values(column: str) -> str:
         found = sorted({str(v) for v in runs[column].dropna()})
         return ", ".join(found) if found else "unknown"
@@ -68,6 +76,7 @@ def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool) ->
         "n_runs": int(len(runs)),
         "n_failed": int((runs["status"] != "ok").sum()),
         "environment": {key: values(f"env_{key}") for key in ENVIRONMENT},
+        "teachers": teacher_choices(runs, runs_dir),
     }
 
 

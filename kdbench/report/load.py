@@ -25,7 +25,7 @@ ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
                 "params", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
 COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it anew"
-TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget"]
+TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", "budget_unit", "epochs_spent"]
 
 
 def load_runs(runs_dir: str | Path) -> pd.DataFrame:
@@ -40,7 +40,8 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = [_flatten(record) for record in RunStore(runs_dir).records()]
     columns = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
-               "per_user", "train_interactions", "teacher_trained_further", *(f"env_{k}" for k in ENVIRONMENT)]
+               "per_user", "train_interactions", "teacher_trained_further", "teacher_learning_rate",
+               "teacher_weight_decay", *(f"env_{k}" for k in ENVIRONMENT)]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -76,6 +77,9 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     row["train_interactions"] = (pd.Series(counts, index=per_user["user_ids"], dtype=float)
                                  if ok and counts is not None and "user_ids" in per_user else None)
     row["teacher_trained_further"] = bool(record.get("teacher_trained_further", False))
+    teacher_train = (record.get("config") or {}).get("teacher_train") or {}
+    for knob in ("learning_rate", "weight_decay"):  # the teacher's settings, stated in the header
+        row[f"teacher_{knob}"] = teacher_train.get(knob)
     environment = record.get("environment") or {}
     for key in ENVIRONMENT:
         row[f"env_{key}"] = environment.get(key)

@@ -1,6 +1,7 @@
 """The leaderboard page in Markdown: header facts, one ranked quality table and one cost table per
-(dataset, pairing, variant) with its minimum detectable effect, the compression sweeps, the inference
-cost per model shape, the failed runs, and the legend (`legend.LEGEND`)."""
+(dataset, pairing, variant) with its minimum detectable effect and its beyond-accuracy metrics
+(`beyond_table`), the compression sweeps, the inference cost per model shape, the failed runs, and
+the legend (`legend.LEGEND`)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,28 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from kdbench.report.frontier import frontier_markdown
 from kdbench.report.formatting import (
     TRAINED_TEACHER_MARK, duration, fmt, interval, mean_std, p_value, pct, significance_mark, throughput,
 )
+from kdbench.report.beyond_table import BEYOND_LEGEND, beyond_lines, has_beyond
+from kdbench.report.compute import compute_markdown
+from kdbench.report.cross_markdown import cross_markdown
+from kdbench.report.budget import budget_cell, budget_line
 from kdbench.report.leaderboard import Leaderboard
 from kdbench.report.groups import GROUP_HEADERS, GROUPS, GROUPS_LEGEND, group_columns
 from kdbench.report.legend import LEGEND, SEQUENTIAL_INTRO
+from kdbench.report.ranking import RANKING_HEADERS, ranking_cells
 from kdbench.report.schema import (
     POWER, PRIMARY_MEAN, PRIMARY_STD, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
+from kdbench.report.teachers import teacher_line
 from kdbench.report.tables import LATENCY_BATCH, RATIO_TOLERANCE, THROUGHPUT_BATCH
 from kdbench.report.values import finite, is_sequential, spec_key
 from kdbench.record import SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
-              "Recall@10", "Recall@20", "p", "p Holm", "p users", "p seeds", "seeds", "params", "× smaller",
+              "Recall@10", "Recall@20", "p", "p Holm", "p vs leader", "p seeds", "seeds", "params", "× smaller",
               "MB", "users/s [IQR]", "ms/user", "s/epoch", "epoch × scratch", "prepare s", "s to best",
               "best epoch", "cap hit", "failed"]
 N_QUALITY = 14  # the first columns form the quality table; # and strategy repeat in the cost table
@@ -33,21 +41,25 @@ N_QUALITY = 14  # the first columns form the quality table; # and strategy repea
 
 def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, Any], quick: bool = False,
                     effects: pd.DataFrame | None = None, shapes: pd.DataFrame | None = None,
-                    ratios: pd.DataFrame | None = None, curves: pd.DataFrame | None = None) -> str:
-    """The leaderboard page: header facts, one ranked table per (dataset, pairing) with its minimum
+                    ratios: pd.DataFrame | None = None, curves: pd.DataFrame | None = None,
+                    top: list[str] | None = None) -> str:
+    """The leaderboard page: header facts, then `top` (lines: the compute per dataset and the answer
+    across datasets), one ranked table per (dataset, pairing) with its minimum
     detectable effect (`effects`, from `detectable_effects`), the compression sweeps (`curves`), the
     inference cost per model shape (`shapes`, `ratios`), failures, legend."""
-    lines = _facts(header, quick)
+    lines = _facts(header, quick) + list(top or [])
     sequential_started = False
     for (dataset, pairing), pairing_group in table.groupby(["dataset", "pairing"], sort=False):
         if not sequential_started and is_sequential(pairing_group["teacher"].iloc[0]):
             sequential_started = True
             lines += [SEQUENTIAL_INTRO, ""]
-        lines += _pairing_section(dataset, pairing, pairing_group, effects)
+        section = _pairing_section(dataset, pairing, pairing_group, effects)
+        teachers = [t for t in header.get("teachers", []) if (t["dataset"], t["pairing"]) == (dataset, pairing)]
+        lines += section[:2] + [teacher_line(teachers[0] if teachers else None), ""] + section[2:]
     if curves is not None and len(curves):
         lines += _compression_markdown(curves)
     if (shapes is not None and len(shapes)) or not all(is_sequential(t) for t in table["teacher"]):
-        lines += _inference_markdown(shapes, ratios)  # sequential shapes are costed per query, in each run
+        lines += _inference_markdown(shapes, ratios)  # sequential shapes: per query (`kdbench cost`, else each run)
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         lines += ["## Failed runs", ""]
@@ -56,7 +68,7 @@ def render_markdown(table: pd.DataFrame, runs: pd.DataFrame, header: dict[str, A
                 for r in failed.itertuples(index=False)]
         lines += [tabulate(rows, headers=["dataset", "pairing", "strategy", "seed", "error"],
                            tablefmt="github", disable_numparse=True), ""]
-    lines += [LEGEND + (GROUPS_LEGEND if _has_groups(table) else "")]
+    lines += [LEGEND + (GROUPS_LEGEND if _has_groups(table) else "") + (BEYOND_LEGEND if has_beyond(table) else "")]
     return "\n".join(lines)
 
 
@@ -108,14 +120,14 @@ def _pairing_section(dataset: str, pairing: str, pairing_group: pd.DataFrame,
         if len(variants) > 1 or tuned:
             lines += [f"### {VARIANT_TITLES.get(variant, variant)}", ""]
         if tuned:
-            lines += [_budget_line(group), ""]
+            lines += [budget_line(group), ""]
         records = group.to_dict(orient="records")
         rows = [_markdown_row(row) for row in records]
         grouped = _has_groups(group)
-        quality = [row[:N_QUALITY] + (_group_cells(record) if grouped else []) + ([row[-2], row[-1]] if tuned else [])
-                   for row, record in zip(rows, records)]
-        headers = (MD_HEADERS[:N_QUALITY] + (list(GROUP_HEADERS) if grouped else [])
-                   + (["trials", "vs defaults"] if tuned else []))
+        quality = [row[:N_QUALITY] + (_group_cells(record) if grouped else []) + ranking_cells(record)
+                   + ([row[-2], row[-1]] if tuned else []) for row, record in zip(rows, records)]
+        headers = (MD_HEADERS[:N_QUALITY] + (list(GROUP_HEADERS) if grouped else []) + list(RANKING_HEADERS)
+                   + (["trials (epochs)", "vs defaults"] if tuned else []))
         cost = [row[:2] + row[N_QUALITY:-2] for row in rows]
         lines += ["Quality:", "", tabulate(quality, headers=headers, tablefmt="github",
                                             disable_numparse=True), ""]
@@ -124,6 +136,7 @@ def _pairing_section(dataset: str, pairing: str, pairing_group: pd.DataFrame,
                             & (effects["variant"] == variant)]
             if len(found):
                 lines += [_detectable_line(found.iloc[0].to_dict()), ""]
+        lines += beyond_lines(group)
         lines += ["Cost:", "", tabulate(cost, headers=MD_HEADERS[:2] + MD_HEADERS[N_QUALITY:],
                                          tablefmt="github", disable_numparse=True), ""]
     return lines
@@ -163,7 +176,7 @@ def _inference_markdown(shapes: pd.DataFrame | None, ratios: pd.DataFrame | None
         catalogues = list(dict.fromkeys(sitting["catalogue"]))
         items = sitting.drop_duplicates("catalogue").set_index("catalogue")["n_items"]
         lines += [f"### {dataset}: teacher {teacher} and its students, measured together", ""]
-        headers = ["model", "params"] + [
+        headers = ["model", "params", "bytes"] + [
             f"{'synthetic' if catalogue != dataset else catalogue}, {int(items[catalogue]):,} items: users/s [IQR]"
             for catalogue in catalogues] + [f"ms/user, {int(items[c]):,} items" for c in catalogues]
         rows = [_shape_row(sitting[sitting["model"] == model], model, teacher, catalogues)
@@ -185,8 +198,9 @@ def _inference_markdown(shapes: pd.DataFrame | None, ratios: pd.DataFrame | None
 
 def _shape_row(mine: pd.DataFrame, model: str, teacher: str, catalogues: list[str]) -> list[str]:
     """One model shape of a sitting: users/s at every catalogue, then ms/user at every catalogue."""
+    size = mine["size_bytes"].astype(float).iloc[0] if "size_bytes" in mine else math.nan  # cost files since issue 28
     row = [f"**{model}** (teacher)" if model == teacher else model,
-           fmt(mine["params"].astype(float).iloc[0], "{:,.0f}")]
+           fmt(mine["params"].astype(float).iloc[0], "{:,.0f}"), fmt(size, "{:,.0f}")]
     for batch, pattern in ((THROUGHPUT_BATCH, None), (LATENCY_BATCH, "{:.3f}")):
         for catalogue in catalogues:
             found = mine[(mine["catalogue"] == catalogue) & (mine["batch_users"] == batch)]
@@ -198,17 +212,6 @@ def _shape_row(mine: pd.DataFrame, model: str, teacher: str, catalogues: list[st
             else:
                 row.append(fmt(found.iloc[0]["median_ms"], pattern))
     return row
-
-
-def _budget_line(group: pd.DataFrame) -> str:
-    """The tuned table's budget: the trials each strategy had (the same for all, scratch included)."""
-    trials = sorted({int(t) for t in group["tuning_trials"].dropna()})
-    budget = " / ".join(map(str, trials)) if trials else "unknown"
-    equal = "the same for every strategy, scratch included" if len(trials) == 1 else "NOT equal across strategies"
-    return (f"Each strategy's hyperparameters, learning rate and weight decay were tuned with Optuna on "
-            f"validation NDCG@10 (tuning seed disjoint from the evaluation seeds; test never scored): "
-            f"**{budget} trials per strategy**, {equal}. See `tuning/summary.md`. \"vs defaults\": change "
-            f"of mean NDCG@10 against the same strategy with its published defaults.")
 
 
 def _detectable_line(effect: dict[str, Any]) -> str:
@@ -253,7 +256,7 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         mean_std(get["ndcg@20_mean"], get["ndcg@20_std"]),
         mean_std(get["recall@10_mean"], get["recall@10_std"]),
         mean_std(get["recall@20_mean"], get["recall@20_std"]),
-        p_value(get["p_value_mixed"]), p_value(get["p_value_holm"]), p_value(get["p_value_vs_scratch"]),
+        p_value(get["p_value_mixed"]), p_value(get["p_value_holm"]), p_value(get["p_value_vs_leader_holm"]),
         p_value(get["p_value_seeds"]),
         str(get["n_seeds"]),
         fmt(get["params"], "{:,.0f}"),
@@ -268,12 +271,16 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         fmt(get["best_epoch_mean"], "{:.0f}"),
         pct(get["hit_epoch_cap_share"] * 100 if finite(get["hit_epoch_cap_share"]) else math.nan, digits=0),
         str(get["n_failed"]),
-        "" if get.get("tuning_trials") is None or get.get("tuning_trials") is pd.NA else str(get["tuning_trials"]),
+        budget_cell(get),
         pct(get.get(TUNED_VS_DEFAULTS, math.nan), signed=True),
     ]
 
 
 def render_markdown_page(board: Leaderboard) -> str:
     """`leaderboard.md`: `render_markdown` of a built leaderboard."""
-    return render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
-                           board.ratios, board.curves)
+    top = compute_markdown(board.compute) + ([] if board.quick else cross_markdown(list(board.cross)))
+    page = render_markdown(board.rows, board.runs, board.header, board.quick, board.effects, board.shapes,
+                           board.ratios, board.curves, top=top)
+    frontier = frontier_markdown(board.table, board.shapes)  # [] without a compression baseline
+    cut = page.rfind(LEGEND)  # the frontier goes before the legend
+    return page if not frontier else page[:cut] + "\n".join(frontier) + "\n" + page[cut:]

@@ -21,7 +21,7 @@ from kdbench.report.schema import PRIMARY_CI_HIGH, PRIMARY_CI_LOW, PRIMARY_MEAN,
 from kdbench.record import DEFAULTS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
-                  "ranking": "tab:green", "topology": "tab:red"}  # fixed, so plots compare across reports
+                  "ranking": "tab:green", "topology": "tab:red", "compression": "tab:purple"}  # fixed, so plots compare across reports
 
 # Fixed style for every figure: the same records give the same PNG bytes whatever the user's matplotlibrc.
 PLOT_STYLE = {"font.family": "DejaVu Sans", "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8,
@@ -46,7 +46,8 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool = False) -> Path:
-    """NDCG@10 (mean over seeds) against params (top row) and against training seconds to the best model
+    """NDCG@10 (mean over seeds) against model size in bytes (top row: dense float32 is 4 bytes a
+    parameter, a compressed model its format's bytes, `cost.size_bytes`) and against training seconds to the best model
     (bottom row, ± sd over seeds), log x; one column per dataset and teacher (its main pairing,
     `main_pairings`), one labelled point per strategy, teacher and scratch included. A strategy's
     vertical bar is the 95% interval of its change vs scratch (a dotted line).
@@ -86,7 +87,7 @@ def _plot_pareto(table: pd.DataFrame, path: str | Path, quick: bool) -> Path:
     axes = fig.subplots(2, n, squeeze=False)
     for col, ((dataset, pairing), group) in enumerate(panels):
         for row, (x_col, x_label) in enumerate((
-                ("params", "inference parameters (log scale)"),
+                ("size_bytes", "model size in bytes, as deployed: float32, or a compressed format (log scale)"),
                 ("time_to_best_s_mean", "training seconds to the best model, incl. knowledge preparation (log scale)"))):
             ax = axes[row][col]
             _pareto_panel(ax, group, x_col, colours, xerr_col=None if row == 0 else "time_to_best_s_std")

@@ -21,10 +21,12 @@ PRIMARY_CI_LOW, PRIMARY_CI_HIGH = f"{PRIMARY_METRIC}_ci_low", f"{PRIMARY_METRIC}
 
 COLUMNS = (
     "dataset", "pairing", "teacher", "student", "variant", "strategy", "method", "family", "model", "rank",
-    "tuning_trials", "n_seeds", "n_failed",
+    "rank_low", "rank_high", "top_group",
+    "tuning_trials", "tuning_budget", "tuning_budget_unit", "tuning_epochs_spent", "n_seeds", "n_failed",
     *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
     VS_SCRATCH, "rel_change_ci_low", "rel_change_ci_high", RETAINED,
     "p_value_mixed", "p_value_holm", "p_value_vs_scratch", "p_value_seeds", "n_paired_seeds", "n_users_tested",
+    "p_value_vs_leader", "p_value_vs_leader_holm",
     "diff_var_seed", "diff_var_user", "diff_var_residual",
     "params", "compression_vs_teacher", "size_bytes",
     "throughput_users_per_s", "throughput_iqr_low", "throughput_iqr_high", "latency_p50_ms",

@@ -54,7 +54,7 @@ def shape_cost(costs: pd.DataFrame | None, dataset: str, teacher: str, model: st
     users/s of batches of 256 (median call, and the interquartile range of the calls turned into
     users/s) and the median single-user latency in ms. NaN where it was not measured."""
     here = _cost_rows(costs, dataset, teacher, catalogue=dataset)
-    here = here[(here["kind"] == "model") & (here["model"] == model)]
+    here = here[here["kind"].isin(("model", "compressed")) & (here["model"] == model)]  # compressed: issue 28
     batch = here[here["batch_users"] == THROUGHPUT_BATCH]
     single = here[here["batch_users"] == LATENCY_BATCH]
     out = {"throughput_users_per_s": math.nan, "throughput_iqr_low": math.nan, "throughput_iqr_high": math.nan,
@@ -163,7 +163,8 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
                        alpha: float = 0.05, power: float = POWER,
                        more_seeds: tuple[int, ...] = (10, 20)) -> pd.DataFrame:
     """Per table (`keys`), the smallest relative change of the primary metric vs scratch, in %, that
-    the primary test detects with probability `power`: from the median variance components of the
+    the primary test (seed-bounded, like the p-values) detects with probability `power`: from the
+    median variance components of the
     strategies compared there, at Holm's strictest level alpha / m (`mde_pct`), at alpha for one
     comparison (`mde_single_pct`), and projected to `more_seeds` seeds (`mde_pct_<n>_seeds`, at
     alpha / m).
@@ -182,7 +183,8 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
         base = float(scratch.iloc[0])
 
         def mde(seeds: int, level: float) -> float:
-            return 100 * stats.minimum_detectable_effect(*components, seeds, n_users, level, power) / base
+            return 100 * stats.minimum_detectable_effect(*components, seeds, n_users, level, power,
+                                                         seed_bound=True) / base
 
         row |= {"n_seeds": n_seeds, "n_users": n_users, "mde_pct": mde(n_seeds, alpha / len(tested)),
                 "mde_single_pct": mde(n_seeds, alpha)}

@@ -112,6 +112,23 @@ def summary_table(summaries: list[dict[str, Any]], gains: dict[str, float | None
     return table
 
 
+def pairing_budget_line(summaries: list[dict[str, Any]]) -> str:
+    """Whether a pairing's studies had equal budgets: "equal" only when every one is counted in
+    epochs and of the same size (a budget in trials is not equal work: a pruned trial runs a few
+    epochs, a complete one dozens); then the epochs each spent."""
+    budgets = {(s["budget"], s.get("budget_unit", "trials")) for s in summaries}
+    text = " / ".join(f"{b} {unit}" for b, unit in sorted(budgets))
+    if any(unit != "epochs" for _, unit in budgets):
+        verdict = "counted in trials, so NOT an equal budget in training epochs"
+    elif len(budgets) == 1:
+        verdict = "equal for every strategy, scratch included"
+    else:
+        verdict = "NOT equal across strategies"
+    spent = [s["epochs_spent"] for s in summaries if s.get("epochs_spent") is not None]
+    used = f"; epochs spent {min(spent)}-{max(spent)}" if spent else ""
+    return f"Budget per strategy: {text}, {verdict}{used}."
+
+
 def _settings_line(settings: dict[str, Any]) -> str:
     """The tuning settings, as written by this version (`budget`, `unit`) or before (`trials`)."""
     pruner = settings["pruner"]
@@ -129,9 +146,12 @@ def _settings_line(settings: dict[str, Any]) -> str:
 
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir) / "tuning"
-    summaries = load_summaries(results_dir)
     meta = read_meta(results_dir)
-    curves = {s["study"]: best_so_far(trial_values(results_dir, s)) for s in summaries}
+    values = {s["study"]: (s, trial_values(results_dir, s)) for s in load_summaries(results_dir)}
+    # a summary from before epoch budgets lacks `epochs_spent`: its storage's trials hold it
+    summaries = [s if s.get("epochs_spent") is not None else {**s, "epochs_spent": sum(e for _, _, e in trials)}
+                 for s, trials in values.values()]
+    curves = {study: best_so_far(trials) for study, (_, trials) in values.items()}
     table = summary_table(summaries, {study: second_half_gain(points) for study, points in curves.items()})
     wall = sum(i["wall_seconds"] for i in meta["invocations"])
     compute = sum(s["compute_seconds"] for s in summaries)
@@ -157,7 +177,8 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
     paths = []
     for (dataset, pairing), group in table.groupby(["dataset", "pairing"], sort=False) if len(table) else []:
         plot = root / f"progress_{safe_name(dataset)}_{safe_name(pairing)}.png"
-        lines += [f"## {dataset}: {pairing}", "", f"![best so far]({plot.name})", "",
+        mine = [s for s in summaries if (s["dataset"], s["pairing"]) == (dataset, pairing)]
+        lines += [f"## {dataset}: {pairing}", "", pairing_budget_line(mine), "", f"![best so far]({plot.name})", "",
                   tabulate(group.drop(columns=["dataset", "pairing"]), headers="keys", tablefmt="github",
                            showindex=False, floatfmt=".4f"), ""]
         plot_progress({s["strategy"]: curves[s["study"]] for s in summaries
@@ -171,15 +192,19 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
 def plot_progress(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
     """Best-so-far validation NDCG@10 against the training epochs spent, one line per strategy (a
     pruned or failed trial moves a line right, not up), the second half of the budget shaded (where
-    a flat curve rises by less than FLAT); a bare Agg Figure without metadata, so the bytes are
-    stable."""
+    a flat curve rises by less than FLAT) and each line's label saying whether it is flat; a bare Agg
+    Figure without metadata, so the bytes are stable."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     for strategy, points in sorted(curves.items()):
         style = "--" if strategy == SCRATCH else "-"
-        ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2, label=strategy)
+        gain = second_half_gain(points)
+        verdict = (" (no complete trial in the first half)" if gain is None else " (flat)" if gain < FLAT
+                   else f" (+{100 * gain:.1f}%: not flat)")
+        ax.plot([x for x, _ in points], [y for _, y in points], style, marker=".", linewidth=1.2,
+                label=strategy + verdict)
     end = max((points[-1][0] for points in curves.values() if points), default=0)
     if end:
         ax.axvspan(end / 2, end, color="0.95", zorder=0,

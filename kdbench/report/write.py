@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from kdbench import atomic
 from kdbench.report.exports import leaderboard_payload, render_csv, render_json
+from kdbench.report.frontier import has_compression, plot_frontier
 from kdbench.report.leaderboard import Leaderboard, build_leaderboard
 from kdbench.report.markdown import render_markdown_page
 from kdbench.report.page import PAGE_NAME, render_page
@@ -31,6 +32,7 @@ class Output:
     text: Callable[[Leaderboard], str] | None = None  # its content
     figure: Callable[[Leaderboard, Path], Any] | None = None  # draws it into the path (left out with plot=False)
     full_only: bool = False  # written for the full leaderboard only, not the quick one
+    when: Callable[[Leaderboard], bool] | None = None  # written only where this holds (None: always)
 
 
 def render_html(board: Leaderboard) -> str:
@@ -46,6 +48,8 @@ OUTPUTS = (
     Output("compression", "compression{suffix}.png",
            figure=lambda board, path: plot_compression(board.curves, path, quick=board.quick)),
     Output("html", PAGE_NAME, text=render_html, full_only=True),
+    Output("frontier", "frontier{suffix}.png", figure=lambda board, path: plot_frontier(board.table, path, board.quick),
+           when=lambda board: has_compression(board.table)),
 )
 
 
@@ -69,7 +73,8 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     given = command is not None or wall_seconds is not None
     meta = _invocation(meta_path, command, wall_seconds)
     board = build_leaderboard(runs_dir, meta, quick)
-    outputs = [output for output in OUTPUTS if (plot or output.figure is None) and not (quick and output.full_only)]
+    outputs = [output for output in OUTPUTS if (plot or output.figure is None) and not (quick and output.full_only)
+               and (output.when is None or output.when(board))]
     texts = {output.key: output.text(board) for output in outputs if output.text is not None}
     paths = [out_dir / output.name.format(suffix=suffix) for output in outputs]
     with atomic.atomic_paths(paths + ([meta_path] if given else [])) as temps:

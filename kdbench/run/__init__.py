@@ -5,5 +5,7 @@
 - `stored_runs`: which cells are finished with their identity, what must not be overwritten, and
   writing new records;
 - `teachers`: the teacher cache: keys, cached entries (healing damaged ones), training the
-  missing teachers once each.
+  missing teachers once each;
+- `claims`: claim files, so that processes sharing a folder compute each cell, teacher and tuning
+  study once.
 """

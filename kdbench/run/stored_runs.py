@@ -4,16 +4,19 @@ runs must not be replaced, and writing new records.
 A stored run counts as a cell's when it is finished and current (`record.is_current`: the same
 `config`, locations aside, and the same data fingerprint); then the cell is skipped, so an
 interrupted suite resumes where it stopped (`force` redoes it). A damaged stored file stops the run
-before anything trains; with `force` it is overwritten.
+before anything trains; with `force` it is overwritten. A cell being run is claimed by a
+`.seed<k>.claim` file beside its result (`run.claims`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable
 
 from kdbench.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.record import RunRecord, RunStore, failed_record, is_current
+from kdbench.run import claims
 from kdbench.stored import DamagedFile
 
 
@@ -52,6 +55,27 @@ class StoredRuns:
                     f"{self.store.file(cell.address)} holds a finished run with other settings; pass --force "
                     f"to replace it or choose another --results-dir"
                 )
+
+    def claim_path(self, cell: Cell) -> Path:
+        """The claim of a cell being run (`run.claims`): `.seed<k>.claim` beside its result."""
+        path = self.store.file(cell.address)
+        return path.with_name(f".{path.stem}{claims.SUFFIX}")
+
+    def stored_at(self, cell: Cell) -> float:
+        """When the cell's result file was last written (0 if there is none)."""
+        try:
+            return self.store.file(cell.address).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def clear_partial_writes(self) -> int:
+        """Remove the temp files of killed writes, sparing those of a cell another live process holds
+        (its `.seed<k>.json.<random>.tmp` and `.seed<k>.log.<random>.tmp` beside `.seed<k>.claim`)."""
+        def in_use(tmp: Path) -> bool:
+            stem = tmp.name[1:].split(".", 1)[0]
+            return claims.held(tmp.with_name(f".{stem}{claims.SUFFIX}"))
+
+        return self.store.clear_partial_writes(in_use)
 
     def write(self, cell: Cell, record: RunRecord, log: str = "") -> RunRecord:
         """Store a cell's record and log; a finished run gets its split's fingerprint (its identity)."""

@@ -3,26 +3,36 @@
 A teacher's key hashes what determines it (`record.teacher_identity`: the split's fingerprint, the
 protocol, its spec and size, seed and training settings; `checkpoints.cache_key`). Only the driver
 writes the cache: workers return the weights. A damaged entry is moved aside and the teacher
-trained again (`heal=False` stops instead). A teacher of an ensemble strategy (HetComp) also
-brings its training trajectory (`kdbench.trajectory`), a file beside its weights.
+trained again (`heal=False` stops instead). A teacher file (`--teacher file:PATH`) is never trained
+or cached: it is handed to the students as an empty artifact, which the worker replaces by the file
+(`work.build_student_run`). Processes sharing the cache claim a teacher before training it
+(`run.claims`), so each teacher is trained once; the others wait and load it. A teacher of an
+ensemble strategy (HetComp) also brings its training trajectory (`kdbench.trajectory`), a file
+beside its weights: a teacher cached without one is trained again (same seed) to record it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from kdbench import atomic
 from kdbench.cells import Cell
-from kdbench.checkpoints import DamagedCheckpoint, cache_key, load_checkpoint, quarantine, save_checkpoint
+from kdbench.checkpoints import (
+    DamagedCheckpoint, cache_key, clear_partial, load_checkpoint, quarantine, save_checkpoint,
+)
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor
 from kdbench.families import BackboneSpec
 from kdbench.record import teacher_identity
 from kdbench.strategies import STRATEGIES
+from kdbench.teacher_file import is_file_teacher
 from kdbench.trajectory import file_name as trajectory_file
 from kdbench.trajectory import from_bytes
+from kdbench.run import claims
+from kdbench.run.claims import Claim, try_claim
 from kdbench.work import CellTask, TeacherArtifact, run_task
 
 
@@ -54,58 +64,101 @@ class TeacherCache:
     def folder(self, key: str) -> Path:
         return self.cache_dir / "teachers" / key
 
+    def claim_path(self, key: str) -> Path:
+        """The claim of a teacher being trained (`run.claims`), beside its entry."""
+        return self.cache_dir / "teachers" / f".{key}{claims.SUFFIX}"
+
     def provide(self, cells: Iterable[Cell], executor: Executor, task: Callable[[Cell, str], CellTask]
                 ) -> dict[str, TeacherArtifact | Exception]:
         """Stage 1: every teacher these cells need by key, from the cache or trained on `executor`
-        (`task(teacher cell, key)`), in parallel; a teacher that failed is its exception. The
-        teachers of an ensemble strategy's cells come with their trajectories: a cached teacher
-        without one is trained again (same seed) to record it, and only the trajectory is saved."""
-        needed: dict[str, Cell] = {}
-        with_trajectory: set[str] = set()
+        (`task(teacher cell, key)`), in parallel; a teacher that failed is its exception.
+
+        A teacher another process is training (it holds the claim) is waited for, then loaded from
+        the cache; if that process died or its teacher failed, this one claims and trains it. The
+        teachers of an ensemble strategy's cells come with their trajectories."""
+        pending: dict[str, Cell] = {}
+        trajectories: dict[str, TeacherArtifact | None] = {}  # keys wanted with one -> cached weights kept
         for cell in cells:
-            needed.setdefault(self.key(cell), cell.teacher_cell())
+            pending.setdefault(self.key(cell), cell.teacher_cell())
             for member in ensemble_cells(cell):
-                needed.setdefault(self.key(member), member.teacher_cell())
-                with_trajectory.add(self.key(member))
+                pending.setdefault(self.key(member), member.teacher_cell())
+                trajectories[self.key(member)] = None
         artifacts: dict[str, TeacherArtifact | Exception] = {}
-        kept: dict[str, TeacherArtifact] = {}  # cached weights, trained again for the trajectory alone
-        to_train = []
-        for key, teacher_cell in needed.items():
-            cached = self.cached(key)
-            trajectory = self.cached_trajectory(key) if cached is not None and key in with_trajectory else b""
-            if cached is not None and (trajectory or key not in with_trajectory):
-                artifacts[key] = TeacherArtifact.from_state(key, *cached, trajectory)
-                self.sources[key] = f"loaded from the cache ({self.folder(key)})"
-                continue
-            if cached is not None:
-                kept[key] = TeacherArtifact.from_state(key, *cached)
-                self.sources[key] = "trained again for its trajectory"
-            to_train.append((key, teacher_cell))
+        for key, teacher_cell in list(pending.items()):
+            if is_file_teacher(teacher_cell.teacher):  # read, never trained (checked: Runner.check_teacher_files)
+                artifacts[key] = TeacherArtifact(key, b"", {"test": {}})
+                self.sources[key] = f"read from the teacher file {teacher_cell.teacher.path}"
+                del pending[key]
+        told: set[str] = set()
+        while pending:
+            mine: dict[str, Claim] = {}
+            for key in list(pending):
+                if self._load(key, artifacts, trajectories):
+                    del pending[key]
+                elif (claim := try_claim(self.claim_path(key))) is None:
+                    if key not in told:
+                        self.log(f"waiting for teacher {pending[key].teacher} on {pending[key].dataset}: "
+                                 f"{claims.owner(self.claim_path(key))} is training it")
+                        told.add(key)
+                elif self._load(key, artifacts, trajectories):  # finished between the look and the claim
+                    claim.release()
+                    del pending[key]
+                else:
+                    mine[key] = claim
+            try:
+                self._train({key: pending.pop(key) for key in mine}, executor, task, artifacts, trajectories)
+            finally:
+                for claim in mine.values():
+                    claim.release()
+            if pending and not mine:
+                time.sleep(claims.POLL_SECONDS)
+        return artifacts
+
+    def _load(self, key: str, artifacts: dict[str, TeacherArtifact | Exception],
+              trajectories: dict[str, TeacherArtifact | None]) -> bool:
+        """Put the cached teacher `key` in `artifacts`, if the cache holds it (with its trajectory,
+        if `trajectories` names it: cached weights without one are kept there, to train again)."""
+        cached = self.cached(key)
+        if cached is None:
+            return False
+        recorded = self.cached_trajectory(key) if key in trajectories else b""
+        if key in trajectories and not recorded:
+            trajectories[key] = TeacherArtifact.from_state(key, *cached)
+            self.sources[key] = "trained again for its trajectory"
+            return False
+        artifacts[key] = TeacherArtifact.from_state(key, *cached, recorded)
+        self.sources[key] = f"loaded from the cache ({self.folder(key)})"
+        return True
+
+    def _train(self, to_train: dict[str, Cell], executor: Executor, task: Callable[[Cell, str], CellTask],
+               artifacts: dict[str, TeacherArtifact | Exception],
+               trajectories: dict[str, TeacherArtifact | None]) -> None:
+        """Train the claimed teachers in parallel and write each to the cache as it finishes."""
+        for key, cell in to_train.items():
+            clear_partial(self.folder(key))  # a killed writer's leftovers: this process holds the claim
             self.sources.setdefault(key, "trained now")
-        for key, cell in to_train:
             self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})"
-                     + (" to record its trajectory" if key in with_trajectory else ""))
-        tasks = [replace(task(cell, key), trajectory=key in with_trajectory) for key, cell in to_train]
+                     + (" to record its trajectory" if key in trajectories else ""))
+        keys = list(to_train)
+        tasks = [replace(task(to_train[key], key), trajectory=key in trajectories) for key in keys]
         for index, result in executor.map_unordered(run_task, tasks):
-            key, _ = to_train[index]
+            key = keys[index]
             if isinstance(result, KdbenchError):
                 raise result
             if isinstance(result, Exception) or result.teacher is None:
                 artifacts[key] = result if isinstance(result, Exception) else RuntimeError(result.record.get("error"))
                 continue
-            artifacts[key] = self._store(key, result.teacher, kept.get(key))
-        return artifacts
+            artifacts[key] = self._store(key, result.teacher, trajectories.get(key))
 
     def _store(self, key: str, trained: TeacherArtifact, kept: TeacherArtifact | None) -> TeacherArtifact:
-        """Write a trained teacher's cache entry (and trajectory): its weights, unless `kept` (the
-        entry was already cached: only the trajectory is new, attached to the cached weights)."""
+        """Write a trained teacher's cache entry, then its trajectory: its weights, unless `kept` (the
+        entry was cached already: only the trajectory is new, attached to the cached weights)."""
+        if kept is None:
+            save_checkpoint(self.folder(key), trained.state_dict(), trained.meta)  # replaces the folder
         if trained.trajectory:
             with atomic.atomic_path(self.folder(key) / trajectory_file()) as tmp:
                 tmp.write_bytes(trained.trajectory)
-        if kept is not None:
-            return replace(kept, trajectory=trained.trajectory)
-        save_checkpoint(self.folder(key), trained.state_dict(), trained.meta)
-        return trained
+        return trained if kept is None else replace(kept, trajectory=trained.trajectory)
 
     def cached_trajectory(self, key: str) -> bytes:
         """The cached trajectory of a teacher, or b"" (none, or one that does not load: recorded
@@ -139,7 +192,10 @@ class TeacherCache:
             if not self.heal:
                 raise KdbenchError(f"{damaged}; delete it or run without --strict-cache to train the "
                                    f"teacher again") from None
-            moved = quarantine(folder)
+            try:
+                moved = quarantine(folder)
+            except FileNotFoundError:  # another process moved it aside first
+                return None
             self.log(f"{damaged}; moved it to {moved} and training the teacher again")
             self.sources[key] = f"trained now (the cache entry was damaged: {damaged.reason}; moved to {moved})"
             return None

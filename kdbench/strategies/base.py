@@ -36,7 +36,10 @@ from kdbench.strategies._code import class_roots, code_version
 from kdbench.search_space import CatalogueShare, Distribution, check_space, weight_space
 
 STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
-FAMILIES = ("baseline", "response", "feature", "ranking", "topology")
+FAMILIES = ("baseline", "response", "feature", "ranking", "topology", "compression")
+# Compression baselines (SVD, pruning, quantisation of the teacher) are no distillation method: `all`
+# leaves them out (they run when named: suites/compression.yaml).
+COMPRESSION = "compression"
 # The backbone families (`kdbench.families`) a strategy runs on unless it declares others, and the
 # declaration for every family (a strategy that uses nothing of the backbone but its own loss).
 DEFAULT_BACKBONES, ANY_BACKBONE = ("general",), "*"
@@ -90,7 +93,7 @@ class DistillationContext:
 
 
 def register_strategy(name: str, family: str, paper: str = "", variant_of: str | None = None,
-                      backbones: tuple[str, ...] = DEFAULT_BACKBONES):
+                      backbones: tuple[str, ...] = DEFAULT_BACKBONES, file_teacher: str | None = None):
     """Class decorator: register a DistillationStrategy subclass under `name`.
 
     `family`: the kind of knowledge it distils (`FAMILIES`). `backbones`: the backbone families it
@@ -98,6 +101,10 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     runs on those all its parts declare. `variant_of`: the registered strategy this one is a variant
     of (another sampling scheme of the same paper, say). Variants run when named; `all` (the default
     suite's leaderboard, `tune --all`) keeps one row per method and leaves them out.
+    `file_teacher`: the strategy can learn from a teacher file (`kdbench.teacher_file`: top-K lists
+    and scores, item embeddings), reading no more of each list than this hyperparameter says (its
+    `top_n` or `K`, which must not exceed the file's K); None (the default): it needs the teacher
+    model itself (scores off the lists, a forward pass, hidden features).
     """
     check_strategy_name(name)
     if isinstance(backbones, str) or not backbones:
@@ -111,6 +118,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     def decorator(cls: type["DistillationStrategy"]) -> type["DistillationStrategy"]:
         cls.name, cls.family, cls.paper, cls.variant_of = name, family, paper, variant_of
         cls.backbones = tuple(backbones)
+        cls.file_teacher = file_teacher
         return STRATEGIES.register(name)(cls)
 
     return decorator
@@ -128,8 +136,10 @@ def check_strategy_name(name: Any) -> None:
 
 
 def method_names() -> list[str]:
-    """What `all` means: every registered strategy that is not a variant of another."""
-    return [name for name in STRATEGIES.names() if STRATEGIES.get(name).variant_of is None]
+    """What `all` means: every registered strategy that is neither a variant of another nor a
+    compression baseline."""
+    return [name for name in STRATEGIES.names()
+            if STRATEGIES.get(name).variant_of is None and STRATEGIES.get(name).family != COMPRESSION]
 
 
 class DistillationStrategy(nn.Module):
@@ -140,6 +150,7 @@ class DistillationStrategy(nn.Module):
     paper: ClassVar[str] = ""
     variant_of: ClassVar[str | None] = None  # see register_strategy
     backbones: ClassVar[tuple[str, ...]] = DEFAULT_BACKBONES  # see register_strategy
+    file_teacher: ClassVar[str | None] = None  # see register_strategy
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
@@ -155,6 +166,12 @@ class DistillationStrategy(nn.Module):
     # What `kdbench tune` may try (kdbench.search_space). None: not declared, so the tuner tries the
     # weight alone over 4 decades around its default; {}: nothing of the strategy's own to tune.
     search_space: ClassVar[dict[str, Distribution] | None] = None
+    # False: the model is not trained at all (SVD, one-shot pruning, quantisation): `fit` validates
+    # it once as `prepare` left it (0 epochs) and the run is tested and measured as usual.
+    trains: ClassVar[bool] = True
+    # True: the model the run trains and deploys is not the student built for the cell but the one
+    # `model_to_train` returns (a compressed copy of the teacher); such a strategy joins no composite.
+    replaces_student: ClassVar[bool] = False
 
     def __init__(self, context: DistillationContext, **hparams: Any):
         super().__init__()
@@ -170,6 +187,11 @@ class DistillationStrategy(nn.Module):
     def runs_on(cls, backbone_family: str) -> bool:
         """Whether the strategy declares the backbone family `backbone_family`."""
         return backbone_family in cls.backbones or ANY_BACKBONE in cls.backbones
+
+    @classmethod
+    def learns_from_files(cls) -> bool:
+        """Whether a teacher file can teach it: it declares `file_teacher`, or needs no teacher."""
+        return cls.file_teacher is not None or not cls.needs_teacher
 
     @classmethod
     def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +233,11 @@ class DistillationStrategy(nn.Module):
         if "L" in hparams and top_n + hparams["L"] > n_items - 1:
             raise KdbenchError(f"strategy '{cls.name}' needs top_n + L = {top_n + hparams['L']} items besides "
                                f"each user's own, more than this dataset's {n_items} items: lower top_n or L")
+
+    @classmethod
+    def check_models(cls, teacher: str, student: str) -> None:
+        """Refuse (KdbenchError) a pairing of RecBole models the strategy cannot apply to, before
+        anything trains (`run.validation`). Default: any."""
 
     @classmethod
     def tuning_space(cls) -> dict[str, Distribution]:
@@ -256,6 +283,16 @@ class DistillationStrategy(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Per-epoch hook (resampling)."""
+
+    def model_to_train(self, student: nn.Module) -> nn.Module:
+        """The model the run trains (unless `trains` is False), validates, tests and measures, called
+        after `prepare`: the student, unless the strategy `replaces_student`."""
+        return student
+
+    def compress(self, model: nn.Module) -> nn.Module | None:
+        """The model to deploy, made from the trained one (quantised after training), or None to
+        deploy it as trained. Its deployed size is annotated on it (`backbones.DEPLOYED`)."""
+        return None
 
     def loss(self, batch) -> torch.Tensor | None:
         """The distillation term on a RecBole training batch, or None for no KD."""

@@ -186,6 +186,21 @@ class CDStudentGuided(CD):
     (distinct items, unobserved ranks only, vectorised draw), plus: the reference's first sample
     is taken from the freshly initialised student when the strategy is built; here the first
     epoch's start does it, from the same untrained student.
+
+    Reproduction gap (issue 26: 20-23% under the RCE-KD paper's CD row on CiteULike, where RRD and
+    RCE-KD land within 2-7%). Compared line by line with woriazzc/KDs `modeling/KD/cf/baseline.py`
+    (class CD), woriazzc/RCEKD `modeling/KD/base_model.py` and `configs/citeulike/bpr/cd.yaml`:
+    the guide (student top `cd_sample_num` = 3000 with training items at -1e6, recomputed in
+    `do_something_in_each_epoch`, which the training loop calls at every epoch start after the
+    negative sampling; the first sample at construction from the untrained student), the draw
+    (two ranks from exp(-r / (N T)), the better-scored one kept, 2 per user), the soft labels on
+    the frozen teacher's scores, the loss summed over items and over batch rows (users repeated
+    once per row, as `counts` does here), the combination base + lmbda x kd with lmbda 0.5, and
+    Adam (lr 1e-3, wd 1e-8 as L2 on the gradient, converted to the mean loss) are the same. No
+    definite difference was found, so nothing is changed. Unverified candidates: the scale of the
+    teacher's scores, which sets the soft labels sig(t / 2) (kdbench's teacher matches the paper's
+    NDCG@10, not necessarily its score scale; Adam's eps meets 2048x smaller gradients here, which
+    slows rarely updated embeddings), and the reference's duplicate draws (a set of 0-d tensors).
     """
 
     def prepare(self) -> None:

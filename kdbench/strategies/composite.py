@@ -82,6 +82,9 @@ def make_composite(name: str) -> type[DistillationStrategy]:
     for part in parts:
         if issubclass(part, CompositeStrategy):
             raise KdbenchError(f"composite strategy '{name}': part '{part.name}' is itself a composite")
+        if part.replaces_student:
+            raise KdbenchError(f"composite strategy '{name}': part '{part.name}' deploys a compressed teacher "
+                               "instead of the student, so it joins no composite")
     defaults: dict[str, Any] = {"weight": 1.0}
     for part in parts:
         defaults |= {f"{part.name}.{key}": value for key, value in part.defaults.items()}

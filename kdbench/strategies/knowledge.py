@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from kdbench.backbones import DOT_PRODUCT, BackboneAdapter, reset_inference_cache
+from kdbench.strategies.shared_knowledge import shared_knowledge
 from kdbench.strategies._list_scores import list_scores
 
 MAX_CELLS = 2**24
@@ -104,6 +105,7 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return top.values, columns.gather(1, top.indices)
 
 
+@shared_knowledge("teacher_top_n")  # a frozen teacher's lists: once per process (kdbench.strategies.shared_knowledge)
 @torch.no_grad()
 def teacher_top_n(
     teacher: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = SCORE_CELLS
@@ -232,6 +234,7 @@ def _item_blocks(adapter: BackboneAdapter, history: sp.csr_matrix, max_cells: in
         yield start, stop, mask_seen(items[start:stop] @ users.T, by_item, start)
 
 
+@shared_knowledge("top_users")
 @torch.no_grad()
 def top_users(adapter: BackboneAdapter, history: sp.csr_matrix, n: int, max_cells: int = SCORE_CELLS) -> torch.Tensor:
     """Each item's top-n users by `adapter`'s scores among the users who did NOT interact with it in

@@ -89,7 +89,7 @@ def rd_loss(scores: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return -(weights * F.logsigmoid(scores)).sum(dim=1)
 
 
-@register_strategy("rd", family="ranking", paper="Tang & Wang, Ranking Distillation, KDD 2018")
+@register_strategy("rd", family="ranking", paper="Tang & Wang, Ranking Distillation, KDD 2018", file_teacher="K")
 class RD(DistillationStrategy):
     """Ranking Distillation; see the module docstring for the loss, defaults and weight."""
 

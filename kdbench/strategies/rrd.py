@@ -104,7 +104,7 @@ def sample_interesting_ranks(
 @register_strategy(
     "rrd", family="ranking",
     paper="Kang et al., DE-RRD: A Knowledge Distillation Framework for Recommender System, CIKM 2020",
-    backbones=("general", "sequential"),
+    backbones=("general", "sequential"), file_teacher="top_n",
 )
 class RRD(DistillationStrategy):
     """Relaxed Ranking Distillation; see the module docstring for the loss, defaults and weight."""
@@ -173,7 +173,7 @@ class RRD(DistillationStrategy):
 @register_strategy(
     "rrd-topk", family="ranking",
     paper="RRD with the teacher's top-K as interesting items (Kang et al., WWW 2023; DE-RRD_CIKM20 README)",
-    backbones=("general", "sequential"),
+    backbones=("general", "sequential"), file_teacher="top_n",
 )
 class RRDTopK(RRD):
     """RRD whose interesting items are the teacher's top K themselves, with no rank sampling.

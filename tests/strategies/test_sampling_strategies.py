@@ -18,8 +18,9 @@ from kdbench.trajectory import snapshot
 # strategy -> the test file holding its distribution tests through prepare() / on_epoch_start()
 DISTRIBUTION_TESTED = {"cd": "test_cd.py", "cd-student-guided": "test_cd_student_guided.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py",
                        "bd": "test_bd.py", "dcd": "test_dcd.py", "rce-kd": "test_rce_kd.py", "unkd": "test_unkd.py"}
-# where a default does not fit the fixed catalogue's 31 users (DCD's item side draws K users per item)
-FITS_THE_CATALOGUE = {"dcd": {"K": 10}}
+# where a default does not fit the fixed catalogue's 31 users (DCD's item side draws K users per item),
+# or its score tables (no item embeddings for DLLM2Rec's embedding term)
+FITS_THE_CATALOGUE = {"dcd": {"K": 10}, "dllm2rec": {"ed_weight": 0.0}}
 # past every warm-up phase of the built-in strategies (RD's dynamic weights start after epoch 10)
 LATE_EPOCH = 50
 

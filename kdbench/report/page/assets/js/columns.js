@@ -28,7 +28,14 @@ const COLUMNS = [
       { title: "primary test against scratch (crossed mixed model over seeds and users)" }),
   col("p_holm", "p Holm", field("p_value_holm"), function (r) { return pValue(r.p_value_holm); },
       { show: true, title: "p after the Holm-Bonferroni correction over the strategies of the table" }),
-  col("p_users", "p users", field("p_value_vs_scratch"), function (r) { return pValue(r.p_value_vs_scratch); }),
+  col("p_leader", "p vs leader", field("p_value_vs_leader_holm"), function (r) { return pValue(r.p_value_vs_leader_holm); },
+      { title: "Holm-corrected p of the test of the table's leader against this student (seed-bounded)" }),
+  col("rank_ci", "rank [95% CI]", field("rank"), function (r) {
+    if (!finite(r.rank)) return "";
+    return finite(r.rank_low) && finite(r.rank_high) ? r.rank + " [" + r.rank_low + "–" + r.rank_high + "]" : String(r.rank);
+  }, { title: "the student's rank and a 95% bootstrap interval of it (seeds, then users; descriptive)" }),
+  col("top", "top group", field("top_group"), function (r) { return r.top_group === true ? "★" : ""; },
+      { num: false, show: true, title: "★: not significantly below the table's leader (tests against the leader, Holm)" }),
   col("p_seeds", "p seeds", field("p_value_seeds"), function (r) { return pValue(r.p_value_seeds); }),
   col("seeds", "Seeds", field("n_seeds"), function (r) { return plain(r.n_seeds); }, { show: true }),
   col("failed", "Failed", field("n_failed"), function (r) { return plain(r.n_failed); }),

@@ -36,7 +36,7 @@ function statistics(row) {
     ["NDCG@10 (mean ± sd over seeds)", COLUMN_BY_ID.ndcg10.text(row)],
     ["vs scratch", pct(row["ndcg@10_vs_scratch_pct"], true)], ["95% interval of the change", ci],
     ["p (mixed model, primary)", pValue(row.p_value_mixed)], ["p Holm (marks)", pValue(row.p_value_holm)],
-    ["p users (Wilcoxon)", pValue(row.p_value_vs_scratch)], ["p seeds (paired t)", pValue(row.p_value_seeds)],
+    ["p vs leader (Holm)", pValue(row.p_value_vs_leader_holm)], ["p seeds (paired t)", pValue(row.p_value_seeds)],
     ["paired seeds / users tested", plain(row.n_paired_seeds) + " / " + plain(row.n_users_tested)],
     ["of teacher's NDCG@10", pct(row["teacher_ndcg@10_retained_pct"])],
     ["params / size", grouped(row.params) + " / " + bytes(row.size_bytes)],

@@ -1,0 +1,90 @@
+"""The compute behind the tables: per dataset and per pairing, the core-hours of their runs, where
+they went (each record's time breakdown), and the machines that ran them.
+
+A run's core-seconds are its wall seconds times its torch threads (`environment.threads`; 1 where
+not recorded). The parts come from the record's `training` block: `train_seconds` (optimisation),
+`eval_seconds` (validation passes), `test_seconds`, `kd_prepare_seconds` (the strategy's prepare),
+`teacher_load_seconds`, `cost_seconds` (the run's inference measurement), each scaled by the same
+threads; `other` is what the wall time holds beyond them (data loading, model building, writing).
+Records made before a part was recorded leave it out (their share stays in `other`). A teacher
+run appears under every pairing its cached teacher serves with the same record: it counts in each
+pairing's row but once in its dataset's. Tuning studies (`kdbench tune`) are not runs: their
+compute is in `tuning/summary.md`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from kdbench.report.formatting import duration
+from kdbench.record import TEACHER
+
+# column -> the run column (`report.load.RUN_FIELDS`) it sums
+PARTS = {"training": "train_seconds", "validation": "eval_seconds", "test": "test_seconds",
+         "prepare": "kd_prepare_seconds", "teacher_load": "teacher_load_seconds", "cost": "cost_seconds"}
+COMPUTE_COLUMNS = ["dataset", "pairing", "n_runs", "core_seconds", *PARTS, "other", "machines"]
+
+
+def compute_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset (pairing '') followed by one per pairing of it, in the runs' dataset order."""
+    if not len(runs):
+        return pd.DataFrame(columns=COMPUTE_COLUMNS)
+    runs = runs.copy()
+    threads = pd.to_numeric(runs["env_threads"], errors="coerce").fillna(1.0).clip(lower=1.0)
+    runs["_core"] = runs["wall_seconds"].astype(float) * threads
+    for part, column in PARTS.items():
+        runs[f"_{part}"] = (runs[column].astype(float) * threads) if column in runs else math.nan
+    # a teacher's record is copied under each pairing it serves: its dataset counts it once
+    is_teacher = runs["method"] == TEACHER
+    unique = pd.concat([runs[~is_teacher],
+                        runs[is_teacher].drop_duplicates(["dataset", "teacher", "seed", "created", "wall_seconds"])])
+    rows = []
+    for dataset in sorted(set(runs["dataset"]), key=str):
+        rows.append(_row(unique[unique["dataset"] == dataset], dataset, ""))
+        here = runs[runs["dataset"] == dataset]
+        for pairing in sorted(set(here["pairing"]), key=str):
+            rows.append(_row(here[here["pairing"] == pairing], dataset, pairing))
+    return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+
+
+def _row(runs: pd.DataFrame, dataset: str, pairing: str) -> dict:
+    row = {"dataset": dataset, "pairing": pairing, "n_runs": int(len(runs)),
+           "core_seconds": float(runs["_core"].sum(min_count=1))}
+    known = 0.0
+    for part in PARTS:
+        row[part] = float(runs[f"_{part}"].sum(min_count=1))
+        known += 0.0 if math.isnan(row[part]) else row[part]
+    row["other"] = row["core_seconds"] - known if np.isfinite(row["core_seconds"]) else math.nan
+    row["machines"] = ", ".join(sorted({str(c) for c in runs["env_cpu"].dropna()})) or "unknown"
+    return row
+
+
+def compute_markdown(compute: pd.DataFrame) -> list[str]:
+    """The header's compute table: a dataset's row in bold, its pairings below it."""
+    if compute is None or not len(compute):
+        return []
+    rows = []
+    for r in compute.to_dict(orient="records"):
+        name = f"**{r['dataset']}**" if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
+        rows.append([name, str(r["n_runs"]), _hours(r["core_seconds"])]
+                    + [_share(r[part], r["core_seconds"]) for part in (*PARTS, "other")] + [r["machines"]])
+    headers = ["compute per dataset", "runs", "core-hours", "training", "validation", "test", "prepare",
+               "teacher load", "cost", "other", "CPU"]
+    note = ("Core-hours: wall time × torch threads, summed over the runs (a cached teacher counts once per "
+            "dataset); the parts are shares of it from each run's recorded time breakdown (— where its records "
+            "predate that part); tuning studies are not included (`tuning/summary.md`).")
+    return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "", note, ""]
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} ({duration(seconds)})" if np.isfinite(seconds) else "—"
+
+
+def _share(part: float, total: float) -> str:
+    if not np.isfinite(part) or not np.isfinite(total) or total <= 0:
+        return "—"
+    return f"{100 * part / total:.0f}%"

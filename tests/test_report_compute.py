@@ -1,0 +1,56 @@
+"""The compute per dataset in the leaderboard header (kdbench.report.compute)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from kdbench.report.compute import compute_markdown, compute_table
+
+
+def _run(dataset, pairing, method, seed, wall, threads="2", cpu="CPU A", **parts):
+    row = {"dataset": dataset, "pairing": pairing, "teacher": pairing.split("->")[0], "method": method,
+           "seed": seed, "created": "2025-01-01", "wall_seconds": wall, "env_threads": threads, "env_cpu": cpu}
+    for column in ("train_seconds", "eval_seconds", "test_seconds", "kd_prepare_seconds",
+                   "teacher_load_seconds", "cost_seconds"):
+        row[column] = parts.get(column, math.nan)
+    return row
+
+
+@pytest.fixture()
+def runs():
+    return pd.DataFrame([
+        # the cached teacher, copied under both pairings: counted once for the dataset
+        _run("d", "T:64->S:8", "teacher", 0, 100.0, train_seconds=80.0, eval_seconds=10.0),
+        _run("d", "T:64->S:4", "teacher", 0, 100.0, train_seconds=80.0, eval_seconds=10.0),
+        _run("d", "T:64->S:8", "kd", 0, 50.0, train_seconds=30.0, eval_seconds=5.0, test_seconds=1.0,
+             kd_prepare_seconds=2.0, teacher_load_seconds=1.0, cost_seconds=1.0),
+        _run("d", "T:64->S:4", "kd", 0, 40.0, threads=None, cpu="CPU B", train_seconds=20.0),
+        _run("e", "T:64->S:8", "scratch", 0, 3600.0, threads="1", train_seconds=1800.0, eval_seconds=1800.0),
+    ])
+
+
+def test_core_seconds_parts_and_machines_per_dataset_and_pairing(runs):
+    table = compute_table(runs).set_index(["dataset", "pairing"])
+    d = table.loc["d", ""]
+    # teacher 100 x 2 threads once, kd 50 x 2, kd 40 x 1 (threads not recorded)
+    assert d["n_runs"] == 3 and d["core_seconds"] == pytest.approx(200 + 100 + 40)
+    assert d["training"] == pytest.approx(160 + 60 + 20) and d["validation"] == pytest.approx(20 + 10)
+    assert d["prepare"] == pytest.approx(4.0) and d["test"] == pytest.approx(2.0)
+    assert d["other"] == pytest.approx(340 - (240 + 30 + 2 + 4 + 2 + 2))
+    assert d["machines"] == "CPU A, CPU B"
+    pairing = table.loc["d", "T:64->S:8"]  # the teacher counts in each pairing it serves
+    assert pairing["n_runs"] == 2 and pairing["core_seconds"] == pytest.approx(300.0)
+    assert math.isnan(table.loc["e", ""]["test"])  # not recorded: not zero
+    assert list(table.index) == [("d", ""), ("d", "T:64->S:4"), ("d", "T:64->S:8"), ("e", ""), ("e", "T:64->S:8")]
+
+
+def test_markdown_rows_give_hours_and_shares(runs):
+    lines = compute_markdown(compute_table(runs))
+    e = next(line for line in lines[0].splitlines() if line.startswith("| **e**"))
+    cells = [c.strip() for c in e.strip("|").split("|")]
+    assert cells[:5] == ["**e**", "1", "1.00 (1h 00m 00s)", "50%", "50%"] and cells[5] == "—"
+    assert cells[-1] == "CPU A"
+    assert compute_markdown(compute_table(runs.iloc[0:0])) == []
