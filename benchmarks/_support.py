@@ -30,6 +30,7 @@ from kdbench.families import BackboneSpec, load_data
 from kdbench.inference_cost import Roofline, sample_users, time_interleaved, write_synthetic_catalogue  # noqa: F401
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
 from kdbench.train import TrainSettings, make_optimizer, train_step
+from kdbench.trajectory import snapshot
 
 # Intra-op threads: one per core this process may use. On a machine that other jobs keep busy,
 # KDBENCH_BENCH_THREADS=1 gives steadier figures: a parallel region waits for its slowest thread,
@@ -266,6 +267,9 @@ class BenchSession:
             for param in teacher.parameters():
                 param.requires_grad_(True)
         context = DistillationContext.build(data, student, teacher, seed=0)
+        if strategy_class.needs_trajectories:  # HetComp: 4 checkpoints of the same teacher, per ensemble member
+            members = 1 + len(strategy_class.ensemble_teachers(strategy_class.resolve_hparams({})))
+            context.trajectories = (snapshot(context.teacher, context.history, copies=4),) * members
         return strategy_class(context).to("cpu")
 
     def keep_prepared(self, dataset: str, name: str, strategy: DistillationStrategy) -> None:

@@ -128,7 +128,8 @@ def _model_storages(model: nn.Module) -> set[int]:
     """Addresses of the memory behind the model's parameters, buffers and cached tensors."""
     tensors = [*model.parameters(), *model.buffers(),
                *(value for value in vars(model).values() if isinstance(value, torch.Tensor))]
-    return {tensor.untyped_storage().data_ptr() for tensor in tensors}
+    # Sparse tensors (LightGCN's CSR adjacency) have no storage of their own, and no scores can be a view of one.
+    return {tensor.untyped_storage().data_ptr() for tensor in tensors if tensor.layout == torch.strided}
 
 
 def _writable(scores: torch.Tensor, shared: set[int]) -> bool:

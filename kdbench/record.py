@@ -94,8 +94,11 @@ Numbers = dict[str, float]  # a section of numbers (metrics, costs)
 
 # A result file. `model` is the model the row measures (the teacher for the teacher row), `config`
 # the cell's identity, `status` "ok" or "failed" (+ `error`), `family` the strategy's kind of
-# knowledge (`teacher` for the teacher row), `data_fingerprint` the split's hash (finished runs).
+# knowledge (`teacher` for the teacher row), `data_fingerprint` the split's hash (finished runs),
+# `ensemble` an ensemble strategy's teachers (HetComp; the pairing's first): each one's spec
+# (`teacher`), teacher cache `key` and `test` metrics.
 RunRecord = TypedDict("RunRecord", {
+    "ensemble": list,
     "kdbench_run": int, "status": str, "error": str, "dataset": str, "teacher": str, "student": str,
     "pairing": str, "model": str, "strategy": str, "label": str, "variant": str, "family": str,
     "seed": int, "protocol": str, "config": dict, "environment": dict, "created": str,

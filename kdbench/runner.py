@@ -101,8 +101,15 @@ class Runner:
         return self.cache.provide(cells, self.executor, lambda cell, key: self._task(cell, teacher_key=key))
 
     # -- scheduling -------------------------------------------------------------------------------
-    def _task(self, cell: Cell, teacher: TeacherArtifact | None = None, teacher_key: str = "") -> CellTask:
-        return CellTask(cell, self.device, str(self.cache_dir), self.plugins, teacher, teacher_key)
+    def ensemble(self, cell: Cell, artifacts: dict[str, TeacherArtifact | Exception]
+                 ) -> tuple[TeacherArtifact, ...] | Exception:
+        """A student cell's ensemble of teachers with their trajectories (`TeacherCache.ensemble`)."""
+        return self.cache.ensemble(cell, artifacts)
+
+    def _task(self, cell: Cell, teacher: TeacherArtifact | None = None, teacher_key: str = "",
+              ensemble: tuple[TeacherArtifact, ...] = ()) -> CellTask:
+        return CellTask(cell, self.device, str(self.cache_dir), self.plugins, teacher, teacher_key,
+                        ensemble=ensemble)
 
     def run_all(self, cells: list[Cell], on_record: OnRecord | None = None) -> list[RunRecord]:
         """Run every cell not finished with the same identity; returns the records in cell order.
@@ -180,14 +187,16 @@ class Runner:
         for index in mine:
             cell = cells[index]
             artifact = artifacts[self.teacher_key(cell)]
-            if isinstance(artifact, Exception):
+            ensemble = self.ensemble(cell, artifacts)
+            failed = artifact if isinstance(artifact, Exception) else ensemble
+            if isinstance(failed, Exception):
                 records[index] = self.stored.write_failed(
-                    cell, f"teacher failed: {type(artifact).__name__}: {artifact}")
+                    cell, f"teacher failed: {type(failed).__name__}: {failed}")
             elif cell.is_teacher:
                 record = artifact.meta | base_record(cell, self.device) | {"status": "ok"}
                 records[index] = self.stored.write(cell, record)
             else:
-                students.append((index, artifact))
+                students.append((index, artifact, ensemble))
                 continue
             self.written.append(records[index])
             mine[index].release()
@@ -195,11 +204,11 @@ class Runner:
         if students:
             self._run_students(cells, students, records, notify, mine)
 
-    def _run_students(self, cells: list[Cell], students: list[tuple[int, TeacherArtifact]],
+    def _run_students(self, cells: list[Cell], students: list[tuple[int, TeacherArtifact, tuple]],
                       records: list[RunRecord | None], notify: OnRecord, held: dict[int, Claim]) -> None:
-        """Stage 2: the student cells (by index, with their teacher), in parallel; each record is
-        written as it arrives."""
-        tasks = [self._task(cells[index], artifact) for index, artifact in students]
+        """Stage 2: the student cells (by index, with their teacher and ensemble), in parallel; each
+        record is written as it arrives."""
+        tasks = [self._task(cells[index], artifact, ensemble=ensemble) for index, artifact, ensemble in students]
         for position, result in self.executor.map_unordered(run_task, tasks):
             index = students[position][0]
             cell = cells[index]

@@ -339,9 +339,9 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
     opened = {study.name: open_study(study, settings, force) for study in studies}
     artifacts = runner.teachers([study.cell for study in studies])
     for study in studies:
-        artifact = artifacts[runner.teacher_key(study.cell)]
-        if isinstance(artifact, Exception):
-            raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
+        for artifact in (artifacts[runner.teacher_key(study.cell)], runner.ensemble(study.cell, artifacts)):
+            if isinstance(artifact, Exception):
+                raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
     from optuna.trial import TrialState
 
     while True:
@@ -351,7 +351,8 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             if asked is not None:
                 trial, params, left = asked
                 base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
-                                runner.plugins, artifacts[runner.teacher_key(study.cell)])
+                                runner.plugins, artifacts[runner.teacher_key(study.cell)],
+                                ensemble=runner.ensemble(study.cell, artifacts))
                 finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
                                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
                 pruner = settings.pruner.not_before(study.cell.train.min_epochs)

@@ -35,6 +35,7 @@ from kdbench.strategies.shared_knowledge import share_teacher
 from kdbench.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
                                   read_teacher_file)
 from kdbench.train import FitResult, TrainSettings, fit
+from kdbench.trajectory import TrajectoryRecorder, from_bytes, to_bytes
 
 LOGGER = "kdbench"
 
@@ -47,12 +48,14 @@ class TeacherArtifact:
     key: str
     weights: bytes = field(repr=False)
     meta: dict[str, Any] = field(repr=False)
+    trajectory: bytes = field(default=b"", repr=False)  # `kdbench.trajectory`, when one was asked for
 
     @classmethod
-    def from_state(cls, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> "TeacherArtifact":
+    def from_state(cls, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any],
+                   trajectory: bytes = b"") -> "TeacherArtifact":
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
-        return cls(key, buffer.getvalue(), meta)
+        return cls(key, buffer.getvalue(), meta, trajectory)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
@@ -68,6 +71,10 @@ class CellTask:
     plugins: tuple[str, ...] = ()
     teacher: TeacherArtifact | None = None
     teacher_key: str = ""
+    trajectory: bool = False  # a teacher task: record the teacher's trajectory (`kdbench.trajectory`)
+    # A student task of a strategy that learns from an ensemble's trajectories (HetComp): each
+    # teacher's artifact with its trajectory, the pairing's teacher first.
+    ensemble: tuple[TeacherArtifact, ...] = ()
 
 
 @dataclass
@@ -149,10 +156,14 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     init_seed(cell.teacher_seed, True)
     model = build_model(cell.teacher, data, task.device, init_std=cell.teacher_settings.init_std)
     logging.getLogger(LOGGER).info("training teacher %s on %s (seed %d)", cell.teacher, cell.dataset, cell.teacher_seed)
-    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed,
-                 on_epoch=epoch_logger(f"teacher {cell.teacher}", cell.teacher_settings.max_epochs))
+    on_epoch = epoch_logger(f"teacher {cell.teacher}", cell.teacher_settings.max_epochs)
+    recorder = (TrajectoryRecorder(model, data.uid_field, data.iid_field, data.history, on_epoch)
+                if task.trajectory else None)
+    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed, on_epoch=recorder or on_epoch)
+    trajectory = to_bytes(recorder.finish(result.best_epoch)) if recorder is not None else b""
     record = measure(cell, model, data, result, kd_prepare_seconds=0.0, device=task.device)
-    return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record))
+    return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record,
+                                                                  trajectory))
 
 
 _TEACHERS: "OrderedDict[tuple[str, str], torch.nn.Module]" = OrderedDict()
@@ -210,6 +221,7 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
     context = family_of(cell.student).context(data, student, teacher, task.device, cell.seed)
     if from_file:
         context = replace(context, teacher=file_teacher_adapter(cell, data, context, task.device))
+    context.trajectories = tuple(from_bytes(artifact.trajectory) for artifact in task.ensemble)
     strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
@@ -248,6 +260,9 @@ def _train_student(task: CellTask) -> RunRecord:
     if task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
         record["teacher_test"] = task.teacher.meta["test"]
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
+    if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams) and cache keys
+        record["ensemble"] = [{"teacher": artifact.meta.get("model"), "key": artifact.key,
+                               "test": artifact.meta.get("test")} for artifact in task.ensemble]
     return record
 
 

@@ -240,3 +240,12 @@ def test_the_recorded_beyond_accuracy_blocks_match_recboles_metrics_on_ml100k(ml
     assert len(counts) == len(result.user_ids) == 943
     first = int(result.user_ids[0])
     assert counts[0] == int(ml100k.history[first].nnz) == train.user_counter[first]
+
+
+def test_a_lightgcn_model_is_evaluated_beside_its_sparse_adjacency(ml100k):
+    """LightGCN keeps its normalised adjacency as a CSR tensor attribute, which has no storage of its
+    own: the pass must not ask it for one (it raised NotImplementedError on torch 2.13)."""
+    model = build_model(BackboneSpec.parse("LightGCN:8"), ml100k)
+    assert model.norm_adj_matrix.layout == torch.sparse_csr
+    result = full_ranking(model, ml100k.valid, ml100k.config)
+    assert 0.0 <= result.metrics["ndcg@10"] <= 1.0

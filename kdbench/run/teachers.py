@@ -6,26 +6,47 @@ writes the cache: workers return the weights. A damaged entry is moved aside and
 trained again (`heal=False` stops instead). A teacher file (`--teacher file:PATH`) is never trained
 or cached: it is handed to the students as an empty artifact, which the worker replaces by the file
 (`work.build_student_run`). Processes sharing the cache claim a teacher before training it
-(`run.claims`), so each teacher is trained once; the others wait and load it.
+(`run.claims`), so each teacher is trained once; the others wait and load it. A teacher of an
+ensemble strategy (HetComp) also brings its training trajectory (`kdbench.trajectory`), a file
+beside its weights: a teacher cached without one is trained again (same seed) to record it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from kdbench import atomic
 from kdbench.cells import Cell
 from kdbench.checkpoints import (
     DamagedCheckpoint, cache_key, clear_partial, load_checkpoint, quarantine, save_checkpoint,
 )
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor
+from kdbench.families import BackboneSpec
 from kdbench.record import teacher_identity
+from kdbench.strategies import STRATEGIES
 from kdbench.teacher_file import is_file_teacher
+from kdbench.trajectory import file_name as trajectory_file
+from kdbench.trajectory import from_bytes
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim
 from kdbench.work import CellTask, TeacherArtifact, run_task
+
+
+def ensemble_cells(cell: Cell) -> list[Cell]:
+    """The cells whose teachers form a student cell's ensemble (the cell itself first, then one per
+    other teacher its strategy's `ensemble_teachers` names; the pairing's own teacher, if named, is
+    not repeated), for a strategy that `needs_trajectories`; [] otherwise. The other teachers train
+    as the pairing's does: same settings, seed and split."""
+    if cell.is_teacher or not STRATEGIES.get(cell.strategy).needs_trajectories:
+        return []
+    strategy = STRATEGIES.get(cell.strategy)
+    named = strategy.ensemble_teachers(strategy.resolve_hparams(dict(cell.hparams)))
+    specs = [BackboneSpec.parse(spec) for spec in named]
+    return [cell] + [replace(cell, teacher=spec) for spec in specs if spec != cell.teacher]
 
 
 class TeacherCache:
@@ -53,10 +74,15 @@ class TeacherCache:
         (`task(teacher cell, key)`), in parallel; a teacher that failed is its exception.
 
         A teacher another process is training (it holds the claim) is waited for, then loaded from
-        the cache; if that process died or its teacher failed, this one claims and trains it."""
+        the cache; if that process died or its teacher failed, this one claims and trains it. The
+        teachers of an ensemble strategy's cells come with their trajectories."""
         pending: dict[str, Cell] = {}
+        trajectories: dict[str, TeacherArtifact | None] = {}  # keys wanted with one -> cached weights kept
         for cell in cells:
             pending.setdefault(self.key(cell), cell.teacher_cell())
+            for member in ensemble_cells(cell):
+                pending.setdefault(self.key(member), member.teacher_cell())
+                trajectories[self.key(member)] = None
         artifacts: dict[str, TeacherArtifact | Exception] = {}
         for key, teacher_cell in list(pending.items()):
             if is_file_teacher(teacher_cell.teacher):  # read, never trained (checked: Runner.check_teacher_files)
@@ -67,20 +93,20 @@ class TeacherCache:
         while pending:
             mine: dict[str, Claim] = {}
             for key in list(pending):
-                if self._load(key, artifacts):
+                if self._load(key, artifacts, trajectories):
                     del pending[key]
                 elif (claim := try_claim(self.claim_path(key))) is None:
                     if key not in told:
                         self.log(f"waiting for teacher {pending[key].teacher} on {pending[key].dataset}: "
                                  f"{claims.owner(self.claim_path(key))} is training it")
                         told.add(key)
-                elif self._load(key, artifacts):  # finished between the look and the claim
+                elif self._load(key, artifacts, trajectories):  # finished between the look and the claim
                     claim.release()
                     del pending[key]
                 else:
                     mine[key] = claim
             try:
-                self._train({key: pending.pop(key) for key in mine}, executor, task, artifacts)
+                self._train({key: pending.pop(key) for key in mine}, executor, task, artifacts, trajectories)
             finally:
                 for claim in mine.values():
                     claim.release()
@@ -88,32 +114,73 @@ class TeacherCache:
                 time.sleep(claims.POLL_SECONDS)
         return artifacts
 
-    def _load(self, key: str, artifacts: dict[str, TeacherArtifact | Exception]) -> bool:
-        """Put the cached teacher `key` in `artifacts`, if the cache holds it."""
+    def _load(self, key: str, artifacts: dict[str, TeacherArtifact | Exception],
+              trajectories: dict[str, TeacherArtifact | None]) -> bool:
+        """Put the cached teacher `key` in `artifacts`, if the cache holds it (with its trajectory,
+        if `trajectories` names it: cached weights without one are kept there, to train again)."""
         cached = self.cached(key)
         if cached is None:
             return False
-        artifacts[key] = TeacherArtifact.from_state(key, *cached)
+        recorded = self.cached_trajectory(key) if key in trajectories else b""
+        if key in trajectories and not recorded:
+            trajectories[key] = TeacherArtifact.from_state(key, *cached)
+            self.sources[key] = "trained again for its trajectory"
+            return False
+        artifacts[key] = TeacherArtifact.from_state(key, *cached, recorded)
         self.sources[key] = f"loaded from the cache ({self.folder(key)})"
         return True
 
     def _train(self, to_train: dict[str, Cell], executor: Executor, task: Callable[[Cell, str], CellTask],
-               artifacts: dict[str, TeacherArtifact | Exception]) -> None:
+               artifacts: dict[str, TeacherArtifact | Exception],
+               trajectories: dict[str, TeacherArtifact | None]) -> None:
         """Train the claimed teachers in parallel and write each to the cache as it finishes."""
         for key, cell in to_train.items():
             clear_partial(self.folder(key))  # a killed writer's leftovers: this process holds the claim
             self.sources.setdefault(key, "trained now")
-            self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})")
+            self.log(f"training teacher {cell.teacher} on {cell.dataset} (seed {cell.teacher_seed})"
+                     + (" to record its trajectory" if key in trajectories else ""))
         keys = list(to_train)
-        for index, result in executor.map_unordered(run_task, [task(to_train[key], key) for key in keys]):
+        tasks = [replace(task(to_train[key], key), trajectory=key in trajectories) for key in keys]
+        for index, result in executor.map_unordered(run_task, tasks):
             key = keys[index]
             if isinstance(result, KdbenchError):
                 raise result
             if isinstance(result, Exception) or result.teacher is None:
                 artifacts[key] = result if isinstance(result, Exception) else RuntimeError(result.record.get("error"))
                 continue
-            save_checkpoint(self.folder(key), result.teacher.state_dict(), result.teacher.meta)
-            artifacts[key] = result.teacher
+            artifacts[key] = self._store(key, result.teacher, trajectories.get(key))
+
+    def _store(self, key: str, trained: TeacherArtifact, kept: TeacherArtifact | None) -> TeacherArtifact:
+        """Write a trained teacher's cache entry, then its trajectory: its weights, unless `kept` (the
+        entry was cached already: only the trajectory is new, attached to the cached weights)."""
+        if kept is None:
+            save_checkpoint(self.folder(key), trained.state_dict(), trained.meta)  # replaces the folder
+        if trained.trajectory:
+            with atomic.atomic_path(self.folder(key) / trajectory_file()) as tmp:
+                tmp.write_bytes(trained.trajectory)
+        return trained if kept is None else replace(kept, trajectory=trained.trajectory)
+
+    def cached_trajectory(self, key: str) -> bytes:
+        """The cached trajectory of a teacher, or b"" (none, or one that does not load: recorded
+        again)."""
+        path = self.folder(key) / trajectory_file()
+        if not path.is_file():
+            return b""
+        data = path.read_bytes()
+        try:
+            from_bytes(data)
+        except ValueError as exc:
+            self.log(f"trajectory {path} is damaged ({exc}); training the teacher again to record it")
+            return b""
+        return data
+
+    def ensemble(self, cell: Cell, artifacts: dict[str, TeacherArtifact | Exception]
+                 ) -> tuple[TeacherArtifact, ...] | Exception:
+        """The artifacts (with trajectories) of a cell's ensemble, the pairing's teacher first; ()
+        for a strategy without one; the first failed teacher's exception if one failed."""
+        members = [artifacts[self.key(member)] for member in ensemble_cells(cell)]
+        failed = [member for member in members if isinstance(member, Exception)]
+        return failed[0] if failed else tuple(members)
 
     def cached(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The cached (state, meta) of a teacher, or None; a damaged entry is moved aside (and the

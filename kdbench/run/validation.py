@@ -8,7 +8,7 @@ from typing import Iterable
 from kdbench.cells import TEACHER, Cell
 from kdbench.data import check_dataset, dataset_size
 from kdbench.errors import KdbenchError, choices
-from kdbench.families import check_pairing, get_protocol
+from kdbench.families import BackboneSpec, check_pairing, get_protocol
 from kdbench.memory import check_memory
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.composite import part_hparams
@@ -38,6 +38,7 @@ def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:
                 if is_file_teacher(spec):
                     continue  # check_file_teacher refused such strategies
                 family.check_representations(spec.model, cell.strategy)
+            check_ensemble(cell, strategy.ensemble_teachers(hparams))
     check_memory(cells, lambda cell: dataset_size(cell.dataset, cell.data_path), device)
     return cells
 
@@ -63,6 +64,22 @@ def check_file_teacher(cell: Cell, read: bool = True) -> None:
                                f"export the teacher with a larger --k")
     if read:
         read_teacher_file(cell.teacher.path)
+
+
+def check_ensemble(cell: Cell, specs: tuple[str, ...]) -> None:
+    """An ensemble strategy's other teachers (HetComp's `teachers`): well-formed backbones that
+    could be the pairing's teacher (same family, the protocol's), each named once (the pairing's own
+    teacher may be named: it is the ensemble's first member already)."""
+    seen = set()
+    for text in specs:
+        try:
+            spec = BackboneSpec.parse(text)
+            check_pairing(spec, cell.student, TEACHER, cell.protocol)
+        except KdbenchError as exc:
+            raise KdbenchError(f"strategy '{cell.strategy}', teacher '{text}' of its ensemble: {exc}") from None
+        if str(spec) in seen:
+            raise KdbenchError(f"strategy '{cell.strategy}': teacher {spec} is named twice in its ensemble")
+        seen.add(str(spec))
 
 
 def check_against_dataset(strategy, hparams: dict, size: tuple[int, int] | None) -> None:

@@ -69,6 +69,9 @@ class DistillationContext:
     neg_iid_field: str
     device: torch.device
     seed: int = 0
+    # The ensemble's training trajectories (`kdbench.trajectory`), the pairing's teacher first, for a
+    # strategy that declares `ensemble_teachers` (HetComp); empty otherwise.
+    trajectories: tuple[dict[str, torch.Tensor], ...] = ()
 
     @classmethod
     def build(cls, data, student: nn.Module, teacher: nn.Module | None = None, device: str = "cpu",
@@ -152,6 +155,10 @@ class DistillationStrategy(nn.Module):
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
+    # The strategy learns from the training trajectories (`kdbench.trajectory`) of an ensemble: the
+    # pairing's teacher and the teachers `ensemble_teachers` names; the runner trains or loads each
+    # one through the teacher cache and hands their trajectories over in the context (HetComp).
+    needs_trajectories: ClassVar[bool] = False
     # The strategy trains the teacher further (BD): the runner gives it a trainable copy of the
     # cached teacher (train mode, gradients on), the optimiser takes that copy's parameters too,
     # and the run's record says `teacher_trained_further`.
@@ -246,6 +253,12 @@ class DistillationStrategy(nn.Module):
         maths makes stored results stale; an edited comment or a helper added for another strategy
         does not."""
         return code_version(class_roots(cls, DistillationStrategy))
+
+    @classmethod
+    def ensemble_teachers(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
+        """The backbone specs (`LightGCN:64`) of the teachers besides the pairing's that resolved
+        `hparams` name, for a strategy that `needs_trajectories`; none otherwise."""
+        return ()
 
     @classmethod
     def knowledge_bytes(cls, hparams: dict[str, Any], n_users: int, n_items: int, teacher_dim: int) -> int:

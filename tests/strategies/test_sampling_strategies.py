@@ -13,6 +13,7 @@ import torch
 
 from _helpers_sampling import fixed_context
 from kdbench.strategies import STRATEGIES
+from kdbench.trajectory import snapshot
 
 # strategy -> the test file holding its distribution tests through prepare() / on_epoch_start()
 DISTRIBUTION_TESTED = {"cd": "test_cd.py", "cd-student-guided": "test_cd_student_guided.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py",
@@ -37,6 +38,9 @@ def epoch_state(name: str, seed: int, global_seed: int = 0) -> dict[str, torch.T
     if cls.updates_teacher:  # BD trains its own copy of the teacher, as the runner gives it
         for parameter in context.teacher.model.parameters():
             parameter.requires_grad_(True)
+    if cls.needs_trajectories:  # HetComp: the runner records its teachers' trajectories; here, snapshots
+        members = 1 + len(cls.ensemble_teachers(cls.resolve_hparams({})))
+        context.trajectories = (snapshot(context.teacher, context.history, copies=4),) * members
     strategy = cls(context, **FITS_THE_CATALOGUE.get(name, {}))
     strategy.prepare()
     torch.manual_seed(global_seed)  # the global generator, which a strategy's sampling must not use
