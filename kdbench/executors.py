@@ -21,7 +21,7 @@ import multiprocessing
 import os
 from collections import deque
 from multiprocessing.connection import wait as connection_wait
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from kdbench.errors import KdbenchError
 from kdbench.lifetime import children_ignore_interrupts, tie_to_parent
@@ -36,9 +36,11 @@ class WorkerLost(RuntimeError):
 class Executor(Protocol):
     workers: int
 
-    def map_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any],
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any],
                       resources: dict[str, float] | None = None) -> Iterator[tuple[int, Any]]:
-        """Yield (index, result) per task as it finishes; `result` is the exception if it raised."""
+        """Yield (index, result) per task as it finishes; `result` is the exception if it raised.
+        `index` counts tasks in the order `tasks` gives them; the local executors pull the next task
+        only when a worker is free, Ray submits them all at once."""
 
     def close(self) -> None: ...
 
@@ -81,20 +83,36 @@ class LocalExecutor:
         self._busy: dict[_Worker, int] = {}  # worker -> the task it runs
 
     def map_unordered(self, fn, tasks, resources=None):
-        queue = deque(range(len(tasks)))
-        attempts = [0] * len(tasks)
+        """Tasks are pulled from `tasks` (any iterable) only when a worker is free to start one, so
+        a lazy producer (the runner's claims) decides what runs next at the last moment."""
+        source = iter(tasks)
+        pulled: list[Any] = []  # the tasks by index, as pulled (None once finished)
+        attempts: list[int] = []
+        retry: deque[int] = deque()
+        exhausted = False
         busy = self._busy
         busy.clear()
-        while queue or busy:
-            while queue and len(busy) < self.workers:
+        while True:
+            while len(busy) < self.workers and (retry or not exhausted):
+                if retry:
+                    index = retry.popleft()
+                else:
+                    try:
+                        pulled.append(next(source))
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                    attempts.append(0)
+                    index = len(pulled) - 1
                 worker = next((w for w in self._pool if w not in busy), None)
                 if worker is None:
                     worker = _Worker(self._context)
                     self._pool.append(worker)
-                index = queue.popleft()
                 attempts[index] += 1
-                worker.send(fn, tasks[index])
+                worker.send(fn, pulled[index])
                 busy[worker] = index
+            if not busy:
+                return
             handles = [w.connection for w in busy] + [w.process.sentinel for w in busy]
             connection_wait(handles)
             for worker, index in list(busy.items()):
@@ -106,11 +124,11 @@ class LocalExecutor:
                     self._pool.remove(worker)
                     worker.discard()
                     if attempts[index] < self.max_attempts:
-                        queue.appendleft(index)
-                    else:
-                        yield index, WorkerLost(f"worker process died {attempts[index]} time(s) running this task")
-                else:
-                    yield index, outcome
+                        retry.appendleft(index)
+                        continue
+                    outcome = WorkerLost(f"worker process died {attempts[index]} time(s) running this task")
+                pulled[index] = None
+                yield index, outcome
 
     def close(self) -> None:
         """Idle workers are asked to stop; a worker still running a task (the driver was

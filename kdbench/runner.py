@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from kdbench import progress
 from kdbench.cells import TEACHER, Cell
@@ -114,11 +114,11 @@ class Runner:
     def run_all(self, cells: list[Cell], on_record: OnRecord | None = None) -> list[RunRecord]:
         """Run every cell not finished with the same identity; returns the records in cell order.
 
-        The teachers come first (each trained once, `teachers`); then the cells, claimed
-        (`run.claims`) a few at a time (twice the executor's workers), so that a second process on
-        the same folder runs the others. A cell another process holds is skipped and looked at
-        again after each batch: its stored result is taken once it appears, or, if that process
-        died, this one claims and runs it."""
+        The teachers come first (each trained once, `teachers`); then the cells, each claimed
+        (`run.claims`) only when a worker is free to start it, so that a second process on the same
+        folder runs the others and no worker waits for a batch's slowest cell. A cell another
+        process holds is skipped and looked at again after the pass: its stored result is taken
+        once it appears, or, if that process died, this one claims and runs it."""
         records: list[RunRecord | None] = [None] * len(cells)
         notify = on_record or (lambda cell, record: None)
         started = time.time()
@@ -126,17 +126,12 @@ class Runner:
         if not todo:
             return records
         artifacts = self.teachers(cells[i] for i in todo)
-        batch = 2 * max(1, self.executor.workers)
         told = False
         while todo:
-            mine, todo = self._claim(cells, todo, records, notify, started, batch)
-            try:
-                self.executed += len(mine)
-                self._run_cells(cells, mine, artifacts, records, notify)
-            finally:
-                for claim in mine.values():
-                    claim.release()
-            if todo and not mine:
+            left: list[int] = []
+            claimed = self._run_pass(cells, todo, artifacts, records, notify, started, left)
+            todo = left
+            if todo and not claimed:
                 if not told:
                     self.log(f"{len(todo)} cell(s) are being run by another process "
                              f"({claims.owner(self.stored.claim_path(cells[todo[0]]))}...); waiting for them")
@@ -157,35 +152,50 @@ class Runner:
         notify(cell, record)
         return True
 
-    def _claim(self, cells: list[Cell], indices: list[int], records: list[RunRecord | None], notify: OnRecord,
-               started: float, limit: int) -> tuple[dict[int, Claim], list[int]]:
-        """(up to `limit` cells of `indices` claimed now, the cells left: held by another process or
-        not looked at yet). A cell stored meanwhile by another process is taken, not claimed."""
-        mine: dict[int, Claim] = {}
-        left: list[int] = []
+    def _run_pass(self, cells: list[Cell], todo: list[int], artifacts: dict[str, TeacherArtifact | Exception],
+                  records: list[RunRecord | None], notify: OnRecord, started: float, left: list[int]) -> int:
+        """One pass over `todo`: each student cell claimed as the executor asks for its next task
+        (`_claimed_tasks`), its record written as it arrives; the cells held elsewhere go to `left`.
+        Returns how many cells this pass claimed."""
+        held: dict[int, Claim] = {}
+        dispatched: list[int] = []  # cell index of each task handed to the executor, in order
+        claimed = [0]
+        tasks = self._claimed_tasks(cells, todo, artifacts, records, notify, started, left, held, dispatched, claimed)
         try:
-            for index in indices:
-                if len(mine) >= limit:
-                    left.append(index)
-                elif (claim := try_claim(self.stored.claim_path(cells[index]))) is None:
-                    left.append(index)
-                elif self._reuse(cells, index, records, notify, started):  # stored between look and claim
-                    claim.release()
+            for position, result in self.executor.map_unordered(run_task, tasks):
+                index = dispatched[position]
+                cell = cells[index]
+                if isinstance(result, KdbenchError):
+                    raise result
+                if isinstance(result, Exception):
+                    records[index] = self.stored.write_failed(cell, f"{type(result).__name__}: {result}")
                 else:
-                    mine[index] = claim
-        except BaseException:
-            for claim in mine.values():
+                    records[index] = self.stored.write(cell, result.record, result.log)
+                self._written(index, cell, records, notify, held)
+        finally:
+            tasks.close()
+            for claim in held.values():
                 claim.release()
-            raise
-        return mine, left
+        return claimed[0]
 
-    def _run_cells(self, cells: list[Cell], mine: dict[int, Claim], artifacts: dict[str, TeacherArtifact | Exception],
-                   records: list[RunRecord | None], notify: OnRecord) -> None:
-        """The claimed cells: teacher rows and cells whose teacher failed at once, then the students
-        in parallel; each cell's claim is released once its record is written."""
-        students = []
-        for index in mine:
+    def _claimed_tasks(self, cells: list[Cell], todo: list[int], artifacts: dict[str, TeacherArtifact | Exception],
+                       records: list[RunRecord | None], notify: OnRecord, started: float, left: list[int],
+                       held: dict[int, Claim], dispatched: list[int], claimed: list[int]) -> Iterator[CellTask]:
+        """The student tasks of `todo`, each claimed when the executor pulls it. Teacher rows and cells
+        whose teacher failed are written here at once; a cell stored meanwhile by another process is
+        taken, not claimed; a cell held elsewhere goes to `left`."""
+        for index in todo:
             cell = cells[index]
+            claim = try_claim(self.stored.claim_path(cell))
+            if claim is None:
+                left.append(index)
+                continue
+            if self._reuse(cells, index, records, notify, started):  # stored between look and claim
+                claim.release()
+                continue
+            held[index] = claim
+            claimed[0] += 1
+            self.executed += 1
             artifact = artifacts[self.teacher_key(cell)]
             ensemble = self.ensemble(cell, artifacts)
             failed = artifact if isinstance(artifact, Exception) else ensemble
@@ -196,31 +206,17 @@ class Runner:
                 record = artifact.meta | base_record(cell, self.device) | {"status": "ok"}
                 records[index] = self.stored.write(cell, record)
             else:
-                students.append((index, artifact, ensemble))
+                dispatched.append(index)
+                yield self._task(cell, artifact, ensemble=ensemble)
                 continue
-            self.written.append(records[index])
-            mine[index].release()
-            notify(cell, records[index])
-        if students:
-            self._run_students(cells, students, records, notify, mine)
+            self._written(index, cell, records, notify, held)
 
-    def _run_students(self, cells: list[Cell], students: list[tuple[int, TeacherArtifact, tuple]],
-                      records: list[RunRecord | None], notify: OnRecord, held: dict[int, Claim]) -> None:
-        """Stage 2: the student cells (by index, with their teacher and ensemble), in parallel; each
-        record is written as it arrives."""
-        tasks = [self._task(cells[index], artifact, ensemble=ensemble) for index, artifact, ensemble in students]
-        for position, result in self.executor.map_unordered(run_task, tasks):
-            index = students[position][0]
-            cell = cells[index]
-            if isinstance(result, KdbenchError):
-                raise result
-            if isinstance(result, Exception):
-                records[index] = self.stored.write_failed(cell, f"{type(result).__name__}: {result}")
-            else:
-                records[index] = self.stored.write(cell, result.record, result.log)
-            self.written.append(records[index])
-            held[index].release()
-            notify(cell, records[index])
+    def _written(self, index: int, cell: Cell, records: list[RunRecord | None], notify: OnRecord,
+                 held: dict[int, Claim]) -> None:
+        """A record is stored: count it, release its claim, tell the caller."""
+        self.written.append(records[index])
+        held.pop(index).release()
+        notify(cell, records[index])
 
     def run(self, cell: Cell) -> RunRecord:
         """Run one cell (unless finished with the same identity and not forced); returns its record."""

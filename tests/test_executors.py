@@ -77,6 +77,7 @@ class CountingExecutor:
         self.inner, self.workers, self.tasks = inner, inner.workers, []
 
     def map_unordered(self, fn, tasks, resources=None):
+        tasks = list(tasks)  # the runner's tasks may be a lazy iterator (claimed as they are pulled)
         self.tasks.extend(tasks)
         return self.inner.map_unordered(fn, tasks, resources)
 
@@ -195,3 +196,23 @@ def test_a_private_ray_instance_runs_its_tasks_at_normal_priority():
         assert [result for _, result in executor.map_unordered(lambda _: __import__("os").nice(0), [0, 1])] == [0, 0]
     finally:
         executor.close()
+
+
+def test_local_workers_pull_the_next_task_only_when_one_is_free():
+    """The runner claims a cell when the executor pulls its task: two workers must have pulled two
+    tasks, not all of them, when the first result arrives, and each later pull follows a result."""
+    pulled: list[int] = []
+
+    def tasks():
+        for x in range(5):
+            pulled.append(x)
+            yield x
+
+    executor = LocalExecutor(2)
+    try:
+        pulled_at_each_result = [len(pulled) for _ in executor.map_unordered(_slow_square, tasks())]
+    finally:
+        executor.close()
+    assert pulled_at_each_result[0] == 2
+    assert pulled_at_each_result == sorted(pulled_at_each_result) and pulled_at_each_result[-1] == 5
+    assert all(count <= 2 + position for position, count in enumerate(pulled_at_each_result))

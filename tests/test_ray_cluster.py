@@ -157,6 +157,7 @@ class NodeRecordingExecutor:
         self.calls += 1
         folder = self.folder / f"call{self.calls}"
         folder.mkdir()
+        tasks = list(tasks)  # the runner's tasks may be a lazy iterator (claimed as they are pulled)
         return self.inner.map_unordered(_recording(fn, str(folder), min(2, len(tasks))), tasks, resources)
 
     def close(self):
