@@ -1,4 +1,4 @@
-"""Tuned teachers (suite option `tuning: {teacher: true}`, kdbench.teacher_tuning) on tiny data."""
+"""Tuned teachers (suite option `tuning: {teacher: true}`, kdbench.tuning.teachers) on tiny data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from kdbench.cli import main
 from kdbench.errors import KdbenchError
 from kdbench.record import read_record, teacher_identity
 from kdbench.suites import expand, load_suite
-from kdbench.teacher_tuning import with_tuned_teachers
+from kdbench.tuning.teachers import with_tuned_teachers
 from kdbench.tuning import TuningSettings
 
 SUITE = {

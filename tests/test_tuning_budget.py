@@ -22,7 +22,7 @@ from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform, Uniform, recordable
 from kdbench.strategies.kd import KD
 from kdbench.train import TrainSettings
-from kdbench.trial import HALVING, MEDIAN, PrunerSettings
+from kdbench.tuning.trial import HALVING, MEDIAN, PrunerSettings
 from kdbench.tuning import Study, TuningSettings, open_study, read_best
 from kdbench.report.tuning_summary import best_so_far, second_half_gain
 
@@ -122,9 +122,9 @@ def test_the_tuned_training_settings_are_what_the_best_trial_trained_with(tuned)
 
 
 def test_the_objective_is_the_mean_over_both_tuning_seeds_and_every_epoch_is_spent(monkeypatch):
-    import kdbench.trial as trial_module
+    import kdbench.tuning.trial as trial_module
     from kdbench.train import FitResult
-    from kdbench.trial import TrialTask, run_trial
+    from kdbench.tuning.trial import TrialTask, run_trial
     from kdbench.work import CellTask
 
     best = {100: 0.2, 101: 0.3}

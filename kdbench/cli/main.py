@@ -15,7 +15,7 @@ from kdbench.cli.handlers import COMMANDS
 from kdbench.cli.parser import build_parser
 from kdbench.compat import check_install
 from kdbench.errors import KdbenchError
-from kdbench.lifetime import exit_code, terminate_as_interrupt
+from kdbench.executors.lifetime import exit_code, terminate_as_interrupt
 from kdbench.registry import load_entry_point_plugins, load_plugin_file
 
 EXIT_USAGE = 2

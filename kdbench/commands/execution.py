@@ -79,7 +79,7 @@ def execute_cells(cells: list[Cell], results_dir: Path, execution: Execution, ch
         len(cells) if execution.force else sum(not runner.is_done(c) for c in cells))
     try:
         records = kdbench.runner.run_cells(runner, cells)  # looked up here: tests stand in for it
-    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM (`kdbench.lifetime`): say what stays
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM (`kdbench.executors.lifetime`): say what stays
         interrupt.kept = (f"{len(runner.written)} cell(s) finished in this run are kept in {runner.store.runs}"
                           f" ({runner.reused} were already there)")
         raise

@@ -20,7 +20,7 @@ from kdbench.runner import Runner
 from kdbench.suites import expand, load_suite
 from kdbench.teacher_file import PREFIX as TEACHER_FILE, parse_teacher
 from kdbench.train import TrainSettings
-from kdbench.teacher_tuning import with_tuned_teachers
+from kdbench.tuning.teachers import with_tuned_teachers
 from kdbench.tuning import TuningSettings, tuned_cells
 
 

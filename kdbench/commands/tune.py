@@ -15,7 +15,7 @@ from kdbench.paths import check_folder
 from kdbench.report.tuning_summary import read_meta, record_invocation, write_tuning_report
 from kdbench.runner import Runner, validate_cells
 from kdbench.suites import expand, load_suite
-from kdbench.teacher_tuning import tune_teachers, with_tuned_teachers
+from kdbench.tuning.teachers import tune_teachers, with_tuned_teachers
 from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
 
 

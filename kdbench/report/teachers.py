@@ -1,6 +1,6 @@
 """Each pairing's teacher as the leaderboard header states it: its learning rate and weight decay
 (from the teacher run's `config.teacher_train`) and how they were chosen: `tuned` when the
-pairing's teacher study (`tuning/<dataset>/<pairing>/teacher.json`, `kdbench.teacher_tuning`) chose
+pairing's teacher study (`tuning/<dataset>/<pairing>/teacher.json`, `kdbench.tuning.teachers`) chose
 exactly these values, else `fixed` (the suite's settings)."""
 
 from __future__ import annotations

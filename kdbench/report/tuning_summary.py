@@ -58,7 +58,7 @@ def trial_values(results_dir: str | Path, summary: dict[str, Any]) -> list[tuple
     counted trials, in trial order."""
     import optuna  # here, not at the top: a second of start-up for every command that never plots
 
-    from kdbench.tuning import _counted, _epochs
+    from kdbench.tuning.studies import _counted, _epochs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = Path(results_dir) / "tuning" / safe_name(summary["dataset"]) / safe_name(summary["pairing"]) / summary["storage"]

@@ -24,9 +24,10 @@ from typing import Any, Callable
 from kdbench.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError
 from kdbench.runner import Runner
-from kdbench.study_storage import check_storage
-from kdbench.trial import TrialOutcome
-from kdbench.tuning import BEST_FIELDS, Study, TuningSettings, read_summary, run_studies, study_cells
+from kdbench.tuning.storage import check_storage
+from kdbench.tuning.trial import TrialOutcome
+from kdbench.tuning.best import BEST_FIELDS, read_summary
+from kdbench.tuning.studies import Study, TuningSettings, run_studies, study_cells
 
 SCRATCH = "scratch"
 TUNE_FIRST = "run `python -m kdbench tune` on the suite first"

@@ -11,7 +11,7 @@ A worker that dies mid-task (killed, out of memory, node lost) costs that task o
 failed cell. No executor ever hangs on a lost worker or drops a task.
 
 A local worker ignores Ctrl-C and ends itself when the driver is gone, killed or not
-(`kdbench.lifetime`); an interrupted driver's `close()` kills the workers still running a task.
+(`kdbench.executors.lifetime`); an interrupted driver's `close()` kills the workers still running a task.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from multiprocessing.connection import wait as connection_wait
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from kdbench.errors import KdbenchError
-from kdbench.lifetime import children_ignore_interrupts, tie_to_parent
-from kdbench import progress, ray_connect
+from kdbench.executors.lifetime import children_ignore_interrupts, tie_to_parent
+from kdbench import progress
+from kdbench.executors import ray_connect
 from kdbench.registry import Registry
 
 
@@ -226,7 +227,7 @@ class RayExecutor:
     never a stale cluster file); "auto" or "HOST:PORT" joins a running cluster, whose nodes need
     kdbench installed in the same environment. Ray retries a task whose worker died
     (`max_retries`); a task that still failed yields `WorkerLost`. Joining a cluster and noticing a
-    lost one take bounded times (`kdbench.ray_connect`): tasks of a lost cluster yield `WorkerLost`.
+    lost one take bounded times (`kdbench.executors.ray_connect`): tasks of a lost cluster yield `WorkerLost`.
     """
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 2,
@@ -244,7 +245,7 @@ class RayExecutor:
                                       "configure_logging": False}
             try:
                 if address:
-                    ray_connect.connect(ray, address, **kwargs)  # bounded: see kdbench.ray_connect
+                    ray_connect.connect(ray, address, **kwargs)  # bounded: see kdbench.executors.ray_connect
                 else:
                     # Ray starts its workers at nice 15 (RayConfig worker_niceness): beside any other
                     # process, such as this driver or a second job, they get a fraction of the CPU
