@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 from test_malformed import assert_one_line_exit_2, toy_run, workdir  # noqa: F401  (workdir: a fixture)
 
-from kdbench import ray_connect
+from kdbench.executors import ray_connect
 from kdbench.errors import KdbenchError
 from kdbench.executors import RayExecutor, WorkerLost
 
