@@ -57,6 +57,7 @@ class Prune(DistillationStrategy):
     search_space = {}
     trains = False
     replaces_student = True
+    needs_representations = True  # it prunes the teacher's embedding tables
 
     def __init__(self, context, **hparams):
         super().__init__(context, **hparams)
