@@ -183,6 +183,21 @@ def benchmark_seconds(benchmark, stat: str = "median") -> float | None:
     return benchmark.stats[stat] if benchmark.stats else None
 
 
+def strategy_context(strategy_class, data, student: nn.Module, teacher: nn.Module) -> DistillationContext:
+    """The context the runner gives `strategy_class`: a trainable copy of the frozen teacher for a
+    strategy that trains it further; for HetComp, 4 checkpoints of the same teacher per ensemble
+    member (the runner records real trajectories)."""
+    if strategy_class.updates_teacher:
+        teacher = copy.deepcopy(teacher).train()
+        for param in teacher.parameters():
+            param.requires_grad_(True)
+    context = DistillationContext.build(data, student, teacher, seed=0)
+    if strategy_class.needs_trajectories:
+        members = 1 + len(strategy_class.ensemble_teachers(strategy_class.resolve_hparams({})))
+        context.trajectories = (snapshot(context.teacher, context.history, copies=4),) * members
+    return context
+
+
 class BenchSession:
     """Lazily loaded catalogues and what the benchmarks build on them, shared by the whole run."""
 
@@ -229,13 +244,8 @@ class BenchSession:
             data = self.data(dataset)
             torch.manual_seed(0)
             student = build_model(EPOCH_STUDENT, data)
-            teacher = self.frozen_model(dataset, EPOCH_TEACHER)
             strategy_class = STRATEGIES.get(name)
-            if strategy_class.updates_teacher:
-                teacher = copy.deepcopy(teacher).train()
-                for param in teacher.parameters():
-                    param.requires_grad_(True)
-            context = DistillationContext.build(data, student, teacher, seed=0)
+            context = strategy_context(strategy_class, data, student, self.frozen_model(dataset, EPOCH_TEACHER))
             strategy = strategy_class(context, **epoch_hparams(name)).to("cpu")
             tic = time.perf_counter()
             strategy.prepare()
@@ -261,16 +271,7 @@ class BenchSession:
         torch.manual_seed(0)
         student = build_model(STUDENT, data)
         strategy_class = STRATEGIES.get(name)
-        teacher = self.frozen_model(dataset, TEACHER)
-        if strategy_class.updates_teacher:
-            teacher = copy.deepcopy(teacher).train()
-            for param in teacher.parameters():
-                param.requires_grad_(True)
-        context = DistillationContext.build(data, student, teacher, seed=0)
-        if strategy_class.needs_trajectories:  # HetComp: 4 checkpoints of the same teacher, per ensemble member
-            members = 1 + len(strategy_class.ensemble_teachers(strategy_class.resolve_hparams({})))
-            context.trajectories = (snapshot(context.teacher, context.history, copies=4),) * members
-        return strategy_class(context).to("cpu")
+        return strategy_class(strategy_context(strategy_class, data, student, self.frozen_model(dataset, TEACHER))).to("cpu")
 
     def keep_prepared(self, dataset: str, name: str, strategy: DistillationStrategy) -> None:
         """Keep a strategy whose prepare() a benchmark has run, so later ones need not redo it."""
