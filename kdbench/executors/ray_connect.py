@@ -5,8 +5,8 @@ seconds apart) and prints a warning per try. Here:
 
 - the head's GCS port is probed with a plain TCP connection first (`PROBE_SECONDS`): nothing
   listening is one line at once;
-- `ray.init` itself runs under a watchdog (`CONNECT_SECONDS`, SIGALRM on the main thread where
-  the platform has it): a head that accepts the connection but never answers is one line too;
+- `ray.init` itself is waited for at most `CONNECT_SECONDS` (`within`): a head that accepts the
+  connection but never answers is one line too;
 - while tasks run, the driver checks every `POLL_SECONDS` without a finished task that the head
   still accepts connections; after `LOST_POLLS` failed checks in a row the cluster is lost and the
   tasks still running are handed back as lost (recorded failed), never waited for.
@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import socket
 import threading
-from typing import Iterator
+from typing import Callable
 
 from kdbench.errors import KdbenchError
 
@@ -51,29 +50,26 @@ def reachable(host_port: str, timeout: float = PROBE_SECONDS) -> str | None:
         return f"{host_port}: {exc.strerror or exc}"
 
 
-class _Timeout(BaseException):
-    """Not an Exception: Ray's retry loops catch (and log) every Exception and try again."""
+def within(seconds: float, what: str, call: Callable[[], None]) -> None:
+    """Run `call` in a daemon thread and raise KdbenchError if it has not returned in `seconds`.
+    A thread, not SIGALRM: Ray's C++ client (Ray >= 2.10) blocks in native code for its own
+    timeouts (5 s + 5 s + 30 s against a head that never answers), where no signal handler runs;
+    the abandoned thread dies with the process, which ends on the error."""
+    outcome: list[BaseException] = []
 
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(exc)
 
-def _alarm(signum, frame) -> None:
-    raise _Timeout()
-
-
-@contextlib.contextmanager
-def watchdog(seconds: int, what: str) -> Iterator[None]:
-    """Raise KdbenchError if the block runs longer than `seconds` (main thread with SIGALRM only)."""
-    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    except _Timeout:
-        raise KdbenchError(f"{what}: no answer within {seconds} s") from None
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    worker = threading.Thread(target=target, name="kdbench-ray-connect", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise KdbenchError(f"{what}: no answer within {seconds:g} s")
+    if outcome:
+        raise outcome[0]
 
 
 def connect(ray, address: str, **kwargs) -> None:
@@ -89,12 +85,7 @@ def connect(ray, address: str, **kwargs) -> None:
     level = logger.level
     logger.setLevel(logging.CRITICAL)  # its retry warnings and errors, one per try
     try:
-        with watchdog(CONNECT_SECONDS, where):
-            ray.init(address=address, **kwargs)
-    except KdbenchError:
-        with contextlib.suppress(Exception):
-            ray.shutdown()
-        raise
+        within(CONNECT_SECONDS, where, lambda: ray.init(address=address, **kwargs))
     finally:
         logger.setLevel(level)
 
