@@ -16,7 +16,7 @@ from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
 from kdbench.strategies._sampling import race_without_replacement
 from kdbench.strategies.base import register_strategy
-from kdbench.strategies.de import DE, ExpertBank, gate_weights, gumbel_noise
+from kdbench.strategies.de import DE, ExpertBank, gate_weights, gumbel_noise, mix_experts
 from kdbench.strategies.knowledge import teacher_top_n
 
 
@@ -113,7 +113,7 @@ class PCKD(DE):
         gate_logits = selection(teacher_table[ids])
         gumbel = gumbel_noise(tuple(gate_logits.shape), self.generator).to(gate_logits.device)
         alpha = gate_weights(gate_logits, self.temperature, gumbel)
-        return experts.mix(student_table[ids].detach(), alpha)
+        return mix_experts(experts, student_table[ids].detach(), alpha)
 
     def regulariser(self, batch) -> torch.Tensor:
         """sum over batch rows of R_u (see the class docstring)."""
