@@ -177,10 +177,20 @@ class DE(DistillationStrategy):
       of a Python loop over M modules: the same function with the same initialisation
       distribution (`de_loss` is the literal per-expert form; the tests check that they agree).
 
-    Cost: each distinct entity costs about M * (d_s + d_t) / 2 * d_t multiply-adds per pass
-    (660k for 30 experts, 20 -> 200), far above the student's own d_s-sized step. That is the
-    method's own cost (DE-RRD computes the same); on a GPU it is a few large matmuls, on a CPU
-    it dominates the epoch. num_experts=5 (KDs on Gowalla / Yelp) divides it by 6.
+    What is computed once: the teacher's tables, in prepare() (the teacher is frozen). The gate
+    and the experts are trained, so the mix is computed per batch, by `mix_experts`: all M experts
+    of every entity in three (n, M*h) x (M*h, d_t) matmuls (forward, and two in the backward) with
+    a hand-written backward (`_ExpertMix`: no copies of the (n, M*h) hidden units); once the
+    annealed selection is hard enough that at most half the weights alpha_m are exactly 0 (float32
+    softmax underflow, T below about 1e-2), only the selected (entity, expert) pairs, up to M times
+    less work. Both give the same loss and gradients (tests/strategies/test_feature_epoch_cost.py).
+
+    Cost: while the selection is soft, each distinct entity costs about M * (d_s + d_t) / 2 * d_t
+    multiply-adds per pass (660k for 30 experts, 20 -> 200; 2.5M for 20 -> 400), far above the
+    student's own d_s-sized step. That is the method's own cost (DE-RRD computes the same); on a
+    GPU it is a few large matmuls, on a CPU it dominates the epoch (CiteULike-t's shape, BPR 400
+    -> 20, T = 0.65 at epoch 20: still about 170x a scratch epoch, the three matmuls near the
+    core's peak). A hard selection divides it by up to M; num_experts=5 (KDs on Gowalla / Yelp) by 6.
     """
 
     defaults = {"weight": 0.01, "num_experts": 30, "T_start": 1.0, "T_end": 1e-10, "anneal_epochs": 1000}

@@ -68,6 +68,8 @@ class PCKD(DE):
       same sum), and each distinct user / item gets one Gumbel draw per step (KDs draws per row /
       per occurrence): the same expectation, less work;
     - DE's deviations (seeded Gumbel noise, log_softmax, KDs' temperature indexing): see DE;
+      the projections use DE's `mix_experts` (its hand-written backward, and only the selected
+      experts once the selection is hard: the same values, see DE);
     - only KDs' default branch is implemented (rank sampling guided by the teacher, list-wise
       regulariser); its "pair" regulariser and uniform / batch / student-guided sampling are not.
     """

@@ -166,3 +166,55 @@ def test_ftd_teacher_tables_are_normalised_once_in_prepare(ml100k):
     assert strategy.teacher_users.dtype == torch.float64
     torch.testing.assert_close(strategy.teacher_items, F.normalize(items.double(), dim=1), rtol=0, atol=0)
     torch.testing.assert_close(strategy.teacher_users, F.normalize(users.double(), dim=1), rtol=0, atol=0)
+
+
+def reference_mlp_projector(projector, x: torch.Tensor) -> torch.Tensor:
+    """MLPProjector.forward as written: F.dropout on the input and on the hidden layer, mean over experts."""
+    x = x.unsqueeze(0).expand(projector.w1.shape[0], -1, -1)
+    hidden = torch.relu(torch.baddbmm(projector.b1, F.dropout(x, projector.dropout, projector.training), projector.w1))
+    out = torch.baddbmm(projector.b2, F.dropout(hidden, projector.dropout, projector.training), projector.w2)
+    return out.mean(dim=0)
+
+
+def reference_fitnet_mlp(strategy, batch) -> torch.Tensor:
+    """FitNet.loss with the projectors as written (the same order of dropout draws: users, then items)."""
+    ctx = strategy.context
+    users = batch[ctx.uid_field]
+    groups = [batch[field] for field in (ctx.iid_field, ctx.neg_iid_field) if field in batch.interaction]
+    user_ids, user_counts = torch.unique(users, return_counts=True)
+    item_ids, item_counts = torch.unique(torch.cat(groups), return_counts=True)
+    student_users, student_items = ctx.student.representation_tables()
+    user_term = ((reference_mlp_projector(strategy.user_projector, student_users[user_ids])
+                  - strategy.teacher_users[user_ids]).pow(2).sum(dim=-1) * user_counts).sum()
+    item_term = ((reference_mlp_projector(strategy.item_projector, student_items[item_ids])
+                  - strategy.teacher_items[item_ids]).pow(2).sum(dim=-1) * item_counts).sum()
+    return (user_term + item_term / len(groups)) / len(users)
+
+
+@pytest.mark.parametrize("dropout,training", [(0.2, True), (0.45, True), (0.0, True), (0.2, False)])
+def test_fitnet_mlp_loss_and_gradients_are_unchanged_with_the_same_dropout_masks(ml100k, first_batch, dropout,
+                                                                                 training):
+    context, strategy = ready(ml100k, "fitnet-mlp", dropout=dropout)
+    strategy.train(training)
+    assert_same(context, strategy, reference_fitnet_mlp, first_batch, replay=(torch.default_generator,))
+
+
+def test_fused_mlp_projector_equals_mlp_projector_with_several_experts():
+    from kdbench.strategies.fitnet import FusedMLPProjector, MLPProjector
+
+    torch.manual_seed(0)
+    fused = FusedMLPProjector(4, 6, 10, dropout=0.3, n_experts=3)
+    plain = MLPProjector(4, 6, 10, dropout=0.3, n_experts=3)
+    plain.load_state_dict(fused.state_dict())
+    x, target = torch.randn(9, 4, requires_grad=True), torch.randn(9, 6)
+    results = []
+    for forward in (fused, plain):
+        torch.manual_seed(1)  # the same dropout masks
+        for p in (x, *forward.parameters()):
+            p.grad = None
+        loss = (forward(x) - target).pow(2).sum()
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in (x, *forward.parameters())]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=0)
+    for got, want in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
