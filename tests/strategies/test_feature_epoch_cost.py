@@ -218,3 +218,15 @@ def test_fused_mlp_projector_equals_mlp_projector_with_several_experts():
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=0)
     for got, want in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 7, 40])
+def test_gram_square_sum_is_the_squared_frobenius_norm_of_the_summed_gram(dim):
+    from kdbench.strategies.ftd import gram_square_sum
+
+    torch.manual_seed(dim)
+    first, second = torch.randn(13, dim, dtype=torch.float64), torch.randn(5, dim, dtype=torch.float64)
+    expected = (first.T @ first + second.T @ second).pow(2).sum()
+    torch.testing.assert_close(gram_square_sum(first, second), expected, rtol=1e-12, atol=0)
+    # by hand: one column, rows (1, 2) and (3): G = 1 + 4 + 9 = 14, ||G||^2 = 196
+    assert gram_square_sum(torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0]])).item() == 196.0
