@@ -108,7 +108,7 @@ class _ExpertMix(torch.autograd.Function):
         grad_pre = torch.ops.aten.threshold_backward(grad_a.mul_(alpha.unsqueeze(-1)).view(n, -1), h, 0.0)
         grad_w1 = (x.T @ grad_pre).view(-1, experts, hidden).permute(1, 0, 2)
         grad_b1 = grad_pre.sum(0).view(experts, hidden)
-        grad_x = grad_pre @ w1cat.T
+        grad_x = grad_pre @ w1cat.T if ctx.needs_input_grad[0] else None  # PCKD's projections: detached x
         return grad_x, grad_alpha, grad_w1, grad_b1, grad_w2, grad_b2
 
 
