@@ -189,7 +189,7 @@ class DE(DistillationStrategy):
     multiply-adds per pass (660k for 30 experts, 20 -> 200; 2.5M for 20 -> 400), far above the
     student's own d_s-sized step. That is the method's own cost (DE-RRD computes the same); on a
     GPU it is a few large matmuls, on a CPU it dominates the epoch (CiteULike-t's shape, BPR 400
-    -> 20, T = 0.65 at epoch 20: still about 170x a scratch epoch, the three matmuls near the
+    -> 20, T = 0.65 at epoch 20: still about 150x a scratch epoch, the three matmuls near the
     core's peak). A hard selection divides it by up to M; num_experts=5 (KDs on Gowalla / Yelp) by 6.
     """
 
