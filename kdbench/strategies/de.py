@@ -75,6 +75,69 @@ class ExpertBank(nn.Module):
         return weighted @ self.w2.flatten(0, 1) + alpha @ self.b2
 
 
+class _ExpertMix(torch.autograd.Function):
+    """sum_m alpha_m E_m(x) with a hand-written backward: ExpertBank.mix's maths, fewer passes.
+
+    Forward: pre = x W1cat + b1 (one (n, d_in) x (d_in, M*h) matmul, W1cat the experts' first layers
+    side by side), h = relu(pre) in place, a = [alpha_m h_m]_m, out = a W2 + alpha b2. Backward, with
+    g = dL/dout: dW2 = a'g, db2 = alpha'g, ga = g W2', dalpha_m = <ga_m, h_m> + <g, b2_m>,
+    dpre = [alpha_m ga_m]_m where pre > 0, dW1 = x' dpre, db1 = sum_n dpre, dx = dpre W1cat'. The
+    (n, M*h) tensors are made once and read in place, where autograd's einsum / permute / flatten
+    chain copies them several times (the three (n, M*h) x (M*h, d_out) matmuls are the floor).
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha, w1, b1, w2, b2):  # noqa: D102 (see the class docstring)
+        n, (experts, d_in, hidden) = len(x), w1.shape
+        w1cat = w1.permute(1, 0, 2).reshape(d_in, experts * hidden)
+        h = torch.addmm(b1.reshape(1, -1), x, w1cat).clamp_min_(0)  # (n, M*h)
+        weighted = (h.view(n, experts, hidden) * alpha.unsqueeze(-1)).view(n, -1)
+        ctx.save_for_backward(x, alpha, w1cat, h, weighted, w2, b2)
+        return torch.addmm(alpha @ b2, weighted, w2.reshape(experts * hidden, -1))
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        x, alpha, w1cat, h, weighted, w2, b2 = ctx.saved_tensors
+        experts, hidden, d_out = w2.shape
+        n = len(x)
+        w2flat = w2.reshape(experts * hidden, d_out)
+        grad_w2 = (weighted.T @ grad).view(experts, hidden, d_out)
+        grad_b2 = alpha.T @ grad
+        grad_a = (grad @ w2flat.T).view(n, experts, hidden)
+        grad_alpha = (grad_a * h.view(n, experts, hidden)).sum(-1) + grad @ b2.T
+        grad_pre = torch.ops.aten.threshold_backward(grad_a.mul_(alpha.unsqueeze(-1)).view(n, -1), h, 0.0)
+        grad_w1 = (x.T @ grad_pre).view(-1, experts, hidden).permute(1, 0, 2)
+        grad_b1 = grad_pre.sum(0).view(experts, hidden)
+        grad_x = grad_pre @ w1cat.T if ctx.needs_input_grad[0] else None  # PCKD's projections: detached x
+        return grad_x, grad_alpha, grad_w1, grad_b1, grad_w2, grad_b2
+
+
+def mix_experts(bank: ExpertBank, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """bank.mix(x, alpha) = sum_m alpha_m E_m(x): (n, d_in), (n, M) -> (n, d_out).
+
+    Where at most half the weights alpha_m are nonzero (the annealed Gumbel-softmax underflows to
+    exact zeros once T is small: a hard selection), only the (entity, expert) pairs with alpha_m != 0
+    are evaluated, expert by expert: a pair with alpha_m = 0 adds exactly 0 to the mix, and its
+    gradient reaches the gate only through the softmax's Jacobian, which multiplies it by alpha_m = 0.
+    Otherwise every expert of every entity, by _ExpertMix.
+    """
+    nonzero = alpha != 0
+    if alpha.shape[1] > 1 and 0 < 2 * int(nonzero.sum()) <= nonzero.numel():
+        return _selected_mix(bank, x, alpha, nonzero)
+    return _ExpertMix.apply(x, alpha, bank.w1, bank.b1, bank.w2, bank.b2)
+
+
+def _selected_mix(bank: ExpertBank, x: torch.Tensor, alpha: torch.Tensor, nonzero: torch.Tensor) -> torch.Tensor:
+    """sum over the experts m with alpha_m != 0 of alpha_m E_m(x), per entity: (n, d_out)."""
+    rows, parts = [], []
+    for expert in nonzero.any(dim=0).nonzero().flatten().tolist():
+        chosen = nonzero[:, expert].nonzero().flatten()
+        hidden = torch.relu(torch.addmm(bank.b1[expert], x[chosen], bank.w1[expert]))
+        parts.append((hidden * alpha[chosen, expert].unsqueeze(1)) @ bank.w2[expert])
+        rows.append(chosen)
+    return (alpha @ bank.b2).index_add(0, torch.cat(rows), torch.cat(parts))
+
+
 def expert_dims(student_dim: int, teacher_dim: int) -> tuple[int, int, int]:
     """[d_s, (d_s + d_t) // 2, d_t]; [d_s, d_s // 2, d_t] for self-distillation (DE-RRD `Models/DE.py`)."""
     hidden = student_dim // 2 if student_dim == teacher_dim else (student_dim + teacher_dim) // 2
@@ -114,10 +177,20 @@ class DE(DistillationStrategy):
       of a Python loop over M modules: the same function with the same initialisation
       distribution (`de_loss` is the literal per-expert form; the tests check that they agree).
 
-    Cost: each distinct entity costs about M * (d_s + d_t) / 2 * d_t multiply-adds per pass
-    (660k for 30 experts, 20 -> 200), far above the student's own d_s-sized step. That is the
-    method's own cost (DE-RRD computes the same); on a GPU it is a few large matmuls, on a CPU
-    it dominates the epoch. num_experts=5 (KDs on Gowalla / Yelp) divides it by 6.
+    What is computed once: the teacher's tables, in prepare() (the teacher is frozen). The gate
+    and the experts are trained, so the mix is computed per batch, by `mix_experts`: all M experts
+    of every entity in three (n, M*h) x (M*h, d_t) matmuls (forward, and two in the backward) with
+    a hand-written backward (`_ExpertMix`: no copies of the (n, M*h) hidden units); once the
+    annealed selection is hard enough that at most half the weights alpha_m are exactly 0 (float32
+    softmax underflow, T below about 1e-2), only the selected (entity, expert) pairs, up to M times
+    less work. Both give the same loss and gradients (tests/strategies/test_feature_epoch_cost.py).
+
+    Cost: while the selection is soft, each distinct entity costs about M * (d_s + d_t) / 2 * d_t
+    multiply-adds per pass (660k for 30 experts, 20 -> 200; 2.5M for 20 -> 400), far above the
+    student's own d_s-sized step. That is the method's own cost (DE-RRD computes the same); on a
+    GPU it is a few large matmuls, on a CPU it dominates the epoch (CiteULike-t's shape, BPR 400
+    -> 20, T = 0.65 at epoch 20: still about 150x a scratch epoch, the three matmuls near the
+    core's peak). A hard selection divides it by up to M; num_experts=5 (KDs on Gowalla / Yelp) by 6.
     """
 
     defaults = {"weight": 0.01, "num_experts": 30, "T_start": 1.0, "T_end": 1e-10, "anneal_epochs": 1000}
@@ -156,7 +229,7 @@ class DE(DistillationStrategy):
         gate_logits = selection(teacher_repr)
         gumbel = gumbel_noise(tuple(gate_logits.shape), self.generator).to(gate_logits.device)
         alpha = gate_weights(gate_logits, self.temperature, gumbel)
-        return (teacher_repr - experts.mix(student_table[ids], alpha)).pow(2).sum(dim=-1)
+        return (teacher_repr - mix_experts(experts, student_table[ids], alpha)).pow(2).sum(dim=-1)
 
     def loss(self, batch) -> torch.Tensor:
         if self.teacher_users is None:

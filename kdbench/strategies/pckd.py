@@ -16,7 +16,7 @@ from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform
 from kdbench.strategies._sampling import race_without_replacement
 from kdbench.strategies.base import register_strategy
-from kdbench.strategies.de import DE, ExpertBank, gate_weights, gumbel_noise
+from kdbench.strategies.de import DE, ExpertBank, gate_weights, gumbel_noise, mix_experts
 from kdbench.strategies.knowledge import teacher_top_n
 
 
@@ -68,6 +68,8 @@ class PCKD(DE):
       same sum), and each distinct user / item gets one Gumbel draw per step (KDs draws per row /
       per occurrence): the same expectation, less work;
     - DE's deviations (seeded Gumbel noise, log_softmax, KDs' temperature indexing): see DE;
+      the projections use DE's `mix_experts` (its hand-written backward, and only the selected
+      experts once the selection is hard: the same values, see DE);
     - only KDs' default branch is implemented (rank sampling guided by the teacher, list-wise
       regulariser); its "pair" regulariser and uniform / batch / student-guided sampling are not.
     """
@@ -113,7 +115,7 @@ class PCKD(DE):
         gate_logits = selection(teacher_table[ids])
         gumbel = gumbel_noise(tuple(gate_logits.shape), self.generator).to(gate_logits.device)
         alpha = gate_weights(gate_logits, self.temperature, gumbel)
-        return experts.mix(student_table[ids].detach(), alpha)
+        return mix_experts(experts, student_table[ids].detach(), alpha)
 
     def regulariser(self, batch) -> torch.Tensor:
         """sum over batch rows of R_u (see the class docstring)."""
