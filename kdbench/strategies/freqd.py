@@ -136,6 +136,40 @@ def filtered_rows(ids: torch.Tensor, graph: SparseRows, features, alpha: float, 
             apply_filter(student, at_self, row, at_column, value, alpha))
 
 
+def projector_hidden(projector: MLPProjector, x: torch.Tensor) -> torch.Tensor:
+    """The projector's hidden units after their dropout, drop(relu(drop(x) W1_m + b1_m)) per expert m:
+    (n, d_in) -> (M, n, h). The same operations, and random draws, as the first half of
+    MLPProjector.forward, whose second half is mean_m (hidden_m W2_m + b2_m)."""
+    x = x.unsqueeze(0).expand(projector.w1.shape[0], -1, -1)
+    hidden = torch.relu(torch.baddbmm(projector.b1, F.dropout(x, projector.dropout, projector.training),
+                                      projector.w1))
+    return F.dropout(hidden, projector.dropout, projector.training)
+
+
+def filter_matrix(n_entities: int, at_self: torch.Tensor, row: torch.Tensor, at_column: torch.Tensor,
+                  value: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Rows of H = alpha * drop(A) + (1 - alpha) * I as a sparse (len(at_self), n_entities) matrix over
+    the entities involved (indexed as in apply_filter; an entity is never its own neighbour)."""
+    n_rows = len(at_self)
+    heads = torch.cat([torch.arange(n_rows, device=row.device), row])
+    tails = torch.cat([at_self, at_column])
+    values = torch.cat([torch.full((n_rows,), 1 - alpha, dtype=value.dtype, device=value.device), alpha * value])
+    return torch.sparse_coo_tensor(torch.stack([heads, tails]), values, (n_rows, n_entities)).coalesce()
+
+
+def filtered_projection(projector: MLPProjector, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of H P(s) from the hidden units of the entities involved (`projector_hidden`) and the
+    rows of H over them (`filter_matrix`). P's second layer is linear, so
+
+        (H P(s))_e = mean_m [ (H hidden_m)_e W2_m + (sum_f H_ef) b2_m ]:
+
+    the filter acts on the hidden units, and the second layer (d_t x d_t per expert, the projector's
+    dear half) runs on the filtered rows only instead of on every entity they reach."""
+    mixed = torch.stack([torch.sparse.mm(rows, part) for part in hidden.unbind(0)])
+    weight = torch.sparse.sum(rows, dim=1).to_dense()
+    return (torch.bmm(mixed, projector.w2) + weight.view(1, -1, 1) * projector.b2).mean(dim=0)
+
+
 def freq_distance(teacher: torch.Tensor, student: torch.Tensor, normalize: bool) -> torch.Tensor:
     """sum_e (1 - cos(t_e, s_e)) if normalize else sum_e ||t_e - s_e||^2; (n, d), (n, d) -> ()."""
     if normalize:
@@ -181,18 +215,25 @@ class FreqD(DistillationStrategy):
     def side(self, id_groups: list[torch.Tensor], graph: SparseRows, student_table: torch.Tensor,
              teacher_table: torch.Tensor, projector: MLPProjector) -> torch.Tensor:
         """sum over the groups of ids (each with a fresh edge dropout) of sum_e l_e, divided by the
-        number of groups; the entities all of them reach are projected in one call."""
+        number of groups; the entities all of them reach go through the projector's first layer in
+        one call, and H is applied to its (dropped-out) hidden units before the second, linear layer
+        (`filtered_projection`), which then runs on the groups' own rows only."""
         h = self.hparams
         dropped = [dropped_rows(ids, graph, h["keep_prob"], self._generator) for ids in id_groups]
         needed, where = torch.unique(torch.cat([*id_groups, *(column for _, column, _ in dropped)]),
                                      return_inverse=True)
-        teacher, student = teacher_table[needed], projector(student_table[needed])
+        teacher, hidden = teacher_table[needed], projector_hidden(projector, student_table[needed])
         at_self = where[: sum(len(ids) for ids in id_groups)].split([len(ids) for ids in id_groups])
         at_column = where[len(torch.cat(id_groups)):].split([len(column) for _, column, _ in dropped])
+        heads = [filter_matrix(len(needed), at_s, row, at_c, value, h["alpha"])
+                 for at_s, at_c, (row, _, value) in zip(at_self, at_column, dropped)]
+        rows = torch.cat(heads) if len(heads) > 1 else heads[0]  # every group's rows of H, stacked
+        sizes = [len(ids) for ids in id_groups]
+        teacher_rows = torch.sparse.mm(rows, teacher).split(sizes)
+        student_rows = filtered_projection(projector, hidden, rows).split(sizes)
         total = 0.0
-        for at_s, at_c, (row, _, value) in zip(at_self, at_column, dropped):
-            total = total + freq_distance(apply_filter(teacher, at_s, row, at_c, value, h["alpha"]),
-                                          apply_filter(student, at_s, row, at_c, value, h["alpha"]), h["normalize"])
+        for filtered_t, filtered_s in zip(teacher_rows, student_rows):
+            total = total + freq_distance(filtered_t, filtered_s, h["normalize"])
         return total / len(id_groups)
 
     def loss(self, batch) -> torch.Tensor:
