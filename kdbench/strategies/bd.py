@@ -104,7 +104,8 @@ Deviations from the reference code:
   only. The co-trained teacher is the worker's private copy, discarded after the run: the cached
   teacher is never written, and the record's `teacher_test` is the cached teacher's.
 - Sampling mechanics: at the first epoch of each update period the ranks are computed in user
-  chunks (`RANK_CELLS` scores at a time, never a users x items table) and the whole period's draws
+  chunks (`RANK_CELLS` scores at a time, never a users x items table; each row's stable descending
+  order taken from a sort of distinct integer keys, `descending_ranks`) and the whole period's draws
   are made at once, n_kd * |training items of u| * update_every per user and model, then handed
   out in order to the user's rows as batches come (a per-user cursor): fresh i.i.d. draws from the
   period's distribution for every row, as the notebook's multinomial per batch. Memory: 4 bytes

@@ -19,8 +19,14 @@ coordinate. Per entity type (users, and items) with graph A and student / teache
 
 U_b, P_b, N_b: the batch's distinct users, positive and negative items; B its rows. The projectors
 are training-only submodules of the strategy; the teacher's tables and both graphs are computed
-once in prepare(). Only the rows of H for the batch's entities are formed, and only the
-entities they reach are projected: (H P(s))_e needs P(s) on e's neighbours alone.
+once in prepare() (the teacher is frozen, the graphs fixed). Only the rows of H for the batch's
+entities are formed, and only the entities they reach are projected: (H P(s))_e needs P(s) on e's
+neighbours alone. P's second layer is linear, so H is applied to P's (dropped-out) hidden units,
+
+    (H P(s))_e = mean_m [ (H hidden_m)_e W2_m + (sum_f H_ef) b2_m ],
+
+the same value: P's first layer and its dropout run on every entity reached, its second layer
+(d_t x d_t per expert, the dear half) on the batch's filtered rows only.
 
 Defaults (woriazzc/KDs `configs/gowalla/bpr/freqd.yaml`, the one BPR config with every key; the
 CiteULike one lacks K, keep_prob and the projector's and uses alpha 0.2): weight=0.5, K=5,
