@@ -104,7 +104,8 @@ Deviations from the reference code:
   only. The co-trained teacher is the worker's private copy, discarded after the run: the cached
   teacher is never written, and the record's `teacher_test` is the cached teacher's.
 - Sampling mechanics: at the first epoch of each update period the ranks are computed in user
-  chunks (`RANK_CELLS` scores at a time, never a users x items table) and the whole period's draws
+  chunks (`RANK_CELLS` scores at a time, never a users x items table; each row's stable descending
+  order taken from a sort of distinct integer keys, `descending_ranks`) and the whole period's draws
   are made at once, n_kd * |training items of u| * update_every per user and model, then handed
   out in order to the user's rows as batches come (a per-user cursor): fresh i.i.d. draws from the
   period's distribution for every row, as the notebook's multinomial per batch. Memory: 4 bytes
@@ -160,10 +161,29 @@ def soft_label_bce(logits: torch.Tensor, pseudo_logits: torch.Tensor, tau: float
 
 def descending_ranks(scores: torch.Tensor) -> torch.Tensor:
     """(R, N) scores -> (R, N) ranks, 1 = highest score in its row (ties in item order). Items set
-    to -inf rank below all others, so the others hold ranks 1..(their count)."""
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    to -inf rank below all others, so the others hold ranks 1..(their count).
+
+    The order is that of a stable descending sort. On the CPU it is computed as an ascending sort of
+    distinct int64 keys, (order-reversing integer image of the float score) * 2^32 + item: the keys
+    are distinct, so any sort gives that one order, and NumPy's vectorised integer sort takes a
+    fraction of torch's stable float sort on a catalogue row (the rank pass's dearest part)."""
+    if scores.device.type != "cpu" or scores.dtype != torch.float32 or bool(torch.isnan(scores).any()):
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    else:
+        order = torch.from_numpy(np.sort(descending_keys(scores).numpy(), axis=1) & 0xFFFFFFFF)
     positions = torch.arange(1, scores.shape[1] + 1, device=scores.device).expand_as(order)
     return torch.empty_like(order).scatter_(1, order, positions)
+
+
+def descending_keys(scores: torch.Tensor) -> torch.Tensor:
+    """(R, N) float32 without NaN -> (R, N) int64 keys, ascending in (-score, item). A float's bits
+    read as int32 b order the non-negative floats; a negative float's magnitude bits are flipped
+    (b ^ 0x7FFFFFFF) so that it orders below them and by value; ~ reverses the order. -0.0 is made
+    +0.0 first, as the float sort ties them."""
+    bits = (scores + 0.0).view(torch.int32)
+    ascending = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    items = torch.arange(scores.shape[1], dtype=torch.int64)
+    return (torch.bitwise_not(ascending).to(torch.int64) << 32) | items
 
 
 def discrepancy_weights(rank_student: torch.Tensor, rank_teacher: torch.Tensor, allowed: torch.Tensor,
