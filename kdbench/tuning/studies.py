@@ -287,19 +287,28 @@ def check_storages(cells: list[Cell], results_dir: str | Path, force: bool = Fal
     """Refuse, before any study is opened or created, a storage that is not an SQLite file (a
     truncated or foreign file), holds another study, or a non-mapping identity; --force starts such
     studies again."""
-    for cell in study_cells(cells):
-        study = Study(cell, 0, Path(results_dir))
+    check_study_storages([Study(cell, 0, Path(results_dir)) for cell in study_cells(cells)], force)
+
+
+def check_study_storages(studies: list[Study], force: bool = False) -> None:
+    """`check_storage` of each study's existing SQLite file (none with --force: it starts them again)."""
+    for study in studies:
         if not force and study.storage_path.exists():
             check_storage(study.storage_path, study.name)
+
+
+def check_tuning_seeds(settings: TuningSettings, cells: list[Cell]) -> None:
+    """Tuning seeds must be disjoint from the evaluation seeds: tuning never sees a tested run."""
+    overlap = sorted(set(settings.seeds) & {cell.seed for cell in cells})
+    if overlap:
+        raise KdbenchError(f"tuning seeds {overlap} are also evaluation seeds: choose tuning seeds the "
+                           f"suite's runs do not use")
 
 
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
          on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
     """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON)."""
-    overlap = sorted(set(settings.seeds) & {cell.seed for cell in cells})
-    if overlap:
-        raise KdbenchError(f"tuning seeds {overlap} are also evaluation seeds: choose tuning seeds the "
-                           f"suite's runs do not use")
+    check_tuning_seeds(settings, cells)
     cells = study_cells(cells)
     for cell in cells:
         STRATEGIES.get(cell.strategy)

@@ -24,10 +24,10 @@ from typing import Any, Callable
 from kdbench.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError
 from kdbench.runner import Runner
-from kdbench.tuning.storage import check_storage
 from kdbench.tuning.trial import TrialOutcome
 from kdbench.tuning.best import BEST_FIELDS, read_summary
-from kdbench.tuning.studies import Study, TuningSettings, run_studies, study_cells
+from kdbench.tuning.studies import (Study, TuningSettings, check_study_storages, check_tuning_seeds, run_studies,
+                                    study_cells)
 
 SCRATCH = "scratch"
 TUNE_FIRST = "run `python -m kdbench tune` on the suite first"
@@ -64,16 +64,11 @@ def teacher_study(cell: Cell, root: str | Path, n_items: int = 0, fingerprint: s
 def tune_teachers(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
                   on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
     """One study per pairing of `cells` for its teacher, run to its budget; their summaries."""
-    overlap = sorted(set(settings.seeds) & {cell.seed for cell in cells})
-    if overlap:
-        raise KdbenchError(f"tuning seeds {overlap} are also evaluation seeds: choose tuning seeds the "
-                           f"suite's runs do not use")
+    check_tuning_seeds(settings, cells)
     pairings = {(c.dataset, c.protocol, c.pairing): c for c in study_cells(cells)}
     studies = [teacher_study(cell, runner.results_dir, runner.n_items(cell), runner.fingerprint(cell))
                for cell in pairings.values()]
-    for study in studies:
-        if not force and study.storage_path.exists():
-            check_storage(study.storage_path, study.name)
+    check_study_storages(studies, force)
     return run_studies(runner, studies, settings, force, on_trial)
 
 
