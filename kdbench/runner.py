@@ -159,8 +159,8 @@ class Runner:
         Returns how many cells this pass claimed."""
         held: dict[int, Claim] = {}
         dispatched: list[int] = []  # cell index of each task handed to the executor, in order
-        claimed = [0]
-        tasks = self._claimed_tasks(cells, todo, artifacts, records, notify, started, left, held, dispatched, claimed)
+        executed_before = self.executed  # counts the cells claimed (`_claimed_tasks`)
+        tasks = self._claimed_tasks(cells, todo, artifacts, records, notify, started, left, held, dispatched)
         try:
             for position, result in self.executor.map_unordered(run_task, tasks):
                 index = dispatched[position]
@@ -176,11 +176,11 @@ class Runner:
             tasks.close()
             for claim in held.values():
                 claim.release()
-        return claimed[0]
+        return self.executed - executed_before
 
     def _claimed_tasks(self, cells: list[Cell], todo: list[int], artifacts: dict[str, TeacherArtifact | Exception],
                        records: list[RunRecord | None], notify: OnRecord, started: float, left: list[int],
-                       held: dict[int, Claim], dispatched: list[int], claimed: list[int]) -> Iterator[CellTask]:
+                       held: dict[int, Claim], dispatched: list[int]) -> Iterator[CellTask]:
         """The student tasks of `todo`, each claimed when the executor pulls it. Teacher rows and cells
         whose teacher failed are written here at once; a cell stored meanwhile by another process is
         taken, not claimed; a cell held elsewhere goes to `left`."""
@@ -194,7 +194,6 @@ class Runner:
                 claim.release()
                 continue
             held[index] = claim
-            claimed[0] += 1
             self.executed += 1
             artifact = artifacts[self.teacher_key(cell)]
             ensemble = self.ensemble(cell, artifacts)
