@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from kdbench.backbones import DEPLOYED, reset_inference_cache
+from kdbench.strategies.base import DistillationStrategy
 
 FLOAT32_BYTES, INDEX_BYTES = 4, 4  # CSR: float32 values, int32 column indices and row pointers
 
@@ -170,3 +171,22 @@ def quantise_model(model: nn.Module, bits: int) -> nn.Module:
         size += quantised_bytes(*weight.shape, bits)
     return annotate(model, sum(t.numel() for t in tables) + n_other, size, f"int{bits} per-row",
                     "int8 codes, torch._int_mm" if bits == 8 else "4-bit codes unpacked to int8, torch._int_mm")
+
+
+class DeploysCompressedTeacher(DistillationStrategy):
+    """Base of the strategies that deploy a compressed copy of the teacher in the student's place
+    (`prune`, `quant`): no distillation loss, 0 epochs unless a subclass fine-tunes the copy.
+    `prepare` puts the copy in `_deployed`, a list so that it is no submodule of the strategy."""
+
+    trains = False
+    replaces_student = True
+
+    def __init__(self, context, **hparams):
+        super().__init__(context, **hparams)
+        self._deployed: list[nn.Module] = []
+
+    def model_to_train(self, student: nn.Module) -> nn.Module:
+        return self._deployed[0]
+
+    def loss(self, batch) -> None:
+        return None

@@ -23,9 +23,9 @@ from torch import nn
 
 from kdbench.backbones import model_size_bytes
 from kdbench.errors import KdbenchError
-from kdbench.strategies._compression import (annotate, csr_bytes, embedding_weights, frozen_copy,
-                                             kept_entries, magnitude_mask, other_bytes)
-from kdbench.strategies.base import DistillationStrategy, register_strategy
+from kdbench.strategies._compression import (DeploysCompressedTeacher, annotate, csr_bytes, embedding_weights,
+                                             frozen_copy, kept_entries, magnitude_mask, other_bytes)
+from kdbench.strategies.base import register_strategy
 
 KERNEL = "CSR item table, torch.sparse.mm"
 
@@ -49,19 +49,13 @@ def prune_model(model: nn.Module, budget_bytes: int) -> list[torch.Tensor]:
                    paper="Han et al., NIPS 2015; magnitude pruning as in Tran et al., TOIS 2025 "
                          "(chenxing1999/recsys-benchmark)",
                    backbones=("general",))
-class Prune(DistillationStrategy):
+class Prune(DeploysCompressedTeacher):
     """The teacher, its embedding tables pruned by magnitude to the student's bytes; 0 epochs.
     See the module docstring."""
 
     defaults = {"weight": 0.0}
     search_space = {}
-    trains = False
-    replaces_student = True
     needs_representations = True  # it prunes the teacher's embedding tables
-
-    def __init__(self, context, **hparams):
-        super().__init__(context, **hparams)
-        self._pruned: list[nn.Module] = []  # a list, so the pruned copy is no submodule of the strategy
 
     def prepare(self) -> None:
         budget = model_size_bytes(self.context.student.model)
@@ -73,13 +67,7 @@ class Prune(DistillationStrategy):
         if self.trains:
             for weight, mask in zip(embedding_weights(model), masks):
                 weight.register_hook(lambda grad, mask=mask: grad * mask)
-        self._pruned = [model]
-
-    def model_to_train(self, student: nn.Module) -> nn.Module:
-        return self._pruned[0]
-
-    def loss(self, batch) -> None:
-        return None
+        self._deployed = [model]
 
 
 @register_strategy("prune-ft", family="compression",

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from kdbench.errors import KdbenchError
-from kdbench.strategies._compression import frozen_copy, quantise_model
+from kdbench.strategies._compression import DeploysCompressedTeacher, frozen_copy, quantise_model
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 
 BITS = (8, 4)
@@ -33,17 +33,11 @@ def check_bits(name: str, hparams: dict[str, Any]) -> None:
                    paper="Jacob et al., CVPR 2018; per-row embedding quantisation as in Guan et al., 2019 "
                          "(the teacher, quantised)",
                    backbones=("general",))
-class Quant(DistillationStrategy):
+class Quant(DeploysCompressedTeacher):
     """The teacher with its embedding tables quantised to `bits` bits per row; 0 epochs."""
 
     defaults = {"weight": 0.0, "bits": 8}
     search_space = {}
-    trains = False
-    replaces_student = True
-
-    def __init__(self, context, **hparams):
-        super().__init__(context, **hparams)
-        self._quantised: list[nn.Module] = []  # no submodule of the strategy
 
     @classmethod
     def check_hparams(cls, hparams: dict[str, Any], n_users: int, n_items: int) -> None:
@@ -52,13 +46,7 @@ class Quant(DistillationStrategy):
 
     def prepare(self) -> None:
         check_bits(self.name, self.hparams)
-        self._quantised = [quantise_model(frozen_copy(self.context.teacher.model), self.hparams["bits"])]
-
-    def model_to_train(self, student: nn.Module) -> nn.Module:
-        return self._quantised[0]
-
-    def loss(self, batch) -> None:
-        return None
+        self._deployed = [quantise_model(frozen_copy(self.context.teacher.model), self.hparams["bits"])]
 
 
 @register_strategy("ptq", family="compression",
