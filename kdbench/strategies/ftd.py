@@ -25,7 +25,7 @@ FTD / B, both the reference's / B, so lmbda carries over unchanged: weight = 0.0
 
 Deviations: none in the value (cos of a zero vector, undefined there, is taken as 0 here).
 
-Computed once (`FullTopology.prepare`): the frozen teacher's tables, L2-normalised in float64.
+Computed once (`FTD.prepare`): the frozen teacher's tables, L2-normalised in float64.
 Per batch: the student's rows normalised, A'A, A'B and the teacher's B'B, each the sum of its user
 and item parts (no concatenated copies). ||B'B||^2, 3/4 |E_b| d_t^2 float64 multiply-adds from the
 symmetric product's blocks (0.7 G for CiteULike-t's ~5,600 entities a batch, d_t = 400), is most of
@@ -78,39 +78,6 @@ def grouped_topology_loss(student: torch.Tensor, teacher: torch.Tensor, groups: 
     return (aa.pow(2).sum() - 2 * ab.pow(2).sum() + bb).to(student.dtype)
 
 
-class FTD(DistillationStrategy):
-    """Full Topology Distillation as first written, kept as the base of HTD (htd.py), whose code
-    version hashes it; `ftd` itself is FullTopology below, the same loss computed faster."""
-
-    defaults = {"weight": 0.001}
-    search_space = {"weight": LogUniform(1e-5, 1e-1)}
-    needs_representations = True
-
-    def __init__(self, context, **hparams):
-        super().__init__(context, **hparams)
-        self.teacher_users: torch.Tensor | None = None
-        self.teacher_items: torch.Tensor | None = None
-
-    def prepare(self) -> None:
-        self.teacher_users, self.teacher_items = teacher_representations(self.context.teacher, self.context.device)
-
-    def batch_entities(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The distinct users U and items I (positive and negative) of the batch, and the
-        student's and teacher's representations of U then I: (|U| + |I|, d_s), (|U| + |I|, d_t)."""
-        if self.teacher_users is None:
-            raise RuntimeError(f"strategy '{self.name}': call prepare() before loss()")
-        users = self.batch_users(batch).unique()
-        items = self.batch_items(batch).unique()
-        student_users, student_items = self.context.student.representation_tables()
-        student = torch.cat([student_users[users], student_items[items]])
-        teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])
-        return users, items, student, teacher
-
-    def loss(self, batch) -> torch.Tensor:
-        _, _, student, teacher = self.batch_entities(batch)
-        return grouped_topology_loss(student, teacher) / self.batch_users(batch).numel()
-
-
 def split_topology_loss(student_users: torch.Tensor, student_items: torch.Tensor, teacher_users: torch.Tensor,
                         teacher_items: torch.Tensor) -> torch.Tensor:
     """grouped_topology_loss(cat(student_users, student_items), cat(teacher_users, teacher_items)), one
@@ -141,13 +108,21 @@ def gram_square_sum(*parts: torch.Tensor) -> torch.Tensor:
 
 @register_strategy("ftd", family="topology",
                    paper="Kang et al., Topology Distillation for Recommender System, KDD 2021 (full)")
-class FullTopology(FTD):
+class FTD(DistillationStrategy):
     """Full Topology Distillation; see the module docstring for the loss, defaults and weight.
 
-    FTD's loss, with what only the frozen teacher gives computed once in prepare(): its tables
-    L2-normalised in float64 (per batch: F.normalize(t.double()) of the batch's rows, the same
-    values, computed once per row instead of once per batch that holds it).
+    What only the frozen teacher gives is computed once in prepare(): its tables L2-normalised in
+    float64 (the same values as normalising the batch's rows in every batch that holds them).
     """
+
+    defaults = {"weight": 0.001}
+    search_space = {"weight": LogUniform(1e-5, 1e-1)}
+    needs_representations = True
+
+    def __init__(self, context, **hparams):
+        super().__init__(context, **hparams)
+        self.teacher_users: torch.Tensor | None = None
+        self.teacher_items: torch.Tensor | None = None
 
     def prepare(self) -> None:
         users, items = teacher_representations(self.context.teacher, self.context.device)

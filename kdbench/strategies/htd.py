@@ -70,6 +70,7 @@ from kdbench.search_space import IntRange, LogUniform, Uniform
 from kdbench.strategies.base import register_strategy
 from kdbench.strategies.de import ExpertBank, annealed_temperature, gate_weights, gumbel_noise
 from kdbench.strategies.ftd import FTD, grouped_topology_loss
+from kdbench.strategies.knowledge import teacher_representations
 
 
 PAIR_CELLS = 2**22  # entity pairs per block of the filtered entity-level sum (3 float tables of this size)
@@ -138,6 +139,22 @@ class HTD(FTD):
         if self.hparams["positive_pairs"] not in (0, 1):
             raise KdbenchError(f"hyperparameter 'positive_pairs' of strategy '{self.name}' must be 0 or 1, "
                                f"got {self.hparams['positive_pairs']}")
+
+    def prepare(self) -> None:
+        """The teacher's tables as they are (its groups and experts read them unnormalised)."""
+        self.teacher_users, self.teacher_items = teacher_representations(self.context.teacher, self.context.device)
+
+    def batch_entities(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The distinct users U and items I (positive and negative) of the batch, and the
+        student's and teacher's representations of U then I: (|U| + |I|, d_s), (|U| + |I|, d_t)."""
+        if self.teacher_users is None:
+            raise RuntimeError(f"strategy '{self.name}': call prepare() before loss()")
+        users = self.batch_users(batch).unique()
+        items = self.batch_items(batch).unique()
+        student_users, student_items = self.context.student.representation_tables()
+        student = torch.cat([student_users[users], student_items[items]])
+        teacher = torch.cat([self.teacher_users[users], self.teacher_items[items]])
+        return users, items, student, teacher
 
     def on_epoch_start(self, epoch: int) -> None:
         h = self.hparams
