@@ -154,8 +154,9 @@ class Sitting:
 
 def sittings(cells: Iterable) -> list[Sitting]:
     """One sitting per (dataset, protocol, teacher) of a suite's cells, its students by model and
-    size; a general family's protocol is left at None where it is the family's default (the
-    sittings and files of before sequential shapes were measured). The compressed shapes its compression cells deploy are measured with them."""
+    size, and the compressed shapes its compression cells deploy; a general family's protocol is
+    left at None where it is the family's default (the sittings and files of before sequential
+    shapes were measured)."""
     from kdbench.compressed_cost import cell_targets
 
     found: dict[tuple, set] = {}
