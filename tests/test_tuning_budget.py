@@ -249,3 +249,20 @@ def test_a_study_summary_written_before_epoch_budgets_still_reads(tmp_path):
     row = summary_table([summary]).iloc[0]
     assert row["budget"] == f"{summary['budget']} trials" and row["best valid NDCG@10"] == summary["best_valid_ndcg@10"]
     assert json.loads(committed.read_text())["identity"]["seeds"] == [100]
+
+
+def test_every_bundled_suite_that_tunes_uses_the_default_suites_protocol_and_budget():
+    """Tables of different datasets compare only if each strategy got the same budget on each: a
+    bundled suite's `tuning:` block (epochs, seeds, start-up trials, pruner) is the default suite's."""
+    from kdbench.suites import bundled_suites, load_suite
+
+    def settings(name: str) -> TuningSettings:
+        return TuningSettings.from_spec(load_suite(bundled_suites()[name]).spec.get("tuning"))
+
+    default = settings("default")
+    assert default.epochs == 600 and default.trials is None and default.seeds == (100, 101)
+    tuned = [name for name, path in bundled_suites().items()
+             if load_suite(path).spec.get("tuning") is not None and name != "default"]
+    assert "datasets" in tuned
+    for name in tuned:
+        assert settings(name) == default, name
