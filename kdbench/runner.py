@@ -50,6 +50,7 @@ class Runner:
     cache_dir: str | Path = ".kdbench_cache"
     device: str = "cpu"
     force: bool = False
+    replace_stale: bool = False  # replace stored runs made with other settings or code, keep current ones
     log: Callable[[str], None] = lambda message: None
     executor: Executor | None = None
     plugins: tuple[str, ...] = ()
@@ -63,7 +64,7 @@ class Runner:
         self.reused = 0  # cells found finished with the same identity (not run again)
         self.written: list[RunRecord] = []  # the records this Runner wrote, finished or failed
         self.splits = Splits(self.device, self.cache_dir)
-        self.stored = StoredRuns(self.store, self.device, self.force, self.splits.fingerprint)
+        self.stored = StoredRuns(self.store, self.device, self.force, self.splits.fingerprint, self.replace_stale)
         self.stored.clear_partial_writes()
         self.cache = TeacherCache(self.cache_dir, self.splits.fingerprint, self.heal_cache, self.log)
 
@@ -72,7 +73,10 @@ class Runner:
         return self.stored.is_done(cell)
 
     def check_no_overwrite(self, cells: Iterable[Cell]) -> None:
-        self.stored.check_no_overwrite(cells)
+        stale = self.stored.check_no_overwrite(cells)
+        if stale:
+            self.log(f"replacing {len(stale)} stored run(s) made with other settings or code "
+                     f"(--replace-stale), e.g. {self.store.file(stale[0].address)}")
 
     def check_teacher_files(self, cells: Iterable[Cell]) -> None:
         """Each teacher file these cells read, checked against its cell's split (one line if not)."""

@@ -354,3 +354,27 @@ def test_a_record_from_before_data_fingerprints_is_matched_by_dataset_name(toy_d
     path.write_text(json.dumps(stored))
     shutil.copytree(toy_dir / "toy", tmp_path / "elsewhere" / "toy")
     assert Runner(*dirs).is_done(_toy_cell(tmp_path / "elsewhere"))
+
+
+def test_replace_stale_redoes_only_the_runs_made_with_other_settings_and_resumes(toy_dir, dirs, fits):
+    """After a change to a cell's identity, --replace-stale retrains that cell in place, reuses the
+    cell that is still current, and a second invocation trains nothing."""
+    current, changed = _toy_cell(toy_dir), _toy_cell(toy_dir, seed=1)
+    Runner(*dirs).run_all([current, changed])
+    changed_now = replace(changed, train=replace(changed.train, learning_rate=changed.train.learning_rate / 2))
+    with pytest.raises(KdbenchError, match="run --replace-stale. replaces only such runs"):
+        Runner(*dirs).check_no_overwrite([current, changed_now])
+    fits.trained.clear()
+    notes = []
+    runner = Runner(*dirs, replace_stale=True, log=notes.append)
+    runner.check_no_overwrite([current, changed_now])
+    records = runner.run_all([current, changed_now])
+    assert runner.executed == 1 and runner.reused == 1
+    assert any("replacing 1 stored run(s) made with other settings" in note for note in notes)
+    stored = json.loads(runner.store.path("toy", changed.pairing, "scratch", 1).read_text())
+    assert stored["config"] == json.loads(json.dumps(records[1]["config"]))
+    assert Runner(*dirs).is_done(changed_now) and not Runner(*dirs).is_done(changed)
+    again = Runner(*dirs, replace_stale=True)
+    again.check_no_overwrite([current, changed_now])
+    again.run_all([current, changed_now])
+    assert again.executed == 0 and again.reused == 2

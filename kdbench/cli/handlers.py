@@ -51,7 +51,8 @@ def _execution(args: argparse.Namespace) -> Execution:
     if args.address is not None and args.executor != "ray":
         raise KdbenchError(f"--address {args.address} is a Ray cluster's: it needs --executor ray "
                            f"(got --executor {args.executor})")
-    return Execution(device=args.device, cache_dir=args.cache_dir, force=args.force, workers=args.workers,
+    return Execution(device=args.device, cache_dir=args.cache_dir, force=args.force,
+                     replace_stale=getattr(args, "replace_stale", False), workers=args.workers,
                      executor=args.executor, address=args.address, plugins=_plugins(args),
                      heal_cache=not getattr(args, "strict_cache", False))
 

@@ -188,6 +188,9 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     teacher.add_argument("--teacher-patience", type=_positive_int, help="teacher's patience (default 10)")
     teacher.add_argument("--teacher-eval-every", type=_positive_int, help="teacher's epochs between validations (default 1)")
     _add_location_flags(run, "redo cells that already have a result")
+    run.add_argument("--replace-stale", action="store_true",
+                     help="redo only the cells whose stored run was made with other settings or code (after "
+                          "a change to what strategies compute), keeping current ones: it resumes")
     _add_strict_cache_flag(run)
     _add_executor_flags(run)
 

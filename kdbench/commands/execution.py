@@ -26,6 +26,7 @@ class Execution:
     device: str = "cpu"
     cache_dir: str | Path = ".kdbench_cache"  # the teacher cache
     force: bool = False  # redo cells that already have a result
+    replace_stale: bool = False  # redo only the cells whose stored run was made with other settings or code
     workers: int | None = None  # worker processes; None: one per core, never more than the tasks
     executor: str = "local"  # one of `executors.EXECUTORS`
     address: str | None = None  # with the Ray executor: the cluster to join (None: a private instance)
@@ -65,7 +66,8 @@ def execute_cells(cells: list[Cell], results_dir: Path, execution: Execution, ch
     (runner, records). `check_stored`: a report will read every stored run, so stop at a damaged one now.
     `before_training()` runs once every check has passed, before the first cell trains."""
     validate_cells(cells, execution.device)
-    runner = Runner(results_dir, execution.cache_dir, execution.device, execution.force, log=progress_note,
+    runner = Runner(results_dir, execution.cache_dir, execution.device, execution.force,
+                    replace_stale=execution.replace_stale, log=progress_note,
                     plugins=execution.plugins, heal_cache=execution.heal_cache)
     runner.check_no_overwrite(cells)
     runner.check_teacher_files(cells)

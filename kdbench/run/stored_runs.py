@@ -3,8 +3,10 @@ runs must not be replaced, and writing new records.
 
 A stored run counts as a cell's when it is finished and current (`record.is_current`: the same
 `config`, locations aside, and the same data fingerprint); then the cell is skipped, so an
-interrupted suite resumes where it stopped (`force` redoes it). A damaged stored file stops the run
-before anything trains; with `force` it is overwritten. A cell being run is claimed by a
+interrupted suite resumes where it stopped (`force` redoes it). A finished run made with other settings
+or code is never replaced unless asked: `force` redoes every cell, `replace_stale` only those (a
+regeneration after a code change that resumes instead of starting over). A damaged stored file stops
+the run before anything trains; with `force` it is overwritten. A cell being run is claimed by a
 `.seed<k>.claim` file beside its result (`run.claims`).
 """
 
@@ -21,10 +23,12 @@ from kdbench.stored import DamagedFile
 
 
 class StoredRuns:
-    def __init__(self, store: RunStore, device: str, force: bool, fingerprint: Callable[[Cell], str]):
+    def __init__(self, store: RunStore, device: str, force: bool, fingerprint: Callable[[Cell], str],
+                 replace_stale: bool = False):
         self.store = store
         self.device = device
         self.force = force
+        self.replace_stale = replace_stale
         self.fingerprint = fingerprint  # of the cell's split (loaded on demand)
 
     def lookup(self, cell: Cell) -> tuple[RunRecord | None, bool]:
@@ -44,17 +48,23 @@ class StoredRuns:
     def is_done(self, cell: Cell) -> bool:
         return self.lookup(cell)[1]
 
-    def check_no_overwrite(self, cells: Iterable[Cell]) -> None:
-        """Refuse, before anything trains, to replace a finished run made with other settings."""
+    def check_no_overwrite(self, cells: Iterable[Cell]) -> list[Cell]:
+        """Refuse, before anything trains, to replace a finished run made with other settings (unless
+        `force`); with `replace_stale`, return the cells whose stored runs will be replaced."""
         if self.force:
-            return
+            return []
+        stale = []
         for cell in cells:
             record, same = self.lookup(cell)
             if record is not None and not same:
-                raise KdbenchError(
-                    f"{self.store.file(cell.address)} holds a finished run with other settings; pass --force "
-                    f"to replace it or choose another --results-dir"
-                )
+                if not self.replace_stale:
+                    raise KdbenchError(
+                        f"{self.store.file(cell.address)} holds a finished run with other settings; pass --force "
+                        f"to replace it (`run --replace-stale` replaces only such runs, keeping current ones) "
+                        f"or choose another --results-dir"
+                    )
+                stale.append(cell)
+        return stale
 
     def claim_path(self, cell: Cell) -> Path:
         """The claim of a cell being run (`run.claims`): `.seed<k>.claim` beside its result."""
