@@ -266,3 +266,20 @@ def test_every_bundled_suite_that_tunes_uses_the_default_suites_protocol_and_bud
     assert "datasets" in tuned
     for name in tuned:
         assert settings(name) == default, name
+
+
+def test_force_starts_again_only_the_studies_made_with_other_settings(tmp_path):
+    """`tune --force` after a change: a study made with other settings starts again, a current one
+    (here with two finished trials) is kept and resumed, not thrown away."""
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    current = Study(cell, 40, tmp_path)
+    made = open_study(current, TuningSettings())
+    for value in (0.1, 0.2):
+        made.tell(made.ask(), value)
+    other = Study(replace(cell, strategy="scratch"), 40, tmp_path)
+    stale = optuna.create_study(storage=f"sqlite:///{other.storage_path}", study_name=other.name, direction="maximize")
+    stale.set_user_attr("identity", {"seeds": [100], "unit": "trials"})
+    stale.tell(stale.ask(), 0.3)
+    assert len(open_study(current, TuningSettings(), force=True).trials) == 2
+    restarted = open_study(other, TuningSettings(), force=True)
+    assert restarted.trials == [] and restarted.user_attrs["identity"] == other.identity(TuningSettings())

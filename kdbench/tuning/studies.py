@@ -249,8 +249,8 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     identity = study.identity(settings)
-    if force and study.storage_path.exists():
-        study.storage_path.unlink()
+    if force and study.storage_path.exists() and not _made_with(study, identity):
+        study.storage_path.unlink()  # --force starts again what was made with other settings (or is damaged)
     if study.storage_path.exists():  # one study per file, never a second one added beside another
         check_storage(study.storage_path, study.name)
     study.folder.mkdir(parents=True, exist_ok=True)
@@ -271,6 +271,20 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
         optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     return optuna_study
+
+
+def _made_with(study: Study, identity: dict[str, Any]) -> bool:
+    """Whether the study's storage is a readable study made with `identity`: one --force keeps and
+    resumes (a finished one stays finished), since only studies made with other settings start again."""
+    import optuna
+
+    try:
+        check_storage(study.storage_path, study.name)
+        stored = optuna.load_study(study_name=study.name,
+                                   storage=f"sqlite:///{study.storage_path}").user_attrs.get("identity")
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: --force replaces it
+        return False
+    return stored is not None and not _identity_changes(stored, identity)
 
 
 def _identity_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
