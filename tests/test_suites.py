@@ -153,3 +153,13 @@ def test_a_suite_runs_every_cell_under_each_of_its_protocols_with_per_strategy_t
     assert {c.strategy: c.train.weight_decay for c in cells} == {TEACHER: 0.001, "scratch": 0.001, "cd": 1.0e-8}
     assert {c.train.init_std for c in cells} == {0.01}
     assert [c.protocol for c in expand(load_suite(path), protocols_override=["random"])] == ["random"] * 5
+
+
+def test_the_datasets_suite_runs_each_strategy_with_the_default_suite_s_hyperparameters():
+    """A strategy's row means the same settings on every dataset: the datasets suite's `hparams`
+    (DE's and PCKD's 5 experts) are the default suite's."""
+    from kdbench.suites import bundled_suites
+
+    default, datasets = (load_suite(bundled_suites()[name]).spec for name in ("default", "datasets"))
+    assert datasets["hparams"] == default["hparams"] and default["hparams"]["pckd"] == {"num_experts": 5}
+    assert datasets["strategies"] == default["strategies"]
