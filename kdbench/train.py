@@ -5,8 +5,10 @@
 Validation every `eval_every` epochs (and after the last); early stopping on validation NDCG@10
 once `patience` epochs have passed since the best validation, checked at each validation. Patience
 counts epochs, not validations, so a cadence of k keeps the same patience in training time: with
-k = 1 the two are the same. The best weights are kept in memory and restored before the test
-evaluation.
+k = 1 the two are the same. A strategy whose schedule is still running (`holds_early_stopping`,
+HetComp's curriculum) holds early stopping, and patience counts from the later of the best
+validation and the last held epoch. The best weights are kept in memory and restored before the
+test evaluation.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def fit(
     kd_weight = strategy.weight if strategy is not None else 0.0
 
     best, best_epoch, best_state = -math.inf, 0, {}
+    held_until = 0  # the last epoch the strategy held early stopping (`holds_early_stopping`)
     curve: list[tuple[int, float]] = []
     train_seconds = eval_seconds = 0.0
     epoch = 0
@@ -187,7 +190,10 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, valid)
-        if valid is not None and epoch - best_epoch >= settings.patience and epoch >= settings.min_epochs:
+        if strategy is not None and strategy.holds_early_stopping():
+            held_until = epoch
+        if (valid is not None and epoch - max(best_epoch, held_until) >= settings.patience
+                and epoch >= settings.min_epochs):
             stopped_early = True
             break
 

@@ -219,3 +219,35 @@ def test_early_stopping_waits_for_min_epochs(toy):
 def test_min_epochs_is_left_out_of_records_when_unset():
     assert "min_epochs" not in TrainSettings().as_dict()  # older records and cache keys stay valid
     assert TrainSettings(min_epochs=30).as_dict()["min_epochs"] == 30
+
+
+class CurriculumStrategy(ScriptedStrategy):
+    """Holds early stopping for its first `hold` epochs, as a curriculum that ends in a final phase."""
+
+    defaults = {**ScriptedStrategy.defaults, "hold": 8}
+
+    def holds_early_stopping(self):
+        return len(self.epochs_started) <= self.hparams["hold"]
+
+
+def test_a_strategy_holding_early_stopping_trains_through_its_schedule_then_gets_its_patience(toy):
+    """A diverging run (lr 1e4: the best validation is an early one) with patience 1 stops at once
+    unless the strategy holds; held for 8 epochs it stops at epoch 8 + patience, not before."""
+    settings = TrainSettings(max_epochs=50, patience=1, learning_rate=1e4)
+    free = ScriptedStrategy(make_context(toy, "BPR:4", "BPR:4"), weight=0.0)
+    unheld = fit(free.context.student.model, toy, settings, seed=0, strategy=free)
+    held_strategy = CurriculumStrategy(make_context(toy, "BPR:4", "BPR:4"), weight=0.0)
+    held = fit(held_strategy.context.student.model, toy, settings, seed=0, strategy=held_strategy)
+    assert unheld.epochs_run < 8
+    assert held.epochs_run == 8 + 1 and held.hit_epoch_cap is False
+    assert held.best_valid == max(valid for _, valid in held.valid_curve)
+
+
+def test_hetcomp_holds_early_stopping_until_its_list_wise_phase():
+    from kdbench.strategies.hetcomp import HetComp
+
+    strategy = HetComp.__new__(HetComp)
+    strategy.listwise = False
+    assert strategy.holds_early_stopping() is True
+    strategy.listwise = True
+    assert strategy.holds_early_stopping() is False

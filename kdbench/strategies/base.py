@@ -284,6 +284,12 @@ class DistillationStrategy(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Per-epoch hook (resampling)."""
 
+    def holds_early_stopping(self) -> bool:
+        """True while the method's own schedule is still running and its model is not yet the one the
+        method defines (a curriculum that ends in a final phase, HetComp): the trainer neither stops
+        nor counts patience until it turns False. Default: never."""
+        return False
+
     def model_to_train(self, student: nn.Module) -> nn.Module:
         """The model the run trains (unless `trains` is False), validates, tests and measures, called
         after `prepare`: the student, unless the strategy `replaces_student`."""
