@@ -244,20 +244,37 @@ def spent(trials, settings: TuningSettings) -> int:
 
 def open_study(study: Study, settings: TuningSettings, force: bool = False):
     """The Optuna study of `study` from its storage, created if new; a running trial left by a killed
-    driver is marked failed (interrupted)."""
+    driver is marked failed (interrupted). A storage refused (damaged, another study's, or made with
+    other settings) stops with one line, or with `force` is started again; a current study, finished
+    or not, is always kept and resumed."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     identity = study.identity(settings)
-    if force and study.storage_path.exists() and not _made_with(study, identity):
-        study.storage_path.unlink()  # --force starts again what was made with other settings (or is damaged)
+    try:
+        optuna_study = _load_or_create(study, identity)
+    except KdbenchError:
+        if not force:
+            raise
+        study.storage_path.unlink(missing_ok=True)
+        optuna_study = _load_or_create(study, identity)
+    for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+        optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    return optuna_study
+
+
+def _load_or_create(study: Study, identity: dict[str, Any]):
+    """The study in its storage (created, with `identity`, if new), or KdbenchError if the storage is
+    damaged, holds another study, or holds this one made with other settings."""
+    import optuna
+
     if study.storage_path.exists():  # one study per file, never a second one added beside another
         check_storage(study.storage_path, study.name)
     study.folder.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{study.storage_path}"
     try:
-        optuna_study = optuna.create_study(storage=storage, study_name=study.name, direction="maximize",
-                                           load_if_exists=True)
+        optuna_study = optuna.create_study(storage=f"sqlite:///{study.storage_path}", study_name=study.name,
+                                           direction="maximize", load_if_exists=True)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy / sqlite errors of a damaged file
         raise DamagedFile(study.storage_path, f"not a readable Optuna study ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:120]})", "pass --force to start it again") from None
@@ -267,24 +284,7 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     elif changed := _identity_changes(stored, identity):
         raise KdbenchError(f"study '{study.name}' in {study.storage_path} was made with other settings "
                            f"({', '.join(changed)}); pass --force to start it again")
-    for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-        optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     return optuna_study
-
-
-def _made_with(study: Study, identity: dict[str, Any]) -> bool:
-    """Whether the study's storage is a readable study made with `identity`: one --force keeps and
-    resumes (a finished one stays finished), since only studies made with other settings start again."""
-    import optuna
-
-    try:
-        check_storage(study.storage_path, study.name)
-        stored = optuna.load_study(study_name=study.name,
-                                   storage=f"sqlite:///{study.storage_path}").user_attrs.get("identity")
-    except Exception:  # noqa: BLE001 - a damaged or foreign file: --force replaces it
-        return False
-    return stored is not None and not _identity_changes(stored, identity)
 
 
 def _identity_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
