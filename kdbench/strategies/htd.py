@@ -43,8 +43,11 @@ Deviations from the reference code:
 - Only the reference's default group-level design ('second': prototypes against entities) is
   implemented; 'first' (prototypes against prototypes) is not.
 - The Gumbel noise comes from the run's seeded generator; log(v + 1e-10) is log_softmax of the
-  selection logits (de.py's `gate_weights`); the K experts run as two batched matmuls (de.py's
-  `ExpertBank`), the same function as K separate MLPs.
+  selection logits (de.py's `gate_weights`); the K experts' mix is de.py's `mix_experts`, the same
+  function as K separate MLPs: while the gates are soft, every expert in two batched matmuls with a
+  hand-written backward; once the annealed softmax has underflowed to exact zeros (a hard
+  selection), only each entity's selected experts (a zero gate adds exactly 0, and passes none of
+  the gate's gradient).
 - The schedule is indexed like de.py's: T = T_start in the first epoch (as run_HTD).
 
 Cost: GA evaluates K MLPs of about (d_s + d_t) / 2 * d_t multiply-adds per distinct batch entity,
@@ -68,7 +71,7 @@ from torch import nn
 from kdbench.errors import KdbenchError
 from kdbench.search_space import IntRange, LogUniform, Uniform
 from kdbench.strategies.base import register_strategy
-from kdbench.strategies.de import ExpertBank, annealed_temperature, gate_weights, gumbel_noise
+from kdbench.strategies.de import ExpertBank, annealed_temperature, gate_weights, gumbel_noise, mix_experts
 from kdbench.strategies.ftd import FTD, grouped_topology_loss
 from kdbench.strategies.knowledge import teacher_representations
 
@@ -166,7 +169,7 @@ class HTD(FTD):
         logits = selection(teacher)
         gumbel = gumbel_noise(tuple(logits.shape), self.generator).to(logits.device)
         alpha = gate_weights(logits, self.temperature, gumbel)
-        return (teacher - experts.mix(student, alpha)).pow(2).sum()
+        return (teacher - mix_experts(experts, student, alpha)).pow(2).sum()
 
     def loss(self, batch) -> torch.Tensor:
         users, items, student, teacher = self.batch_entities(batch)

@@ -230,3 +230,35 @@ def test_gram_square_sum_is_the_squared_frobenius_norm_of_the_summed_gram(dim):
     torch.testing.assert_close(gram_square_sum(first, second), expected, rtol=1e-12, atol=0)
     # by hand: one column, rows (1, 2) and (3): G = 1 + 4 + 9 = 14, ||G||^2 = 196
     assert gram_square_sum(torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0]])).item() == 196.0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.05, 1e-3])
+def test_negligible_gate_weights_are_zero_and_change_neither_mix_nor_gradients(temperature):
+    torch.manual_seed(1)
+    bank = ExpertBank(30, 4, 8, 6)
+    x = torch.randn(200, 4, requires_grad=True)
+    gate = torch.nn.Linear(6, 30)
+    teacher = torch.randn(200, 6)
+    gumbel = gumbel_noise((200, 30), torch.Generator().manual_seed(0))
+
+    def raw_weights():
+        return torch.softmax((torch.log_softmax(gate(teacher), dim=-1) + gumbel) / temperature, dim=-1)
+
+    raw, cut = raw_weights().detach(), gate_weights(gate(teacher), temperature, gumbel).detach()
+    small = raw < 2.0**-46
+    assert torch.equal(cut[small], torch.zeros(int(small.sum()))) and torch.equal(cut[~small], raw[~small])
+    if temperature < 0.1:
+        assert small.any()  # the cut does bite where the selection is nearly hard
+    results = []
+    # mix_experts on the cut weights against every expert on the raw ones, gradients into the gate too
+    for mix in (lambda: mix_experts(bank, x, gate_weights(gate(teacher), temperature, gumbel)),
+                lambda: reference_mix(bank, x, raw_weights())):
+        for p in (x, *bank.parameters(), *gate.parameters()):
+            p.grad = None
+        loss = (teacher - mix()).pow(2).sum()
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in (x, *bank.parameters(), *gate.parameters())]))
+    (loss, grads), (want, want_grads) = results
+    torch.testing.assert_close(loss, want, rtol=1e-6, atol=0)
+    for got, expected in zip(grads, want_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()) + 1e-12)

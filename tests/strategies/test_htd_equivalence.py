@@ -56,3 +56,34 @@ def test_loss_and_gradients_equal_the_former_computation(ml100k, first_batch, hp
     monkeypatch.setattr(htd, "PAIR_CELLS", 1000)  # several row blocks per group
     check_same_loss_and_gradients(strategy, lambda: strategy.loss(first_batch),
                                   lambda: reference_loss(strategy, first_batch), (strategy.generator,))
+
+
+def assignment_loss_through_the_bank(strategy, student, teacher, experts, selection):
+    """GA as computed before: every expert of every entity by ExpertBank.mix under autograd."""
+    logits = selection(teacher)
+    gumbel = htd.gumbel_noise(tuple(logits.shape), strategy.generator).to(logits.device)
+    alpha = htd.gate_weights(logits, strategy.temperature, gumbel)
+    return (teacher - experts.mix(student, alpha)).pow(2).sum()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1e-4])  # soft gates (every expert), hard gates (selected experts)
+def test_assignment_loss_through_mix_experts_equals_every_expert_under_autograd(ml100k, first_batch, temperature):
+    _, strategy = ready(ml100k, "htd")
+    strategy.temperature = temperature
+
+    def through(assignment):
+        def ga():
+            users, _, student, teacher = strategy.batch_entities(first_batch)
+            n = len(users)
+            return (assignment(student[:n], teacher[:n], strategy.user_experts, strategy.user_selection)
+                    + assignment(student[n:], teacher[n:], strategy.item_experts, strategy.item_selection))
+        return ga
+
+    check_same_loss_and_gradients(strategy, through(strategy.assignment_loss),
+                                  through(lambda *a: assignment_loss_through_the_bank(strategy, *a)),
+                                  (strategy.generator,))
+    if temperature < 1e-2:  # the hard case does take the selected-experts path
+        users, _, _, teacher = strategy.batch_entities(first_batch)
+        logits = strategy.user_selection(teacher[:len(users)])
+        alpha = htd.gate_weights(logits, temperature, htd.gumbel_noise(tuple(logits.shape), strategy.generator))
+        assert 2 * int((alpha != 0).sum()) <= alpha.numel()
