@@ -9,8 +9,6 @@ or any kdbench teacher, read through the same knowledge functions.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +18,7 @@ from kdbench.search_space import IntRange, LogUniform, Uniform
 from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies._sampling import ItemExclusions, sample_allowed
 from kdbench.strategies.base import DistillationStrategy, register_strategy
-from kdbench.strategies.knowledge import scores_of_lists, scoring_mode, teacher_top_n
+from kdbench.strategies.knowledge import scores_of_lists, scoring_mode, teacher_top_n, top_n_of_users
 
 COMMON_FLOOR = 1e-8  # the reference's weight of a teacher item outside the student's top-K
 
@@ -143,9 +141,7 @@ class DLLM2Rec(DistillationStrategy):
         """(B, K) the student's current top-K items of the rows `users` over every real item, scored in
         eval mode without gradients (`knowledge.scoring_mode`)."""
         with scoring_mode(self.context.student) as student:
-            scores = student.full_scores(users).float().clone()
-        scores[:, 0] = -math.inf
-        return scores.topk(self.hparams["K"], dim=1).indices
+            return top_n_of_users(student, users, self.hparams["K"])
 
     def loss(self, batch) -> torch.Tensor:
         if self.candidates is None:

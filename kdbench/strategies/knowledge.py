@@ -123,6 +123,27 @@ def teacher_top_n(
 
 
 @torch.no_grad()
+def top_n_of_users(adapter: BackboneAdapter, users: torch.Tensor, n: int, max_cells: int = SCORE_CELLS) -> torch.Tensor:
+    """Each listed user's top n over every real item (the padding item excluded, training items not):
+    (len(users), n) ids, scored by `adapter` as it stands (callers choose its mode).
+
+    Block by block of users, so that each (block, n_items) score table is scored, masked and
+    searched while in cache; `top_k` as for every list (ties: either)."""
+    n_items = adapter.model.n_items
+    out = torch.empty((len(users), n), dtype=torch.long, device=users.device)
+    tables = None
+    if adapter.name in DOT_PRODUCT:
+        user_table, item_table = (table.float() for table in adapter.representation_tables())
+        tables = (user_table, item_table.T.contiguous())
+    for start, stop in user_chunks(len(users), n_items, max_cells):
+        rows = users[start:stop]
+        scores = tables[0][rows] @ tables[1] if tables is not None else adapter.full_scores(rows).float().clone()
+        scores[:, 0] = -torch.inf
+        out[start:stop] = top_k(scores, n)[1]
+    return out
+
+
+@torch.no_grad()
 def teacher_representations(
     teacher: BackboneAdapter, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

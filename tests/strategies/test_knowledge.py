@@ -8,7 +8,9 @@ import scipy.sparse as sp
 import torch
 
 from _helpers_sampling import fixed_context, teacher_top
-from kdbench.strategies.knowledge import mask_seen, score_blocks, teacher_top_n, top_k, user_chunks
+from kdbench.strategies.knowledge import (mask_seen, score_blocks, scoring_mode, teacher_top_n, top_k, top_n_of_users,
+                                         user_chunks)
+from tests.conftest import make_context
 
 
 def test_user_chunks_cover_every_user_once_within_the_cell_budget():
@@ -56,3 +58,17 @@ def test_score_blocks_give_the_full_scores_of_every_user(bpr_context):
     with torch.no_grad():
         expected = bpr_context.teacher.full_scores(torch.arange(n_users))
     assert torch.allclose(torch.cat([scores for _, _, scores in blocks]), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["BPR:8", "LightGCN:8", "NeuMF:8"])
+def test_top_n_of_users_is_the_top_n_of_the_full_scores_without_the_padding_item(ml100k, model):
+    context = make_context(ml100k, student=model)
+    users = torch.tensor([5, 1, 5, 900, 77])  # any order, repeats allowed
+    with scoring_mode(context.student) as student:
+        got = top_n_of_users(student, users, 10, max_cells=2 * ml100k.n_items)  # blocks of 2 users
+        scores = student.full_scores(users).detach().clone()
+    scores[:, 0] = -torch.inf
+    want = scores.topk(10, dim=1)
+    assert got.shape == (5, 10) and not (got == 0).any()
+    torch.testing.assert_close(scores.gather(1, got), want.values)
+    assert torch.equal(got, want.indices)
