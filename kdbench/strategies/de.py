@@ -26,9 +26,9 @@ def gate_weights(gate_logits: torch.Tensor, temperature: float, gumbel: torch.Te
     Weights below NEGLIGIBLE_GATE (1.4e-14) are set to exactly 0. The largest weight of a row is at
     least 1/M, so such a term cannot move a float32 mix (its share is below epsilon^2 * M), and its
     gradients are as small; but computed, it keeps the expert in the mix (`mix_experts` evaluates
-    only nonzero weights) and, once the annealed softmax reaches subnormal floats, makes every
-    product it enters ~10x slower on x86 CPUs (measured: a 30-expert mix at T = 0.05 took 6.1 s
-    with the raw weights, 0.15 s with this cut)."""
+    only nonzero weights) and, once the annealed softmax reaches subnormal floats, slows every
+    product it enters (x86 CPUs take microcode assists on them): benchmarks/test_expert_mix.py,
+    30 experts on 2,000 entities at T = 0.05, forward and backward, 578 ms raw against 16 ms cut."""
     if gate_logits.shape[1] == 1:
         return torch.ones_like(gate_logits)
     alpha = torch.softmax((torch.log_softmax(gate_logits, dim=-1) + gumbel) / temperature, dim=-1)
