@@ -5,15 +5,16 @@ Thirty experts of 20 -> 210 -> 400 (the RCE-KD reproduction's BPR:400 -> BPR:20 
 published 30 experts) on 2,000 entities, forward and backward, at the annealed temperatures of a
 soft, a half-hard and a hard selection. Left raw, the near-zero weights are subnormal floats, whose
 arithmetic is an order of magnitude slower on x86 CPUs, and they keep their experts in the mix:
-`ratio_raw_to_cut` in the extra info. Group: `expert mix`.
+`ratio_raw_to_cut` in the extra info. Group: `expert mix` (the smoke run: 200 entities, id synthetic-tiny).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks._support import SMOKE, benchmark_seconds, run_sized
+from benchmarks._support import SMOKE, SYNTHETIC, benchmark_seconds, run_sized
 
+SHAPE = SYNTHETIC if SMOKE else "citeulike-t-shape"  # the smoke run's bodies on a tiny case
 ENTITIES = 200 if SMOKE else 2000
 TIMES: dict[tuple[float, str], float | None] = {}
 
@@ -42,12 +43,13 @@ def _case(temperature: float, cut: bool):
 
 @pytest.mark.parametrize("gates", ["raw", "cut"])
 @pytest.mark.parametrize("temperature", [1.0, 0.05, 0.003])
-def test_expert_mix(benchmark, temperature, gates):
+@pytest.mark.parametrize("shape", [SHAPE])
+def test_expert_mix(benchmark, shape, temperature, gates):
     step, nonzero, subnormal = _case(temperature, gates == "cut")
     benchmark.group = "expert mix"
     run_sized(benchmark, step, budget_s=2.0, max_rounds=20)
     TIMES[temperature, gates] = benchmark_seconds(benchmark)
-    info = {"temperature": temperature, "gates": gates, "nonzero_share": nonzero, "subnormal_share": subnormal}
+    info = {"shape": shape, "entities": ENTITIES, "temperature": temperature, "gates": gates, "nonzero_share": nonzero, "subnormal_share": subnormal}
     raw, cut = TIMES.get((temperature, "raw")), TIMES.get((temperature, "cut"))
     if gates == "cut" and raw and cut:
         info["ratio_raw_to_cut"] = raw / cut

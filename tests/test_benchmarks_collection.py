@@ -53,7 +53,7 @@ def test_benchmark_only_collects_every_benchmark_family(benchmark_ids):
     functions = {node.split("::")[1].split("[")[0] for node in benchmark_ids}
     assert functions == {"test_recommend_topk", "test_roofline", "test_prepare", "test_epoch_start",
                          "test_training_step", "test_sequential_inference", "test_validation_pass",
-                         "test_training_epoch", "test_epoch_roofline"}
+                         "test_training_epoch", "test_epoch_roofline", "test_expert_mix"}
     assert all(node.startswith("benchmarks/") for node in benchmark_ids)
 
 
