@@ -283,3 +283,41 @@ def test_force_starts_again_only_the_studies_made_with_other_settings(tmp_path):
     assert len(open_study(current, TuningSettings(), force=True).trials) == 2
     restarted = open_study(other, TuningSettings(), force=True)
     assert restarted.trials == [] and restarted.user_attrs["identity"] == other.identity(TuningSettings())
+
+
+def test_a_trial_after_defaults_outside_the_space_is_pruned_against_them_not_failed(monkeypatch):
+    """The published defaults may lie outside the search space (DE's anneal_epochs = 1000 against
+    [5, 500]); the pruner's in-memory copy of the study must still take that trial's curve."""
+    import kdbench.tuning.trial as trial_module
+    from kdbench.train import FitResult
+    from kdbench.tuning.trial import TrialTask, mirror_study, run_trial
+    from kdbench.work import CellTask
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"anneal_epochs": 1000})
+    with pytest.warns(UserWarning):  # Optuna records the out-of-range value, with a warning
+        defaults = study.ask()
+        assert defaults.suggest_int("anneal_epochs", 5, 500, log=True) == 1000
+    defaults.report(0.9, 1)
+    defaults.report(0.9, 3)
+    study._storage.set_trial_system_attr(defaults._trial_id, "completed_rung_0", 0.9)
+    study.tell(defaults, 0.9)
+    finished = tuple(study.trials)
+    with pytest.raises(ValueError, match="isn't contained in the distribution"):
+        optuna.create_study().add_trials(list(finished))  # why the mirror leaves parameters out
+    mirror = mirror_study(PrunerSettings(first_rung=1), finished)
+    assert mirror.trials[0].intermediate_values == {1: 0.9, 3: 0.9} and mirror.trials[0].params == {}
+    assert finished[0].params == {"anneal_epochs": 1000}  # the study's own record is untouched
+
+    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None):
+        for epoch in range(1, 4):
+            on_epoch(epoch, 0.1)
+        return FitResult(3, 3, True, 0.1, 0.0, 0.0, 0.0)
+
+    monkeypatch.setattr(trial_module, "fit", fake_fit)
+    monkeypatch.setattr(trial_module, "build_student_run", lambda task, params: (None, None, None, 0.0))
+    monkeypatch.setattr(trial_module, "prepare_worker", lambda task: None)
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "de", 0)
+    outcome = run_trial(TrialTask(CellTask(cell), {"anneal_epochs": 20}, (100, 101), PrunerSettings(first_rung=1),
+                                  finished))
+    assert outcome.error is None and outcome.pruned and outcome.epochs == 1

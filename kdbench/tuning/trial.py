@@ -110,6 +110,27 @@ class _Stopped(Exception):
         self.out_of_budget = out_of_budget
 
 
+def mirror_study(pruner: Any, finished: tuple) -> Any:
+    """An in-memory study holding the finished trials' learning curves and rungs, for the pruner.
+
+    The trials enter without their parameters: a pruner reads only intermediate values and rungs,
+    and Optuna's add_trial rejects a parameter outside its distribution, which the published
+    defaults (the first trial) may be (DE's anneal over 1,000 epochs against a space up to 500;
+    CD's N = 3,000 on a catalogue whose space ends below it)."""
+    import copy
+
+    import optuna
+
+    mirror = optuna.create_study(direction="maximize", pruner=pruner.build())
+    curves = []
+    for trial in finished:
+        curve = copy.copy(trial)
+        curve.params, curve.distributions = {}, {}
+        curves.append(curve)
+    mirror.add_trials(curves)
+    return mirror
+
+
 def run_trial(task: TrialTask) -> TrialOutcome:
     import optuna
 
@@ -117,8 +138,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the mirror study's own log lines
     start = time.perf_counter()
     strategy_params, training = split_params(task.params)
-    mirror = optuna.create_study(direction="maximize", pruner=task.pruner.build())
-    mirror.add_trials(list(task.finished_trials))
+    mirror = mirror_study(task.pruner, task.finished_trials)
     mirror_trial = mirror.ask()
     values: list[float] = []
     curve: list[tuple[int, float]] = []
