@@ -321,3 +321,18 @@ def test_a_trial_after_defaults_outside_the_space_is_pruned_against_them_not_fai
     outcome = run_trial(TrialTask(CellTask(cell), {"anneal_epochs": 20}, (100, 101), PrunerSettings(first_rung=1),
                                   finished))
     assert outcome.error is None and outcome.pruned and outcome.epochs == 1
+
+
+@pytest.mark.slow
+def test_tuning_again_reports_each_study_s_spent_budget_on_opening_and_runs_nothing(tuned):
+    from kdbench.runner import Runner
+    from kdbench.suites import expand, load_suite
+    from kdbench.tuning import tune
+
+    root = tuned["root"]
+    cells = expand(load_suite(root / "suite.yaml"))
+    opened, trials = {}, []
+    tune(Runner(root / "results", root / "cache"), cells, TuningSettings.from_spec(SUITE["tuning"]),
+         on_trial=lambda study, outcome: trials.append(study.label),
+         on_open=lambda study, used: opened.setdefault(study.cell.strategy, used))
+    assert opened == {"scratch": BUDGET, "kd": BUDGET} and trials == []

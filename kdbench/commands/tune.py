@@ -61,11 +61,15 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
                 bar.set_postfix_str(f"{study.pairing} {study.label}: {state}")
                 bar.update(1 if settings.trials is not None else max(outcome.epochs, 1))
 
+            def resumed(study, used: int) -> None:  # what earlier runs spent: the bar starts there
+                bar.update(min(used, settings.budget))
+
             summaries = []
             if settings.teacher:  # the teachers first: the student studies distil from the tuned ones
-                summaries += tune_teachers(runner, cells, settings, force=execution.force, on_trial=advance)
+                summaries += tune_teachers(runner, cells, settings, force=execution.force, on_trial=advance,
+                                           on_open=resumed)
                 cells = with_tuned_teachers(cells, runs_dir)
-            summaries += tune(runner, cells, settings, force=execution.force, on_trial=advance)
+            summaries += tune(runner, cells, settings, force=execution.force, on_trial=advance, on_open=resumed)
     finally:
         runner.executor.close()
         if ran:

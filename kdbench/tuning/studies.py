@@ -320,26 +320,30 @@ def check_tuning_seeds(settings: TuningSettings, cells: list[Cell]) -> None:
 
 
 def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
-         on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
-    """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON)."""
+         on_trial: Callable[[Study, TrialOutcome], None] | None = None,
+         on_open: Callable[[Study, int], None] | None = None) -> list[dict[str, Any]]:
+    """Run every study of `cells` to its budget; returns the studies' summaries (also written as JSON).
+    on_trial(study, outcome) follows each trial; on_open(study, spent) each study's budget already
+    spent when it is opened (a resumed study's)."""
     check_tuning_seeds(settings, cells)
     cells = study_cells(cells)
     for cell in cells:
         STRATEGIES.get(cell.strategy)
     check_storages(cells, runner.results_dir, force)
     studies = [Study(cell, runner.n_items(cell), Path(runner.results_dir), runner.fingerprint(cell)) for cell in cells]
-    return run_studies(runner, studies, settings, force, on_trial)
+    return run_studies(runner, studies, settings, force, on_trial, on_open)
 
 
 def run_studies(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool = False,
-                on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
+                on_trial: Callable[[Study, TrialOutcome], None] | None = None,
+                on_open: Callable[[Study, int], None] | None = None) -> list[dict[str, Any]]:
     """Open `studies` and run them side by side, a round of one trial each, until every budget is
     spent; returns their summaries (also written as JSON)."""
     held: list[Claim] = []
     try:
         for study in sorted(studies, key=lambda study: study.name):
             held.append(claim_study(study, runner.log))
-        return _tune_claimed(runner, studies, settings, force, on_trial)
+        return _tune_claimed(runner, studies, settings, force, on_trial, on_open)
     finally:
         for claim in held:
             claim.release()
@@ -357,9 +361,12 @@ def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
 
 
 def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool,
-                  on_trial: Callable[[Study, TrialOutcome], None] | None) -> list[dict[str, Any]]:
+                  on_trial: Callable[[Study, TrialOutcome], None] | None,
+                  on_open: Callable[[Study, int], None] | None) -> list[dict[str, Any]]:
     cells = [study.cell for study in studies]
     opened = {study.name: open_study(study, settings, force) for study in studies}
+    for study in studies if on_open else ():
+        on_open(study, spent(opened[study.name].get_trials(deepcopy=False), settings))
     artifacts = runner.teachers([study.cell for study in studies])
     for study in studies:
         for artifact in (artifacts[runner.teacher_key(study.cell)], runner.ensemble(study.cell, artifacts)):

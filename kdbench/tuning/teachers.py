@@ -62,14 +62,16 @@ def teacher_study(cell: Cell, root: str | Path, n_items: int = 0, fingerprint: s
 
 
 def tune_teachers(runner: Runner, cells: list[Cell], settings: TuningSettings, force: bool = False,
-                  on_trial: Callable[[Study, TrialOutcome], None] | None = None) -> list[dict[str, Any]]:
-    """One study per pairing of `cells` for its teacher, run to its budget; their summaries."""
+                  on_trial: Callable[[Study, TrialOutcome], None] | None = None,
+                  on_open: Callable[[Study, int], None] | None = None) -> list[dict[str, Any]]:
+    """One study per pairing of `cells` for its teacher, run to its budget; their summaries
+    (on_trial, on_open: as `tune`'s)."""
     check_tuning_seeds(settings, cells)
     pairings = {(c.dataset, c.protocol, c.pairing): c for c in study_cells(cells)}
     studies = [teacher_study(cell, runner.results_dir, runner.n_items(cell), runner.fingerprint(cell))
                for cell in pairings.values()]
     check_study_storages(studies, force)
-    return run_studies(runner, studies, settings, force, on_trial)
+    return run_studies(runner, studies, settings, force, on_trial, on_open)
 
 
 def tuned_teacher(cell: Cell, results_dir: str | Path) -> dict[str, Any]:
