@@ -336,3 +336,54 @@ def test_tuning_again_reports_each_study_s_spent_budget_on_opening_and_runs_noth
          on_trial=lambda study, outcome: trials.append(study.label),
          on_open=lambda study, used: opened.setdefault(study.cell.strategy, used))
     assert opened == {"scratch": BUDGET, "kd": BUDGET} and trials == []
+
+
+def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs(monkeypatch, tmp_path):
+    """Trials are handed out as workers free up: a study whose trial returned is back in turn at
+    once, not after every other study's trial of a round has returned."""
+    from types import SimpleNamespace
+
+    import kdbench.tuning.studies as studies_module
+    from kdbench.tuning.trial import TrialOutcome
+
+    budget = {"slow": 1, "fast": 4}  # trials per study
+    asked = {name: 0 for name in budget}
+
+    def fake_ask(study, optuna_study, settings):
+        name = study.cell.strategy
+        if asked[name] == budget[name]:
+            return None
+        asked[name] += 1
+        return SimpleNamespace(user_attrs={}, name=f"{name}{asked[name]}"), {}, None
+
+    told = []
+    monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
+        get_trials=lambda deepcopy=False: []))
+    monkeypatch.setattr(studies_module, "_ask", fake_ask)
+    monkeypatch.setattr(studies_module, "_tell", lambda optuna_study, trial, outcome, params: told.append(trial.name))
+    monkeypatch.setattr(studies_module, "write_best", lambda study, optuna_study, settings: {})
+
+    class TwoWorkers:
+        """Pulls tasks lazily like LocalExecutor with 2 workers; a slow trial returns only once
+        nothing else is running."""
+
+        def map_unordered(self, fn, tasks, resources=None):
+            source, running, index = iter(tasks), [], 0
+            while True:
+                while len(running) < 2 and (task := next(source, None)) is not None:
+                    running.append((index, task.base.cell.strategy))
+                    index += 1
+                if not running:
+                    return
+                fast = [job for job in running if job[1] == "fast"]
+                job = fast[0] if fast else running[0]
+                running.remove(job)
+                yield job[0], TrialOutcome(0.1, [], epochs=1)
+
+    cells = [Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), name, 0) for name in ("slow", "fast")]
+    runner = SimpleNamespace(teachers=lambda cells: {"t": None}, teacher_key=lambda cell: "t",
+                             ensemble=lambda cell, artifacts: (), device="cpu", cache_dir=tmp_path, plugins=(),
+                             executor=TwoWorkers())
+    studies = [Study(cell, 40, tmp_path) for cell in cells]
+    studies_module._tune_claimed(runner, studies, TuningSettings(epochs=10), False, None, None)
+    assert told == ["fast1", "fast2", "fast3", "fast4", "slow1"]  # fast's trials ran beside slow's first

@@ -18,10 +18,11 @@ scored while tuning.
   before give `trials` instead: a budget of that many trials, as then.
 - Multi-fidelity pruning (`trial.PrunerSettings`): successive halving on epochs by default.
 
-Trials run through the executors in rounds: each round asks every unfinished study for one trial
-(TPE, seeded per study and trial number, so a resumed study draws what an uninterrupted one would)
-and runs them side by side; the driver alone writes the storage. Every worker keeps the loaded
-teacher for the next trial (`work.load_teacher`). A study killed mid-round resumes where it
+Trials run through the executors as workers free up: the studies take turns, each with at most one
+trial running (TPE, seeded per study and trial number, so a resumed study draws what an
+uninterrupted one would), and a study whose trial returned is back in turn at once, so a long trial
+never leaves the other workers waiting for a round to end; the driver alone writes the storage.
+Every worker keeps the loaded teacher for the next trial (`work.load_teacher`). A killed study resumes where it
 stopped: a trial that was running is marked failed ("interrupted") and spends no budget; finished
 trials are never repeated. Two processes tuning the same study take turns (`claim_study`): the
 second waits, then resumes the study, which is finished or refused if made with other settings.
@@ -337,7 +338,7 @@ def tune(runner: Runner, cells: list[Cell], settings: TuningSettings, force: boo
 def run_studies(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool = False,
                 on_trial: Callable[[Study, TrialOutcome], None] | None = None,
                 on_open: Callable[[Study, int], None] | None = None) -> list[dict[str, Any]]:
-    """Open `studies` and run them side by side, a round of one trial each, until every budget is
+    """Open `studies` and run them side by side, one trial of each at a time, until every budget is
     spent; returns their summaries (also written as JSON)."""
     held: list[Claim] = []
     try:
@@ -374,28 +375,37 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
                 raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
     from optuna.trial import TrialState
 
-    while True:
-        batch: list[tuple[Study, Any, TrialTask]] = []
-        for study in studies:
+    waiting = list(studies)  # studies with budget left and no trial running, in turn
+    pending: list[tuple[Study, Any, TrialTask]] = []
+
+    def next_trials():
+        """A trial of the next study in turn each time a worker is free; ends when every study with
+        budget left has its trial running (the next round starts when one returns)."""
+        while waiting:
+            study = waiting.pop(0)
             asked = _ask(study, opened[study.name], settings)
-            if asked is not None:
-                trial, params, left = asked
-                base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
-                                runner.plugins, artifacts[runner.teacher_key(study.cell)],
-                                ensemble=runner.ensemble(study.cell, artifacts))
-                finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
-                                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
-                pruner = settings.pruner.not_before(study.cell.train.min_epochs)
-                batch.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished, left,
-                                                      prunable=not trial.user_attrs.get(DEFAULTS))))
-        if not batch:
-            break
-        for index, outcome in runner.executor.map_unordered(run_trial, [task for _, _, task in batch]):
-            study, trial, task = batch[index]
+            if asked is None:  # its budget is spent
+                continue
+            trial, params, left = asked
+            base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
+                            runner.plugins, artifacts[runner.teacher_key(study.cell)],
+                            ensemble=runner.ensemble(study.cell, artifacts))
+            finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
+                             if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+            pruner = settings.pruner.not_before(study.cell.train.min_epochs)
+            pending.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished, left,
+                                                    prunable=not trial.user_attrs.get(DEFAULTS))))
+            yield pending[-1][2]
+
+    while waiting:  # each pass: trials as workers free up, a study back in turn when its trial returns
+        pending.clear()
+        for index, outcome in runner.executor.map_unordered(run_trial, next_trials()):
+            study, trial, task = pending[index]
             if isinstance(outcome, Exception):
                 outcome = TrialOutcome(None, [], error=f"{type(outcome).__name__}: {outcome}")
             _tell(opened[study.name], trial, outcome, task.params)
             write_best(study, opened[study.name], settings)
+            waiting.append(study)
             if on_trial:
                 on_trial(study, outcome)
     return [write_best(study, opened[study.name], settings) for study in studies]
