@@ -62,7 +62,11 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
                 bar.update(1 if settings.trials is not None else max(outcome.epochs, 1))
 
             def resumed(study, used: int) -> None:  # what earlier runs spent: the bar starts there
-                bar.update(min(used, settings.budget))
+                done = min(used, settings.budget)  # counted as done, not as this run's speed
+                bar.n += done
+                bar.initial += done
+                bar.last_print_n = bar.n
+                bar.refresh()
 
             summaries = []
             if settings.teacher:  # the teachers first: the student studies distil from the tuned ones
