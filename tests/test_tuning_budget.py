@@ -260,12 +260,14 @@ def test_every_bundled_suite_that_tunes_uses_the_default_suites_protocol_and_bud
         return TuningSettings.from_spec(load_suite(bundled_suites()[name]).spec.get("tuning"))
 
     default = settings("default")
-    assert default.epochs == 600 and default.trials is None and default.seeds == (100, 101)
+    assert default.epochs == 1200 and default.trials is None and default.seeds == (100, 101)
+    assert default.for_teachers().epochs == 600 and default.for_teachers().seeds == default.seeds
     tuned = [name for name, path in bundled_suites().items()
              if load_suite(path).spec.get("tuning") is not None and name != "default"]
     assert "datasets" in tuned
-    for name in tuned:
-        assert settings(name) == default, name
+    for name in tuned:  # a dataset's student budget starts at 600 and grows until its studies are flat
+        assert replace(settings(name), epochs=default.epochs) == default, name
+        assert settings(name).epochs in (600, 1200), name
 
 
 def test_force_starts_again_only_the_studies_made_with_other_settings(tmp_path):
@@ -387,3 +389,25 @@ def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs
     studies = [Study(cell, 40, tmp_path) for cell in cells]
     studies_module._tune_claimed(runner, studies, TuningSettings(epochs=10), False, None, None)
     assert told == ["fast1", "fast2", "fast3", "fast4", "slow1"]  # fast's trials ran beside slow's first
+
+
+def test_the_teachers_budget_is_their_own_and_a_budget_flag_grows_only_the_students():
+    settings = TuningSettings.from_spec({"epochs": 1200, "teacher_epochs": 600, "teacher": True})
+    assert (settings.budget, settings.for_teachers().budget) == (1200, 600)
+    grown = TuningSettings.from_spec({"epochs": 600, "teacher_epochs": 600, "teacher": True}, epochs=1200)
+    assert (grown.budget, grown.for_teachers().budget) == (1200, 600)
+    assert TuningSettings.from_spec({"epochs": 900}).for_teachers().budget == 900  # none given: the students'
+    assert TuningSettings.from_spec({"trials": 12, "teacher_epochs": 600}).for_teachers().budget == 12
+    assert settings.as_dict() == settings.for_teachers().as_dict() | {"budget": 1200}  # identity: neither budget
+    with pytest.raises(KdbenchError, match="budget"):
+        TuningSettings.from_spec({"epochs": 600, "teacher_epochs": 0})
+
+
+def test_the_budget_line_states_the_teacher_s_own_budget_apart_from_the_compared_strategies():
+    from kdbench.report.tuning_summary import pairing_budget_line
+
+    rows = [{"strategy": "teacher", "budget": 600, "budget_unit": "epochs", "epochs_spent": 600},
+            {"strategy": "scratch", "budget": 1200, "budget_unit": "epochs", "epochs_spent": 1200},
+            {"strategy": "kd", "budget": 1200, "budget_unit": "epochs", "epochs_spent": 1190}]
+    assert pairing_budget_line(rows) == ("Budget per strategy: 1200 epochs (the teacher's study: 600 epochs), equal "
+                                         "for every strategy, scratch included; epochs spent 600-1200.")

@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from kdbench.cells import TEACHER
 from kdbench.commands.execution import Execution, progress_note, resolve_protocols, resolve_strategies
 from kdbench.errors import KdbenchError
 from kdbench.paths import check_folder
@@ -48,12 +49,12 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
                     heal_cache=execution.heal_cache)
     n_studies = len(study_cells(cells))
     n_teachers = len({(c.dataset, c.protocol, c.pairing) for c in study_cells(cells)}) if settings.teacher else 0
-    n_studies += n_teachers
-    runner.executor = execution.executor_for(n_studies)
+    teachers = settings.for_teachers()
+    runner.executor = execution.executor_for(n_studies + n_teachers)
     ran = 0
     try:
-        with tqdm(total=n_studies * settings.budget, desc="kdbench tune", unit=settings.unit[:-1],
-                  dynamic_ncols=True) as bar:
+        with tqdm(total=n_studies * settings.budget + n_teachers * teachers.budget, desc="kdbench tune",
+                  unit=settings.unit[:-1], dynamic_ncols=True) as bar:
             def advance(study, outcome) -> None:
                 nonlocal ran
                 ran += 1
@@ -62,7 +63,7 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
                 bar.update(1 if settings.trials is not None else max(outcome.epochs, 1))
 
             def resumed(study, used: int) -> None:  # what earlier runs spent: the bar starts there
-                done = min(used, settings.budget)  # counted as done, not as this run's speed
+                done = min(used, (teachers if study.label == TEACHER else settings).budget)  # not this run's speed
                 bar.n += done
                 bar.initial += done
                 bar.last_print_n = bar.n
@@ -70,7 +71,7 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
 
             summaries = []
             if settings.teacher:  # the teachers first: the student studies distil from the tuned ones
-                summaries += tune_teachers(runner, cells, settings, force=execution.force, on_trial=advance,
+                summaries += tune_teachers(runner, cells, teachers, force=execution.force, on_trial=advance,
                                            on_open=resumed)
                 cells = with_tuned_teachers(cells, runs_dir)
             summaries += tune(runner, cells, settings, force=execution.force, on_trial=advance, on_open=resumed)

@@ -18,6 +18,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from kdbench import atomic
+from kdbench.cells import TEACHER
 from kdbench.metrics import VALID_PRIMARY_METRIC
 from kdbench.record import SCRATCH, safe_name
 from kdbench.stored import DamagedFile, read_mapping
@@ -116,8 +117,13 @@ def pairing_budget_line(summaries: list[dict[str, Any]]) -> str:
     """Whether a pairing's studies had equal budgets: "equal" only when every one is counted in
     epochs and of the same size (a budget in trials is not equal work: a pruned trial runs a few
     epochs, a complete one dozens); then the epochs each spent."""
-    budgets = {(s["budget"], s.get("budget_unit", "trials")) for s in summaries}
+    teachers = [s for s in summaries if s.get("strategy") == TEACHER]
+    students = [s for s in summaries if s.get("strategy") != TEACHER] or summaries
+    budgets = {(s["budget"], s.get("budget_unit", "trials")) for s in students}
     text = " / ".join(f"{b} {unit}" for b, unit in sorted(budgets))
+    teacher_budgets = {(s["budget"], s.get("budget_unit", "trials")) for s in teachers}
+    if teacher_budgets and teacher_budgets != budgets:  # the teacher is not among the compared strategies
+        text += " (the teacher's study: " + " / ".join(f"{b} {unit}" for b, unit in sorted(teacher_budgets)) + ")"
     if any(unit != "epochs" for _, unit in budgets):
         verdict = "counted in trials, so NOT an equal budget in training epochs"
     elif len(budgets) == 1:

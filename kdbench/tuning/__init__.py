@@ -1,7 +1,8 @@
 """Fair tuning (every strategy of a pairing gets the same Optuna budget in training epochs, on
 validation only), one job a module:
 
-- `studies`: the studies, their storage and identity, the rounds of trials, the chosen values;
+- `settings`: a suite's `tuning:` block (budgets, seeds, pruner);
+- `studies`: the studies, their storage and identity, the trials handed to the workers, the chosen values;
 - `trial`: one trial in a worker (tuning seeds, pruning on epochs);
 - `storage`: checks of an Optuna SQLite file before it is opened;
 - `teachers`: a pairing's teacher tuned with the same mechanics;
@@ -9,7 +10,8 @@ validation only), one job a module:
 """
 
 from kdbench.tuning.best import BEST_FIELDS, SUMMARY_FIELDS, read_best, read_summary, tuned_cells
+from kdbench.tuning.settings import TUNING_KEYS, TuningSettings
 from kdbench.tuning.studies import (
-    DEFAULTS, HPARAMS, INTERRUPTED, TUNING_KEYS, Study, TuningSettings, check_storages, open_study, run_studies,
-    spent, study_cells, tune, write_best,
+    DEFAULTS, HPARAMS, INTERRUPTED, Study, check_storages, open_study, run_studies, spent, study_cells, tune,
+    write_best,
 )

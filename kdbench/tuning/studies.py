@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from kdbench import atomic
 from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
 from kdbench.datasets.location import recorded_data_path
-from kdbench.errors import KdbenchError, choices
+from kdbench.errors import KdbenchError
 from kdbench.record import dataset_label, safe_name
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim, wait_until_free
@@ -48,88 +48,13 @@ from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
 from kdbench.tuning.storage import check_storage
-from kdbench.tuning.trial import HALVING, MEDIAN, PrunerSettings, TrialOutcome, TrialTask, run_trial, split_params
+from kdbench.tuning.settings import TuningSettings
+from kdbench.tuning.trial import TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.work import CellTask
 
-TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner", "teacher"}
-PRUNER_KEYS = {MEDIAN: {"kind", "startup_trials", "warmup_epochs"}, HALVING: {"kind", "first_rung", "reduction_factor"}}
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
 HPARAMS = "hparams"  # user attribute: what the trial trained with (the sampler may record it otherwise)
-
-
-@dataclass(frozen=True)
-class TuningSettings:
-    """A suite's `tuning:` block: the budget and how it is spent."""
-
-    epochs: int | None = 600  # per study: training epochs, all trials and seeds; the same for every strategy
-    trials: int | None = None  # the budget in trials instead (suites written before epoch budgets)
-    seeds: tuple[int, ...] = (100, 101)  # disjoint from the evaluation seeds; the objective is their mean
-    sampler_seed: int = 0
-    startup_trials: int = 5  # TPE draws at random before it models the trials
-    pruner: PrunerSettings = field(default_factory=PrunerSettings)
-    teacher: bool = False  # each pairing's teacher gets its own study first (`teacher_tuning`); not in `as_dict`
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any] | None, trials: int | None = None,
-                  epochs: int | None = None) -> "TuningSettings":
-        """The block's settings; `trials` or `epochs` (command-line flags) replace its budget."""
-        if not isinstance(spec or {}, dict) or not isinstance((spec or {}).get("pruner") or {}, dict):
-            raise KdbenchError("the suite's 'tuning' block and its 'pruner' must be mappings")
-        spec = dict(spec or {})
-        unknown = set(spec) - TUNING_KEYS
-        if unknown:
-            raise KdbenchError(f"unknown tuning keys {choices(unknown)}; valid: {choices(TUNING_KEYS)}")
-        if trials is not None or epochs is not None:
-            spec = {**{k: v for k, v in spec.items() if k not in ("trials", "epochs")},
-                    **({"trials": trials} if trials is not None else {"epochs": epochs})}
-        if "trials" in spec and "epochs" in spec:
-            raise KdbenchError("the tuning budget is 'epochs' or 'trials', not both")
-        try:
-            settings = cls(
-                epochs=None if "trials" in spec else int(spec.get("epochs", cls.epochs)),
-                trials=int(spec["trials"]) if "trials" in spec else None,
-                seeds=tuple(int(s) for s in spec.get("seeds", cls.seeds)),
-                sampler_seed=int(spec.get("sampler_seed", cls.sampler_seed)),
-                startup_trials=int(spec.get("startup_trials", cls.startup_trials)),
-                pruner=_pruner(dict(spec.get("pruner") or {})),
-                teacher=_flag(spec.get("teacher", False), "tuning: teacher"),
-            )
-        except (TypeError, ValueError) as exc:
-            raise KdbenchError(f"bad tuning setting: {exc}") from None
-        if settings.budget < 1 or not settings.seeds:
-            raise KdbenchError("tuning needs a budget (epochs or trials) >= 1 and at least one seed")
-        return settings
-
-    @property
-    def unit(self) -> str:
-        return "trials" if self.trials is not None else "epochs"
-
-    @property
-    def budget(self) -> int:
-        return self.trials if self.trials is not None else self.epochs
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"budget": self.budget, "unit": self.unit, "seeds": list(self.seeds), "sampler_seed": self.sampler_seed,
-                "startup_trials": self.startup_trials, "pruner": self.pruner.describe(), "defaults_first": True}
-
-
-def _flag(value: Any, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise KdbenchError(f"{what} must be true or false, got {value!r}")
-    return value
-
-
-def _pruner(spec: dict[str, Any]) -> PrunerSettings:
-    """A `pruner:` block. Without `kind`, a block of the median pruner's keys alone (suites written
-    before successive halving) keeps the median pruner."""
-    kind = spec.get("kind", MEDIAN if spec and set(spec) <= PRUNER_KEYS[MEDIAN] else HALVING)
-    if kind not in PRUNER_KEYS:
-        raise KdbenchError(f"unknown pruner kind '{kind}': valid: {choices(PRUNER_KEYS)}")
-    if set(spec) - PRUNER_KEYS[kind]:
-        raise KdbenchError(f"unknown pruner keys {choices(set(spec) - PRUNER_KEYS[kind])} for the {kind} "
-                           f"pruner; valid: {choices(PRUNER_KEYS[kind])}")
-    return PrunerSettings(kind=kind, **{k: int(v) for k, v in spec.items() if k != "kind"})
 
 
 @dataclass

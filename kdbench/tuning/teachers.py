@@ -26,8 +26,8 @@ from kdbench.errors import KdbenchError
 from kdbench.runner import Runner
 from kdbench.tuning.trial import TrialOutcome
 from kdbench.tuning.best import BEST_FIELDS, read_summary
-from kdbench.tuning.studies import (Study, TuningSettings, check_study_storages, check_tuning_seeds, run_studies,
-                                    study_cells)
+from kdbench.tuning.settings import TuningSettings
+from kdbench.tuning.studies import Study, check_study_storages, check_tuning_seeds, run_studies, study_cells
 
 SCRATCH = "scratch"
 TUNE_FIRST = "run `python -m kdbench tune` on the suite first"
