@@ -39,8 +39,7 @@ class UnobservedExpSum(torch.autograd.Function):
         ctx.save_for_backward(users, items, indptr, indices)
         ctx.clamp = clamp
         total = users.new_empty(len(users))
-        for start, rows, cols in _blocks(indptr, indices, len(users)):
-            block = slice(start, start + BLOCK)
+        for block, rows, cols in _blocks(indptr, indices, len(users)):
             total[block] = _masked_exp(users[block] @ items.T, rows, cols, clamp).sum(1)
         return total
 
@@ -48,8 +47,7 @@ class UnobservedExpSum(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         users, items, indptr, indices = ctx.saved_tensors
         grad_users, grad_items = torch.zeros_like(users), torch.zeros_like(items)
-        for start, rows, cols in _blocks(indptr, indices, len(users)):
-            block = slice(start, start + BLOCK)
+        for block, rows, cols in _blocks(indptr, indices, len(users)):
             scores = users[block] @ items.T
             inside = (scores >= -ctx.clamp) & (scores <= ctx.clamp)
             weights = _masked_exp(scores, rows, cols, ctx.clamp).mul_(inside).mul_(grad[block].unsqueeze(1))
@@ -59,13 +57,13 @@ class UnobservedExpSum(torch.autograd.Function):
 
 
 def _blocks(indptr: torch.Tensor, indices: torch.Tensor, n: int):
-    """(first row, block-local row ids, item ids) of the observed entries, block by block."""
+    """(the block's rows as a slice, block-local row ids, item ids) of the observed entries, block by block."""
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
         lo, hi = int(indptr[start]), int(indptr[stop])
         counts = indptr[start + 1: stop + 1] - indptr[start:stop]
         rows = torch.repeat_interleave(torch.arange(stop - start, device=indices.device), counts)
-        yield start, rows, indices[lo:hi]
+        yield slice(start, stop), rows, indices[lo:hi]
 
 
 def unobserved_exp_sum(users: torch.Tensor, items: torch.Tensor, history: sp.csr_matrix, user_ids: np.ndarray,

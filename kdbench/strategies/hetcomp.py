@@ -68,6 +68,7 @@ import torch
 from kdbench.errors import KdbenchError
 from kdbench.search_space import IntRange, LogUniform, Uniform
 from kdbench.strategies._exp_sum import unobserved_exp_sum
+from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scoring_mode, teacher_top_n
 
@@ -272,13 +273,10 @@ class HetComp(DistillationStrategy):
         pos, top = self.observed[rows].to(users.device), self.top[rows].to(users.device)
         if student.card.dot_product:  # Z block by block (_exp_sum.py): the same value, no (B, N) tables
             user_table, item_table = student.representation_tables()
-            user_repr = user_table[users]
-
-            def clamped(ids: torch.Tensor) -> torch.Tensor:
-                return (item_table[ids] * user_repr.unsqueeze(1)).sum(-1).clamp(-CLAMP, CLAMP)
-
-            total = unobserved_exp_sum(user_repr, item_table, self.context.history, rows.numpy(), CLAMP)
-            return listed_loss(total.unsqueeze(1), clamped(pos), (pos != 0).float(), clamped(top), self.listwise)
+            total = unobserved_exp_sum(user_table[users], item_table, self.context.history, rows.numpy(), CLAMP)
+            listed = list_scores(student, users, torch.cat([pos, top], 1)).clamp(-CLAMP, CLAMP)
+            s_pos, s_top = listed.split([pos.shape[1], top.shape[1]], 1)
+            return listed_loss(total.unsqueeze(1), s_pos, (pos != 0).float(), s_top, self.listwise)
         scores = student.full_scores(users)
         unobserved = torch.from_numpy(self.context.history[rows.numpy()].toarray() == 0)
         unobserved[:, 0] = False  # RecBole's padding item
