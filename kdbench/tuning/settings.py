@@ -13,6 +13,7 @@ from kdbench.tuning.trial import HALVING, MEDIAN, PrunerSettings
 TUNING_KEYS = {"epochs", "trials", "seeds", "sampler_seed", "startup_trials", "pruner", "teacher", "teacher_epochs"}
 PRUNER_KEYS = {MEDIAN: {"kind", "startup_trials", "warmup_epochs"}, HALVING: {"kind", "first_rung", "reduction_factor"}}
 
+
 @dataclass(frozen=True)
 class TuningSettings:
     """A suite's `tuning:` block: the budget and how it is spent."""
