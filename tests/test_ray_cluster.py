@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 import threading
 import time
@@ -51,6 +52,11 @@ PLUGIN = textwrap.dedent(
         return first
 
 
+    def _record_pid(seed):
+        """The worker process of a stalled first attempt, for the test to kill with its node."""
+        (ROOT / "pids" / f"seed{{seed}}").write_text(str(os.getpid()))
+
+
     @register_strategy("node-killer", family="baseline", paper="a test's worker killer")
     class NodeKiller(DistillationStrategy):
         """SIGKILLs its worker process (as the OOM killer would) on the first attempt; always for seed 99."""
@@ -73,6 +79,7 @@ PLUGIN = textwrap.dedent(
 
         def prepare(self):
             if _attempt(self.context.seed):
+                _record_pid(self.context.seed)
                 deadline = time.time() + 120
                 while not (ROOT / "go").exists() and time.time() < deadline:
                     time.sleep(0.2)
@@ -126,6 +133,7 @@ def plugin(tmp_path_factory) -> tuple[str, Path]:
 
     root = tmp_path_factory.mktemp("plugin")
     (root / "attempts").mkdir()
+    (root / "pids").mkdir()
     path = root / "cluster_plugins.py"
     path.write_text(PLUGIN.format(root=str(root)))
     load_plugin_file(path)
@@ -175,6 +183,19 @@ def _node_id(node) -> str:
     """A cluster node's id as tasks see it (Ray 2.6's Node has no `node_id`: look it up, connected)."""
     found = getattr(node, "node_id", None)
     return found or next(n["NodeID"] for n in ray.nodes() if n["ObjectStoreSocketName"] == node.plasma_store_socket_name)
+
+
+def _kill_now(pid_file: Path) -> None:
+    """SIGKILL the process whose pid the file holds, if it still runs. A removed node's raylet dies at
+    once, but its worker notices only later and, let go meanwhile, could finish its cell and reply to
+    the driver directly; killing it too makes the node's loss whole before the stalled cells go on."""
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _attempt_nodes(root: Path, seed: int) -> list[str]:
@@ -236,6 +257,8 @@ def test_a_node_lost_mid_cell_costs_that_cell_one_attempt(toy_dir, tmp_path, plu
                     events["removed"], events["kept"] = _node_id(doomed), next(
                         _node_id(node) for node in worker_nodes if node is not doomed)
                     cluster.remove_node(doomed, allow_graceful=False)
+                    lost = next(seed for seed, node in events["first_nodes"].items() if node == events["removed"])
+                    _kill_now(root / "pids" / f"seed{lost}")
                 time.sleep(0.2)
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             events["error"] = repr(exc)
