@@ -44,20 +44,23 @@ def mask_seen(scores: torch.Tensor, history: sp.csr_matrix, start: int) -> torch
 
 
 @torch.no_grad()
-def score_blocks(adapter: BackboneAdapter, n_users: int, n_items: int, max_cells: int = SCORE_CELLS):
+def score_blocks(adapter: BackboneAdapter, n_users: int, n_items: int, max_cells: int = SCORE_CELLS,
+                 users: torch.Tensor | None = None):
     """(start, stop, scores of users start..stop-1 for every item): fresh float32 blocks the
-    caller may write, each of at most `max_cells` floats."""
-    device = next(adapter.model.parameters()).device
+    caller may write, each of at most `max_cells` floats. Given `users` (n_users ids), the block
+    start..stop holds the scores of users[start:stop] instead."""
     tables = None
     if adapter.name in DOT_PRODUCT:
-        users, items = (table.float() for table in adapter.representation_tables())
-        tables = (users, items.T.contiguous())
+        user_table, item_table = (table.float() for table in adapter.representation_tables())
+        tables = (user_table, item_table.T.contiguous())
+    device = next(adapter.model.parameters()).device
     for start, stop in user_chunks(n_users, n_items, max_cells):
         if tables is not None:
-            yield start, stop, tables[0][start:stop] @ tables[1]
+            rows = tables[0][start:stop] if users is None else tables[0][users[start:stop]]
+            yield start, stop, rows @ tables[1]
         else:
-            users = torch.arange(start, stop, device=device)
-            yield start, stop, adapter.full_scores(users).float().clone()
+            ids = torch.arange(start, stop, device=device) if users is None else users[start:stop]
+            yield start, stop, adapter.full_scores(ids).float().clone()
 
 
 def _block_count(n: int, k: int) -> int:
@@ -129,15 +132,8 @@ def top_n_of_users(adapter: BackboneAdapter, users: torch.Tensor, n: int, max_ce
 
     Block by block of users, so that each (block, n_items) score table is scored, masked and
     searched while in cache; `top_k` as for every list (ties: either)."""
-    n_items = adapter.model.n_items
     out = torch.empty((len(users), n), dtype=torch.long, device=users.device)
-    tables = None
-    if adapter.name in DOT_PRODUCT:
-        user_table, item_table = (table.float() for table in adapter.representation_tables())
-        tables = (user_table, item_table.T.contiguous())
-    for start, stop in user_chunks(len(users), n_items, max_cells):
-        rows = users[start:stop]
-        scores = tables[0][rows] @ tables[1] if tables is not None else adapter.full_scores(rows).float().clone()
+    for start, stop, scores in score_blocks(adapter, len(users), adapter.model.n_items, max_cells, users):
         scores[:, 0] = -torch.inf
         out[start:stop] = top_k(scores, n)[1]
     return out
