@@ -121,3 +121,55 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     err = _stderr(driver, workers)
     _assert_all_gone(workers)
     assert "Traceback" not in err, err
+
+
+def _signal_lines(pid: int) -> dict[str, int]:
+    """SigBlk / SigIgn of a process as bit masks (Linux /proc)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: int(line.split()[1], 16) for line in lines for key in ("SigBlk", "SigIgn") if line.startswith(key + ":")}
+
+
+def _report_signal_state(connection) -> None:
+    """A spawned child: its SIGINT state at start-up, then after `tie_to_parent`."""
+    from kdbench.executors.lifetime import tie_to_parent
+
+    connection.send(_signal_lines(os.getpid()))
+    tie_to_parent(os.getppid())
+    connection.send(_signal_lines(os.getpid()))
+
+
+def test_a_ctrl_c_while_a_worker_starts_is_held_and_raised_after_the_start():
+    """A Ctrl-C that comes while `children_ignore_interrupts` starts a worker is not lost (ignoring
+    SIGINT for that window discarded it, and the run went on): KeyboardInterrupt follows the window."""
+    from kdbench.executors.lifetime import children_ignore_interrupts
+
+    with pytest.raises(KeyboardInterrupt):
+        with children_ignore_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the interrupt would arrive here, held instead
+            held = True
+    assert held
+    with children_ignore_interrupts():  # and nothing is left held for the next window
+        pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_starts_with_sigint_blocked_and_then_ignores_it():
+    """The child of the window starts with SIGINT blocked (no KeyboardInterrupt traceback during its
+    imports) and, once tied to its parent, ignores it and blocks nothing; the driver blocks nothing after."""
+    import multiprocessing
+
+    from kdbench.executors.lifetime import children_ignore_interrupts
+
+    bit = 1 << (signal.SIGINT - 1)
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_report_signal_state, args=(theirs,))
+    with children_ignore_interrupts():
+        child.start()
+    assert not _signal_lines(os.getpid())["SigBlk"] & bit
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    at_start, tied = ours.recv(), ours.recv()
+    child.join(timeout=30)
+    assert at_start["SigBlk"] & bit and not at_start["SigIgn"] & bit
+    assert tied["SigIgn"] & bit and not tied["SigBlk"] & bit

@@ -53,22 +53,46 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def children_ignore_interrupts() -> Iterator[None]:
-    """Processes started inside begin with SIGINT ignored (a disposition that survives exec, and
-    Python then installs no KeyboardInterrupt handler): a Ctrl-C during a worker's start-up, before
-    `tie_to_parent` runs, is no traceback either."""
+    """Processes started inside begin with SIGINT blocked (a signal mask survives fork and exec; the
+    child's `tie_to_parent` then ignores it), so a Ctrl-C during a worker's start-up is no traceback.
+
+    The driver's own Ctrl-C in that window is held, not lost: its main thread blocks SIGINT too, and
+    one that another of its threads takes meanwhile is recorded; both are raised again under the
+    driver's own handling when the window closes. (Ignoring SIGINT for the window discarded a Ctrl-C
+    that came while a worker was being started: the run went on.) Where signal masks do not exist
+    (Windows), SIGINT is ignored for the window instead."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "pthread_sigmask"):
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return
+    from multiprocessing import resource_tracker
+
+    # multiprocessing starts its resource tracker with the first process and unblocks SIGINT after
+    # starting it, which would undo the mask inside the window: start it before.
+    resource_tracker.ensure_running()
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a held Ctrl-C arrives here
+        if received:
+            signal.raise_signal(signal.SIGINT)  # under the driver's own disposition again
 
 
 def tie_to_parent(parent: int) -> None:
     """Make this (worker) process ignore SIGINT and end when the process `parent` is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards a Ctrl-C held since start-up
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by children_ignore_interrupts
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):  # no libc (an unusual build): the poller alone
             import ctypes
