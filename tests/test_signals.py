@@ -32,7 +32,13 @@ def _start(tmp_path: Path) -> subprocess.Popen:
             "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
     env = dict(os.environ, PYTHONPATH=str(ROOT), KDBENCH_CACHE=str(tmp_path / "cache"))
     return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_as_a_terminal_job)
+
+
+def _as_a_terminal_job() -> None:
+    """SIGINT at its default, as a shell starts a foreground command: a test run started in the
+    background (`cmd &` in a script) would otherwise hand the driver an ignored SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _workers(driver: subprocess.Popen, count: int = 2, timeout: float = 240.0) -> list[psutil.Process]:
@@ -143,14 +149,18 @@ def test_a_ctrl_c_while_a_worker_starts_is_held_and_raised_after_the_start():
     SIGINT for that window discarded it, and the run went on): KeyboardInterrupt follows the window."""
     from kdbench.executors.lifetime import children_ignore_interrupts
 
-    with pytest.raises(KeyboardInterrupt):
-        with children_ignore_interrupts():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the interrupt would arrive here, held instead
-            held = True
-    assert held
-    with children_ignore_interrupts():  # and nothing is left held for the next window
-        pass
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with children_ignore_interrupts():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the interrupt would arrive here, held instead
+                held = True
+        assert held
+        with children_ignore_interrupts():  # and nothing is left held for the next window
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -165,10 +175,11 @@ def test_a_worker_starts_with_sigint_blocked_and_then_ignores_it():
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     child = context.Process(target=_report_signal_state, args=(theirs,))
+    before = signal.getsignal(signal.SIGINT)
     with children_ignore_interrupts():
         child.start()
     assert not _signal_lines(os.getpid())["SigBlk"] & bit
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
     at_start, tied = ours.recv(), ours.recv()
     child.join(timeout=30)
     assert at_start["SigBlk"] & bit and not at_start["SigIgn"] & bit
