@@ -179,7 +179,7 @@ def listing(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    for path in rebuild_reports(args.results_dir, args.quick):
+    for path in rebuild_reports(args.results_dir, args.quick, args.changes_from):
         print(f"wrote {path}")
     return 0
 

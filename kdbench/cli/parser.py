@@ -280,6 +280,10 @@ def _add_report_parser(commands: argparse._SubParsersAction) -> None:
                                  "results/reproduction/, without training anything.")
     report.add_argument("--results-dir", default="results", help="where the runs are (default: results)")
     report.add_argument("--quick", action="store_true", help="rebuild the quick leaderboard instead")
+    report.add_argument("--changes-from", metavar="CSV",
+                        help="an earlier leaderboard CSV (e.g. `git show REV:results/leaderboard.csv > before.csv`): "
+                        "also write RESULTS_DIR/leaderboard-changes.md, each table's rows before and after and "
+                        "which moved")
 
 
 
