@@ -7,8 +7,10 @@ Each folder holds the runs of one `run` of the same strategies and seeds, differ
 `--eval-every`. Per strategy and folder: the test NDCG@10 mean and standard deviation over the seeds,
 the epochs run and the validation seconds summed over the seeds, and the cells' wall time summed.
 Below the table, for each folder after the first: the largest |mean difference| from the first
-folder in units of the first folder's seed standard deviation, and whether the strategies' order by
-mean is the same. Every figure is the run records' own.
+folder in units of the first folder's seed standard deviation, each strategy's paired t-test over the
+seeds both folders hold (a seed fixes the initialisation and the sampling in both, so its two runs are
+a pair; `scipy.stats.ttest_rel`), and whether the strategies' order by mean is the same. Every figure
+is the run records' own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import statistics
 import sys
 from pathlib import Path
+
+from scipy import stats
 
 from kdbench.record import RunStore
 
@@ -53,11 +57,23 @@ def in_sd(difference: float, sd: float) -> float:
     return abs(difference) / sd if sd > 0 else float("inf")
 
 
+def paired_p(first: dict[int, float], second: dict[int, float]) -> float:
+    """Two-sided paired t-test p over the seeds both hold (1.0 where every pair is equal, NaN under 2 seeds)."""
+    seeds = sorted(set(first) & set(second))
+    if len(seeds) < 2:
+        return float("nan")
+    differences = [second[s] - first[s] for s in seeds]
+    if all(d == differences[0] for d in differences):
+        return 1.0 if differences[0] == 0 else 0.0
+    return float(stats.ttest_rel([second[s] for s in seeds], [first[s] for s in seeds]).pvalue)
+
+
 def table(folders: list[str | Path]) -> str:
     sides = [student_runs(folder) for folder in folders]
     names = sorted(set.intersection(*(set(side) for side in sides)))
     figures = [{name: summary(side[name]) for name in names} for side in sides]
     ks = [cadence(side) for side in sides]
+    by_seed = [{name: {r["seed"]: r["test"]["ndcg@10"] for r in side[name]} for name in names} for side in sides]
     header = (["strategy"] + [f"test NDCG@10, k = {k}" for k in ks] + ["epochs run, k = " + " / ".join(map(str, ks))]
               + ["validation s, k = " + " / ".join(map(str, ks))] + ["cell wall s, k = " + " / ".join(map(str, ks))])
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -68,14 +84,15 @@ def table(folders: list[str | Path]) -> str:
         lines.append("| " + " | ".join([name, *cells]) + " |")
     base = figures[0]
     order = sorted(names, key=lambda n: -base[n]["mean"])
-    for k, other in zip(ks[1:], figures[1:]):
+    for position, (k, other) in enumerate(zip(ks[1:], figures[1:]), start=1):
         worst = max(in_sd(other[n]["mean"] - base[n]["mean"], base[n]["sd"]) for n in names)
         same = sorted(names, key=lambda n: -other[n]["mean"]) == order
         totals = [sum(f[n][key] for n in names) for f in (base, other) for key in ("wall", "validation")]
+        tests = ", ".join(f"{n} {paired_p(by_seed[0][n], by_seed[position][n]):.2f}" for n in names)
         lines.append(f"\nk = {k} against k = {ks[0]}: largest |mean difference| {worst:.2f} seed sd (k = {ks[0]}'s); "
                      f"order by mean {'the same' if same else 'DIFFERENT'} ({' > '.join(order)}); cells' wall "
                      f"{totals[2]:.0f} s against {totals[0]:.0f} s, validation {totals[3]:.0f} s against "
-                     f"{totals[1]:.0f} s.")
+                     f"{totals[1]:.0f} s; paired t-test p over the seeds: {tests}.")
     return "\n".join(lines)
 
 

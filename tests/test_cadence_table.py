@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
-from benchmarks.cadence import student_runs, table
+import pytest
+from scipy import stats
+
+from benchmarks.cadence import paired_p, student_runs, table
 from kdbench.families import BackboneSpec
 from kdbench.runner import Cell, Runner
 from kdbench.train import TrainSettings
@@ -31,3 +35,13 @@ def test_the_table_gives_each_cadence_s_seed_mean_and_spread_and_compares_them(t
     other = {name: [r["test"]["ndcg@10"] for r in rs] for name, rs in runs[1].items()}
     worst = max(abs(statistics.fmean(other[n]) - statistics.fmean(base[n])) / statistics.stdev(base[n]) for n in base)
     assert f"k = 2 against k = 1: largest |mean difference| {worst:.2f} seed sd" in text.splitlines()[-1]
+    pairs = {n: ([r["test"]["ndcg@10"] for r in runs[0][n]], [r["test"]["ndcg@10"] for r in runs[1][n]]) for n in base}
+    expected = ", ".join(f"{n} {paired_p(dict(enumerate(a)), dict(enumerate(b))):.2f}" for n, (a, b) in sorted(pairs.items()))
+    assert text.splitlines()[-1].endswith(f"paired t-test p over the seeds: {expected}.")
+
+
+def test_the_paired_test_is_scipy_s_over_the_common_seeds():
+    first, second = {0: 0.10, 1: 0.12, 2: 0.11, 7: 0.5}, {0: 0.11, 1: 0.125, 2: 0.13}
+    assert paired_p(first, second) == pytest.approx(stats.ttest_rel([0.11, 0.125, 0.13], [0.10, 0.12, 0.11]).pvalue)
+    assert paired_p({0: 0.1, 1: 0.2}, {0: 0.1, 1: 0.2}) == 1.0
+    assert math.isnan(paired_p({0: 0.1}, {0: 0.2}))

@@ -411,3 +411,35 @@ def test_the_budget_line_states_the_teacher_s_own_budget_apart_from_the_compared
             {"strategy": "kd", "budget": 1200, "budget_unit": "epochs", "epochs_spent": 1190}]
     assert pairing_budget_line(rows) == ("Budget per strategy: 1200 epochs (the teacher's study: 600 epochs), equal "
                                          "for every strategy, scratch included; epochs spent 600-1200.")
+
+
+def test_a_cadence_of_5_spends_every_training_epoch_and_prunes_at_the_validated_rungs(monkeypatch):
+    """`eval_every: 5` (the datasets suite's students): validations at 5, 10, ...; every training epoch
+    is spent from the budget; successive halving's rungs (10, 30, ...) fall on validated epochs."""
+    import kdbench.tuning.trial as trial_module
+    from kdbench.train import FitResult
+    from kdbench.tuning.trial import TrialTask, run_trial
+    from kdbench.work import CellTask
+
+    level = {"value": 0.5}
+
+    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None):
+        for epoch in range(1, 41):
+            on_epoch(epoch, level["value"] if epoch % settings.eval_every == 0 else None)
+        return FitResult(40, 40, True, level["value"], 0.0, 0.0, 0.0)
+
+    monkeypatch.setattr(trial_module, "fit", fake_fit)
+    monkeypatch.setattr(trial_module, "build_student_run", lambda task, params: (None, None, None, 0.0))
+    monkeypatch.setattr(trial_module, "prepare_worker", lambda task: None)
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "scratch", 0,
+                train=TrainSettings(max_epochs=40, eval_every=5))
+    pruner = PrunerSettings(first_rung=10, reduction_factor=3)
+    first = run_trial(TrialTask(CellTask(cell), {}, (100, 101), pruner))
+    assert first.epochs == 80 and [epoch for epoch, _ in first.curve] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert set(first.rungs) == {"completed_rung_0", "completed_rung_1"}  # epochs 10 and 30
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5, intermediate_values=dict(first.curve),
+                                              system_attrs=first.rungs))
+    level["value"] = 0.1
+    worse = run_trial(TrialTask(CellTask(cell), {}, (100, 101), pruner, tuple(study.trials)))
+    assert worse.pruned and not worse.out_of_budget and worse.epochs == 10  # at the first rung, not before
