@@ -89,3 +89,15 @@ def test_a_bad_before_file_is_one_line_exit_2_and_nothing_is_written(capsys, tmp
     code, _, err = run_cli(capsys, "report", "--results-dir", str(results), "--changes-from", str(before))
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in results.iterdir()) == ["runs"]
+
+
+def test_the_leaderboard_itself_as_the_before_file_is_read_before_it_is_rewritten(capsys, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(COMMITTED.parent / "runs", results / "runs")
+    table = pd.read_csv(COMMITTED)
+    table.loc[table["strategy"] == "rrd", "ndcg@10_mean"] -= 0.05
+    table.to_csv(results / "leaderboard.csv", index=False)  # an older leaderboard where the new one goes
+    code, _, err = run_cli(capsys, "report", "--results-dir", str(results),
+                           "--changes-from", str(results / "leaderboard.csv"))
+    assert code == 0, err
+    assert "| up " in (results / "leaderboard-changes.md").read_text()

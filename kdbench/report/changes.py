@@ -128,8 +128,9 @@ def _yes(flag) -> str:
     return ("yes" if _top(flag) else "no") if finite(flag) else "—"
 
 
-def write_changes(before_csv: str | Path, after_csv: Path, out: Path) -> Path:
-    """Compare `after_csv` (the leaderboard just written) with `before_csv` into `out`, atomically."""
-    changes = leaderboard_changes(read_leaderboard_csv(before_csv), read_leaderboard_csv(after_csv))
-    atomic.write_text(out, changes_markdown(changes, str(before_csv), str(after_csv)) + "\n")
+def write_changes(before: pd.DataFrame, before_label: str, after_csv: Path, out: Path) -> Path:
+    """Compare `after_csv` (the leaderboard just written) with `before` (read before it was written,
+    so that the same path may be given for both) into `out`, atomically."""
+    changes = leaderboard_changes(before, read_leaderboard_csv(after_csv))
+    atomic.write_text(out, changes_markdown(changes, before_label, str(after_csv)) + "\n")
     return out
