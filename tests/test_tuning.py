@@ -303,3 +303,23 @@ def test_tune_with_strict_cache_hands_it_to_the_runner(suite_dir, monkeypatch):
         with pytest.raises(Stop):
             main(_tune_args(suite_dir, *flags))
         assert seen["heal_cache"] is heal
+
+
+def test_an_interrupted_tune_still_rewrites_the_summary_with_what_the_studies_spent(suite_dir, monkeypatch):
+    import kdbench.commands.tune as tune_command
+
+    original = tune_command.tune
+
+    def interrupted_after_one_trial(runner, cells, settings, force, on_trial, on_open):
+        def once(study, outcome):
+            on_trial(study, outcome)
+            raise KeyboardInterrupt
+        return original(runner, cells, settings, force=force, on_trial=once, on_open=on_open)
+
+    monkeypatch.setattr(tune_command, "tune", interrupted_after_one_trial)
+    summary = suite_dir / "results" / "tuning" / "summary.md"
+    assert main(_tune_args(suite_dir)) == 130
+    assert summary.is_file()
+    meta = json.loads((suite_dir / "results" / "tuning" / "meta.json").read_text())
+    assert [i["trials_run"] for i in meta["invocations"]] == [1]
+    assert "toy: BPR:8->BPR:4" in summary.read_text()

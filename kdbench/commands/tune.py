@@ -3,6 +3,7 @@ data (`kdbench.tuning`); the studies resume where they stopped, and the tuning s
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
     teachers = settings.for_teachers()
     runner.executor = execution.executor_for(n_studies + n_teachers)
     ran = 0
+    completed = False
     try:
         with tqdm(total=n_studies * settings.budget + n_teachers * teachers.budget, desc="kdbench tune",
                   unit=settings.unit[:-1], dynamic_ncols=True) as bar:
@@ -75,8 +77,12 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
                                            on_open=resumed)
                 cells = with_tuned_teachers(cells, runs_dir)
             summaries += tune(runner, cells, settings, force=execution.force, on_trial=advance, on_open=resumed)
+            completed = True
     finally:
         runner.executor.close()
         if ran:
             record_invocation(runs_dir, command, time.time() - started, ran)
+            if not completed:  # interrupted or failed: the summary still shows what the studies spent,
+                with contextlib.suppress(Exception):  # and never replaces the error that ended the run
+                    write_tuning_report(runs_dir)
     return summaries, write_tuning_report(runs_dir)
