@@ -21,18 +21,14 @@ from pathlib import Path
 
 from scipy import stats
 
-from kdbench.record import RunStore
+from benchmarks.cell_walls import finished_runs
 
 
 def student_runs(results_dir: str | Path) -> dict[str, list[dict]]:
     """The folder's finished student runs by strategy, each list ordered by seed."""
     out: dict[str, list[dict]] = {}
-    for path in sorted(Path(results_dir).rglob("seed*.json")):
-        if path.parent.name == "teacher":
-            continue
-        root = next(folder.parent for folder in path.parents if folder.name == "runs")
-        record = RunStore(root).load(path)
-        if record.get("status") == "ok":
+    for path, record in finished_runs(results_dir):
+        if path.parent.name != "teacher":
             out.setdefault(record["strategy"], []).append(record)
     return {name: sorted(runs, key=lambda r: r["seed"]) for name, runs in out.items()}
 

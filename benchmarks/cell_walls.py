@@ -14,21 +14,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from kdbench.record import RunStore
 
 COLUMNS = ("wall", "validation", "training", "epochs", "s/epoch", "epoch x scratch", "test NDCG@10")
 
 
-def cells(results_dir: str | Path) -> dict[str, dict]:
-    """The folder's finished runs by label (`teacher` for the teacher's own run), wherever they lie."""
-    out = {}
+def finished_runs(results_dir: str | Path) -> Iterator[tuple[Path, dict]]:
+    """(path, record) of every finished run under the folder, wherever it lies, in path order."""
     for path in sorted(Path(results_dir).rglob("seed*.json")):
         root = next(folder.parent for folder in path.parents if folder.name == "runs")
         record = RunStore(root).load(path)
         if record.get("status") == "ok":
-            out["teacher" if path.parent.name == "teacher" else record["strategy"]] = record
-    return out
+            yield path, record
+
+
+def cells(results_dir: str | Path) -> dict[str, dict]:
+    """The folder's finished runs by label (`teacher` for the teacher's own run), wherever they lie."""
+    return {"teacher" if path.parent.name == "teacher" else record["strategy"]: record
+            for path, record in finished_runs(results_dir)}
 
 
 def figures(record: dict, scratch_epoch: float | None) -> list[str]:
