@@ -1,6 +1,6 @@
 """What the micro-benchmarks share: the shapes, the session's models and prepared strategies, one
 training step and timing in alternation. The synthetic catalogue, the roofline and interleaved
-timing are kdbench.inference_cost's, which `python -m kdbench cost` measures with too.
+timing are kdbench.run.inference_cost's, which `python -m kdbench cost` measures with too.
 
 Every model is randomly initialised (seed 0): the cost of scoring, sampling and a training step
 does not depend on what the weights have learnt. The KD pairing is the default one,
@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from kdbench.backbones import BackboneAdapter, build_model
-from kdbench.data import TOPK, PreparedData
+from kdbench.data.loading import TOPK, PreparedData
 from kdbench.families import BackboneSpec, load_data
-from kdbench.inference_cost import Roofline, sample_users, time_interleaved, write_synthetic_catalogue  # noqa: F401
+from kdbench.run.inference_cost import Roofline, sample_users, time_interleaved, write_synthetic_catalogue  # noqa: F401
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
-from kdbench.train import TrainSettings, make_optimizer, train_step
-from kdbench.trajectory import snapshot
+from kdbench.training.loop import TrainSettings, make_optimizer, train_step
+from kdbench.training.trajectory import snapshot
 
 # Intra-op threads: one per core this process may use. On a machine that other jobs keep busy,
 # KDBENCH_BENCH_THREADS=1 gives steadier figures: a parallel region waits for its slowest thread,
@@ -106,7 +106,7 @@ SUMMARY: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
 
 class TrainingStep:
-    """One optimisation step of the student on a fixed batch: kdbench.train.train_step, as fit() takes it."""
+    """One optimisation step of the student on a fixed batch: kdbench.training.loop.train_step, as fit() takes it."""
 
     def __init__(self, strategy: DistillationStrategy, batch, settings: TrainSettings = TrainSettings()):
         self.strategy = strategy
@@ -136,7 +136,7 @@ def time_calls(fn: Callable[[], Any], budget_s: float = 1.0, min_calls: int = 20
 def time_paired(first: Callable[[], Any], second: Callable[[], Any], budget_s: float = 0.5,
                 min_pairs: int = 3, max_pairs: int = 1000) -> tuple[list[float], list[float]]:
     """Seconds of calls of `first` and of `second` timed in alternation (AB BA AB ...,
-    kdbench.inference_cost.time_interleaved) for about `budget_s` (at least `min_pairs` pairs).
+    kdbench.run.inference_cost.time_interleaved) for about `budget_s` (at least `min_pairs` pairs).
 
     Both see the same load, so the ratio of their medians stays meaningful on a machine whose
     load changes during the run, where separately timed medians would not.
@@ -340,21 +340,21 @@ def write_shaped_catalogue(root: Path, name: str, n_users: int, n_items: int, n_
 
 def epoch_hparams(name: str) -> dict[str, Any]:
     """The reproduction suite's hyperparameters of `name` ({}: its defaults)."""
-    from kdbench.suites import load_suite
+    from kdbench.run.suites import load_suite
 
     return dict(load_suite(EPOCH_SUITE).spec.get("hparams", {}).get(name) or {})
 
 
 def epoch_settings(name: str) -> TrainSettings:
     """The reproduction suite's training settings of `name` (its `train`, then `strategy_train`)."""
-    from kdbench.suites import load_suite
+    from kdbench.run.suites import load_suite
 
     spec = load_suite(EPOCH_SUITE).spec
     return TrainSettings(**(spec["train"] | (spec.get("strategy_train", {}).get(name) or {})))
 
 
 class TrainingEpoch:
-    """One training epoch as kdbench.train.fit runs it: on_epoch_start(EPOCH), then train_step on
+    """One training epoch as kdbench.training.loop.fit runs it: on_epoch_start(EPOCH), then train_step on
     every batch of the training loader (RecBole samples its negatives as it goes).
 
     Each call trains the same student further: the cost of an epoch does not depend on how far

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 
 COLUMNS = ("wall", "validation", "training", "epochs", "s/epoch", "epoch x scratch", "test NDCG@10")
 

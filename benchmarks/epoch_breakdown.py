@@ -26,7 +26,7 @@ from benchmarks._support import EPOCH, EPOCH_SHAPES, BenchSession, TrainingEpoch
 from kdbench.families import FAMILIES
 from kdbench.families.general import GENERAL
 from kdbench.strategies import STRATEGIES, knowledge
-from kdbench.train import _base_loss
+from kdbench.training.loop import _base_loss
 
 PARTS = ("start", "teacher", "loader", "base", "kd", "backward", "step")
 

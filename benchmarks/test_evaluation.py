@@ -1,4 +1,4 @@
-"""A validation pass as training makes it every epoch: kdbench.evaluate.full_ranking of the student
+"""A validation pass as training makes it every epoch: kdbench.evaluation.evaluator.full_ranking of the student
 (BPR:20) over the validation loader, every item scored for every validated user, seen items masked,
 RecBole's Recall and NDCG per user.
 
@@ -22,8 +22,8 @@ import torch
 
 from benchmarks._support import (DATASETS, ML100K, REAL_SHAPES, STUDENT, SUMMARY, benchmark_seconds, fastest_ratio,
                                  run_sized, time_paired)
-from kdbench import evaluate
-from kdbench.data import TOPK
+from kdbench.evaluation import evaluator
+from kdbench.data.loading import TOPK
 
 
 class ValidationRoofline:
@@ -56,11 +56,11 @@ def test_validation_pass(benchmark, bench, dataset):
     roofline = ValidationRoofline(model, data.valid)
 
     def kdbench_pass():
-        return evaluate.full_ranking(model, data.valid, data.config)
+        return evaluator.full_ranking(model, data.valid, data.config)
 
     def collector_pass():
-        with mock.patch.object(evaluate, "needs_topk_only", lambda config: False):
-            return evaluate.full_ranking(model, data.valid, data.config)
+        with mock.patch.object(evaluator, "needs_topk_only", lambda config: False):
+            return evaluator.full_ranking(model, data.valid, data.config)
 
     large = dataset != ML100K  # the synthetic catalogue's pass takes seconds: one round, few pairs
     benchmark.group = f"validation pass {dataset}"

@@ -1,4 +1,4 @@
-"""Inference as deployed: full-catalogue scores plus top-K (kdbench.evaluate.recommend_topk),
+"""Inference as deployed: full-catalogue scores plus top-K (kdbench.evaluation.evaluator.recommend_topk),
 against the roofline, the bare `U @ I.T` + `torch.topk` on the same shapes.
 
 One group per catalogue and batch of users, holding the roofline of each embedding size, the
@@ -18,7 +18,7 @@ from benchmarks._support import (
     median_ratio, sample_users, time_paired,
 )
 from kdbench.backbones import count_parameters
-from kdbench.evaluate import recommend_topk
+from kdbench.evaluation.evaluator import recommend_topk
 
 
 def group(dataset: str, batch: int) -> str:

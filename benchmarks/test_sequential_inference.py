@@ -1,5 +1,5 @@
 """Sequential inference as deployed: a query's input sequence encoded by the model, every item
-scored, top-K taken (kdbench.evaluate.recommend_topk through the sequential adapter), for a batch
+scored, top-K taken (kdbench.evaluation.evaluator.recommend_topk through the sequential adapter), for a batch
 of queries and for one query, against the roofline on the same shapes: the bare `Q @ I.T` +
 `torch.topk` of B ready-made d-dimensional query vectors. The gap is the sequence encoder (SASRec's
 attention and feed-forward layers over the input, GRU4Rec's recurrence), which the roofline leaves
@@ -19,7 +19,7 @@ from benchmarks._support import (
     BATCHES, K, ML100K, SMOKE, SUMMARY, Roofline, benchmark_seconds, fastest_ratio, median_ratio, time_paired,
 )
 from kdbench.backbones import build_model, count_parameters
-from kdbench.evaluate import recommend_topk
+from kdbench.evaluation.evaluator import recommend_topk
 from kdbench.families import FAMILIES, BackboneSpec, load_data
 from kdbench.families.sequential import LEAVE_ONE_OUT
 

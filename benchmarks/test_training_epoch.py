@@ -1,7 +1,7 @@
 """One training epoch of every strategy on catalogues of real datasets' shapes, beside scratch's
 and beside the roofline of the same work.
 
-The epoch is kdbench.train.fit's (on_epoch_start, then a step on every batch of the loader),
+The epoch is kdbench.training.loop.fit's (on_epoch_start, then a step on every batch of the loader),
 with the RCE-KD reproduction's pairing (BPR:400 -> BPR:20, randomly initialised: an epoch's cost
 does not depend on what the weights have learnt), its batch size, training settings and
 per-strategy hyperparameters (kdbench/suites/reproduce-rcekd-citeulike.yaml), on a synthetic

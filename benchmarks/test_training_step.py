@@ -1,6 +1,6 @@
 """One optimisation step of the student (BPR:20, teacher BPR:200) for every registered strategy.
 
-The step is kdbench.train.fit's: base loss [+ weight * KD loss] inside one_forward_per_step,
+The step is kdbench.training.loop.fit's: base loss [+ weight * KD loss] inside one_forward_per_step,
 backward, Adam, on the same training batch for every strategy, with prepare() and
 on_epoch_start() done beforehand, untimed. One group per catalogue and epoch, `scratch` in
 each: the rows compare as the KD overhead. extra_info: `ratio_to_scratch`, the step's fastest

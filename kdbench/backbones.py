@@ -174,7 +174,7 @@ def _model_config(spec: ModelSpec, data, device: str, extra: dict[str, Any] | No
     the family's settings (the sequential protocol's, say) and the spec's size."""
     from recbole.config import Config
 
-    from kdbench.data import isolated_argv
+    from kdbench.data.loading import isolated_argv
 
     base = {key: data.config[key] for key in _SHARED_KEYS if data.config[key] is not None}
     base.update(spec.model_settings(data.config))

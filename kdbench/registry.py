@@ -94,7 +94,7 @@ def load_entry_point_plugins(group: str = ENTRY_POINT_GROUP) -> list[str]:
 
 def load_plugin_file(path: str | Path) -> None:
     """Import a Python file by path so that its `@register_strategy` classes register."""
-    from kdbench.paths import check_file
+    from kdbench.store.paths import check_file
 
     path = check_file(path, "plugin file")
     # one module per file (not per file name: two plugins may both be called strategies.py)

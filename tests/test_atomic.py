@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kdbench import atomic
-from kdbench.atomic import WriteFailed
+from kdbench.store import atomic
+from kdbench.store.atomic import WriteFailed
 from kdbench.cli import main
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 
 
 def _disk_full(monkeypatch, on_name: str | None = None) -> None:
@@ -85,7 +85,7 @@ KILLED_WRITER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from kdbench import atomic
+    from kdbench.store import atomic
 
     original = Path.write_text
 
@@ -121,7 +121,7 @@ def test_a_written_file_gets_the_mode_a_plain_write_would_give(tmp_path):
     """mkstemp's 0600 must not leak into results: others sharing the folder read them as any file."""
     import stat
 
-    from kdbench.atomic import write_text
+    from kdbench.store.atomic import write_text
 
     (tmp_path / "plain.txt").write_text("x")
     write_text(tmp_path / "atomic.txt", "x")

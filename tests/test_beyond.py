@@ -1,4 +1,4 @@
-"""Beyond-accuracy metrics (kdbench.beyond) against hand-computed values and RecBole's own classes,
+"""Beyond-accuracy metrics (kdbench.evaluation.beyond) against hand-computed values and RecBole's own classes,
 and the light / middle / heavy user groups (kdbench.report.groups)."""
 
 from collections import Counter
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kdbench.beyond import beyond_accuracy, item_counts, tail_items, user_train_counts
+from kdbench.evaluation.beyond import beyond_accuracy, item_counts, tail_items, user_train_counts
 from kdbench.report.groups import HEAVY, LIGHT, MIDDLE, user_groups
 
 # A catalogue of n = 6 ids (0 is RecBole's padding item), training interactions per item id.
@@ -105,7 +105,7 @@ def test_groups_partition_a_random_population():
 
 
 def test_reproduce_compares_beyond_only_where_the_stored_run_has_it():
-    from kdbench.reproduce import differences
+    from kdbench.run.reproduce import differences
 
     test = {"ndcg@10": 0.25}
     beyond = {"giniindex@10": 0.9, "itemcoverage@10": 0.2, "tail_ratio": 0.8}

@@ -10,8 +10,8 @@ from scipy import stats
 
 from benchmarks.cadence import paired_p, student_runs, table
 from kdbench.families import BackboneSpec
-from kdbench.runner import Cell, Runner
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Cell, Runner
+from kdbench.training.loop import TrainSettings
 
 
 def test_the_table_gives_each_cadence_s_seed_mean_and_spread_and_compares_them(toy_dir, tmp_path):

@@ -7,8 +7,8 @@ import shutil
 
 from benchmarks.cell_walls import cells, table
 from kdbench.families import BackboneSpec
-from kdbench.runner import Cell, Runner
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Cell, Runner
+from kdbench.training.loop import TrainSettings
 
 
 def test_the_table_gives_each_cell_s_own_figures_and_sums_the_cells_in_both_folders(toy_dir, tmp_path):

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import kdbench.checkpoints as checkpoints
-from kdbench.checkpoints import (CHECKSUM, META, WEIGHTS, DamagedCheckpoint, cache_key, file_digest, load_checkpoint,
+import kdbench.store.checkpoints as checkpoints
+from kdbench.store.checkpoints import (CHECKSUM, META, WEIGHTS, DamagedCheckpoint, cache_key, file_digest, load_checkpoint,
                                  save_checkpoint)
 from kdbench.families import BackboneSpec
-from kdbench.runner import Cell, Runner
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Cell, Runner
+from kdbench.training.loop import TrainSettings
 
 FIELDS = {
     "dataset": "ml-100k",

@@ -19,19 +19,19 @@ import torch
 import yaml
 
 from conftest import write_interactions
-from kdbench import checkpoints
-from kdbench.cells import Cell
-from kdbench.checkpoints import META, WEIGHTS, clear_partial, load_checkpoint, save_checkpoint
+from kdbench.store import checkpoints
+from kdbench.run.cells import Cell
+from kdbench.store.checkpoints import META, WEIGHTS, clear_partial, load_checkpoint, save_checkpoint
 from kdbench.families import BackboneSpec
 from kdbench.run import claims
 from kdbench.run.claims import held, try_claim
-from kdbench.runner import Runner
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Runner
+from kdbench.training.loop import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = TrainSettings(max_epochs=2, batch_size=4096)
 
-# `python -m kdbench ARGS` with kdbench.work.fit counted: each training appends "<pid> <model>:<dim>"
+# `python -m kdbench ARGS` with kdbench.run.work.fit counted: each training appends "<pid> <model>:<dim>"
 # to COUNTER and sleeps a little (FIT_SLEEP seconds; only for SLOW_MODEL if set), so that two
 # processes started together overlap. It starts when
 # GO exists, so that both start together.
@@ -40,7 +40,7 @@ COUNTING_RUN = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
 
-    import kdbench.work as work
+    import kdbench.run.work as work
 
     counter, go, argv = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     original = work.fit
@@ -258,7 +258,7 @@ KILLED_SAVE = textwrap.dedent(
     """
     import sys, time
     import torch
-    from kdbench import checkpoints
+    from kdbench.store import checkpoints
 
     def stall(path):
         print("weights written", flush=True)
@@ -290,7 +290,7 @@ CONCURRENT_SAVES = textwrap.dedent(
     """
     import sys
     import torch
-    from kdbench.checkpoints import save_checkpoint
+    from kdbench.store.checkpoints import save_checkpoint
 
     writer = int(sys.argv[2])
     for _ in range(40):
@@ -333,7 +333,7 @@ TUNE_SUITE = {
 def test_a_study_another_process_tunes_is_waited_for_and_its_running_trial_left_alone(tmp_path):
     import optuna
 
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.suites import expand, load_suite
     from kdbench.tuning import Study, TuningSettings, open_study, tune
 
     write_interactions(tmp_path / "data" / "toy" / "toy.inter")
@@ -369,7 +369,7 @@ def test_a_study_another_process_made_with_other_settings_is_refused_once_it_is_
     """Matched by its identity, not its name: the study the holder created while this tuner waited
     (other tuning seeds) is refused, never tuned further with this tuner's settings."""
     from kdbench.errors import KdbenchError
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.suites import expand, load_suite
     from kdbench.tuning import Study, TuningSettings, open_study, tune
 
     write_interactions(tmp_path / "data" / "toy" / "toy.inter")

@@ -178,7 +178,7 @@ def test_a_run_prints_its_result_and_writes_it(capsys, workdir, toy_run_args):
 
 def test_the_single_run_training_flags_are_the_students_and_the_teacher_has_its_own():
     from kdbench.cli import _train_settings, build_parser
-    from kdbench.train import TrainSettings
+    from kdbench.training.loop import TrainSettings
 
     args = build_parser().parse_args(["run", "--epochs", "2", "--lr", "0.01", "--teacher-patience", "4"])
     assert _train_settings(args) == TrainSettings(max_epochs=2, learning_rate=0.01)
@@ -187,7 +187,7 @@ def test_the_single_run_training_flags_are_the_students_and_the_teacher_has_its_
 
 def test_the_validation_cadence_has_a_flag_for_the_student_and_one_for_the_teacher():
     from kdbench.cli import _train_settings, build_parser
-    from kdbench.train import TrainSettings
+    from kdbench.training.loop import TrainSettings
 
     args = build_parser().parse_args(["run", "--eval-every", "5", "--teacher-eval-every", "2"])
     assert _train_settings(args) == TrainSettings(eval_every=5)

@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from kdbench.cli import main
-from kdbench.compressed_cost import (CSRScorer, IntScorer, cell_targets, compressed_name, dequantised_scores)
+from kdbench.evaluation.compressed_cost import (CSRScorer, IntScorer, cell_targets, compressed_name, dequantised_scores)
 from kdbench.families import BackboneSpec
-from kdbench.inference_cost import check_cost
-from kdbench.runner import Cell
+from kdbench.run.inference_cost import check_cost
+from kdbench.run.runner import Cell
 from kdbench.strategies._compression import kept_entries, magnitude_mask
 
 

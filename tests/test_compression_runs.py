@@ -9,8 +9,8 @@ import pytest
 
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.runner import Cell, Runner, validate_cells
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Cell, Runner, validate_cells
+from kdbench.training.loop import TrainSettings
 
 SMALL = TrainSettings(max_epochs=2, batch_size=4096)
 

@@ -10,9 +10,9 @@ import matplotlib
 import pytest
 import yaml
 
-from kdbench import inference_cost
+from kdbench.run import inference_cost
 from kdbench.cli import main
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from kdbench.report import aggregate, compression_curves, load_costs, load_runs, speedups, write_reports
 
 TEACHER = "BPR:64"

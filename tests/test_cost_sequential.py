@@ -8,12 +8,12 @@ import json
 import pytest
 import yaml
 
-from kdbench import inference_cost
+from kdbench.run import inference_cost
 from kdbench.cli import main
 from kdbench.families import BackboneSpec
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from kdbench.report import aggregate, load_costs, load_runs
-from kdbench.suites import expand, load_suite
+from kdbench.run.suites import expand, load_suite
 
 TEACHER, STUDENT = "SASRec:16:L1H1", "SASRec:8:L1H1"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdbench import stats
-from kdbench.record import RunStore
+from kdbench.report import stats
+from kdbench.run.record import RunStore
 from kdbench.report import aggregate, load_runs, write_reports
 from kdbench.report.cross_dataset import cross_dataset, density, outcome
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import INTER_HEADER, write_interactions
-from kdbench.data import build_config, check_dataset, isolated_argv, validate_atomic_file
+from kdbench.data.loading import build_config, check_dataset, isolated_argv, validate_atomic_file
 from kdbench.families import load_data
 from kdbench.errors import KdbenchError
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.cli.main import main
 from kdbench.commands.data_share import _top_tuned
 from kdbench.report.data_share import data_share_table, markdown
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.record import safe_name
+from kdbench.run.record import safe_name
 from kdbench.strategies import STRATEGIES
-from kdbench.verify import verify
+from kdbench.commands.verify import verify
 
 
 def _record(strategy: str, seed: int, ndcg: float) -> dict:

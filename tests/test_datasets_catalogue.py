@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.datasets.catalogue import CATALOGUE
-from kdbench.datasets.fetch import sha256_of
-from kdbench.datasets.location import default_data_dir, recorded_data_path
-from kdbench.importer import FORMATS, convert
+from kdbench.data.catalogue import CATALOGUE
+from kdbench.data.fetch import sha256_of
+from kdbench.data.location import default_data_dir, recorded_data_path
+from kdbench.data.importer import FORMATS, convert
 
 from conftest import run_cli
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.datasets.catalogue import CATALOGUE, CatalogueEntry
-from kdbench.datasets.fetch import fetch
+from kdbench.data.catalogue import CATALOGUE, CatalogueEntry
+from kdbench.data.fetch import fetch
 
 from conftest import run_cli
 
@@ -210,7 +210,7 @@ def test_a_download_shows_a_progress_bar_on_a_terminal(server, tmp_path, monkeyp
     import io
     import sys
 
-    from kdbench.datasets.fetch import download
+    from kdbench.data.fetch import download
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -10,7 +10,7 @@ import pytest
 
 from kdbench.errors import KdbenchError
 from kdbench.families import load_data
-from kdbench.importer import FORMATS, import_dataset
+from kdbench.data.importer import FORMATS, import_dataset
 
 from conftest import run_cli
 

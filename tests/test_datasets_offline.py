@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from kdbench.families import BackboneSpec
-from kdbench.cells import Cell, cell_from_record
-from kdbench.record import base_record, identity, stale_fields
-from kdbench.data import check_dataset, dataset_root
-from kdbench.datasets.offline import set_aside_missing
+from kdbench.run.cells import Cell, cell_from_record
+from kdbench.run.record import base_record, identity, stale_fields
+from kdbench.data.loading import check_dataset, dataset_root
+from kdbench.data.offline import set_aside_missing
 from kdbench.errors import KdbenchError
-from kdbench.train import TrainSettings
+from kdbench.training.loop import TrainSettings
 
 from conftest import run_cli
 
@@ -138,7 +138,7 @@ def test_a_suite_with_only_absent_datasets_finishes_with_exit_0(data_dir, tmp_pa
 
 def test_reproduce_reads_the_data_from_the_folder_given(toy_dir, tmp_path, capsys):
     """A run whose folder is gone (another machine's) is reproduced from the folder `--data-path` names."""
-    from kdbench.runner import Runner
+    from kdbench.run.runner import Runner
 
     first, second = tmp_path / "first", tmp_path / "second"
     shutil.copytree(toy_dir, first)

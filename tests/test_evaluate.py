@@ -8,7 +8,7 @@ import torch
 
 from kdbench.backbones import BackboneAdapter, build_model, count_parameters, model_size_bytes
 from kdbench.families import BackboneSpec
-from kdbench.evaluate import full_ranking, inference_cost, recommend_topk, topk_hits
+from kdbench.evaluation.evaluator import full_ranking, inference_cost, recommend_topk, topk_hits
 
 
 def _indicator(data, loader) -> torch.Tensor:
@@ -117,10 +117,10 @@ def test_topk_hits_equal_the_tensor_recboles_collector_builds(ml100k):
 
 
 def test_per_user_metrics_are_identical_through_recboles_collector(ml100k, random_bpr, monkeypatch):
-    from kdbench import evaluate
+    from kdbench.evaluation import evaluator
 
     ours = full_ranking(random_bpr, ml100k.test, ml100k.config)
-    monkeypatch.setattr(evaluate, "needs_topk_only", lambda config: False)
+    monkeypatch.setattr(evaluator, "needs_topk_only", lambda config: False)
     theirs = full_ranking(random_bpr, ml100k.test, ml100k.config)
     assert ours.metrics == theirs.metrics
     for key, values in ours.per_user.items():
@@ -156,19 +156,19 @@ def test_a_model_scoring_from_its_own_table_is_not_masked_in_place(ml100k, split
 
 
 def test_an_evaluation_loader_is_read_once_and_its_batches_reused(ml100k, random_bpr, monkeypatch):
-    from kdbench import evaluate
+    from kdbench.evaluation import evaluator
 
     first = full_ranking(random_bpr, ml100k.valid, ml100k.config)
     reads = []
     monkeypatch.setattr(type(ml100k.valid), "__iter__", lambda self: reads.append(1) or iter(()))
     second = full_ranking(random_bpr, ml100k.valid, ml100k.config)
     assert not reads and second.metrics == first.metrics
-    batches = evaluate.evaluation_batches(ml100k.valid)
+    batches = evaluator.evaluation_batches(ml100k.valid)
     assert sum(len(interaction) for interaction, *_ in batches.batches) == len(first.user_ids)
 
 
 def test_ranked_hits_of_rows_without_positives_are_zero_with_zero_counts():
-    from kdbench.evaluate import positive_keys, ranked_hits
+    from kdbench.evaluation.evaluator import positive_keys, ranked_hits
 
     topk_idx = torch.tensor([[3, 1], [0, 2]])
     none = positive_keys(torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64), 5)
@@ -222,7 +222,7 @@ def test_the_recorded_beyond_accuracy_blocks_match_recboles_metrics_on_ml100k(ml
     from recbole.evaluator.collector import DataStruct
     from recbole.evaluator.metrics import AveragePopularity, GiniIndex, ItemCoverage
 
-    from kdbench.work import beyond_blocks
+    from kdbench.run.work import beyond_blocks
 
     result = full_ranking(random_bpr, ml100k.test, ml100k.config)
     blocks = beyond_blocks(ml100k, result)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.executors import LocalExecutor, RayExecutor, SerialExecutor, WorkerLost, make_executor
 from kdbench.families import BackboneSpec
-from kdbench.runner import Runner
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Runner
+from kdbench.training.loop import TrainSettings
 
 SMALL = TrainSettings(max_epochs=3, batch_size=4096)
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (extra 'ray')")

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from kdbench.backbones import MODELS, BackboneAdapter, ModelCard
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.families import (FAMILIES, PROTOCOLS, BackboneSpec, Family, Protocol, check_pairing, default_protocol,
                               family_of, family_of_model, get_protocol, load_data, register_family)
-from kdbench.memory import model_bytes
-from kdbench.runner import validate_cells
+from kdbench.run.memory import model_bytes
+from kdbench.run.runner import validate_cells
 from kdbench.strategies import STRATEGIES, DistillationStrategy, register_strategy
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from kdbench.report import aggregate, load_costs, load_runs, write_reports
 from kdbench.report.frontier import best_by_size, frontier_points, pareto_front, point_kind
 

@@ -11,15 +11,15 @@ import torch
 
 from kdbench.backbones import BackboneAdapter
 
-from kdbench.cells import Cell
-from kdbench.checkpoints import WEIGHTS
+from kdbench.run.cells import Cell
+from kdbench.store.checkpoints import WEIGHTS
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
 from kdbench.run.teachers import ensemble_cells
-from kdbench.runner import Runner, validate_cells
-from kdbench.train import TrainSettings
-from kdbench.trajectory import file_name, from_bytes, snapshot
-from kdbench.work import load_teacher, prepared_data
+from kdbench.run.runner import Runner, validate_cells
+from kdbench.training.loop import TrainSettings
+from kdbench.training.trajectory import file_name, from_bytes, snapshot
+from kdbench.run.work import load_teacher, prepared_data
 
 TEACHER = TrainSettings(max_epochs=6, batch_size=4096)
 STUDENT = TrainSettings(max_epochs=2, batch_size=4096)

@@ -9,7 +9,7 @@ import pytest
 from kdbench.cli import main
 from kdbench.families import load_data
 from kdbench.errors import KdbenchError
-from kdbench.importer import import_dataset
+from kdbench.data.importer import import_dataset
 
 CITEULIKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "citeulike-t" / "users.dat"
 

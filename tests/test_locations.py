@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
-from kdbench.cells import cell_from_record
+from kdbench.run.cells import cell_from_record
 from kdbench.run.locations import absolute_fields, drop_locations
-from kdbench.record import RunStore, stale_fields
-from kdbench.verify import verify
+from kdbench.run.record import RunStore, stale_fields
+from kdbench.commands.verify import verify
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = ("results/reproduction/reproduce-rcekd-citeulike/runs/citeulike-t/BPR-400_to_BPR-20/"

@@ -295,7 +295,7 @@ class Payload:
 
 def _rewrite_checksum(folder: Path) -> None:
     """Make meta.json vouch for whatever weights.pt now holds (a crafted, self-consistent entry)."""
-    from kdbench.checkpoints import CHECKSUM, META, WEIGHTS, file_digest
+    from kdbench.store.checkpoints import CHECKSUM, META, WEIGHTS, file_digest
 
     meta = json.loads((folder / META).read_text())
     (folder / META).write_text(json.dumps({**meta, CHECKSUM: file_digest(folder / WEIGHTS)}))
@@ -341,10 +341,10 @@ CACHE_DAMAGE: dict[str, Callable[[Path], None]] = {
 @pytest.fixture(scope="module")
 def cached_teacher(toy_dir, tmp_path_factory):
     """A toy teacher trained once into a cache: (teacher cell, cache folder, its entry's files)."""
-    from kdbench.cells import Cell
+    from kdbench.run.cells import Cell
     from kdbench.families import BackboneSpec
-    from kdbench.runner import Runner
-    from kdbench.train import TrainSettings
+    from kdbench.run.runner import Runner
+    from kdbench.training.loop import TrainSettings
 
     cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "teacher", seed=0,
                 train=TrainSettings(max_epochs=1, batch_size=4096), data_path=str(toy_dir))
@@ -362,8 +362,8 @@ def test_a_damaged_teacher_cache_entry_is_moved_aside_and_retrained(tmp_path, ca
 
     import torch
 
-    from kdbench.checkpoints import DAMAGED, load_checkpoint
-    from kdbench.runner import Runner
+    from kdbench.store.checkpoints import DAMAGED, load_checkpoint
+    from kdbench.run.runner import Runner
 
     cell, original_cache, original_files = cached_teacher
     cache = tmp_path / "cache"

@@ -162,7 +162,7 @@ def test_the_corpus_has_every_class():
 
 
 def _study(root: Path, **spec):
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.suites import expand, load_suite
     from kdbench.tuning import Study, study_cells
 
     cell = study_cells(expand(load_suite(suite_file(root, **spec))))[0]
@@ -202,7 +202,7 @@ def test_a_study_file_holding_another_datasets_study_is_refused_and_left_alone(w
 
 
 def test_a_run_record_config_that_is_not_a_mapping_differs_as_a_whole():
-    from kdbench.record import identity_differences
+    from kdbench.run.record import identity_differences
 
     assert identity_differences([1], {"a": 1}) == ["config (stored as list, not a mapping)"]
     assert identity_differences({"a": 1}, {"a": 1}) == []
@@ -280,7 +280,7 @@ def test_a_catalogue_share_its_strategy_clips_is_accepted_and_the_default_suite_
     """CD's N = 3000 is more than ml-100k's 1,682 items: CD clips it, so it is not refused; every
     cell of the default suite (full and quick) passes the checks."""
     from kdbench.run.validation import validate_cells
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.suites import expand, load_suite
 
     for quick in (False, True):
         cells = expand(load_suite(None, quick=quick))

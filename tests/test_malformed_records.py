@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from conftest import run_cli
 from test_malformed import assert_one_line_exit_2
 
-import kdbench.runner
-from kdbench.reproduce import check_reproducible
+import kdbench.run.runner
+from kdbench.run.reproduce import check_reproducible
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "ml-100k"
 
@@ -82,7 +82,7 @@ DAMAGES = {
 def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a damaged record was run")
-    monkeypatch.setattr(kdbench.runner.Runner, "run_all", refuse)
+    monkeypatch.setattr(kdbench.run.runner.Runner, "run_all", refuse)
 
 
 def _reproduce(capsys, tmp_path, record) -> tuple[int, str, str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.memory import TRAINING_COPIES, cell_bytes, check_memory, model_bytes
+from kdbench.run.memory import TRAINING_COPIES, cell_bytes, check_memory, model_bytes
 
 USERS, ITEMS = 943, 1682  # ml-100k
 GIB = 1024**3

@@ -14,7 +14,7 @@ from kdbench.cli import main
 from kdbench.report.page import PAGE_NAME, render_page, write_page
 from kdbench.report.page.studies import read_trials
 from kdbench.report import write_reports
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from tests.test_report import PAIRING, record
 
 

@@ -4,11 +4,11 @@ the driver's process and from a local worker process alike."""
 from __future__ import annotations
 
 from kdbench import progress
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.executors import LocalExecutor
 from kdbench.families import BackboneSpec
-from kdbench.runner import Runner
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Runner
+from kdbench.training.loop import TrainSettings
 
 
 def _reports(lines):

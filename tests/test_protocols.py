@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from kdbench.cells import Cell, cell_from_record
-from kdbench.data import PROTOCOL
+from kdbench.run.cells import Cell, cell_from_record
+from kdbench.data.loading import PROTOCOL
 from kdbench.errors import KdbenchError
 from kdbench.families import PROTOCOLS, BackboneSpec, get_protocol, load_data
 from kdbench.families.general import ordered_cut_points, ordered_split_indices
-from kdbench.record import RunStore, base_record, identity, stale_fields
+from kdbench.run.record import RunStore, base_record, identity, stale_fields
 
 # users interleaved in the file; ids chosen so that file order, id order and timestamp order differ
 HAND_FILE = [  # (user, item, timestamp)
@@ -121,7 +121,7 @@ def test_ordered_mask_train_scores_a_validation_item_ranked_first_as_a_miss(tmp_
     masking i9 takes rank 1 and the test items ranks 2 and 3; under RecBole's it is masked."""
     import torch
 
-    from kdbench.evaluate import full_ranking
+    from kdbench.evaluation.evaluator import full_ranking
 
     folder = _write(tmp_path / "hand", False)
     results = {}

@@ -20,10 +20,10 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from kdbench.families import BackboneSpec  # noqa: E402
-from kdbench.cells import Cell  # noqa: E402
+from kdbench.run.cells import Cell  # noqa: E402
 from kdbench.executors import RayExecutor, SerialExecutor  # noqa: E402
-from kdbench.runner import Runner  # noqa: E402
-from kdbench.train import TrainSettings  # noqa: E402
+from kdbench.run.runner import Runner  # noqa: E402
+from kdbench.training.loop import TrainSettings  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

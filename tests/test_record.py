@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdbench.cells import cell_from_record
-from kdbench.checkpoints import cache_key
-from kdbench.record import (FLAT_FIELDS, SEED_DETERMINED_FIELDS, Address, RunRecord, RunStore, check_record,
+from kdbench.run.cells import cell_from_record
+from kdbench.store.checkpoints import cache_key
+from kdbench.run.record import (FLAT_FIELDS, SEED_DETERMINED_FIELDS, Address, RunRecord, RunStore, check_record,
                             identity, teacher_identity)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "runs"
@@ -85,8 +85,8 @@ def test_the_beyond_and_test_user_blocks_are_optional_and_checked():
 
 
 def test_the_seed_determined_validation_field_is_named_from_the_primary_metric():
-    from kdbench.metrics import PRIMARY_METRIC
-    from kdbench.record import SEED_DETERMINED_FIELDS
+    from kdbench.evaluation.metrics import PRIMARY_METRIC
+    from kdbench.run.record import SEED_DETERMINED_FIELDS
 
     assert f"valid_{PRIMARY_METRIC}" in SEED_DETERMINED_FIELDS
     assert SEED_DETERMINED_FIELDS[2] == "valid_ndcg@10"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from kdbench.report import COLUMNS, aggregate, load_runs, write_reports
 
 USERS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]

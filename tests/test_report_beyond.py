@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from kdbench.report import write_reports
 from kdbench.report.beyond_table import BEYOND_LEGEND
 from tests.test_report import PAIRING, record

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from kdbench import stats
-from kdbench.record import RunStore
+from kdbench.report import stats
+from kdbench.run.record import RunStore
 from kdbench.report import aggregate, load_runs, write_reports
 from kdbench.report.groups import GROUPS_LEGEND, dataset_groups
 from tests.test_report import PAIRING, USERS, record

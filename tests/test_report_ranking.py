@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sp
 
-from kdbench import stats
-from kdbench.record import RunStore
+from kdbench.report import stats
+from kdbench.run.record import RunStore
 from kdbench.report import aggregate, load_runs, write_reports
 from kdbench.report.budget import budget_cell, budget_line
 from kdbench.report.tuning_summary import pairing_budget_line

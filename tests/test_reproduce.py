@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from kdbench.cells import Cell, cell_from_record
+from kdbench.run.cells import Cell, cell_from_record
 from kdbench.families import BackboneSpec
-from kdbench.record import RECORD_FORMAT, cpu_model, identity
-from kdbench.reproduce import CROSS_CPU_TOLERANCE, Reproduction
-from kdbench.runner import Runner
-from kdbench.train import TrainSettings
+from kdbench.run.record import RECORD_FORMAT, cpu_model, identity
+from kdbench.run.reproduce import CROSS_CPU_TOLERANCE, Reproduction
+from kdbench.run.runner import Runner
+from kdbench.training.loop import TrainSettings
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results"
 SMALL = TrainSettings(max_epochs=2, batch_size=4096)

@@ -11,10 +11,10 @@ import pytest
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
 from kdbench.commands.reproduce import check_paper
-from kdbench.record import RunStore
+from kdbench.run.record import RunStore
 from kdbench.report.reproduction import (load_reproductions, reproduction_folder, reproduction_table,
                                          write_paper, write_reproduction_report)
-from kdbench.suites import Suite
+from kdbench.run.suites import Suite
 
 PAPER = {"title": "Toy paper, Table 2", "protocol": "ordered-mask-train", "metrics": ["recall@10", "ndcg@10"],
          "rows": {"teacher": {"recall@10": 0.04, "ndcg@10": 0.02}, "scratch": {"recall@10": 0.02, "ndcg@10": 0.008},
@@ -119,7 +119,7 @@ def _suite(paper):
 
 
 def test_the_bundled_reproduction_suites_paper_block_is_valid():
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.suites import expand, load_suite
 
     suite = load_suite("kdbench/suites/reproduce-rcekd-citeulike.yaml")
     paper = check_paper(suite)
@@ -177,7 +177,7 @@ def test_reproduce_suite_runs_the_cells_and_writes_the_comparison(tmp_path, toy_
 def test_a_reproduction_cut_off_part_way_still_reports_the_cells_it_finished(tmp_path, toy_dir, monkeypatch):
     import yaml
 
-    import kdbench.runner
+    import kdbench.run.runner
 
     suite = tmp_path / "toy-cut.yaml"
     suite.write_text(yaml.safe_dump({
@@ -193,7 +193,7 @@ def test_a_reproduction_cut_off_part_way_still_reports_the_cells_it_finished(tmp
     def interrupted(runner, cells):
         raise KeyboardInterrupt  # the driver killed before any cell finished
 
-    monkeypatch.setattr(kdbench.runner, "run_cells", interrupted)
+    monkeypatch.setattr(kdbench.run.runner, "run_cells", interrupted)
     assert main(args) == 130  # "interrupted; finished cells are kept, rerun to resume"
     folder = tmp_path / "r" / "reproduction" / "toy-cut"
     assert json.loads((folder / "paper.json").read_text())["rows"]["scratch"] == {"ndcg@10": 0.25}

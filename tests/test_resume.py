@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import write_interactions
-from kdbench.suites import expand, load_suite
+from kdbench.run.suites import expand, load_suite
 
 SUITE = {
     "name": "toy",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from conftest import run_cli, write_interactions
 from test_malformed import suite_run as malformed_suite_run, workdir  # noqa: F401  (workdir: a fixture)
 
-from kdbench.record import read_record
+from kdbench.run.record import read_record
 
 
 def suite_run(root, **spec) -> list[str]:
@@ -37,12 +37,12 @@ def test_a_suite_run_ends_with_its_counts_and_each_tables_top_rows(capsys, workd
 
 
 def test_a_failed_cell_counts_as_failed_not_trained(capsys, workdir, monkeypatch):
-    import kdbench.work
+    import kdbench.run.work
 
     def fails(task):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(kdbench.work, "_train_student", fails)
+    monkeypatch.setattr(kdbench.run.work, "_train_student", fails)
     code, out, _ = run_cli(capsys, *suite_run(workdir), "--workers", "1")  # in this process: the stand-in runs
     assert code == 1
     assert "2 cells: 0 reused, 1 trained, 1 failed; teachers: 1 trained, 0 reused from the cache" in out
@@ -63,8 +63,8 @@ def test_the_single_run_default_pairing_names_the_flags_that_give_the_leaderboar
 
     from kdbench.cli import _train_settings, build_parser
     from kdbench.commands.run import leaderboard_note
-    from kdbench.suites import expand, load_suite
-    from kdbench.train import TrainSettings
+    from kdbench.run.suites import expand, load_suite
+    from kdbench.training.loop import TrainSettings
 
     note = leaderboard_note("ml-100k", "BPR:200", "BPR:20", TrainSettings(), TrainSettings())
     assert note.startswith("note: these settings (BPR:200->BPR:20, student lr 0.001, max epochs 300) are not "

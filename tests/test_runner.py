@@ -8,21 +8,21 @@ from dataclasses import replace
 import pytest
 import torch
 
-import kdbench.work as work_module
+import kdbench.run.work as work_module
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.runner import TEACHER, Cell, Runner, run_cells, validate_cells
+from kdbench.run.runner import TEACHER, Cell, Runner, run_cells, validate_cells
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import DistillationStrategy
 from kdbench.strategies.scratch import Scratch
-from kdbench.train import TrainSettings
+from kdbench.training.loop import TrainSettings
 
 SMALL = TrainSettings(max_epochs=2, batch_size=4096)
 ML100K = Cell("ml-100k", BackboneSpec("BPR", 16), BackboneSpec("BPR", 4), "scratch", seed=0, train=SMALL)
 
 
 class FitCounter:
-    """Wraps kdbench.work.fit, recording which model sizes were trained."""
+    """Wraps kdbench.run.work.fit, recording which model sizes were trained."""
 
     def __init__(self, monkeypatch):
         self.trained: list[str] = []

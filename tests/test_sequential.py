@@ -181,8 +181,8 @@ def test_list_shows_the_sequential_backbones_and_the_strategies_each_family_supp
 
 
 def test_the_sequential_suite_resolves_by_name_and_runs_only_supported_strategies():
-    from kdbench.runner import validate_cells
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.runner import validate_cells
+    from kdbench.run.suites import expand, load_suite
 
     suite = load_suite("sequential")
     cells = expand(suite)

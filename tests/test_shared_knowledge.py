@@ -98,8 +98,8 @@ def test_a_teacher_is_forgotten_with_its_model_and_the_kept_bytes_are_bounded(ml
 
 
 def test_load_teacher_registers_the_frozen_teacher_it_caches(ml100k, tmp_path):
-    from kdbench.cells import Cell
-    from kdbench.work import TeacherArtifact, load_teacher
+    from kdbench.run.cells import Cell
+    from kdbench.run.work import TeacherArtifact, load_teacher
 
     model = make_context(ml100k).teacher.model
     artifact = TeacherArtifact.from_state("teacher-key", model.state_dict(), {"test": {}})

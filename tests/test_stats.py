@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kdbench.stats import (
+from kdbench.report.stats import (
     compare, holm, mean_variance, minimum_detectable_effect, paired_matrices, rank_intervals, top_group,
     top_group_of,
 )

@@ -9,10 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kdbench.cells import Cell, cell_from_record
+from kdbench.run.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.record import base_record, identity, teacher_identity
+from kdbench.run.record import base_record, identity, teacher_identity
 from kdbench.run.subsample import check_share, kept_per_user, subsample_rows, subsample_training
 
 

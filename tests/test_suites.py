@@ -6,11 +6,11 @@ import pytest
 import yaml
 
 from kdbench.errors import KdbenchError
-from kdbench.runner import TEACHER
+from kdbench.run.runner import TEACHER
 from kdbench.families import FAMILIES
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import method_names
-from kdbench.suites import expand, load_suite
+from kdbench.run.suites import expand, load_suite
 
 
 def test_the_default_suite_covers_every_strategy_two_pairings_and_five_seeds():
@@ -158,7 +158,7 @@ def test_a_suite_runs_every_cell_under_each_of_its_protocols_with_per_strategy_t
 def test_the_datasets_suite_runs_each_strategy_with_the_default_suite_s_hyperparameters():
     """A strategy's row means the same settings on every dataset: the datasets suite's `hparams`
     (DE's and PCKD's 5 experts) are the default suite's."""
-    from kdbench.suites import bundled_suites
+    from kdbench.run.suites import bundled_suites
 
     default, datasets = (load_suite(bundled_suites()[name]).spec for name in ("default", "datasets"))
     assert datasets["hparams"] == default["hparams"] and default["hparams"]["pckd"] == {"num_experts": 5}

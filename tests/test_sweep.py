@@ -9,8 +9,8 @@ from conftest import run_cli, write_interactions
 from kdbench.families import DEFAULT_PROTOCOL
 from kdbench.families.sequential import LEAVE_ONE_OUT
 from kdbench.errors import KdbenchError
-from kdbench.sweep import sweep_cells, sweep_name, sweep_table
-from kdbench.train import TrainSettings
+from kdbench.run.sweep import sweep_cells, sweep_name, sweep_table
+from kdbench.training.loop import TrainSettings
 from test_cli import workdir  # noqa: F401  (the fixture)
 
 

@@ -1,4 +1,4 @@
-"""The size sweep's rule reads validation NDCG@10, never test (kdbench.sweep)."""
+"""The size sweep's rule reads validation NDCG@10, never test (kdbench.run.sweep)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from kdbench.sweep import sweep_table, write_sweep
-from kdbench.train import TrainSettings
+from kdbench.run.sweep import sweep_table, write_sweep
+from kdbench.training.loop import TrainSettings
 
 OLD_COLUMNS = ["model", "dim", "seeds", "params", "ndcg10_mean", "ndcg10_std", "recall10_mean", "best_epoch",
                "capped", "share_of_largest_%"]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.families import BackboneSpec
-from kdbench.record import identity
+from kdbench.run.record import identity
 from kdbench.strategies import STRATEGIES
-from kdbench.teacher_file import FORMAT, VERSION, parse_teacher, read_teacher_file
+from kdbench.training.teacher_file import FORMAT, VERSION, parse_teacher, read_teacher_file
 
 TOY_K = 8
 
@@ -213,7 +213,7 @@ def test_a_sequential_student_learns_the_same_from_the_file_as_from_the_model(ca
         assert from_file[label]["test"] == from_model[label]["test"], label
         assert from_file[label]["per_user"] == from_model[label]["per_user"], label
     # the runs are current; a changed file makes them stale (its hash is in their identity)
-    from kdbench.verify import verify
+    from kdbench.commands.verify import verify
 
     assert verify(results).stale == []
     _array(tmp_path / "t", "scores.npy", lambda a: a - 1.0)
@@ -225,7 +225,7 @@ def test_the_adapter_gives_the_lists_and_refuses_unlisted_items(toy_teacher):
     import torch
 
     from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
-    from kdbench.teacher_file import FileTeacherAdapter
+    from kdbench.training.teacher_file import FileTeacherAdapter
 
     teacher = read_teacher_file(toy_teacher)
     adapter = FileTeacherAdapter(teacher, "user_id", "item_id")

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from conftest import write_interactions
-from kdbench.checkpoints import cache_key
+from kdbench.store.checkpoints import cache_key
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
-from kdbench.record import read_record, teacher_identity
-from kdbench.suites import expand, load_suite
+from kdbench.run.record import read_record, teacher_identity
+from kdbench.run.suites import expand, load_suite
 from kdbench.tuning.teachers import with_tuned_teachers
 from kdbench.tuning import TuningSettings
 

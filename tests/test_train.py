@@ -14,7 +14,7 @@ from kdbench.backbones import build_model
 from kdbench.families import BackboneSpec
 from kdbench.errors import KdbenchError
 from kdbench.strategies.base import DistillationStrategy
-from kdbench.train import TrainingDiverged, TrainSettings, fit
+from kdbench.training.loop import TrainingDiverged, TrainSettings, fit
 
 
 def _bpr(data, dim: int = 4, seed: int = 0):

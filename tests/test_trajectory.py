@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdbench.trajectory import from_bytes, observed_order, snapshot, to_bytes
+from kdbench.training.trajectory import from_bytes, observed_order, snapshot, to_bytes
 from tests.conftest import make_context
 
 

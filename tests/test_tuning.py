@@ -18,18 +18,18 @@ import optuna
 import pytest
 import yaml
 
-import kdbench.train as train_module
-import kdbench.work as work_module
+import kdbench.training.loop as train_module
+import kdbench.run.work as work_module
 from conftest import write_interactions
-from kdbench.cells import TUNED, Cell
+from kdbench.run.cells import TUNED, Cell
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.runner import Runner
+from kdbench.run.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, CatalogueShare, LogUniform
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.kd import KD
-from kdbench.train import TrainSettings
+from kdbench.training.loop import TrainSettings
 from kdbench.tuning import TuningSettings, read_best, tuned_cells
 
 SUITE = {
@@ -95,7 +95,7 @@ def test_tuning_gives_every_strategy_the_same_budget_and_never_scores_the_test_s
             raise AssertionError("the test split was scored while tuning")
         return original(model, loader, config)
 
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.suites import expand, load_suite
 
     # the teacher (whose own row is scored on test) is trained and cached first; then every
     # scoring call, validation or test, goes through the watched function

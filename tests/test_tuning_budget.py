@@ -12,16 +12,16 @@ import optuna
 import pytest
 import yaml
 
-import kdbench.train as train_module
-import kdbench.work as work_module
+import kdbench.training.loop as train_module
+import kdbench.run.work as work_module
 from conftest import write_interactions
 from kdbench.families import BackboneSpec
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.cli import main
 from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform, Uniform, recordable
 from kdbench.strategies.kd import KD
-from kdbench.train import TrainSettings
+from kdbench.training.loop import TrainSettings
 from kdbench.tuning.trial import HALVING, MEDIAN, PrunerSettings
 from kdbench.tuning import Study, TuningSettings, open_study, read_best
 from kdbench.report.tuning_summary import best_so_far, second_half_gain
@@ -45,8 +45,8 @@ def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("budget")
     write_interactions(root / "data" / "toy" / "toy.inter")
     (root / "suite.yaml").write_text(yaml.safe_dump({**SUITE, "data_path": str(root / "data")}))
-    from kdbench.runner import Runner
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.runner import Runner
+    from kdbench.run.suites import expand, load_suite
 
     Runner(root / "results", root / "cache").teachers(expand(load_suite(root / "suite.yaml")))
     scored, built = [], []
@@ -123,9 +123,9 @@ def test_the_tuned_training_settings_are_what_the_best_trial_trained_with(tuned)
 
 def test_the_objective_is_the_mean_over_both_tuning_seeds_and_every_epoch_is_spent(monkeypatch):
     import kdbench.tuning.trial as trial_module
-    from kdbench.train import FitResult
+    from kdbench.training.loop import FitResult
     from kdbench.tuning.trial import TrialTask, run_trial
-    from kdbench.work import CellTask
+    from kdbench.run.work import CellTask
 
     best = {100: 0.2, 101: 0.3}
 
@@ -254,7 +254,7 @@ def test_a_study_summary_written_before_epoch_budgets_still_reads(tmp_path):
 def test_every_bundled_suite_that_tunes_uses_the_default_suites_protocol_and_budget():
     """Tables of different datasets compare only if each strategy got the same budget on each: a
     bundled suite's `tuning:` block (epochs, seeds, start-up trials, pruner) is the default suite's."""
-    from kdbench.suites import bundled_suites, load_suite
+    from kdbench.run.suites import bundled_suites, load_suite
 
     def settings(name: str) -> TuningSettings:
         return TuningSettings.from_spec(load_suite(bundled_suites()[name]).spec.get("tuning"))
@@ -291,9 +291,9 @@ def test_a_trial_after_defaults_outside_the_space_is_pruned_against_them_not_fai
     """The published defaults may lie outside the search space (DE's anneal_epochs = 1000 against
     [5, 500]); the pruner's in-memory copy of the study must still take that trial's curve."""
     import kdbench.tuning.trial as trial_module
-    from kdbench.train import FitResult
+    from kdbench.training.loop import FitResult
     from kdbench.tuning.trial import TrialTask, mirror_study, run_trial
-    from kdbench.work import CellTask
+    from kdbench.run.work import CellTask
 
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({"anneal_epochs": 1000})
@@ -327,8 +327,8 @@ def test_a_trial_after_defaults_outside_the_space_is_pruned_against_them_not_fai
 
 @pytest.mark.slow
 def test_tuning_again_reports_each_study_s_spent_budget_on_opening_and_runs_nothing(tuned):
-    from kdbench.runner import Runner
-    from kdbench.suites import expand, load_suite
+    from kdbench.run.runner import Runner
+    from kdbench.run.suites import expand, load_suite
     from kdbench.tuning import tune
 
     root = tuned["root"]
@@ -417,9 +417,9 @@ def test_a_cadence_of_5_spends_every_training_epoch_and_prunes_at_the_validated_
     """`eval_every: 5` (the datasets suite's students): validations at 5, 10, ...; every training epoch
     is spent from the budget; successive halving's rungs (10, 30, ...) fall on validated epochs."""
     import kdbench.tuning.trial as trial_module
-    from kdbench.train import FitResult
+    from kdbench.training.loop import FitResult
     from kdbench.tuning.trial import TrialTask, run_trial
-    from kdbench.work import CellTask
+    from kdbench.run.work import CellTask
 
     level = {"value": 0.5}
 

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.cli import main
 from kdbench.families import BackboneSpec
-from kdbench.record import RunStore, base_record
+from kdbench.run.record import RunStore, base_record
 from kdbench.report import write_reports
 
 TEACHER, STUDENT = BackboneSpec("BPR", 16), BackboneSpec("BPR", 4)

@@ -1,7 +1,8 @@
 """The command line: `python -m kdbench run | tune | cost | list | report | sweep | reproduce | verify | data import`.
 
 `parser` declares the commands and their flags, `handlers` turns parsed flags into calls of the use
-cases in `kdbench.commands` and prints their results, `main` dispatches through `handlers.COMMANDS`.
+cases in `kdbench.commands` and prints their results, `main` dispatches through `handlers.COMMANDS`;
+`data` adds the catalogue's `data list` and `data fetch`.
 """
 
 from kdbench.cli.handlers import COMMANDS, _train_settings

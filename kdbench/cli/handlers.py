@@ -21,18 +21,18 @@ from kdbench.commands.sweep import run_sweep
 from kdbench.commands.data_share import run_data_share
 from kdbench.commands.tune import tune_suite
 from kdbench.errors import KdbenchError
-from kdbench.importer import import_dataset
-from kdbench.inference_cost import SYNTHETIC_USERS
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.paths import check_folder
+from kdbench.data.importer import import_dataset
+from kdbench.run.inference_cost import SYNTHETIC_USERS
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.store.paths import check_folder
 from kdbench.report.tuning_summary import BEST_VALUE
-from kdbench.datasets.commands import run_data_command
-from kdbench.record import cpu_model
-from kdbench.reproduce import CROSS_CPU_TOLERANCE, reproduce
-from kdbench.teacher_file import is_file_teacher
-from kdbench.train import TrainSettings
+from kdbench.cli.data import run_data_command
+from kdbench.run.record import cpu_model
+from kdbench.run.reproduce import CROSS_CPU_TOLERANCE, reproduce
+from kdbench.training.teacher_file import is_file_teacher
+from kdbench.training.loop import TrainSettings
 from kdbench.run.locations import drop_locations
-from kdbench.verify import run_roots, verify
+from kdbench.commands.verify import run_roots, verify
 
 
 def _names(values: list[str] | None) -> list[str] | None:
@@ -254,7 +254,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 
 def data(args: argparse.Namespace) -> int:
-    """`data import` here; the catalogue's actions (`list`, `fetch`) in `kdbench.datasets.commands`."""
+    """`data import` here; the catalogue's actions (`list`, `fetch`) in `kdbench.cli.data`."""
     return data_import(args) if args.data_command == "import" else run_data_command(args)
 
 

@@ -13,8 +13,8 @@ import os
 from kdbench.commands.run import SINGLE_STUDENT, SINGLE_TEACHER
 from kdbench.families import PROTOCOLS
 from kdbench.executors import EXECUTORS
-from kdbench.datasets.commands import add_data_commands
-from kdbench.importer import FORMATS
+from kdbench.cli.data import add_data_commands
+from kdbench.data.importer import FORMATS
 
 
 def _positive_int(text: str) -> int:

@@ -7,9 +7,10 @@ command line (`kdbench.cli`) only parses flags into these arguments and prints t
 - `tune`: every strategy of a suite with the same Optuna budget.
 - `sweep`: a backbone from scratch at several sizes.
 - `cost`: inference cost per model shape of a suite.
-- `reproduce`: a published table's suite, run and compared (one stored run again: `kdbench.reproduce`).
+- `reproduce`: a published table's suite, run and compared (one stored run again: `kdbench.run.reproduce`).
 - `report`: the leaderboards and the reproduction table, rebuilt from stored runs.
 - `listing`: what kdbench knows (datasets, backbones, strategies, tuned hyperparameters).
+- `verify`: the stored results parse and are current, and the leaderboards match `report`.
 
-Checking stored results is `kdbench.verify.verify`; importing a dataset `kdbench.importer.import_dataset`.
+Importing a dataset is `kdbench.data.importer.import_dataset`.
 """

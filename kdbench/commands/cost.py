@@ -1,5 +1,5 @@
 """`cost`: the inference cost of every model shape of a suite, measured once per sitting (a teacher
-and its students, interleaved; `kdbench.inference_cost`), written to RESULTS_DIR/cost/. Sequential
+and its students, interleaved; `kdbench.run.inference_cost`), written to RESULTS_DIR/cost/. Sequential
 shapes are measured per query on their dataset only (no synthetic catalogues)."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from kdbench import inference_cost
+from kdbench.run import inference_cost
 from kdbench.commands.execution import progress_note
-from kdbench.data import check_dataset
+from kdbench.data.loading import check_dataset
 from kdbench.errors import KdbenchError
-from kdbench.paths import check_folder
-from kdbench.suites import expand, load_suite
+from kdbench.store.paths import check_folder
+from kdbench.run.suites import expand, load_suite
 
 
 def measure_costs(results_dir: str | Path, cache_dir: str | Path, suite_file: str | None, quick: bool, *,

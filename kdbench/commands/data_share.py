@@ -15,19 +15,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.commands.execution import Execution, execute_cells, progress_note
-from kdbench.data import check_dataset
+from kdbench.data.loading import check_dataset
 from kdbench.report.data_share import DEFAULT_SHARES, share_cells, share_root, share_text, write_data_share
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec, default_protocol, family_of
-from kdbench.paths import check_folder
-from kdbench.record import DEFAULTS, SCRATCH, TEACHER, TUNED
+from kdbench.store.paths import check_folder
+from kdbench.run.record import DEFAULTS, SCRATCH, TEACHER, TUNED
 from kdbench.report import load_tuning
 from kdbench.report.tuning_summary import BEST_VALUE
-from kdbench.stored import read_mapping
+from kdbench.store.reading import read_mapping
 from kdbench.run.subsample import check_share
-from kdbench.suites import expand, load_suite
+from kdbench.run.suites import expand, load_suite
 from kdbench.tuning import Study, tuned_cells
 
 TOP = 3  # strategies chosen from the tuning studies when none are named

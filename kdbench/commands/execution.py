@@ -10,12 +10,12 @@ from typing import Callable
 
 from tqdm import tqdm
 
-import kdbench.runner
-from kdbench.cells import Cell
+import kdbench.run.runner
+from kdbench.run.cells import Cell
 from kdbench.families import get_protocol
 from kdbench.executors import Executor, default_workers, make_executor
 from kdbench.report import load_tuning
-from kdbench.runner import Runner, validate_cells
+from kdbench.run.runner import Runner, validate_cells
 from kdbench.strategies.base import method_names
 
 
@@ -80,7 +80,7 @@ def execute_cells(cells: list[Cell], results_dir: Path, execution: Execution, ch
     runner.executor = execution.executor_for(
         len(cells) if execution.force else sum(not runner.is_done(c) for c in cells))
     try:
-        records = kdbench.runner.run_cells(runner, cells)  # looked up here: tests stand in for it
+        records = kdbench.run.runner.run_cells(runner, cells)  # looked up here: tests stand in for it
     except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM (`kdbench.executors.lifetime`): say what stays
         interrupt.kept = (f"{len(runner.written)} cell(s) finished in this run are kept in {runner.store.runs}"
                           f" ({runner.reused} were already there)")

@@ -1,5 +1,5 @@
 """`export-teacher`: write a kdbench teacher (trained now, or from the cache) as a teacher file
-(`kdbench.teacher_file`), so that distilling from the file and from the model can be compared and
+(`kdbench.training.teacher_file`), so that distilling from the file and from the model can be compared and
 a file teacher can stand in for any model a student learns from."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-from kdbench.cells import TEACHER, Cell
+from kdbench.run.cells import TEACHER, Cell
 from kdbench.commands.execution import Execution, progress_note
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec, default_protocol, family_of
-from kdbench.paths import check_folder
-from kdbench.runner import Runner, validate_cells
+from kdbench.store.paths import check_folder
+from kdbench.run.runner import Runner, validate_cells
 from kdbench.strategies.knowledge import scores_of_lists, teacher_top_n
-from kdbench.teacher_file import HEADER, PREFIX, write_teacher_file
-from kdbench.train import TrainSettings
-from kdbench.work import load_teacher, prepared_data
+from kdbench.training.teacher_file import HEADER, PREFIX, write_teacher_file
+from kdbench.training.loop import TrainSettings
+from kdbench.run.work import load_teacher, prepared_data
 
 DEFAULT_K = 100
 

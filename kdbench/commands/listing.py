@@ -9,8 +9,8 @@ from typing import Iterator
 from tabulate import tabulate
 
 from kdbench.backbones import OPTION_KEYS, REPRESENTATIONS
-from kdbench.data import BUNDLED_DATASETS, downloadable_datasets
-from kdbench.datasets.catalogue import CATALOGUE
+from kdbench.data.loading import BUNDLED_DATASETS, downloadable_datasets
+from kdbench.data.catalogue import CATALOGUE
 from kdbench.families import FAMILIES
 from kdbench.families.general import general_recommenders
 from kdbench.families.sequential import SEQUENTIAL_MODELS

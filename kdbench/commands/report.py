@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kdbench.errors import KdbenchError
-from kdbench.paths import check_folder
+from kdbench.store.paths import check_folder
 from kdbench.report import write_reports
 from kdbench.report.changes import CHANGES_NAME, read_leaderboard_csv, write_changes
 from kdbench.report.reproduction import write_reproduction_report

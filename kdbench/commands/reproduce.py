@@ -1,6 +1,6 @@
 """`reproduce --suite`: a suite with a published table (`paper:`) run into
 RESULTS_DIR/reproduction/NAME/ and compared with the paper in RESULTS_DIR/reproduction.md and .csv
-(`kdbench.report.reproduction`). One stored run again is `kdbench.reproduce.reproduce`."""
+(`kdbench.report.reproduction`). One stored run again is `kdbench.run.reproduce.reproduce`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 from kdbench.commands.execution import Execution, execute_cells, resolve_protocols
 from kdbench.errors import KdbenchError, choices
-from kdbench.paths import check_folder
+from kdbench.store.paths import check_folder
 from kdbench.report.reproduction import reproduction_folder, write_paper, write_reproduction_report
-from kdbench.record import METRICS
-from kdbench.suites import Suite, expand, load_suite, suite_protocols
+from kdbench.run.record import METRICS
+from kdbench.run.suites import Suite, expand, load_suite, suite_protocols
 
 
 def reproduce_suite(results_dir: str | Path, execution: Execution, suite_file: str,

@@ -8,18 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.commands.execution import (
     Execution, execute_cells, failed_records, progress_note, resolve_protocols, resolve_strategies,
 )
-from kdbench.datasets.offline import set_aside_missing
+from kdbench.data.offline import set_aside_missing
 from kdbench.families import BackboneSpec, default_protocol
-from kdbench.paths import check_folder
+from kdbench.store.paths import check_folder
 from kdbench.report import write_reports
-from kdbench.runner import Runner
-from kdbench.suites import expand, load_suite
-from kdbench.teacher_file import PREFIX as TEACHER_FILE, parse_teacher
-from kdbench.train import TrainSettings
+from kdbench.run.runner import Runner
+from kdbench.run.suites import expand, load_suite
+from kdbench.training.teacher_file import PREFIX as TEACHER_FILE, parse_teacher
+from kdbench.training.loop import TrainSettings
 from kdbench.tuning.teachers import with_tuned_teachers
 from kdbench.tuning import TuningSettings, tuned_cells
 

@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.record import SCRATCH, TEACHER
-from kdbench.runner import Runner
-from kdbench.stored import read_mapping
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.run.record import SCRATCH, TEACHER
+from kdbench.run.runner import Runner
+from kdbench.store.reading import read_mapping
 
 TOP_ROWS = 3  # students shown per table
 

@@ -1,5 +1,5 @@
 """`sweep`: a backbone trained from scratch at several sizes (the largest is the reference), written
-as results/size_sweep_DATASET_MODEL.md/.csv (`kdbench.sweep`)."""
+as results/size_sweep_DATASET_MODEL.md/.csv (`kdbench.run.sweep`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 from kdbench.families import BackboneSpec
 from kdbench.commands.execution import Execution, execute_cells
-from kdbench.data import check_dataset
-from kdbench.paths import check_folder
-from kdbench.sweep import SWEEP_FOLDER, sweep_cells, write_sweep
-from kdbench.train import TrainSettings
+from kdbench.data.loading import check_dataset
+from kdbench.store.paths import check_folder
+from kdbench.run.sweep import SWEEP_FOLDER, sweep_cells, write_sweep
+from kdbench.training.loop import TrainSettings
 
 
 def run_sweep(results_dir: str | Path, execution: Execution, dataset: str, model: str, dims: list[int],

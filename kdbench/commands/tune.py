@@ -10,13 +10,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from kdbench.cells import TEACHER
+from kdbench.run.cells import TEACHER
 from kdbench.commands.execution import Execution, progress_note, resolve_protocols, resolve_strategies
 from kdbench.errors import KdbenchError
-from kdbench.paths import check_folder
+from kdbench.store.paths import check_folder
 from kdbench.report.tuning_summary import read_meta, record_invocation, write_tuning_report
-from kdbench.runner import Runner, validate_cells
-from kdbench.suites import expand, load_suite
+from kdbench.run.runner import Runner, validate_cells
+from kdbench.run.suites import expand, load_suite
 from kdbench.tuning.teachers import tune_teachers, with_tuned_teachers
 from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
 

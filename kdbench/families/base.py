@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from kdbench.backbones import MODELS, BackboneAdapter, ModelCard
-from kdbench.data import DEFAULT_SPLIT_SEED, PreparedData
+from kdbench.data.loading import DEFAULT_SPLIT_SEED, PreparedData
 from kdbench.errors import KdbenchError, choices
 from kdbench.registry import Registry
 from kdbench.strategies import STRATEGIES

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from kdbench.backbones import BackboneAdapter, ModelCard
-from kdbench.data import PROTOCOL, TIME_FIELD, PreparedData, build_config, check_dataset
+from kdbench.data.loading import PROTOCOL, TIME_FIELD, PreparedData, build_config, check_dataset
 from kdbench.errors import KdbenchError
 from kdbench.families.base import Family, Protocol, register_family
 from kdbench.strategies import DistillationContext

@@ -2,7 +2,7 @@
 adapter that scores them.
 
 A *query* is one prediction point: a user's items in time order up to (not including) the item to
-predict, truncated to the last `data.MAX_SEQUENCE_LENGTH` (the model's input). RecBole's sequential
+predict, truncated to the last `loading.MAX_SEQUENCE_LENGTH` (the model's input). RecBole's sequential
 dataset makes one training row per prediction point of each user's training part (`u: <i1> | i2`,
 `u: <i1, i2> | i3`, ...; `SequentialDataset.data_augmentation`); kdbench numbers these rows
 `query_id` 1..Q (0 is a padding query, as RecBole's user 0) and keeps their inputs in a
@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from kdbench.backbones import BackboneAdapter, ModelCard
-from kdbench.data import (BUNDLED_DATASETS, TIME_FIELD, TOPK, PreparedData, atomic_columns, build_config,
+from kdbench.data.loading import (BUNDLED_DATASETS, TIME_FIELD, TOPK, PreparedData, atomic_columns, build_config,
                           bundled_dataset_dir, check_dataset, dataset_root)
 from kdbench.errors import KdbenchError
 from kdbench.families.base import Family, Protocol, register_family

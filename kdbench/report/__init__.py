@@ -5,7 +5,7 @@ One module per job, in the order data flows through them:
 
 - `load`: the stored files (runs, tuning summaries, inference-cost measurements) as flat tables.
 - `aggregation`: one leaderboard row per strategy and table, with the tests against scratch
-  (statistics in `kdbench.stats`); `schema` names its columns after the primary metric.
+  (statistics in `kdbench.report.stats`); `schema` names its columns after the primary metric.
 - `tables`: the other tables: inference cost and speed-ups, compression curves, detectable effects.
 - `leaderboard`: all of the above, built once (`build_leaderboard`) into a `Leaderboard`.
 - rendering: `markdown` (with `legend`, its fixed prose, and `formatting`, how a value reads),

@@ -1,7 +1,7 @@
 """The leaderboard's rows: runs -> one row per strategy and table, with the tests against scratch.
 
 Significance, per strategy against scratch (same dataset and pairing), on the primary metric
-(`kdbench.metrics.PRIMARY_METRIC`, NDCG@10); the statistics themselves are in `kdbench.stats`.
+(`kdbench.evaluation.metrics.PRIMARY_METRIC`, NDCG@10); the statistics themselves are in `kdbench.report.stats`.
 Each seed's run is paired with scratch's run of the same seed, and users by id, on the seeds both
 have and the users all those runs scored:
 
@@ -24,7 +24,7 @@ By user group (`kdbench.report.groups`): the same change, interval, mixed-model 
 on the light users only and on the heavy users only (columns `*_light`, `*_heavy`; not
 Holm-corrected), for runs that record their test users' training interactions.
 
-Beyond accuracy (`kdbench.beyond`): `<metric>@10_mean`, the mean over ok seeds of ItemCoverage,
+Beyond accuracy (`kdbench.evaluation.beyond`): `<metric>@10_mean`, the mean over ok seeds of ItemCoverage,
 AveragePopularity, TailPercentage and GiniIndex of the test users' top 10, for every row.
 
 Per table, among its students (`kdbench.report.ranking`): the top group (not significantly
@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ttest_rel, wilcoxon
 
-from kdbench import stats
-from kdbench.beyond import BEYOND_METRICS
-from kdbench.metrics import PRIMARY_METRIC
+from kdbench.report import stats
+from kdbench.evaluation.beyond import BEYOND_METRICS
+from kdbench.evaluation.metrics import PRIMARY_METRIC
 from kdbench.report.groups import GROUP_COLUMNS, dataset_groups, group_tests
 from kdbench.report.ranking import ranking_columns
 from kdbench.report.schema import (
@@ -56,7 +56,7 @@ from kdbench.report.schema import (
 )
 from kdbench.report.tables import shape_cost
 from kdbench.report.values import finite, first_text, first_valid, is_sequential, ratio, spec_key
-from kdbench.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
+from kdbench.run.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
 
 NO_TEST: dict[str, Any] = {
     "rel_change_ci_low": math.nan, "rel_change_ci_high": math.nan, "p_value_mixed": math.nan,

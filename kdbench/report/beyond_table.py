@@ -1,6 +1,6 @@
 """The leaderboard's beyond-accuracy table: under each quality table, the teacher (the reference),
 scratch and every strategy's ItemCoverage@10, AveragePopularity@10, TailPercentage@10 and
-GiniIndex@10 on the test users' top 10 (`kdbench.beyond`; the `*@10_mean` columns of
+GiniIndex@10 on the test users' top 10 (`kdbench.evaluation.beyond`; the `*@10_mean` columns of
 `report.aggregation`). Does the student inherit its teacher's popularity bias, and which methods
 (UnKD by design) reduce it? Shown only for tables where some run records the metrics.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from kdbench.beyond import BEYOND_K, BEYOND_METRICS, TAIL_RATIO
-from kdbench.record import SCRATCH, TEACHER
+from kdbench.evaluation.beyond import BEYOND_K, BEYOND_METRICS, TAIL_RATIO
+from kdbench.run.record import SCRATCH, TEACHER
 from kdbench.report.formatting import fmt, pct
 from kdbench.report.values import finite
 

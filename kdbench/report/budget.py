@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from kdbench.record import TEACHER
+from kdbench.run.record import TEACHER
 
 EPOCHS = "epochs"
 

@@ -16,9 +16,9 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.errors import KdbenchError
-from kdbench.metrics import PRIMARY_METRIC
+from kdbench.evaluation.metrics import PRIMARY_METRIC
 from kdbench.report.formatting import fmt, mean_std
 from kdbench.report.values import finite
 

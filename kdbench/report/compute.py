@@ -21,7 +21,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from kdbench.report.formatting import duration
-from kdbench.record import TEACHER
+from kdbench.run.record import TEACHER
 
 # column -> the run column (`report.load.RUN_FIELDS`) it sums
 PARTS = {"training": "train_seconds", "validation": "eval_seconds", "test": "test_seconds",

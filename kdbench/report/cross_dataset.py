@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from kdbench import stats
-from kdbench.datasets.catalogue import CATALOGUE
+from kdbench.report import stats
+from kdbench.data.catalogue import CATALOGUE
 from kdbench.report.schema import PRIMARY_MEAN, VS_SCRATCH
 from kdbench.report.values import is_sequential
-from kdbench.record import SCRATCH, TEACHER, TUNED
+from kdbench.run.record import SCRATCH, TEACHER, TUNED
 
 ALPHA = 0.05  # of the Holm-adjusted primary test: a win or a loss against tuned scratch
 MIN_DATASETS = 2  # an answer across datasets needs at least this many

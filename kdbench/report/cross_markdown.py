@@ -10,7 +10,7 @@ from kdbench.report.cross_dataset import (
     ALPHA, GENERAL, LOSS, MIN_DATASETS, SPARSE_DENSITY, WIN, CrossDataset, density,
 )
 from kdbench.report.formatting import interval, pct
-from kdbench.record import SCRATCH
+from kdbench.run.record import SCRATCH
 
 MARKS = {WIN: " ▲", LOSS: " ▼"}
 TITLES = {GENERAL: "General recommenders", "sequential": "Sequential recommenders"}

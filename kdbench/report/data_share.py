@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from kdbench import atomic
-from kdbench.cells import Cell
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.record import DEFAULTS, SCRATCH, TEACHER, safe_name
+from kdbench.store import atomic
+from kdbench.run.cells import Cell
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.run.record import DEFAULTS, SCRATCH, TEACHER, safe_name
 
 DATA_SHARE_FOLDER = "data_share"  # results/data_share/share-<s>/runs/...
 DEFAULT_SHARES = (0.25, 0.5, 1.0)

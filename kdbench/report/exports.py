@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.report.leaderboard import Leaderboard
 from kdbench.report.schema import COLUMNS
 from kdbench.report.values import sig

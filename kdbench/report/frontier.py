@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from kdbench.record import DEFAULTS, SCRATCH, TEACHER
+from kdbench.run.record import DEFAULTS, SCRATCH, TEACHER
 from kdbench.report.formatting import fmt
 from kdbench.report.schema import PRIMARY_MEAN
 from kdbench.report.tables import LATENCY_BATCH, THROUGHPUT_BATCH

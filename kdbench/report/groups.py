@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.stats import paired_matrices
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.report.stats import paired_matrices
 
 LIGHT, MIDDLE, HEAVY = "light", "middle", "heavy"
 GROUPS = (LIGHT, HEAVY)  # the groups the leaderboard reports

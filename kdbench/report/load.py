@@ -11,14 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from kdbench.beyond import BEYOND_METRICS
-from kdbench.inference_cost import check_cost
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.record import DEFAULTS, FLAT_FIELDS, METRICS, RunStore, dataset_label, record_protocol
-from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
+from kdbench.evaluation.beyond import BEYOND_METRICS
+from kdbench.run.inference_cost import check_cost
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.run.record import DEFAULTS, FLAT_FIELDS, METRICS, RunStore, dataset_label, record_protocol
+from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 
 # One row per stored run: the record's flat fields (`record.FLAT_FIELDS`), and the beyond-accuracy
-# metrics on the test users' top 10 (kdbench.beyond; NaN in records before issue 27).
+# metrics on the test users' top 10 (kdbench.evaluation.beyond; NaN in records before issue 27).
 RUN_FIELDS = {**FLAT_FIELDS, **{metric: ("beyond", metric) for metric in BEYOND_METRICS}}
 ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 

@@ -30,7 +30,7 @@ from kdbench.report.schema import (
 from kdbench.report.teachers import teacher_line
 from kdbench.report.tables import LATENCY_BATCH, RATIO_TOLERANCE, THROUGHPUT_BATCH
 from kdbench.report.values import finite, is_sequential, spec_key
-from kdbench.record import SCRATCH, TEACHER, TUNED, VARIANT_TITLES
+from kdbench.run.record import SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
               "Recall@10", "Recall@20", "p", "p Holm", "p vs leader", "p seeds", "seeds", "params", "× smaller",

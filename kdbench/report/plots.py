@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.report.schema import PRIMARY_CI_HIGH, PRIMARY_CI_LOW, PRIMARY_MEAN, TEACHER_PRIMARY
-from kdbench.record import DEFAULTS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES
+from kdbench.run.record import DEFAULTS, SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 
 FAMILY_COLOURS = {TEACHER: "black", "baseline": "tab:gray", "response": "tab:blue", "feature": "tab:orange",
                   "ranking": "tab:green", "topology": "tab:red", "compression": "tab:purple"}  # fixed, so plots compare across reports

@@ -1,7 +1,7 @@
 """The ranking of one table: which students share the lead, and how sure each rank is.
 
 Among a table's students (scratch included, the teacher row excluded: it is another model), on the
-per-user primary metric paired by seed and user id (`kdbench.stats`):
+per-user primary metric paired by seed and user id (`kdbench.report.stats`):
 
 - `top_group`: the leader (the table's best-ranked student) tested against every other student with
   the seed-bounded crossed-model test, Holm-adjusted over those m - 1 comparisons
@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from kdbench import stats
-from kdbench.record import TEACHER
+from kdbench.report import stats
+from kdbench.run.record import TEACHER
 
 RANK_COLUMNS = ("rank_low", "rank_high", "top_group", "p_value_vs_leader", "p_value_vs_leader_holm")
 TOP_ALPHA = 0.05

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.families import PROTOCOLS
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.record import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
-from kdbench.stored import read_mapping
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.run.record import METRICS, SCRATCH, TEACHER, RunStore, record_protocol, safe_name
+from kdbench.store.reading import read_mapping
 
 FOLDER = "reproduction"
 PAPER_FILE = "paper.json"

@@ -4,10 +4,10 @@ levels behind them. The CSV and JSON carry `COLUMNS` in this order; the Markdown
 
 from __future__ import annotations
 
-from kdbench.beyond import BEYOND_METRICS
-from kdbench.metrics import PRIMARY_METRIC
+from kdbench.evaluation.beyond import BEYOND_METRICS
+from kdbench.evaluation.metrics import PRIMARY_METRIC
 from kdbench.report.groups import GROUP_COLUMNS
-from kdbench.record import METRICS
+from kdbench.run.record import METRICS
 
 CONFIDENCE, POWER = 0.95, 0.8  # of the relative-change interval; of the minimum detectable effect
 

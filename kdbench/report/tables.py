@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from kdbench import stats
+from kdbench.report import stats
 from kdbench.report.load import COST_COLUMNS
 from kdbench.report.schema import (
     CONFIDENCE, POWER, PRIMARY_CI_HIGH, PRIMARY_CI_LOW, PRIMARY_MEAN, PRIMARY_STD, TEACHER_PRIMARY,
 )
 from kdbench.report.values import ratio, spec_key
-from kdbench.record import SCRATCH, TEACHER
+from kdbench.run.record import SCRATCH, TEACHER
 
 THROUGHPUT_BATCH, LATENCY_BATCH = 256, 1
 RATIO_TOLERANCE = 0.2  # a speed-up within 20% of the roofline's counts as matching it

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from kdbench.record import TEACHER, safe_name
-from kdbench.stored import TUNING_SUMMARY_ADVICE, read_mapping
+from kdbench.run.record import TEACHER, safe_name
+from kdbench.store.reading import TUNING_SUMMARY_ADVICE, read_mapping
 
 KNOBS = ("learning_rate", "weight_decay")
 

@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from kdbench import atomic
-from kdbench.cells import TEACHER
-from kdbench.metrics import VALID_PRIMARY_METRIC
-from kdbench.record import SCRATCH, safe_name
-from kdbench.stored import DamagedFile, read_mapping
+from kdbench.store import atomic
+from kdbench.run.cells import TEACHER
+from kdbench.evaluation.metrics import VALID_PRIMARY_METRIC
+from kdbench.run.record import SCRATCH, safe_name
+from kdbench.store.reading import DamagedFile, read_mapping
 from kdbench.tuning import read_summary
 
 META = "meta.json"

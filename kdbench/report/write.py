@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.report.exports import leaderboard_payload, render_csv, render_json
 from kdbench.report.frontier import has_compression, plot_frontier
 from kdbench.report.leaderboard import Leaderboard, build_leaderboard
 from kdbench.report.markdown import render_markdown_page
 from kdbench.report.page import PAGE_NAME, render_page
 from kdbench.report.plots import plot_compression, plot_pareto
-from kdbench.stored import read_mapping
+from kdbench.store.reading import read_mapping
 
 META_ADVICE = "restore it or delete it (the leaderboard header then omits the command)"
 

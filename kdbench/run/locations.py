@@ -3,7 +3,7 @@
 
 A record names its data by dataset name and `data_fingerprint`; the folder it was read from on the
 machine that ran it says nothing about the run and leaks that machine's layout into a committed
-file. New records of catalogue datasets never hold one (`datasets.location.recorded_data_path`).
+file. New records of catalogue datasets never hold one (`data.location.recorded_data_path`).
 Older ones can: `drop_locations` rewrites exactly the fields `recorded_data_path` would have left
 out (`config.data_path` of a catalogue dataset). The identity comparison ignores location fields
 (`record.LOCATION_FIELDS`), so a rewritten record stays current and reads back as the same cell; only
@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from kdbench import atomic
-from kdbench.datasets.location import recorded_data_path
-from kdbench.record import RunStore
-from kdbench.stored import DamagedFile
+from kdbench.store import atomic
+from kdbench.data.location import recorded_data_path
+from kdbench.run.record import RunStore
+from kdbench.store.reading import DamagedFile
 
 _ABSOLUTE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows drive, UNC
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.families import family_of, load_data
 from kdbench.run.subsample import subsample_training
-from kdbench.teacher_file import check_against_split, is_file_teacher, read_teacher_file
+from kdbench.training.teacher_file import check_against_split, is_file_teacher, read_teacher_file
 
 
 class Splits:

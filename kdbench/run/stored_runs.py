@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.errors import KdbenchError
-from kdbench.record import RunRecord, RunStore, failed_record, is_current
+from kdbench.run.record import RunRecord, RunStore, failed_record, is_current
 from kdbench.run import claims
-from kdbench.stored import DamagedFile
+from kdbench.store.reading import DamagedFile
 
 
 class StoredRuns:

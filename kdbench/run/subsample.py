@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from kdbench.data import PreparedData
+from kdbench.data.loading import PreparedData
 from kdbench.errors import KdbenchError
 
 FULL_SHARE = 1.0  # the whole training split: no subsample, and nothing in the cell's identity

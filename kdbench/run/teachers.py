@@ -7,7 +7,7 @@ trained again (`heal=False` stops instead). A teacher file (`--teacher file:PATH
 or cached: it is handed to the students as an empty artifact, which the worker replaces by the file
 (`work.build_student_run`). Processes sharing the cache claim a teacher before training it
 (`run.claims`), so each teacher is trained once; the others wait and load it. A teacher of an
-ensemble strategy (HetComp) also brings its training trajectory (`kdbench.trajectory`), a file
+ensemble strategy (HetComp) also brings its training trajectory (`kdbench.training.trajectory`), a file
 beside its weights: a teacher cached without one is trained again (same seed) to record it.
 """
 
@@ -18,22 +18,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from kdbench import atomic
-from kdbench.cells import Cell
-from kdbench.checkpoints import (
+from kdbench.store import atomic
+from kdbench.run.cells import Cell
+from kdbench.store.checkpoints import (
     DamagedCheckpoint, cache_key, clear_partial, load_checkpoint, quarantine, save_checkpoint,
 )
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor
 from kdbench.families import BackboneSpec
-from kdbench.record import teacher_identity
+from kdbench.run.record import teacher_identity
 from kdbench.strategies import STRATEGIES
-from kdbench.teacher_file import is_file_teacher
-from kdbench.trajectory import file_name as trajectory_file
-from kdbench.trajectory import from_bytes
+from kdbench.training.teacher_file import is_file_teacher
+from kdbench.training.trajectory import file_name as trajectory_file
+from kdbench.training.trajectory import from_bytes
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim
-from kdbench.work import CellTask, TeacherArtifact, run_task
+from kdbench.run.work import CellTask, TeacherArtifact, run_task
 
 
 def ensemble_cells(cell: Cell) -> list[Cell]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from kdbench.cells import TEACHER, Cell
-from kdbench.data import check_dataset, dataset_size
+from kdbench.run.cells import TEACHER, Cell
+from kdbench.data.loading import check_dataset, dataset_size
 from kdbench.errors import KdbenchError, choices
 from kdbench.families import BackboneSpec, check_pairing, get_protocol
-from kdbench.memory import check_memory
+from kdbench.run.memory import check_memory
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.composite import part_hparams
-from kdbench.teacher_file import is_file_teacher, read_teacher_file
+from kdbench.training.teacher_file import is_file_teacher, read_teacher_file
 
 
 def validate_cells(cells: Iterable[Cell], device: str = "cpu") -> list[Cell]:

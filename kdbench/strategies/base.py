@@ -69,14 +69,14 @@ class DistillationContext:
     neg_iid_field: str
     device: torch.device
     seed: int = 0
-    # The ensemble's training trajectories (`kdbench.trajectory`), the pairing's teacher first, for a
+    # The ensemble's training trajectories (`kdbench.training.trajectory`), the pairing's teacher first, for a
     # strategy that declares `ensemble_teachers` (HetComp); empty otherwise.
     trajectories: tuple[dict[str, torch.Tensor], ...] = ()
 
     @classmethod
     def build(cls, data, student: nn.Module, teacher: nn.Module | None = None, device: str = "cpu",
               seed: int = 0) -> "DistillationContext":
-        """The context of a run on `data` (a kdbench.data.PreparedData): the one place runner,
+        """The context of a run on `data` (a kdbench.data.loading.PreparedData): the one place runner,
         tuner, tests and benchmarks build it."""
         fields = (data.uid_field, data.iid_field)
         return cls(
@@ -101,7 +101,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     runs on those all its parts declare. `variant_of`: the registered strategy this one is a variant
     of (another sampling scheme of the same paper, say). Variants run when named; `all` (the default
     suite's leaderboard, `tune --all`) keeps one row per method and leaves them out.
-    `file_teacher`: the strategy can learn from a teacher file (`kdbench.teacher_file`: top-K lists
+    `file_teacher`: the strategy can learn from a teacher file (`kdbench.training.teacher_file`: top-K lists
     and scores, item embeddings), reading no more of each list than this hyperparameter says (its
     `top_n` or `K`, which must not exceed the file's K); None (the default): it needs the teacher
     model itself (scores off the lists, a forward pass, hidden features).
@@ -155,7 +155,7 @@ class DistillationStrategy(nn.Module):
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
-    # The strategy learns from the training trajectories (`kdbench.trajectory`) of an ensemble: the
+    # The strategy learns from the training trajectories (`kdbench.training.trajectory`) of an ensemble: the
     # pairing's teacher and the teachers `ensemble_teachers` names; the runner trains or loads each
     # one through the teacher cache and hands their trajectories over in the context (HetComp).
     needs_trajectories: ClassVar[bool] = False

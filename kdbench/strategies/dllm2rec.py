@@ -3,7 +3,7 @@
 Cui et al., "Distillation Matters: Empowering Sequential Recommenders to Match the Performance of
 Large Language Models", RecSys 2024; reference code
 istarryn/DLLM2Rec (`main.py`). The teacher (an LLM recommender there) is read as its per-query
-top-K lists, their confidences and its item embeddings: a teacher file (`kdbench.teacher_file`)
+top-K lists, their confidences and its item embeddings: a teacher file (`kdbench.training.teacher_file`)
 or any kdbench teacher, read through the same knowledge functions.
 """
 

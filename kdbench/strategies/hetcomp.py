@@ -8,7 +8,7 @@ pairing's own teacher, if named, is not repeated). The default, BPR:64+LightGCN:
 default suite's BPR:64 and LightGCN:64 pairings each a BPR + LightGCN ensemble; the other teachers
 are trained and cached as the pairing's teacher is, with its training settings and seed.
 
-Knowledge. Each teacher x brings its trajectory (`kdbench.trajectory`): its top-K unobserved items
+Knowledge. Each teacher x brings its trajectory (`kdbench.training.trajectory`): its top-K unobserved items
 at epochs of its training. Of those, `checkpoints` lists per teacher, easy to hard: `checkpoints - 1` recorded epochs evenly
 spaced from the first, then the converged (best) teacher's. Each user u follows, per teacher, its
 own checkpoint v_x(u), all starting at the first. The ensemble's list of u is the top K of
@@ -38,7 +38,7 @@ alpha [1, 1.2], p [5, 20], T log-uniform [1, 100]. On ml-100k (BPR:32 + LightGCN
 
 Deviations from the reference: the student keeps its own base loss (the reference trains on the KD
 loss alone) and the loss is averaged over users (the reference sums them); checkpoints are evenly
-spaced recorded epochs (every 5, `kdbench.trajectory`) up to the teacher's best, not hand-picked;
+spaced recorded epochs (every 5, `kdbench.training.trajectory`) up to the teacher's best, not hand-picked;
 the ensemble weighs teachers equally (the reference's per-user importance of each teacher is
 precomputed offline and not published); the student's negatives are RecBole's, without the
 reference's exclusion of hidden positives; DKC distances are not rounded to 4 digits; DKC runs at
@@ -72,7 +72,7 @@ from kdbench.strategies._list_scores import list_scores
 from kdbench.strategies.base import DistillationStrategy, register_strategy
 from kdbench.strategies.knowledge import scoring_mode, teacher_top_n
 
-TRAJECTORY_K = 100  # the recorded lists' length (kdbench.trajectory.K)
+TRAJECTORY_K = 100  # the recorded lists' length (kdbench.training.trajectory.K)
 DKC_K = 50  # the NDCG cut-off of DKC's distance
 DECAY = 0.995  # DKC's threshold decay per p epochs
 CLAMP = 40.0

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from kdbench.cells import TEACHER, TUNED, Cell
-from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
+from kdbench.run.cells import TEACHER, TUNED, Cell
+from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
 from kdbench.tuning.studies import Study
 

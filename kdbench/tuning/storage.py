@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.errors import KdbenchError
-from kdbench.stored import DamagedFile
+from kdbench.store.reading import DamagedFile
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 FORCE_ADVICE = "pass --force to start it again"

@@ -36,21 +36,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from kdbench import atomic
-from kdbench.cells import TEACHER, TUNED, Cell, identity_differences
-from kdbench.datasets.location import recorded_data_path
+from kdbench.store import atomic
+from kdbench.run.cells import TEACHER, TUNED, Cell, identity_differences
+from kdbench.data.location import recorded_data_path
 from kdbench.errors import KdbenchError
-from kdbench.record import dataset_label, safe_name
+from kdbench.run.record import dataset_label, safe_name
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim, wait_until_free
-from kdbench.runner import Runner
+from kdbench.run.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
-from kdbench.stored import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
+from kdbench.store.reading import DamagedFile
 from kdbench.strategies import STRATEGIES
 from kdbench.tuning.storage import check_storage
 from kdbench.tuning.settings import TuningSettings
 from kdbench.tuning.trial import TrialOutcome, TrialTask, run_trial, split_params
-from kdbench.work import CellTask
+from kdbench.run.work import CellTask
 
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
@@ -289,7 +289,6 @@ def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
 def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool,
                   on_trial: Callable[[Study, TrialOutcome], None] | None,
                   on_open: Callable[[Study, int], None] | None) -> list[dict[str, Any]]:
-    cells = [study.cell for study in studies]
     opened = {study.name: open_study(study, settings, force) for study in studies}
     for study in studies if on_open else ():
         on_open(study, spent(opened[study.name].get_trials(deepcopy=False), settings))

@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from kdbench.cells import TEACHER, Cell
+from kdbench.run.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError
-from kdbench.runner import Runner
+from kdbench.run.runner import Runner
 from kdbench.tuning.trial import TrialOutcome
 from kdbench.tuning.best import BEST_FIELDS, read_summary
 from kdbench.tuning.settings import TuningSettings

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kdbench.errors import KdbenchError
-from kdbench.train import fit
-from kdbench.work import CellTask, build_student_run, prepare_worker
+from kdbench.training.loop import fit
+from kdbench.run.work import CellTask, build_student_run, prepare_worker
 
 TRAINING_KNOBS = ("learning_rate", "weight_decay")
 MEDIAN, HALVING = "median", "successive-halving"

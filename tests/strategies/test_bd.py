@@ -16,7 +16,7 @@ from conftest import make_context
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.bd import descending_ranks, draw_rows, soft_label_bce
-from kdbench.train import TrainSettings, make_optimizer
+from kdbench.training.loop import TrainSettings, make_optimizer
 
 
 def sigmoid(x: float) -> float:
@@ -352,7 +352,7 @@ def _hand_models(context, user, items):
 def test_loss_with_the_published_defaults_matches_hand_computed(ml100k):
     """One row; the KD items double as the negatives; the trainer's student loss on the loader's
     negative is swapped out, so base + BD is the notebook's two objectives, summed."""
-    from kdbench.train import _base_loss
+    from kdbench.training.loop import _base_loss
 
     context = bd_context(ml100k, "BPR:2", "BPR:2")
     strategy = STRATEGIES.get("bd")(context)
@@ -382,7 +382,7 @@ def test_loss_with_the_published_defaults_matches_hand_computed(ml100k):
 def test_with_kd_negatives_each_model_steps_as_the_notebooks_objective(ml100k, first_batch):
     """Gradients of the trainer's student loss + BD equal the notebook's: each model's BPR loss on
     its n_kd KD items as negatives (summed over them) plus lambda x its KD term."""
-    from kdbench.train import _base_loss
+    from kdbench.training.loop import _base_loss
 
     context, strategy = ready(ml100k, n_kd=2, lambda_student=0.7, lambda_teacher=0.2)
     users, pos = first_batch[context.uid_field], first_batch[context.iid_field]

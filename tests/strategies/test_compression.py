@@ -17,8 +17,8 @@ from kdbench.strategies._compression import (csr_bytes, dequantise_rows, kept_en
                                              unpack_codes)
 from kdbench.strategies.base import method_names
 from kdbench.strategies.prune import prune_model
-from kdbench.train import TrainSettings, fit
-from kdbench.work import deployed_model
+from kdbench.training.loop import TrainSettings, fit
+from kdbench.run.work import deployed_model
 
 
 # -- SVD ------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_compression_baselines_are_their_own_family_and_not_in_all():
 
 def test_a_strategy_that_does_not_train_gets_no_tuning_study():
     from kdbench.families import BackboneSpec
-    from kdbench.runner import Cell
+    from kdbench.run.runner import Cell
     from kdbench.tuning import study_cells
 
     cells = [Cell("ml-100k", BackboneSpec("BPR", 16), BackboneSpec("BPR", 4), name, seed=0)

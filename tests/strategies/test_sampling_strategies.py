@@ -13,7 +13,7 @@ import torch
 
 from _helpers_sampling import fixed_context
 from kdbench.strategies import STRATEGIES
-from kdbench.trajectory import snapshot
+from kdbench.training.trajectory import snapshot
 
 # strategy -> the test file holding its distribution tests through prepare() / on_epoch_start()
 DISTRIBUTION_TESTED = {"cd": "test_cd.py", "cd-student-guided": "test_cd_student_guided.py", "rd": "test_rd.py", "rrd": "test_rrd.py", "rrd-topk": "test_rrd.py",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.report.page.studies import load_studies, study_key
-from kdbench.record import DEFAULTS, TEACHER, TUNED, RunStore, dataset_label, record_protocol
+from kdbench.run.record import DEFAULTS, TEACHER, TUNED, RunStore, dataset_label, record_protocol
 
 # a fingerprint of the strategy's source: says nothing to a reader, and `verify` reports a run whose
 # fingerprint is not the current code's as stale (a warning), which must not also change the page

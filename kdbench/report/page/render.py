@@ -49,8 +49,8 @@ def render_page(rows: list[dict[str, Any]], columns: list[str], header: dict[str
 
 def write_page(results_dir: str | Path) -> Path:
     """(Re)write `results_dir/index.html` from `leaderboard.json` and the runs beside it."""
-    from kdbench import atomic
-    from kdbench.stored import read_mapping
+    from kdbench.store import atomic
+    from kdbench.store.reading import read_mapping
 
     results_dir = Path(results_dir)
     board = read_mapping(results_dir / "leaderboard.json", "run `python -m kdbench report` to rebuild it")

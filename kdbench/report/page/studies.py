@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kdbench.stored import TUNING_SUMMARY_ADVICE, read_mapping
+from kdbench.store.reading import TUNING_SUMMARY_ADVICE, read_mapping
 
 _SUMMARY_KEYS = ("budget", "trials_counted", "trials_complete", "trials_pruned", "trials_failed",
                  "trials_interrupted", "best_trial", "best_valid_ndcg@10", "best_hparams", "best_training",

@@ -34,10 +34,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from kdbench import atomic
-from kdbench.data import TOPK
+from kdbench.store import atomic
+from kdbench.data.loading import TOPK
 from kdbench.families import BackboneSpec, default_protocol, family_of
-from kdbench.record import dataset_label, safe_name
+from kdbench.run.record import dataset_label, safe_name
 
 COST_FORMAT = 1  # `kdbench_cost` in every cost file
 DEPLOYMENT_ITEMS = (100_000, 1_000_000)
@@ -74,7 +74,7 @@ def write_synthetic_catalogue(root: Path, name: str, n_users: int, n_items: int,
 
 
 def sample_users(n_users: int, batch: int, seed: int = 0):
-    """`batch` user ids, padding user 0 excluded, as kdbench.evaluate.inference_cost draws them."""
+    """`batch` user ids, padding user 0 excluded, as kdbench.evaluation.evaluator.inference_cost draws them."""
     import torch
 
     return torch.randint(1, n_users, (batch,), generator=torch.Generator().manual_seed(seed))
@@ -157,7 +157,7 @@ def sittings(cells: Iterable) -> list[Sitting]:
     size, and the compressed shapes its compression cells deploy; a general family's protocol is
     left at None where it is the family's default (the sittings and files of before sequential
     shapes were measured)."""
-    from kdbench.compressed_cost import cell_targets
+    from kdbench.evaluation.compressed_cost import cell_targets
 
     found: dict[tuple, set] = {}
     compressed: dict[tuple, dict] = {}
@@ -181,7 +181,7 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
     import torch
 
     from kdbench.backbones import BackboneAdapter, build_model, count_parameters, model_size_bytes
-    from kdbench.evaluate import recommend_topk
+    from kdbench.evaluation.evaluator import recommend_topk
 
     models, adapters, n_queries = {}, {}, data.n_users
     for spec in shapes:
@@ -221,13 +221,13 @@ def measure_catalogue(data, shapes: Sequence[BackboneSpec], rounds: int, warmup:
 
 
 def compressed_targets(models: dict, compressed, users, data) -> list[tuple[dict[str, Any], Callable[[], Any]]]:
-    """A target per compressed shape (`kdbench.compressed_cost`): the tables of the shape's randomly
+    """A target per compressed shape (`kdbench.evaluation.compressed_cost`): the tables of the shape's randomly
     initialised model (the same model the dense target times), compressed and scored with the
     format's kernel."""
     import torch
 
     from kdbench.backbones import BackboneAdapter, model_size_bytes
-    from kdbench.compressed_cost import compressed_name, compressed_scorer
+    from kdbench.evaluation.compressed_cost import compressed_name, compressed_scorer
 
     by_name = {str(spec): (spec, model) for spec, model in models.items()}
     targets = []
@@ -250,7 +250,7 @@ def measure(sitting: Sitting, catalogues: Sequence[int] = DEPLOYMENT_ITEMS, roun
     """The sitting's measurements on the dataset's catalogue and on each synthetic one."""
     import torch
 
-    from kdbench.record import environment
+    from kdbench.run.record import environment
     from kdbench.families import load_data
 
     torch.set_num_threads(threads)

@@ -25,12 +25,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdbench import atomic
-from kdbench.datasets.catalogue import CatalogueEntry
-from kdbench.datasets.location import data_dir
+from kdbench.store import atomic
+from kdbench.data.catalogue import CatalogueEntry
+from kdbench.data.location import data_dir
 from kdbench.errors import KdbenchError
-from kdbench.importer import ImportSummary, convert
-from kdbench.paths import check_file, check_folder
+from kdbench.data.importer import ImportSummary, convert
+from kdbench.store.paths import check_file, check_folder
 
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = 60.0  # seconds without a byte before a download is given up

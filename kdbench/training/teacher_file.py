@@ -39,7 +39,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.backbones import BackboneAdapter
 from kdbench.errors import KdbenchError
 

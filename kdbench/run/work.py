@@ -20,22 +20,22 @@ from typing import Any
 import torch
 
 from kdbench.backbones import DEPLOYED, build_model
-from kdbench.cells import Cell
-from kdbench.compressed_cost import cell_targets, compressed_name
-from kdbench.data import PreparedData
+from kdbench.run.cells import Cell
+from kdbench.evaluation.compressed_cost import cell_targets, compressed_name
+from kdbench.data.loading import PreparedData
 from kdbench.errors import KdbenchError
-from kdbench.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, item_counts, user_train_counts
-from kdbench.evaluate import full_ranking, inference_cost
+from kdbench.evaluation.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, item_counts, user_train_counts
+from kdbench.evaluation.evaluator import full_ranking, inference_cost
 from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench import progress
-from kdbench.record import RunRecord, base_record, failed_record
+from kdbench.run.record import RunRecord, base_record, failed_record
 from kdbench.strategies import STRATEGIES
 from kdbench.run.subsample import FULL_SHARE, subsample_training
 from kdbench.strategies.shared_knowledge import share_teacher
-from kdbench.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
+from kdbench.training.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
                                   read_teacher_file)
-from kdbench.train import FitResult, TrainSettings, fit
-from kdbench.trajectory import TrajectoryRecorder, from_bytes, to_bytes
+from kdbench.training.loop import FitResult, TrainSettings, fit
+from kdbench.training.trajectory import TrajectoryRecorder, from_bytes, to_bytes
 
 LOGGER = "kdbench"
 
@@ -48,7 +48,7 @@ class TeacherArtifact:
     key: str
     weights: bytes = field(repr=False)
     meta: dict[str, Any] = field(repr=False)
-    trajectory: bytes = field(default=b"", repr=False)  # `kdbench.trajectory`, when one was asked for
+    trajectory: bytes = field(default=b"", repr=False)  # `kdbench.training.trajectory`, when one was asked for
 
     @classmethod
     def from_state(cls, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any],
@@ -71,7 +71,7 @@ class CellTask:
     plugins: tuple[str, ...] = ()
     teacher: TeacherArtifact | None = None
     teacher_key: str = ""
-    trajectory: bool = False  # a teacher task: record the teacher's trajectory (`kdbench.trajectory`)
+    trajectory: bool = False  # a teacher task: record the teacher's trajectory (`kdbench.training.trajectory`)
     # A student task of a strategy that learns from an ensemble's trajectories (HetComp): each
     # teacher's artifact with its trajectory, the pairing's teacher first.
     ensemble: tuple[TeacherArtifact, ...] = ()
@@ -281,7 +281,7 @@ def measure(cell: Cell, model, data: PreparedData, result: FitResult, kd_prepare
     The summary's time breakdown: `kd_prepare_seconds` (the strategy's prepare), `train_seconds`,
     `eval_seconds` (validation passes), `test_seconds` (the test pass), `cost_seconds` (measuring
     inference cost); a student's run adds `teacher_load_seconds`. `beyond` holds the test users'
-    beyond-accuracy metrics (`kdbench.beyond`), `test_users.train_interactions` each test user's
+    beyond-accuracy metrics (`kdbench.evaluation.beyond`), `test_users.train_interactions` each test user's
     training interactions in `per_user`'s user order (the report's light and heavy users)."""
     start = time.perf_counter()
     test = full_ranking(model, data.test, data.config)

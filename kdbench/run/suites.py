@@ -34,13 +34,13 @@ from typing import Any
 
 import yaml
 
-from kdbench.cells import TEACHER, Cell
+from kdbench.run.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError, choices
 from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec, family_of, get_protocol
-from kdbench.paths import check_file
+from kdbench.store.paths import check_file
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import method_names
-from kdbench.train import TrainSettings
+from kdbench.training.loop import TrainSettings
 
 SUITE_KEYS = {"name", "description", "datasets", "seeds", "strategies", "train", "teacher_train",
               "pairings", "quick", "teacher_seed", "split_seed", "data_path", "hparams", "tuning",

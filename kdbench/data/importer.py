@@ -26,9 +26,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from kdbench import atomic
+from kdbench.store import atomic
 from kdbench.errors import KdbenchError
-from kdbench.paths import check_file
+from kdbench.store.paths import check_file
 from kdbench.registry import Registry
 
 USERS_DAT = "users-dat"

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
-from kdbench.cells import Cell
+from kdbench.run.cells import Cell
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
-from kdbench.record import resolved_hparams
-from kdbench.teacher_file import is_file_teacher
+from kdbench.run.record import resolved_hparams
+from kdbench.training.teacher_file import is_file_teacher
 
 FLOAT_BYTES = 4
 TRAINING_COPIES = 5  # weights, gradients, Adam's two moments, best weights

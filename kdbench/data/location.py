@@ -15,7 +15,7 @@ import os
 import shlex
 from pathlib import Path
 
-from kdbench.datasets.catalogue import CATALOGUE
+from kdbench.data.catalogue import CATALOGUE
 
 DATA_ENV = "KDBENCH_DATA"
 
@@ -35,7 +35,7 @@ def data_dir(data_path: str | os.PathLike | None) -> Path:
 
 def atomic_candidates(name: str, data_path: str | os.PathLike | None) -> list[Path]:
     """Where `name`'s interaction file may be: `DIR/NAME/NAME.inter`, then `DIR/NAME.inter` (as
-    `data.dataset_root` looks for a user folder)."""
+    `loading.dataset_root` looks for a user folder)."""
     root = data_dir(data_path)
     return [root / name / f"{name}.inter", root / f"{name}.inter"]
 

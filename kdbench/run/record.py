@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypedDict
 
-from kdbench import atomic
-from kdbench.datasets.location import recorded_data_path
+from kdbench.store import atomic
+from kdbench.data.location import recorded_data_path
 from kdbench.families import DEFAULT_PROTOCOL, get_protocol
-from kdbench.metrics import VALID_PRIMARY_METRIC
-from kdbench.stored import DamagedFile, read_mapping
+from kdbench.evaluation.metrics import VALID_PRIMARY_METRIC
+from kdbench.store.reading import DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
-from kdbench.teacher_file import is_file_teacher
+from kdbench.training.teacher_file import is_file_teacher
 
 RECORD_FORMAT = 2  # `kdbench_run`: 2 adds hparams, strategy code version and threads to `config`
 # The names a run record uses, defined once for the runner, the tuner and the report.
@@ -109,7 +109,7 @@ RunRecord = TypedDict("RunRecord", {
 }, total=False)
 # `compression` (compression baselines, issue 28): the deployed format of a compressed model
 # (`format`, `kernel`, `params` stored, `size_bytes`); `cost.size_bytes` is then that format's size.
-# `beyond` (runs since issue 27): the test users' beyond-accuracy metrics (`kdbench.beyond`);
+# `beyond` (runs since issue 27): the test users' beyond-accuracy metrics (`kdbench.evaluation.beyond`);
 # `test_users.train_interactions`: each test user's training interactions, in `per_user`'s order.
 
 # What readers rely on (the rest may be absent: older formats, failed runs).

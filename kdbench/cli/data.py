@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from kdbench.datasets.catalogue import CATALOGUE
-from kdbench.datasets.location import DATA_ENV, data_dir, default_data_dir, is_present
+from kdbench.data.catalogue import CATALOGUE
+from kdbench.data.location import DATA_ENV, data_dir, default_data_dir, is_present
 
 COMMANDS = ("list", "fetch")
 DATA_PATH_HELP = f"the data folder (default: ${DATA_ENV}, else ~/.cache/kdbench/data; now {{}})"
@@ -45,7 +45,7 @@ def run_data_command(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from kdbench.data import BUNDLED_DATASETS
+    from kdbench.data.loading import BUNDLED_DATASETS
 
     folder = data_dir(args.data_path)
     print(f"Data folder: {folder}" + ("" if args.data_path else f" (${DATA_ENV}, else ~/.cache/kdbench/data)"))
@@ -68,9 +68,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from kdbench.datasets.fetch import fetch
+    from kdbench.data.fetch import fetch
 
-    from kdbench.data import BUNDLED_DATASETS
+    from kdbench.data.loading import BUNDLED_DATASETS
     from kdbench.errors import KdbenchError
 
     if args.name in BUNDLED_DATASETS:

@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from kdbench import progress
-from kdbench.cells import TEACHER, Cell
+from kdbench.run.cells import TEACHER, Cell
 from kdbench.errors import KdbenchError
 from kdbench.executors import Executor, SerialExecutor
-from kdbench.record import RunRecord, RunStore, base_record
+from kdbench.run.record import RunRecord, RunStore, base_record
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim
 from kdbench.run.splits import Splits
 from kdbench.run.stored_runs import StoredRuns
 from kdbench.run.teachers import TeacherCache
 from kdbench.run.validation import validate_cells
-from kdbench.teacher_file import is_file_teacher
-from kdbench.work import CellTask, TeacherArtifact, run_task
+from kdbench.training.teacher_file import is_file_teacher
+from kdbench.run.work import CellTask, TeacherArtifact, run_task
 
 __all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
 

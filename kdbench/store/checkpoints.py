@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from kdbench import __version__, atomic
+from kdbench import __version__
+from kdbench.store import atomic
 
 WEIGHTS = "weights.pt"
 META = "meta.json"

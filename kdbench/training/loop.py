@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from kdbench.backbones import BackboneAdapter
-from kdbench.data import VALID_METRIC, PreparedData
+from kdbench.data.loading import VALID_METRIC, PreparedData
 from kdbench.errors import KdbenchError
-from kdbench.evaluate import full_ranking
+from kdbench.evaluation.evaluator import full_ranking
 from kdbench.strategies.base import DistillationStrategy
 
 

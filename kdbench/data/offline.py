@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Protocol, TypeVar
 
-from kdbench.datasets.catalogue import CATALOGUE
-from kdbench.datasets.location import is_present, not_present
+from kdbench.data.catalogue import CATALOGUE
+from kdbench.data.location import is_present, not_present
 from kdbench.errors import KdbenchError
 
 

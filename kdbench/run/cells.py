@@ -4,7 +4,7 @@ A cell is (dataset, teacher -> student, strategy, seed) plus everything that det
 the strategy's hyperparameters, the training settings, the split, the evaluation protocol
 (`families.PROTOCOLS`) and the thread count. Where its record lives (`address`), what it is stored
 with (`record.identity`) and how a stored record is checked and read are the run record's
-(`kdbench.record`); a cell is rebuilt from a stored record by `cell_from_record`.
+(`kdbench.run.record`); a cell is rebuilt from a stored record by `cell_from_record`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kdbench.data import DEFAULT_SPLIT_SEED
-from kdbench.datasets.location import recorded_data_path
+from kdbench.data.loading import DEFAULT_SPLIT_SEED
+from kdbench.data.location import recorded_data_path
 from kdbench.errors import KdbenchError
 from kdbench.families import DEFAULT_PROTOCOL, BackboneSpec
-from kdbench.record import DEFAULTS, TEACHER, TUNED, Address, RunRecord, run_label
-from kdbench.record import identity_differences  # noqa: F401  (tuning imports it from here)
-from kdbench.teacher_file import FileTeacherSpec, parse_teacher
-from kdbench.train import TrainSettings
+from kdbench.run.record import DEFAULTS, TEACHER, TUNED, Address, RunRecord, run_label
+from kdbench.run.record import identity_differences  # noqa: F401  (tuning imports it from here)
+from kdbench.training.teacher_file import FileTeacherSpec, parse_teacher
+from kdbench.training.loop import TrainSettings
 
 # Intra-op threads per cell. The models are too small to gain from a second thread, and the thread
 # count changes results in the last digits: fixed, so a result does not depend on the executor.

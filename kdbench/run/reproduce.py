@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kdbench.cells import Cell, cell_from_record
+from kdbench.run.cells import Cell, cell_from_record
 from kdbench.errors import KdbenchError
-from kdbench.record import METRICS, TEACHER  # what check_reproducible requires of a finished run
-from kdbench.paths import check_file
-from kdbench.record import (ADDED_SECTIONS, SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model,
+from kdbench.run.record import METRICS, TEACHER  # what check_reproducible requires of a finished run
+from kdbench.store.paths import check_file
+from kdbench.run.record import (ADDED_SECTIONS, SEED_DETERMINED_FIELDS, SEED_DETERMINED_SECTIONS, RunRecord, cpu_model,
                             read_record, stale_fields)
 
 # Largest relative difference of an aggregate test metric accepted when the run is reproduced on
@@ -143,10 +143,10 @@ def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = F
               heal_cache: bool = True, plugins: tuple[str, ...] = (),
               log: Callable[[str], None] = lambda message: None, data_path: str | None = None) -> Reproduction:
     """`data_path`: where the run's dataset is on this machine (a record keeps no absolute folder:
-    without it, a catalogue dataset is read from the data folder, `kdbench.datasets.location`)."""
+    without it, a catalogue dataset is read from the data folder, `kdbench.data.location`)."""
     from dataclasses import replace
 
-    from kdbench.runner import Runner, validate_cells
+    from kdbench.run.runner import Runner, validate_cells
 
     stored = load_run(path)
     cell = cell_from_record(stored, f"run file {path}")

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from kdbench import atomic
-from kdbench.cells import Cell
+from kdbench.store import atomic
+from kdbench.run.cells import Cell
 from kdbench.families import BackboneSpec, default_protocol
-from kdbench.metrics import PRIMARY_METRIC
-from kdbench.train import TrainSettings
+from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.training.loop import TrainSettings
 
 
 SWEEP_FOLDER = "sweep"  # the sweep's runs: results/sweep/runs/...

@@ -80,12 +80,12 @@ def dataset_root(name: str, data_path: str | None) -> Path | None:
     """The folder that holds `<name>.inter`, or None where RecBole should fetch/bundle it.
 
     A user folder may hold the atomic files directly or in a `<name>/` subfolder (RecBole's layout).
-    Without a folder, a catalogue dataset (`kdbench.datasets.catalogue`) is read from the data folder
-    `data fetch` writes to (`kdbench.datasets.location`), or refused with the command that fetches it.
+    Without a folder, a catalogue dataset (`kdbench.data.catalogue`) is read from the data folder
+    `data fetch` writes to (`kdbench.data.location`), or refused with the command that fetches it.
     """
     if data_path is None:
-        from kdbench.datasets.catalogue import CATALOGUE
-        from kdbench.datasets.location import catalogue_root, not_present
+        from kdbench.data.catalogue import CATALOGUE
+        from kdbench.data.location import catalogue_root, not_present
 
         if name in CATALOGUE:
             root = catalogue_root(name)
@@ -104,8 +104,8 @@ def dataset_root(name: str, data_path: str | None) -> Path | None:
             return candidate
         if atomic_file.exists():
             raise KdbenchError(f"'{atomic_file}' is not a regular file (a folder?): it must be the interaction file")
-    from kdbench.datasets.catalogue import CATALOGUE
-    from kdbench.datasets.location import fetch_command
+    from kdbench.data.catalogue import CATALOGUE
+    from kdbench.data.location import fetch_command
 
     fetch = f"; fetch it with `{fetch_command(name, data_path)}`" if name in CATALOGUE else ""
     raise KdbenchError(

@@ -20,14 +20,14 @@ from torch import nn
 
 from kdbench.backbones import (BackboneAdapter, count_parameters, model_size_bytes,
                                reset_inference_cache)
-from kdbench.data import TOPK
+from kdbench.data.loading import TOPK
 from kdbench.families import family_of_model
 
 
 @dataclass
 class RankingResult:
     """Mean metrics (`ndcg@10` ...) and the per-user values behind them, users in loader order;
-    `topk_items` the users' top-K item ids (users x max(topk), best first: `kdbench.beyond`)."""
+    `topk_items` the users' top-K item ids (users x max(topk), best first: `kdbench.evaluation.beyond`)."""
 
     metrics: dict[str, float]
     per_user: dict[str, np.ndarray] = field(repr=False)

@@ -1,20 +1,20 @@
 """The catalogue: the public datasets of the KD-for-recommendation literature that kdbench fetches.
 
 Each entry pins one file: its public URL (a raw GitHub URL at a fixed commit, so the bytes cannot
-change under the same address), its SHA-256, the importer that reads it (`kdbench.importer.FORMATS`),
+change under the same address), its SHA-256, the importer that reads it (`kdbench.data.importer.FORMATS`),
 the user filter, and the statistics the import must give (users, items, interactions: those the
 papers report). A fetch that gives other bytes or other statistics is refused.
 
 The catalogue's names shadow RecBole's downloadable datasets of the same name (`amazon-beauty`,
 `yelp`): without `--data-path`, kdbench reads these names from its data folder
-(`kdbench.datasets.location`), never from RecBole's download.
+(`kdbench.data.location`), never from RecBole's download.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdbench.importer import USER_SEQUENCES, USERS_DAT
+from kdbench.data.importer import USER_SEQUENCES, USERS_DAT
 from kdbench.registry import Registry
 
 RAW = "https://raw.githubusercontent.com"

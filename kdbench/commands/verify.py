@@ -23,14 +23,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdbench.cells import cell_from_record
+from kdbench.run.cells import cell_from_record
 from kdbench.report.data_share import DATA_SHARE_FOLDER
 from kdbench.errors import KdbenchError
 from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
-from kdbench.record import RunStore, stale_fields
-from kdbench.stored import DamagedFile
+from kdbench.run.record import RunStore, stale_fields
+from kdbench.store.reading import DamagedFile
 from kdbench.tuning import read_summary
 
 RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/

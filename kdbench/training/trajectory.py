@@ -1,6 +1,6 @@
 """A teacher's training trajectory: its top-K lists at several epochs of its training (HetComp).
 
-Recorded while the teacher trains (`TrajectoryRecorder`, an `on_epoch` hook of `train.fit`): every
+Recorded while the teacher trains (`TrajectoryRecorder`, an `on_epoch` hook of `loop.fit`): every
 `EVERY` epochs, each user's top-`K` unobserved items by the teacher's current weights; after
 training, the same list by the best (restored) weights, and each user's training items ranked by
 those weights (the first `OBSERVED`). Scoring runs in eval mode without gradients and draws no
