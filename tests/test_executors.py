@@ -173,7 +173,7 @@ def test_a_worker_whose_driver_went_away_exits_quietly(capfd):
     """A killed driver closes the worker's pipe: the worker must exit without a traceback, not hang."""
     import multiprocessing
 
-    from kdbench.executors import _worker_loop
+    from kdbench.executors.local import _worker_loop
 
     context = multiprocessing.get_context("spawn")
     driver_end, worker_end = context.Pipe()

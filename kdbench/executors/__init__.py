@@ -19,8 +19,8 @@ loss checks).
 """
 
 from kdbench.executors.base import EXECUTORS, Executor, SerialExecutor, WorkerLost, default_workers, make_executor
-from kdbench.executors.local import LocalExecutor, _worker_loop
+from kdbench.executors.local import LocalExecutor
 from kdbench.executors.ray_tasks import RayExecutor
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "SerialExecutor", "WorkerLost",
-           "default_workers", "make_executor", "_worker_loop"]
+           "default_workers", "make_executor"]
