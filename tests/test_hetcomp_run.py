@@ -18,7 +18,7 @@ from kdbench.families import BackboneSpec
 from kdbench.run.teachers import ensemble_cells
 from kdbench.run.runner import Runner, validate_cells
 from kdbench.training.loop import TrainSettings
-from kdbench.training.trajectory import file_name, from_bytes, snapshot
+from kdbench.training.trajectory import content_digest, file_name, from_bytes, snapshot, to_bytes
 from kdbench.run.work import load_teacher, prepared_data
 
 TEACHER = TrainSettings(max_epochs=6, batch_size=4096)
@@ -41,8 +41,10 @@ def test_hetcomp_runs_on_an_ensemble_of_teachers_with_trajectories(tmp_path):
     bpr_key = runner.teacher_key(scratch)  # the plain teacher's key: the trajectory is a file beside it
     lightgcn_key = runner.teacher_key(replace(scratch, teacher=BackboneSpec("LightGCN", 8)))
     assert [(m["teacher"], m["key"]) for m in record["ensemble"]] == [("BPR:8", bpr_key), ("LightGCN:8", lightgcn_key)]
-    for key in (bpr_key, lightgcn_key):
-        trajectory = from_bytes((runner.cache.folder(key) / file_name()).read_bytes())
+    for member, key in zip(record["ensemble"], (bpr_key, lightgcn_key)):
+        stored = (runner.cache.folder(key) / file_name()).read_bytes()
+        assert member["trajectory"] == content_digest(stored)  # the lists the run learned from, by content
+        trajectory = from_bytes(stored)
         assert trajectory["top"].shape[1:] == (944, 100) and trajectory["observed"].shape == (944, 10)
         assert trajectory["epochs"][-1] <= 6 and len(trajectory["epochs"]) == len(trajectory["top"])
         assert runner.teacher_sources[key] == "trained now"
@@ -90,3 +92,13 @@ def test_the_pairings_own_teacher_is_the_ensembles_first_member_once():
     default = _cell(hparams=())
     assert [str(member.teacher) for member in ensemble_cells(default)] == ["BPR:8", "BPR:64", "LightGCN:64"]
     assert ensemble_cells(_cell("kd", ())) == [] and ensemble_cells(default.teacher_cell()) == []
+
+
+def test_a_trajectory_digest_follows_the_lists_not_the_bytes():
+    lists = {"epochs": torch.tensor([0, 5]), "top": torch.arange(24, dtype=torch.int32).view(2, 3, 4),
+             "observed": torch.ones((3, 2), dtype=torch.int32)}
+    digest = content_digest(to_bytes(lists))
+    assert content_digest(to_bytes({name: value.clone() for name, value in reversed(lists.items())})) == digest
+    moved = dict(lists, top=lists["top"].flip(0))  # the same lists at other checkpoints
+    assert content_digest(to_bytes(moved)) != digest
+    assert content_digest(to_bytes(dict(lists, observed=lists["observed"].long()))) != digest  # dtype counts

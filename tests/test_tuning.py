@@ -158,6 +158,22 @@ def test_a_study_made_with_other_settings_is_refused_without_force(suite_dir):
     assert open_study(study, TuningSettings(trials=2, seeds=(7,)), force=True).user_attrs["identity"]["seeds"] == [7]
 
 
+def test_a_study_made_with_other_ensemble_trajectories_is_refused_without_force(suite_dir):
+    """An ensemble strategy's trials learn from its teachers' recorded trajectories; a teacher cache
+    rebuilt with other lists (another machine, another recorder) is a change of settings."""
+    from kdbench.tuning import Study, open_study
+
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0,
+                train=TrainSettings(max_epochs=3, batch_size=4096), data_path=str(suite_dir / "data"))
+    root = suite_dir / "results"
+    made = open_study(Study(cell, 40, root, knowledge=("aaaa", "bbbb")), TuningSettings(trials=2))
+    assert made.user_attrs["identity"]["trajectories"] == ["aaaa", "bbbb"]
+    open_study(Study(cell, 40, root, knowledge=("aaaa", "bbbb")), TuningSettings(trials=2))  # the same: resumed
+    with pytest.raises(KdbenchError, match="was made with other settings .*trajectories.*--force"):
+        open_study(Study(cell, 40, root, knowledge=("aaaa", "cccc")), TuningSettings(trials=2))
+    assert "trajectories" not in Study(cell, 40, root).identity(TuningSettings(trials=2))  # no ensemble: as before
+
+
 def test_a_study_is_identified_by_its_data_content_not_its_folder(suite_dir):
     from kdbench.tuning import Study, open_study
 

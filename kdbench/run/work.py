@@ -35,7 +35,7 @@ from kdbench.strategies.shared_knowledge import share_teacher
 from kdbench.training.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
                                   read_teacher_file)
 from kdbench.training.loop import FitResult, TrainSettings, fit
-from kdbench.training.trajectory import TrajectoryRecorder, from_bytes, to_bytes
+from kdbench.training.trajectory import TrajectoryRecorder, content_digest, from_bytes, to_bytes
 
 LOGGER = "kdbench"
 
@@ -59,6 +59,11 @@ class TeacherArtifact:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return torch.load(io.BytesIO(self.weights), map_location="cpu", weights_only=True)
+
+    @property
+    def trajectory_digest(self) -> str:
+        """The trajectory's `content_digest`; "" without one."""
+        return content_digest(self.trajectory) if self.trajectory else ""
 
 
 @dataclass(frozen=True)
@@ -262,7 +267,8 @@ def _train_student(task: CellTask) -> RunRecord:
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
     if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams) and cache keys
         record["ensemble"] = [{"teacher": artifact.meta.get("model"), "key": artifact.key,
-                               "test": artifact.meta.get("test")} for artifact in task.ensemble]
+                               "test": artifact.meta.get("test"), "trajectory": artifact.trajectory_digest}
+                              for artifact in task.ensemble]
     return record
 
 

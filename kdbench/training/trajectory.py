@@ -13,6 +13,7 @@ cache key is unchanged; a teacher cached without one is trained again with the s
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Callable
 
@@ -100,6 +101,20 @@ def from_bytes(data: bytes) -> dict[str, torch.Tensor]:
     if top.dim() != 3 or len(trajectory["epochs"]) != len(top) or len(top) < 1:
         raise ValueError("not a trajectory (inconsistent shapes)")
     return trajectory
+
+
+def content_digest(data: bytes) -> str:
+    """A digest of a trajectory's lists (from `to_bytes`' output), by content: two recordings that
+    hold the same epochs and lists have the same digest, whatever bytes `torch.save` wrote. A tuning
+    study whose strategy learns from trajectories keeps it in its identity: a teacher cache rebuilt
+    with lists recorded otherwise is then a change of settings, not a silent one."""
+    trajectory = from_bytes(data)
+    h = hashlib.blake2b(digest_size=8)
+    for name in sorted(trajectory):
+        tensor = trajectory[name].contiguous()
+        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        h.update(tensor.numpy().tobytes())
+    return h.hexdigest()
 
 
 def snapshot(adapter: BackboneAdapter, history: sp.csr_matrix, copies: int = 1, k: int = K) -> dict[str, torch.Tensor]:

@@ -65,6 +65,9 @@ class Study:
     n_items: int
     root: Path
     data_fingerprint: str | None = None  # the hash of the split it tunes on (None: not loaded)
+    # Digests of knowledge the trials learn from that the settings do not pin down: the ensemble's
+    # trajectories (`TeacherArtifact.trajectory_digest`, HetComp), set once the teachers are loaded.
+    knowledge: tuple[str, ...] = ()
 
     @property
     def pairing(self) -> str:
@@ -102,9 +105,10 @@ class Study:
     def identity(self, settings: TuningSettings) -> dict[str, Any]:
         """What a stored study must match to be resumed: space, code, fixed settings, the tuning
         settings (the budget's unit, seeds, sampler, pruner, defaults first), and the data by
-        content (`data_path` is recorded but, as for runs, not compared). The budget's size is left
-        out, so a larger budget resumes a study where it stopped; a study made before epoch budgets
-        lacks the unit and differs."""
+        content (`data_path` is recorded but, as for runs, not compared), and the trajectories an
+        ensemble strategy learns from, by content (`knowledge`). The budget's size is left out, so a
+        larger budget resumes a study where it stopped; a study made before epoch budgets lacks the
+        unit and differs."""
         cell = self.cell
         return json.loads(json.dumps({
             "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
@@ -117,6 +121,7 @@ class Study:
             "data_path": recorded_data_path(cell.dataset, cell.data_path),
             **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "threads": cell.threads,
+            **({"trajectories": list(self.knowledge)} if self.knowledge else {}),
             **{k: v for k, v in settings.as_dict().items() if k != "budget"},
         }, default=str))
 
@@ -289,14 +294,26 @@ def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
 def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool,
                   on_trial: Callable[[Study, TrialOutcome], None] | None,
                   on_open: Callable[[Study, int], None] | None) -> list[dict[str, Any]]:
-    opened = {study.name: open_study(study, settings, force) for study in studies}
-    for study in studies if on_open else ():
-        on_open(study, spent(opened[study.name].get_trials(deepcopy=False), settings))
+    opened: dict[str, Any] = {}
+
+    def open_all(batch: list[Study]) -> None:
+        for study in batch:
+            opened[study.name] = open_study(study, settings, force)
+            if on_open:
+                on_open(study, spent(opened[study.name].get_trials(deepcopy=False), settings))
+
+    # A study is opened (and refused, if made with other settings) before any teacher trains, except
+    # an ensemble strategy's: its identity holds the trajectories the teachers bring.
+    ensembles = [study for study in studies if _learns_from_trajectories(study.cell)]
+    open_all([study for study in studies if study not in ensembles])
     artifacts = runner.teachers([study.cell for study in studies])
     for study in studies:
-        for artifact in (artifacts[runner.teacher_key(study.cell)], runner.ensemble(study.cell, artifacts)):
+        ensemble = runner.ensemble(study.cell, artifacts)
+        for artifact in (artifacts[runner.teacher_key(study.cell)], ensemble):
             if isinstance(artifact, Exception):
                 raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
+        study.knowledge = tuple(member.trajectory_digest for member in ensemble)
+    open_all(ensembles)
     from optuna.trial import TrialState
 
     waiting = list(studies)  # studies with budget left and no trial running, in turn
@@ -333,6 +350,10 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             if on_trial:
                 on_trial(study, outcome)
     return [write_best(study, opened[study.name], settings) for study in studies]
+
+
+def _learns_from_trajectories(cell: Cell) -> bool:
+    return STRATEGIES.get(cell.strategy).needs_trajectories
 
 
 def _ask(study: Study, optuna_study, settings: TuningSettings):
