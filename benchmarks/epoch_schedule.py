@@ -31,7 +31,7 @@ def main(name: str, epochs: list[int], shape: str = "citeulike-t-shape") -> None
     bench = BenchSession(Path(tempfile.mkdtemp(prefix="kdbench-schedule-")))
     epoch, scratch = bench.training_epoch(shape, name), bench.training_epoch(shape, "scratch")
     epoch_breakdown.timed_epoch(scratch)  # warm-up
-    print(f"| strategy | epoch | temperature | seconds | scratch | x scratch |\n| --- |" + " ---: |" * 5)
+    print("| strategy | epoch | temperature | seconds | scratch | x scratch |\n| --- |" + " ---: |" * 5)
     for index in epochs:
         epoch_breakdown.EPOCH = index  # timed_epoch calls on_epoch_start(EPOCH)
         mine = seconds(epoch_breakdown.timed_epoch(epoch))

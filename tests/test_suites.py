@@ -8,7 +8,6 @@ import yaml
 from kdbench.errors import KdbenchError
 from kdbench.run.runner import TEACHER
 from kdbench.families import FAMILIES
-from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import method_names
 from kdbench.run.suites import expand, load_suite
 

@@ -62,8 +62,8 @@ def _list(args: argparse.Namespace) -> int:
     for name in CATALOGUE.names():
         entry = CATALOGUE.get(name)
         print(f"{name}: {entry.summary}\n  source {entry.url}\n  sha256 {entry.sha256}\n  {entry.reference}")
-    print(f"\nFetch one with `python -m kdbench data fetch NAME`; the names amazon-beauty and yelp are these "
-          f"files, not RecBole's downloads of the same name.")
+    print("\nFetch one with `python -m kdbench data fetch NAME`; the names amazon-beauty and yelp are these "
+          "files, not RecBole's downloads of the same name.")
     return 0
 
 

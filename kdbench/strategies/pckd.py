@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from kdbench.errors import KdbenchError
 from kdbench.search_space import CatalogueShare, IntRange, LogUniform

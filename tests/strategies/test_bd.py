@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from scipy.stats import chisquare
 
 from _helpers_ranking import training_items
-from _helpers_response_feature import check_rejects_bad_hparams
 from conftest import make_context
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from _helpers_response_feature import check_gradients, check_not_counted, ready
-from conftest import make_context
 from kdbench.errors import KdbenchError
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.de import DE

@@ -16,7 +16,6 @@ from kdbench.strategies._compression import (csr_bytes, dequantise_rows, kept_en
                                              pack_codes, quantise_rows, quantised_bytes, truncated_factors,
                                              unpack_codes)
 from kdbench.strategies.base import method_names
-from kdbench.strategies.prune import prune_model
 from kdbench.training.loop import TrainSettings, fit
 from kdbench.run.work import deployed_model
 
