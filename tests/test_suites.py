@@ -162,3 +162,28 @@ def test_the_datasets_suite_runs_each_strategy_with_the_default_suite_s_hyperpar
     default, datasets = (load_suite(bundled_suites()[name]).spec for name in ("default", "datasets"))
     assert datasets["hparams"] == default["hparams"] and default["hparams"]["pckd"] == {"num_experts": 5}
     assert datasets["strategies"] == default["strategies"]
+
+
+def test_dataset_narrows_a_suite_to_some_of_its_datasets_with_the_same_cells(tmp_path):
+    """`--dataset` lets a grid finish one dataset before the next: the cells kept are the suite's
+    own, identity and all; a dataset the suite does not list is named with the valid ones."""
+    from kdbench.run.suites import bundled_suites
+
+    suite = load_suite(bundled_suites()["datasets"])
+    every = expand(suite, sweeps=False)
+    only = expand(suite, sweeps=False, datasets_only=["citeulike-t"])
+    assert {cell.dataset for cell in every} == {"citeulike-t", "amazon-beauty"}
+    assert only == [cell for cell in every if cell.dataset == "citeulike-t"] and only
+    with pytest.raises(KdbenchError, match="dataset 'ml-100k' is not in suite 'datasets': valid: amazon-beauty, citeulike-t"):
+        expand(suite, datasets_only=["ml-100k"])
+
+
+def test_run_and_tune_take_the_suite_dataset_flag(capsys):
+    from conftest import run_cli
+    from kdbench.run.suites import bundled_suites
+
+    suite = str(bundled_suites()["datasets"])
+    for command in ("run", "tune"):
+        code, out, err = run_cli(capsys, command, "--suite", suite, "--dataset", "yelp")
+        assert code == 2 and err.strip().splitlines() == [
+            "kdbench: error: dataset 'yelp' is not in suite 'datasets': valid: amazon-beauty, citeulike-t"]

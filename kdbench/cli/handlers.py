@@ -15,7 +15,7 @@ from kdbench.commands.export_teacher import export_teacher
 from kdbench.commands.listing import describe
 from kdbench.commands.report import rebuild_reports
 from kdbench.commands.reproduce import reproduce_suite
-from kdbench.commands.run import RunOutcome, leaderboard_note, run_single, run_suite
+from kdbench.commands.run import SINGLE_DATASET, RunOutcome, leaderboard_note, run_single, run_suite
 from kdbench.commands.summary import counts_line, top_rows
 from kdbench.commands.sweep import run_sweep
 from kdbench.commands.data_share import run_data_share
@@ -92,20 +92,22 @@ def _failed(records: list[dict]) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.all or args.suite or args.quick:
         outcome = run_suite(args.results_dir, _execution(args), args.suite, args.quick, _names(args.strategy),
-                            _names(args.protocol), command=_command(args), strict=args.strict)
+                            _names(args.protocol), command=_command(args), strict=args.strict,
+                            datasets=_names([args.dataset]) if args.dataset else None)
         for path in outcome.outputs:
             print(f"wrote {path}")
         print(counts_line(outcome.runner, len(outcome.cells)))
         for line in top_rows(outcome.outputs):
             print(line)
         return _failed(outcome.records)
-    outcome = run_single(args.results_dir, _execution(args), args.dataset, args.teacher, args.student,
+    dataset = args.dataset or SINGLE_DATASET
+    outcome = run_single(args.results_dir, _execution(args), dataset, args.teacher, args.student,
                          _names(args.strategy), args.seed, args.hp, _train_settings(args),
                          _train_settings(args, "teacher_"), args.data_path, _names(args.protocol))
     for record in outcome.records:
         _print_record(record)
     _print_teachers(outcome)
-    note = leaderboard_note(args.dataset, args.teacher, args.student, _train_settings(args),
+    note = leaderboard_note(dataset, args.teacher, args.student, _train_settings(args),
                             _train_settings(args, "teacher_"))
     if note:
         print(note)
@@ -149,7 +151,7 @@ def _print_teachers(outcome: RunOutcome) -> None:
 def tune(args: argparse.Namespace) -> int:
     summaries, written = tune_suite(args.results_dir, _execution(args), args.suite, args.quick, _names(args.strategy),
                                     _names(args.protocol), args.pairing, args.trials, command=_command(args),
-                                    budget_epochs=args.budget_epochs)
+                                    budget_epochs=args.budget_epochs, datasets=_names(args.dataset))
     for path in written:
         print(f"wrote {path}")
     for summary in summaries:

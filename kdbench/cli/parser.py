@@ -161,8 +161,10 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     grid.add_argument("--strict", action="store_true",
                       help="with --all/--suite: stop (exit 2) when a catalogue dataset of the suite is not in "
                            "the data folder, instead of naming it and running the rest")
+    grid.add_argument("--dataset", metavar="DATASET",
+                      help="a single run's RecBole dataset name (default: ml-100k, bundled); with --all/--suite, "
+                           "only these of the suite's datasets (comma-separated)")
     single = run.add_argument_group("single run")
-    single.add_argument("--dataset", default="ml-100k", help="RecBole dataset name (default: ml-100k, bundled)")
     single.add_argument("--data-path", metavar="DIR", help="folder with DATASET.inter in RecBole atomic format")
     single.add_argument("--teacher", default=SINGLE_TEACHER,
                         help=f"teacher MODEL:DIM, or file:PATH for a teacher file (default: {SINGLE_TEACHER}, not "
@@ -210,6 +212,8 @@ def _add_tune_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--budget-epochs", type=_positive_int, help="budget in training epochs per study (default: the suite's)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
                       help="only this pairing of the suite, e.g. 'BPR:64->BPR:5' (repeatable)")
+    tune.add_argument("--dataset", action="append", metavar="DATASET",
+                      help="only these of the suite's datasets, e.g. citeulike-t (repeatable or comma-separated)")
     _add_protocol_flag(tune, "replaces the suite's `protocol:`", "the suite's")
     _add_location_flags(tune, "start studies made with other settings again")
     _add_strict_cache_flag(tune)

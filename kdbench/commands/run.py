@@ -63,22 +63,22 @@ def run_single(results_dir: str | Path, execution: Execution, dataset: str, teac
 
 def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | None = None, quick: bool = False,
               strategies: list[str] | None = None, protocols: list[str] | None = None,
-              command: str | None = None, strict: bool = False) -> RunOutcome:
+              command: str | None = None, strict: bool = False, datasets: list[str] | None = None) -> RunOutcome:
     """A suite (`suite_file`, default the default suite; its reduced version with `quick`, under
-    RESULTS_DIR/quick), its tuned rows where tuning finished, then its leaderboard. `command` is the
-    invocation recorded in the leaderboard's header, with the wall time, when any cell ran. A
-    catalogue dataset not fetched yet is named (with the command that fetches it) and set aside;
-    `strict` stops instead."""
+    RESULTS_DIR/quick; only `datasets` of it if given), its tuned rows where tuning finished, then its
+    leaderboard (of every stored run). `command` is the invocation recorded in the leaderboard's
+    header, with the wall time, when any cell ran. A catalogue dataset not fetched yet is named (with
+    the command that fetches it) and set aside; `strict` stops instead."""
     started = time.time()
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
     suite = load_suite(suite_file, quick=quick)
-    cells = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols)), strict,
-                              progress_note)
+    cells = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols),
+                                     datasets_only=datasets), strict, progress_note)
     runs_dir = Path(results_dir) / "quick" if quick else Path(results_dir)
     # size sweeps are not tuned: only the suite's own pairings get tuned rows
-    untuned = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False),
-                                note=lambda _: None)
+    untuned = set_aside_missing(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False,
+                                       datasets_only=datasets), note=lambda _: None)
     if TuningSettings.from_spec(suite.spec.get("tuning")).teacher:  # every row distils from the tuned teacher
         cells, untuned = with_tuned_teachers(cells, runs_dir, untuned), with_tuned_teachers(untuned, runs_dir)
     # a quick run is never tuned (`tune --quick` aside): no "not tuned" line per strategy
@@ -94,7 +94,7 @@ def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | N
 # A single run's default pairing (`run --teacher/--student`): the README's first example and the
 # pairing its cached teachers and reproducibility figures are keyed to; the leaderboard's is the
 # default suite's first pairing, with the suite's settings (kept apart: see `leaderboard_note`).
-SINGLE_TEACHER, SINGLE_STUDENT = "BPR:200", "BPR:20"
+SINGLE_DATASET, SINGLE_TEACHER, SINGLE_STUDENT = "ml-100k", "BPR:200", "BPR:20"
 _FLAGS = {"learning_rate": "lr", "max_epochs": "epochs", "batch_size": "batch-size", "patience": "patience",
           "eval_every": "eval-every"}
 

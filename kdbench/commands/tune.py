@@ -24,8 +24,9 @@ from kdbench.tuning import TuningSettings, check_storages, study_cells, tune
 def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | None = None, quick: bool = False,
                strategies: list[str] | None = None, protocols: list[str] | None = None,
                pairings: list[str] | None = None, trials: int | None = None,
-               command: str | None = None, budget_epochs: int | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
-    """Tune the suite's studies (only `strategies` and `pairings` if given; a budget of `trials` or of
+               command: str | None = None, budget_epochs: int | None = None,
+               datasets: list[str] | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Tune the suite's studies (only `strategies`, `pairings` and `datasets` if given; a budget of `trials` or of
     `budget_epochs` training epochs per study, default the suite's `tuning:` block): (their
     summaries, the tuning report's files). `command` is recorded in tuning/meta.json with the wall
     time and the trials this call ran."""
@@ -33,8 +34,8 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
     suite = load_suite(suite_file, quick=quick)
-    cells = validate_cells(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False),
-                           execution.device)
+    cells = validate_cells(expand(suite, resolve_strategies(strategies), resolve_protocols(protocols), sweeps=False,
+                                  datasets_only=datasets), execution.device)
     if pairings:
         known = sorted({cell.pairing for cell in cells})
         unknown = [p for p in pairings if p not in known]

@@ -146,14 +146,22 @@ def suite_protocols(suite: Suite, override: list[str] | None = None) -> list[str
 
 
 def expand(suite: Suite, strategies_override: list[str] | None = None,
-           protocols_override: list[str] | None = None, sweeps: bool = True) -> list[Cell]:
+           protocols_override: list[str] | None = None, sweeps: bool = True,
+           datasets_only: list[str] | None = None) -> list[Cell]:
     """The suite's cells, in suite order, each once. `strategies_override` (`run --strategy`) replaces
     the suite's strategies and narrows a pairing's own list to the names in both; `protocols_override`
     (`--protocol`) replaces the suite's protocols; `sweeps=False` leaves out the pairings that sweep
-    student sizes (`students:`)."""
+    student sizes (`students:`); `datasets_only` (`--dataset`) keeps those of the suite's datasets, so
+    a grid can finish one dataset before the next (the cells, studies and their identities are the
+    suite's own)."""
     spec = suite.spec
     name = suite.name
     datasets = [str(d) for d in _list(spec, "datasets", name)]
+    if datasets_only:
+        unknown = [d for d in datasets_only if d not in datasets]
+        if unknown:
+            raise KdbenchError(f"dataset '{unknown[0]}' is not in suite '{name}': valid: {choices(datasets)}")
+        datasets = [d for d in datasets if d in datasets_only]
     pairings = _list(spec, "pairings", name)
     seeds = _seeds(spec, f"suite '{name}'")
     strategies = _strategy_names(strategies_override or spec.get("strategies", "all"), f"suite '{name}'")
