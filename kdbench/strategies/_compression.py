@@ -145,8 +145,12 @@ def other_bytes(model: nn.Module, tables: list[nn.Parameter]) -> tuple[int, int]
 
 def frozen_copy(model: nn.Module, trainable: bool = False) -> nn.Module:
     """A private copy of `model` (the shared frozen teacher is never written), gradients on if
-    `trainable`, without any full-sort cache (LightGCN's restore_user_e)."""
-    copied = copy.deepcopy(model)
+    `trainable`, without any full-sort cache (LightGCN's restore_user_e). Sparse tensors the model
+    holds as plain attributes (LightGCN's CSR adjacency, which `copy.deepcopy` cannot copy: a CSR
+    tensor has no storage) are constants of the graph, shared by the copy, never written."""
+    shared = {id(value): value for module in model.modules() for value in vars(module).values()
+              if isinstance(value, torch.Tensor) and value.layout != torch.strided}
+    copied = copy.deepcopy(model, memo=shared)
     reset_inference_cache(copied)
     for parameter in copied.parameters():
         parameter.requires_grad_(trainable)
