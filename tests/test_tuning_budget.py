@@ -168,7 +168,7 @@ def test_trials_share_the_frozen_teacher(tuned):
 @pytest.mark.slow
 def test_the_summary_and_the_plot_show_budget_and_epochs_spent(tuned):
     text = (tuned["root"] / "results" / "tuning" / "summary.md").read_text()
-    assert f"Budget: {BUDGET} epochs per study; tuning seeds [100, 101]" in text
+    assert f"Budget: {BUDGET} epochs per student study; tuning seeds [100, 101]" in text
     assert "successive halving from 1 epochs" in text and "defaults are each study's first trial" in text
     assert f"| {BUDGET} epochs |" in text and "2nd-half gain" in text
 
@@ -450,3 +450,18 @@ def test_a_cadence_of_5_spends_every_training_epoch_and_prunes_at_the_validated_
     level["value"] = 0.1
     worse = run_trial(TrialTask(CellTask(cell), {}, (100, 101), pruner, tuple(study.trials)))
     assert worse.pruned and not worse.out_of_budget and worse.epochs == 10  # at the first rung, not before
+
+
+def test_the_summary_states_each_dataset_s_student_budget_when_they_differ():
+    """A dataset's budget grows until its studies are flat, so datasets may differ; the teacher
+    studies' budgets are stated with their pairings, not in the header."""
+    from kdbench.report.tuning_summary import _budgets_by_dataset
+
+    def study(dataset, strategy, budget):
+        return {"dataset": dataset, "strategy": strategy, "budget": budget, "budget_unit": "epochs"}
+
+    same = [study("ml-100k", "kd", 1200), study("ml-100k", "teacher", 600), study("citeulike-t", "teacher", 600)]
+    assert _budgets_by_dataset(same) == "1200 epochs per student study"
+    differ = same + [study("citeulike-t", "kd", 600)]
+    assert _budgets_by_dataset(differ) == "per student study, by dataset: ml-100k 1200 epochs; citeulike-t 600 epochs"
+    assert _budgets_by_dataset([study("citeulike-t", "teacher", 600)]) is None

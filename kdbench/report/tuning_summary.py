@@ -135,8 +135,9 @@ def pairing_budget_line(summaries: list[dict[str, Any]]) -> str:
     return f"Budget per strategy: {text}, {verdict}{used}."
 
 
-def _settings_line(settings: dict[str, Any]) -> str:
-    """The tuning settings, as written by this version (`budget`, `unit`) or before (`trials`)."""
+def _settings_line(settings: dict[str, Any], budget: str | None = None) -> str:
+    """The tuning settings, as written by this version (`budget`, `unit`) or before (`trials`);
+    `budget` replaces the settings' own when the studies' budgets differ (one per dataset)."""
     pruner = settings["pruner"]
     if pruner.get("kind", "median") == "median":
         pruning = (f"median pruner after {pruner['startup_trials']} trials and {pruner['warmup_epochs']} epochs "
@@ -144,10 +145,27 @@ def _settings_line(settings: dict[str, Any]) -> str:
     else:
         pruning = (f"successive halving from {pruner['first_rung']} epochs (at least the pairing's min_epochs), "
                    f"reduction factor {pruner['reduction_factor']}")
-    budget = f"{settings['budget']} {settings['unit']}" if "unit" in settings else f"{settings['trials']} trials"
+    budget = budget or (f"{settings['budget']} {settings['unit']}" if "unit" in settings
+                        else f"{settings['trials']} trials") + " per study"
     first = "; the published defaults are each study's first trial" if settings.get("defaults_first") else ""
-    return (f"Budget: {budget} per study; tuning seeds {settings['seeds']}; TPE with {settings['startup_trials']} "
+    return (f"Budget: {budget}; tuning seeds {settings['seeds']}; TPE with {settings['startup_trials']} "
             f"random start-up trials; {pruning}{first}.")
+
+
+def _budgets_by_dataset(summaries: list[dict[str, Any]]) -> str | None:
+    """The student studies' budget (a teacher study's is stated with its pairing): one for all, or
+    one per dataset when they differ (a dataset's budget grows until its studies are flat); None
+    without student studies."""
+    by_dataset: dict[str, set[str]] = {}
+    for summary in summaries:
+        if summary.get("strategy") != TEACHER:
+            by_dataset.setdefault(summary["dataset"], set()).add(
+                f"{summary['budget']} {summary.get('budget_unit', 'trials')}")
+    budgets = {budget for per_dataset in by_dataset.values() for budget in per_dataset}
+    if len(budgets) <= 1:
+        return f"{budgets.pop()} per student study" if budgets else None
+    return "per student study, by dataset: " + "; ".join(f"{dataset} {' / '.join(sorted(per_dataset))}"
+                                                          for dataset, per_dataset in by_dataset.items())
 
 
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
@@ -173,7 +191,7 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
         "",
     ]
     if summaries:
-        lines += [_settings_line(summaries[0]["tuning"]), ""]
+        lines += [_settings_line(summaries[0]["tuning"], _budgets_by_dataset(summaries)), ""]
     lines += [f"Wall time of the tune invocations: {wall / 60:.1f} min; compute summed over trials: "
               f"{compute / 60:.1f} min.", ""]
     for invocation in meta["invocations"]:
