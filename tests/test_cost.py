@@ -224,3 +224,13 @@ def test_the_cost_command_measures_each_teacher_with_its_students_in_one_sitting
     assert inference_cost.check_cost(payload) is None and payload["settings"]["threads"] == 1
     assert main(args[:3] + ["--catalogues", "5000"]) == 2
     assert "--catalogues must be at least 10,000 items" in capsys.readouterr().err
+
+
+def test_a_compressed_shape_is_told_from_a_dense_one_by_its_name():
+    """The report falls back to a run's own cost for a dense shape `cost` has not timed, never for a
+    compressed format (its runs score through dense tables, not its kernel)."""
+    from kdbench.evaluation.compressed_cost import CSR, INT4, INT8, compressed_name, is_compressed_shape
+
+    assert all(is_compressed_shape(name) for name in (compressed_name("BPR:64", INT8), compressed_name("BPR:5", INT4),
+                                                      compressed_name("LightGCN:64", CSR, "LightGCN:8")))
+    assert not any(is_compressed_shape(name) for name in ("BPR:5", "LightGCN:64", "SASRec:16:L1H1", "GRU4Rec:16"))

@@ -28,6 +28,11 @@ from kdbench.strategies._compression import (csr_bytes, dequantise_rows, kept_en
 CSR, INT8, INT4 = "CSR", "int8", "int4"
 
 
+def is_compressed_shape(model: str) -> bool:
+    """Whether a run record's model names a compressed format (`compressed_name`), not a dense shape."""
+    return any(part.split("@")[0] in (CSR, INT8, INT4) for part in str(model).split()[1:])
+
+
 def compressed_name(spec: str, kind: str, budget_spec: str | None = None) -> str:
     """The cost files' and the run records' name of a compressed shape: `BPR:64 int8`,
     `BPR:64 CSR@BPR:5` (pruned to the dense size of BPR:5)."""

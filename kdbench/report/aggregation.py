@@ -54,8 +54,9 @@ from kdbench.report.ranking import ranking_columns
 from kdbench.report.schema import (
     COLUMNS, CONFIDENCE, PRIMARY_MEAN, RETAINED, TEACHER_PRIMARY, TUNED_VS_DEFAULTS, VS_SCRATCH,
 )
+from kdbench.evaluation.compressed_cost import is_compressed_shape
 from kdbench.report.tables import shape_cost
-from kdbench.report.values import finite, first_text, first_valid, is_sequential, ratio, spec_key
+from kdbench.report.values import finite, first_text, first_valid, ratio, spec_key
 from kdbench.run.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
 
 NO_TEST: dict[str, Any] = {
@@ -170,8 +171,11 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = ratio(teacher_params, row["params"])
     row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
-    if is_sequential(row["model"]) and not finite(row["throughput_users_per_s"]):
-        # per query, from the runs themselves (median over seeds) until `kdbench cost` measures the shape
+    if not finite(row["throughput_users_per_s"]) and not is_compressed_shape(row["model"]):
+        # a dense shape `kdbench cost` has not measured (a sequential one, or a student its teacher's
+        # sitting lacks): from the runs themselves, median over seeds (per query for a sequential
+        # shape). Not a compressed format: its runs score through dense dequantised or zero-filled
+        # tables, so its cost is its kernel's, which only `cost` times
         row |= {"throughput_users_per_s": ok["run_throughput"].median(),
                 "throughput_iqr_low": ok["run_throughput"].min(),
                 "throughput_iqr_high": ok["run_throughput"].max(),
