@@ -137,7 +137,7 @@ def pairing_budget_line(summaries: list[dict[str, Any]]) -> str:
 
 def _settings_line(settings: dict[str, Any], budget: str | None = None) -> str:
     """The tuning settings, as written by this version (`budget`, `unit`) or before (`trials`);
-    `budget` replaces the settings' own when the studies' budgets differ (one per dataset)."""
+    `budget`, the student studies' budget text (`_budgets_by_dataset`), replaces the settings' own."""
     pruner = settings["pruner"]
     if pruner.get("kind", "median") == "median":
         pruning = (f"median pruner after {pruner['startup_trials']} trials and {pruner['warmup_epochs']} epochs "
@@ -145,8 +145,9 @@ def _settings_line(settings: dict[str, Any], budget: str | None = None) -> str:
     else:
         pruning = (f"successive halving from {pruner['first_rung']} epochs (at least the pairing's min_epochs), "
                    f"reduction factor {pruner['reduction_factor']}")
-    budget = budget or (f"{settings['budget']} {settings['unit']}" if "unit" in settings
-                        else f"{settings['trials']} trials") + " per study"
+    if budget is None:
+        own = f"{settings['budget']} {settings['unit']}" if "unit" in settings else f"{settings['trials']} trials"
+        budget = f"{own} per study"
     first = "; the published defaults are each study's first trial" if settings.get("defaults_first") else ""
     return (f"Budget: {budget}; tuning seeds {settings['seeds']}; TPE with {settings['startup_trials']} "
             f"random start-up trials; {pruning}{first}.")

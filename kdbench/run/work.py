@@ -63,7 +63,7 @@ class TeacherArtifact:
     @property
     def trajectory_digest(self) -> str:
         """The trajectory's `content_digest`; "" without one."""
-        return content_digest(self.trajectory) if self.trajectory else ""
+        return content_digest(from_bytes(self.trajectory)) if self.trajectory else ""
 
 
 @dataclass(frozen=True)
@@ -265,10 +265,11 @@ def _train_student(task: CellTask) -> RunRecord:
     if task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
         record["teacher_test"] = task.teacher.meta["test"]
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
-    if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams) and cache keys
+    if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams), cache keys and
+        # the lists learned from (the context holds them decoded, in the ensemble's order)
         record["ensemble"] = [{"teacher": artifact.meta.get("model"), "key": artifact.key,
-                               "test": artifact.meta.get("test"), "trajectory": artifact.trajectory_digest}
-                              for artifact in task.ensemble]
+                               "test": artifact.meta.get("test"), "trajectory": content_digest(trajectory)}
+                              for artifact, trajectory in zip(task.ensemble, strategy.context.trajectories)]
     return record
 
 

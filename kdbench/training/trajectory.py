@@ -103,12 +103,11 @@ def from_bytes(data: bytes) -> dict[str, torch.Tensor]:
     return trajectory
 
 
-def content_digest(data: bytes) -> str:
-    """A digest of a trajectory's lists (from `to_bytes`' output), by content: two recordings that
-    hold the same epochs and lists have the same digest, whatever bytes `torch.save` wrote. A tuning
-    study whose strategy learns from trajectories keeps it in its identity: a teacher cache rebuilt
-    with lists recorded otherwise is then a change of settings, not a silent one."""
-    trajectory = from_bytes(data)
+def content_digest(trajectory: dict[str, torch.Tensor]) -> str:
+    """A digest of a trajectory's lists, by content: two recordings that hold the same epochs and
+    lists have the same digest, whatever bytes `torch.save` wrote. A tuning study whose strategy
+    learns from trajectories keeps it in its identity: a teacher cache rebuilt with lists recorded
+    otherwise is then a change of settings, not a silent one."""
     h = hashlib.blake2b(digest_size=8)
     for name in sorted(trajectory):
         tensor = trajectory[name].contiguous()
