@@ -356,6 +356,27 @@ def test_a_record_from_before_data_fingerprints_is_matched_by_dataset_name(toy_d
     assert Runner(*dirs).is_done(_toy_cell(tmp_path / "elsewhere"))
 
 
+def test_a_record_an_older_writer_made_is_stale_and_replace_stale_makes_it_again(toy_dir, dirs, fits):
+    """A finished record without the beyond-accuracy metrics every run now records is not reused:
+    --replace-stale retrains the cell, and the new record holds them."""
+    cell = _toy_cell(toy_dir)
+    runner = Runner(*dirs)
+    runner.run(cell)
+    path = runner.store.path("toy", cell.pairing, "scratch", 0)
+    stored = json.loads(path.read_text())
+    del stored["beyond"], stored["test_users"]
+    path.write_text(json.dumps(stored))
+    assert not Runner(*dirs).is_done(cell)
+    fits.trained.clear()
+    again = Runner(*dirs, replace_stale=True)
+    again.check_no_overwrite([cell])
+    again.run_all([cell])
+    assert again.executed == 1 and len(fits.trained) == 1
+    remade = json.loads(path.read_text())
+    assert set(remade["beyond"]) >= {"itemcoverage@10", "giniindex@10"} and remade["test_users"]["train_interactions"]
+    assert remade["test"] == stored["test"]
+
+
 def test_replace_stale_redoes_only_the_runs_made_with_other_settings_and_resumes(toy_dir, dirs, fits):
     """After a change to a cell's identity, --replace-stale retrains that cell in place, reuses the
     cell that is still current, and a second invocation trains nothing."""

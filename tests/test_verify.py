@@ -24,6 +24,9 @@ def _record(strategy: str, seed: int, ndcg: float) -> dict:
         "per_user": {"user_ids": [1, 2, 3], "ndcg@10": [ndcg, ndcg / 2 + seed / 50, ndcg * 1.5 - seed / 70]},
         "cost": {"params": 10_500}, "wall_seconds": 1.0,
         "training": {"seconds_per_epoch": 0.1, "epochs_run": 3, "best_epoch": 2, "hit_epoch_cap": False},
+        "beyond": {"itemcoverage@10": 0.3, "averagepopularity@10": 120.0, "tailpercentage@10": 0.05,
+                   "giniindex@10": 0.9, "tail_ratio": 0.8},
+        "test_users": {"train_interactions": [5, 9, 30]},
     }
 
 
@@ -83,3 +86,17 @@ def test_a_run_made_with_other_settings_is_flagged_stale_and_fails_only_when_str
     assert f"stale: {path}: made with other strategy_code than the current code gives" in out
     code, out = verify(capsys, results, "--strict")
     assert code == 1
+
+
+def test_a_finished_run_without_the_sections_runs_now_record_is_stale(capsys, results):
+    """A record an older writer made (no beyond-accuracy metrics, no test users' training counts) is
+    not current even with a current `config`: `run --replace-stale` makes it again."""
+    path = next(RunStore(results).runs.rglob("scratch/seed1.json"))
+    record = json.loads(path.read_text())
+    del record["beyond"], record["test_users"]
+    path.write_text(json.dumps(record))
+    write_reports(results, results, command="python -m kdbench run --suite s.yaml", wall_seconds=12.0, plot=False)
+    code, out = verify(capsys, results)
+    assert code == 0
+    assert f"stale: {path}: made by an older writer, without beyond, test_users" in out
+    assert out.strip().endswith("4 run file(s) parse, 1 stale, 0 error(s); leaderboards match report")

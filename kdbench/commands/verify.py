@@ -7,7 +7,8 @@
   suite that have not run yet (a new size sweep, say) are not errors: verify checks what is stored,
   and `report` shows it;
 - every run's identity (`config`) equals what the current code gives its cell, or the run is
-  flagged stale (made by other strategy code or settings; `strict` makes that an error);
+  flagged stale (made by other strategy code or settings, or by an older writer without a section
+  every run now records: `record.missing_sections`; `strict` makes that an error);
 - no run record holds an absolute folder (`locations.absolute_fields`: a record names its data by
   catalogue name and fingerprint): each is a warning (`strict` makes it an error), with the command
   that drops those it can (`verify --drop-locations`, `locations.drop_locations`);
@@ -29,7 +30,7 @@ from kdbench.errors import KdbenchError
 from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
-from kdbench.run.record import RunStore, stale_fields
+from kdbench.run.record import RunStore, missing_sections, stale_fields
 from kdbench.store.reading import DamagedFile
 from kdbench.tuning import read_summary
 
@@ -116,6 +117,8 @@ def _check_runs(store: RunStore, found: Verification) -> None:
             continue
         if changed:
             found.stale.append(f"{path}: made with other {', '.join(changed)} than the current code gives")
+        elif missing := missing_sections(record):
+            found.stale.append(f"{path}: made by an older writer, without {', '.join(missing)}")
 
 
 def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> None:

@@ -11,6 +11,8 @@ everything besides the address that determines the result, the data's location a
 `LOCATION_FIELDS`) and its `data_fingerprint` (the hash of the split, which also keys the teacher
 cache: `teacher_identity`). A stored run counts as the cell's only if all three agree
 (`is_current`); a record from before fingerprints were stored is taken at its word about the data.
+A finished record without a section every run has written since it was added (`CURRENT_SECTIONS`)
+is stale too: `run --replace-stale` makes it again, so that every row of a table carries them.
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ SEED_DETERMINED_SECTIONS = ("test", "teacher_test", "per_user", "beyond")
 # Sections records hold only since they were added: compared when the stored run has them, so a run
 # made before (no `beyond` before issue 27) still reproduces on the values it holds.
 ADDED_SECTIONS = frozenset({"beyond"})
+# Sections every finished run has written since they were added (issue 27): a finished record
+# without one was made by an older writer (the round-2 scratch, FitNet and teacher rows reused as
+# current held no beyond-accuracy metrics, so their tables could not compare with the teacher).
+CURRENT_SECTIONS = ("beyond", "test_users")
 SEED_DETERMINED_FIELDS = ("status", "error", VALID_PRIMARY_METRIC, "training.best_epoch", "training.epochs_run",
                           "training.valid_curve", "cost.params")
 # One flat column per nested field, for tables of runs: column -> (section, field).
@@ -258,11 +264,19 @@ def stale_fields(cell, config: dict[str, Any]) -> list[str]:
     return identity_differences(config, json.loads(json.dumps(identity(cell, str(config.get("device", "cpu"))))))
 
 
+def missing_sections(record: RunRecord) -> list[str]:
+    """The `CURRENT_SECTIONS` a finished record lacks (a failed one holds none of them)."""
+    if record.get("status") != "ok":
+        return []
+    return [section for section in CURRENT_SECTIONS if section not in record]
+
+
 def is_current(record: RunRecord, cell, device: str, fingerprint: Callable[[], str]) -> bool:
     """Whether a record at the cell's address was made with the cell's identity: the same `config`,
-    locations aside, and the same data (`fingerprint()` is asked only when the record holds one)."""
+    locations aside, the same data (`fingerprint()` is asked only when the record holds one), and
+    every section the current writer adds (`missing_sections`)."""
     current = json.loads(json.dumps(identity(cell, device)))
-    if identity_differences(record.get("config") or {}, current):
+    if identity_differences(record.get("config") or {}, current) or missing_sections(record):
         return False
     stored = record.get("data_fingerprint")
     return stored is None or stored == fingerprint()
