@@ -175,3 +175,34 @@ def test_the_tuning_summary_counts_the_epochs_of_studies_made_before_epoch_budge
     text = (tmp_path / "tuning" / "summary.md").read_text()
     assert ("Budget per strategy: 2 trials, counted in trials, so NOT an equal budget in training epochs; "
             "epochs spent 7-12.") in text
+
+
+def test_compression_rows_are_reference_rows_that_change_no_distillation_rank_or_holm(board, tmp_path):
+    """Adding compression rows (an SVD above every student, a quantised KD) to a table leaves the
+    distilled students' ranks, top group and Holm-adjusted p exactly as they were; the compression
+    rows are unnumbered, outside the top group, Holm-adjusted among themselves only."""
+    root = tmp_path / "results"
+    store = RunStore(root)
+    store.write("toy", PAIRING, "teacher", 0, record("teacher", 0, 0.60))
+    for name in SHIFTS:
+        for seed in SEEDS:
+            store.write("toy", PAIRING, name, seed, record(name, seed, float(_values(name, seed).mean()),
+                                                           per_user=_values(name, seed)))
+    for name, family, shift in (("svd", "compression", 0.2), ("kd+ptq", "response+compression", 0.05)):
+        for seed in SEEDS:
+            values = _values("scratch", seed) + shift + NOISE["big"][seed]
+            store.write("toy", PAIRING, name, seed, record(name, seed, float(values.mean()), family=family,
+                                                           per_user=values))
+    table = aggregate(load_runs(root))
+    before = board["table"].set_index("strategy")
+    after = table.set_index("strategy")
+    assert after.loc["svd", "ndcg@10_mean"] > after.loc["big", "ndcg@10_mean"]  # the best row of the table
+    for name in SHIFTS:
+        for column in ("rank", "top_group", "p_value_holm", "rank_low", "rank_high", "p_value_vs_leader_holm"):
+            assert after.loc[name, column] == before.loc[name, column] or (
+                pd.isna(after.loc[name, column]) and pd.isna(before.loc[name, column])), (name, column)
+    for name in ("svd", "kd+ptq"):
+        assert pd.isna(after.loc[name, "rank"]) and pd.isna(after.loc[name, "top_group"])
+        assert pd.isna(after.loc[name, "rank_low"])
+    raw = after.loc[["svd", "kd+ptq"], "p_value_mixed"].to_numpy(float)
+    assert after.loc[["svd", "kd+ptq"], "p_value_holm"].to_numpy(float) == pytest.approx(stats.holm(raw))

@@ -10,7 +10,8 @@ have and the users all those runs scored:
   `seed_bound=True`: the variance at least the paired t-test over seeds', S - 1 degrees of
   freedom), so no p-value claims more precision than the seeds allow; needs two shared seeds.
 - `p_value_holm`: `p_value_mixed` Holm-Bonferroni adjusted over the strategies compared with
-  scratch in the same table (dataset and pairing). The † / ‡ marks come from it.
+  scratch in the same table (dataset and pairing), the distillation methods and the compression
+  rows (`values.is_compression`) as two separate sets. The † / ‡ marks come from it.
 - `rel_change_ci_low` / `rel_change_ci_high`: 95% interval of the relative change of the primary
   metric vs scratch, in % like `schema.VS_SCRATCH` (same model and floor, delta method).
 - `diff_var_seed`, `diff_var_user`, `diff_var_residual`: the difference's variance components,
@@ -27,7 +28,8 @@ Holm-corrected), for runs that record their test users' training interactions.
 Beyond accuracy (`kdbench.evaluation.beyond`): `<metric>@10_mean`, the mean over ok seeds of ItemCoverage,
 AveragePopularity, TailPercentage and GiniIndex of the test users' top 10, for every row.
 
-Per table, among its students (`kdbench.report.ranking`): the top group (not significantly
+Per table, among its distilled students (`kdbench.report.ranking`; compression rows take no rank,
+no top group and no rank interval: reference rows, like the teacher's): the top group (not significantly
 below the leader, seed-bounded tests against it, Holm-adjusted) and a bootstrap interval of each
 rank (`rank_low`, `rank_high`).
 
@@ -56,7 +58,7 @@ from kdbench.report.schema import (
 )
 from kdbench.evaluation.compressed_cost import is_compressed_shape
 from kdbench.report.tables import shape_cost
-from kdbench.report.values import finite, first_text, first_valid, ratio, spec_key
+from kdbench.report.values import finite, first_text, first_valid, is_compression, ratio, spec_key
 from kdbench.run.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
 
 NO_TEST: dict[str, Any] = {
@@ -131,12 +133,19 @@ def _tuned_columns(row: dict[str, Any], method: str, dataset: str, defaults_mean
 
 
 def _ranked(group: pd.DataFrame) -> pd.DataFrame:
-    """One table: Holm over its primary p-values, rows best first, the students numbered."""
-    group["p_value_holm"] = stats.holm(group["p_value_mixed"].to_numpy(float))
+    """One table: rows best first; the distilled students (scratch included) numbered and their
+    primary p-values Holm-adjusted together; the compression rows (`values.is_compression`) are
+    reference rows like the teacher's, unnumbered and Holm-adjusted among themselves, so that the
+    compression suite's rows in a pairing's table change no distillation method's rank or p Holm."""
+    reference = group["family"].map(is_compression).to_numpy(bool)
+    p_values, adjusted = group["p_value_mixed"].to_numpy(float), np.full(len(group), np.nan)
+    for part in (reference, ~reference):
+        adjusted[part] = stats.holm(p_values[part])
+    group["p_value_holm"] = adjusted
     group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
     group = group.sort_values([PRIMARY_MEAN, "_order", "strategy"], ascending=[False, True, True],
                               na_position="last", kind="mergesort")
-    is_student = group["family"] != TEACHER
+    is_student = (group["family"] != TEACHER) & ~group["family"].map(is_compression)
     group["rank"] = pd.array([pd.NA] * len(group), dtype="Int64")
     group.loc[is_student, "rank"] = np.arange(1, int(is_student.sum()) + 1)
     return group.drop(columns="_order")

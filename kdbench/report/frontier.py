@@ -26,7 +26,7 @@ from kdbench.run.record import DEFAULTS, SCRATCH, TEACHER
 from kdbench.report.formatting import fmt
 from kdbench.report.schema import PRIMARY_MEAN
 from kdbench.report.tables import LATENCY_BATCH, THROUGHPUT_BATCH
-from kdbench.strategies.base import COMPRESSION
+from kdbench.report.values import is_compression
 
 POINT_COLUMNS = ["dataset", "teacher", "strategy", "family", "kind", "student", "model", "size_bytes", "params",
                  PRIMARY_MEAN, "n_seeds", "latency_p50_ms", "on_front"]
@@ -40,12 +40,12 @@ def point_kind(strategy: str, family: str) -> str:
         return TEACHER
     if strategy == SCRATCH:
         return "scratch"
-    return "compression" if COMPRESSION in str(family).split("+") else "distillation"
+    return "compression" if is_compression(family) else "distillation"
 
 
 def has_compression(table: pd.DataFrame) -> bool:
     """Whether any row of the leaderboard is a compression baseline (the frontier's condition)."""
-    return bool(len(table)) and any(COMPRESSION in str(f).split("+") for f in table["family"].dropna())
+    return bool(len(table)) and any(is_compression(f) for f in table["family"].dropna())
 
 
 def pareto_front(size: np.ndarray, quality: np.ndarray) -> np.ndarray:

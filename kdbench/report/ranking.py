@@ -1,6 +1,7 @@
 """The ranking of one table: which students share the lead, and how sure each rank is.
 
-Among a table's students (scratch included, the teacher row excluded: it is another model), on the
+Among a table's students (scratch included; the teacher row excluded, it is another model, and the
+compression rows, another deployed format: `values.is_compression`), on the
 per-user primary metric paired by seed and user id (`kdbench.report.stats`):
 
 - `top_group`: the leader (the table's best-ranked student) tested against every other student with
@@ -24,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from kdbench.report import stats
+from kdbench.report.values import is_compression
 from kdbench.run.record import TEACHER
 
 RANK_COLUMNS = ("rank_low", "rank_high", "top_group", "p_value_vs_leader", "p_value_vs_leader_holm")
@@ -56,11 +58,12 @@ def ranking_columns(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_user(table: pd.DataFrame, runs: pd.DataFrame) -> dict[str, dict[Any, pd.Series]]:
-    """Each student's {seed: per-user values}, in table order, for students whose every ok run has them."""
+    """Each distilled student's {seed: per-user values}, in table order, for students whose every ok
+    run has them."""
     found: dict[str, dict[Any, pd.Series]] = {}
     for name, family in zip(table["strategy"], table["family"]):
         mine = runs[runs["strategy"] == name]
-        if family == TEACHER or mine.empty or any(values is None for values in mine["per_user"]):
+        if family == TEACHER or is_compression(family) or mine.empty or any(v is None for v in mine["per_user"]):
             continue
         found[name] = dict(zip(mine["seed"], mine["per_user"]))
     return found

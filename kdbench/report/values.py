@@ -11,6 +11,14 @@ import pandas as pd
 
 from kdbench.errors import KdbenchError
 from kdbench.families import family_of
+from kdbench.strategies.base import COMPRESSION
+
+
+def is_compression(family: Any) -> bool:
+    """Whether a row's family has a compression part (`svd`, `prune`, `quant`, and `kd+ptq`, which
+    distils, then quantises): another deployed format than the distilled students', so a table shows
+    it beside them as a reference row and ranks and tests the students without it."""
+    return COMPRESSION in str(family).split("+")
 
 
 def finite(value: Any) -> bool:
