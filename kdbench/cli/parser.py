@@ -207,7 +207,8 @@ def _add_tune_parser(commands: argparse._SubParsersAction) -> None:
                                "`run` then adds a tuned row per strategy.")
     _add_suite_flags(tune, "tune the default suite (the default)",
                      "tune the suite in this YAML file (its `tuning:` block)", "the suite's reduced version")
-    tune.add_argument("--strategy", action="append", metavar="NAME", help="only these strategies (repeatable)")
+    tune.add_argument("--strategy", action="append", metavar="NAME",
+                      help="only these strategies (repeatable or comma-separated)")
     tune.add_argument("--trials", type=_positive_int, help="budget in trials per study (default: the suite's tuning block)")
     tune.add_argument("--budget-epochs", type=_positive_int, help="budget in training epochs per study (default: the suite's)")
     tune.add_argument("--pairing", action="append", metavar="TEACHER->STUDENT",
