@@ -179,3 +179,21 @@ def test_two_sparse_datasets_give_an_answer_and_say_the_density_split_needs_a_de
     assert consistency.startswith("**sparse** and **good** beat tuned scratch significantly in every table (2)")
     assert by_density == ("Every dataset with known statistics here is sparse (density < 0.5%): the comparison "
                           "by density needs one of each.")
+
+
+def test_a_strategy_missing_from_a_table_is_named_and_left_out_of_the_ranks(tmp_path):
+    """While a grid runs, a dataset's tuned table may lack strategies the others have: they get no
+    mean rank, and the section names them instead of ranking them on fewer tables."""
+    root = tmp_path / "results"
+    write_runs(root, SPARSE[:2])
+    for path in (root / "runs" / "citeulike-t").rglob("good@tuned/*.json"):
+        path.unlink()
+    runs = load_runs(root)
+    (answer,) = cross_dataset(aggregate(runs), runs, draws=100)
+    summary = answer.summary.set_index("strategy")
+    assert np.isnan(summary.loc["good", "mean_rank"]) and summary.loc["sparse", "mean_rank"] == 1
+    assert not any("**good**" in sentence for sentence in answer.sentences)
+    out = tmp_path / "out"
+    write_reports(root, out, plot=False)
+    page = (out / "leaderboard.md").read_text()
+    assert "Not in every table yet, so without a rank and left out of the sentences: good." in page

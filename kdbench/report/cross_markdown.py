@@ -44,6 +44,11 @@ def cross_markdown(answers: list[CrossDataset]) -> list[str]:
             lines += [f"> Needs tuned tables on at least {MIN_DATASETS} datasets for an answer across datasets; "
                       f"today: {', '.join(answer.datasets)} only. What exists (ranks within it):", ""]
         lines += [_table(answer), ""]
+        missing = [name for name, rank in zip(answer.summary["strategy"], answer.summary["mean_rank"])
+                   if not np.isfinite(rank)]
+        if missing:
+            lines += [f"Not in every table yet, so without a rank and left out of the sentences: "
+                      f"{', '.join(missing)}.", ""]
         if answer.sentences:
             lines += ["What to use (generated from the table by the rules below):", ""]
             lines += [f"- {sentence}" for sentence in answer.sentences] + [""]
