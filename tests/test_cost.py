@@ -51,6 +51,7 @@ def measurement(catalogue: str, n_items: int, model: str, kind: str, batch: int,
     dim = int(model.split(":")[1])
     return {"catalogue": catalogue, "synthetic": catalogue != "toy", "n_items": n_items, "n_users": 50,
             "kind": kind, "model": model, "dim": dim, "params": PARAMS.get(model) if kind == "model" else None,
+            "size_bytes": 4 * PARAMS[model] if kind == "model" else None,
             "batch_users": batch, "median_s": median, "q25_s": q25 or median, "q75_s": q75 or median,
             "min_s": (q25 or median) / 2, "max_s": (q75 or median) * 2, "n": 11}
 
@@ -155,6 +156,9 @@ def test_the_leaderboard_shows_one_inference_figure_per_shape_training_cost_and_
     assert "## Compression: the same methods at several student sizes" in text
     assert "0.2200 (55.0%), 3 seeds" in text
     assert "100,000 (deployment size)" in text and "2.25×" in text
+    params = PARAMS["BPR:8"]
+    shape_row = next(line for line in text.splitlines() if line.startswith("| BPR:8 "))
+    assert [cell.strip() for cell in shape_row.split("|")[2:4]] == [f"{params:,}", f"{4 * params:,}"]  # bytes too
     payload = json.loads((tmp_path / "leaderboard.json").read_text())
     assert {r["student"] for r in payload["speedups"]} == {"BPR:4", "BPR:8"}
     assert len(payload["compression"]) == 4 and len(payload["inference_cost"]) == len(COST["measurements"])

@@ -143,9 +143,10 @@ def compressed_cost_markdown(shapes: pd.DataFrame | None) -> list[str]:
         dense = same[(same["model"] == dense_name) & (same["batch_users"] == THROUGHPUT_BATCH)]
         single = same[(same["model"] == row.model) & (same["batch_users"] == LATENCY_BATCH)]
         ratio = float(row.users_per_s) / float(dense.iloc[0]["users_per_s"]) if len(dense) else math.nan
-        rows.append([row.dataset, row.model, f"{int(row.n_items):,}", fmt(row.users_per_s, "{:,.0f}"),
+        rows.append([row.dataset, row.model, fmt(row.size_bytes, "{:,.0f}"), f"{int(row.n_items):,}",
+                     fmt(row.users_per_s, "{:,.0f}"),
                      fmt(ratio, "{:.2f}×"), fmt(single.iloc[0]["median_ms"] if len(single) else math.nan, "{:.3f}")])
-    headers = ["dataset", "shape", "items", "users/s (256 a call)", "× its dense shape", "ms/user"]
+    headers = ["dataset", "shape", "bytes", "items", "users/s (256 a call)", "× its dense shape", "ms/user"]
     return lines + [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 

@@ -23,7 +23,7 @@ RUN_FIELDS = {**FLAT_FIELDS, **{metric: ("beyond", metric) for metric in BEYOND_
 ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
 
 COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
-                "params", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
+                "params", "size_bytes", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
 COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it anew"
 TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", "budget_unit", "epochs_spent"]
 
@@ -107,4 +107,6 @@ def load_costs(runs_dir: str | Path) -> pd.DataFrame:
         for measurement in payload["measurements"]:
             rows.append({"dataset": payload["dataset"], "teacher": payload["teacher"]}
                         | {k: measurement.get(k) for k in COST_COLUMNS[2:]})
-    return pd.DataFrame(rows, columns=list(COST_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COST_COLUMNS))
+    frame["size_bytes"] = pd.to_numeric(frame["size_bytes"], errors="coerce")  # absent before issue 28: NaN
+    return frame

@@ -28,7 +28,7 @@ from kdbench.run.record import SCRATCH, TEACHER
 THROUGHPUT_BATCH, LATENCY_BATCH = 256, 1
 RATIO_TOLERANCE = 0.2  # a speed-up within 20% of the roofline's counts as matching it
 INFERENCE_COLUMNS = ["dataset", "teacher", "catalogue", "n_items", "synthetic", "kind", "model", "dim", "params",
-                     "batch_users", "users_per_s", "users_per_s_iqr_low", "users_per_s_iqr_high", "median_ms",
+                     "size_bytes", "batch_users", "users_per_s", "users_per_s_iqr_low", "users_per_s_iqr_high", "median_ms",
                      "min_ms", "max_ms", "n"]
 SPEEDUP_COLUMNS = ["dataset", "teacher", "student", "catalogue", "n_items", "deployment", "speedup",
                    "roofline_speedup", "speedup_vs_roofline", "matches_roofline"]
@@ -75,7 +75,7 @@ def inference_table(costs: pd.DataFrame) -> pd.DataFrame:
     if not len(costs):
         return pd.DataFrame(columns=INFERENCE_COLUMNS)
     out = costs[["dataset", "teacher", "catalogue", "n_items", "synthetic", "kind", "model", "dim", "params",
-                 "batch_users"]].copy()
+                 "size_bytes", "batch_users"]].copy()
     batch = costs["batch_users"].astype(float)
     out["users_per_s"] = batch / costs["median_s"].astype(float)
     out["users_per_s_iqr_low"] = batch / costs["q75_s"].astype(float)
