@@ -383,7 +383,7 @@ def test_replace_stale_redoes_only_the_runs_made_with_other_settings_and_resumes
     current, changed = _toy_cell(toy_dir), _toy_cell(toy_dir, seed=1)
     Runner(*dirs).run_all([current, changed])
     changed_now = replace(changed, train=replace(changed.train, learning_rate=changed.train.learning_rate / 2))
-    with pytest.raises(KdbenchError, match="run --replace-stale. replaces only such runs"):
+    with pytest.raises(KdbenchError, match="--replace-stale. replaces only such runs"):
         Runner(*dirs).check_no_overwrite([current, changed_now])
     fits.trained.clear()
     notes = []

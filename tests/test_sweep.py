@@ -71,3 +71,7 @@ def test_a_sweep_reuses_its_runs_refuses_other_settings_and_redoes_them_with_for
     assert run.read_bytes() == first
     assert run_cli(capsys, *base, "--lr", "0.01", "--force")[0] == 0
     assert '"learning_rate": 0.01' in run.read_text()
+    redone = run.read_bytes()
+    code, _, err = run_cli(capsys, *base, "--replace-stale")  # the lr 0.001 cells again, only those
+    assert code == 0, err
+    assert '"learning_rate": 0.001' in run.read_text() and run.read_bytes() != redone

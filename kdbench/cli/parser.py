@@ -62,6 +62,12 @@ def _add_location_flags(parser: argparse.ArgumentParser, force_help: str) -> Non
     where.add_argument("--force", action="store_true", help=force_help)
 
 
+def _add_replace_stale_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replace-stale", action="store_true",
+                        help="redo only the cells whose stored run was made with other settings or code (after "
+                             "a change to what strategies compute or records hold), keeping current ones: it resumes")
+
+
 def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("parallel execution")
     group.add_argument("--workers", type=_positive_int,
@@ -190,9 +196,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     teacher.add_argument("--teacher-patience", type=_positive_int, help="teacher's patience (default 10)")
     teacher.add_argument("--teacher-eval-every", type=_positive_int, help="teacher's epochs between validations (default 1)")
     _add_location_flags(run, "redo cells that already have a result")
-    run.add_argument("--replace-stale", action="store_true",
-                     help="redo only the cells whose stored run was made with other settings or code (after "
-                          "a change to what strategies compute), keeping current ones: it resumes")
+    _add_replace_stale_flag(run)
     _add_strict_cache_flag(run)
     _add_executor_flags(run)
 
@@ -273,6 +277,7 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--force", action="store_true",
                        help="redo sizes and seeds that already have a result (by default they are reused, and a "
                             "stored run made with other training settings stops the sweep before anything trains)")
+    _add_replace_stale_flag(sweep)
     _add_cache_flag(sweep)
     _add_executor_flags(sweep)
 
@@ -377,4 +382,5 @@ def _add_sweep_data_parser(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--epochs", type=_positive_int, help="max epochs of teacher and students (default: the suite's)")
     sweep.add_argument("--patience", type=_positive_int, help="patience of teacher and students (default: the suite's)")
     _add_location_flags(sweep, "redo cells that already have a result")
+    _add_replace_stale_flag(sweep)
     _add_executor_flags(sweep)

@@ -60,7 +60,7 @@ class StoredRuns:
                 if not self.replace_stale:
                     raise KdbenchError(
                         f"{self.store.file(cell.address)} holds a finished run with other settings; pass --force "
-                        f"to replace it (`run --replace-stale` replaces only such runs, keeping current ones) "
+                        f"to replace it (`--replace-stale` replaces only such runs, keeping current ones) "
                         f"or choose another --results-dir"
                     )
                 stale.append(cell)
