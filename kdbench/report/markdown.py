@@ -89,7 +89,8 @@ def _group_cells(row: dict[str, Any]) -> list[str]:
 
 
 def _facts(header: dict[str, Any], quick: bool) -> list[str]:
-    """The title, the quick warning, and the invocation, environment and run counts."""
+    """The title, the quick warning, the last invocation that ran cells (the tables hold every stored
+    run, whichever command made it), environment and run counts."""
     env = header["environment"]
     lines = ["# kdbench leaderboard" + (" (QUICK)" if quick else ""), ""]
     if quick:
@@ -97,13 +98,13 @@ def _facts(header: dict[str, Any], quick: bool) -> list[str]:
                   "these numbers; cite `leaderboard.md` from the full suite.**", ""]
     command = f"`{header['command']}`" if header["command"] else "not recorded (no leaderboard meta file)"
     facts = [
-        ("Command", command),
+        ("Last command that ran cells", command),
         ("kdbench / RecBole / torch / Python",
          f"{env['kdbench']} / {env['recbole']} / {env['torch']} / {env['python']}"),
         ("CPU", f"{env['cpu']} ({env['threads']} torch threads)"),
         ("GPU", env["gpu"]),
         ("Date (newest run)", header["date"] or "unknown"),
-        ("Wall time of the invocation", duration(header["wall_seconds"])),
+        ("Its wall time", duration(header["wall_seconds"])),
         ("Compute time (sum over runs)", duration(header["compute_seconds"])),
         ("Runs", f"{header['n_runs']} ({header['n_failed']} failed)"),
     ]
