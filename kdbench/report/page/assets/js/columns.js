@@ -5,7 +5,7 @@ function col(id, label, value, text, options) {
 function field(name) { return function (row) { return row[name]; }; }
 const COLUMNS = [
   col("rank", "#", field("rank"), function (r) { return finite(r.rank) ? String(r.rank) : ""; },
-      { show: true, title: "rank among the students of its table (dataset, pairing, variant)" }),
+      { show: true, title: "rank among the distilled students of its table (dataset, pairing, variant); none for the teacher and the compression rows" }),
   col("strategy", "Strategy", field("strategy"), rowName, { num: false, show: true, wrap: true }),
   col("family", "Family", field("family"), function (r) { return r.family || ""; }, { num: false, show: true }),
   col("dataset", "Dataset", field("dataset"), function (r) { return r.dataset; }, { num: false, show: true }),
