@@ -136,16 +136,17 @@ def _ranked(group: pd.DataFrame) -> pd.DataFrame:
     """One table: rows best first; the distilled students (scratch included) numbered and their
     primary p-values Holm-adjusted together; the compression rows (`values.is_compression`) are
     reference rows like the teacher's, unnumbered and Holm-adjusted among themselves, so that the
-    compression suite's rows in a pairing's table change no distillation method's rank or p Holm."""
+    compression suite's rows in a pairing's table change no distillation method's rank or p Holm.
+    The rank is the one decision of who is ranked: `ranking_columns` and `detectable_effects` read it."""
+    group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
+    group = group.sort_values([PRIMARY_MEAN, "_order", "strategy"], ascending=[False, True, True],
+                              na_position="last", kind="mergesort")
     reference = group["family"].map(is_compression).to_numpy(bool)
     p_values, adjusted = group["p_value_mixed"].to_numpy(float), np.full(len(group), np.nan)
     for part in (reference, ~reference):
         adjusted[part] = stats.holm(p_values[part])
     group["p_value_holm"] = adjusted
-    group["_order"] = np.where(group["family"] == TEACHER, 0, 1)
-    group = group.sort_values([PRIMARY_MEAN, "_order", "strategy"], ascending=[False, True, True],
-                              na_position="last", kind="mergesort")
-    is_student = (group["family"] != TEACHER) & ~group["family"].map(is_compression)
+    is_student = (group["family"] != TEACHER).to_numpy(bool) & ~reference
     group["rank"] = pd.array([pd.NA] * len(group), dtype="Int64")
     group.loc[is_student, "rank"] = np.arange(1, int(is_student.sum()) + 1)
     return group.drop(columns="_order")

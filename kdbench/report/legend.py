@@ -15,10 +15,10 @@ LEGEND = """### How to read these tables
   cost table), compared with the same scratch but neither numbered nor ranked, outside the top group,
   and Holm-corrected among themselves, so that they change no distillation method's rank, top group
   or p Holm. The compression frontier below compares them with the distilled students size for size.
-- `#` numbers the distilled students in table order. rank [95% CI]: the student's rank by mean NDCG@10 (the
-  teacher is not ranked) and, in brackets, a 95% bootstrap interval of that rank among the table's
-  students: 2,000 draws of the seeds with replacement, then of the users, the same draws for every
-  student (seed s and user u are paired across students), fixed generator seed. Descriptive only:
+- `#` numbers the distilled students in table order. rank [95% CI]: the student's rank by mean
+  NDCG@10 (the teacher is not ranked) and, in brackets, a 95% bootstrap interval of that rank among
+  the table's students: 2,000 draws of the seeds with replacement, then of the users, the same draws
+  for every student (seed s and user u are paired across students), fixed generator seed. Descriptive only:
   with 3-5 seeds the seed level has few distinct resamples and the interval under-covers; the top
   group is the test. Columns `rank`, `rank_low`, `rank_high` in the CSV and JSON.
 - top group (★): the students not significantly worse than the leader (the best-ranked student,
@@ -37,7 +37,8 @@ LEGEND = """### How to read these tables
   deviation over seeds (no ± with a single seed).
 - † / ‡ after NDCG@10: the primary test below gives p < 0.05 / p < 0.01 against scratch after the
   Holm-Bonferroni correction over the distillation strategies of the table (the compression rows
-  over their own; either direction, read the sign in "vs scratch"). The correction keeps the chance of any false mark in a table at 5% / 1%.
+  over their own; either direction, read the sign in "vs scratch"). The correction keeps the chance
+  of any false mark in a table at 5% / 1%.
 - vs scratch: relative change of mean NDCG@10 against scratch's mean, in %, and in brackets its 95%
   confidence interval (same model as p; not corrected for the several comparisons, so an interval can
   exclude 0 without a mark).

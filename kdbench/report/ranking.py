@@ -1,7 +1,7 @@
 """The ranking of one table: which students share the lead, and how sure each rank is.
 
-Among a table's students (scratch included; the teacher row excluded, it is another model, and the
-compression rows, another deployed format: `values.is_compression`), on the
+Among a table's ranked students (the rows `aggregation._ranked` numbered: scratch included; the
+teacher row excluded, it is another model, and the compression rows, another deployed format), on the
 per-user primary metric paired by seed and user id (`kdbench.report.stats`):
 
 - `top_group`: the leader (the table's best-ranked student) tested against every other student with
@@ -25,8 +25,6 @@ from typing import Any
 import pandas as pd
 
 from kdbench.report import stats
-from kdbench.report.values import is_compression
-from kdbench.run.record import TEACHER
 
 RANK_COLUMNS = ("rank_low", "rank_high", "top_group", "p_value_vs_leader", "p_value_vs_leader_holm")
 TOP_ALPHA = 0.05
@@ -34,7 +32,7 @@ TOP_GROUP_MARK = "★"  # the Markdown's "top group" cell of a student in its ta
 
 
 def ranking_columns(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """`table` (one table's rows, best first, with `strategy` and `family`) with `RANK_COLUMNS` added,
+    """`table` (one table's rows, best first, with `strategy` and `rank`) with `RANK_COLUMNS` added,
     from `runs` (that table's ok runs, with `strategy`, `seed` and `per_user`)."""
     out = table.copy()
     for column in RANK_COLUMNS:
@@ -58,12 +56,12 @@ def ranking_columns(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_user(table: pd.DataFrame, runs: pd.DataFrame) -> dict[str, dict[Any, pd.Series]]:
-    """Each distilled student's {seed: per-user values}, in table order, for students whose every ok
+    """Each ranked student's {seed: per-user values}, in table order, for students whose every ok
     run has them."""
     found: dict[str, dict[Any, pd.Series]] = {}
-    for name, family in zip(table["strategy"], table["family"]):
+    for name, rank in zip(table["strategy"], table["rank"]):
         mine = runs[runs["strategy"] == name]
-        if family == TEACHER or is_compression(family) or mine.empty or any(v is None for v in mine["per_user"]):
+        if pd.isna(rank) or mine.empty or any(values is None for values in mine["per_user"]):
             continue
         found[name] = dict(zip(mine["seed"], mine["per_user"]))
     return found

@@ -22,7 +22,7 @@ from kdbench.report.load import COST_COLUMNS
 from kdbench.report.schema import (
     CONFIDENCE, POWER, PRIMARY_CI_HIGH, PRIMARY_CI_LOW, PRIMARY_MEAN, PRIMARY_STD, TEACHER_PRIMARY,
 )
-from kdbench.report.values import is_compression, ratio, spec_key
+from kdbench.report.values import ratio, spec_key
 from kdbench.run.record import SCRATCH, TEACHER
 
 THROUGHPUT_BATCH, LATENCY_BATCH = 256, 1
@@ -171,7 +171,8 @@ def detectable_effects(table: pd.DataFrame, keys: tuple[str, ...] = ("dataset", 
     """
     rows = []
     for key, group in table.groupby(list(keys), sort=False):
-        tested = group[np.isfinite(group["p_value_mixed"].astype(float)) & ~group["family"].map(is_compression)]
+        # the ranked students with a test (the teacher, scratch and the compression rows have none)
+        tested = group[np.isfinite(group["p_value_mixed"].astype(float)) & group["rank"].notna()]
         scratch = group.loc[group["method"] == SCRATCH, PRIMARY_MEAN]
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row |= {"n_compared": len(tested), "n_seeds": 0, "n_users": 0}
