@@ -13,7 +13,7 @@ from scipy import stats as sp
 
 from kdbench.report import stats
 from kdbench.run.record import RunStore
-from kdbench.report import aggregate, load_runs, write_reports
+from kdbench.report import aggregate, detectable_effects, load_runs, write_reports
 from kdbench.report.budget import budget_cell, budget_line
 from kdbench.report.tuning_summary import pairing_budget_line
 from tests.test_report import PAIRING, USERS, _tables, record
@@ -206,3 +206,6 @@ def test_compression_rows_are_reference_rows_that_change_no_distillation_rank_or
         assert pd.isna(after.loc[name, "rank_low"])
     raw = after.loc[["svd", "kd+ptq"], "p_value_mixed"].to_numpy(float)
     assert after.loc[["svd", "kd+ptq"], "p_value_holm"].to_numpy(float) == pytest.approx(stats.holm(raw))
+    effects, effects_before = detectable_effects(table).iloc[0], detectable_effects(board["table"]).iloc[0]
+    assert effects["n_compared"] == effects_before["n_compared"] == len(SHIFTS) - 1  # the distilled ones only
+    assert effects["mde_pct"] == pytest.approx(effects_before["mde_pct"])
