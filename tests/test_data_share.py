@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,11 @@ def test_sweep_data_writes_the_table_and_the_curve_and_resumes(tmp_path, capsys)
     capsys.readouterr()
     assert main(argv) == 0  # every cell finished: nothing trains, nothing is rewritten
     assert {path: path.read_bytes() for path in results.rglob("seed*.json")} == before
+    assert "training teacher" not in capsys.readouterr().err
+    # the whole split's cells are the run store's: found there (as `run` leaves them), copied, not retrained
+    shutil.move(results / "data_share" / "share-1" / "runs", results / "runs")
+    assert main(argv) == 0
+    assert json.loads((full / "kd/seed0.json").read_text()) == kd_full
     assert "training teacher" not in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ import torch
 import kdbench.run.work as work_module
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
+from kdbench.run.record import RunStore
 from kdbench.run.runner import TEACHER, Cell, Runner, run_cells, validate_cells
 from kdbench.strategies import STRATEGIES
 from kdbench.strategies.base import DistillationStrategy
@@ -201,6 +202,29 @@ def test_rerunning_a_finished_cell_does_not_retrain_but_force_does(toy_dir, dirs
     forced = Runner(*dirs, force=True).run(cell)
     assert fits.trained == ["BPR:4"]  # the student again; the teacher still comes from the cache
     assert forced["status"] == "ok" and forced["created"] >= first["created"]
+
+
+def test_a_current_run_in_a_reuse_from_folder_is_copied_not_rerun(toy_dir, dirs, tmp_path, fits):
+    """sweep-data's 100% share and the run store hold the same cells: one folder's finished run is the
+    other's, copied with its log; a run there with other settings is not, and force runs anyway."""
+    cell = _toy_cell(toy_dir)
+    elsewhere = tmp_path / "elsewhere"
+    made = Runner(elsewhere, dirs[1]).run(cell)
+    fits.trained.clear()
+    runner = Runner(*dirs, reuse_from=(elsewhere,))
+    assert runner.run(cell) == json.loads(json.dumps(made))
+    assert fits.trained == [] and (runner.executed, runner.reused) == (0, 1)
+    source, copy = (RunStore(folder).file(cell.address) for folder in (elsewhere, dirs[0]))
+    assert json.loads(copy.read_text()) == json.loads(source.read_text())
+    assert copy.with_suffix(".log").read_text() == source.with_suffix(".log").read_text() != ""
+    other = _toy_cell(toy_dir, seed=1, train=TrainSettings(max_epochs=3, batch_size=4096))
+    Runner(elsewhere, dirs[1]).run(_toy_cell(toy_dir, seed=1))  # seed 1 there with the suite's settings
+    fits.trained.clear()
+    Runner(*dirs, reuse_from=(elsewhere,)).run(other)
+    assert fits.trained[-1:] == ["BPR:4"]  # the student (its teacher too: other settings)
+    fits.trained.clear()
+    Runner(*dirs, reuse_from=(elsewhere,), force=True).run(cell)
+    assert fits.trained == ["BPR:4"]
 
 
 def test_the_same_cell_gives_the_same_result(toy_dir, dirs):

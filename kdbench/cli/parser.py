@@ -363,7 +363,8 @@ def _add_sweep_data_parser(commands: argparse._SubParsersAction) -> None:
         description="Train the teacher, scratch and distilled students of one pairing on shares of each "
                     "user's training interactions (validation and test fixed) and write "
                     "results/data_share_DATASET_PAIRING.md/.csv/.png. Each share's runs live under "
-                    "RESULTS_DIR/data_share/share-S/ and resume cell by cell.")
+                    "RESULTS_DIR/data_share/share-S/ and resume cell by cell; a 100% cell that `run` finished "
+                    "(results/runs/) is copied, not trained again.")
     sweep.add_argument("--dataset", default="ml-100k")
     sweep.add_argument("--data-path", metavar="DIR")
     sweep.add_argument("--teacher", default="BPR:64")

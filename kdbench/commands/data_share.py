@@ -58,7 +58,9 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
     records: dict[float, list[dict[str, Any]]] = {}
     for share, cells in share_cells(students, teacher_row, shares, subsample_seed).items():
         progress_note(f"{share_text(share * 100)}% of the training data: {len(cells)} cells")
-        _, records[share] = execute_cells(cells, share_root(results_dir, share), execution, check_stored=False)
+        # the whole split's cells are the run store's own: a tuned row `run` made is copied, not retrained
+        _, records[share] = execute_cells(cells, share_root(results_dir, share), execution, check_stored=False,
+                                          reuse_from=(Path(results_dir),) if share == 1.0 else ())
     intro = _intro(command, template, students, shares, seeds, subsample_seed, variant, strategies is None)
     paths = write_data_share(records, dataset, template.pairing, intro, results_dir)
     return paths, [record for found in records.values() for record in found]

@@ -16,6 +16,7 @@ from kdbench.data.offline import set_aside_missing
 from kdbench.families import BackboneSpec, default_protocol
 from kdbench.store.paths import check_folder
 from kdbench.report import write_reports
+from kdbench.report.data_share import share_root
 from kdbench.run.runner import Runner
 from kdbench.run.suites import expand, load_suite
 from kdbench.training.teacher_file import PREFIX as TEACHER_FILE, parse_teacher
@@ -83,7 +84,9 @@ def run_suite(results_dir: str | Path, execution: Execution, suite_file: str | N
         cells, untuned = with_tuned_teachers(cells, runs_dir, untuned), with_tuned_teachers(untuned, runs_dir)
     # a quick run is never tuned (`tune --quick` aside): no "not tuned" line per strategy
     cells += tuned_cells(untuned, runs_dir, warn=progress_note, quiet_untuned=quick)
-    runner, records = execute_cells(cells, runs_dir, execution, check_stored=True)
+    # `sweep-data`'s 100% share holds plain cells too (a pairing's tuned top three): copied, not retrained
+    runner, records = execute_cells(cells, runs_dir, execution, check_stored=True,
+                                    reuse_from=() if quick else (share_root(results_dir, 1.0),))
     # an invocation that found every cell finished keeps the header of the one that ran them
     ran = runner.executed > 0
     outputs = write_reports(runs_dir, Path(results_dir), quick=quick, command=command if ran else None,

@@ -11,6 +11,9 @@ writes result files and the teacher cache (its parts, one job each, are in `kdbe
   skipped and its result reused once stored (or the cell taken over if its process died);
 - a cell that raises (or whose loss turns NaN, or whose worker died) is recorded as failed with its
   error, and the suite goes on;
+- a cell not finished here but finished with the same identity in one of `reuse_from`'s results
+  folders (the same cells kept elsewhere: `sweep-data`'s 100% share and the run store) is copied
+  here with its log instead of run again;
 - a damaged stored result stops the run before anything trains (with --force it is redone), and a
   damaged teacher cache entry is moved aside and the teacher trained again (`heal_cache=False`
   stops instead).
@@ -36,6 +39,7 @@ from kdbench.run.teachers import TeacherCache
 from kdbench.run.validation import validate_cells
 from kdbench.training.teacher_file import is_file_teacher
 from kdbench.run.work import CellTask, TeacherArtifact, run_task
+from kdbench.store.reading import DamagedFile
 
 __all__ = ["TEACHER", "Cell", "Runner", "run_cells", "validate_cells"]
 
@@ -55,6 +59,7 @@ class Runner:
     executor: Executor | None = None
     plugins: tuple[str, ...] = ()
     heal_cache: bool = True  # a damaged teacher cache entry is moved aside and retrained (else: error)
+    reuse_from: tuple[str | Path, ...] = ()  # other results folders whose current runs of a cell are copied here
 
     def __post_init__(self) -> None:
         self.store = RunStore(self.results_dir)
@@ -67,6 +72,8 @@ class Runner:
         self.stored = StoredRuns(self.store, self.device, self.force, self.splits.fingerprint, self.replace_stale)
         self.stored.clear_partial_writes()
         self.cache = TeacherCache(self.cache_dir, self.splits.fingerprint, self.heal_cache, self.log)
+        self.elsewhere = [StoredRuns(RunStore(folder), self.device, False, self.splits.fingerprint)
+                          for folder in self.reuse_from if Path(folder).resolve() != Path(self.results_dir).resolve()]
 
     # -- what the parts answer (the tuner and the CLI ask them through the runner) -----------------
     def is_done(self, cell: Cell) -> bool:
@@ -149,12 +156,29 @@ class Runner:
         only one stored since `since`, by another process of the same folder)."""
         cell = cells[index]
         record, same = self.stored.lookup(cell)
+        if not same and not self.force:
+            record, same = self._copy_from_elsewhere(cell)
         if not same or (self.force and (since is None or self.stored.stored_at(cell) < since)):
             return False
         records[index] = record
         self.reused += 1
         notify(cell, record)
         return True
+
+    def _copy_from_elsewhere(self, cell: Cell) -> tuple[RunRecord | None, bool]:
+        """The cell's finished, current run in a `reuse_from` folder, written here with its log (the
+        record unchanged: the same identity, split fingerprint and figures); (None, False) if none.
+        A damaged file there counts as none: this folder's own runs are what this command checks."""
+        for other in self.elsewhere:
+            try:
+                record, same = other.lookup(cell)
+            except DamagedFile:
+                continue
+            if same:
+                log = other.store.file(cell.address).with_suffix(".log")
+                self.store.put(cell.address, record, log.read_text() if log.exists() else "")
+                return record, True
+        return None, False
 
     def _run_pass(self, cells: list[Cell], todo: list[int], artifacts: dict[str, TeacherArtifact | Exception],
                   records: list[RunRecord | None], notify: OnRecord, started: float, left: list[int]) -> int:
