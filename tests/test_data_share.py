@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from kdbench.run.cells import Cell
 from kdbench.cli.main import main
-from kdbench.commands.data_share import _top_tuned
+from kdbench.commands.data_share import _finished_studies, _intro, _top_tuned
 from kdbench.report.data_share import data_share_table, markdown
 from kdbench.errors import KdbenchError
 from kdbench.families import BackboneSpec
@@ -70,6 +71,10 @@ def test_the_top_three_are_the_best_current_studies_on_validation(tmp_path):
     _study(tmp_path, pairing, "dcd", 0.30, code="other code")  # tuned with other strategy code: not usable
     template = Cell("ml-100k", BackboneSpec.parse("BPR:8"), BackboneSpec.parse("BPR:4"), "scratch", 0)
     assert _top_tuned(template, tmp_path) == ["rrd", "cd", "kd"]
+    students = [replace(template, strategy=name) for name in ("scratch", "rrd", "cd", "kd")]
+    intro = _intro("", template, students, [1.0], [0], 0, "tuned", sorted(_finished_studies(template, tmp_path)))
+    assert "Students: scratch, rrd, cd, kd: " in intro  # dcd's study is another code's: not among them
+    assert "chosen among the 4 finished studies of this pairing: cd, fitnet, kd, rrd)" in intro
     (tmp_path / "tuning" / "ml-100k" / safe_name(pairing) / "cd.json").unlink()
     (tmp_path / "tuning" / "ml-100k" / safe_name(pairing) / "kd.json").unlink()
     with pytest.raises(KdbenchError, match="--strategy"):

@@ -51,6 +51,7 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
     template, fixed = _template(dataset, teacher_spec, student_spec, suite_file, data_path, epochs, patience)
+    considered = [] if strategies else sorted(_finished_studies(template, results_dir, fixed))
     names = strategies or _top_tuned(template, results_dir, fixed)
     students = _students(template, [SCRATCH] + [n for n in names if n != SCRATCH], seeds, variant, results_dir,
                          fixed)
@@ -61,7 +62,7 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
         # the whole split's cells are the run store's own: a tuned row `run` made is copied, not retrained
         _, records[share] = execute_cells(cells, share_root(results_dir, share), execution, check_stored=False,
                                           reuse_from=(Path(results_dir),) if share == 1.0 else ())
-    intro = _intro(command, template, students, shares, seeds, subsample_seed, variant, strategies is None)
+    intro = _intro(command, template, students, shares, seeds, subsample_seed, variant, considered)
     paths = write_data_share(records, dataset, template.pairing, intro, results_dir)
     return paths, [record for found in records.values() for record in found]
 
@@ -86,18 +87,25 @@ def _template(dataset: str, teacher: BackboneSpec, student: BackboneSpec, suite_
 def _top_tuned(template: Cell, results_dir: str | Path, fixed: dict[str, tuple] | None = None) -> list[str]:
     """The TOP strategies (scratch aside) whose finished, current tuning study of this pairing reached
     the best validation NDCG@10."""
-    studies = load_tuning(results_dir)
-    here = studies[(studies["dataset"] == template.dataset) & (studies["pairing"] == template.pairing)]
-    candidates = [replace(template, strategy=name, hparams=(fixed or {}).get(name, ()))
-                  for name in here["strategy"] if name != SCRATCH]
-    usable = tuned_cells(candidates, results_dir, warn=lambda _: None)
-    best = {cell.strategy: float(read_mapping(Study(cell, 0, Path(results_dir)).best_path)[BEST_VALUE])
-            for cell in usable}
+    best = _finished_studies(template, results_dir, fixed)
     if len(best) < TOP:
         raise KdbenchError(f"{template.dataset} {template.pairing}: {len(best)} finished tuning studies besides "
                            f"scratch, {TOP} needed to choose the top {TOP}; run `python -m kdbench tune` or name "
                            f"the strategies with --strategy")
     return sorted(best, key=lambda name: (-best[name], name))[:TOP]
+
+
+def _finished_studies(template: Cell, results_dir: str | Path, fixed: dict[str, tuple] | None = None
+                      ) -> dict[str, float]:
+    """Strategy (scratch aside) -> best validation NDCG@10 of its finished, current tuning study of
+    this pairing."""
+    studies = load_tuning(results_dir)
+    here = studies[(studies["dataset"] == template.dataset) & (studies["pairing"] == template.pairing)]
+    candidates = [replace(template, strategy=name, hparams=(fixed or {}).get(name, ()))
+                  for name in here["strategy"] if name != SCRATCH]
+    usable = tuned_cells(candidates, results_dir, warn=lambda _: None)
+    return {cell.strategy: float(read_mapping(Study(cell, 0, Path(results_dir)).best_path)[BEST_VALUE])
+            for cell in usable}
 
 
 def _students(template: Cell, names: list[str], seeds: list[int], variant: str, results_dir: str | Path,
@@ -116,19 +124,24 @@ def _students(template: Cell, names: list[str], seeds: list[int], variant: str, 
 
 
 def _intro(command: str, template: Cell, students: list[Cell], shares: list[float], seeds: list[int],
-           subsample_seed: int, variant: str, chosen: bool) -> str:
-    """The page's header: the command, the settings, the subsample rule and how to read the table."""
+           subsample_seed: int, variant: str, considered: list[str]) -> str:
+    """The page's header: the command, the settings, the subsample rule and how to read the table.
+    `considered`: the strategies whose finished studies the top ones were chosen from (none: named)."""
     train, teacher_train = template.train, template.teacher_settings
     names = list(dict.fromkeys(cell.strategy for cell in students))
-    how = (f"scratch and the {TOP} strategies whose tuning studies reached the best validation NDCG@10"
-           if chosen else "scratch and the strategies named")
+    how = (f"scratch and the {TOP} strategies whose tuning studies reached the best validation NDCG@10 "
+           f"(chosen among the {len(considered)} finished studies of this pairing: {', '.join(considered)})"
+           if considered else "scratch and the strategies named")
+    tuned = (" (tuned rows: each strategy's own tuned learning rate and weight decay instead)"
+             if variant == TUNED else "")
     return "\n".join([
         f"Command: `{command}`" if command else "",
         "",
-        f"Students: {how} ({', '.join(names)}), {'tuned hyperparameters' if variant == TUNED else 'published defaults'}; "
+        f"Students: {', '.join(names)}: {how}, {'tuned hyperparameters' if variant == TUNED else 'published defaults'}; "
         f"seeds {', '.join(map(str, seeds))}; teacher seed {template.teacher_seed}. Teacher and students are "
         f"trained on each share (the teacher too: it sees the same subsample). Training: students lr "
-        f"{train.learning_rate}, batch {train.batch_size}, patience {train.patience}, max epochs {train.max_epochs}; "
+        f"{train.learning_rate}{tuned}, batch {train.batch_size}, patience {train.patience}, max epochs "
+        f"{train.max_epochs}; "
         f"teacher lr {teacher_train.learning_rate}, batch {teacher_train.batch_size}, patience "
         f"{teacher_train.patience}, max epochs {teacher_train.max_epochs}; protocol {template.protocol}.",
         "",
