@@ -21,6 +21,8 @@ from kdbench.run.record import safe_name
 from kdbench.strategies import STRATEGIES
 from kdbench.commands.verify import verify
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _record(strategy: str, seed: int, ndcg: float) -> dict:
     return {"status": "ok", "strategy": strategy, "seed": seed, "variant": "defaults",
@@ -126,16 +128,25 @@ def test_sequential_pairings_and_bad_shares_are_refused_in_one_line(tmp_path, ca
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.json"))
 
 
-def test_a_suite_pairing_brings_its_training_settings_and_fixed_hyperparameters():
+def test_a_suite_pairing_brings_its_training_settings_tuned_teacher_and_fixed_hyperparameters(tmp_path):
     from kdbench.commands.data_share import _template
 
-    suite_cell, fixed = _template("ml-100k", BackboneSpec.parse("BPR:64"), BackboneSpec.parse("BPR:5"), None, None,
-                                  None, None)
+    bpr64, bpr5 = BackboneSpec.parse("BPR:64"), BackboneSpec.parse("BPR:5")
+    with pytest.raises(KdbenchError, match="tune"):  # the default suite tunes its teachers: tuned first
+        _template("ml-100k", bpr64, bpr5, None, None, None, None, tmp_path)
+    study = tmp_path / "tuning" / "ml-100k" / "BPR-64_to_BPR-5" / "teacher.json"
+    study.parent.mkdir(parents=True)
+    summary = json.loads((REPO / "results" / study.relative_to(tmp_path)).read_text())
+    summary["best_training"] = {"learning_rate": 0.002, "weight_decay": 1e-6}
+    study.write_text(json.dumps(summary))
+    suite_cell, fixed = _template("ml-100k", bpr64, bpr5, None, None, None, None, tmp_path)
     assert (suite_cell.train.learning_rate, suite_cell.train.max_epochs) == (0.005, 400)  # kdbench/suites/default.yaml
-    assert suite_cell.teacher_settings.learning_rate == 0.001 and suite_cell.strategy == "scratch"
-    assert fixed["de"] == (("num_experts", 5),) and fixed["kd"] == ()
-    short, _ = _template("ml-100k", BackboneSpec.parse("BPR:64"), BackboneSpec.parse("BPR:5"), None, None, 3, 2)
+    teacher = suite_cell.teacher_settings  # the suite's, with the study's learning rate and weight decay
+    assert (teacher.learning_rate, teacher.weight_decay, teacher.max_epochs) == (0.002, 1e-6, 300)
+    assert suite_cell.strategy == "scratch" and fixed["de"] == (("num_experts", 5),) and fixed["kd"] == ()
+    short, _ = _template("ml-100k", bpr64, bpr5, None, None, 3, 2, tmp_path)
     assert (short.train.max_epochs, short.teacher_settings.max_epochs, short.train.patience) == (3, 3, 2)
+    assert short.teacher_settings.learning_rate == 0.002
     other, fixed = _template("ml-100k", BackboneSpec.parse("BPR:8"), BackboneSpec.parse("BPR:4"), None, None,
-                             None, None)
+                             None, None, tmp_path)
     assert other.train == other.teacher_settings and fixed == {}  # not in the suite: TrainSettings' defaults

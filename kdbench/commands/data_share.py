@@ -5,7 +5,9 @@ results/data_share_DATASET_PAIRING.md/.csv/.png (`kdbench.report.data_share`, `k
 The students: scratch and `strategies`, or, by default, the three strategies of the pairing whose
 finished tuning studies reached the best validation NDCG@10 (chosen on validation, never on test),
 each with its tuned hyperparameters (`variant` tuned) or its published defaults. Training settings:
-the suite's for a pairing the suite holds, else TrainSettings' defaults; `epochs` / `patience`
+the suite's for a pairing the suite holds (the teacher's tuned learning rate and weight decay where the
+suite tunes its teachers: every share's teacher is trained as the leaderboard's), else TrainSettings'
+defaults; `epochs` / `patience`
 override both teacher's and students'. Each share's cells resume like `run`.
 """
 
@@ -28,7 +30,8 @@ from kdbench.report.tuning_summary import BEST_VALUE
 from kdbench.store.reading import read_mapping
 from kdbench.run.subsample import check_share
 from kdbench.run.suites import expand, load_suite
-from kdbench.tuning import Study, tuned_cells
+from kdbench.tuning import Study, TuningSettings, tuned_cells
+from kdbench.tuning.teachers import with_tuned_teachers
 
 TOP = 3  # strategies chosen from the tuning studies when none are named
 
@@ -50,7 +53,8 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
     check_dataset(dataset, data_path)
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
-    template, fixed = _template(dataset, teacher_spec, student_spec, suite_file, data_path, epochs, patience)
+    template, fixed = _template(dataset, teacher_spec, student_spec, suite_file, data_path, epochs, patience,
+                                results_dir)
     considered = [] if strategies else sorted(_finished_studies(template, results_dir, fixed))
     names = strategies or _top_tuned(template, results_dir, fixed)
     students = _students(template, [SCRATCH] + [n for n in names if n != SCRATCH], seeds, variant, results_dir,
@@ -68,12 +72,18 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
 
 
 def _template(dataset: str, teacher: BackboneSpec, student: BackboneSpec, suite_file: str | None,
-              data_path: str | None, epochs: int | None, patience: int | None) -> tuple[Cell, dict[str, tuple]]:
-    """A scratch cell of the pairing with the suite's settings where the suite has the pairing, and the
-    suite's fixed hyperparameters per strategy (`hparams: {de: {num_experts: 5}}`), which tuning kept."""
-    found = [cell for cell in expand(load_suite(suite_file), sweeps=False)
+              data_path: str | None, epochs: int | None, patience: int | None,
+              results_dir: str | Path = "results") -> tuple[Cell, dict[str, tuple]]:
+    """A scratch cell of the pairing with the suite's settings where the suite has the pairing (its
+    tuned teacher's learning rate and weight decay where the suite tunes its teachers, as `run` gives
+    the leaderboard's rows: every share trains the teacher as the leaderboard's was), and the suite's
+    fixed hyperparameters per strategy (`hparams: {de: {num_experts: 5}}`), which tuning kept."""
+    suite = load_suite(suite_file)
+    found = [cell for cell in expand(suite, sweeps=False)
              if cell.dataset == dataset and cell.teacher == teacher and cell.student == student
-             and cell.protocol == default_protocol(teacher)]
+             and cell.protocol == default_protocol(teacher) and not cell.is_teacher]
+    if found and TuningSettings.from_spec(suite.spec.get("tuning")).teacher:
+        found = with_tuned_teachers(found, results_dir)
     cell = (replace(found[0], strategy=SCRATCH, hparams=(), variant=DEFAULTS) if found
             else Cell(dataset, teacher, student, SCRATCH, 0, protocol=default_protocol(teacher)))
     if data_path is not None:
@@ -140,9 +150,10 @@ def _intro(command: str, template: Cell, students: list[Cell], shares: list[floa
         f"Students: {', '.join(names)}: {how}, {'tuned hyperparameters' if variant == TUNED else 'published defaults'}; "
         f"seeds {', '.join(map(str, seeds))}; teacher seed {template.teacher_seed}. Teacher and students are "
         f"trained on each share (the teacher too: it sees the same subsample). Training: students lr "
-        f"{train.learning_rate}{tuned}, batch {train.batch_size}, patience {train.patience}, max epochs "
+        f"{train.learning_rate:.3g}{tuned}, batch {train.batch_size}, patience {train.patience}, max epochs "
         f"{train.max_epochs}; "
-        f"teacher lr {teacher_train.learning_rate}, batch {teacher_train.batch_size}, patience "
+        f"teacher lr {teacher_train.learning_rate:.3g}, weight decay {teacher_train.weight_decay:.3g}, batch "
+        f"{teacher_train.batch_size}, patience "
         f"{teacher_train.patience}, max epochs {teacher_train.max_epochs}; protocol {template.protocol}.",
         "",
         f"Shares: {', '.join(share_text(s * 100) + '%' for s in shares)} of each user's training interactions: "
