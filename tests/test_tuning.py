@@ -221,6 +221,47 @@ def test_tuned_cells_take_the_best_hyperparameters_and_training_knobs(tmp_path):
     assert "other strategy code" in warnings[0]
 
 
+def test_post_training_quantisation_is_tuned_through_the_study_of_the_model_it_quantises():
+    from kdbench.tuning.studies import study_cells, tuned_through
+
+    assert tuned_through("ptq") == tuned_through("ptq-int4") == ("scratch", "")
+    assert tuned_through("kd+ptq") == tuned_through("kd+ptq-int4") == ("kd", "kd.")
+    assert tuned_through("rrd-topk+ptq") == ("rrd-topk", "rrd-topk.")
+    for own in ("kd", "svd-ft", "prune-ft", "de+rrd", "scratch"):
+        assert tuned_through(own) == (own, "")
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    suite = [replace(cell, strategy=name, seed=seed) for seed in (0, 1)
+             for name in ("ptq", "kd+ptq", "kd+ptq-int4", "kd", "svd", "quant", "svd-ft")]
+    # kd once for kd, kd+ptq and kd+ptq-int4; scratch for ptq; nothing for svd and quant (no training)
+    assert [c.strategy for c in study_cells(suite)] == ["scratch", "kd", "svd-ft"]
+    fixed = replace(cell, strategy="kd+ptq", hparams=(("kd.K", 20), ("ptq.bits", 4)))
+    assert study_cells([fixed])[0].hparams == (("K", 20),)  # kd's part of the fixed settings
+
+
+def test_a_quantised_row_takes_its_models_study_and_an_untrained_one_its_defaults_where_the_pairing_is_tuned(tmp_path):
+    from kdbench.tuning import Study
+
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, train=TrainSettings(max_epochs=3))
+    chosen = {"kd": ({"weight": 0.3, "K": 20, "tau": 2.0}, 0.004), "scratch": ({}, 0.002)}
+    for name, (hparams, learning_rate) in chosen.items():
+        study = Study(replace(cell, strategy=name), 40, tmp_path)
+        study.folder.mkdir(parents=True, exist_ok=True)
+        study.best_path.write_text(json.dumps({
+            "finished": True, "best_trial": 3, "trials_counted": 2, "budget": 2, "best_hparams": hparams,
+            "best_training": {"learning_rate": learning_rate, "weight_decay": 0.0},
+            "identity": {"strategy_code": STRATEGIES.get(name).code_version(), "fixed_hparams": {}}}))
+    asked = [replace(cell, strategy=name) for name in ("kd+ptq-int4", "ptq", "svd", "svd-ft")]
+    warnings = []
+    tuned = {c.strategy: c for c in tuned_cells(asked, tmp_path, warn=warnings.append)}
+    assert dict(tuned["kd+ptq-int4"].hparams) == {"kd.weight": 0.3, "kd.K": 20, "kd.tau": 2.0}
+    assert tuned["kd+ptq-int4"].train.learning_rate == 0.004
+    assert tuned["ptq"].hparams == () and tuned["ptq"].train.learning_rate == 0.002  # scratch's choice
+    assert tuned["svd"].variant == TUNED and tuned["svd"].hparams == () and tuned["svd"].train == cell.train
+    assert "svd-ft" not in tuned and warnings == ["toy BPR:8->BPR:4 svd-ft: not tuned; no tuned row"]
+    elsewhere = replace(cell, strategy="svd", student=BackboneSpec("BPR", 2))  # a pairing without studies
+    assert tuned_cells([elsewhere], tmp_path, warn=warnings.append) == []
+
+
 def test_every_built_in_strategy_declares_a_space_that_names_its_own_hyperparameters():
     for name in STRATEGIES.names():
         cls = STRATEGIES.get(name)

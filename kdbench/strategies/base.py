@@ -93,7 +93,8 @@ class DistillationContext:
 
 
 def register_strategy(name: str, family: str, paper: str = "", variant_of: str | None = None,
-                      backbones: tuple[str, ...] = DEFAULT_BACKBONES, file_teacher: str | None = None):
+                      backbones: tuple[str, ...] = DEFAULT_BACKBONES, file_teacher: str | None = None,
+                      after_training: bool = False):
     """Class decorator: register a DistillationStrategy subclass under `name`.
 
     `family`: the kind of knowledge it distils (`FAMILIES`). `backbones`: the backbone families it
@@ -105,6 +106,10 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     and scores, item embeddings), reading no more of each list than this hyperparameter says (its
     `top_n` or `K`, which must not exceed the file's K); None (the default): it needs the teacher
     model itself (scores off the lists, a forward pass, hidden features).
+    `after_training`: the strategy adds no loss and changes only the model deployed once training
+    ends (post-training quantisation), so its training, validation and tuning objective are those of
+    the strategy it follows: scratch's alone, the trained part's in a composite (`kd+ptq`: kd's);
+    its tuned row takes that study's choice (`kdbench.tuning.studies.tuned_through`).
     """
     check_strategy_name(name)
     if isinstance(backbones, str) or not backbones:
@@ -119,6 +124,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
         cls.name, cls.family, cls.paper, cls.variant_of = name, family, paper, variant_of
         cls.backbones = tuple(backbones)
         cls.file_teacher = file_teacher
+        cls.after_training = after_training
         return STRATEGIES.register(name)(cls)
 
     return decorator
@@ -151,6 +157,7 @@ class DistillationStrategy(nn.Module):
     variant_of: ClassVar[str | None] = None  # see register_strategy
     backbones: ClassVar[tuple[str, ...]] = DEFAULT_BACKBONES  # see register_strategy
     file_teacher: ClassVar[str | None] = None  # see register_strategy
+    after_training: ClassVar[bool] = False  # see register_strategy
     defaults: ClassVar[dict[str, Any]] = {"weight": 1.0}
     must_be_positive: ClassVar[tuple[str, ...]] = ()  # hyperparameters that must be > 0, not just >= 0
     needs_representations: ClassVar[bool] = False

@@ -101,6 +101,7 @@ def make_composite(name: str) -> type[DistillationStrategy]:
         "needs_representations": any(p.needs_representations for p in parts),
         "needs_teacher": any(p.needs_teacher for p in parts),
         "updates_teacher": any(p.updates_teacher for p in parts),
+        "after_training": all(p.after_training for p in parts),
         "search_space": None,  # tuning_space() joins the parts' spaces
         "__doc__": f"{name}: L = L_base + " + " + ".join(f"{p.name}.weight * L_{p.name}" for p in parts),
     }

@@ -52,7 +52,7 @@ class Quant(DeploysCompressedTeacher):
 @register_strategy("ptq", family="compression",
                    paper="Jacob et al., CVPR 2018; per-row embedding quantisation as in Guan et al., 2019 "
                          "(the trained student, quantised)",
-                   backbones=("general",))
+                   backbones=("general",), after_training=True)
 class PostTrainingQuant(DistillationStrategy):
     """No loss of its own; the trained student is deployed quantised to `bits` bits per row (with a
     distillation strategy, `kd+ptq`: distil, then quantise). Validation during training (early
@@ -85,7 +85,7 @@ class QuantInt4(Quant):
 
 @register_strategy("ptq-int4", family="compression",
                    paper="Jacob et al., CVPR 2018; Guan et al., 2019 (the trained student, quantised to 4 bits)",
-                   backbones=("general",))
+                   backbones=("general",), after_training=True)
 class PostTrainingQuantInt4(PostTrainingQuant):
     """`ptq` at 4 bits (`kd+ptq-int4`: distil, then quantise to 4 bits)."""
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from kdbench.run.cells import TEACHER, TUNED, Cell
 from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
-from kdbench.tuning.studies import Study
+from kdbench.tuning.studies import Study, source_cell, tuned_through
 
 # What readers of a study's summary rely on (`studies.write_best` writes them all): `tuned_cells` the
 # first set, the tuning summary table all of them.
@@ -43,13 +43,24 @@ def read_best(results_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
 def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str], None] = print,
                 quiet_untuned: bool = False) -> list[Cell]:
     """The suite's student cells again, with each strategy's tuned hyperparameters and training knobs,
-    for every finished study whose strategy code and fixed settings still match (`warn`: why not; `quiet_untuned`: untuned ones not)."""
+    for every finished study whose strategy code and fixed settings still match (`warn`: why not; `quiet_untuned`: untuned ones not).
+
+    A strategy tuned through another's study (`tuned_through`: `ptq`, `kd+ptq`) takes that study's
+    choice, its hyperparameters under the part's prefix; one that trains nothing (svd, prune, quant)
+    has nothing to tune and gets a tuned row with its defaults wherever its pairing is tuned (has a
+    study), so that the tuned table holds the same reference rows as the defaults one."""
     tuned: list[Cell] = []
     warned: set[tuple] = set()
     for cell in cells:
         if cell.strategy == TEACHER or cell.variant == TUNED:
             continue
-        best = read_best(results_dir, cell)
+        if not STRATEGIES.get(cell.strategy).trains:
+            if _pairing_tuned(results_dir, cell):
+                tuned.append(replace(cell, variant=TUNED))
+            continue
+        source = source_cell(cell)
+        through = "" if source.strategy == cell.strategy else f" ({source.strategy}'s study tunes it)"
+        best = read_best(results_dir, source)
         key = (cell.dataset, cell.protocol, cell.pairing, cell.strategy)
         problem = None
         if best is None:
@@ -59,16 +70,24 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
         elif not best["finished"]:  # a summary from before epoch budgets counts trials
             problem = (f"tuning unfinished ({best.get('spent', best['trials_counted'])}/{best['budget']} "
                        f"{best.get('budget_unit', 'trials')})")
-        elif best["identity"]["strategy_code"] != STRATEGIES.get(cell.strategy).code_version():
+        elif best["identity"]["strategy_code"] != STRATEGIES.get(source.strategy).code_version():
             problem = "tuned with other strategy code (tune again)"
-        elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(cell.hparams))):
+        elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(source.hparams))):
             problem = "tuned with other fixed hyperparameters"
         if problem:
             if key not in warned and not (quiet_untuned and best is None):
-                warn(f"{cell.dataset} {cell.pairing} {cell.strategy}: {problem}; no tuned row")
+                warn(f"{cell.dataset} {cell.pairing} {cell.strategy}: {problem}{through}; no tuned row")
                 warned.add(key)
             continue
-        hparams = tuple(sorted(best["best_hparams"].items()))
+        prefix = tuned_through(cell.strategy)[1]
+        own = {} if source is cell else dict(cell.hparams)  # e.g. ptq.bits beside kd's choice
+        hparams = tuple(sorted({**own, **{prefix + k: v for k, v in best["best_hparams"].items()}}.items()))
         train = replace(cell.train, **best["best_training"])
         tuned.append(replace(cell, hparams=hparams, train=train, variant=TUNED))
     return tuned
+
+
+def _pairing_tuned(results_dir: str | Path, cell: Cell) -> bool:
+    """Whether the cell's pairing has any tuning study in `results_dir` (its tuned table exists)."""
+    folder = Study(cell, 0, Path(results_dir)).folder
+    return folder.is_dir() and any(folder.glob("*.json"))

@@ -134,12 +134,46 @@ class Study:
         return {name: values[name] for name in self.space()}
 
 
+SCRATCH = "scratch"
+
+
+def tuned_through(strategy: str) -> tuple[str, str]:
+    """(the strategy whose study tunes `strategy`, the prefix its hyperparameters take in `strategy`).
+
+    Its own study, except for a strategy that only changes what is deployed after training
+    (`after_training`: post-training quantisation), whose training and validation, so its tuning
+    objective, are another's: `ptq` alone is the scratch student quantised (scratch's study), and a
+    composite of one trained part and such parts is that part's student quantised (`kd+ptq`: kd's
+    study, its hyperparameters named `kd.K` there). A second study of the same objective would spend
+    the budget again and could choose another float model than the row it quantises."""
+    chosen = STRATEGIES.get(strategy)
+    if chosen.after_training:
+        return SCRATCH, ""
+    parts = getattr(chosen, "parts", ())
+    trained = [part for part in parts if not part.after_training]
+    if len(trained) == 1 and len(parts) > 1:
+        return trained[0].name, f"{trained[0].name}."
+    return strategy, ""
+
+
+def source_cell(cell: Cell) -> Cell:
+    """The cell of the study that tunes `cell` (`tuned_through`), with the fixed hyperparameters of
+    that strategy's part."""
+    source, prefix = tuned_through(cell.strategy)
+    if source == cell.strategy:
+        return cell
+    fixed = tuple((key[len(prefix):], value) for key, value in cell.hparams if prefix and key.startswith(prefix))
+    return replace(cell, strategy=source, hparams=fixed)
+
+
 def study_cells(cells: list[Cell]) -> list[Cell]:
-    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's); a strategy that
-    does not train (`trains` False: svd, prune, quant) has nothing to tune and gets no study."""
+    """One cell per (dataset, pairing, strategy) of a suite's cells (the first seed's), each strategy
+    tuned through the study `tuned_through` names; a strategy that does not train (`trains` False:
+    svd, prune, quant) has nothing to tune and gets no study."""
     seen: dict[tuple, Cell] = {}
     for cell in cells:
         if cell.strategy != TEACHER and cell.variant != TUNED and STRATEGIES.get(cell.strategy).trains:
+            cell = source_cell(cell)
             seen.setdefault((cell.dataset, cell.protocol, cell.pairing, cell.strategy), cell)
     return list(seen.values())
 
