@@ -7,8 +7,8 @@ finished tuning studies reached the best validation NDCG@10 (chosen on validatio
 each with its tuned hyperparameters (`variant` tuned) or its published defaults. Training settings:
 the suite's for a pairing the suite holds (the teacher's tuned learning rate and weight decay where the
 suite tunes its teachers: every share's teacher is trained as the leaderboard's), else TrainSettings'
-defaults; `epochs` / `patience`
-override both teacher's and students'. Each share's cells resume like `run`.
+defaults; `epochs` / `patience` override both teacher's and students'. Each share's cells resume like
+`run`; the 100% share's are the run store's own, copied from or to `results/runs/` (`Runner.reuse_from`).
 """
 
 from __future__ import annotations
@@ -151,10 +151,9 @@ def _intro(command: str, template: Cell, students: list[Cell], shares: list[floa
         f"seeds {', '.join(map(str, seeds))}; teacher seed {template.teacher_seed}. Teacher and students are "
         f"trained on each share (the teacher too: it sees the same subsample). Training: students lr "
         f"{train.learning_rate:.3g}{tuned}, batch {train.batch_size}, patience {train.patience}, max epochs "
-        f"{train.max_epochs}; "
-        f"teacher lr {teacher_train.learning_rate:.3g}, weight decay {teacher_train.weight_decay:.3g}, batch "
-        f"{teacher_train.batch_size}, patience "
-        f"{teacher_train.patience}, max epochs {teacher_train.max_epochs}; protocol {template.protocol}.",
+        f"{train.max_epochs}; teacher lr {teacher_train.learning_rate:.3g}, weight decay "
+        f"{teacher_train.weight_decay:.3g}, batch {teacher_train.batch_size}, patience {teacher_train.patience}, "
+        f"max epochs {teacher_train.max_epochs}; protocol {template.protocol}.",
         "",
         f"Shares: {', '.join(share_text(s * 100) + '%' for s in shares)} of each user's training interactions: "
         f"a user with n keeps max(1, round-half-up(share x n)) of them, drawn uniformly with subsample seed "
