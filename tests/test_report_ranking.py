@@ -209,3 +209,25 @@ def test_compression_rows_are_reference_rows_that_change_no_distillation_rank_or
     effects, effects_before = detectable_effects(table).iloc[0], detectable_effects(board["table"]).iloc[0]
     assert effects["n_compared"] == effects_before["n_compared"] == len(SHIFTS) - 1  # the distilled ones only
     assert effects["mde_pct"] == pytest.approx(effects_before["mde_pct"])
+
+
+def test_a_row_on_fewer_seeds_is_compared_with_the_same_seeds_of_scratch(tmp_path):
+    """A row run on 3 of scratch's 5 seeds (the compression suite beside the default suite) gets its
+    change over scratch from those 3 seeds of scratch, the comparison its paired interval makes; the
+    teacher's change stays against every scratch seed."""
+    root = tmp_path / "results"
+    store = RunStore(root)
+    store.write("toy", PAIRING, "teacher", 0, record("teacher", 0, 0.60))
+    shift = {0: 0.0, 1: 0.0, 2: 0.0, 3: 0.05, 4: 0.05}  # scratch's last two seeds happen to be better
+    for seed in SEEDS:
+        values = _values("scratch", seed) + shift[seed]
+        store.write("toy", PAIRING, "scratch", seed, record("scratch", seed, float(values.mean()), per_user=values))
+    for seed in (0, 1, 2):  # the same models as scratch's, a quantised copy: no change at all
+        values = _values("scratch", seed)
+        store.write("toy", PAIRING, "ptq", seed, record("ptq", seed, float(values.mean()), family="compression",
+                                                        per_user=values))
+    table = aggregate(load_runs(root)).set_index("strategy")
+    assert table.loc["ptq", "ndcg@10_vs_scratch_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["ptq", "rel_change_ci_low"] <= 0 <= table.loc["ptq", "rel_change_ci_high"]
+    scratch_all = np.mean([_values("scratch", s).mean() + shift[s] for s in SEEDS])
+    assert table.loc["teacher", "ndcg@10_vs_scratch_pct"] == pytest.approx((0.60 / scratch_all - 1) * 100)

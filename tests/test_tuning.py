@@ -222,7 +222,8 @@ def test_tuned_cells_take_the_best_hyperparameters_and_training_knobs(tmp_path):
 
 
 def test_post_training_quantisation_is_tuned_through_the_study_of_the_model_it_quantises():
-    from kdbench.tuning.studies import study_cells, tuned_through
+    from kdbench.strategies.base import tuned_through
+    from kdbench.tuning.studies import study_cells
 
     assert tuned_through("ptq") == tuned_through("ptq-int4") == ("scratch", "")
     assert tuned_through("kd+ptq") == tuned_through("kd+ptq-int4") == ("kd", "kd.")

@@ -13,7 +13,10 @@ have and the users all those runs scored:
   scratch in the same table (dataset and pairing), the distillation methods and the compression
   rows (`values.is_compression`) as two separate sets. The † / ‡ marks come from it.
 - `rel_change_ci_low` / `rel_change_ci_high`: 95% interval of the relative change of the primary
-  metric vs scratch, in % like `schema.VS_SCRATCH` (same model and floor, delta method).
+  metric vs scratch, in % like `schema.VS_SCRATCH` (same model and floor, delta method), which is
+  the change of the row's mean over scratch's mean on the same seeds (`_same_seeds`; the teacher's
+  over all of scratch's), so a row run on fewer seeds than scratch states the comparison its
+  interval makes.
 - `diff_var_seed`, `diff_var_user`, `diff_var_residual`: the difference's variance components,
   from which `tables.detectable_effects` gives each table's minimum detectable effect.
 - Secondary: `p_value_vs_scratch`, `scipy.stats.wilcoxon` (two-sided, zero differences dropped)
@@ -59,7 +62,9 @@ from kdbench.report.schema import (
 from kdbench.evaluation.compressed_cost import is_compressed_shape
 from kdbench.report.tables import shape_cost
 from kdbench.report.values import finite, first_text, first_valid, is_compression, ratio, spec_key
+from kdbench.errors import KdbenchError
 from kdbench.run.record import DEFAULTS, METRICS, SCRATCH, TEACHER, TUNED
+from kdbench.strategies.base import tuned_through
 
 NO_TEST: dict[str, Any] = {
     "rel_change_ci_low": math.nan, "rel_change_ci_high": math.nan, "p_value_mixed": math.nan,
@@ -120,8 +125,9 @@ def _tuned_columns(row: dict[str, Any], method: str, dataset: str, defaults_mean
     if method in defaults_means.index:
         out[TUNED_VS_DEFAULTS] = ratio(row[PRIMARY_MEAN] - defaults_means[method], defaults_means[method]) * 100
     if tuning is not None and len(tuning):
+        study = _study_of(method)
         found = tuning[(tuning["dataset"] == dataset) & (tuning["pairing"] == row["pairing"])
-                       & (tuning["strategy"] == method)]
+                       & (tuning["strategy"] == study)]
         first = found.iloc[0] if len(found) else {}
         out["tuning_trials"] = int(first["trials_counted"]) if len(found) else pd.NA
         out["tuning_budget"] = int(first["budget"]) if len(found) and pd.notna(first["budget"]) else pd.NA
@@ -130,6 +136,15 @@ def _tuned_columns(row: dict[str, Any], method: str, dataset: str, defaults_mean
         out["tuning_epochs_spent"] = (int(first["epochs_spent"]) if len(found) and pd.notna(first["epochs_spent"])
                                       else pd.NA)
     return out
+
+
+def _study_of(method: str) -> str:
+    """The strategy whose study tuned `method` (`tuned_through`: ptq, scratch's); the method itself
+    when this process cannot build it (a plugin's, read back from its runs)."""
+    try:
+        return tuned_through(method)[0]
+    except KdbenchError:
+        return method
 
 
 def _ranked(group: pd.DataFrame) -> pd.DataFrame:
@@ -169,7 +184,8 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
         row[f"{metric}_std"] = ok[metric].std(ddof=1)
     for metric in BEYOND_METRICS:  # NaN for runs from before issue 27
         row[f"{metric}_mean"] = ok[metric].astype(float).mean()
-    scratch_primary = scratch[PRIMARY_METRIC].mean()
+    scratch_primary = (scratch if family == TEACHER or first["method"] == SCRATCH
+                       else _same_seeds(scratch, ok))[PRIMARY_METRIC].mean()
     row[VS_SCRATCH] = ratio(row[PRIMARY_MEAN] - scratch_primary, scratch_primary) * 100
     row[RETAINED] = ratio(row[PRIMARY_MEAN], teacher_primary) * 100
     if family == TEACHER or first["method"] == SCRATCH:
@@ -194,6 +210,15 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
     row["compute_seconds"] = runs["wall_seconds"].astype(float).sum(min_count=1)
     row["teacher_trained_further"] = bool(runs["teacher_trained_further"].fillna(False).astype(bool).any())
     return row
+
+
+def _same_seeds(scratch: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
+    """Scratch's runs of the seeds the row has (all of them if it shares none): a row run on fewer
+    seeds than scratch (the compression suite's 3 beside the default suite's 5, a failed seed) is
+    compared with the same seeds' scratch, as its interval and tests are (paired by seed), so that
+    the change and its interval describe the same comparison."""
+    shared = scratch[scratch["seed"].isin(ok["seed"])]
+    return shared if len(shared) else scratch
 
 
 def _training_cost(ok: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from kdbench.report.values import is_compression
 from kdbench.run.record import TEACHER
 
 EPOCHS = "epochs"
@@ -25,7 +26,9 @@ def _present(value: Any) -> bool:
 def budget_line(group: pd.DataFrame) -> str:
     """The sentence above a tuned table (`tuning_budget`, `tuning_budget_unit`, `tuning_epochs_spent`
     and `tuning_trials` of its rows)."""
-    students = group[group["family"] != TEACHER]
+    studied = group["tuning_budget"].map(_present).astype(bool)
+    # a compression row without a study trains nothing (svd, prune, quant): nothing to tune, no budget
+    students = group[(group["family"] != TEACHER) & ~(group["family"].map(is_compression) & ~studied)]
     have = students[[_present(v) for v in students["tuning_budget"]]]
     units = sorted({str(u) if _present(u) else "trials" for u in have["tuning_budget_unit"]})
     budgets = sorted({int(b) for b in have["tuning_budget"]})

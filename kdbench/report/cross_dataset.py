@@ -36,7 +36,7 @@ from scipy.stats import rankdata
 from kdbench.report import stats
 from kdbench.data.catalogue import CATALOGUE
 from kdbench.report.schema import PRIMARY_MEAN, VS_SCRATCH
-from kdbench.report.values import is_sequential
+from kdbench.report.values import is_compression, is_sequential
 from kdbench.run.record import SCRATCH, TEACHER, TUNED
 
 ALPHA = 0.05  # of the Holm-adjusted primary test: a win or a loss against tuned scratch
@@ -90,7 +90,8 @@ def outcome(change: float, p_holm: float, alpha: float = ALPHA) -> str:
 def cross_dataset(table: pd.DataFrame, runs: pd.DataFrame, draws: int = stats.RANK_BOOTSTRAP_DRAWS,
                   alpha: float = ALPHA) -> list[CrossDataset]:
     """One `CrossDataset` per family with a tuned table, the general family first."""
-    tuned = table[(table["variant"] == TUNED) & (table["family"] != TEACHER)]
+    # the distilled students and scratch: compression rows are a table's reference rows, not answers
+    tuned = table[(table["variant"] == TUNED) & (table["family"] != TEACHER) & ~table["family"].map(is_compression)]
     if tuned.empty:
         return []
     kinds = np.where([is_sequential(t) for t in tuned["teacher"]], SEQUENTIAL, GENERAL)

@@ -109,7 +109,7 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
     `after_training`: the strategy adds no loss and changes only the model deployed once training
     ends (post-training quantisation), so its training, validation and tuning objective are those of
     the strategy it follows: scratch's alone, the trained part's in a composite (`kd+ptq`: kd's);
-    its tuned row takes that study's choice (`kdbench.tuning.studies.tuned_through`).
+    its tuned row takes that study's choice (`tuned_through`).
     """
     check_strategy_name(name)
     if isinstance(backbones, str) or not backbones:
@@ -128,6 +128,25 @@ def register_strategy(name: str, family: str, paper: str = "", variant_of: str |
         return STRATEGIES.register(name)(cls)
 
     return decorator
+
+
+def tuned_through(strategy: str) -> tuple[str, str]:
+    """(the strategy whose study tunes `strategy`, the prefix its hyperparameters take in `strategy`).
+
+    Its own study, except for a strategy that only changes what is deployed after training
+    (`after_training`: post-training quantisation), whose training and validation, so its tuning
+    objective, are another's: `ptq` alone is the scratch student quantised (scratch's study), and a
+    composite of one trained part and such parts is that part's student quantised (`kd+ptq`: kd's
+    study, its hyperparameters named `kd.K` there). A second study of the same objective would spend
+    the budget again and could choose another float model than the row it quantises."""
+    chosen = STRATEGIES.get(strategy)
+    if chosen.after_training:
+        return "scratch", ""  # the baseline strategy (scratch.py)
+    parts = getattr(chosen, "parts", ())
+    trained = [part for part in parts if not part.after_training]
+    if len(trained) == 1 and len(parts) > 1:
+        return trained[0].name, f"{trained[0].name}."
+    return strategy, ""
 
 
 def check_strategy_name(name: Any) -> None:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from kdbench.run.cells import TEACHER, TUNED, Cell
 from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES
-from kdbench.tuning.studies import Study, source_cell, tuned_through
+from kdbench.strategies.base import tuned_through
+from kdbench.tuning.studies import Study, source_cell
 
 # What readers of a study's summary rely on (`studies.write_best` writes them all): `tuned_cells` the
 # first set, the tuning summary table all of them.

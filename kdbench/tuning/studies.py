@@ -47,6 +47,7 @@ from kdbench.run.runner import Runner
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.store.reading import DamagedFile
 from kdbench.strategies import STRATEGIES
+from kdbench.strategies.base import tuned_through
 from kdbench.tuning.storage import check_storage
 from kdbench.tuning.settings import TuningSettings
 from kdbench.tuning.trial import TrialOutcome, TrialTask, run_trial, split_params
@@ -132,28 +133,6 @@ class Study:
         values = {**resolved, "learning_rate": self.cell.train.learning_rate,
                   "weight_decay": self.cell.train.weight_decay}
         return {name: values[name] for name in self.space()}
-
-
-SCRATCH = "scratch"
-
-
-def tuned_through(strategy: str) -> tuple[str, str]:
-    """(the strategy whose study tunes `strategy`, the prefix its hyperparameters take in `strategy`).
-
-    Its own study, except for a strategy that only changes what is deployed after training
-    (`after_training`: post-training quantisation), whose training and validation, so its tuning
-    objective, are another's: `ptq` alone is the scratch student quantised (scratch's study), and a
-    composite of one trained part and such parts is that part's student quantised (`kd+ptq`: kd's
-    study, its hyperparameters named `kd.K` there). A second study of the same objective would spend
-    the budget again and could choose another float model than the row it quantises."""
-    chosen = STRATEGIES.get(strategy)
-    if chosen.after_training:
-        return SCRATCH, ""
-    parts = getattr(chosen, "parts", ())
-    trained = [part for part in parts if not part.after_training]
-    if len(trained) == 1 and len(parts) > 1:
-        return trained[0].name, f"{trained[0].name}."
-    return strategy, ""
 
 
 def source_cell(cell: Cell) -> Cell:
