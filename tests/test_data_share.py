@@ -72,7 +72,7 @@ def test_the_top_three_are_the_best_current_studies_on_validation(tmp_path):
         _study(tmp_path, pairing, strategy, value)
     _study(tmp_path, pairing, "dcd", 0.30, code="other code")  # tuned with other strategy code: not usable
     template = Cell("ml-100k", BackboneSpec.parse("BPR:8"), BackboneSpec.parse("BPR:4"), "scratch", 0)
-    assert _top_tuned(template, tmp_path) == ["rrd", "cd", "kd"]
+    assert _top_tuned(_finished_studies(template, tmp_path), template) == ["rrd", "cd", "kd"]
     students = [replace(template, strategy=name) for name in ("scratch", "rrd", "cd", "kd")]
     intro = _intro("", template, students, [1.0], [0], 0, "tuned", sorted(_finished_studies(template, tmp_path)))
     assert "Students: scratch, rrd, cd, kd: " in intro  # dcd's study is another code's: not among them
@@ -80,7 +80,7 @@ def test_the_top_three_are_the_best_current_studies_on_validation(tmp_path):
     (tmp_path / "tuning" / "ml-100k" / safe_name(pairing) / "cd.json").unlink()
     (tmp_path / "tuning" / "ml-100k" / safe_name(pairing) / "kd.json").unlink()
     with pytest.raises(KdbenchError, match="--strategy"):
-        _top_tuned(template, tmp_path)
+        _top_tuned(_finished_studies(template, tmp_path), template)
 
 
 def test_sweep_data_writes_the_table_and_the_curve_and_resumes(tmp_path, capsys):

@@ -55,8 +55,8 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
     check_folder(execution.cache_dir, "--cache-dir")
     template, fixed = _template(dataset, teacher_spec, student_spec, suite_file, data_path, epochs, patience,
                                 results_dir)
-    considered = [] if strategies else sorted(_finished_studies(template, results_dir, fixed))
-    names = strategies or _top_tuned(template, results_dir, fixed)
+    finished = {} if strategies else _finished_studies(template, results_dir, fixed)
+    names = strategies or _top_tuned(finished, template)
     students = _students(template, [SCRATCH] + [n for n in names if n != SCRATCH], seeds, variant, results_dir,
                          fixed)
     teacher_row = replace(template, strategy=TEACHER, seed=template.teacher_seed)
@@ -66,7 +66,7 @@ def run_data_share(results_dir: str | Path, execution: Execution, dataset: str, 
         # the whole split's cells are the run store's own: a tuned row `run` made is copied, not retrained
         _, records[share] = execute_cells(cells, share_root(results_dir, share), execution, check_stored=False,
                                           reuse_from=(Path(results_dir),) if share == 1.0 else ())
-    intro = _intro(command, template, students, shares, seeds, subsample_seed, variant, considered)
+    intro = _intro(command, template, students, shares, seeds, subsample_seed, variant, sorted(finished))
     paths = write_data_share(records, dataset, template.pairing, intro, results_dir)
     return paths, [record for found in records.values() for record in found]
 
@@ -94,10 +94,9 @@ def _template(dataset: str, teacher: BackboneSpec, student: BackboneSpec, suite_
     return cell, {c.strategy: c.hparams for c in found if c.variant == DEFAULTS}
 
 
-def _top_tuned(template: Cell, results_dir: str | Path, fixed: dict[str, tuple] | None = None) -> list[str]:
+def _top_tuned(best: dict[str, float], template: Cell) -> list[str]:
     """The TOP strategies (scratch aside) whose finished, current tuning study of this pairing reached
-    the best validation NDCG@10."""
-    best = _finished_studies(template, results_dir, fixed)
+    the best validation NDCG@10 (`best`: `_finished_studies`)."""
     if len(best) < TOP:
         raise KdbenchError(f"{template.dataset} {template.pairing}: {len(best)} finished tuning studies besides "
                            f"scratch, {TOP} needed to choose the top {TOP}; run `python -m kdbench tune` or name "

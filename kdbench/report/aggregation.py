@@ -184,11 +184,11 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
         row[f"{metric}_std"] = ok[metric].std(ddof=1)
     for metric in BEYOND_METRICS:  # NaN for runs from before issue 27
         row[f"{metric}_mean"] = ok[metric].astype(float).mean()
-    scratch_primary = (scratch if family == TEACHER or first["method"] == SCRATCH
-                       else _same_seeds(scratch, ok))[PRIMARY_METRIC].mean()
+    untested = family == TEACHER or first["method"] == SCRATCH  # no test against scratch
+    scratch_primary = (scratch if untested else _same_seeds(scratch, ok))[PRIMARY_METRIC].mean()
     row[VS_SCRATCH] = ratio(row[PRIMARY_MEAN] - scratch_primary, scratch_primary) * 100
     row[RETAINED] = ratio(row[PRIMARY_MEAN], teacher_primary) * 100
-    if family == TEACHER or first["method"] == SCRATCH:
+    if untested:
         row.update(NO_TEST | dict.fromkeys(GROUP_COLUMNS, math.nan))
     else:
         row.update(paired_tests(ok, scratch))

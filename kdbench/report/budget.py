@@ -28,8 +28,8 @@ def budget_line(group: pd.DataFrame) -> str:
     and `tuning_trials` of its rows)."""
     studied = group["tuning_budget"].map(_present).astype(bool)
     # a compression row without a study trains nothing (svd, prune, quant): nothing to tune, no budget
-    students = group[(group["family"] != TEACHER) & ~(group["family"].map(is_compression) & ~studied)]
-    have = students[[_present(v) for v in students["tuning_budget"]]]
+    students = group[(group["family"] != TEACHER) & (studied | ~group["family"].map(is_compression))]
+    have = students[studied[students.index]]
     units = sorted({str(u) if _present(u) else "trials" for u in have["tuning_budget_unit"]})
     budgets = sorted({int(b) for b in have["tuning_budget"]})
     if not budgets:

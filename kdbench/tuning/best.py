@@ -60,7 +60,7 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
                 tuned.append(replace(cell, variant=TUNED))
             continue
         source = source_cell(cell)
-        through = "" if source.strategy == cell.strategy else f" ({source.strategy}'s study tunes it)"
+        through = "" if source is cell else f" ({source.strategy}'s study tunes it)"
         best = read_best(results_dir, source)
         key = (cell.dataset, cell.protocol, cell.pairing, cell.strategy)
         problem = None
