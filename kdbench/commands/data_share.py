@@ -27,6 +27,8 @@ from kdbench.store.paths import check_folder
 from kdbench.run.record import DEFAULTS, SCRATCH, TEACHER, TUNED
 from kdbench.report import load_tuning
 from kdbench.report.tuning_summary import BEST_VALUE
+from kdbench.report.values import is_compression
+from kdbench.strategies import STRATEGIES
 from kdbench.store.reading import read_mapping
 from kdbench.run.subsample import check_share
 from kdbench.run.suites import expand, load_suite
@@ -106,12 +108,14 @@ def _top_tuned(best: dict[str, float], template: Cell) -> list[str]:
 
 def _finished_studies(template: Cell, results_dir: str | Path, fixed: dict[str, tuple] | None = None
                       ) -> dict[str, float]:
-    """Strategy (scratch aside) -> best validation NDCG@10 of its finished, current tuning study of
-    this pairing."""
+    """Distillation strategy (scratch and the compression baselines aside) -> best validation NDCG@10
+    of its finished, current tuning study of this pairing."""
     studies = load_tuning(results_dir)
     here = studies[(studies["dataset"] == template.dataset) & (studies["pairing"] == template.pairing)]
+    # the distillation strategies: a compression baseline's study (svd-ft, prune-ft) is not a candidate
+    names = [name for name in here["strategy"] if name not in (SCRATCH, TEACHER)]
     candidates = [replace(template, strategy=name, hparams=(fixed or {}).get(name, ()))
-                  for name in here["strategy"] if name != SCRATCH]
+                  for name in names if not is_compression(STRATEGIES.get(name).family)]
     usable = tuned_cells(candidates, results_dir, warn=lambda _: None)
     return {cell.strategy: float(read_mapping(Study(cell, 0, Path(results_dir)).best_path)[BEST_VALUE])
             for cell in usable}
