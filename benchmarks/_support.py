@@ -353,6 +353,15 @@ def epoch_settings(name: str) -> TrainSettings:
     return TrainSettings(**(spec["train"] | (spec.get("strategy_train", {}).get(name) or {})))
 
 
+def trained_adapter(strategy: DistillationStrategy, data: PreparedData) -> BackboneAdapter:
+    """The adapter of the model a run of `strategy` trains, as `fit` builds it: the student, or the
+    compressed teacher copy of a compression baseline that replaces it (`model_to_train`: prune-ft
+    fine-tunes the pruned 400-dim tables, so its epoch costs a teacher's, not a 20-dim student's)."""
+    student = strategy.context.student
+    model = strategy.model_to_train(student.model)
+    return student if model is student.model else BackboneAdapter(model, data.uid_field, data.iid_field)
+
+
 class TrainingEpoch:
     """One training epoch as kdbench.training.loop.fit runs it: on_epoch_start(EPOCH), then train_step on
     every batch of the training loader (RecBole samples its negatives as it goes).
@@ -364,7 +373,7 @@ class TrainingEpoch:
     def __init__(self, strategy: DistillationStrategy, data: PreparedData, settings: TrainSettings,
                  prepare_s: float, batches: int | None = None):
         self.strategy, self.data, self.prepare_s = strategy, data, prepare_s
-        self.student = strategy.context.student
+        self.student = trained_adapter(strategy, data)
         self.optimizer = make_optimizer(self.student.model, settings, strategy)
         self.batches = batches  # steps per call; None: the whole epoch
         self.start_s: list[float] = []

@@ -98,7 +98,8 @@ def timed_epoch(epoch: TrainingEpoch) -> Counter:
 
 def main(shape: str = "citeulike-t-shape", names: list[str] | None = None, runs: int = 3) -> None:
     torch.set_num_threads(1)
-    names = names or [name for name in STRATEGIES.names() if FAMILIES[GENERAL].supports(name)]
+    names = names or [name for name in STRATEGIES.names()
+                      if FAMILIES[GENERAL].supports(name) and STRATEGIES.get(name).trains]  # svd, prune, quant: 0 epochs
     bench = BenchSession(Path(tempfile.mkdtemp(prefix="kdbench-breakdown-")))
     scratch = bench.training_epoch(shape, "scratch")
     timed_epoch(scratch)

@@ -30,7 +30,9 @@ from kdbench.families import FAMILIES
 from kdbench.families.general import GENERAL
 from kdbench.strategies import STRATEGIES
 
-GENERAL_STRATEGIES = [name for name in STRATEGIES.names() if FAMILIES[GENERAL].supports(name)]
+# svd, prune and quant train nothing (0 epochs): no epoch to time
+GENERAL_STRATEGIES = [name for name in STRATEGIES.names()
+                      if FAMILIES[GENERAL].supports(name) and STRATEGIES.get(name).trains]
 CASES = [(shape, name) for number, shape in enumerate(EPOCH_SHAPES) for name in GENERAL_STRATEGIES
          if number == 0 or name in SECOND_SHAPE_STRATEGIES]
 
@@ -50,6 +52,7 @@ def test_training_epoch(benchmark, bench, shape, strategy):
         "batch_size": epoch_settings(strategy).batch_size, "batches_timed": min(EPOCH_BATCHES, len(epoch.data.train)),
         "batches_per_epoch": len(epoch.data.train), "epoch_estimate_s": whole, "ratio_to_scratch": ratio,
         "epoch_start_s": epoch.start_s[-1], "steps_s": epoch.steps_s[-1], "prepare_s": epoch.prepare_s,
+        "trained_parameters": sum(parameter.numel() for parameter in epoch.student.model.parameters()),
     })
     SUMMARY["training epoch"].append({"dataset": shape, "strategy": strategy, "ratio_to_scratch": ratio,
                                       "seconds": whole})
