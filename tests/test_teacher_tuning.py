@@ -106,3 +106,21 @@ def test_the_leaderboard_states_the_teacher_settings_and_how_they_were_chosen(tu
                                    "learning_rate": pytest.approx(best["learning_rate"]),
                                    "weight_decay": pytest.approx(best["weight_decay"]), "chosen": "tuned",
                                    "study": "tuning/toy/BPR-8_to_BPR-4/teacher.json"}]
+
+
+def test_tuning_trains_only_the_tuned_teacher(tmp_path):
+    """The teacher's study and scratch's need no teacher; kd's distils from the tuned one, so the
+    suite's untuned teacher is never trained (on a real catalogue it cost a teacher's training)."""
+    write_interactions(tmp_path / "data" / "toy" / "toy.inter")
+    suite = {**SUITE, "strategies": ["scratch", "kd"], "data_path": str(tmp_path / "data")}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    common = ["--suite", str(tmp_path / "suite.yaml"), "--results-dir", str(tmp_path / "results"),
+              "--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
+    assert main(["tune", "--strategy", "scratch", *common]) == 0
+    assert not list((tmp_path / "cache").rglob("meta.json"))  # the teacher's and scratch's studies alone
+    assert main(["tune", *common]) == 0
+    folder = tmp_path / "results" / FOLDER[0] / FOLDER[1] / FOLDER[2]
+    best = json.loads((folder / "teacher.json").read_text())["best_training"]
+    metas = [json.loads(path.read_text()) for path in (tmp_path / "cache").rglob("meta.json")]
+    assert [{knob: meta["config"]["teacher_train"][knob] for knob in best} for meta in metas] == [best]
+    assert json.loads((folder / "kd.json").read_text())["finished"]

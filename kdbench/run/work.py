@@ -211,13 +211,13 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
     from recbole.utils import init_seed
 
     cell = task.cell
-    if task.teacher is None:
-        raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
     strategy_class = STRATEGIES.get(cell.strategy)
+    if task.teacher is None and strategy_class.needs_teacher:
+        raise RuntimeError(f"cell {cell.label} seed {cell.seed}: no teacher artifact given")
     start = time.perf_counter()
     from_file = is_file_teacher(cell.teacher)
-    teacher = None if from_file else load_teacher(cell, task.teacher, task.device, task.work_dir,
-                                                  trainable=strategy_class.updates_teacher)
+    teacher = None if from_file or task.teacher is None else load_teacher(
+        cell, task.teacher, task.device, task.work_dir, trainable=strategy_class.updates_teacher)
     if timings is not None:
         timings["teacher_load_seconds"] = time.perf_counter() - start
     data = prepared_data(cell, cell.student, cell.train, task.device, task.work_dir)

@@ -51,7 +51,7 @@ from kdbench.strategies.base import tuned_through
 from kdbench.tuning.storage import check_storage
 from kdbench.tuning.settings import TuningSettings
 from kdbench.tuning.trial import TrialOutcome, TrialTask, run_trial, split_params
-from kdbench.run.work import CellTask
+from kdbench.run.work import CellTask, TeacherArtifact
 
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
@@ -319,10 +319,18 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
     # an ensemble strategy's: its identity holds the trajectories the teachers bring.
     ensembles = [study for study in studies if _learns_from_trajectories(study.cell)]
     open_all([study for study in studies if study not in ensembles])
-    artifacts = runner.teachers([study.cell for study in studies])
-    for study in studies:
+    # A study whose strategy needs no teacher (scratch; a teacher's own study, which trains the
+    # teacher's backbone as scratch) gets none: before its study a teacher would be trained with the
+    # untuned settings that no cell uses once the study has chosen.
+    taught = [study for study in studies if _needs_teacher(study.cell)]
+    artifacts = runner.teachers([study.cell for study in taught])
+
+    def teacher_of(study: Study) -> TeacherArtifact | None:
+        return artifacts[runner.teacher_key(study.cell)] if study in taught else None
+
+    for study in taught:
         ensemble = runner.ensemble(study.cell, artifacts)
-        for artifact in (artifacts[runner.teacher_key(study.cell)], ensemble):
+        for artifact in (teacher_of(study), ensemble):
             if isinstance(artifact, Exception):
                 raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
         study.knowledge = tuple(member.trajectory_digest for member in ensemble)
@@ -342,8 +350,8 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
                 continue
             trial, params, left = asked
             base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
-                            runner.plugins, artifacts[runner.teacher_key(study.cell)],
-                            ensemble=runner.ensemble(study.cell, artifacts))
+                            runner.plugins, teacher_of(study),
+                            ensemble=runner.ensemble(study.cell, artifacts) if study in taught else ())
             finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
                              if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
             pruner = settings.pruner.not_before(study.cell.train.min_epochs)
@@ -367,6 +375,10 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
 
 def _learns_from_trajectories(cell: Cell) -> bool:
     return STRATEGIES.get(cell.strategy).needs_trajectories
+
+
+def _needs_teacher(cell: Cell) -> bool:
+    return STRATEGIES.get(cell.strategy).needs_teacher
 
 
 def _ask(study: Study, optuna_study, settings: TuningSettings):

@@ -6,7 +6,8 @@ epochs, tuning seeds, sampler, pruner, the suite's teacher settings as trial 0),
 only. It tunes the teacher's learning rate and weight decay (`SHARED_TRAINING_SPACE`); its size is
 the suite's choice (a size sweep's), not tuned. A trial trains the teacher model as a student
 trained without distillation (`scratch` on the teacher's backbone, with the teacher's training
-settings), so the objective is the teacher's own best validation NDCG@10.
+settings), so the objective is the teacher's own best validation NDCG@10; like scratch's study it
+needs no teacher, so the suite's untuned teacher is never trained.
 
 The chosen values replace the teacher's learning rate and weight decay in every cell of the
 pairing (`with_tuned_teachers`), defaults and tuned rows alike, before the student studies and the
