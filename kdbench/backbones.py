@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from torch import nn
 
+from kdbench.compat import kept_anomaly_mode
 from kdbench.errors import KdbenchError, choices
 from kdbench.registry import Registry
 
@@ -102,15 +103,21 @@ class ModelSpec(Protocol):
         """The RecBole config keys of the model's family and size."""
 
 
+def recbole_model_class(name: str) -> type:
+    """RecBole's model class `name`, autograd's anomaly mode kept (`compat.kept_anomaly_mode`)."""
+    from recbole.utils import get_model
+
+    with kept_anomaly_mode():
+        return get_model(name)
+
+
 def build_model(spec: ModelSpec, data, device: str = "cpu", extra: dict[str, Any] | None = None,
                 init_std: float | None = None) -> nn.Module:
     """Instantiate the RecBole model of `spec` on `data` (a PreparedData). With `init_std`, every
     embedding table is redrawn from N(0, init_std^2) (woriazzc/KDs' MF initialisation) instead of
     the model's own (RecBole's BPR: Xavier normal, std sqrt(2 / (rows + dim)))."""
-    from recbole.utils import get_model
-
     config = _model_config(spec, data, device, extra)
-    model = get_model(spec.model)(config, data.train.dataset).to(device)
+    model = recbole_model_class(spec.model)(config, data.train.dataset).to(device)
     if init_std is not None:
         for module in model.modules():
             if isinstance(module, nn.Embedding):
@@ -180,7 +187,7 @@ def _model_config(spec: ModelSpec, data, device: str, extra: dict[str, Any] | No
     base.update(spec.model_settings(data.config))
     base.update(extra or {})
     base["use_gpu"] = device.startswith("cuda")
-    with isolated_argv():
+    with isolated_argv(), kept_anomaly_mode():
         config = Config(model=spec.model, dataset=data.name, config_dict=base)
     config["device"] = torch.device(device)
     return config

@@ -18,6 +18,13 @@ Nothing is patched where the name exists (Python 3.11's numpy 1.26 and scipy 1.1
 scipy are imported here only when their installed version lacks the name. RecBole's open pull
 request RUCAIBox/RecBole#2187 fixes the same names in RecBole's own code.
 
+`kept_anomaly_mode` wraps every kdbench call that may import RecBole's models (its `Config`, which
+looks the model's class up, and `get_model`): the first import of `recbole.model.sequential_recommender`
+runs its `sine.py`, whose top line `torch.autograd.set_detect_anomaly(True)` turns autograd's
+anomaly detection on for the whole process, and every later backward pass, of any model, then
+checks each gradient for NaNs and records the forward's stack traces: a training step 1.6-2.5x
+slower, the same values (README, "Training cost: RecBole's anomaly mode"; `benchmarks/anomaly_mode.py`).
+
 `ast_as_311` keeps strategy code versions (part of every stored run's identity) independent of the
 interpreter: Python 3.12 and 3.13 changed `ast.dump`.
 """
@@ -25,11 +32,13 @@ interpreter: Python 3.12 and 3.13 changed `ast.dump`.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import importlib.metadata
 import importlib.util
 import re
 import sys
+from typing import Iterator
 
 from kdbench.errors import KdbenchError
 
@@ -61,6 +70,18 @@ def _dok_update(self, data: dict) -> None:
         store.update(data)
     else:  # a future layout: the public, checked update
         self.update(data)
+
+
+@contextlib.contextmanager
+def kept_anomaly_mode() -> Iterator[None]:
+    """Autograd's anomaly detection as it was before the block, whatever RecBole's imports set."""
+    import torch
+
+    enabled = torch.is_anomaly_enabled()
+    try:
+        yield
+    finally:
+        torch.autograd.set_detect_anomaly(enabled)
 
 
 def install() -> None:

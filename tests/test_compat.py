@@ -79,6 +79,42 @@ def test_kdbench_imports_no_numpy_or_scipy_where_nothing_needs_restoring():
     assert loaded == repr(expected)
 
 
+ANOMALY_PROBE = """
+import sys, torch
+import kdbench
+from kdbench.backbones import build_model, recbole_model_class
+from kdbench.families import BackboneSpec, load_data
+seen = []
+recbole_model_class("SASRec")                       # the first import of RecBole's sequential models
+seen.append(torch.is_anomaly_enabled())
+data = load_data("ml-100k", model="GRU4Rec", work_dir=sys.argv[1], protocol="leave-one-out")
+build_model(BackboneSpec.parse("GRU4Rec:8"), data)
+seen.append(torch.is_anomaly_enabled())
+del sys.modules["recbole.model.sequential_recommender"], sys.modules["recbole.model.sequential_recommender.sine"]
+import recbole.model.sequential_recommender.sine    # RecBole's own side effect, unguarded
+seen.append(torch.is_anomaly_enabled())
+print(seen)
+"""
+
+
+def test_recboles_sequential_models_leave_autograd_anomaly_detection_off(tmp_path):
+    # a fresh process: the side effect is the first import's (sine.py sets it at its top)
+    seen = subprocess.run([sys.executable, "-c", ANOMALY_PROBE, str(tmp_path)], capture_output=True, text=True,
+                          check=True).stdout.strip().splitlines()[-1]
+    assert seen == "[False, False, True]"  # kdbench's calls keep it off; RecBole's import alone turns it on
+
+
+def test_kept_anomaly_mode_restores_the_flag_either_way():
+    for before in (False, True):
+        torch.autograd.set_detect_anomaly(before)
+        try:
+            with compat.kept_anomaly_mode():
+                torch.autograd.set_detect_anomaly(not before)
+            assert torch.is_anomaly_enabled() is before
+        finally:
+            torch.autograd.set_detect_anomaly(False)
+
+
 def test_this_install_has_no_problems():
     assert compat.install_problems() == []
     compat.check_install()

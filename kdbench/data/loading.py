@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 import yaml
 
+from kdbench.compat import kept_anomaly_mode
 from kdbench.errors import KdbenchError, choices
 
 BUNDLED_DATASETS = ("ml-100k",)
@@ -267,7 +268,7 @@ def build_config(
             columns.append(TIME_FIELD)
         config_dict["load_col"] = {"inter": columns}
     config_dict.update(overrides or {})
-    with isolated_argv():
+    with isolated_argv(), kept_anomaly_mode():  # Config imports the model's RecBole module
         config = Config(model=model, dataset=dataset, config_dict=config_dict)
     if root is not None:
         # RecBole reads `data_path/<dataset>/` (and always the bundled copy for 'ml-100k'): point it

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from kdbench.backbones import DEPLOYED, build_model
+from kdbench.backbones import DEPLOYED, build_model, recbole_model_class
 from kdbench.run.cells import Cell
 from kdbench.evaluation.compressed_cost import cell_targets, compressed_name
 from kdbench.data.loading import PreparedData
@@ -97,9 +97,7 @@ def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, devic
                   work_dir: str) -> PreparedData:
     """The split of `cell`'s dataset with a train loader for `spec`'s input type and batch size,
     loaded once per process."""
-    from recbole.utils import get_model
-
-    input_type = getattr(get_model(spec.model), "input_type", None)
+    input_type = getattr(recbole_model_class(spec.model), "input_type", None)
     key = (cell.dataset, cell.data_path, cell.split_seed, cell.protocol, str(input_type), settings.batch_size,
            device)
     if key not in _DATA:
