@@ -237,6 +237,19 @@ def test_flatness_is_the_rise_over_the_second_half_of_the_epochs_spent():
     assert second_half_gain([]) is None
 
 
+def test_a_study_too_young_for_a_gain_shows_a_dash_not_nan():
+    import pandas as pd
+    from tabulate import tabulate
+
+    from kdbench.report.tuning_summary import _with_gaps
+
+    table = pd.DataFrame({"strategy": ["teacher", "kd"], "2nd-half gain (%)": [None, 1.25]})
+    text = tabulate(_with_gaps(table), headers="keys", tablefmt="github", showindex=False, floatfmt=".4f",
+                    missingval="—")
+    teacher_row = next(line for line in text.splitlines() if "teacher" in line)
+    assert "nan" not in text and "—" in teacher_row and text.count("—") == 1 and "1.2500" in text
+
+
 def test_a_study_summary_written_before_epoch_budgets_still_reads(tmp_path):
     """Summaries of the earlier protocol (a budget in trials, no unit, no epochs spent; the shape the
     round-2 studies were committed in) keep working: verify, list and run --all read them."""

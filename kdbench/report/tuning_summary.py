@@ -169,6 +169,12 @@ def _budgets_by_dataset(summaries: list[dict[str, Any]]) -> str | None:
                                                           for dataset, per_dataset in by_dataset.items())
 
 
+def _with_gaps(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with its missing values as None, which tabulate shows as its `missingval` (a study
+    with too few trials for a 2nd-half gain), not as "nan"."""
+    return table.astype(object).where(table.notna(), None)
+
+
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
     root = Path(results_dir) / "tuning"
     meta = read_meta(results_dir)
@@ -204,8 +210,8 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
         plot = root / f"progress_{safe_name(dataset)}_{safe_name(pairing)}.png"
         mine = [s for s in summaries if (s["dataset"], s["pairing"]) == (dataset, pairing)]
         lines += [f"## {dataset}: {pairing}", "", pairing_budget_line(mine), "", f"![best so far]({plot.name})", "",
-                  tabulate(group.drop(columns=["dataset", "pairing"]), headers="keys", tablefmt="github",
-                           showindex=False, floatfmt=".4f"), ""]
+                  tabulate(_with_gaps(group.drop(columns=["dataset", "pairing"])), headers="keys",
+                           tablefmt="github", showindex=False, floatfmt=".4f", missingval="—"), ""]
         plot_progress({s["strategy"]: curves[s["study"]] for s in summaries
                        if (s["dataset"], s["pairing"]) == (dataset, pairing)}, plot, f"{dataset}: {pairing}")
         paths.append(plot)
