@@ -26,7 +26,8 @@ from torch import nn
 
 from kdbench.backbones import BackboneAdapter, build_model
 from kdbench.data.loading import TOPK, PreparedData
-from kdbench.families import BackboneSpec, load_data
+from kdbench.families import FAMILIES, BackboneSpec, load_data
+from kdbench.families.general import GENERAL
 from kdbench.run.inference_cost import Roofline, sample_users, time_interleaved, write_synthetic_catalogue  # noqa: F401
 from kdbench.strategies import STRATEGIES, DistillationContext, DistillationStrategy
 from kdbench.training.loop import TrainSettings, make_optimizer, train_step
@@ -351,6 +352,11 @@ def epoch_settings(name: str) -> TrainSettings:
 
     spec = load_suite(EPOCH_SUITE).spec
     return TrainSettings(**(spec["train"] | (spec.get("strategy_train", {}).get(name) or {})))
+
+
+def trained_general_strategies() -> list[str]:
+    """The general family's strategies that train (svd, prune and quant train nothing: 0 epochs)."""
+    return [name for name in STRATEGIES.names() if FAMILIES[GENERAL].supports(name) and STRATEGIES.get(name).trains]
 
 
 def trained_adapter(strategy: DistillationStrategy, data: PreparedData) -> BackboneAdapter:

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._support import EPOCH, EPOCH_SHAPES, BenchSession, TrainingEpoch
-from kdbench.families import FAMILIES
-from kdbench.families.general import GENERAL
-from kdbench.strategies import STRATEGIES, knowledge
+from benchmarks._support import EPOCH, EPOCH_SHAPES, BenchSession, TrainingEpoch, trained_general_strategies
+from kdbench.strategies import knowledge
 from kdbench.training.loop import _base_loss
 
 PARTS = ("start", "teacher", "loader", "base", "kd", "backward", "step")
@@ -98,8 +96,7 @@ def timed_epoch(epoch: TrainingEpoch) -> Counter:
 
 def main(shape: str = "citeulike-t-shape", names: list[str] | None = None, runs: int = 3) -> None:
     torch.set_num_threads(1)
-    names = names or [name for name in STRATEGIES.names()
-                      if FAMILIES[GENERAL].supports(name) and STRATEGIES.get(name).trains]  # svd, prune, quant: 0 epochs
+    names = names or trained_general_strategies()
     bench = BenchSession(Path(tempfile.mkdtemp(prefix="kdbench-breakdown-")))
     scratch = bench.training_epoch(shape, "scratch")
     timed_epoch(scratch)

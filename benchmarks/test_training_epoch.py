@@ -24,15 +24,10 @@ import pytest
 
 from benchmarks._support import (
     EPOCH, EPOCH_BATCHES, EPOCH_SHAPES, EPOCH_STUDENT, EPOCH_TEACHER, SECOND_SHAPE_STRATEGIES, SUMMARY,
-    BPREpochRoofline, benchmark_seconds, epoch_settings, fastest_ratio, time_paired,
+    BPREpochRoofline, benchmark_seconds, epoch_settings, fastest_ratio, time_paired, trained_general_strategies,
 )
-from kdbench.families import FAMILIES
-from kdbench.families.general import GENERAL
-from kdbench.strategies import STRATEGIES
 
-# svd, prune and quant train nothing (0 epochs): no epoch to time
-GENERAL_STRATEGIES = [name for name in STRATEGIES.names()
-                      if FAMILIES[GENERAL].supports(name) and STRATEGIES.get(name).trains]
+GENERAL_STRATEGIES = trained_general_strategies()  # svd, prune and quant train nothing: no epoch to time
 CASES = [(shape, name) for number, shape in enumerate(EPOCH_SHAPES) for name in GENERAL_STRATEGIES
          if number == 0 or name in SECOND_SHAPE_STRATEGIES]
 

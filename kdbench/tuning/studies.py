@@ -324,16 +324,15 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
     # untuned settings that no cell uses once the study has chosen.
     taught = [study for study in studies if _needs_teacher(study.cell)]
     artifacts = runner.teachers([study.cell for study in taught])
-
-    def teacher_of(study: Study) -> TeacherArtifact | None:
-        return artifacts[runner.teacher_key(study.cell)] if study in taught else None
-
+    given: dict[str, tuple[TeacherArtifact | None, tuple[TeacherArtifact, ...]]] = {
+        study.name: (None, ()) for study in studies}  # study -> (teacher, ensemble) its trials get
     for study in taught:
-        ensemble = runner.ensemble(study.cell, artifacts)
-        for artifact in (teacher_of(study), ensemble):
+        teacher, ensemble = artifacts[runner.teacher_key(study.cell)], runner.ensemble(study.cell, artifacts)
+        for artifact in (teacher, ensemble):
             if isinstance(artifact, Exception):
                 raise KdbenchError(f"teacher of {study.name} failed to train: {artifact}")
         study.knowledge = tuple(member.trajectory_digest for member in ensemble)
+        given[study.name] = (teacher, ensemble)
     open_all(ensembles)
     from optuna.trial import TrialState
 
@@ -349,9 +348,9 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             if asked is None:  # its budget is spent
                 continue
             trial, params, left = asked
+            teacher, ensemble = given[study.name]
             base = CellTask(replace(study.cell, seed=settings.seeds[0]), runner.device, str(runner.cache_dir),
-                            runner.plugins, teacher_of(study),
-                            ensemble=runner.ensemble(study.cell, artifacts) if study in taught else ())
+                            runner.plugins, teacher, ensemble=ensemble)
             finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
                              if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
             pruner = settings.pruner.not_before(study.cell.train.min_epochs)
