@@ -423,3 +423,20 @@ def test_replace_stale_redoes_only_the_runs_made_with_other_settings_and_resumes
     again.check_no_overwrite([current, changed_now])
     again.run_all([current, changed_now])
     assert again.executed == 0 and again.reused == 2
+
+
+def test_without_nominal_teachers_only_cells_that_learn_from_one_train_it(toy_dir, dirs, fits):
+    """A size sweep's scratch cells get no teacher (their reference is the largest size); a kd cell in
+    the same run still trains and records its own, and scratch's figures do not depend on either."""
+    results, cache = dirs
+    scratch = _toy_cell(toy_dir)
+    bare = Runner(results / "bare", cache / "bare", nominal_teachers=False)
+    [alone] = bare.run_all([scratch])
+    assert fits.trained == ["BPR:4"] and not (cache / "bare" / "teachers").exists()
+    assert alone["status"] == "ok" and "teacher_test" not in alone
+    records = bare.run_all([replace(scratch, seed=1), replace(scratch, strategy="kd", seed=1)])
+    assert fits.trained == ["BPR:4", "BPR:16", "BPR:4", "BPR:4"]  # the kd cell's teacher, once
+    assert "teacher_test" not in records[0] and records[1]["teacher_test"]["ndcg@10"] > 0
+    [nominal] = Runner(results / "nominal", cache / "nominal").run_all([scratch])
+    assert fits.trained[-2:] == ["BPR:16", "BPR:4"]  # by default scratch's teacher is trained
+    assert nominal["test"] == alone["test"] and nominal["teacher_test"] == records[1]["teacher_test"]

@@ -56,6 +56,13 @@ def test_the_sweep_command_runs_a_sequential_shape_and_writes_its_table(capsys, 
     runs = workdir / "results" / "sweep" / "runs" / "toy@leave-one-out"
     assert sorted(str(p.relative_to(runs)) for p in runs.rglob("*.json")) == [
         "SASRec-8-L1H1_to_SASRec-4-L1H1/scratch/seed0.json", "SASRec-8-L1H1_to_SASRec-8-L1H1/scratch/seed0.json"]
+    # the largest size is the reference: its nominal teacher (the same model once more) is not trained
+    assert not (workdir / "cache" / "teachers").exists()
+    assert "teacher_test" not in (runs / "SASRec-8-L1H1_to_SASRec-4-L1H1" / "scratch" / "seed0.json").read_text()
+    code, out, _ = run_cli(capsys, "reproduce", str(runs / "SASRec-8-L1H1_to_SASRec-4-L1H1" / "scratch" / "seed0.json"),
+                           "--data-path", str(tmp_path / "data"))
+    assert code == 0, out
+    assert "identical: ndcg@10" in out and "not needed" in out and not (workdir / "cache" / "teachers").exists()
 
 
 def test_a_sweep_reuses_its_runs_refuses_other_settings_and_redoes_them_with_force(capsys, workdir, tmp_path):  # noqa: F811

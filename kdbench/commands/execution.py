@@ -62,15 +62,17 @@ def resolve_protocols(names: list[str] | None) -> list[str] | None:
 
 def execute_cells(cells: list[Cell], results_dir: Path, execution: Execution, check_stored: bool,
                   before_training: Callable[[], None] | None = None,
-                  reuse_from: tuple[Path, ...] = ()) -> tuple[Runner, list[dict]]:
+                  reuse_from: tuple[Path, ...] = (), nominal_teachers: bool = True) -> tuple[Runner, list[dict]]:
     """Validate `cells`, refuse to overwrite other settings' runs, run them on the executor:
     (runner, records). `check_stored`: a report will read every stored run, so stop at a damaged one now.
     `before_training()` runs once every check has passed, before the first cell trains. `reuse_from`:
-    other results folders holding the same cells, whose current runs are copied instead of run again."""
+    other results folders holding the same cells, whose current runs are copied instead of run again.
+    `nominal_teachers=False`: cells that learn from no teacher get none (`Runner.nominal_teachers`)."""
     validate_cells(cells, execution.device)
     runner = Runner(results_dir, execution.cache_dir, execution.device, execution.force,
                     replace_stale=execution.replace_stale, log=progress_note,
-                    plugins=execution.plugins, heal_cache=execution.heal_cache, reuse_from=reuse_from)
+                    plugins=execution.plugins, heal_cache=execution.heal_cache, reuse_from=reuse_from,
+                    nominal_teachers=nominal_teachers)
     runner.check_no_overwrite(cells)
     runner.check_teacher_files(cells)
     if check_stored:

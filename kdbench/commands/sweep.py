@@ -21,5 +21,7 @@ def run_sweep(results_dir: str | Path, execution: Execution, dataset: str, model
     check_folder(results_dir, "--results-dir")
     check_folder(execution.cache_dir, "--cache-dir")
     cells = sweep_cells(dataset, model, dims, seeds, train, data_path)
-    _, records = execute_cells(cells, Path(results_dir) / SWEEP_FOLDER, execution, check_stored=False)
+    # the cells' reference is the largest size: its nominal teacher (that model, once more) is not trained
+    _, records = execute_cells(cells, Path(results_dir) / SWEEP_FOLDER, execution, check_stored=False,
+                               nominal_teachers=False)
     return write_sweep(records, dataset, model, dims, seeds, train, results_dir)

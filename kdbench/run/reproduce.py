@@ -95,7 +95,9 @@ def check_reproducible(record: RunRecord) -> str | None:
         return f"'config.teacher_seed' is {teacher_seed!r}, a seed is >= 0"
     if record["status"] != "ok":
         return None  # a failed run is reproduced as its status and error
-    sections = ("test",) if record["strategy"] == TEACHER else ("test", "teacher_test")
+    # a record without `teacher_test` (a size sweep's, a teacher file's) is reproduced without it, and a
+    # strategy that needs a teacher then shows it as "missing in the stored run"
+    sections = ("test",) if record["strategy"] == TEACHER or "teacher_test" not in record else ("test", "teacher_test")
     for section in sections:
         for metric in METRICS:
             problem = _not_finite(f"{section}.{metric}", (record.get(section) or {}).get(metric, "missing"))
@@ -167,7 +169,7 @@ def reproduce(path: str | Path, cache_dir: str | Path, retrain_teacher: bool = F
     with tempfile.TemporaryDirectory(prefix="kdbench-reproduce-") as scratch:
         cache = Path(scratch) / "cache" if retrain_teacher else Path(cache_dir)
         runner = Runner(Path(scratch) / "results", cache, device, force=True, log=log, plugins=plugins,
-                        heal_cache=heal_cache)
+                        heal_cache=heal_cache, nominal_teachers="teacher_test" in stored)
         runner.run(cell)
         reproduced = runner.store.find(cell.address)  # as it would be stored
         source = runner.teacher_sources.get(runner.teacher_key(cell), "not needed")

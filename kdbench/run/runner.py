@@ -35,7 +35,7 @@ from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim
 from kdbench.run.splits import Splits
 from kdbench.run.stored_runs import StoredRuns
-from kdbench.run.teachers import TeacherCache
+from kdbench.run.teachers import TeacherCache, needs_teacher
 from kdbench.run.validation import validate_cells
 from kdbench.training.teacher_file import is_file_teacher
 from kdbench.run.work import CellTask, TeacherArtifact, run_task
@@ -60,6 +60,10 @@ class Runner:
     plugins: tuple[str, ...] = ()
     heal_cache: bool = True  # a damaged teacher cache entry is moved aside and retrained (else: error)
     reuse_from: tuple[str | Path, ...] = ()  # other results folders whose current runs of a cell are copied here
+    # train the pairing's teacher for cells that learn from none too, for their records' `teacher_test`;
+    # a size sweep does not (its reference is its largest size, and its nominal teacher would be that
+    # model trained once more)
+    nominal_teachers: bool = True
 
     def __post_init__(self) -> None:
         self.store = RunStore(self.results_dir)
@@ -136,7 +140,7 @@ class Runner:
         todo = [index for index, cell in enumerate(cells) if not self._reuse(cells, index, records, notify)]
         if not todo:
             return records
-        artifacts = self.teachers(cells[i] for i in todo)
+        artifacts = self.teachers(cells[i] for i in todo if self._gets_teacher(cells[i]))
         told = False
         while todo:
             left: list[int] = []
@@ -149,6 +153,11 @@ class Runner:
                     told = True
                 time.sleep(claims.POLL_SECONDS)
         return records
+
+    def _gets_teacher(self, cell: Cell) -> bool:
+        """Whether the cell is handed its pairing's teacher: always, or (without `nominal_teachers`)
+        only if it learns from it, so that a record's `teacher_test` never depends on its neighbours."""
+        return self.nominal_teachers or needs_teacher(cell)
 
     def _reuse(self, cells: list[Cell], index: int, records: list[RunRecord | None], notify: OnRecord,
                since: float | None = None) -> bool:
@@ -223,7 +232,7 @@ class Runner:
                 continue
             held[index] = claim
             self.executed += 1
-            artifact = artifacts[self.teacher_key(cell)]
+            artifact = artifacts[self.teacher_key(cell)] if self._gets_teacher(cell) else None
             ensemble = self.ensemble(cell, artifacts)
             failed = artifact if isinstance(artifact, Exception) else ensemble
             if isinstance(failed, Exception):

@@ -36,6 +36,12 @@ from kdbench.run.claims import Claim, try_claim
 from kdbench.run.work import CellTask, TeacherArtifact, run_task
 
 
+def needs_teacher(cell: Cell) -> bool:
+    """Whether a cell learns from its pairing's teacher (a teacher row is that teacher). A cell whose
+    strategy learns from none (scratch) still gets it by default, for its record's `teacher_test`."""
+    return cell.is_teacher or STRATEGIES.get(cell.strategy).needs_teacher
+
+
 def ensemble_cells(cell: Cell) -> list[Cell]:
     """The cells whose teachers form a student cell's ensemble (the cell itself first, then one per
     other teacher its strategy's `ensemble_teachers` names; the pairing's own teacher, if named, is

@@ -260,7 +260,7 @@ def _train_student(task: CellTask) -> RunRecord:
     record["hparams"] = strategy.hparams
     teacher = {id(p) for p in strategy.context.teacher.model.parameters()} if strategy.context.teacher else set()
     record["training_only_params"] = sum(p.numel() for p in strategy.parameters() if id(p) not in teacher)
-    if task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
+    if task.teacher is not None and task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
         record["teacher_test"] = task.teacher.meta["test"]
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
     if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams), cache keys and

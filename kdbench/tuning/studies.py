@@ -44,6 +44,7 @@ from kdbench.run.record import dataset_label, safe_name
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim, wait_until_free
 from kdbench.run.runner import Runner
+from kdbench.run.teachers import needs_teacher
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.store.reading import DamagedFile
 from kdbench.strategies import STRATEGIES
@@ -322,7 +323,7 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
     # A study whose strategy needs no teacher (scratch; a teacher's own study, which trains the
     # teacher's backbone as scratch) gets none: before its study a teacher would be trained with the
     # untuned settings that no cell uses once the study has chosen.
-    taught = [study for study in studies if _needs_teacher(study.cell)]
+    taught = [study for study in studies if needs_teacher(study.cell)]
     artifacts = runner.teachers([study.cell for study in taught])
     given: dict[str, tuple[TeacherArtifact | None, tuple[TeacherArtifact, ...]]] = {
         study.name: (None, ()) for study in studies}  # study -> (teacher, ensemble) its trials get
@@ -374,10 +375,6 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
 
 def _learns_from_trajectories(cell: Cell) -> bool:
     return STRATEGIES.get(cell.strategy).needs_trajectories
-
-
-def _needs_teacher(cell: Cell) -> bool:
-    return STRATEGIES.get(cell.strategy).needs_teacher
 
 
 def _ask(study: Study, optuna_study, settings: TuningSettings):
