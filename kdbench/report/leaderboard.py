@@ -76,6 +76,7 @@ def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool,
         "n_runs": int(len(runs)),
         "n_failed": int((runs["status"] != "ok").sum()),
         "environment": {key: values(f"env_{key}") for key in ENVIRONMENT},
+        "allocators": {str(k): int(n) for k, n in runs["env_allocator"].value_counts().sort_index().items()},
         "teachers": teacher_choices(runs, runs_dir),
     }
 

@@ -20,7 +20,9 @@ from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mappi
 # One row per stored run: the record's flat fields (`record.FLAT_FIELDS`), and the beyond-accuracy
 # metrics on the test users' top 10 (kdbench.evaluation.beyond; NaN in records before issue 27).
 RUN_FIELDS = {**FLAT_FIELDS, **{metric: ("beyond", metric) for metric in BEYOND_METRICS}}
-ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads")
+ENVIRONMENT = ("kdbench", "recbole", "torch", "python", "cpu", "gpu", "threads", "allocator")
+# what a record made before the field existed ran with (`kdbench.training.heap`: runs before 2026-12-07)
+ENVIRONMENT_BEFORE = {"allocator": "default"}
 
 COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
                 "params", "size_bytes", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
@@ -82,7 +84,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
         row[f"teacher_{knob}"] = teacher_train.get(knob)
     environment = record.get("environment") or {}
     for key in ENVIRONMENT:
-        row[f"env_{key}"] = environment.get(key)
+        row[f"env_{key}"] = environment.get(key, ENVIRONMENT_BEFORE.get(key) if environment else None)
     return row
 
 

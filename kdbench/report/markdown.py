@@ -103,6 +103,8 @@ def _facts(header: dict[str, Any], quick: bool) -> list[str]:
          f"{env['kdbench']} / {env['recbole']} / {env['torch']} / {env['python']}"),
         ("CPU", f"{env['cpu']} ({env['threads']} torch threads)"),
         ("GPU", env["gpu"]),
+        ("Allocator of the training workers (runs)",  # kdbench.training.heap: training seconds depend on it
+         ", ".join(f"{name} ({count})" for name, count in header.get("allocators", {}).items()) or "unknown"),
         ("Date (newest run)", header["date"] or "unknown"),
         ("Its wall time", duration(header["wall_seconds"])),
         ("Compute time (sum over runs)", duration(header["compute_seconds"])),

@@ -326,6 +326,8 @@ def environment(threads: int) -> dict[str, str]:
     import recbole
     import torch
 
+    from kdbench.training.heap import allocator
+
     from kdbench import __version__
 
     return {
@@ -336,6 +338,7 @@ def environment(threads: int) -> dict[str, str]:
         "cpu": cpu_model(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "threads": str(threads),
+        "allocator": allocator(),  # kdbench.training.heap (absent from runs made before 2026-12-07)
     }
 
 

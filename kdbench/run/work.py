@@ -112,13 +112,15 @@ def prepared_data(cell: Cell, spec: BackboneSpec, settings: TrainSettings, devic
 
 
 def prepare_worker(task: CellTask) -> None:
-    """Threads, plugins: what every task sets up first (idempotent)."""
+    """Threads, allocator, plugins: what every task sets up first (idempotent)."""
     from kdbench.registry import load_entry_point_plugins, load_plugin_file
+    from kdbench.training.heap import keep_freed_memory
 
     import warnings
 
     warnings.filterwarnings("ignore")  # RecBole's and torch's deprecation noise, as the CLI does
     torch.set_num_threads(task.cell.threads)
+    keep_freed_memory()
     load_entry_point_plugins()
     for plugin in task.plugins:
         load_plugin_file(plugin)
