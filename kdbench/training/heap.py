@@ -5,7 +5,7 @@ glibc serves a block at or above its mmap threshold (128 KiB, adapting up to 32 
 threshold. torch's CPU allocator is malloc, so each training step's large blocks (the dense gradient
 of an embedding table: BPR:400's item table on CiteULike-t is 25,181 x 400 floats, 40 MB; the
 catalogue-wide score tables of the list-wise strategies) arrive as new pages that the kernel
-zero-fills on first touch. Measured on this project's 2-core Xeon (one BPR:400 training step on
+zero-fills on first touch. Measured on a 2-core AMD EPYC VM (one BPR:400 training step on
 CiteULike-t, batch 2048, one thread, beside other work): 41,000 page faults and 68 ms of system
 time a step against 49 ms of user time; with the settings below 656 faults, 0.6 ms and 41 ms.
 
