@@ -22,6 +22,8 @@ def test_absolute_fields_finds_whole_paths_only():
               "error": "FileNotFoundError: /tmp/x is missing", "log": "~/cache", "n": 3}
     assert sorted(absolute_fields(record)) == [("config.data_path", "/work/main/data"),
                                                ("config.list.0", "C:\\data"), ("log", "~/cache")]
+    mixed = {"per_user": {"ndcg@10": [0.5, None, 1]}, "notes": [1.0, "/srv/x", {"path": "/srv/y"}]}
+    assert sorted(absolute_fields(mixed)) == [("notes.1", "/srv/x"), ("notes.2.path", "/srv/y")]
 
 
 def _copy_committed(tmp_path: Path) -> Path:

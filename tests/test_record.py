@@ -82,6 +82,13 @@ def test_the_beyond_and_test_user_blocks_are_optional_and_checked():
     assert "different lengths" in check_record(new | {"test_users": {"train_interactions": [40]}})
     assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, -1]}})
     assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, 1.5]}})
+    assert "not a list of counts" in check_record(new | {"test_users": {"train_interactions": [40, True]}})
+    # JSON's true is no number; null is (a user a metric is undefined for)
+    assert check_record(base | {"per_user": {"user_ids": [3, 1], "ndcg@10": [0.5, True]}}) == \
+        "'per_user.ndcg@10' is not a list of numbers"
+    assert check_record(base | {"per_user": {"user_ids": [3, 1], "ndcg@10": [0.5, "0.1"]}}) == \
+        "'per_user.ndcg@10' is not a list of numbers"
+    assert check_record(base | {"per_user": {"user_ids": [3, 1], "ndcg@10": [0.5, None]}}) is None
 
 
 def test_the_seed_determined_validation_field_is_named_from_the_primary_metric():

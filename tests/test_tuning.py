@@ -312,7 +312,7 @@ def test_a_changed_default_or_strategy_code_makes_a_stored_cell_run_again(toy_di
         again = runner.run(cell)
         assert again["hparams"]["tau"] == 3.0 and again["created"] >= first["created"]
     with monkeypatch.context() as patch:
-        patch.setattr(KD, "code_version", classmethod(lambda cls: "changed-code"))
+        patch.setattr("kdbench.run.record.strategy_code", lambda name: "changed-code")
         assert not runner.is_done(cell)
 
 

@@ -23,6 +23,7 @@ from kdbench.run.record import RunStore
 from kdbench.store.reading import DamagedFile
 
 _ABSOLUTE = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows drive, UNC
+_NESTED = frozenset({dict, list, str})  # what JSON parses to that may hold a path
 
 
 def absolute_fields(record: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -32,6 +33,8 @@ def absolute_fields(record: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         for key, value in record.items():
             yield from absolute_fields(value, f"{prefix}{key}.")
     elif isinstance(record, list):
+        if _NESTED.isdisjoint(map(type, record)):
+            return  # numbers only (a per-user list: ~10^4 values, checked in C)
         for index, value in enumerate(record):
             if isinstance(value, (dict, list, str)):
                 yield from absolute_fields(value, f"{prefix}{index}.")

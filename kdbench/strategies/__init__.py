@@ -8,7 +8,7 @@ tables) computed once per run.
 import importlib
 import pkgutil
 
-from kdbench.strategies.base import STRATEGIES, DistillationContext, DistillationStrategy, register_strategy
+from kdbench.strategies.base import STRATEGIES, DistillationContext, DistillationStrategy, register_strategy, strategy_code
 
 _SUPPORT_MODULES = {"base", "knowledge"}
 
@@ -16,4 +16,4 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SUPPORT_MODULES and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["STRATEGIES", "DistillationContext", "DistillationStrategy", "register_strategy"]
+__all__ = ["STRATEGIES", "DistillationContext", "DistillationStrategy", "register_strategy", "strategy_code"]

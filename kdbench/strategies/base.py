@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import scipy.sparse as sp
@@ -36,6 +37,18 @@ from kdbench.strategies._code import class_roots, code_version
 from kdbench.search_space import CatalogueShare, Distribution, check_space, weight_space
 
 STRATEGIES: Registry[type["DistillationStrategy"]] = Registry("strategy")
+
+
+def strategy_code(name: str) -> str:
+    """The registered strategy's `code_version()`, hashed once a process for each class: its
+    sources are read once (`_code._module_index`), so the hash cannot change while the process runs,
+    and `verify` and the runner ask it for every stored run."""
+    return _class_code_version(STRATEGIES.get(name))
+
+
+@lru_cache(maxsize=None)
+def _class_code_version(strategy: type["DistillationStrategy"]) -> str:
+    return strategy.code_version()
 FAMILIES = ("baseline", "response", "feature", "ranking", "topology", "compression")
 # Compression baselines (SVD, pruning, quantisation of the teacher) are no distillation method: `all`
 # leaves them out (they run when named: suites/compression.yaml).

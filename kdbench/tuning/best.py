@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from kdbench.run.cells import TEACHER, TUNED, Cell
 from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
-from kdbench.strategies import STRATEGIES
+from kdbench.strategies import STRATEGIES, strategy_code
 from kdbench.strategies.base import tuned_through
 from kdbench.tuning.studies import Study, source_cell
 
@@ -71,7 +71,7 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
         elif not best["finished"]:  # a summary from before epoch budgets counts trials
             problem = (f"tuning unfinished ({best.get('spent', best['trials_counted'])}/{best['budget']} "
                        f"{best.get('budget_unit', 'trials')})")
-        elif best["identity"]["strategy_code"] != STRATEGIES.get(source.strategy).code_version():
+        elif best["identity"]["strategy_code"] != strategy_code(source.strategy):
             problem = "tuned with other strategy code (tune again)"
         elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(source.hparams))):
             problem = "tuned with other fixed hyperparameters"

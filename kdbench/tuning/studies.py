@@ -47,7 +47,7 @@ from kdbench.run.runner import Runner
 from kdbench.run.teachers import needs_teacher
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.store.reading import DamagedFile
-from kdbench.strategies import STRATEGIES
+from kdbench.strategies import STRATEGIES, strategy_code
 from kdbench.strategies.base import tuned_through
 from kdbench.tuning.storage import check_storage
 from kdbench.tuning.settings import TuningSettings
@@ -114,7 +114,7 @@ class Study:
         cell = self.cell
         return json.loads(json.dumps({
             "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
-            "strategy_code": STRATEGIES.get(cell.strategy).code_version(),
+            "strategy_code": strategy_code(cell.strategy),
             "fixed_hparams": dict(cell.hparams),
             "train": cell.train.as_dict(),
             "teacher_train": cell.teacher_settings.as_dict(),

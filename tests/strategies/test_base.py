@@ -131,6 +131,14 @@ def test_a_base_class_that_is_no_strategy_is_not_part_of_a_strategys_code():
     assert roots == [(__name__, "test_a_base_class_that_is_no_strategy_is_not_part_of_a_strategys_code.<locals>.Mixed")]
 
 
+def test_strategy_code_is_the_code_version_hashed_once_a_process(monkeypatch):
+    from kdbench.strategies import strategy_code
+
+    assert strategy_code("cd") == CD.code_version()
+    monkeypatch.setattr(CD, "code_version", classmethod(lambda cls: "not asked again"))
+    assert strategy_code("cd") != "not asked again"  # verify asks it for each of ~10^3 stored runs
+
+
 def test_the_code_version_is_stable_and_tells_strategies_apart():
     assert CD.code_version() == CD.code_version() and len(CD.code_version()) == 12
     int(CD.code_version(), 16)
