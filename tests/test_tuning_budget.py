@@ -381,7 +381,7 @@ def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs
     monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
         get_trials=lambda deepcopy=False: []))
     monkeypatch.setattr(studies_module, "_ask", fake_ask)
-    monkeypatch.setattr(studies_module, "_learns_from_trajectories", lambda cell: False)  # "slow", "fast": no registry entry
+    monkeypatch.setattr(studies_module, "learns_from_trajectories", lambda cell: False)  # "slow", "fast": no registry entry
     monkeypatch.setattr(studies_module, "needs_teacher", lambda cell: True)
     monkeypatch.setattr(studies_module, "_tell", lambda optuna_study, trial, outcome, params: told.append(trial.name))
     monkeypatch.setattr(studies_module, "write_best", lambda study, optuna_study, settings: {})

@@ -42,12 +42,17 @@ def needs_teacher(cell: Cell) -> bool:
     return cell.is_teacher or STRATEGIES.get(cell.strategy).needs_teacher
 
 
+def learns_from_trajectories(cell: Cell) -> bool:
+    """Whether a cell's strategy distils its teachers' training trajectories (an ensemble: HetComp)."""
+    return not cell.is_teacher and STRATEGIES.get(cell.strategy).needs_trajectories
+
+
 def ensemble_cells(cell: Cell) -> list[Cell]:
     """The cells whose teachers form a student cell's ensemble (the cell itself first, then one per
     other teacher its strategy's `ensemble_teachers` names; the pairing's own teacher, if named, is
     not repeated), for a strategy that `needs_trajectories`; [] otherwise. The other teachers train
     as the pairing's does: same settings, seed and split."""
-    if cell.is_teacher or not STRATEGIES.get(cell.strategy).needs_trajectories:
+    if not learns_from_trajectories(cell):
         return []
     strategy = STRATEGIES.get(cell.strategy)
     named = strategy.ensemble_teachers(strategy.resolve_hparams(dict(cell.hparams)))

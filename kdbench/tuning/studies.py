@@ -44,7 +44,7 @@ from kdbench.run.record import dataset_label, safe_name
 from kdbench.run import claims
 from kdbench.run.claims import Claim, try_claim, wait_until_free
 from kdbench.run.runner import Runner
-from kdbench.run.teachers import needs_teacher
+from kdbench.run.teachers import learns_from_trajectories, needs_teacher
 from kdbench.search_space import SHARED_TRAINING_SPACE, Distribution, recordable
 from kdbench.store.reading import DamagedFile
 from kdbench.strategies import STRATEGIES, strategy_code
@@ -318,7 +318,7 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
 
     # A study is opened (and refused, if made with other settings) before any teacher trains, except
     # an ensemble strategy's: its identity holds the trajectories the teachers bring.
-    ensembles = [study for study in studies if _learns_from_trajectories(study.cell)]
+    ensembles = [study for study in studies if learns_from_trajectories(study.cell)]
     open_all([study for study in studies if study not in ensembles])
     # A study whose strategy needs no teacher (scratch; a teacher's own study, which trains the
     # teacher's backbone as scratch) gets none: before its study a teacher would be trained with the
@@ -371,10 +371,6 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             if on_trial:
                 on_trial(study, outcome)
     return [write_best(study, opened[study.name], settings) for study in studies]
-
-
-def _learns_from_trajectories(cell: Cell) -> bool:
-    return STRATEGIES.get(cell.strategy).needs_trajectories
 
 
 def _ask(study: Study, optuna_study, settings: TuningSettings):
