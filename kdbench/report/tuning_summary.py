@@ -169,10 +169,11 @@ def _budgets_by_dataset(summaries: list[dict[str, Any]]) -> str | None:
                                                           for dataset, per_dataset in by_dataset.items())
 
 
-def _with_gaps(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with its missing values as None, which tabulate shows as its `missingval` (a study
-    with too few trials for a 2nd-half gain), not as "nan"."""
-    return table.astype(object).where(table.notna(), None)
+def markdown_table(table: pd.DataFrame) -> str:
+    """One pairing's table as Markdown; a missing value (a study with too few trials for a 2nd-half
+    gain) shows as "—", not as "nan"."""
+    with_gaps = table.astype(object).where(table.notna(), None)  # tabulate writes None as `missingval`
+    return tabulate(with_gaps, headers="keys", tablefmt="github", showindex=False, floatfmt=".4f", missingval="—")
 
 
 def write_tuning_report(results_dir: str | Path) -> list[Path]:
@@ -210,8 +211,7 @@ def write_tuning_report(results_dir: str | Path) -> list[Path]:
         plot = root / f"progress_{safe_name(dataset)}_{safe_name(pairing)}.png"
         mine = [s for s in summaries if (s["dataset"], s["pairing"]) == (dataset, pairing)]
         lines += [f"## {dataset}: {pairing}", "", pairing_budget_line(mine), "", f"![best so far]({plot.name})", "",
-                  tabulate(_with_gaps(group.drop(columns=["dataset", "pairing"])), headers="keys",
-                           tablefmt="github", showindex=False, floatfmt=".4f", missingval="—"), ""]
+                  markdown_table(group.drop(columns=["dataset", "pairing"])), ""]
         plot_progress({s["strategy"]: curves[s["study"]] for s in summaries
                        if (s["dataset"], s["pairing"]) == (dataset, pairing)}, plot, f"{dataset}: {pairing}")
         paths.append(plot)
