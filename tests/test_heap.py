@@ -7,6 +7,7 @@ import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,10 @@ def test_a_run_records_the_allocator_its_worker_trained_with(tmp_path):
                 train=TrainSettings(max_epochs=1, batch_size=8192))
     record = Runner(tmp_path / "results", tmp_path / "cache", nominal_teachers=False).run(replace(cell))
     assert record["status"] == "ok" and record["environment"]["allocator"] == "glibc: freed memory kept"
+
+
+def test_the_leaderboard_header_counts_the_runs_of_each_allocator_once():
+    header = json.loads((Path(__file__).resolve().parents[1] / "results" / "leaderboard.json").read_text())["header"]
+    assert "allocator" not in header["environment"]  # the set of values would repeat the counts' names
+    assert set(header["allocators"]) <= {"default", "glibc: freed memory kept"}
+    assert sum(header["allocators"].values()) == header["n_runs"]

@@ -75,7 +75,7 @@ def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool,
         "date": created[-1] if created else None,
         "n_runs": int(len(runs)),
         "n_failed": int((runs["status"] != "ok").sum()),
-        "environment": {key: values(f"env_{key}") for key in ENVIRONMENT},
+        "environment": {key: values(f"env_{key}") for key in ENVIRONMENT if key != "allocator"},  # counted below
         "allocators": {str(k): int(n) for k, n in runs["env_allocator"].value_counts().sort_index().items()},
         "teachers": teacher_choices(runs, runs_dir),
     }
