@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 
 from kdbench.report.stats import (
-    compare, holm, mean_variance, minimum_detectable_effect, paired_matrices, rank_intervals, top_group,
-    top_group_of,
+    bootstrap_counts, compare, holm, mean_variance, minimum_detectable_effect, paired_matrices, rank_intervals,
+    top_group, top_group_of,
 )
 
 # d[s, u] for 2 seeds x 3 users. Row means 2, 5; column means 2, 3, 5.5; grand mean 3.5.
@@ -340,6 +340,18 @@ def test_rank_intervals_widen_with_seed_noise_the_users_cannot_show():
     width = lambda values: (lambda t: (t["rank_high"] - t["rank_low"]).sum())(  # noqa: E731
         rank_intervals(as_runs(values, ["a", "b"]), draws=1000))
     assert width(quiet) == 0 and width(noisy) >= 2
+
+
+def test_the_bootstrap_draws_are_the_seeded_generators_shared_between_tables_and_read_only():
+    chunks = bootstrap_counts(7, 3, 50, 10, 4)
+    rng = np.random.default_rng(7)
+    assert [len(seeds) for seeds, _ in chunks] == [4, 4, 2]
+    for seeds, users in chunks:  # seeds then users, chunk after chunk, as drawn in place before
+        assert np.array_equal(seeds, rng.multinomial(3, np.full(3, 1 / 3), size=len(seeds)))
+        assert np.array_equal(users, rng.multinomial(50, np.full(50, 1 / 50), size=len(users)))
+        assert (seeds.sum(axis=1) == 3).all() and (users.sum(axis=1) == 50).all()
+        assert not seeds.flags.writeable and not users.flags.writeable
+    assert bootstrap_counts(7, 3, 50, 10, 4) is chunks  # a second table of the same shape draws nothing
 
 
 def test_rank_intervals_are_deterministic_and_handle_a_missing_seed():
