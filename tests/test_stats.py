@@ -96,6 +96,19 @@ def test_paired_matrices_align_by_seed_and_user_id_not_position():
     np.testing.assert_array_equal(y.to_numpy(), [[0.0, 0.1, 0.2], [0.4, 0.5, 0.6]])
 
 
+def test_paired_matrices_of_runs_in_the_same_user_order_equal_those_aligned_by_id():
+    users = [10, 20, 30, 40]
+    strategy = {0: pd.Series([0.1, 0.2, np.nan, 0.4], index=users), 1: pd.Series([0.5, 0.6, 0.7, 0.8], index=users)}
+    scratch = {0: pd.Series([0.0, 0.1, 0.2, np.nan], index=users), 1: pd.Series([0.3, 0.2, 0.1, 0.0], index=users)}
+    x, y = paired_matrices(strategy, scratch)  # one order throughout: stacked, not aligned
+    assert list(x.columns) == list(y.columns) == [10, 20]  # users 30 and 40 lack a value in some run
+    np.testing.assert_array_equal(x.to_numpy(), [[0.1, 0.2], [0.5, 0.6]])
+    np.testing.assert_array_equal(y.to_numpy(), [[0.0, 0.1], [0.3, 0.2]])
+    reversed_order = {seed: values.iloc[::-1] for seed, values in strategy.items()}  # aligned by id
+    for fast, aligned in zip((x, y), paired_matrices(reversed_order, scratch)):
+        pd.testing.assert_frame_equal(fast, aligned, check_names=False)
+
+
 def test_holm_matches_hand_computed():
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.06
     adjusted = holm([0.01, 0.04, 0.03, 0.005, np.nan])
