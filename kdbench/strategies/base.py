@@ -49,6 +49,8 @@ def strategy_code(name: str) -> str:
 @lru_cache(maxsize=None)
 def _class_code_version(strategy: type["DistillationStrategy"]) -> str:
     return strategy.code_version()
+
+
 FAMILIES = ("baseline", "response", "feature", "ranking", "topology", "compression")
 # Compression baselines (SVD, pruning, quantisation of the teacher) are no distillation method: `all`
 # leaves them out (they run when named: suites/compression.yaml).
