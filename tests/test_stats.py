@@ -355,16 +355,39 @@ def test_rank_intervals_widen_with_seed_noise_the_users_cannot_show():
     assert width(quiet) == 0 and width(noisy) >= 2
 
 
-def test_the_bootstrap_draws_are_the_seeded_generators_shared_between_tables_and_read_only():
-    chunks = bootstrap_counts(7, 3, 50, 10, 4)
+def test_the_bootstrap_draws_count_the_seeded_generators_indices_chunk_after_chunk():
+    chunks = list(bootstrap_counts(7, 3, 50, 10, 4))
     rng = np.random.default_rng(7)
     assert [len(seeds) for seeds, _ in chunks] == [4, 4, 2]
-    for seeds, users in chunks:  # seeds then users, chunk after chunk, as drawn in place before
-        assert np.array_equal(seeds, rng.multinomial(3, np.full(3, 1 / 3), size=len(seeds)))
-        assert np.array_equal(users, rng.multinomial(50, np.full(50, 1 / 50), size=len(users)))
-        assert (seeds.sum(axis=1) == 3).all() and (users.sum(axis=1) == 50).all()
-        assert not seeds.flags.writeable and not users.flags.writeable
-    assert bootstrap_counts(7, 3, 50, 10, 4) is chunks  # a second table of the same shape draws nothing
+    for seeds, users in chunks:  # seeds then users, chunk after chunk
+        drawn_seeds, drawn_users = rng.integers(0, 3, size=(len(seeds), 3)), rng.integers(0, 50, size=(len(users), 50))
+        for counts, drawn, n in ((seeds, drawn_seeds, 3), (users, drawn_users, 50)):
+            assert counts.shape == (len(drawn), n) and counts.dtype == float
+            for row, indices in zip(counts, drawn):
+                assert np.array_equal(row, np.bincount(indices, minlength=n))
+    again = list(bootstrap_counts(7, 3, 50, 10, 4))
+    assert all(np.array_equal(a, b) for pair, other in zip(chunks, again) for a, b in zip(pair, other))
+
+
+def test_the_bootstrap_counts_follow_the_multinomial():
+    # each count is Binomial(U, 1/U): mean 1, variance 1 - 1/U; two users' counts covary by -1/U
+    n = 20
+    _, users = next(bootstrap_counts(3, 2, n, 40_000, 40_000))
+    assert (users.sum(axis=1) == n).all()
+    np.testing.assert_allclose(users.mean(axis=0), 1.0, atol=0.03)
+    np.testing.assert_allclose(users.var(axis=0), 1 - 1 / n, atol=0.04)
+    assert np.cov(users[:, 0], users[:, 1])[0, 1] == pytest.approx(-1 / n, abs=0.015)
+
+
+@pytest.mark.parametrize("ties", ["min", "average"])
+def test_draw_ranks_are_scipys_with_nan_last_and_ignored(ties):
+    from kdbench.report.stats import _draw_ranks
+
+    rng = np.random.default_rng(9)
+    means = rng.integers(0, 4, size=(6, 300)).astype(float)  # many ties
+    means[rng.random(means.shape) < 0.1] = np.nan
+    expected = stats.rankdata(np.where(np.isfinite(means), -means, np.inf), method=ties, axis=0)
+    np.testing.assert_array_equal(_draw_ranks(means, ties), np.where(np.isfinite(means), expected, np.nan))
 
 
 def test_rank_intervals_are_deterministic_and_handle_a_missing_seed():
@@ -376,3 +399,15 @@ def test_rank_intervals_are_deterministic_and_handle_a_missing_seed():
     assert first.loc["b", "mean"] == pytest.approx(values[1, :3].mean())
     assert first["rank"].tolist() == [1, 2, 3] and (first["rank_low"] <= first["rank"]).all()
     assert (first["rank"] <= first["rank_high"]).all()
+
+
+def test_a_datasets_tables_share_the_drawn_counts():
+    from kdbench.report.stats import _stored_counts
+
+    _stored_counts.cache_clear()
+    first = list(bootstrap_counts(11, 3, 400, 20, 8))
+    second = list(bootstrap_counts(11, 3, 400, 20, 8))  # a second table of the same dataset and seeds
+    assert _stored_counts.cache_info().hits == 1 and _stored_counts.cache_info().misses == 1
+    assert all(np.array_equal(a, b) for pair, other in zip(first, second) for a, b in zip(pair, other))
+    stored = _stored_counts(11, 3, 400, 20, 8)
+    assert all(array.dtype == np.uint8 and not array.flags.writeable for pair in stored for array in pair)

@@ -100,3 +100,29 @@ def test_a_finished_run_without_the_sections_runs_now_record_is_stale(capsys, re
     assert code == 0
     assert f"stale: {path}: made by an older writer, without beyond, test_users" in out
     assert out.strip().endswith("4 run file(s) parse, 1 stale, 0 error(s); leaderboards match report")
+
+
+def test_every_damaged_run_file_is_named_not_only_the_first(capsys, results):
+    """The rebuild stops at the first damaged run; verify then checks file by file and names each."""
+    paths = sorted(RunStore(results).runs.rglob("seed*.json"))[:2]
+    for path in paths:
+        path.write_text("{")
+    code, out = verify(capsys, results)
+    assert code == 1
+    for path in paths:
+        assert f"error: damaged file {path}: not valid JSON" in out
+    assert out.strip().endswith("2 run file(s) parse, 0 stale, 2 error(s)")
+
+
+def test_each_run_file_is_read_once(capsys, results, monkeypatch):
+    """A real catalogue's record is megabytes of per-user JSON: the check, the leaderboard and the page
+    share one read of each file."""
+    import kdbench.run.record as record_module
+
+    reads = []
+    real = record_module.read_mapping
+    monkeypatch.setattr(record_module, "read_mapping", lambda path, advice="": reads.append(path) or real(path, advice))
+    code, out = verify(capsys, results)
+    assert code == 0, out
+    runs = sorted(RunStore(results).files())
+    assert len(runs) == 4 and sorted(reads) == runs

@@ -15,6 +15,9 @@
 - each leaderboard's Markdown, CSV and JSON, and `reproduction.md` / `.csv`, are byte for byte what
   `report` writes from these runs now (the Pareto and compression PNGs are left out: their bytes
   depend on the matplotlib build).
+
+Each run file is read once: a leaderboard's runs are checked as its rebuild reads them (a real
+catalogue's record holds megabytes of per-user JSON, and parsing was most of `verify`'s time).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from kdbench.errors import KdbenchError
 from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
-from kdbench.run.record import RunStore, missing_sections, stale_fields
+from kdbench.run.record import RunRecord, RunStore, missing_sections, stale_fields
 from kdbench.store.reading import DamagedFile
 from kdbench.tuning import read_summary
 
@@ -58,8 +61,6 @@ def run_roots(results_dir: str | Path) -> list[Path]:
 def verify(results_dir: str | Path) -> Verification:
     results_dir = Path(results_dir)
     found = Verification()
-    for root in run_roots(results_dir):
-        _check_runs(RunStore(root), found)
     tuning = results_dir / "tuning"
     for path in sorted(tuning.glob("*/*/*.json")) if tuning.is_dir() else []:
         try:
@@ -71,9 +72,14 @@ def verify(results_dir: str | Path) -> Verification:
             load_costs(results_dir / sub)
         except DamagedFile as exc:
             found.errors.append(str(exc))
-    if not found.errors:  # a damaged run already says report would stop
-        for quick in (False, True):
-            _check_leaderboard(results_dir, quick, found)
+    boards = {results_dir: False, results_dir / "quick": True}  # run roots with a leaderboard: quick or not
+    for root in run_roots(results_dir):
+        # a leaderboard's runs are checked as its rebuild reads them (each record file is read once);
+        # with an error already found, or a damaged run stopping the rebuild, they are checked one
+        # by one, every damaged file named (a damaged run already says report would stop)
+        if root not in boards or found.errors or not _check_leaderboard(results_dir, boards[root], found):
+            _check_runs(RunStore(root), found)
+    if not found.errors:
         _check_reproduction(results_dir, found)
     return found
 
@@ -105,23 +111,31 @@ def _check_runs(store: RunStore, found: Verification) -> None:
         except DamagedFile as exc:
             found.errors.append(str(exc))
             continue
-        found.runs += 1
-        for name, value in absolute_fields(record):
-            fix = ("`python -m kdbench verify --drop-locations` drops it" if name == "config.data_path"
-                   and droppable(record) else "a dataset outside the catalogue: give it a relative --data-path")
-            found.locations.append(f"{path}: {name} holds an absolute folder ('{value}'); {fix}")
-        try:
-            changed = stale_fields(cell_from_record(record, str(path)), record.get("config") or {})
-        except KdbenchError as exc:  # e.g. a plugin strategy whose plugin was not given
-            found.stale.append(f"{path}: identity not checked ({exc})")
-            continue
-        if changed:
-            found.stale.append(f"{path}: made with other {', '.join(changed)} than the current code gives")
-        elif missing := missing_sections(record):
-            found.stale.append(f"{path}: made by an older writer, without {', '.join(missing)}")
+        _check_run(path, record, found)
 
 
-def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> None:
+def _check_run(path: Path, record: RunRecord, found: Verification) -> None:
+    """One parsed run: counted, its absolute folders and whether its identity is current."""
+    found.runs += 1
+    for name, value in absolute_fields(record):
+        fix = ("`python -m kdbench verify --drop-locations` drops it" if name == "config.data_path"
+               and droppable(record) else "a dataset outside the catalogue: give it a relative --data-path")
+        found.locations.append(f"{path}: {name} holds an absolute folder ('{value}'); {fix}")
+    try:
+        changed = stale_fields(cell_from_record(record, str(path)), record.get("config") or {})
+    except KdbenchError as exc:  # e.g. a plugin strategy whose plugin was not given
+        found.stale.append(f"{path}: identity not checked ({exc})")
+        return
+    if changed:
+        found.stale.append(f"{path}: made with other {', '.join(changed)} than the current code gives")
+    elif missing := missing_sections(record):
+        found.stale.append(f"{path}: made by an older writer, without {', '.join(missing)}")
+
+
+def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> bool:
+    """Compare the stored leaderboard (quick or not) with a rebuild, checking each run (`_check_run`)
+    as the rebuild reads it. False where its runs were not all checked: no leaderboard to rebuild,
+    or a damaged run file stopped the rebuild (nothing of it is then added to `found`)."""
     suffix = "-quick" if quick else ""
     runs_dir = results_dir / "quick" if quick else results_dir
     stored = {kind: results_dir / f"leaderboard{suffix}.{kind}" for kind in COMPARED}
@@ -134,22 +148,33 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> N
         if (runs_dir / "runs").is_dir() and any(RunStore(runs_dir).files()):
             found.notes.append(f"no leaderboard{suffix} beside the runs under {runs_dir / 'runs'} "
                                f"(`python -m kdbench report{' --quick' if quick else ''}` writes it)")
-        return
-    if len(present) < len(stored):
-        missing = sorted(set(stored) - set(present))
-        found.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
+        return False
+    seen = Verification()
     with tempfile.TemporaryDirectory(prefix="kdbench-verify-") as scratch:
         meta = results_dir / f"leaderboard{suffix}.meta.json"
         if meta.is_file():
             shutil.copyfile(meta, Path(scratch) / meta.name)
-        write_reports(runs_dir, scratch, quick=quick, plot=False)
+        try:
+            write_reports(runs_dir, scratch, quick=quick, plot=False,
+                          visit=lambda path, record: _check_run(path, record, seen))
+        except DamagedFile as exc:
+            if exc.path not in RunStore(runs_dir).files():  # not a run file: the error says it
+                raise
+            return False
+        if len(present) < len(stored):
+            missing = sorted(set(stored) - set(present))
+            seen.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
         for kind in present:
             expected = (Path(scratch) / stored[kind].name).read_bytes()
             actual = stored[kind].read_bytes()
             if actual != expected:
-                found.errors.append(f"{stored[kind]} differs from what `report` writes now "
-                                    f"({_first_difference(actual, expected)}); run `python -m kdbench "
-                                    f"report{' --quick' if quick else ''}`")
+                seen.errors.append(f"{stored[kind]} differs from what `report` writes now "
+                                   f"({_first_difference(actual, expected)}); run `python -m kdbench "
+                                   f"report{' --quick' if quick else ''}`")
+    found.runs += seen.runs
+    for name in ("errors", "stale", "notes", "locations"):
+        getattr(found, name).extend(getattr(seen, name))
+    return True
 
 
 def _first_difference(actual: bytes, expected: bytes) -> str:

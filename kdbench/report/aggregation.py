@@ -71,6 +71,8 @@ NO_TEST: dict[str, Any] = {
     "p_value_vs_scratch": math.nan, "p_value_seeds": math.nan, "n_paired_seeds": 0, "n_users_tested": 0,
     "diff_var_seed": math.nan, "diff_var_user": math.nan, "diff_var_residual": math.nan,
 }
+USER_TEST_KEYS = ("n_users_tested", "p_value_vs_scratch", "p_value_mixed", "rel_change_ci_low", "rel_change_ci_high",
+                  "diff_var_seed", "diff_var_user", "diff_var_residual")  # what `user_tests` gives
 
 
 def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -192,7 +194,7 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
         row.update(NO_TEST | dict.fromkeys(GROUP_COLUMNS, math.nan))
     else:
         row.update(paired_tests(ok, scratch))
-        row.update(group_tests(ok, scratch, user_groups, paired_tests))
+        row.update(group_tests(ok, scratch, user_groups, user_tests))
     for column in ("params", "size_bytes", "train_s_per_epoch"):
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = ratio(teacher_params, row["params"])
@@ -245,19 +247,26 @@ def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
     mine = runs.set_index("seed").loc[seeds]
     base = scratch.set_index("seed").loc[seeds]
     if all(u is not None for u in mine["per_user"]) and all(u is not None for u in base["per_user"]):
-        x, y = stats.paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"])))
-        out["n_users_tested"] = x.shape[1]
-        if x.shape[1]:
-            users_x, users_y = x.mean(axis=0).to_numpy(), y.mean(axis=0).to_numpy()
-            out["p_value_vs_scratch"] = (1.0 if np.array_equal(users_x, users_y)
-                                         else float(wilcoxon(users_x, users_y).pvalue))
-            result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE, seed_bound=True)
-            out |= {"p_value_mixed": float(result.p_value),
-                    "rel_change_ci_low": float(result.ci_low) * 100,
-                    "rel_change_ci_high": float(result.ci_high) * 100,
-                    "diff_var_seed": float(result.var_seed), "diff_var_user": float(result.var_user),
-                    "diff_var_residual": float(result.var_residual)}
+        out |= user_tests(*stats.paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"]))))
     if len(seeds) >= 2:
         x, y = mine[PRIMARY_METRIC].to_numpy(float), base[PRIMARY_METRIC].to_numpy(float)
         out["p_value_seeds"] = 1.0 if np.array_equal(x, y) else float(ttest_rel(x, y).pvalue)
+    return out
+
+
+def user_tests(x: pd.DataFrame, y: pd.DataFrame) -> dict[str, Any]:
+    """The tests on paired seeds x users matrices (`stats.paired_matrices`): the users tested, the
+    Wilcoxon test over users' seed means, and the seed-bounded mixed model's p, interval and
+    variance parts (NaN without users)."""
+    out = {key: NO_TEST[key] for key in USER_TEST_KEYS} | {"n_users_tested": x.shape[1]}
+    if x.shape[1]:
+        users_x, users_y = x.mean(axis=0).to_numpy(), y.mean(axis=0).to_numpy()
+        out["p_value_vs_scratch"] = (1.0 if np.array_equal(users_x, users_y)
+                                     else float(wilcoxon(users_x, users_y).pvalue))
+        result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE, seed_bound=True)
+        out |= {"p_value_mixed": float(result.p_value),
+                "rel_change_ci_low": float(result.ci_low) * 100,
+                "rel_change_ci_high": float(result.ci_high) * 100,
+                "diff_var_seed": float(result.var_seed), "diff_var_user": float(result.var_user),
+                "diff_var_residual": float(result.var_residual)}
     return out

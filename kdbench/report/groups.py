@@ -70,38 +70,33 @@ def dataset_groups(runs: pd.DataFrame) -> pd.Series | None:
 
 
 def group_tests(runs: pd.DataFrame, scratch: pd.DataFrame, groups: pd.Series | None,
-                paired_tests: Callable[[pd.DataFrame, pd.DataFrame], dict[str, Any]]) -> dict[str, Any]:
-    """A strategy's group columns: `paired_tests` (the main column's) on each group's users only;
-    the change is that of the mean over the paired seeds and users. NaN without groups."""
+                user_tests: Callable[[pd.DataFrame, pd.DataFrame], dict[str, Any]]) -> dict[str, Any]:
+    """A strategy's group columns: `user_tests` (the main column's per-user tests) on the columns of
+    each group's users in the paired seeds x users matrices; the change is that of the mean over
+    those seeds and users. NaN without groups; NaN (0 users) where a paired run lacks its per-user
+    values or its users' counts."""
     out: dict[str, Any] = {column: math.nan for column in GROUP_COLUMNS}
     if groups is None:
         return out
+    seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
+    mine, base = runs.set_index("seed").loc[seeds], scratch.set_index("seed").loc[seeds]
+    stored = [*mine["per_user"], *base["per_user"], *mine["train_interactions"], *base["train_interactions"]]
+    if not seeds or any(values is None for values in stored):
+        return out | {group_columns(group)[-1]: 0 for group in GROUPS}
+    x, y = paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"])))
     for group in GROUPS:
-        users = groups.index[groups == group]
         change, low, high, p_mixed, p_users, n_users = group_columns(group)
-        tests = paired_tests(_subset(runs, users), _subset(scratch, users))
+        scored = x.columns.isin(groups.index[groups == group])
+        group_x, group_y = x.loc[:, scored], y.loc[:, scored]
+        tests = user_tests(group_x, group_y)
         out |= {low: tests["rel_change_ci_low"], high: tests["rel_change_ci_high"],
                 p_mixed: tests["p_value_mixed"], p_users: tests["p_value_vs_scratch"],
-                n_users: tests["n_users_tested"], change: _relative_change(runs, scratch, users)}
+                n_users: tests["n_users_tested"], change: _relative_change(group_x.to_numpy(), group_y.to_numpy())}
     return out
 
 
-def _subset(runs: pd.DataFrame, users: pd.Index) -> pd.DataFrame:
-    """The runs with their per-user values restricted to `users` (runs without counts: None)."""
-    restricted = [None if values is None or counts is None else values[values.index.isin(users)]
-                  for values, counts in zip(runs["per_user"], runs["train_interactions"])]
-    return runs.assign(per_user=restricted)
-
-
-def _relative_change(runs: pd.DataFrame, scratch: pd.DataFrame, users: pd.Index) -> float:
-    """100 x (mean - scratch's mean) / scratch's mean over the shared seeds and the users of the group
-    both scored."""
-    def by_seed(frame: pd.DataFrame) -> dict[Any, pd.Series]:
-        return {seed: values[values.index.isin(users)] for seed, values, counts
-                in zip(frame["seed"], frame["per_user"], frame["train_interactions"])
-                if values is not None and counts is not None}
-
-    x, y = paired_matrices(by_seed(runs), by_seed(scratch))
-    if not x.size or y.to_numpy().mean() == 0:
+def _relative_change(x: np.ndarray, y: np.ndarray) -> float:
+    """100 x (mean - scratch's mean) / scratch's mean of paired seeds x users matrices."""
+    if not x.size or y.mean() == 0:
         return math.nan
-    return float((x.to_numpy().mean() - y.to_numpy().mean()) / y.to_numpy().mean() * 100)
+    return float((x.mean() - y.mean()) / y.mean() * 100)

@@ -62,13 +62,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-RANK_BOOTSTRAP_DRAWS, RANK_BOOTSTRAP_SEED = 2000, 0
+RANK_BOOTSTRAP_DRAWS, RANK_BOOTSTRAP_SEED, RANK_BOOTSTRAP_CHUNK = 2000, 0, 250
 
 
 def paired_matrices(strategy: Mapping[Any, pd.Series], scratch: Mapping[Any, pd.Series]
@@ -316,7 +316,8 @@ def stacked_means(values: np.ndarray) -> np.ndarray:
 
 
 def rank_intervals(runs: Mapping[str, Mapping[Any, pd.Series]], confidence: float = 0.95,
-                   draws: int = RANK_BOOTSTRAP_DRAWS, seed: int = RANK_BOOTSTRAP_SEED) -> pd.DataFrame:
+                   draws: int = RANK_BOOTSTRAP_DRAWS, seed: int = RANK_BOOTSTRAP_SEED,
+                   chunk: int = RANK_BOOTSTRAP_CHUNK) -> pd.DataFrame:
     """Each strategy's mean, rank (1 = highest mean) and two-level bootstrap interval of that rank.
 
     `runs` as in `top_group`; users are those every run scored (`stacked_runs`). A draw takes S
@@ -325,13 +326,12 @@ def rank_intervals(runs: Mapping[str, Mapping[Any, pd.Series]], confidence: floa
     then over its drawn seeds it has and the drawn users, weighted by how often each was drawn, and
     the strategies are ranked by it (ties share the better rank). Returns, indexed by strategy:
     `mean`, `rank`, `rank_low`, `rank_high` (the (1 +- confidence) / 2 quantiles of the draws'
-    ranks, inverted CDF, so whole ranks). Deterministic for a given `seed`; see the module
-    docstring on what it can and cannot say.
+    ranks, inverted CDF, so whole ranks). Deterministic for a given `seed` and `chunk`
+    (`bootstrap_counts`); see the module docstring on what it can and cannot say.
     """
     names = list(runs)
     values, _, _ = stacked_runs(runs)
     n_methods, n_seeds, n_users = values.shape
-    have = np.isfinite(values).all(axis=2) & (n_users > 0)  # (M, S): the strategy ran that seed
     mean = stacked_means(values)
     point = np.where(np.isfinite(mean), stats.rankdata(np.where(np.isfinite(mean), -mean, np.inf), method="min"),
                      np.nan)
@@ -339,18 +339,8 @@ def rank_intervals(runs: Mapping[str, Mapping[Any, pd.Series]], confidence: floa
     if n_users < 2 or n_seeds < 1:
         out["rank_low"] = out["rank_high"] = np.nan
         return out
-    ((seed_counts, user_counts),) = bootstrap_counts(seed, n_seeds, n_users, draws, draws)  # (B, S), (B, U)
-    seed_counts, user_counts = seed_counts.astype(float), user_counts.astype(float)
-    # per strategy and seed, each draw's user-weighted mean: (M, S, U) @ (U, B) -> (M, S, B)
-    seed_means = np.nan_to_num(values) @ user_counts.T / n_users
-    weights = seed_counts.T[None, :, :] * have[:, :, None]  # (M, S, B)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        draw_means = (seed_means * weights).sum(axis=1) / weights.sum(axis=1)  # (M, B); NaN: no seed drawn
-    # rank 1 + #(strategies with a higher mean): a strategy with no drawn seed (NaN) gets no rank
-    # and, placed last, changes no other's
-    finite = np.isfinite(draw_means)
-    ranks = stats.rankdata(np.where(finite, -draw_means, np.inf), method="min", axis=0)
-    ranks = np.where(finite, ranks, np.nan)  # (M, B)
+    ranks = np.concatenate([_draw_ranks(means, ties="min") for means in _bootstrap_means(values, draws, seed, chunk)],
+                           axis=1)  # (M, B)
     tail = (1 - confidence) / 2
     low, high = [], []
     for row in ranks:
@@ -362,52 +352,82 @@ def rank_intervals(runs: Mapping[str, Mapping[Any, pd.Series]], confidence: floa
     return out
 
 
-@lru_cache(maxsize=2)
 def bootstrap_counts(seed: int, n_seeds: int, n_users: int, draws: int, chunk: int
-                     ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The two-level bootstrap's draws, `chunk` at a time: per chunk, how often each of the S seeds
-    ((chunk, S)) and each of the U users ((chunk, U)) was drawn, multinomial with equal
-    probabilities, from numpy's PCG64 seeded with `seed` (seeds, then users, chunk after chunk).
+    ((chunk, S)) and each of the U users ((chunk, U)) was drawn in S, respectively U, draws with
+    replacement, as floats (the weights of the bootstrap means).
 
-    The draws depend on these five numbers only, and a leaderboard's tables of one dataset share
-    them (its users, the same seeds): they are drawn once and shared (read-only, int32) instead of
-    drawn again for each table, as 2,000 x 22,363 binomial draws cost some 8 s on this CPU."""
+    Drawn as indices from numpy's PCG64 seeded with `seed` (seeds, then users, chunk after chunk)
+    and counted row by row: each row is multinomial(U, 1/U each), the distribution
+    `Generator.multinomial` samples, at a fifteenth of its cost (it draws U binomials a row:
+    2,000 x 22,363 users took 8 s on this CPU). The draws depend on these five numbers only, so a
+    dataset's tables (its users, the same seeds) share them (`_stored_counts`)."""
+    for seed_counts, user_counts in _stored_counts(seed, n_seeds, n_users, draws, chunk):
+        yield seed_counts.astype(float), user_counts.astype(float)
+
+
+@lru_cache(maxsize=4)
+def _stored_counts(seed: int, n_seeds: int, n_users: int, draws: int, chunk: int
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """`bootstrap_counts`' chunks, drawn once and kept compact (read-only, one byte a count where
+    every count fits: 2,000 x 22,363 users in 45 MB)."""
     rng = np.random.default_rng(seed)
     chunks = []
     for start in range(0, draws, chunk):
         size = min(chunk, draws - start)
-        counts = (rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=size).astype(np.int32),
-                  rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=size).astype(np.int32))
+        counts = (_row_counts(rng.integers(0, n_seeds, size=(size, n_seeds)), n_seeds),
+                  _row_counts(rng.integers(0, n_users, size=(size, n_users)), n_users))
         for array in counts:
             array.flags.writeable = False
         chunks.append(counts)
     return tuple(chunks)
 
 
+def _row_counts(indices: np.ndarray, categories: int) -> np.ndarray:
+    """(rows, categories) counts of each row's indices (one bincount over offset rows), in the
+    smallest unsigned type that holds them."""
+    rows = len(indices)
+    offset = indices + (np.arange(rows) * categories)[:, None]
+    counts = np.bincount(offset.ravel(), minlength=rows * categories).reshape(rows, categories)
+    return counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
+
+
+def _bootstrap_means(values: np.ndarray, draws: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
+    """Per chunk of `bootstrap_counts`' draws, each strategy's mean in each draw, (M, chunk): over
+    the drawn users (weighted by their counts) of each seed it has, then over its drawn seeds
+    (weighted likewise); NaN where a draw took no seed the strategy has."""
+    n_methods, n_seeds, n_users = values.shape
+    have = np.isfinite(values).all(axis=2)  # (M, S): the strategy ran that seed
+    filled = np.nan_to_num(values).reshape(n_methods * n_seeds, n_users)
+    for seed_counts, user_counts in bootstrap_counts(seed, n_seeds, n_users, draws, chunk):
+        seed_means = (filled @ user_counts.T / n_users).reshape(n_methods, n_seeds, -1)  # (M, S, B)
+        weights = seed_counts.T[None, :, :] * have[:, :, None]  # (M, S, B)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yield (seed_means * weights).sum(axis=1) / weights.sum(axis=1)
+
+
+def _draw_ranks(means: np.ndarray, ties: str) -> np.ndarray:
+    """Ranks (1 = highest) of the strategies (rows) in each draw (column) of `means`: 1 + the
+    number of strategies above, plus half the number tied with it for `ties='average'` (the
+    average of the tied places). A NaN mean gets no rank and changes no other's."""
+    above = (means[None, :, :] > means[:, None, :]).sum(axis=1)  # [i, b]: #j with means[j, b] > means[i, b]
+    ranks = 1.0 + above
+    if ties == "average":
+        ranks += ((means[None, :, :] == means[:, None, :]).sum(axis=1) - 1) / 2
+    return np.where(np.isfinite(means), ranks, np.nan)
+
+
 def rank_draws(runs: Mapping[str, Mapping[Any, pd.Series]], draws: int = RANK_BOOTSTRAP_DRAWS,
-               seed: int = RANK_BOOTSTRAP_SEED, chunk: int = 250) -> np.ndarray:
+               seed: int = RANK_BOOTSTRAP_SEED, chunk: int = RANK_BOOTSTRAP_CHUNK) -> np.ndarray:
     """strategies x draws: each strategy's rank in each draw of `rank_intervals`' two-level bootstrap
-    (seeds, then users, with replacement, the same draws for every strategy), ties sharing the
-    average rank (Demsar, JMLR 2006: the ranks a mean rank across datasets averages). NaN where a
-    draw took no seed the strategy has; all NaN with fewer than two users or no seed. Draws are made
-    `chunk` at a time (a draw's user counts are a row of U numbers: 2,000 x 22,000 users would take
-    350 MB at once); deterministic for a given `seed` and `chunk`."""
+    (the same draws for the same `seed` and `chunk`), ties sharing the average rank (Demsar, JMLR
+    2006: the ranks a mean rank across datasets averages). NaN where a draw took no seed the
+    strategy has; all NaN with fewer than two users or no seed. Draws are made `chunk` at a time
+    (a draw's user counts are a row of U numbers: 2,000 x 22,000 users would take 350 MB at once)."""
     values, _, _ = stacked_runs(runs)
     n_methods, n_seeds, n_users = values.shape
-    out = np.full((n_methods, draws), np.nan)
     if n_users < 2 or n_seeds < 1:
-        return out
-    have = np.isfinite(values).all(axis=2)  # (M, S)
-    filled = np.nan_to_num(values)
-    for start, (seed_counts, user_counts) in zip(range(0, draws, chunk),
-                                                  bootstrap_counts(seed, n_seeds, n_users, draws, chunk)):
-        size = len(seed_counts)
-        seed_counts, user_counts = seed_counts.astype(float), user_counts.astype(float)
-        seed_means = filled @ user_counts.T / n_users  # (M, S, B)
-        weights = seed_counts.T[None, :, :] * have[:, :, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = (seed_means * weights).sum(axis=1) / weights.sum(axis=1)  # (M, B)
-        finite = np.isfinite(means)
-        ranks = stats.rankdata(np.where(finite, -means, np.inf), method="average", axis=0)
-        out[:, start:start + size] = np.where(finite, ranks, np.nan)
-    return out
+        return np.full((n_methods, draws), np.nan)
+    return np.concatenate([_draw_ranks(means, ties="average")
+                           for means in _bootstrap_means(values, draws, seed, chunk)], axis=1)

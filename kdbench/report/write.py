@@ -18,6 +18,7 @@ from kdbench.report.leaderboard import Leaderboard, build_leaderboard
 from kdbench.report.markdown import render_markdown_page
 from kdbench.report.page import PAGE_NAME, render_page
 from kdbench.report.plots import plot_compression, plot_pareto
+from kdbench.run.record import RunRecord
 from kdbench.store.reading import read_mapping
 
 META_ADVICE = "restore it or delete it (the leaderboard header then omits the command)"
@@ -37,7 +38,7 @@ class Output:
 
 def render_html(board: Leaderboard) -> str:
     payload = leaderboard_payload(board)
-    return render_page(payload["rows"], payload["columns"], payload["header"], board.runs_dir)
+    return render_page(payload["rows"], payload["columns"], payload["header"], board.runs_dir, board.records)
 
 
 OUTPUTS = (
@@ -54,11 +55,13 @@ OUTPUTS = (
 
 
 def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
-                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True) -> list[Path]:
+                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True,
+                  visit: Callable[[Path, RunRecord], None] | None = None) -> list[Path]:
     """Write leaderboard.md/.csv/.json, pareto.png and compression.png (the `-quick` set with `quick=True`).
 
     Inference costs come from `runs_dir/cost/` (`kdbench cost`); without them those columns are empty.
-    `plot=False` leaves the PNGs out (for `verify`, which compares the text files only).
+    `plot=False` leaves the PNGs out (for `verify`, which compares the text files only); `visit`
+    sees each stored run record as it is read (`load_runs`: `verify` checks them there).
     `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
     stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
     read back from it, so a rebuild from the same runs gives the same files.
@@ -72,7 +75,7 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     meta_path = out_dir / f"leaderboard{suffix}.meta.json"
     given = command is not None or wall_seconds is not None
     meta = _invocation(meta_path, command, wall_seconds)
-    board = build_leaderboard(runs_dir, meta, quick)
+    board = build_leaderboard(runs_dir, meta, quick, visit=visit)
     outputs = [output for output in OUTPUTS if (plot or output.figure is None) and not (quick and output.full_only)
                and (output.when is None or output.when(board))]
     texts = {output.key: output.text(board) for output in outputs if output.text is not None}

@@ -270,6 +270,16 @@ def stale_fields(cell, config: dict[str, Any]) -> list[str]:
     return identity_differences(config, json.loads(json.dumps(identity(cell, str(config.get("device", "cpu"))))))
 
 
+# Sections of one number per test user (hundreds of thousands on a real catalogue): what a summary
+# of the run (the page's detail view) leaves out.
+PER_USER_SECTIONS = ("per_user", "test_users")
+
+
+def without_per_user(record: RunRecord) -> RunRecord:
+    """The record without its `PER_USER_SECTIONS` (a shallow copy; a few KB instead of MBs)."""
+    return {key: value for key, value in record.items() if key not in PER_USER_SECTIONS}  # type: ignore[return-value]
+
+
 def missing_sections(record: RunRecord) -> list[str]:
     """The `CURRENT_SECTIONS` a finished record lacks (a failed one holds none of them)."""
     if record.get("status") != "ok":

@@ -51,6 +51,7 @@ def _module_index(module: str) -> tuple[dict[str, ast.AST], dict[str, tuple[str,
     return definitions, imports
 
 
+@lru_cache(maxsize=None)  # by the node: `_module_index` keeps one per definition, shared by every strategy
 def _normalised(node: ast.AST) -> str:
     """The definition's syntax tree without docstrings, decorators or ignored class attributes."""
     node = ast.parse(ast.unparse(node)).body[0]  # a private copy

@@ -17,10 +17,10 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from kdbench.report.page.studies import load_studies, study_key
-from kdbench.run.record import DEFAULTS, TEACHER, TUNED, RunStore, dataset_label, record_protocol
+from kdbench.run.record import DEFAULTS, TEACHER, TUNED, RunRecord, RunStore, dataset_label, record_protocol
 
 # a fingerprint of the strategy's source: says nothing to a reader, and `verify` reports a run whose
 # fingerprint is not the current code's as stale (a warning), which must not also change the page
@@ -30,16 +30,18 @@ _TRAINING = ("best_epoch", "best_valid", "epochs_run", "hit_epoch_cap", "kd_prep
 
 
 def page_data(rows: list[dict[str, Any]], columns: list[str], header: dict[str, Any],
-              runs_dir: str | Path) -> dict[str, Any]:
+              runs_dir: str | Path, records: Iterable[tuple[Path, RunRecord]] | None = None) -> dict[str, Any]:
     """The page's JSON: `columns`, `rows` (lists in column order), `extra` (per row: key, runs,
     backbones, tuning study, CSV line), `runs`, `configs`, `environments`, `studies`, `header`, and
-    `results_folder` (the results folder's name, for the rerun commands)."""
+    `results_folder` (the results folder's name, for the rerun commands). `records`: the stored
+    runs as (file, record) in file order, where the caller has read them (`Leaderboard.records`);
+    else they are read from `runs_dir`."""
     root = Path(runs_dir)
     store = RunStore(root)
     interned: dict[str, dict[str, int]] = {"configs": {}, "environments": {}}
     runs, by_key = [], {}
-    for path in store.files():
-        record = store.load(path)
+    stored = records if records is not None else ((path, store.load(path)) for path in store.files())
+    for path, record in stored:
         by_key.setdefault(_run_key(record), []).append(len(runs))
         runs.append(_run_entry(record, path.relative_to(root).as_posix(), interned))
     studies = load_studies(root)

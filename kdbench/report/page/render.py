@@ -19,7 +19,7 @@ import html
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from kdbench.report.page.collect import page_data
 
@@ -29,10 +29,11 @@ SCRIPTS = ("format.js", "columns.js", "state.js", "table.js", "plot.js", "detail
 
 
 def render_page(rows: list[dict[str, Any]], columns: list[str], header: dict[str, Any],
-                runs_dir: str | Path) -> str:
+                runs_dir: str | Path, records: Iterable[tuple[Path, dict[str, Any]]] | None = None) -> str:
     """The page for these leaderboard rows (`leaderboard.json`'s `rows`, `columns`, `header`), with
-    the runs and tuning studies stored under `runs_dir` (the results folder the page is written to)."""
-    data = page_data(rows, columns, header, runs_dir)
+    the runs and tuning studies stored under `runs_dir` (the results folder the page is written to);
+    `records` as in `page_data`."""
+    data = page_data(rows, columns, header, runs_dir, records)
     script = '"use strict";\n(function () {\n' + "".join(_asset(f"js/{n}") for n in SCRIPTS) + "})();\n"
     style = _asset("page.css")
     policy = ("default-src 'none'; "
