@@ -476,3 +476,46 @@ def test_the_summary_states_each_dataset_s_student_budget_when_they_differ():
     differ = same + [study("citeulike-t", "kd", 600)]
     assert _budgets_by_dataset(differ) == "per student study, by dataset: ml-100k 1200 epochs; citeulike-t 600 epochs"
     assert _budgets_by_dataset([study("citeulike-t", "teacher", 600)]) is None
+
+
+def test_a_study_whose_budget_is_spent_is_let_go_while_the_others_still_tune(monkeypatch, tmp_path):
+    """A finished study (a teacher's, which another suite's tuner needs too) is released, its summary
+    written, before the other studies' trials run, not when the whole tune ends."""
+    from types import SimpleNamespace
+
+    import kdbench.tuning.studies as studies_module
+    from kdbench.tuning.trial import TrialOutcome
+
+    budget = {"done": 0, "busy": 2}  # trials per study: "done" has spent its budget already
+    asked = {name: 0 for name in budget}
+    events = []
+
+    def fake_ask(study, optuna_study, settings):
+        name = study.cell.strategy
+        if asked[name] == budget[name]:
+            return None
+        asked[name] += 1
+        return SimpleNamespace(user_attrs={}, name=f"{name}{asked[name]}"), {}, None
+
+    monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
+        get_trials=lambda deepcopy=False: []))
+    monkeypatch.setattr(studies_module, "_ask", fake_ask)
+    monkeypatch.setattr(studies_module, "learns_from_trajectories", lambda cell: False)
+    monkeypatch.setattr(studies_module, "needs_teacher", lambda cell: False)
+    monkeypatch.setattr(studies_module, "_tell", lambda optuna_study, trial, outcome, params: events.append(trial.name))
+    monkeypatch.setattr(studies_module, "write_best",
+                        lambda study, optuna_study, settings: {"strategy": study.cell.strategy})
+
+    class OneWorker:
+        def map_unordered(self, fn, tasks, resources=None):
+            for index, _ in enumerate(tasks):
+                yield index, TrialOutcome(0.1, [], epochs=1)
+
+    cells = [Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), name, 0) for name in ("done", "busy")]
+    runner = SimpleNamespace(teachers=lambda cells: {}, device="cpu", cache_dir=tmp_path, plugins=(),
+                             executor=OneWorker())
+    studies = [Study(cell, 40, tmp_path) for cell in cells]
+    summaries = studies_module._tune_claimed(runner, studies, TuningSettings(epochs=10), False, None, None,
+                                             spent_out=lambda study: events.append(f"released {study.cell.strategy}"))
+    assert events == ["released done", "busy1", "busy2", "released busy"]
+    assert summaries == [{"strategy": "done"}, {"strategy": "busy"}]  # in the studies' order

@@ -284,13 +284,16 @@ def run_studies(runner: Runner, studies: list[Study], settings: TuningSettings, 
                 on_open: Callable[[Study, int], None] | None = None) -> list[dict[str, Any]]:
     """Open `studies` and run them side by side, one trial of each at a time, until every budget is
     spent; returns their summaries (also written as JSON)."""
-    held: list[Claim] = []
+    held: dict[str, Claim] = {}
     try:
         for study in sorted(studies, key=lambda study: study.name):
-            held.append(claim_study(study, runner.log))
-        return _tune_claimed(runner, studies, settings, force, on_trial, on_open)
+            held[study.name] = claim_study(study, runner.log)
+        # a study whose budget is spent is let go at once: a finished teacher study that several
+        # suites' students share must not keep another tuner waiting while this one tunes the rest
+        return _tune_claimed(runner, studies, settings, force, on_trial, on_open,
+                             spent_out=lambda study: held.pop(study.name).release())
     finally:
-        for claim in held:
+        for claim in held.values():
             claim.release()
 
 
@@ -307,7 +310,10 @@ def claim_study(study: Study, log: Callable[[str], None]) -> Claim:
 
 def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings, force: bool,
                   on_trial: Callable[[Study, TrialOutcome], None] | None,
-                  on_open: Callable[[Study, int], None] | None) -> list[dict[str, Any]]:
+                  on_open: Callable[[Study, int], None] | None,
+                  spent_out: Callable[[Study], None] | None = None) -> list[dict[str, Any]]:
+    """Run the claimed `studies` (`run_studies`); `spent_out(study)` once a study's budget is spent
+    and none of its trials runs here (its summary is written, it is asked no more)."""
     opened: dict[str, Any] = {}
 
     def open_all(batch: list[Study]) -> None:
@@ -338,6 +344,7 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
     from optuna.trial import TrialState
 
     waiting = list(studies)  # studies with budget left and no trial running, in turn
+    summaries: dict[str, dict[str, Any]] = {}  # of the studies whose budget is spent
     pending: list[tuple[Study, Any, TrialTask]] = []
 
     def next_trials():
@@ -346,7 +353,10 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
         while waiting:
             study = waiting.pop(0)
             asked = _ask(study, opened[study.name], settings)
-            if asked is None:  # its budget is spent
+            if asked is None:  # its budget is spent: its summary now, before another process may open it
+                summaries[study.name] = write_best(study, opened[study.name], settings)
+                if spent_out:
+                    spent_out(study)
                 continue
             trial, params, left = asked
             teacher, ensemble = given[study.name]
@@ -370,7 +380,7 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             waiting.append(study)
             if on_trial:
                 on_trial(study, outcome)
-    return [write_best(study, opened[study.name], settings) for study in studies]
+    return [summaries[study.name] for study in studies]
 
 
 def _ask(study: Study, optuna_study, settings: TuningSettings):
