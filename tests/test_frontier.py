@@ -104,12 +104,17 @@ def test_points_keep_sweeps_and_baselines_once_each(points):
     assert quant["latency_p50_ms"] == pytest.approx(2.0)  # its compressed shape's measured latency
 
 
-def test_best_model_within_each_size(points):
+def test_best_model_within_each_size(points, results):
     best = best_by_size(points).set_index("budget")
     assert list(best.index) == ["BPR:4", "BPR:8", TEACHER]
     assert best.loc["BPR:4", "best"] == "kd+ptq BPR:8 int8" and best.loc["BPR:4", "best_ndcg"] == pytest.approx(0.33)
     assert best.loc["BPR:4", "compression"] == "kd+ptq BPR:8 int8" and best.loc["BPR:4", "best_bytes"] == 12 * ROWS
     assert best.loc["BPR:4", "distillation"] == "kd BPR:4" and best.loc["BPR:4", "scratch_ndcg"] == pytest.approx(0.21)
+    # the table's own points count every distilled student: rd, run at BPR:4 only, beats kd there
+    every = best_by_size(frontier_points(aggregate(load_runs(results), costs=load_costs(results)), all_students=True))
+    every = every.set_index("budget")
+    assert every.loc["BPR:4", "distillation"] == "rd BPR:4" and every.loc["BPR:4", "distillation_ndcg"] == pytest.approx(0.27)
+    assert every.loc["BPR:4", "best"] == "kd+ptq BPR:8 int8" and every.loc["BPR:8", "distillation"] == "kd BPR:8"
     assert best.loc["BPR:8", "best"] == "prune BPR:64 CSR@BPR:8" and best.loc["BPR:8", "scratch_ndcg"] == pytest.approx(0.31)
     assert best.loc["BPR:8", "distillation"] == "kd BPR:8"
     assert best.loc[TEACHER, "best"] == f"teacher {TEACHER}"
@@ -120,6 +125,7 @@ def test_the_leaderboard_shows_the_frontier_and_draws_it(results, tmp_path):
     text = (tmp_path / "leaderboard.md").read_text()
     assert "## Compression frontier: the best model within each size" in text
     assert "prune BPR:64 CSR@BPR:8: 0.3600 (31,996 B)" in text
+    assert "rd BPR:4: 0.2700 (16,000 B)" in text  # best distilled within BPR:4, though run at one size
     assert "| toy       | BPR:64 CSR@BPR:8 |" in text or "BPR:64 CSR@BPR:8 | 500" in text
     assert "0.20×" in text  # CSR at 8's budget serves 256 users 5x slower than the dense teacher
     assert text.index("## Compression frontier") < text.index("## Legend") if "## Legend" in text else True

@@ -4,10 +4,13 @@ teacher, for scratch, the distillation methods run at several sizes and the comp
 `frontier_points` takes the published-defaults rows (the variant size sweeps and compression cells
 run under) of every dataset and teacher: the teacher, scratch, every strategy of the compression
 family (alone or in a composite: `kd+ptq`) and every other strategy run at two or more student
-sizes. A point is on the Pareto front when no other point is at most as large and at least as good
-(one of the two strictly). `best_by_size` answers "what should I deploy within B bytes": for each
-budget (the dense size of each scratch student, and the teacher's), the best point that fits, the
-best distilled student and the best compressed model. `frontier_markdown` renders both, and the
+sizes (the figure's points: a method run at one size adds a dot, not a curve), or with
+`all_students` every distilled student. A point is on the Pareto front when no other point is at
+most as large and at least as good (one of the two strictly). `best_by_size` answers "what should I
+deploy within B bytes": for each budget (the dense size of each scratch student, and the
+teacher's), the best point that fits, the best distilled student and the best compressed model,
+among every published-defaults model (`all_students`: a method run at the suite's one student size
+competes there too). `frontier_markdown` renders both, and the
 compressed shapes' measured inference cost; `plot_frontier` draws `frontier.png`. Nothing is shown
 (no section, no figure) unless a compression baseline was run, so leaderboards without one are
 unchanged.
@@ -57,15 +60,16 @@ def pareto_front(size: np.ndarray, quality: np.ndarray) -> np.ndarray:
     return on
 
 
-def frontier_points(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per point (see the module docstring), per dataset and teacher, by size then name."""
+def frontier_points(table: pd.DataFrame, all_students: bool = False) -> pd.DataFrame:
+    """One row per point (see the module docstring), per dataset and teacher, by size then name;
+    distilled students of methods run at one size only with `all_students`."""
     rows = table[(table["variant"] == DEFAULTS) & (table["n_seeds"] > 0)] if len(table) else table
     groups = []
     for (dataset, teacher), group in rows.groupby(["dataset", "teacher"], sort=False):
         group = group[np.isfinite(group[PRIMARY_MEAN].astype(float)) & np.isfinite(group["size_bytes"].astype(float))]
         kinds = [point_kind(s, f) for s, f in zip(group["strategy"], group["family"])]
         sizes_run = group.groupby("strategy")["student"].transform("nunique")
-        keep = [k != "distillation" or n >= 2 for k, n in zip(kinds, sizes_run)]
+        keep = [all_students or k != "distillation" or n >= 2 for k, n in zip(kinds, sizes_run)]
         chosen = group[keep].assign(kind=[k for k, kept in zip(kinds, keep) if kept])
         # a teacher or a compressed teacher is the same model in every pairing: one point each
         chosen = chosen.drop_duplicates(["strategy", "model"]).copy()
@@ -109,12 +113,12 @@ def frontier_markdown(table: pd.DataFrame, shapes: pd.DataFrame | None) -> list[
     """The leaderboard's frontier section (nothing without a compression baseline)."""
     if not has_compression(table):
         return []
-    points = frontier_points(table)
+    points = frontier_points(table, all_students=True)
     lines = ["## Compression frontier: the best model within each size", "",
              "Published defaults. A budget is a dense float32 student's size (4 bytes a parameter) or the "
              "teacher's; each cell is the best NDCG@10 among the models that fit in it (bytes of the deployed "
-             "format: CSR for pruned tables, packed codes + per-row scales for quantised ones). "
-             "Figure: `frontier.png`.", ""]
+             "format: CSR for pruned tables, packed codes + per-row scales for quantised ones), every "
+             "distilled student included. Figure: `frontier.png` (the methods run at two or more sizes).", ""]
     for (dataset, teacher), group in best_by_size(points).groupby(["dataset", "teacher"], sort=False):
         lines += [f"### {dataset}: teacher {teacher}", ""]
         rows = [[r.budget, fmt(r.budget_bytes, "{:,.0f}"), _cell(r.best, r.best_ndcg, r.best_bytes),
