@@ -16,8 +16,9 @@
   `report` writes from these runs now (the Pareto and compression PNGs are left out: their bytes
   depend on the matplotlib build).
 
-Each run file is read once: a leaderboard's runs are checked as its rebuild reads them (a real
-catalogue's record holds megabytes of per-user JSON, and parsing was most of `verify`'s time).
+A leaderboard's run files are read once: checked as its rebuild reads them (a real catalogue's
+record holds megabytes of per-user JSON, and parsing them three times was most of `verify`'s time);
+the reproduction's few runs are read by the check and again by its report.
 """
 
 from __future__ import annotations
