@@ -73,3 +73,46 @@ def test_a_killed_suite_resumes_without_losing_or_repeating_a_cell(suite_dir):
     again = subprocess.run(_command(suite_dir), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert _finished(suite_dir) == after
+
+
+@pytest.mark.slow
+def test_a_cell_killed_mid_training_continues_at_its_last_kept_epoch(tmp_path):
+    """The worker is killed once the student cell kept an epoch (`training.resume`); the rerun
+    continues there and writes the record a straight run writes (metrics, per-user values, curve)."""
+    suite = {**SUITE, "seeds": [0], "strategies": ["kd"],
+             "train": {"max_epochs": 300, "batch_size": 64, "patience": 1000, "eval_every": 2}}
+    roots = {}
+    for name in ("straight", "killed"):
+        root = roots[name] = tmp_path / name
+        write_interactions(root / "data" / "toy" / "toy.inter")
+        (root / "suite.yaml").write_text(yaml.safe_dump({**suite, "data_path": str(root / "data")}))
+    straight = subprocess.run(_command(roots["straight"]), capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+
+    root = roots["killed"]
+    process = subprocess.Popen(_command(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while not list((root / "cache").rglob("resume/*.pt")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # a few more epochs, kept or not
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = list((root / "cache").rglob("resume/*.pt"))
+    assert kept and not _finished(root).get(root / "results" / "runs" / "toy" / "BPR-8_to_BPR-4" / "kd" / "seed0.json")
+    rerun = subprocess.run(_command(root), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not list((root / "cache").rglob("resume/*.pt"))  # removed once the cell ended
+
+    import json
+
+    def compared(folder):
+        record = json.loads(next((folder / "results" / "runs").rglob("kd/seed0.json")).read_text())
+        return (record["test"], record["per_user"], record["training"]["valid_curve"],
+                record["training"]["best_epoch"], record["training"]["epochs_run"])
+
+    assert compared(root) == compared(roots["straight"])
+    import re
+
+    log = next((root / "results" / "runs").rglob("kd/seed0.log")).read_text()
+    assert int(re.search(r"epoch (\d+)", log).group(1)) > 2  # the rerun began after the kept epoch

@@ -9,12 +9,15 @@ its result does not depend on which worker ran it or on what that worker ran bef
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,13 +31,14 @@ from kdbench.evaluation.beyond import BEYOND_K, TAIL_RATIO, beyond_accuracy, ite
 from kdbench.evaluation.evaluator import full_ranking, inference_cost
 from kdbench.families import BackboneSpec, family_of, load_data
 from kdbench import progress
-from kdbench.run.record import RunRecord, base_record, failed_record
+from kdbench.run.record import RunRecord, base_record, failed_record, identity
 from kdbench.strategies import STRATEGIES
 from kdbench.run.subsample import FULL_SHARE, subsample_training
 from kdbench.strategies.shared_knowledge import share_teacher
 from kdbench.training.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
                                   read_teacher_file)
 from kdbench.training.loop import FitResult, TrainSettings, fit
+from kdbench.training.resume import EpochCheckpoint
 from kdbench.training.trajectory import TrajectoryRecorder, content_digest, from_bytes, to_bytes
 
 LOGGER = "kdbench"
@@ -250,7 +254,7 @@ def _train_student(task: CellTask) -> RunRecord:
     timings: dict[str, float] = {}
     data, student, strategy, prepare_seconds = build_student_run(task, timings=timings)
     result = fit(student, data, cell.train, strategy=strategy, seed=cell.seed,
-                 on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"))
+                 on_epoch=epoch_logger(f"{cell.label} seed {cell.seed}"), checkpoint=cell_checkpoint(task, data))
     deployed = deployed_model(strategy, student)
     record = measure(cell, deployed, data, result, kd_prepare_seconds=prepare_seconds, device=task.device)
     if getattr(deployed, DEPLOYED, None) is not None:
@@ -271,6 +275,20 @@ def _train_student(task: CellTask) -> RunRecord:
                                "test": artifact.meta.get("test"), "trajectory": content_digest(trajectory)}
                               for artifact, trajectory in zip(task.ensemble, strategy.context.trajectories)]
     return record
+
+
+RESUME_FOLDER = "resume"  # under the work folder: the kept epochs of student cells being trained
+
+
+def cell_checkpoint(task: CellTask, data: PreparedData) -> EpochCheckpoint:
+    """Where a student cell keeps its last validated epoch (`training.resume`): a cell killed with its
+    worker (a signal, a session that ends) continues there when it is run again, instead of at
+    epoch 1. Named by everything that determines the run (address, identity, data), so a cell made
+    with other settings or code never takes another's state."""
+    cell = task.cell
+    what = json.dumps([asdict(cell.address), identity(cell, task.device), data.fingerprint], sort_keys=True, default=str)
+    digest = hashlib.sha256(what.encode()).hexdigest()
+    return EpochCheckpoint(Path(task.work_dir) / RESUME_FOLDER / f"{digest[:32]}.pt", digest)
 
 
 def deployed_model(strategy, model):

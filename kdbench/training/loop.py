@@ -28,6 +28,7 @@ from kdbench.data.loading import VALID_METRIC, PreparedData
 from kdbench.errors import KdbenchError
 from kdbench.evaluation.evaluator import full_ranking
 from kdbench.strategies.base import DistillationStrategy
+from kdbench.training.resume import EpochCheckpoint, restore
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,12 @@ def fit(
     strategy: DistillationStrategy | None = None,
     seed: int = 0,
     on_epoch: Callable[[int, float | None], None] | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> FitResult:
     """Train `model` on `data.train` until validation NDCG@10 stops improving; keep the best weights.
-    A strategy that does not train is validated once (`validate_only`)."""
+    A strategy that does not train is validated once (`validate_only`). With `checkpoint`, the state
+    after each validated epoch is kept there and a run that finds its own continues after its last
+    kept epoch, bit for bit (`kdbench.training.resume`); the file is removed when the run ends."""
     if strategy is not None and not strategy.trains:
         return validate_only(model, data)
     device = data.config["device"]
@@ -168,10 +172,18 @@ def fit(
     held_until = 0  # the last epoch the strategy held early stopping (`holds_early_stopping`)
     curve: list[tuple[int, float]] = []
     train_seconds = eval_seconds = 0.0
-    epoch = 0
+    epoch = first = 0
     stopped_early = False
+    if checkpoint is not None:
+        checkpoint.mark_prepared(strategy)
+        stored = checkpoint.load()
+        if stored is not None:
+            loop = restore(stored, model, optimizer, data.train.generator, strategy)
+            best, best_epoch, best_state, held_until = loop["best"], loop["best_epoch"], loop["best_state"], loop["held_until"]
+            curve = [(int(e), float(v)) for e, v in loop["curve"]]
+            train_seconds, eval_seconds, first = loop["train_seconds"], loop["eval_seconds"], loop["epoch"]
     model.train()
-    for epoch in range(1, settings.max_epochs + 1):
+    for epoch in range(first + 1, settings.max_epochs + 1):
         start = time.perf_counter()
         if strategy is not None:
             strategy.on_epoch_start(epoch)
@@ -196,7 +208,14 @@ def fit(
                 and epoch >= settings.min_epochs):
             stopped_early = True
             break
+        if checkpoint is not None and valid is not None and epoch < settings.max_epochs:
+            checkpoint.save({"epoch": epoch, "best": best, "best_epoch": best_epoch, "best_state": best_state,
+                             "held_until": held_until, "curve": [list(point) for point in curve],
+                             "train_seconds": train_seconds, "eval_seconds": eval_seconds},
+                            model, optimizer, data.train.generator, strategy)
 
+    if checkpoint is not None:
+        checkpoint.discard()
     model.load_state_dict(best_state)
     return FitResult(
         best_epoch=best_epoch,
