@@ -1,5 +1,6 @@
 """A training run killed after a kept epoch and resumed by new objects ends exactly as one that ran
-straight through (`kdbench.training.resume`), for every strategy that trains a general student."""
+straight through (`kdbench.training.resume`), for every strategy that trains a general student, and
+for SASRec students (scratch, KD)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import torch
 from kdbench.backbones import build_model
 from kdbench.families import BackboneSpec, load_data
 from kdbench.strategies import STRATEGIES
-from kdbench.strategies.base import DistillationContext
 from kdbench.training.loop import TrainSettings, fit
 from kdbench.training.resume import EpochCheckpoint
 
@@ -27,23 +27,37 @@ def data(tmp_path_factory):
     return load_data("ml-100k", batch_size=4096, work_dir=tmp_path_factory.mktemp("work"))
 
 
-def _run(name, data, checkpoint=None, kill_at=None):
+@pytest.fixture(scope="module")
+def sequential_data(tmp_path_factory):
+    """The toy catalogue (50 users x 20 items, increasing timestamps) under leave-one-out."""
+    from conftest import write_interactions
+    from kdbench.families.sequential import LEAVE_ONE_OUT
+
+    root = tmp_path_factory.mktemp("seq")
+    write_interactions(root / "toy" / "toy.inter")
+    return load_data("toy", str(root), model="SASRec", batch_size=4096, protocol=LEAVE_ONE_OUT,
+                     work_dir=tmp_path_factory.mktemp("work"))
+
+
+def _run(name, data, checkpoint=None, kill_at=None, teacher_spec="BPR:32", student_spec="BPR:8", hparams=None):
     """(result, trained model, strategy) of `name` on a fresh teacher/student pair (seeded alike)."""
+    from kdbench.families import family_of
+
     strategy_class = STRATEGIES.get(name)
     torch.manual_seed(0)
-    teacher = build_model(BackboneSpec.parse("BPR:32"), data)
+    teacher = build_model(BackboneSpec.parse(teacher_spec), data)
     if not strategy_class.updates_teacher:
         teacher = teacher.eval()
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
-    student = build_model(BackboneSpec.parse("BPR:8"), data)
-    context = DistillationContext.build(data, student, teacher, seed=0)
+    student = build_model(BackboneSpec.parse(student_spec), data)
+    context = family_of(BackboneSpec.parse(student_spec)).context(data, student, teacher, seed=0)
     if strategy_class.needs_trajectories:  # HetComp: two teachers' recorded top lists
         from tests.strategies.test_hetcomp import _trajectory
 
         context.trajectories = (_trajectory(data.n_users, data.n_items, 4, seed=1),
                                 _trajectory(data.n_users, data.n_items, 2, seed=2))
-    strategy = strategy_class(context)
+    strategy = strategy_class(context, **(hparams or {}))
     strategy.prepare()
     student = strategy.model_to_train(student)
 
@@ -55,15 +69,14 @@ def _run(name, data, checkpoint=None, kill_at=None):
     return result, student, strategy
 
 
-@pytest.mark.parametrize("name", STRATEGY_NAMES)
-def test_a_run_killed_after_a_kept_epoch_resumes_to_the_same_end(name, data, tmp_path):
-    straight, model, strategy = _run(name, data)
+def _killed_and_resumed_equals_straight(name, data, tmp_path, **specs):
+    straight, model, strategy = _run(name, data, **specs)
     path = tmp_path / "run.pt"
     with pytest.raises(Killed):  # killed during epoch 3: epoch 2's state is kept
-        _run(name, data, EpochCheckpoint(path, "cell"), kill_at=3)
+        _run(name, data, EpochCheckpoint(path, "cell"), kill_at=3, **specs)
     checkpoint = EpochCheckpoint(path, "cell")
     assert path.is_file() and checkpoint.load()["loop"]["epoch"] == 2
-    resumed, resumed_model, resumed_strategy = _run(name, data, checkpoint)
+    resumed, resumed_model, resumed_strategy = _run(name, data, checkpoint, **specs)
     assert checkpoint.disabled is None
     assert resumed.valid_curve == straight.valid_curve and resumed.best_epoch == straight.best_epoch
     assert resumed.epochs_run == straight.epochs_run == 5
@@ -72,6 +85,18 @@ def test_a_run_killed_after_a_kept_epoch_resumes_to_the_same_end(name, data, tmp
     for key, value in strategy.state_dict().items():
         assert torch.equal(value, resumed_strategy.state_dict()[key]), key
     assert not path.exists()  # removed once the run ended
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_a_run_killed_after_a_kept_epoch_resumes_to_the_same_end(name, data, tmp_path):
+    _killed_and_resumed_equals_straight(name, data, tmp_path)
+
+
+@pytest.mark.parametrize("name, hparams", [("scratch", {}), ("kd", {"K": 5})])
+def test_a_sequential_run_killed_after_a_kept_epoch_resumes_to_the_same_end(name, hparams, sequential_data, tmp_path):
+    """SASRec's dropout draws from torch's generator: kept and put back like the rest."""
+    _killed_and_resumed_equals_straight(name, sequential_data, tmp_path, teacher_spec="SASRec:16:L1H1",
+                                        student_spec="SASRec:8:L1H1", hparams=hparams)
 
 
 def test_another_runs_file_is_ignored_and_a_damaged_one_removed(data, tmp_path):
