@@ -22,20 +22,18 @@ class Killed(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return load_data("ml-100k", batch_size=4096, work_dir=tmp_path_factory.mktemp("work"))
+@pytest.fixture
+def data(ml100k_large_batches):
+    return ml100k_large_batches
 
 
 @pytest.fixture(scope="module")
-def sequential_data(tmp_path_factory):
-    """The toy catalogue (50 users x 20 items, increasing timestamps) under leave-one-out."""
-    from conftest import write_interactions
+def sequential_data(toy_dir, tmp_path_factory):
+    """The toy catalogue (conftest's `toy_dir`: 50 users x 40 items, increasing timestamps) under
+    leave-one-out."""
     from kdbench.families.sequential import LEAVE_ONE_OUT
 
-    root = tmp_path_factory.mktemp("seq")
-    write_interactions(root / "toy" / "toy.inter")
-    return load_data("toy", str(root), model="SASRec", batch_size=4096, protocol=LEAVE_ONE_OUT,
+    return load_data("toy", str(toy_dir), model="SASRec", batch_size=4096, protocol=LEAVE_ONE_OUT,
                      work_dir=tmp_path_factory.mktemp("work"))
 
 

@@ -356,15 +356,11 @@ def test_tuning_again_reports_each_study_s_spent_budget_on_opening_and_runs_noth
     assert opened == {"scratch": BUDGET, "kd": BUDGET} and trials == []
 
 
-def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs(monkeypatch, tmp_path):
-    """Trials are handed out as workers free up: a study whose trial returned is back in turn at
-    once, not after every other study's trial of a round has returned."""
+def _asks_per_study(budget: dict[str, int]):
+    """A stand-in for `studies._ask`: each study (by strategy name) is asked `budget[name]` trials,
+    named `<name><k>`, then reports its budget spent (None)."""
     from types import SimpleNamespace
 
-    import kdbench.tuning.studies as studies_module
-    from kdbench.tuning.trial import TrialOutcome
-
-    budget = {"slow": 1, "fast": 4}  # trials per study
     asked = {name: 0 for name in budget}
 
     def fake_ask(study, optuna_study, settings):
@@ -373,6 +369,19 @@ def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs
             return None
         asked[name] += 1
         return SimpleNamespace(user_attrs={}, name=f"{name}{asked[name]}"), {}, None
+
+    return fake_ask
+
+
+def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs(monkeypatch, tmp_path):
+    """Trials are handed out as workers free up: a study whose trial returned is back in turn at
+    once, not after every other study's trial of a round has returned."""
+    from types import SimpleNamespace
+
+    import kdbench.tuning.studies as studies_module
+    from kdbench.tuning.trial import TrialOutcome
+
+    fake_ask = _asks_per_study({"slow": 1, "fast": 4})
 
     told = []
     monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
@@ -486,16 +495,8 @@ def test_a_study_whose_budget_is_spent_is_let_go_while_the_others_still_tune(mon
     import kdbench.tuning.studies as studies_module
     from kdbench.tuning.trial import TrialOutcome
 
-    budget = {"done": 0, "busy": 2}  # trials per study: "done" has spent its budget already
-    asked = {name: 0 for name in budget}
+    fake_ask = _asks_per_study({"done": 0, "busy": 2})  # "done" has spent its budget already
     events = []
-
-    def fake_ask(study, optuna_study, settings):
-        name = study.cell.strategy
-        if asked[name] == budget[name]:
-            return None
-        asked[name] += 1
-        return SimpleNamespace(user_attrs={}, name=f"{name}{asked[name]}"), {}, None
 
     monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
         get_trials=lambda deepcopy=False: []))

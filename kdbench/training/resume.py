@@ -20,7 +20,6 @@ over `MAX_BYTES`, leaves the run without checkpoints: it trains as before, from 
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from kdbench.store import atomic
 
 MAX_BYTES = 1 << 30  # a larger state is not written: the run keeps no checkpoint
 _MODULE_FIELDS = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping, covered by state_dict
@@ -83,10 +84,8 @@ class EpochCheckpoint:
             self.disabled = str(exc)
             self.discard()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        with atomic.atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
