@@ -144,6 +144,25 @@ def test_a_killed_tuning_run_resumes_without_repeating_a_finished_trial(suite_di
         again = after[trial.number]
         assert (again.state, again.params, again.value) == (trial.state, trial.params, trial.value)
     assert len(_counted(_study(suite_dir, "scratch"))) == 4
+    for strategy in ("scratch", "kd"):  # a trial cut off once it had its parameters is asked again with
+        trials = _study(suite_dir, strategy).get_trials()  # them, to go on from what it kept (`tuning.resume`)
+        for cut in (t for t in trials if t.user_attrs.get("interrupted") and "hparams" in t.user_attrs):
+            taken_up = [t for t in trials if t.user_attrs.get("resumes") == cut.number]
+            assert len(taken_up) == 1 and taken_up[0].user_attrs["hparams"] == cut.user_attrs["hparams"]
+            assert taken_up[0].user_attrs["progress"] == cut.user_attrs.get("progress", taken_up[0].user_attrs["progress"])
+    assert not list((suite_dir / "cache").glob("resume/trials/*"))  # removed once each trial was recorded
+    # and the studies hold what an uninterrupted tune's hold: the same trials, drawn, trained and pruned alike
+    straight = suite_dir / "straight"
+    write_interactions(straight / "data" / "toy" / "toy.inter")
+    (straight / "suite.yaml").write_text(yaml.safe_dump({**slow, "data_path": str(straight / "data")}))
+    assert main(_tune_args(straight, "--trials", "4")) == 0
+
+    def trained(root: Path, strategy: str) -> list[tuple]:
+        return [(t.state, t.params, t.value, t.user_attrs["epochs"], t.intermediate_values)
+                for t in _study(root, strategy).get_trials() if not t.user_attrs.get("interrupted")]
+
+    for strategy in ("scratch", "kd"):
+        assert trained(suite_dir, strategy) == trained(straight, strategy)
 
 
 def test_a_study_made_with_other_settings_is_refused_without_force(suite_dir):

@@ -129,7 +129,7 @@ def test_the_objective_is_the_mean_over_both_tuning_seeds_and_every_epoch_is_spe
 
     best = {100: 0.2, 101: 0.3}
 
-    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None):
+    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None, checkpoint=None):
         for epoch in range(1, 4):
             on_epoch(epoch, best[seed] * epoch / 3)
         return FitResult(3, 3, True, best[seed], 0.0, 0.0, 0.0)
@@ -327,7 +327,7 @@ def test_a_trial_after_defaults_outside_the_space_is_pruned_against_them_not_fai
     assert mirror.trials[0].intermediate_values == {1: 0.9, 3: 0.9} and mirror.trials[0].params == {}
     assert finished[0].params == {"anneal_epochs": 1000}  # the study's own record is untouched
 
-    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None):
+    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None, checkpoint=None):
         for epoch in range(1, 4):
             on_epoch(epoch, 0.1)
         return FitResult(3, 3, True, 0.1, 0.0, 0.0, 0.0)
@@ -368,7 +368,8 @@ def _asks_per_study(budget: dict[str, int]):
         if asked[name] == budget[name]:
             return None
         asked[name] += 1
-        return SimpleNamespace(user_attrs={}, name=f"{name}{asked[name]}"), {}, None
+        attrs = {}
+        return SimpleNamespace(user_attrs=attrs, name=f"{name}{asked[name]}", set_user_attr=attrs.__setitem__), {}, None
 
     return fake_ask
 
@@ -387,6 +388,7 @@ def test_a_study_gets_its_next_trial_while_another_study_s_long_trial_still_runs
     monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
         get_trials=lambda deepcopy=False: []))
     monkeypatch.setattr(studies_module, "_ask", fake_ask)
+    monkeypatch.setattr(studies_module, "trial_resume_key", lambda *args: None)  # no registered space to key
     monkeypatch.setattr(studies_module, "learns_from_trajectories", lambda cell: False)  # "slow", "fast": no registry entry
     monkeypatch.setattr(studies_module, "needs_teacher", lambda cell: True)
     monkeypatch.setattr(studies_module, "_tell", lambda optuna_study, trial, outcome, params: told.append(trial.name))
@@ -450,7 +452,7 @@ def test_a_cadence_of_5_spends_every_training_epoch_and_prunes_at_the_validated_
 
     level = {"value": 0.5}
 
-    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None):
+    def fake_fit(model, data, settings, strategy=None, seed=0, on_epoch=None, checkpoint=None):
         for epoch in range(1, 41):
             on_epoch(epoch, level["value"] if epoch % settings.eval_every == 0 else None)
         return FitResult(40, 40, True, level["value"], 0.0, 0.0, 0.0)
@@ -501,6 +503,7 @@ def test_a_study_whose_budget_is_spent_is_let_go_while_the_others_still_tune(mon
     monkeypatch.setattr(studies_module, "open_study", lambda study, settings, force=False: SimpleNamespace(
         get_trials=lambda deepcopy=False: []))
     monkeypatch.setattr(studies_module, "_ask", fake_ask)
+    monkeypatch.setattr(studies_module, "trial_resume_key", lambda *args: None)  # no registered space to key
     monkeypatch.setattr(studies_module, "learns_from_trajectories", lambda cell: False)
     monkeypatch.setattr(studies_module, "needs_teacher", lambda cell: False)
     monkeypatch.setattr(studies_module, "_tell", lambda optuna_study, trial, outcome, params: events.append(trial.name))

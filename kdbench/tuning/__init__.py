@@ -4,6 +4,7 @@ validation only), one job a module:
 - `settings`: a suite's `tuning:` block (budgets, seeds, pruner);
 - `studies`: the studies, their storage and identity, the trials handed to the workers, the chosen values;
 - `trial`: one trial in a worker (tuning seeds, pruning on epochs);
+- `resume`: what a trial keeps while it trains, so that a killed trial goes on where it stopped;
 - `storage`: checks of an Optuna SQLite file before it is opened;
 - `teachers`: a pairing's teacher tuned with the same mechanics;
 - `best`: the chosen values read back, and the suite's tuned cells.

@@ -23,8 +23,9 @@ trial running (TPE, seeded per study and trial number, so a resumed study draws 
 uninterrupted one would), and a study whose trial returned is back in turn at once, so a long trial
 never leaves the other workers waiting for a round to end; the driver alone writes the storage.
 Every worker keeps the loaded teacher for the next trial (`work.load_teacher`). A killed study resumes where it
-stopped: a trial that was running is marked failed ("interrupted") and spends no budget; finished
-trials are never repeated. Two processes tuning the same study take turns (`claim_study`): the
+stopped: a trial that was running is marked failed ("interrupted") and spends no budget, and its
+parameters are asked again first: the new trial continues the interrupted one's training where it
+was kept (`tuning.resume`); finished trials are never repeated. Two processes tuning the same study take turns (`claim_study`): the
 second waits, then resumes the study, which is finished or refused if made with other settings.
 """
 
@@ -51,12 +52,15 @@ from kdbench.strategies import STRATEGIES, strategy_code
 from kdbench.strategies.base import tuned_through
 from kdbench.tuning.storage import check_storage
 from kdbench.tuning.settings import TuningSettings
+from kdbench.tuning.resume import discard as discard_trial, trial_key
 from kdbench.tuning.trial import TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.run.work import CellTask, TeacherArtifact
 
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
-HPARAMS = "hparams"  # user attribute: what the trial trained with (the sampler may record it otherwise)
+HPARAMS = "hparams"  # user attribute: what the trial trains with (the sampler may record it otherwise)
+RESUMES = "resumes"  # user attribute: the interrupted trial whose parameters (and kept progress) this one takes
+PROGRESS = "progress"  # user attribute: the key of the trial's kept progress (`tuning.resume`)
 
 
 @dataclass
@@ -189,9 +193,12 @@ def spent(trials, settings: TuningSettings) -> int:
 
 def open_study(study: Study, settings: TuningSettings, force: bool = False):
     """The Optuna study of `study` from its storage, created if new; a running trial left by a killed
-    driver is marked failed (interrupted). A storage refused (damaged, another study's, or made with
+    driver is marked failed (interrupted) and its parameters are enqueued, to be asked again first
+    and go on from the progress it kept (`tuning.resume`). A storage refused (damaged, another study's, or made with
     other settings) stops with one line, or with `force` is started again; a current study, finished
     or not, is always kept and resumed."""
+    import warnings
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -206,6 +213,11 @@ def open_study(study: Study, settings: TuningSettings, force: bool = False):
     for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        if HPARAMS in trial.user_attrs:  # asked again first, to continue where it stopped (`tuning.resume`)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna warns of a kept default outside its range
+                optuna_study.enqueue_trial(trial.params, user_attrs={
+                    **{k: v for k, v in trial.user_attrs.items() if k in (HPARAMS, DEFAULTS)}, RESUMES: trial.number})
     return optuna_study
 
 
@@ -319,6 +331,9 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
     def open_all(batch: list[Study]) -> None:
         for study in batch:
             opened[study.name] = open_study(study, settings, force)
+            for trial in opened[study.name].get_trials(deepcopy=False):
+                if _counted(trial):  # recorded: what a kill right after its record left behind is not needed
+                    discard_trial(runner.cache_dir, trial.user_attrs.get(PROGRESS))
             if on_open:
                 on_open(study, spent(opened[study.name].get_trials(deepcopy=False), settings))
 
@@ -365,8 +380,11 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             finished = tuple(t for t in opened[study.name].get_trials(deepcopy=False)
                              if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
             pruner = settings.pruner.not_before(study.cell.train.min_epochs)
+            prunable = not trial.user_attrs.get(DEFAULTS)
+            key = trial_resume_key(study, settings, params, finished, left, prunable)
+            trial.set_user_attr(PROGRESS, key)
             pending.append((study, trial, TrialTask(base, params, settings.seeds, pruner, finished, left,
-                                                    prunable=not trial.user_attrs.get(DEFAULTS))))
+                                                    prunable=prunable, resume_key=key)))
             yield pending[-1][2]
 
     while waiting:  # each pass: trials as workers free up, a study back in turn when its trial returns
@@ -376,6 +394,7 @@ def _tune_claimed(runner: Runner, studies: list[Study], settings: TuningSettings
             if isinstance(outcome, Exception):
                 outcome = TrialOutcome(None, [], error=f"{type(outcome).__name__}: {outcome}")
             _tell(opened[study.name], trial, outcome, task.params)
+            discard_trial(runner.cache_dir, task.resume_key)
             write_best(study, opened[study.name], settings)
             waiting.append(study)
             if on_trial:
@@ -401,13 +420,31 @@ def _ask(study: Study, optuna_study, settings: TuningSettings):
         defaults = study.defaults()
         optuna_study.enqueue_trial({k: recordable(space[k], v, study.n_items) for k, v in defaults.items()},
                                    user_attrs={DEFAULTS: True, HPARAMS: defaults})
-    optuna_study.sampler = _sampler(settings, study.name, len(trials))
+    optuna_study.sampler = _sampler(settings, study.name, _draws(trials))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna warns of an enqueued default outside its range
         trial = optuna_study.ask()
         params = {name: dist.suggest(trial, name, study.n_items) for name, dist in study.space().items()}
     params = trial.user_attrs.get(HPARAMS, params)
+    trial.set_user_attr(HPARAMS, params)  # known before it ends: an interrupted trial is asked again with it
     return trial, params, None if settings.trials is not None else settings.budget - used
+
+
+def _draws(trials) -> int:
+    """The sampler's seed index of the next trial: the trials asked before it, the interrupted ones and
+    those waiting aside, so that a study whose trial was interrupted and taken up again draws its later
+    trials as the uninterrupted study would."""
+    import optuna
+
+    return sum(not t.user_attrs.get(INTERRUPTED) and t.state != optuna.trial.TrialState.WAITING for t in trials)
+
+
+def trial_resume_key(study: Study, settings: TuningSettings, params: dict[str, Any], finished: tuple,
+                     allowance: int | None, prunable: bool) -> str:
+    """The key of a trial's kept progress (`tuning.resume`): what determines what the trial computes,
+    so that only the same trial, asked again after an interruption, takes a kept state over."""
+    return trial_key([study.name, study.identity(settings), params, [t.number for t in finished], allowance,
+                      prunable])
 
 
 def _tell(optuna_study, trial, outcome: TrialOutcome, params: dict[str, Any]) -> None:

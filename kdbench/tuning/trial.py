@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from kdbench.errors import KdbenchError
 from kdbench.training.loop import fit
 from kdbench.run.work import CellTask, build_student_run, prepare_worker
+from kdbench.tuning.resume import TrialProgress, trial_folder
 
 TRAINING_KNOBS = ("learning_rate", "weight_decay")
 MEDIAN, HALVING = "median", "successive-halving"
@@ -83,6 +84,7 @@ class TrialTask:
     finished_trials: tuple = field(default=(), repr=False)  # optuna FrozenTrials of the study
     epoch_allowance: int | None = None  # epochs the trial may train over all seeds (None: no limit)
     prunable: bool = True  # False for the published defaults: they are always trained to the end
+    resume_key: str | None = None  # names the progress a killed trial kept (`tuning.resume`); None: none kept
 
 
 @dataclass
@@ -132,24 +134,61 @@ def mirror_study(pruner: Any, finished: tuple) -> Any:
 
 
 def run_trial(task: TrialTask) -> TrialOutcome:
+    """Train the trial's seeds in turn; with `task.resume_key`, continue a trial killed before
+    (`tuning.resume`): finished seeds are taken as they ended, the seed being trained continues at
+    its last validated epoch, and the pruner is shown the first seed's kept curve again, so the
+    resumed trial ends as the uninterrupted one would have (value, curve, epochs, rungs)."""
     import optuna
 
     prepare_worker(task.base)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the mirror study's own log lines
     start = time.perf_counter()
+    kept = TrialProgress(trial_folder(task.base.work_dir, task.resume_key), task.resume_key) if task.resume_key else None
+    if kept is not None and kept.outcome is not None:  # it ended, and was killed before the study recorded it
+        return TrialOutcome(**{**kept.outcome, "curve": [tuple(point) for point in kept.outcome["curve"]]})
     strategy_params, training = split_params(task.params)
     mirror = mirror_study(task.pruner, task.finished_trials)
     mirror_trial = mirror.ask()
     values: list[float] = []
     curve: list[tuple[int, float]] = []
     spent = 0
+    earlier_seconds = 0.0  # trained before a kill
 
     def outcome(value: float | None = None, **fields) -> TrialOutcome:
         rungs = {k: v for k, v in mirror.trials[-1].system_attrs.items() if k.startswith(RUNG_PREFIX)}
-        return TrialOutcome(value, curve, seconds=time.perf_counter() - start, epochs=spent, rungs=rungs, **fields)
+        ended = TrialOutcome(value, curve, seconds=earlier_seconds + time.perf_counter() - start, epochs=spent,
+                             rungs=rungs, **fields)
+        if kept is not None:
+            kept.ended(asdict(ended))
+        return ended
+
+    def show(epoch: int, valid: float, prunable: bool) -> None:
+        """The first seed's best so far, to the pruner."""
+        best = max(valid, curve[-1][1]) if curve else valid
+        curve.append((epoch, best))
+        mirror_trial.report(best, epoch)
+        if mirror_trial.should_prune() and prunable:  # asked anyway: it records the rungs
+            raise _Stopped(out_of_budget=False)
 
     try:
         for position, seed in enumerate(task.seeds):
+            if kept is not None and position < len(kept.seeds):  # finished before a kill
+                done = kept.seeds[position]
+                values.append(done["value"])
+                spent += int(done["epochs"])
+                earlier_seconds += done["seconds"]
+                for epoch, best in kept.curve if position == 0 else ():
+                    show(epoch, best, task.prunable)
+                continue
+            seed_start, seed_spent, seed_seconds = time.perf_counter(), spent, 0.0
+            checkpoint = kept.seed_checkpoint(position) if kept is not None else None
+            if checkpoint is not None and (stored := checkpoint.load()) is not None:  # the epochs it kept
+                loop = stored["loop"]
+                spent += int(loop["epoch"])
+                seed_seconds = float(loop["train_seconds"]) + float(loop["eval_seconds"])
+                earlier_seconds += seed_seconds
+                for epoch, valid in loop["curve"] if position == 0 else ():
+                    show(int(epoch), float(valid), task.prunable)
             cell = replace(task.base.cell, seed=seed, train=replace(task.base.cell.train, **training))
             data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), strategy_params)
 
@@ -157,16 +196,16 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 nonlocal spent
                 spent += 1
                 if first and valid is not None:
-                    best = max(valid, curve[-1][1]) if curve else valid
-                    curve.append((epoch, best))
-                    mirror_trial.report(best, epoch)
-                    if mirror_trial.should_prune() and task.prunable:  # asked anyway: it records the rungs
-                        raise _Stopped(out_of_budget=False)
+                    show(epoch, valid, task.prunable)
                 if task.epoch_allowance is not None and spent >= task.epoch_allowance:
                     raise _Stopped(out_of_budget=True)
 
-            result = fit(student, data, cell.train, strategy=strategy, seed=seed, on_epoch=on_epoch)
+            result = fit(student, data, cell.train, strategy=strategy, seed=seed, on_epoch=on_epoch,
+                         checkpoint=checkpoint)
             values.append(result.best_valid)
+            if kept is not None:
+                kept.seed_done(result.best_valid, spent - seed_spent,
+                               seed_seconds + time.perf_counter() - seed_start, curve)
     except _Stopped as stop:
         return outcome(pruned=True, out_of_budget=stop.out_of_budget)
     except KdbenchError as exc:  # a drawn combination the strategy refuses (e.g. a pool too large)
