@@ -80,29 +80,36 @@ def test_a_cell_killed_mid_training_continues_at_its_last_kept_epoch(tmp_path):
     """The worker is killed once the student cell kept an epoch (`training.resume`); the rerun
     continues there and writes the record a straight run writes (metrics, per-user values, curve)."""
     suite = {**SUITE, "seeds": [0], "strategies": ["kd"],
-             "train": {"max_epochs": 300, "batch_size": 64, "patience": 1000, "eval_every": 2}}
+             "train": {"max_epochs": 60, "batch_size": 64, "patience": 1000, "eval_every": 2},
+             "teacher_train": {"max_epochs": 5, "batch_size": 4096}}
+    cache = tmp_path / "cache"  # one teacher for both folders, trained by the straight run
+
+    def command(root: Path) -> list[str]:
+        return [*_command(root)[:-1], str(cache)]
+
     roots = {}
     for name in ("straight", "killed"):
         root = roots[name] = tmp_path / name
         write_interactions(root / "data" / "toy" / "toy.inter")
         (root / "suite.yaml").write_text(yaml.safe_dump({**suite, "data_path": str(root / "data")}))
-    straight = subprocess.run(_command(roots["straight"]), capture_output=True, text=True, timeout=600)
+    straight = subprocess.run(command(roots["straight"]), capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr
+    assert not list(cache.glob("resume/*.pt"))
 
     root = roots["killed"]
-    process = subprocess.Popen(_command(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    process = subprocess.Popen(command(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 300
-    while not list((root / "cache").rglob("resume/*.pt")) and process.poll() is None and time.time() < deadline:
+    while not list(cache.glob("resume/*.pt")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    time.sleep(0.5)  # a few more epochs, kept or not
+    time.sleep(0.3)  # a few more epochs, kept or not
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    kept = list((root / "cache").rglob("resume/*.pt"))
+    kept = list(cache.glob("resume/*.pt"))
     assert kept and not _finished(root).get(root / "results" / "runs" / "toy" / "BPR-8_to_BPR-4" / "kd" / "seed0.json")
-    rerun = subprocess.run(_command(root), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(command(root), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert not list((root / "cache").rglob("resume/*.pt"))  # removed once the cell ended
+    assert not list(cache.glob("resume/*.pt"))  # removed once the cell ended
 
     import json
 
