@@ -8,7 +8,8 @@ the same Optuna pruner the study uses, on the first seed's best-so-far validatio
 the driver alone writes the study's storage (the successive-halving rungs the trial reached come
 back in `TrialOutcome.rungs`, so later trials compete against them). A trial spends the epochs it
 trains, over all its seeds; one that reaches `epoch_allowance` (what is left of the study's budget)
-is stopped there and counts as pruned.
+is stopped there and counts as pruned. A trial given a `resume_key` keeps its progress as it trains
+(`tuning.resume`), so a worker killed mid-trial costs only the epochs since the last validation.
 """
 
 from __future__ import annotations
