@@ -168,7 +168,10 @@ def _train_teacher(task: CellTask) -> CellOutcome:
     on_epoch = epoch_logger(f"teacher {cell.teacher}", cell.teacher_settings.max_epochs)
     recorder = (TrajectoryRecorder(model, data.uid_field, data.iid_field, data.history, on_epoch)
                 if task.trajectory else None)
-    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed, on_epoch=recorder or on_epoch)
+    checkpoint = cell_checkpoint(task, data, companions={"trajectory": recorder} if recorder is not None else None,
+                                 every_seconds=TEACHER_CHECKPOINT_SECONDS)
+    result = fit(model, data, cell.teacher_settings, seed=cell.teacher_seed, on_epoch=recorder or on_epoch,
+                 checkpoint=checkpoint)
     trajectory = to_bytes(recorder.finish(result.best_epoch)) if recorder is not None else b""
     record = measure(cell, model, data, result, kd_prepare_seconds=0.0, device=task.device)
     return CellOutcome(record, teacher=TeacherArtifact.from_state(task.teacher_key, result.best_state, record,
@@ -277,18 +280,26 @@ def _train_student(task: CellTask) -> RunRecord:
     return record
 
 
-RESUME_FOLDER = "resume"  # under the work folder: the kept epochs of student cells being trained
+RESUME_FOLDER = "resume"  # under the work folder: the kept epochs of cells being trained
+# A teacher validates every epoch and its state (400-dim tables, Adam's moments, the best weights, the
+# trajectory's lists) is 0.2-0.8 GB on the catalogue datasets: kept at most once a minute, a few
+# percent of its training time, at most a minute and an epoch lost to a kill.
+TEACHER_CHECKPOINT_SECONDS = 60.0
 
 
-def cell_checkpoint(task: CellTask, data: PreparedData) -> EpochCheckpoint:
-    """Where a student cell keeps its last validated epoch (`training.resume`): a cell killed with its
-    worker (a signal, a session that ends) continues there when it is run again, instead of at
-    epoch 1. Named by everything that determines the run (address, identity, data), so a cell made
-    with other settings or code never takes another's state."""
+def cell_checkpoint(task: CellTask, data: PreparedData, companions: dict | None = None,
+                    every_seconds: float = 0.0) -> EpochCheckpoint:
+    """Where a cell, a student's or a teacher's, keeps its last validated epoch (`training.resume`): a
+    cell killed with its worker (a signal, a session that ends) continues there when it is run again,
+    instead of at epoch 1. Named by everything that determines the run (address, identity, data, and
+    for a teacher whether it records its trajectory, a companion whose lists are kept too), so a cell
+    made with other settings or code never takes another's state."""
     cell = task.cell
-    what = json.dumps([asdict(cell.address), identity(cell, task.device), data.fingerprint], sort_keys=True, default=str)
+    what = json.dumps([asdict(cell.address), identity(cell, task.device), data.fingerprint,
+                       *(["trajectory"] if task.trajectory else [])], sort_keys=True, default=str)
     digest = hashlib.sha256(what.encode()).hexdigest()
-    return EpochCheckpoint(Path(task.work_dir) / RESUME_FOLDER / f"{digest[:32]}.pt", digest)
+    return EpochCheckpoint(Path(task.work_dir) / RESUME_FOLDER / f"{digest[:32]}.pt", digest, companions,
+                           every_seconds)
 
 
 def deployed_model(strategy, model):

@@ -178,7 +178,7 @@ def fit(
         checkpoint.mark_prepared(strategy)
         stored = checkpoint.load()
         if stored is not None:
-            loop = restore(stored, model, optimizer, data.train.generator, strategy)
+            loop = restore(stored, model, optimizer, data.train.generator, strategy, checkpoint.companions)
             best, best_epoch, best_state, held_until = loop["best"], loop["best_epoch"], loop["best_state"], loop["held_until"]
             curve = [(int(e), float(v)) for e, v in loop["curve"]]
             train_seconds, eval_seconds, first = loop["train_seconds"], loop["eval_seconds"], loop["epoch"]

@@ -6,7 +6,8 @@ the optimiser's state, the best weights so far, the early-stopping counters and 
 curve, the training loader's, numpy's, torch's and Python's random generators, and the strategy's
 own state: its parameters and buffers (`state_dict`), its random generators, every attribute it
 reassigned since `prepare` (per-epoch samples and lists, annealed temperatures, counters), and the
-teacher copy a strategy trains further (BD). Caches
+teacher copy a strategy trains further (BD), and the state of the run's companions (a teacher's
+trajectory recorder: the top-K lists recorded so far). Caches
 `prepare` built and never reassigns (the teacher's lists and embeddings, graphs) are built again by
 the resumed process's own `prepare`, as they were the first time. `fit`, given the same checkpoint,
 continues at the next epoch as if it had never stopped (tests/test_resume_epochs.py: every
@@ -21,6 +22,7 @@ over `MAX_BYTES`, leaves the run without checkpoints: it trains as before, from 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,15 @@ class Unresumable(Exception):
 class EpochCheckpoint:
     """The checkpoint file of one training run; `key` names the run (a file of another is ignored)."""
 
-    def __init__(self, path: str | Path, key: str):
+    def __init__(self, path: str | Path, key: str, companions: dict[str, Any] | None = None,
+                 every_seconds: float = 0.0):
         self.path = Path(path)
         self.key = key
+        self.every_seconds = every_seconds  # at most one write in this time (the first always written)
+        self._written_at: float | None = None
+        # objects beside the run whose state is the run's too (`state_dict` / `load_state_dict` of
+        # plain tensors, lists and numbers): a teacher's trajectory recorder
+        self.companions = dict(companions or {})
         self.disabled: str | None = None  # why this run keeps no checkpoint
         self._prepared: dict[str, int] = {}
 
@@ -69,7 +77,8 @@ class EpochCheckpoint:
     def save(self, loop: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
              loader_generator: torch.Generator, strategy: nn.Module | None) -> None:
         """Write the state after an epoch (`loop`: the training loop's counters, curve and best weights)."""
-        if self.disabled:
+        if self.disabled or (self._written_at is not None
+                             and time.monotonic() - self._written_at < self.every_seconds):
             return
         try:
             state = {
@@ -77,6 +86,7 @@ class EpochCheckpoint:
                 "rng": {"loader": loader_generator.get_state(), "torch": torch.get_rng_state(),
                         "numpy": _encode(np.random.get_state()), "python": _encode(random.getstate())},
                 "strategy": None if strategy is None else _strategy_state(strategy, self._prepared),
+                "companions": {name: companion.state_dict() for name, companion in self.companions.items()},
             }
             if _nbytes(state) > MAX_BYTES:
                 raise Unresumable(f"its state exceeds {MAX_BYTES >> 20} MiB")
@@ -86,15 +96,19 @@ class EpochCheckpoint:
             return
         with atomic.atomic_path(self.path) as tmp:
             torch.save(state, tmp)
+        self._written_at = time.monotonic()
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
 def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-            loader_generator: torch.Generator, strategy: nn.Module | None) -> dict[str, Any]:
+            loader_generator: torch.Generator, strategy: nn.Module | None,
+            companions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Put a loaded checkpoint back; returns the training loop's counters, curve and best weights."""
     model.load_state_dict(state["model"])
+    for name, companion in (companions or {}).items():
+        companion.load_state_dict(state["companions"][name])
     optimizer.load_state_dict(state["optimizer"])
     loader_generator.set_state(state["rng"]["loader"])
     torch.set_rng_state(state["rng"]["torch"])

@@ -69,6 +69,13 @@ class TrajectoryRecorder:
         if self.then is not None:
             self.then(epoch, valid)
 
+    def state_dict(self) -> dict[str, object]:
+        """The lists recorded so far (a resumed teacher's run continues its trajectory: `training.resume`)."""
+        return {"epochs": list(self.epochs), "lists": list(self.lists)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.epochs, self.lists = [int(epoch) for epoch in state["epochs"]], list(state["lists"])
+
     def finish(self, best_epoch: int) -> dict[str, torch.Tensor]:
         """The trajectory, once the best weights are restored in the model: recorded lists of the
         epochs up to `best_epoch`, then the best weights' list (`best_epoch`) and observed order."""
