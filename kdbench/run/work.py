@@ -9,9 +9,7 @@ its result does not depend on which worker ran it or on what that worker ran bef
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import time
 import traceback
@@ -38,7 +36,7 @@ from kdbench.strategies.shared_knowledge import share_teacher
 from kdbench.training.teacher_file import (FileTeacherAdapter, check_against_split, content_hash, is_file_teacher,
                                   read_teacher_file)
 from kdbench.training.loop import FitResult, TrainSettings, fit
-from kdbench.training.resume import EpochCheckpoint
+from kdbench.training.resume import EpochCheckpoint, run_key
 from kdbench.training.trajectory import TrajectoryRecorder, content_digest, from_bytes, to_bytes
 
 LOGGER = "kdbench"
@@ -295,9 +293,8 @@ def cell_checkpoint(task: CellTask, data: PreparedData, companions: dict | None 
     for a teacher whether it records its trajectory, a companion whose lists are kept too), so a cell
     made with other settings or code never takes another's state."""
     cell = task.cell
-    what = json.dumps([asdict(cell.address), identity(cell, task.device), data.fingerprint,
-                       *(["trajectory"] if task.trajectory else [])], sort_keys=True, default=str)
-    digest = hashlib.sha256(what.encode()).hexdigest()
+    digest = run_key([asdict(cell.address), identity(cell, task.device), data.fingerprint,
+                      *(["trajectory"] if task.trajectory else [])])
     return EpochCheckpoint(Path(task.work_dir) / RESUME_FOLDER / f"{digest[:32]}.pt", digest, companions,
                            every_seconds)
 

@@ -21,6 +21,8 @@ over `MAX_BYTES`, leaves the run without checkpoints: it trains as before, from 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import time
 from pathlib import Path
@@ -35,6 +37,12 @@ from kdbench.store import atomic
 MAX_BYTES = 1 << 30  # a larger state is not written: the run keeps no checkpoint
 _MODULE_FIELDS = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping, covered by state_dict
 _NOT_STATE = frozenset({"context", "hparams"})  # given at construction, the same on resume
+
+
+def run_key(what: Any) -> str:
+    """The key of a resumable run (a cell, a tuning trial): SHA-256 of the canonical JSON of everything
+    that determines what it computes, so a run made otherwise never takes another's kept state."""
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Unresumable(Exception):

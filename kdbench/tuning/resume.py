@@ -16,7 +16,6 @@ and takes the folder over. The driver removes the folder once it recorded the tr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -26,11 +25,6 @@ from kdbench.store import atomic
 from kdbench.training.resume import EpochCheckpoint
 
 TRIALS_FOLDER = Path("resume") / "trials"  # under the cache folder
-
-
-def trial_key(what: Any) -> str:
-    """The key of a trial: the digest of everything that determines what it computes."""
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class TrialProgress:

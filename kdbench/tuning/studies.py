@@ -52,7 +52,8 @@ from kdbench.strategies import STRATEGIES, strategy_code
 from kdbench.strategies.base import tuned_through
 from kdbench.tuning.storage import check_storage
 from kdbench.tuning.settings import TuningSettings
-from kdbench.tuning.resume import discard as discard_trial, trial_key
+from kdbench.tuning.resume import discard as discard_trial
+from kdbench.training.resume import run_key
 from kdbench.tuning.trial import TrialOutcome, TrialTask, run_trial, split_params
 from kdbench.run.work import CellTask, TeacherArtifact
 
@@ -443,8 +444,8 @@ def trial_resume_key(study: Study, settings: TuningSettings, params: dict[str, A
                      allowance: int | None, prunable: bool) -> str:
     """The key of a trial's kept progress (`tuning.resume`): what determines what the trial computes,
     so that only the same trial, asked again after an interruption, takes a kept state over."""
-    return trial_key([study.name, study.identity(settings), params, [t.number for t in finished], allowance,
-                      prunable])
+    return run_key([study.name, study.identity(settings), params, [t.number for t in finished], allowance,
+                    prunable])
 
 
 def _tell(optuna_study, trial, outcome: TrialOutcome, params: dict[str, Any]) -> None:

@@ -163,12 +163,12 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             kept.ended(asdict(ended))
         return ended
 
-    def show(epoch: int, valid: float, prunable: bool) -> None:
+    def show(epoch: int, valid: float) -> None:
         """The first seed's best so far, to the pruner."""
         best = max(valid, curve[-1][1]) if curve else valid
         curve.append((epoch, best))
         mirror_trial.report(best, epoch)
-        if mirror_trial.should_prune() and prunable:  # asked anyway: it records the rungs
+        if mirror_trial.should_prune() and task.prunable:  # asked anyway: it records the rungs
             raise _Stopped(out_of_budget=False)
 
     try:
@@ -179,7 +179,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 spent += int(done["epochs"])
                 earlier_seconds += done["seconds"]
                 for epoch, best in kept.curve if position == 0 else ():
-                    show(epoch, best, task.prunable)
+                    show(epoch, best)
                 continue
             seed_start, seed_spent, seed_seconds = time.perf_counter(), spent, 0.0
             checkpoint = kept.seed_checkpoint(position) if kept is not None else None
@@ -189,7 +189,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 seed_seconds = float(loop["train_seconds"]) + float(loop["eval_seconds"])
                 earlier_seconds += seed_seconds
                 for epoch, valid in loop["curve"] if position == 0 else ():
-                    show(int(epoch), float(valid), task.prunable)
+                    show(int(epoch), float(valid))
             cell = replace(task.base.cell, seed=seed, train=replace(task.base.cell.train, **training))
             data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), strategy_params)
 
@@ -197,7 +197,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 nonlocal spent
                 spent += 1
                 if first and valid is not None:
-                    show(epoch, valid, task.prunable)
+                    show(epoch, valid)
                 if task.epoch_allowance is not None and spent >= task.epoch_allowance:
                     raise _Stopped(out_of_budget=True)
 
