@@ -113,3 +113,17 @@ def test_a_checkpoint_writes_at_most_once_in_its_interval(toy, tmp_path):
         fit(model, toy, TrainSettings(max_epochs=10, batch_size=4096), seed=0, on_epoch=kill_at_six,
             checkpoint=EpochCheckpoint(path, "run", every_seconds=3600))
     assert epochs == [1]  # the first validated epoch only: the next ones fell within the hour
+
+
+def test_a_peeked_checkpoint_is_read_once_for_the_run_that_loads_it(tmp_path, monkeypatch):
+    import kdbench.training.resume as resume_module
+
+    path = tmp_path / "run.pt"
+    torch.save({"key": "run", "loop": {"epoch": 2}}, path)
+    reads = []
+    load = torch.load
+    monkeypatch.setattr(resume_module.torch, "load", lambda *a, **k: reads.append(1) or load(*a, **k))
+    checkpoint = EpochCheckpoint(path, "run")
+    peeked = checkpoint.peek()
+    assert checkpoint.load() is peeked and len(reads) == 1  # the run's own load takes the peeked state
+    assert checkpoint.load() == peeked and len(reads) == 2  # handed over once: a later load reads again

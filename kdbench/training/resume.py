@@ -63,13 +63,23 @@ class EpochCheckpoint:
         self.companions = dict(companions or {})
         self.disabled: str | None = None  # why this run keeps no checkpoint
         self._prepared: dict[str, int] = {}
+        self._peeked: dict[str, Any] | None = None  # read by `peek`, handed to the next `load`
 
     def mark_prepared(self, strategy: nn.Module | None) -> None:
         """Remember the strategy's attributes as `prepare` left them (what is reassigned later is state)."""
         self._prepared = {name: id(value) for name, value in vars(strategy).items()} if strategy is not None else {}
 
+    def peek(self) -> dict[str, Any] | None:
+        """`load`, kept for the next `load` (the run's own in `fit`): a caller that reads the kept epoch
+        before training (a tuning trial's counters and pruner) does not read the file twice."""
+        self._peeked = self.load()
+        return self._peeked
+
     def load(self) -> dict[str, Any] | None:
         """The stored state of this run, or None (no file, another run's, or unreadable: removed)."""
+        if self._peeked is not None:
+            state, self._peeked = self._peeked, None
+            return state
         if not self.path.is_file():
             return None
         try:

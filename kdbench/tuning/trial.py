@@ -183,7 +183,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 continue
             seed_start, seed_spent, seed_seconds = time.perf_counter(), spent, 0.0
             checkpoint = kept.seed_checkpoint(position) if kept is not None else None
-            if checkpoint is not None and (stored := checkpoint.load()) is not None:  # the epochs it kept
+            if checkpoint is not None and (stored := checkpoint.peek()) is not None:  # the epochs it kept
                 loop = stored["loop"]
                 spent += int(loop["epoch"])
                 seed_seconds = float(loop["train_seconds"]) + float(loop["eval_seconds"])
