@@ -34,7 +34,7 @@ from kdbench.errors import KdbenchError
 from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs, write_reports
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
-from kdbench.run.record import RunRecord, RunStore, missing_sections, stale_fields
+from kdbench.run.record import RunRecord, RunStore, missing_sections, stale_fields, without_per_user
 from kdbench.store.reading import DamagedFile
 from kdbench.tuning import read_summary
 
@@ -118,7 +118,8 @@ def _check_runs(store: RunStore, found: Verification) -> None:
 def _check_run(path: Path, record: RunRecord, found: Verification) -> None:
     """One parsed run: counted, its absolute folders and whether its identity is current."""
     found.runs += 1
-    for name, value in absolute_fields(record):
+    # the per-user sections hold numbers only (`check_record` saw to it): no folder to look for there
+    for name, value in absolute_fields(without_per_user(record)):
         fix = ("`python -m kdbench verify --drop-locations` drops it" if name == "config.data_path"
                and droppable(record) else "a dataset outside the catalogue: give it a relative --data-path")
         found.locations.append(f"{path}: {name} holds an absolute folder ('{value}'); {fix}")

@@ -45,7 +45,8 @@ time over scratch's mean.
 from __future__ import annotations
 
 import math
-from typing import Any
+from functools import lru_cache, partial
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,7 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
     catalogue.
     """
     rows = []
+    cost_of = lru_cache(maxsize=None)(partial(shape_cost, costs))  # a shape's cost, looked up once
     users = {dataset: dataset_groups(runs[runs["status"] == "ok"]) for dataset, runs in df.groupby("dataset")}
     groups = sorted(df.groupby(["dataset", "teacher", "student"], sort=True),
                     key=lambda item: (item[0][0], spec_key(item[0][1]), spec_key(item[0][2])))
@@ -106,7 +108,7 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
             scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
             group_rows = []
             for _, runs in runs_here.groupby("strategy", sort=True):
-                row = _strategy_row(runs, scratch, teacher_primary, teacher_params, costs, users[dataset])
+                row = _strategy_row(runs, scratch, teacher_primary, teacher_params, cost_of, users[dataset])
                 row["variant"] = variant
                 if variant == TUNED:
                     row |= _tuned_columns(row, runs["method"].iloc[0], dataset, defaults_means, tuning)
@@ -170,7 +172,7 @@ def _ranked(group: pd.DataFrame) -> pd.DataFrame:
 
 
 def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: float,
-                  teacher_params: float, costs: pd.DataFrame | None = None,
+                  teacher_params: float, cost_of: Callable[[str, str, str], dict[str, float]],
                   user_groups: pd.Series | None = None) -> dict[str, Any]:
     ok = runs[runs["status"] == "ok"]
     first = runs.iloc[0]
@@ -193,12 +195,13 @@ def _strategy_row(runs: pd.DataFrame, scratch: pd.DataFrame, teacher_primary: fl
     if untested:
         row.update(NO_TEST | dict.fromkeys(GROUP_COLUMNS, math.nan))
     else:
-        row.update(paired_tests(ok, scratch))
-        row.update(group_tests(ok, scratch, user_groups, user_tests))
+        paired = stats.pair_runs(ok, scratch)
+        row.update(_paired_columns(paired))
+        row.update(group_tests(paired, user_groups, user_tests))
     for column in ("params", "size_bytes", "train_s_per_epoch"):
         row[column] = ok[column].mean()
     row["compression_vs_teacher"] = ratio(teacher_params, row["params"])
-    row |= shape_cost(costs, row["dataset"], row["teacher"], row["model"])
+    row |= cost_of(row["dataset"], row["teacher"], row["model"])
     if not finite(row["throughput_users_per_s"]) and not is_compressed_shape(row["model"]):
         # a dense shape `kdbench cost` has not measured (a sequential one, or a student its teacher's
         # sitting lacks): from the runs themselves, median over seeds (per query for a sequential
@@ -240,30 +243,32 @@ def _training_cost(ok: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
 
 def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
     """The primary and secondary tests of one strategy's ok runs against scratch's (module docstring)."""
-    seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
-    out = NO_TEST | {"n_paired_seeds": len(seeds)}
-    if not seeds:
+    return _paired_columns(stats.pair_runs(runs, scratch))
+
+
+def _paired_columns(paired: stats.PairedRuns) -> dict[str, Any]:
+    out = NO_TEST | {"n_paired_seeds": len(paired.seeds)}
+    if not paired.seeds:
         return out
-    mine = runs.set_index("seed").loc[seeds]
-    base = scratch.set_index("seed").loc[seeds]
-    if all(u is not None for u in mine["per_user"]) and all(u is not None for u in base["per_user"]):
-        out |= user_tests(*stats.paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"]))))
-    if len(seeds) >= 2:
-        x, y = mine[PRIMARY_METRIC].to_numpy(float), base[PRIMARY_METRIC].to_numpy(float)
+    if paired.x is not None:
+        out |= user_tests(paired.x, paired.y)
+    if len(paired.seeds) >= 2:
+        x, y = paired.mine[PRIMARY_METRIC].to_numpy(float), paired.base[PRIMARY_METRIC].to_numpy(float)
         out["p_value_seeds"] = 1.0 if np.array_equal(x, y) else float(ttest_rel(x, y).pvalue)
     return out
 
 
-def user_tests(x: pd.DataFrame, y: pd.DataFrame) -> dict[str, Any]:
+def user_tests(x: pd.DataFrame | np.ndarray, y: pd.DataFrame | np.ndarray) -> dict[str, Any]:
     """The tests on paired seeds x users matrices (`stats.paired_matrices`): the users tested, the
     Wilcoxon test over users' seed means, and the seed-bounded mixed model's p, interval and
     variance parts (NaN without users)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     out = {key: NO_TEST[key] for key in USER_TEST_KEYS} | {"n_users_tested": x.shape[1]}
     if x.shape[1]:
-        users_x, users_y = x.mean(axis=0).to_numpy(), y.mean(axis=0).to_numpy()
+        users_x, users_y = x.mean(axis=0), y.mean(axis=0)
         out["p_value_vs_scratch"] = (1.0 if np.array_equal(users_x, users_y)
                                      else float(wilcoxon(users_x, users_y).pvalue))
-        result = stats.compare(x.to_numpy(), y.to_numpy(), CONFIDENCE, seed_bound=True)
+        result = stats.compare(x, y, CONFIDENCE, seed_bound=True)
         out |= {"p_value_mixed": float(result.p_value),
                 "rel_change_ci_low": float(result.ci_low) * 100,
                 "rel_change_ci_high": float(result.ci_high) * 100,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kdbench.evaluation.metrics import PRIMARY_METRIC
-from kdbench.report.stats import paired_matrices
+from kdbench.report.stats import PairedRuns
 
 LIGHT, MIDDLE, HEAVY = "light", "middle", "heavy"
 GROUPS = (LIGHT, HEAVY)  # the groups the leaderboard reports
@@ -69,29 +69,29 @@ def dataset_groups(runs: pd.DataFrame) -> pd.Series | None:
     return user_groups(counts[~counts.index.duplicated()].sort_index())
 
 
-def group_tests(runs: pd.DataFrame, scratch: pd.DataFrame, groups: pd.Series | None,
-                user_tests: Callable[[pd.DataFrame, pd.DataFrame], dict[str, Any]]) -> dict[str, Any]:
+def group_tests(paired: PairedRuns, groups: pd.Series | None,
+                user_tests: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> dict[str, Any]:
     """A strategy's group columns: `user_tests` (the main column's per-user tests) on the columns of
-    each group's users in the paired seeds x users matrices; the change is that of the mean over
-    those seeds and users. NaN without groups; NaN (0 users) where a paired run lacks its per-user
-    values or its users' counts."""
+    each group's users in the paired seeds x users matrices (`stats.pair_runs`); the change is that
+    of the mean over those seeds and users. NaN without groups; NaN (0 users) where a paired run
+    lacks its per-user values or its users' counts."""
     out: dict[str, Any] = {column: math.nan for column in GROUP_COLUMNS}
     if groups is None:
         return out
-    seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
-    mine, base = runs.set_index("seed").loc[seeds], scratch.set_index("seed").loc[seeds]
-    stored = [*mine["per_user"], *base["per_user"], *mine["train_interactions"], *base["train_interactions"]]
-    if not seeds or any(values is None for values in stored):
+    counts = [*paired.mine["train_interactions"], *paired.base["train_interactions"]]
+    if paired.x is None or any(values is None for values in counts):
         return out | {group_columns(group)[-1]: 0 for group in GROUPS}
-    x, y = paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"])))
+    users = paired.x.columns
+    labels = groups.to_numpy() if users.equals(groups.index) else groups.reindex(users).to_numpy()
+    x, y = paired.x.to_numpy(float), paired.y.to_numpy(float)
     for group in GROUPS:
         change, low, high, p_mixed, p_users, n_users = group_columns(group)
-        scored = x.columns.isin(groups.index[groups == group])
-        group_x, group_y = x.loc[:, scored], y.loc[:, scored]
+        scored = labels == group
+        group_x, group_y = x[:, scored], y[:, scored]
         tests = user_tests(group_x, group_y)
         out |= {low: tests["rel_change_ci_low"], high: tests["rel_change_ci_high"],
                 p_mixed: tests["p_value_mixed"], p_users: tests["p_value_vs_scratch"],
-                n_users: tests["n_users_tested"], change: _relative_change(group_x.to_numpy(), group_y.to_numpy())}
+                n_users: tests["n_users_tested"], change: _relative_change(group_x, group_y)}
     return out
 
 

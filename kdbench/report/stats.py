@@ -100,6 +100,29 @@ def paired_matrices(strategy: Mapping[Any, pd.Series], scratch: Mapping[Any, pd.
 
 
 @dataclass(frozen=True)
+class PairedRuns:
+    """A strategy's runs and scratch's on the seeds both have, each indexed by seed (sorted), and
+    their seeds x users matrices of the per-user values (`paired_matrices`; None where a run lacks
+    them). Built once per leaderboard row: its tests, overall and by user group, all read it."""
+
+    seeds: list
+    mine: pd.DataFrame
+    base: pd.DataFrame
+    x: pd.DataFrame | None
+    y: pd.DataFrame | None
+
+
+def pair_runs(runs: pd.DataFrame, scratch: pd.DataFrame) -> PairedRuns:
+    """`runs` and `scratch` (one row a run, with `seed` and `per_user`) paired by seed."""
+    seeds = sorted(set(runs["seed"]) & set(scratch["seed"]))
+    mine, base = runs.set_index("seed").loc[seeds], scratch.set_index("seed").loc[seeds]
+    x = y = None
+    if seeds and all(values is not None for values in [*mine["per_user"], *base["per_user"]]):
+        x, y = paired_matrices(dict(zip(seeds, mine["per_user"])), dict(zip(seeds, base["per_user"])))
+    return PairedRuns(seeds, mine, base, x, y)
+
+
+@dataclass(frozen=True)
 class MeanVariance:
     """The estimated variance of a matrix's grand mean under the crossed model, and its parts."""
 

@@ -37,7 +37,7 @@ def read_json(path: str | Path, advice: str = "") -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DamagedFile(path, f"not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})", advice) from None
-    if not text.strip():
+    if not text or text.isspace():  # not `strip()`: that copies megabytes of record to test for emptiness
         raise DamagedFile(path, "empty", advice)
     try:
         return json.loads(text)
