@@ -126,3 +126,20 @@ def test_each_run_file_is_read_once(capsys, results, monkeypatch):
     assert code == 0, out
     runs = sorted(RunStore(results).files())
     assert len(runs) == 4 and sorted(reads) == runs
+
+
+def test_runs_checked_in_reading_processes_give_the_same_verdict(capsys, results, monkeypatch):
+    """Above `PARALLEL_READ_BYTES` the records are read, and checked, by worker processes: the
+    findings made there (a stale run, every file counted) come back whole."""
+    import kdbench.report.load as load_module
+
+    path = next(RunStore(results).runs.rglob("kd/seed0.json"))
+    record = json.loads(path.read_text())
+    record["config"]["strategy_code"] = "0" * 12
+    path.write_text(json.dumps(record))
+    alone = verify(capsys, results)
+    monkeypatch.setattr(load_module, "_readers", lambda total_bytes: 2)
+    shared = verify(capsys, results)
+    assert shared == alone
+    assert f"stale: {path}: made with other strategy_code than the current code gives" in shared[1]
+    assert shared[1].strip().endswith("4 run file(s) parse, 1 stale, 0 error(s); leaderboards match report")

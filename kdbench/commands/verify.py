@@ -17,8 +17,10 @@
   depend on the matplotlib build).
 
 A leaderboard's run files are read once: checked as its rebuild reads them (a real catalogue's
-record holds megabytes of per-user JSON, and parsing them three times was most of `verify`'s time);
-the reproduction's few runs are read by the check and again by its report.
+record holds megabytes of per-user JSON, and parsing them three times was most of `verify`'s time),
+by worker processes above `report.load.PARALLEL_READ_BYTES` (each checks the records it reads,
+`_run_findings`); the rebuilt texts are compared in memory, nothing is written. The reproduction's
+few runs are read by the check and again by its report.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from kdbench.run.cells import cell_from_record
 from kdbench.report.data_share import DATA_SHARE_FOLDER
 from kdbench.errors import KdbenchError
 from kdbench.run.locations import absolute_fields, droppable
-from kdbench.report import load_costs, write_reports
+from kdbench.report import load_costs
+from kdbench.report.leaderboard import build_leaderboard
+from kdbench.report.write import leaderboard_texts, stored_invocation
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
 from kdbench.run.record import RunRecord, RunStore, missing_sections, stale_fields, without_per_user
 from kdbench.store.reading import DamagedFile
@@ -49,6 +53,12 @@ class Verification:
     stale: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     locations: list[str] = field(default_factory=list)  # 'path: field holds an absolute folder ...'
+
+    def absorb(self, other: "Verification") -> None:
+        """Add another check's runs and findings to these."""
+        self.runs += other.runs
+        for name in ("errors", "stale", "notes", "locations"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 def run_roots(results_dir: str | Path) -> list[Path]:
@@ -151,32 +161,35 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> b
             found.notes.append(f"no leaderboard{suffix} beside the runs under {runs_dir / 'runs'} "
                                f"(`python -m kdbench report{' --quick' if quick else ''}` writes it)")
         return False
+    try:
+        board = build_leaderboard(runs_dir, stored_invocation(results_dir, quick), quick, inspect=_run_findings)
+    except DamagedFile as exc:
+        if exc.path not in RunStore(runs_dir).files():  # not a run file: the error says it
+            raise
+        return False
     seen = Verification()
-    with tempfile.TemporaryDirectory(prefix="kdbench-verify-") as scratch:
-        meta = results_dir / f"leaderboard{suffix}.meta.json"
-        if meta.is_file():
-            shutil.copyfile(meta, Path(scratch) / meta.name)
-        try:
-            write_reports(runs_dir, scratch, quick=quick, plot=False,
-                          visit=lambda path, record: _check_run(path, record, seen))
-        except DamagedFile as exc:
-            if exc.path not in RunStore(runs_dir).files():  # not a run file: the error says it
-                raise
-            return False
-        if len(present) < len(stored):
-            missing = sorted(set(stored) - set(present))
-            seen.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
-        for kind in present:
-            expected = (Path(scratch) / stored[kind].name).read_bytes()
-            actual = stored[kind].read_bytes()
-            if actual != expected:
-                seen.errors.append(f"{stored[kind]} differs from what `report` writes now "
-                                   f"({_first_difference(actual, expected)}); run `python -m kdbench "
-                                   f"report{' --quick' if quick else ''}`")
-    found.runs += seen.runs
-    for name in ("errors", "stale", "notes", "locations"):
-        getattr(found, name).extend(getattr(seen, name))
+    for findings in board.inspected:
+        seen.absorb(findings)
+    if len(present) < len(stored):
+        missing = sorted(set(stored) - set(present))
+        seen.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
+    texts = leaderboard_texts(board)
+    for kind in present:
+        expected = texts[stored[kind].name].encode("utf-8")
+        actual = stored[kind].read_bytes()
+        if actual != expected:
+            seen.errors.append(f"{stored[kind]} differs from what `report` writes now "
+                               f"({_first_difference(actual, expected)}); run `python -m kdbench "
+                               f"report{' --quick' if quick else ''}`")
+    found.absorb(seen)
     return True
+
+
+def _run_findings(path: Path, record: RunRecord) -> Verification:
+    """`_check_run`'s findings on one record, on their own (made where the record is read)."""
+    findings = Verification()
+    _check_run(path, record, findings)
+    return findings
 
 
 def _first_difference(actual: bytes, expected: bytes) -> str:

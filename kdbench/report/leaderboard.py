@@ -18,11 +18,11 @@ import pandas as pd
 from kdbench.report.aggregation import aggregate
 from kdbench.report.compute import compute_table
 from kdbench.report.cross_dataset import CrossDataset, cross_dataset
-from kdbench.report.load import ENVIRONMENT, load_costs, load_runs, load_tuning
+from kdbench.report.load import ENVIRONMENT, load_costs, load_tuning, read_runs
 from kdbench.report.teachers import teacher_choices
 from kdbench.report.tables import compression_curves, detectable_effects, inference_table, speedups
 from kdbench.report.values import sig
-from kdbench.run.record import RunRecord, without_per_user
+from kdbench.run.record import RunRecord
 
 INTEGER_COLUMNS = ("n_seeds", "n_failed", "n_paired_seeds", "n_users_tested", "params", "size_bytes",
                    "tuning_trials", "tuning_budget", "tuning_epochs_spent", "rank_low", "rank_high")
@@ -47,26 +47,22 @@ class Leaderboard:
     # each stored run's record without its per-user sections (`without_per_user`), by file, in
     # `runs`' order: what the page shows of a run, read with `runs` rather than again
     records: tuple[tuple[Path, RunRecord], ...] = ()
+    inspected: tuple[Any, ...] = ()  # what `build_leaderboard`'s `inspect` made of each record, likewise
 
 
 def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = False,
-                      visit: Callable[[Path, RunRecord], None] | None = None) -> Leaderboard:
+                      inspect: Callable[[Path, RunRecord], Any] | None = None) -> Leaderboard:
     """The leaderboard of the runs under `runs_dir` (with its `cost/` and `tuning/`); `meta` is the
-    invocation that produced them ({'command', 'wall_seconds'}); `visit` as in `load_runs`."""
-    records = []
-
-    def keep(path: Path, record: RunRecord) -> None:
-        records.append((path, without_per_user(record)))
-        if visit is not None:
-            visit(path, record)
-
-    runs = load_runs(runs_dir, visit=keep)
+    invocation that produced them ({'command', 'wall_seconds'}); `inspect` as in `read_runs`."""
+    stored = read_runs(runs_dir, inspect)
+    runs = stored.table
     costs = load_costs(runs_dir)
     table = aggregate(runs, load_tuning(runs_dir), costs)
     return Leaderboard(quick=quick, header=leaderboard_header(runs, meta, quick, runs_dir), runs=runs, table=table,
                        rows=rounded(table), effects=detectable_effects(table), shapes=inference_table(costs),
                        ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir),
-                       compute=compute_table(runs), cross=tuple(cross_dataset(table, runs)), records=tuple(records))
+                       compute=compute_table(runs), cross=tuple(cross_dataset(table, runs)), records=stored.records,
+                       inspected=stored.inspected)
 
 
 def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool,

@@ -6,6 +6,11 @@ A damaged file stops here (`DamagedFile`, naming it), before anything is written
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +20,9 @@ import pandas as pd
 from kdbench.evaluation.beyond import BEYOND_METRICS
 from kdbench.run.inference_cost import check_cost
 from kdbench.evaluation.metrics import PRIMARY_METRIC
-from kdbench.run.record import DEFAULTS, FLAT_FIELDS, METRICS, RunRecord, RunStore, dataset_label, record_protocol
+from kdbench.run.record import (
+    DEFAULTS, FLAT_FIELDS, METRICS, RunRecord, RunStore, dataset_label, record_protocol, without_per_user,
+)
 from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 
 # One row per stored run: the record's flat fields (`record.FLAT_FIELDS`), and the beyond-accuracy
@@ -31,7 +38,28 @@ COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it a
 TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", "budget_unit", "epochs_spent"]
 
 
-def load_runs(runs_dir: str | Path, visit: Callable[[Path, RunRecord], None] | None = None) -> pd.DataFrame:
+# Reading the run files is most of a report's time on a real catalogue (megabytes of per-user JSON
+# a record, 300 MB for 1,250 runs); above this many bytes it is split over worker processes.
+PARALLEL_READ_BYTES = 64 * 2**20
+MAX_READERS = 4
+RUN_COLUMNS = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
+               "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
+               "per_user", "train_interactions", "teacher_trained_further", "teacher_learning_rate",
+               "teacher_weight_decay", *(f"env_{k}" for k in ENVIRONMENT)]
+
+
+@dataclass(frozen=True)
+class StoredRuns:
+    """What `read_runs` read: the table of runs (`load_runs`), each record without its per-user
+    sections (`without_per_user`: what the web page shows of a run) and what `inspect` made of each
+    whole record, both by file in the table's order."""
+
+    table: pd.DataFrame
+    records: tuple[tuple[Path, RunRecord], ...]
+    inspected: tuple[Any, ...]
+
+
+def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     """Every stored run under `runs_dir/runs/`, one row each, failed ones included.
 
     `status` is 'ok' or 'failed' (with `error`); a failed run has no metrics or costs (NaN).
@@ -39,21 +67,64 @@ def load_runs(runs_dir: str | Path, visit: Callable[[Path, RunRecord], None] | N
     `train_interactions` the test users' training interactions likewise (None in older records).
     `strategy` is the run's label (`rrd`, or `rrd@K=20` for overridden hyperparameters), the unit
     the leaderboard compares; `method` is the bare strategy name.
-    `visit(path, record)` is called with each whole record as it is read (a record file takes
-    megabytes of JSON: whoever else needs the records reads them here, once).
+    """
+    return read_runs(runs_dir).table
+
+
+def read_runs(runs_dir: str | Path, inspect: Callable[[Path, RunRecord], Any] | None = None,
+              workers: int | None = None) -> StoredRuns:
+    """`load_runs`' table, and what else a reader takes from the whole records, each read once.
+
+    `inspect(path, record)` sees each whole record (checked, `RunStore.load`) where it is read, and
+    its result comes back in `inspected`: a module-level function with a picklable result, since
+    the files may be read by `workers` processes (None: one per core up to `MAX_READERS` above
+    `PARALLEL_READ_BYTES`, else this process alone), forked so that they start with what this one
+    imported. A damaged file stops the read (`DamagedFile`, naming it), whichever process found it.
     """
     store = RunStore(runs_dir)
-    rows = []
-    for path in store.files():
+    paths = store.files()
+    sizes = [path.stat().st_size for path in paths]
+    readers = _readers(sum(sizes)) if workers is None else workers
+    if readers > 1 and len(paths) > 1:
+        chunks = _contiguous_chunks(paths, sizes, 4 * readers)  # several each: one slow chunk waits less
+        with ProcessPoolExecutor(readers, mp_context=multiprocessing.get_context("fork")) as pool:
+            read = [item for part in pool.map(partial(_read_files, Path(runs_dir), inspect=inspect), chunks)
+                    for item in part]
+    else:
+        read = _read_files(Path(runs_dir), paths, inspect)
+    return StoredRuns(table=pd.DataFrame([row for row, _, _ in read], columns=RUN_COLUMNS),
+                      records=tuple((path, slim) for path, (_, slim, _) in zip(paths, read)),
+                      inspected=tuple(found for _, _, found in read) if inspect is not None else ())
+
+
+def _read_files(runs_dir: Path, paths: list[Path], inspect: Callable[[Path, RunRecord], Any] | None
+                ) -> list[tuple[dict[str, Any], RunRecord, Any]]:
+    store = RunStore(runs_dir)
+    read = []
+    for path in paths:
         record = store.load(path)
-        if visit is not None:
-            visit(path, record)
-        rows.append(_flatten(record))
-    columns = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
-               "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
-               "per_user", "train_interactions", "teacher_trained_further", "teacher_learning_rate",
-               "teacher_weight_decay", *(f"env_{k}" for k in ENVIRONMENT)]
-    return pd.DataFrame(rows, columns=columns)
+        read.append((_flatten(record), without_per_user(record), inspect(path, record) if inspect else None))
+    return read
+
+
+def _readers(total_bytes: int) -> int:
+    """How many processes read `total_bytes` of run files: 1 below `PARALLEL_READ_BYTES`, where fork
+    is not available, or inside a daemonic process (which may not start any)."""
+    if (total_bytes < PARALLEL_READ_BYTES or "fork" not in multiprocessing.get_all_start_methods()
+            or multiprocessing.current_process().daemon):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, MAX_READERS)
+
+
+def _contiguous_chunks(paths: list[Path], sizes: list[int], count: int) -> list[list[Path]]:
+    """`paths` cut, in order, into at most `count` runs of about equal bytes: a file goes to the
+    chunk its first byte falls in when the total is cut into `count` equal parts."""
+    starts = np.cumsum([0, *sizes[:-1]])
+    chunks: dict[int, list[Path]] = {}
+    for path, part in zip(paths, starts * count // max(sum(sizes), 1)):
+        chunks.setdefault(int(part), []).append(path)
+    return list(chunks.values())
 
 
 def _flatten(record: dict[str, Any]) -> dict[str, Any]:

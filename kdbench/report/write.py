@@ -18,7 +18,6 @@ from kdbench.report.leaderboard import Leaderboard, build_leaderboard
 from kdbench.report.markdown import render_markdown_page
 from kdbench.report.page import PAGE_NAME, render_page
 from kdbench.report.plots import plot_compression, plot_pareto
-from kdbench.run.record import RunRecord
 from kdbench.store.reading import read_mapping
 
 META_ADVICE = "restore it or delete it (the leaderboard header then omits the command)"
@@ -55,40 +54,60 @@ OUTPUTS = (
 
 
 def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False,
-                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True,
-                  visit: Callable[[Path, RunRecord], None] | None = None) -> list[Path]:
+                  command: str | None = None, wall_seconds: float | None = None, plot: bool = True) -> list[Path]:
     """Write leaderboard.md/.csv/.json, pareto.png and compression.png (the `-quick` set with `quick=True`).
 
     Inference costs come from `runs_dir/cost/` (`kdbench cost`); without them those columns are empty.
-    `plot=False` leaves the PNGs out (for `verify`, which compares the text files only); `visit`
-    sees each stored run record as it is read (`load_runs`: `verify` checks them there).
-    `command` and `wall_seconds` describe the invocation that produced the runs; given, they are
-    stored in `leaderboard[-quick].meta.json`, and when absent (as from `kdbench report`) they are
-    read back from it, so a rebuild from the same runs gives the same files.
+    `plot=False` leaves the PNGs out. `command` and `wall_seconds` describe the invocation that
+    produced the runs; given, they are stored in `leaderboard[-quick].meta.json`, and when absent (as
+    from `kdbench report`) they are read back from it, so a rebuild from the same runs gives the
+    same files.
 
     Every input is read and every text rendered before anything is written, and the files are
     replaced together (`atomic.atomic_paths`): a failure leaves the previous leaderboard whole,
     never half of a new one.
     """
     out_dir = Path(out_dir)
-    suffix = "-quick" if quick else ""
-    meta_path = out_dir / f"leaderboard{suffix}.meta.json"
+    meta_path = _meta_path(out_dir, quick)
     given = command is not None or wall_seconds is not None
     meta = _invocation(meta_path, command, wall_seconds)
-    board = build_leaderboard(runs_dir, meta, quick, visit=visit)
-    outputs = [output for output in OUTPUTS if (plot or output.figure is None) and not (quick and output.full_only)
-               and (output.when is None or output.when(board))]
-    texts = {output.key: output.text(board) for output in outputs if output.text is not None}
-    paths = [out_dir / output.name.format(suffix=suffix) for output in outputs]
+    board = build_leaderboard(runs_dir, meta, quick)
+    outputs = _outputs(board, plot)
+    texts = leaderboard_texts(board)
+    paths = [out_dir / _name(output, quick) for output in outputs]
     with atomic.atomic_paths(paths + ([meta_path] if given else [])) as temps:
         for output, tmp in zip(outputs, temps):
             if output.text is not None:
-                tmp.write_text(texts[output.key])
+                tmp.write_bytes(texts[_name(output, quick)].encode("utf-8"))
             else:
                 output.figure(board, tmp)
         if given:
             temps[-1].write_text(atomic.dumps(meta))
     return paths + ([meta_path] if meta_path.is_file() else [])
+
+
+def leaderboard_texts(board: Leaderboard) -> dict[str, str]:
+    """The leaderboard's text files (Markdown, CSV, JSON, the web page), by file name: what
+    `write_reports` writes of `board` (UTF-8), and what `verify` compares with the stored files."""
+    return {_name(output, board.quick): output.text(board) for output in _outputs(board, plot=False)}
+
+
+def stored_invocation(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
+    """The invocation stored beside the leaderboard in `out_dir` (`leaderboard[-quick].meta.json`)."""
+    return _invocation(_meta_path(Path(out_dir), quick), None, None)
+
+
+def _outputs(board: Leaderboard, plot: bool) -> list[Output]:
+    return [output for output in OUTPUTS if (plot or output.figure is None) and not (board.quick and output.full_only)
+            and (output.when is None or output.when(board))]
+
+
+def _name(output: Output, quick: bool) -> str:
+    return output.name.format(suffix="-quick" if quick else "")
+
+
+def _meta_path(out_dir: Path, quick: bool) -> Path:
+    return out_dir / f"leaderboard{'-quick' if quick else ''}.meta.json"
 
 
 def _invocation(meta_path: Path, command: str | None, wall_seconds: float | None) -> dict[str, Any]:

@@ -23,7 +23,11 @@ class DamagedFile(KdbenchError):
     def __init__(self, path: str | Path, problem: str, advice: str = ""):
         self.path = Path(path)
         self.problem = problem
+        self.advice = advice
         super().__init__(f"damaged file {path}: {problem}" + (f"; {advice}" if advice else ""))
+
+    def __reduce__(self):  # raised in a reading process (`report.load.read_runs`), re-raised here whole
+        return type(self), (self.path, self.problem, self.advice)
 
 
 def read_json(path: str | Path, advice: str = "") -> Any:

@@ -1,0 +1,71 @@
+"""Reading the run files in worker processes (`report.load.read_runs`) gives what one process reads:
+the same table, records and inspections, in file order, and the same error on a damaged file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kdbench.report.load import _contiguous_chunks, read_runs
+from kdbench.run.record import RunStore
+from kdbench.store.reading import DamagedFile
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "ml-100k" / "BPR-64_to_BPR-5"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """The committed ml-100k BPR 64 -> 5 runs of a few strategies (defaults and tuned; 5 seeds a student)."""
+    root = tmp_path_factory.mktemp("read") / "results"
+    for label in ("scratch", "kd", "rrd@tuned", "teacher"):
+        shutil.copytree(COMMITTED / label, root / "runs" / "ml-100k" / "BPR-64_to_BPR-5" / label)
+    return root
+
+
+def seed_and_users(path: Path, record: dict) -> tuple[str, int, int]:
+    """An inspection: module level, as a reading process is handed it by reference."""
+    return path.name, record["seed"], len(record["per_user"]["user_ids"])
+
+
+def test_worker_processes_read_what_one_process_reads_in_file_order(results):
+    alone = read_runs(results, inspect=seed_and_users, workers=1)
+    shared = read_runs(results, inspect=seed_and_users, workers=2)
+    files = RunStore(results).files()
+    assert len(files) == len(alone.table) >= 10
+    assert [path for path, _ in shared.records] == [path for path, _ in alone.records] == files
+    assert [record for _, record in shared.records] == [record for _, record in alone.records]
+    assert "per_user" not in shared.records[0][1] and "test_users" not in shared.records[0][1]
+    assert shared.inspected == alone.inspected == tuple(
+        (path.name, json.loads(path.read_text())["seed"], 943) for path in files)
+    plain = [column for column in alone.table.columns if column not in ("per_user", "train_interactions")]
+    pd.testing.assert_frame_equal(shared.table[plain], alone.table[plain])
+    for column in ("per_user", "train_interactions"):
+        for mine, theirs in zip(shared.table[column], alone.table[column]):
+            pd.testing.assert_series_equal(mine, theirs)
+
+
+def test_a_damaged_file_found_by_a_worker_stops_the_read_naming_it(results, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    damaged = RunStore(copy).files()[-1]
+    damaged.write_text(damaged.read_text()[:1000])
+    with pytest.raises(DamagedFile) as error:
+        read_runs(copy, workers=2)
+    assert error.value.path == damaged
+    assert "not valid JSON" in str(error.value) and "truncated?" in str(error.value)
+
+
+def test_chunks_keep_the_file_order_and_split_the_bytes_evenly():
+    paths = [Path(f"f{i}") for i in range(10)]
+    sizes = [5, 5, 5, 5, 100, 5, 5, 5, 5, 60]
+    chunks = _contiguous_chunks(paths, sizes, 4)
+    assert [path for chunk in chunks for path in chunk] == paths
+    assert len(chunks) <= 4
+    # a file goes where its first byte falls (quarters of 200 bytes): the 100-byte one starts at 20
+    assert chunks == [paths[:5], paths[5:]]
+    assert _contiguous_chunks(paths, [1] * 10, 4) == [paths[:3], paths[3:5], paths[5:8], paths[8:]]
+    assert _contiguous_chunks(paths[:1], sizes[:1], 4) == [paths[:1]]
