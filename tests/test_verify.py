@@ -138,7 +138,7 @@ def test_runs_checked_in_reading_processes_give_the_same_verdict(capsys, results
     record["config"]["strategy_code"] = "0" * 12
     path.write_text(json.dumps(record))
     alone = verify(capsys, results)
-    monkeypatch.setattr(load_module, "_readers", lambda total_bytes: 2)
+    monkeypatch.setattr(load_module, "worker_count", lambda work, threshold: 2)
     shared = verify(capsys, results)
     assert shared == alone
     assert f"stale: {path}: made with other strategy_code than the current code gives" in shared[1]

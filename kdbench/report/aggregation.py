@@ -55,6 +55,7 @@ from scipy.stats import ttest_rel, wilcoxon
 from kdbench.report import stats
 from kdbench.evaluation.beyond import BEYOND_METRICS
 from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.report.forked import forked_map, worker_count
 from kdbench.report.groups import GROUP_COLUMNS, dataset_groups, group_tests
 from kdbench.report.ranking import ranking_columns
 from kdbench.report.schema import (
@@ -72,6 +73,9 @@ NO_TEST: dict[str, Any] = {
     "p_value_vs_scratch": math.nan, "p_value_seeds": math.nan, "n_paired_seeds": 0, "n_users_tested": 0,
     "diff_var_seed": math.nan, "diff_var_user": math.nan, "diff_var_residual": math.nan,
 }
+# Above this many per-user values over the runs (and with several datasets), the datasets' tables
+# are computed by worker processes (`forked`): a real catalogue's tests and rank bootstrap take seconds.
+PARALLEL_AGGREGATE_VALUES = 2_000_000
 USER_TEST_KEYS = ("n_users_tested", "p_value_vs_scratch", "p_value_mixed", "rel_change_ci_low", "rel_change_ci_high",
                   "diff_var_seed", "diff_var_user", "diff_var_residual")  # what `user_tests` gives
 
@@ -89,36 +93,56 @@ def aggregate(df: pd.DataFrame, tuning: pd.DataFrame | None = None, costs: pd.Da
     trial budget, `costs` (from `load_costs`) each row its model's inference cost at the dataset's
     catalogue.
     """
-    rows = []
-    cost_of = lru_cache(maxsize=None)(partial(shape_cost, costs))  # a shape's cost, looked up once
     users = {dataset: dataset_groups(runs[runs["status"] == "ok"]) for dataset, runs in df.groupby("dataset")}
     groups = sorted(df.groupby(["dataset", "teacher", "student"], sort=True),
                     key=lambda item: (item[0][0], spec_key(item[0][1]), spec_key(item[0][2])))
-    for (dataset, _, _), cell in groups:
-        ok = cell[cell["status"] == "ok"]
-        teacher_runs = ok[ok["method"] == TEACHER]
-        teacher_primary = first_valid(teacher_runs[PRIMARY_METRIC].mean(), ok[TEACHER_PRIMARY].mean())
-        teacher_params = teacher_runs["params"].mean()
-        students = cell[cell["method"] != TEACHER]
-        variants = sorted(set(students["variant"]), key=lambda v: (v != TUNED, v)) or [DEFAULTS]
-        defaults_means = (ok[(ok["variant"] == DEFAULTS) & (ok["method"] != TEACHER)]
-                          .groupby("method")[PRIMARY_METRIC].mean())
-        for variant in variants:
-            runs_here = pd.concat([cell[cell["method"] == TEACHER], students[students["variant"] == variant]])
-            scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
-            group_rows = []
-            for _, runs in runs_here.groupby("strategy", sort=True):
-                row = _strategy_row(runs, scratch, teacher_primary, teacher_params, cost_of, users[dataset])
-                row["variant"] = variant
-                if variant == TUNED:
-                    row |= _tuned_columns(row, runs["method"].iloc[0], dataset, defaults_means, tuning)
-                group_rows.append(row)
-            table_runs = students[(students["variant"] == variant) & (students["status"] == "ok")]
-            rows.append(ranking_columns(_ranked(pd.DataFrame(group_rows)), table_runs))
+    # one task a dataset (its tables share its users and bootstrap draws), in table order
+    tasks = [[index for index, ((name, _, _), _) in enumerate(groups) if name == dataset]
+             for dataset in dict.fromkeys(key[0] for key, _ in groups)]
+    per_user = sum(len(values) for values in df["per_user"] if values is not None) if "per_user" in df else 0
+    workers = worker_count(per_user if len(tasks) > 1 else 0, PARALLEL_AGGREGATE_VALUES)
+    rows = [table for part in forked_map(_dataset_tables, tasks, workers, shared=(groups, users, tuning, costs))
+            for table in part]
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     result = pd.concat(rows, ignore_index=True)
     return result.reindex(columns=list(COLUMNS)).reset_index(drop=True)
+
+
+def _dataset_tables(shared: tuple, indices: list[int]) -> list[pd.DataFrame]:
+    """The tables (`_pairing_tables`) of the groups `indices` of `aggregate`'s `groups`."""
+    groups, users, tuning, costs = shared
+    cost_of = lru_cache(maxsize=None)(partial(shape_cost, costs))  # a shape's cost, looked up once
+    return [table for index in indices
+            for table in _pairing_tables(groups[index][1], users[groups[index][0][0]], tuning, cost_of)]
+
+
+def _pairing_tables(cell: pd.DataFrame, users: pd.Series | None, tuning: pd.DataFrame | None,
+                    cost_of: Callable[[str, str, str], dict[str, float]]) -> list[pd.DataFrame]:
+    """One (dataset, teacher, student)'s tables, one a variant, tuned first: rows ranked and tested."""
+    tables = []
+    dataset = cell["dataset"].iloc[0]
+    ok = cell[cell["status"] == "ok"]
+    teacher_runs = ok[ok["method"] == TEACHER]
+    teacher_primary = first_valid(teacher_runs[PRIMARY_METRIC].mean(), ok[TEACHER_PRIMARY].mean())
+    teacher_params = teacher_runs["params"].mean()
+    students = cell[cell["method"] != TEACHER]
+    variants = sorted(set(students["variant"]), key=lambda v: (v != TUNED, v)) or [DEFAULTS]
+    defaults_means = (ok[(ok["variant"] == DEFAULTS) & (ok["method"] != TEACHER)]
+                      .groupby("method")[PRIMARY_METRIC].mean())
+    for variant in variants:
+        runs_here = pd.concat([cell[cell["method"] == TEACHER], students[students["variant"] == variant]])
+        scratch = ok[(ok["method"] == SCRATCH) & (ok["variant"] == variant)]
+        group_rows = []
+        for _, runs in runs_here.groupby("strategy", sort=True):
+            row = _strategy_row(runs, scratch, teacher_primary, teacher_params, cost_of, users)
+            row["variant"] = variant
+            if variant == TUNED:
+                row |= _tuned_columns(row, runs["method"].iloc[0], dataset, defaults_means, tuning)
+            group_rows.append(row)
+        table_runs = students[(students["variant"] == variant) & (students["status"] == "ok")]
+        tables.append(ranking_columns(_ranked(pd.DataFrame(group_rows)), table_runs))
+    return tables
 
 
 def _tuned_columns(row: dict[str, Any], method: str, dataset: str, defaults_means: pd.Series,

@@ -6,11 +6,7 @@ A damaged file stops here (`DamagedFile`, naming it), before anything is written
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +16,7 @@ import pandas as pd
 from kdbench.evaluation.beyond import BEYOND_METRICS
 from kdbench.run.inference_cost import check_cost
 from kdbench.evaluation.metrics import PRIMARY_METRIC
+from kdbench.report.forked import forked_map, worker_count
 from kdbench.run.record import (
     DEFAULTS, FLAT_FIELDS, METRICS, RunRecord, RunStore, dataset_label, record_protocol, without_per_user,
 )
@@ -41,7 +38,6 @@ TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", 
 # Reading the run files is most of a report's time on a real catalogue (megabytes of per-user JSON
 # a record, 300 MB for 1,250 runs); above this many bytes it is split over worker processes.
 PARALLEL_READ_BYTES = 64 * 2**20
-MAX_READERS = 4
 RUN_COLUMNS = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
                "per_user", "train_interactions", "teacher_trained_further", "teacher_learning_rate",
@@ -76,45 +72,33 @@ def read_runs(runs_dir: str | Path, inspect: Callable[[Path, RunRecord], Any] | 
     """`load_runs`' table, and what else a reader takes from the whole records, each read once.
 
     `inspect(path, record)` sees each whole record (checked, `RunStore.load`) where it is read, and
-    its result comes back in `inspected`: a module-level function with a picklable result, since
-    the files may be read by `workers` processes (None: one per core up to `MAX_READERS` above
-    `PARALLEL_READ_BYTES`, else this process alone), forked so that they start with what this one
-    imported. A damaged file stops the read (`DamagedFile`, naming it), whichever process found it.
+    its result (picklable) comes back in `inspected`. The files are read by `workers` processes
+    (None: `forked.worker_count` of their bytes against `PARALLEL_READ_BYTES`), each a run of
+    consecutive files. A damaged file stops the read (`DamagedFile`, naming it), whichever process
+    found it.
     """
     store = RunStore(runs_dir)
     paths = store.files()
     sizes = [path.stat().st_size for path in paths]
-    readers = _readers(sum(sizes)) if workers is None else workers
-    if readers > 1 and len(paths) > 1:
-        chunks = _contiguous_chunks(paths, sizes, 4 * readers)  # several each: one slow chunk waits less
-        with ProcessPoolExecutor(readers, mp_context=multiprocessing.get_context("fork")) as pool:
-            read = [item for part in pool.map(partial(_read_files, Path(runs_dir), inspect=inspect), chunks)
-                    for item in part]
-    else:
-        read = _read_files(Path(runs_dir), paths, inspect)
+    readers = worker_count(sum(sizes), PARALLEL_READ_BYTES) if workers is None else workers
+    # several chunks a reader, so that one slow chunk keeps the others waiting less
+    chunks = _contiguous_chunks(paths, sizes, 4 * readers) if readers > 1 else [paths]
+    read = [item for part in forked_map(_read_files, chunks, readers, shared=(Path(runs_dir), inspect))
+            for item in part]
     return StoredRuns(table=pd.DataFrame([row for row, _, _ in read], columns=RUN_COLUMNS),
                       records=tuple((path, slim) for path, (_, slim, _) in zip(paths, read)),
                       inspected=tuple(found for _, _, found in read) if inspect is not None else ())
 
 
-def _read_files(runs_dir: Path, paths: list[Path], inspect: Callable[[Path, RunRecord], Any] | None
+def _read_files(shared: tuple[Path, Callable[[Path, RunRecord], Any] | None], paths: list[Path]
                 ) -> list[tuple[dict[str, Any], RunRecord, Any]]:
+    runs_dir, inspect = shared
     store = RunStore(runs_dir)
     read = []
     for path in paths:
         record = store.load(path)
         read.append((_flatten(record), without_per_user(record), inspect(path, record) if inspect else None))
     return read
-
-
-def _readers(total_bytes: int) -> int:
-    """How many processes read `total_bytes` of run files: 1 below `PARALLEL_READ_BYTES`, where fork
-    is not available, or inside a daemonic process (which may not start any)."""
-    if (total_bytes < PARALLEL_READ_BYTES or "fork" not in multiprocessing.get_all_start_methods()
-            or multiprocessing.current_process().daemon):
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, MAX_READERS)
 
 
 def _contiguous_chunks(paths: list[Path], sizes: list[int], count: int) -> list[list[Path]]:

@@ -1,16 +1,21 @@
-"""Reading the run files in worker processes (`report.load.read_runs`) gives what one process reads:
-the same table, records and inspections, in file order, and the same error on a damaged file."""
+"""A report's work split over forked processes (`report.forked`) gives what one process gives: the
+run files read (`load.read_runs`: the same table, records and inspections, in file order, and the
+same error on a damaged file) and the tables computed (`aggregation.aggregate`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_cross_dataset import DENSE, SPARSE, write_runs
 
-from kdbench.report.load import _contiguous_chunks, read_runs
+import kdbench.report.aggregation as aggregation
+from kdbench.report.forked import forked_map
+from kdbench.report.load import _contiguous_chunks, load_runs, read_runs
 from kdbench.run.record import RunStore
 from kdbench.store.reading import DamagedFile
 
@@ -27,7 +32,7 @@ def results(tmp_path_factory):
 
 
 def seed_and_users(path: Path, record: dict) -> tuple[str, int, int]:
-    """An inspection: module level, as a reading process is handed it by reference."""
+    """An inspection: what it returns crosses back from the reading processes."""
     return path.name, record["seed"], len(record["per_user"]["user_ids"])
 
 
@@ -69,3 +74,29 @@ def test_chunks_keep_the_file_order_and_split_the_bytes_evenly():
     assert chunks == [paths[:5], paths[5:]]
     assert _contiguous_chunks(paths, [1] * 10, 4) == [paths[:3], paths[3:5], paths[5:8], paths[8:]]
     assert _contiguous_chunks(paths[:1], sizes[:1], 4) == [paths[:1]]
+
+
+def test_the_datasets_tables_computed_by_worker_processes_equal_one_process(tmp_path, monkeypatch):
+    write_runs(tmp_path, (*SPARSE, DENSE))
+    runs = load_runs(tmp_path)
+    alone = aggregation.aggregate(runs)
+    monkeypatch.setattr(aggregation, "worker_count", lambda work, threshold: 2)
+    shared = aggregation.aggregate(runs)
+    assert list(shared["dataset"].unique()) == sorted((*SPARSE, DENSE))
+    pd.testing.assert_frame_equal(shared, alone)
+
+
+def add(shared: int, task: int) -> tuple[int, int]:
+    return shared + task, os.getpid()
+
+
+def call_shared(shared, task):
+    return shared(task)
+
+
+def test_forked_map_keeps_the_task_order_and_hands_the_shared_input_over_unpickled():
+    results = forked_map(add, list(range(8)), workers=2, shared=100)
+    assert [value for value, _ in results] == list(range(100, 108))
+    assert os.getpid() not in {pid for _, pid in results}  # done by the workers
+    square = lambda task: task * task  # noqa: E731  (a lambda cannot be pickled: the workers inherit it)
+    assert forked_map(call_shared, [1, 2, 3], workers=2, shared=square) == [1, 4, 9]

@@ -1,0 +1,55 @@
+"""A report's heavy steps split over forked processes: reading the run files (`load.read_runs`) and
+the per-table statistics (`aggregation.aggregate`), each a pure function of its inputs, so the
+result is the same with one process or several, in the same order.
+
+The workers are forked (where the platform has fork): they start with everything this process
+imported and the `shared` inputs in memory (the run table with its per-user Series is hundreds of
+megabytes on a real catalogue: handing it over by pickling would cost more than the work). Only the
+tasks and their results cross between processes. Not inside a daemonic process, which may not
+start any.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from typing import Any, Callable, Sequence, TypeVar
+
+MAX_WORKERS = 4
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+
+_shared: Any = None  # a worker's copy of `forked_map`'s `shared`, set when it starts
+
+
+def worker_count(work: float, threshold: float) -> int:
+    """How many processes share `work` (any unit): 1 below `threshold`, without fork or inside a
+    daemonic process; else one per available core, up to `MAX_WORKERS`."""
+    if (work < threshold or "fork" not in multiprocessing.get_all_start_methods()
+            or multiprocessing.current_process().daemon):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def forked_map(function: Callable[[Any, Task], Result], tasks: Sequence[Task], workers: int,
+               shared: Any = None) -> list[Result]:
+    """[function(shared, task) for task in tasks], by up to `workers` forked processes. `function`
+    is a module-level function (it is named to the workers, not copied); its results are pickled."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [function(shared, task) for task in tasks]
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_share, initargs=(shared,)) as pool:
+        return list(pool.map(partial(_call, function), tasks))
+
+
+def _share(value: Any) -> None:
+    global _shared
+    _shared = value
+
+
+def _call(function: Callable[[Any, Task], Result], task: Task) -> Result:
+    return function(_shared, task)
