@@ -33,6 +33,7 @@ from pathlib import Path
 from kdbench.run.cells import cell_from_record
 from kdbench.report.data_share import DATA_SHARE_FOLDER
 from kdbench.errors import KdbenchError
+from kdbench.families.base import known_models
 from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs
 from kdbench.report.leaderboard import build_leaderboard
@@ -40,6 +41,7 @@ from kdbench.report.write import leaderboard_texts, stored_invocation
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
 from kdbench.run.record import RunRecord, RunStore, missing_sections, stale_fields, without_per_user
 from kdbench.store.reading import DamagedFile
+from kdbench.strategies.base import STRATEGIES, strategy_code
 from kdbench.tuning import read_summary
 
 RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/
@@ -161,6 +163,7 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> b
             found.notes.append(f"no leaderboard{suffix} beside the runs under {runs_dir / 'runs'} "
                                f"(`python -m kdbench report{' --quick' if quick else ''}` writes it)")
         return False
+    _warm_identity_checks()
     try:
         board = build_leaderboard(runs_dir, stored_invocation(results_dir, quick), quick, inspect=_run_findings)
     except DamagedFile as exc:
@@ -183,6 +186,19 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> b
                                f"report{' --quick' if quick else ''}`")
     found.absorb(seen)
     return True
+
+
+def _warm_identity_checks() -> None:
+    """What a run's identity check computes once a process (each strategy's code version, the models
+    a spec may name, about a second), computed before the rebuild's reading processes fork, so that
+    they inherit it instead of each computing it again. A strategy whose code cannot be hashed is
+    left to the run check that meets it."""
+    known_models()
+    for name in STRATEGIES.names():
+        try:
+            strategy_code(name)
+        except KdbenchError:
+            continue
 
 
 def _run_findings(path: Path, record: RunRecord) -> Verification:
