@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 from test_cross_dataset import DENSE, SPARSE, write_runs
 
 import kdbench.report.aggregation as aggregation
-from kdbench.report.forked import forked_map
+from kdbench.report.forked import MAX_WORKERS, forked_map, worker_count
 from kdbench.report.load import _contiguous_chunks, load_runs, read_runs
 from kdbench.run.record import RunStore
 from kdbench.store.reading import DamagedFile
@@ -100,3 +101,16 @@ def test_forked_map_keeps_the_task_order_and_hands_the_shared_input_over_unpickl
     assert os.getpid() not in {pid for _, pid in results}  # done by the workers
     square = lambda task: task * task  # noqa: E731  (a lambda cannot be pickled: the workers inherit it)
     assert forked_map(call_shared, [1, 2, 3], workers=2, shared=square) == [1, 4, 9]
+
+
+def test_no_fork_below_the_threshold_or_beside_another_thread():
+    assert worker_count(10, threshold=100) == 1
+    assert worker_count(1000, threshold=100) == min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert worker_count(1000, threshold=100) == 1  # its locks could stay held in a forked copy
+    finally:
+        release.set()
+        other.join()

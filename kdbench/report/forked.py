@@ -6,13 +6,15 @@ The workers are forked (where the platform has fork): they start with everything
 imported and the `shared` inputs in memory (the run table with its per-user Series is hundreds of
 megabytes on a real catalogue: handing it over by pickling would cost more than the work). Only the
 tasks and their results cross between processes. Not inside a daemonic process, which may not
-start any.
+start any, nor beside other threads (`worker_count`): `report` and `verify` fork; the end of a `run`
+beside its executor's threads reads alone.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Any, Callable, Sequence, TypeVar
@@ -26,10 +28,12 @@ _shared: Any = None  # a worker's copy of `forked_map`'s `shared`, set when it s
 
 
 def worker_count(work: float, threshold: float) -> int:
-    """How many processes share `work` (any unit): 1 below `threshold`, without fork or inside a
-    daemonic process; else one per available core, up to `MAX_WORKERS`."""
+    """How many processes share `work` (any unit): 1 below `threshold`, without fork, inside a
+    daemonic process, or while this process runs other threads (a fork copies only the calling
+    thread, and a lock another one holds, an executor's or Ray's, would stay held in the copy);
+    else one per available core, up to `MAX_WORKERS`."""
     if (work < threshold or "fork" not in multiprocessing.get_all_start_methods()
-            or multiprocessing.current_process().daemon):
+            or multiprocessing.current_process().daemon or threading.active_count() > 1):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, MAX_WORKERS))
