@@ -78,7 +78,7 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     with atomic.atomic_paths(paths + ([meta_path] if given else [])) as temps:
         for output, tmp in zip(outputs, temps):
             if output.text is not None:
-                tmp.write_bytes(texts[_name(output, quick)].encode("utf-8"))
+                tmp.write_text(texts[_name(output, quick)], encoding="utf-8", newline="")  # verify's bytes
             else:
                 output.figure(board, tmp)
         if given:
