@@ -37,7 +37,7 @@ from kdbench.families.base import known_models
 from kdbench.run.locations import absolute_fields, droppable
 from kdbench.report import load_costs
 from kdbench.report.leaderboard import build_leaderboard
-from kdbench.report.write import leaderboard_texts, stored_invocation
+from kdbench.report.write import leaderboard_texts, stored_invocation, text_paths
 from kdbench.report.reproduction import REPORT_NAME, write_reproduction_report
 from kdbench.run.record import RunRecord, RunStore, missing_sections, stale_fields, without_per_user
 from kdbench.store.reading import DamagedFile
@@ -45,7 +45,6 @@ from kdbench.strategies.base import STRATEGIES, strategy_code
 from kdbench.tuning import read_summary
 
 RUN_ROOTS = ("", "quick", "sweep")  # folders under the results folder that may hold runs/
-COMPARED = ("md", "csv", "json")
 
 
 @dataclass
@@ -152,11 +151,7 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> b
     or a damaged run file stopped the rebuild (nothing of it is then added to `found`)."""
     suffix = "-quick" if quick else ""
     runs_dir = results_dir / "quick" if quick else results_dir
-    stored = {kind: results_dir / f"leaderboard{suffix}.{kind}" for kind in COMPARED}
-    if not quick:  # the interactive page (kdbench.report.page), written with the full leaderboard only
-        from kdbench.report.page import PAGE_NAME
-
-        stored["html"] = results_dir / PAGE_NAME
+    stored = text_paths(results_dir, quick)  # Markdown, CSV, JSON; the web page with the full one only
     present = [kind for kind, path in stored.items() if path.exists()]
     if not present:
         if (runs_dir / "runs").is_dir() and any(RunStore(runs_dir).files()):
@@ -178,7 +173,7 @@ def _check_leaderboard(results_dir: Path, quick: bool, found: Verification) -> b
         seen.errors.append(f"leaderboard{suffix} is incomplete: no .{', .'.join(missing)} beside the others")
     texts = leaderboard_texts(board)
     for kind in present:
-        expected = texts[stored[kind].name].encode("utf-8")
+        expected = texts[kind].encode("utf-8")
         actual = stored[kind].read_bytes()
         if actual != expected:
             seen.errors.append(f"{stored[kind]} differs from what `report` writes now "

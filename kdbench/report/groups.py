@@ -81,8 +81,7 @@ def group_tests(paired: PairedRuns, groups: pd.Series | None,
     counts = [*paired.mine["train_interactions"], *paired.base["train_interactions"]]
     if paired.x is None or any(values is None for values in counts):
         return out | {group_columns(group)[-1]: 0 for group in GROUPS}
-    users = paired.x.columns
-    labels = groups.to_numpy() if users.equals(groups.index) else groups.reindex(users).to_numpy()
+    labels = groups.reindex(paired.x.columns).to_numpy()  # each scored user's group
     x, y = paired.x.to_numpy(float), paired.y.to_numpy(float)
     for group in GROUPS:
         change, low, high, p_mixed, p_users, n_users = group_columns(group)

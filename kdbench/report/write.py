@@ -78,7 +78,7 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
     with atomic.atomic_paths(paths + ([meta_path] if given else [])) as temps:
         for output, tmp in zip(outputs, temps):
             if output.text is not None:
-                tmp.write_text(texts[_name(output, quick)], encoding="utf-8", newline="")  # verify's bytes
+                tmp.write_text(texts[output.key], encoding="utf-8", newline="")  # verify's bytes
             else:
                 output.figure(board, tmp)
         if given:
@@ -87,9 +87,15 @@ def write_reports(runs_dir: str | Path, out_dir: str | Path, quick: bool = False
 
 
 def leaderboard_texts(board: Leaderboard) -> dict[str, str]:
-    """The leaderboard's text files (Markdown, CSV, JSON, the web page), by file name: what
+    """The leaderboard's text files (Markdown, CSV, JSON, the web page), by `Output.key`: what
     `write_reports` writes of `board` (UTF-8), and what `verify` compares with the stored files."""
-    return {_name(output, board.quick): output.text(board) for output in _outputs(board, plot=False)}
+    return {output.key: output.text(board) for output in _outputs(board, plot=False)}
+
+
+def text_paths(out_dir: str | Path, quick: bool = False) -> dict[str, Path]:
+    """Where `write_reports` puts each text file of the leaderboard (quick or not), by `Output.key`."""
+    return {output.key: Path(out_dir) / _name(output, quick) for output in OUTPUTS
+            if output.text is not None and not (quick and output.full_only)}
 
 
 def stored_invocation(out_dir: str | Path, quick: bool = False) -> dict[str, Any]:
