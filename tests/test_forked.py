@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import pytest
 from test_cross_dataset import DENSE, SPARSE, write_runs
 
 import kdbench.report.aggregation as aggregation
-from kdbench.report.forked import MAX_WORKERS, forked_map, worker_count
+from kdbench.report.forked import MAX_WORKERS, WorkerLost, forked_map, worker_count
 from kdbench.report.load import _contiguous_chunks, load_runs, read_runs
 from kdbench.run.record import RunStore
 from kdbench.store.reading import DamagedFile
+
+# forked here, the workers must do the work: a lost worker (its tasks done again in this process) fails
+pytestmark = pytest.mark.filterwarnings("error::kdbench.report.forked.WorkerLost")
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "ml-100k" / "BPR-64_to_BPR-5"
 
@@ -116,3 +120,23 @@ def test_no_fork_below_the_threshold_or_beside_another_thread(monkeypatch):
     finally:
         release.set()
         other.join()
+
+
+def square_in_the_parent_only(parent: int, task: int) -> int:
+    if os.getpid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer ends a worker
+    return task * task
+
+
+def test_a_lost_worker_costs_time_not_the_result():
+    with pytest.warns(WorkerLost, match="a worker process ended without its result"):
+        assert forked_map(square_in_the_parent_only, [1, 2, 3], workers=2, shared=os.getpid()) == [1, 4, 9]
+
+
+def fail_in_a_worker(shared: None, task: int) -> int:
+    raise ValueError(f"task {task} is bad")
+
+
+def test_an_error_raised_in_a_worker_is_raised_as_itself_not_retried():
+    with pytest.raises(ValueError, match="task 1 is bad"):
+        forked_map(fail_in_a_worker, [1, 2], workers=2)

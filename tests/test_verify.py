@@ -4,7 +4,11 @@ leaderboard files are what `report` writes."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,19 @@ from kdbench.run.record import RunStore, base_record
 from kdbench.report import write_reports
 
 TEACHER, STUDENT = BackboneSpec("BPR", 16), BackboneSpec("BPR", 4)
+ROOT = Path(__file__).resolve().parents[1]
+
+# `kdbench verify` with its runs read by two forked processes, whatever their size; a worker lost
+# (and its work done again in the calling process) is an error here, not a warning
+TWO_READERS_VERIFY = """
+import sys, warnings
+import kdbench.report.load as load
+from kdbench.report.forked import WorkerLost
+from kdbench.cli import main
+load.worker_count = lambda work, threshold: 2
+warnings.simplefilter("error", WorkerLost)
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _record(strategy: str, seed: int, ndcg: float) -> dict:
@@ -128,18 +145,18 @@ def test_each_run_file_is_read_once(capsys, results, monkeypatch):
     assert len(runs) == 4 and sorted(reads) == runs
 
 
-def test_runs_checked_in_reading_processes_give_the_same_verdict(capsys, results, monkeypatch):
+def test_runs_checked_in_reading_processes_give_the_same_verdict(capsys, results):
     """Above `PARALLEL_READ_BYTES` the records are read, and checked, by worker processes: the
-    findings made there (a stale run, every file counted) come back whole."""
-    import kdbench.report.load as load_module
-
+    findings made there (a stale run, every file counted) come back whole. Forked from a fresh
+    process, as `verify` runs: this one holds threads earlier tests left (Ray's), beside which a
+    forked worker may crash (`worker_count` declines to fork there); a lost worker fails the check."""
     path = next(RunStore(results).runs.rglob("kd/seed0.json"))
     record = json.loads(path.read_text())
     record["config"]["strategy_code"] = "0" * 12
     path.write_text(json.dumps(record))
     alone = verify(capsys, results)
-    monkeypatch.setattr(load_module, "worker_count", lambda work, threshold: 2)
-    shared = verify(capsys, results)
-    assert shared == alone
-    assert f"stale: {path}: made with other strategy_code than the current code gives" in shared[1]
-    assert shared[1].strip().endswith("4 run file(s) parse, 1 stale, 0 error(s); leaderboards match report")
+    shared = subprocess.run([sys.executable, "-c", TWO_READERS_VERIFY, "verify", "--results-dir", str(results)],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (shared.returncode, shared.stdout) == alone, shared.stderr
+    assert f"stale: {path}: made with other strategy_code than the current code gives" in shared.stdout
+    assert shared.stdout.strip().endswith("4 run file(s) parse, 1 stale, 0 error(s); leaderboards match report")

@@ -7,7 +7,10 @@ imported and the `shared` inputs in memory (the run table with its per-user Seri
 megabytes on a real catalogue: handing it over by pickling would cost more than the work). Only the
 tasks and their results cross between processes. Not inside a daemonic process, which may not
 start any, nor beside other threads (`worker_count`): `report` and `verify` fork; the end of a `run`
-beside its executor's threads reads alone.
+beside its executor's threads reads alone. A worker that ends without its result (killed, e.g. by
+the out-of-memory killer, or crashed by a native library whose threads fork did not copy: Ray's,
+seen on Python 3.13) costs time, not the result: the tasks are computed again in this process, with
+a `WorkerLost` warning.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -25,6 +30,10 @@ Task = TypeVar("Task")
 Result = TypeVar("Result")
 
 _shared: Any = None  # a worker's copy of `forked_map`'s `shared`, set when it starts
+
+
+class WorkerLost(RuntimeWarning):
+    """A forked worker ended without its result; its tasks were computed in the calling process."""
 
 
 def worker_count(work: float, threshold: float) -> int:
@@ -45,9 +54,14 @@ def forked_map(function: Callable[[Any, Task], Result], tasks: Sequence[Task], w
     is a module-level function (it is named to the workers, not copied); its results are pickled."""
     if workers <= 1 or len(tasks) <= 1:
         return [function(shared, task) for task in tasks]
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork"),
-                             initializer=_share, initargs=(shared,)) as pool:
-        return list(pool.map(partial(_call, function), tasks))
+    try:
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_share, initargs=(shared,)) as pool:
+            return list(pool.map(partial(_call, function), tasks))
+    except BrokenProcessPool as lost:  # an exception `function` raised comes back as itself, not this
+        warnings.warn(WorkerLost(f"a worker process ended without its result ({lost}); computing "
+                                 f"its {len(tasks)} task(s) in this process instead"), stacklevel=2)
+        return [function(shared, task) for task in tasks]
 
 
 def _share(value: Any) -> None:
