@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -16,13 +17,22 @@ import pytest
 from test_cross_dataset import DENSE, SPARSE, write_runs
 
 import kdbench.report.aggregation as aggregation
-from kdbench.report.forked import MAX_WORKERS, WorkerLost, forked_map, worker_count
+from kdbench.report.forked import MAX_WORKERS, RAY_CORE, WorkerLost, forked_map, worker_count
 from kdbench.report.load import _contiguous_chunks, load_runs, read_runs
 from kdbench.run.record import RunStore
 from kdbench.store.reading import DamagedFile
 
 # forked here, the workers must do the work: a lost worker (its tasks done again in this process) fails
 pytestmark = pytest.mark.filterwarnings("error::kdbench.report.forked.WorkerLost")
+
+
+@pytest.fixture(autouse=True)
+def forkable_process():
+    """These tests fork the test process itself: not once an earlier test has loaded Ray's native
+    core (a Ray cluster test), beside which a forked worker dies (`forked.worker_count`). In the
+    default order they run before the Ray tests."""
+    if RAY_CORE in sys.modules:
+        pytest.skip("Ray's native core is loaded in this process (an earlier test): run this file on its own")
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "ml-100k" / "BPR-64_to_BPR-5"
 
@@ -112,6 +122,8 @@ def test_no_fork_below_the_threshold_or_beside_another_thread(monkeypatch):
         alone.setattr(threading, "active_count", lambda: 1)
         assert worker_count(10, threshold=100) == 1
         assert worker_count(1000, threshold=100) == min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+        alone.setitem(sys.modules, RAY_CORE, object())  # Ray's core loaded: its native threads
+        assert worker_count(1000, threshold=100) == 1
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +26,7 @@ from functools import partial
 from typing import Any, Callable, Sequence, TypeVar
 
 MAX_WORKERS = 4
+RAY_CORE = "ray._raylet"  # Ray's compiled core: loaded by `import ray`, it starts gRPC once connected
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
@@ -38,11 +40,14 @@ class WorkerLost(RuntimeWarning):
 
 def worker_count(work: float, threshold: float) -> int:
     """How many processes share `work` (any unit): 1 below `threshold`, without fork, inside a
-    daemonic process, or while this process runs other threads (a fork copies only the calling
-    thread, and a lock another one holds, an executor's or Ray's, would stay held in the copy);
-    else one per available core, up to `MAX_WORKERS`."""
+    daemonic process, while this process runs other threads (a fork copies only the calling thread,
+    and a lock another one holds, an executor's or Ray's, would stay held in the copy) or once it has
+    loaded Ray's native core (its gRPC threads are invisible to `threading`: on Python 3.13 with Ray
+    2.60 a worker forked after a driver had connected to a cluster died of SIGSEGV); else one per
+    available core, up to `MAX_WORKERS`."""
     if (work < threshold or "fork" not in multiprocessing.get_all_start_methods()
-            or multiprocessing.current_process().daemon or threading.active_count() > 1):
+            or multiprocessing.current_process().daemon or threading.active_count() > 1
+            or RAY_CORE in sys.modules):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, MAX_WORKERS))
