@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -26,13 +27,19 @@ from kdbench.store.reading import DamagedFile
 pytestmark = pytest.mark.filterwarnings("error::kdbench.report.forked.WorkerLost")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def forkable_process():
-    """These tests fork the test process itself: not once an earlier test has loaded Ray's native
-    core (a Ray cluster test), beside which a forked worker dies (`forked.worker_count`). In the
-    default order they run before the Ray tests."""
-    if RAY_CORE in sys.modules:
-        pytest.skip("Ray's native core is loaded in this process (an earlier test): run this file on its own")
+    """These tests fork the test process itself: skipped, named, where an earlier test left it unsafe
+    to fork (a Ray driver that connected to a cluster: on Python 3.13 its native threads crash a
+    forked copy, which `forked.worker_count` avoids). In the default order the probe forks fine."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WorkerLost)
+        try:
+            forked_map(add, [1, 2], workers=2, shared=0)
+        except WorkerLost:
+            pytest.skip("a forked copy of this test process dies (native threads an earlier test left, "
+                        "e.g. Ray's): run this file on its own")
+
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "runs" / "ml-100k" / "BPR-64_to_BPR-5"
 
@@ -120,6 +127,7 @@ def test_forked_map_keeps_the_task_order_and_hands_the_shared_input_over_unpickl
 def test_no_fork_below_the_threshold_or_beside_another_thread(monkeypatch):
     with monkeypatch.context() as alone:  # as in `report`'s process (earlier tests may leave threads)
         alone.setattr(threading, "active_count", lambda: 1)
+        alone.delitem(sys.modules, RAY_CORE, raising=False)  # nor Ray loaded (an earlier test may have)
         assert worker_count(10, threshold=100) == 1
         assert worker_count(1000, threshold=100) == min(len(os.sched_getaffinity(0)), MAX_WORKERS)
         alone.setitem(sys.modules, RAY_CORE, object())  # Ray's core loaded: its native threads
