@@ -208,6 +208,9 @@ def test_markdown_header_tables_ranking_and_marks(table, report_dir):
     for field in ("`python -m kdbench run --all`", "0.1.0 / 1.2.1 / 2.3.0 / 3.11.9", "Test CPU 9000",
                   "GPU", "2025-01-09T10:00:00+00:00", "1h 02m 05s", "Compute time", "18 (2 failed)"):
         assert field in text
+    # the wall time belongs to the command (meta), not to the newest run, whose row comes later
+    wall_row = next(line for line in text.splitlines() if line.startswith("| Wall time of that command"))
+    assert "1h 02m 05s" in wall_row
     tables = _tables(text)
     pairings = {"toy: BPR:64 → BPR:8", "toy: BPR:64 → BPR:16", "toy2: BPR:64 → BPR:8"}
     # scratch ran at two student sizes of the BPR:64 teacher on toy: a compression section

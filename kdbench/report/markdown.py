@@ -89,8 +89,9 @@ def _group_cells(row: dict[str, Any]) -> list[str]:
 
 
 def _facts(header: dict[str, Any], quick: bool) -> list[str]:
-    """The title, the quick warning, the last invocation that ran cells (the tables hold every stored
-    run, whichever command made it), environment and run counts."""
+    """The title, the quick warning, the last completed invocation that ran cells and its wall time (the
+    tables hold every stored run, whichever command made it, so the newest run's date can be later:
+    an interrupted command records none), environment and run counts."""
     env = header["environment"]
     lines = ["# kdbench leaderboard" + (" (QUICK)" if quick else ""), ""]
     if quick:
@@ -98,7 +99,8 @@ def _facts(header: dict[str, Any], quick: bool) -> list[str]:
                   "these numbers; cite `leaderboard.md` from the full suite.**", ""]
     command = f"`{header['command']}`" if header["command"] else "not recorded (no leaderboard meta file)"
     facts = [
-        ("Last command that ran cells", command),
+        ("Last completed command that ran cells", command),
+        ("Wall time of that command", duration(header["wall_seconds"])),
         ("kdbench / RecBole / torch / Python",
          f"{env['kdbench']} / {env['recbole']} / {env['torch']} / {env['python']}"),
         ("CPU", f"{env['cpu']} ({env['threads']} torch threads)"),
@@ -106,7 +108,6 @@ def _facts(header: dict[str, Any], quick: bool) -> list[str]:
         ("Allocator of the training workers (runs)",  # kdbench.training.heap: training seconds depend on it
          ", ".join(f"{name} ({count})" for name, count in header.get("allocators", {}).items()) or "unknown"),
         ("Date (newest run)", header["date"] or "unknown"),
-        ("Its wall time", duration(header["wall_seconds"])),
         ("Compute time (sum over runs)", duration(header["compute_seconds"])),
         ("Runs", f"{header['n_runs']} ({header['n_failed']} failed)"),
     ]

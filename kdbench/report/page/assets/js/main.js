@@ -1,14 +1,14 @@
 // main.js: header facts, wiring, and one update() that redraws the view from STATE.
 function renderFacts() {
   const h = DATA.header || {}, env = h.environment || {};
-  const facts = [["Last command that ran cells", h.command || "not recorded"],
+  const facts = [["Last completed command that ran cells", h.command || "not recorded"],
     ["kdbench / RecBole / torch / Python", [env.kdbench, env.recbole, env.torch, env.python].join(" / ")],
     ["CPU", (env.cpu || "unknown") + " (" + (env.threads || "?") + " torch threads)"], ["GPU", env.gpu || "unknown"],
     ["Date (newest run)", h.date || "unknown"], ["Runs", plain(h.n_runs) + " (" + plain(h.n_failed) + " failed)"],
     ["Compute time (sum over runs)", seconds(h.compute_seconds)]];
   const box = document.getElementById("facts");
   facts.forEach(function (f) {
-    box.append(el("div", { class: f[0].startsWith("Last command") ? "wide" : null }, [el("dt", { text: f[0] }), el("dd", { text: f[1] })]));
+    box.append(el("div", { class: f[0].startsWith("Last completed command") ? "wide" : null }, [el("dt", { text: f[0] }), el("dd", { text: f[1] })]));
   });
   document.getElementById("quick-note").hidden = !h.quick;
 }
