@@ -54,3 +54,24 @@ def test_markdown_rows_give_hours_and_shares(runs):
     assert cells[:5] == ["**e**", "1", "1.00 (1h 00m 00s)", "50%", "50%"] and cells[5] == "—"
     assert cells[-1] == "CPU A"
     assert compute_markdown(compute_table(runs.iloc[0:0])) == []
+
+
+def test_tuning_core_seconds_per_dataset_and_pairing_and_tuned_only_pairings(runs):
+    tuning = pd.DataFrame([
+        {"dataset": "d", "pairing": "T:64->S:8", "strategy": "kd", "compute_seconds": 300.0, "threads": 1},
+        {"dataset": "d", "pairing": "T:64->S:8", "strategy": "teacher", "compute_seconds": 100.0, "threads": 2},
+        {"dataset": "d", "pairing": "T:64->S:2", "strategy": "kd", "compute_seconds": 60.0, "threads": None},
+        {"dataset": "f", "pairing": "T:64->S:8", "strategy": "kd", "compute_seconds": 7200.0, "threads": 1},
+    ])
+    table = compute_table(runs, tuning).set_index(["dataset", "pairing"])
+    assert table.loc[("d", ""), "tuning_core_seconds"] == pytest.approx(300 + 200 + 60)  # threads missing: 1
+    assert table.loc[("d", "T:64->S:8"), "tuning_core_seconds"] == pytest.approx(500.0)
+    assert math.isnan(table.loc[("d", "T:64->S:4"), "tuning_core_seconds"])  # never tuned: not zero
+    # tuned, no run yet: a row with no runs, so the compute spent is never hidden
+    assert table.loc[("d", "T:64->S:2"), "n_runs"] == 0 and math.isnan(table.loc[("d", "T:64->S:2"), "core_seconds"])
+    assert table.loc[("f", ""), "n_runs"] == 0 and table.loc[("f", ""), "tuning_core_seconds"] == 7200.0
+    assert math.isnan(table.loc[("e", ""), "tuning_core_seconds"])
+    f = next(line for line in compute_markdown(compute_table(runs, tuning))[0].splitlines()
+             if line.startswith("| **f**"))
+    cells = [c.strip() for c in f.strip("|").split("|")]
+    assert cells[1:3] == ["0", "—"] and cells[-2] == "2.00 (2h 00m 00s)"

@@ -9,7 +9,8 @@ threads; `other` is what the wall time holds beyond them (data loading, model bu
 Records made before a part was recorded leave it out (their share stays in `other`). A teacher
 run appears under every pairing its cached teacher serves with the same record: it counts in each
 pairing's row but once in its dataset's. Tuning studies (`kdbench tune`) are not runs: their
-compute is in `tuning/summary.md`.
+core-seconds, each study's trial seconds (`compute_seconds`, a killed trial's earlier part included)
+times its trials' threads, are summed in a column of their own (each study: `tuning/summary.md`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from kdbench.run.record import TEACHER
 # column -> the run column (`report.load.RUN_FIELDS`) it sums
 PARTS = {"training": "train_seconds", "validation": "eval_seconds", "test": "test_seconds",
          "prepare": "kd_prepare_seconds", "teacher_load": "teacher_load_seconds", "cost": "cost_seconds"}
-COMPUTE_COLUMNS = ["dataset", "pairing", "n_runs", "core_seconds", *PARTS, "other", "machines"]
+COMPUTE_COLUMNS = ["dataset", "pairing", "n_runs", "core_seconds", *PARTS, "other", "tuning_core_seconds",
+                   "machines"]
 
 
-def compute_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per dataset (pairing '') followed by one per pairing of it, in the runs' dataset order."""
-    if not len(runs):
+def compute_table(runs: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per dataset (pairing '') followed by one per pairing of it, sorted by name; `tuning`
+    (`report.load.load_tuning`) adds its studies' core-seconds, and the datasets and pairings that
+    were tuned but have no run yet."""
+    studies = _tuning_core_seconds(tuning)
+    if not len(runs) and not len(studies):
         return pd.DataFrame(columns=COMPUTE_COLUMNS)
     runs = runs.copy()
     threads = pd.to_numeric(runs["env_threads"], errors="coerce").fillna(1.0).clip(lower=1.0)
@@ -43,12 +48,27 @@ def compute_table(runs: pd.DataFrame) -> pd.DataFrame:
     unique = pd.concat([runs[~is_teacher],
                         runs[is_teacher].drop_duplicates(["dataset", "teacher", "seed", "created", "wall_seconds"])])
     rows = []
-    for dataset in sorted(set(runs["dataset"]), key=str):
-        rows.append(_row(unique[unique["dataset"] == dataset], dataset, ""))
+    for dataset in sorted(set(runs["dataset"]) | set(studies["dataset"]), key=str):
+        tuned = studies[studies["dataset"] == dataset]
+        rows.append(_row(unique[unique["dataset"] == dataset], dataset, "") | _tuned(tuned))
         here = runs[runs["dataset"] == dataset]
-        for pairing in sorted(set(here["pairing"]), key=str):
-            rows.append(_row(here[here["pairing"] == pairing], dataset, pairing))
+        for pairing in sorted(set(here["pairing"]) | set(tuned["pairing"]), key=str):
+            rows.append(_row(here[here["pairing"] == pairing], dataset, pairing)
+                        | _tuned(tuned[tuned["pairing"] == pairing]))
     return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+
+
+def _tuning_core_seconds(tuning: pd.DataFrame | None) -> pd.DataFrame:
+    """Per study: dataset, pairing and its core-seconds (threads not recorded: 1)."""
+    if tuning is None or not len(tuning):
+        return pd.DataFrame({"dataset": [], "pairing": [], "core": []})
+    threads = pd.to_numeric(tuning["threads"], errors="coerce").fillna(1.0).clip(lower=1.0)
+    return pd.DataFrame({"dataset": tuning["dataset"], "pairing": tuning["pairing"],
+                         "core": pd.to_numeric(tuning["compute_seconds"], errors="coerce") * threads})
+
+
+def _tuned(studies: pd.DataFrame) -> dict:
+    return {"tuning_core_seconds": float(studies["core"].sum(min_count=1))}
 
 
 def _row(runs: pd.DataFrame, dataset: str, pairing: str) -> dict:
@@ -71,12 +91,15 @@ def compute_markdown(compute: pd.DataFrame) -> list[str]:
     for r in compute.to_dict(orient="records"):
         name = f"**{r['dataset']}**" if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
         rows.append([name, str(r["n_runs"]), _hours(r["core_seconds"])]
-                    + [_share(r[part], r["core_seconds"]) for part in (*PARTS, "other")] + [r["machines"]])
+                    + [_share(r[part], r["core_seconds"]) for part in (*PARTS, "other")]
+                    + [_hours(r["tuning_core_seconds"]), r["machines"]])
     headers = ["compute per dataset", "runs", "core-hours", "training", "validation", "test", "prepare",
-               "teacher load", "cost", "other", "CPU"]
+               "teacher load", "cost", "other", "tuning core-hours", "CPU"]
     note = ("Core-hours: wall time × torch threads, summed over the runs (a cached teacher counts once per "
             "dataset); the parts are shares of it from each run's recorded time breakdown (— where its records "
-            "predate that part); tuning studies are not included (`tuning/summary.md`).")
+            "predate that part). Tuning core-hours: the tuning studies' trial seconds × their threads, summed "
+            "over the dataset's or pairing's studies, teacher studies included (each study: `tuning/summary.md`); "
+            "CPU names the runs' machines.")
     return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "", note, ""]
 
 

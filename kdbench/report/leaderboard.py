@@ -57,11 +57,12 @@ def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = 
     stored = read_runs(runs_dir, inspect)
     runs = stored.table
     costs = load_costs(runs_dir)
-    table = aggregate(runs, load_tuning(runs_dir), costs)
+    tuning = load_tuning(runs_dir)
+    table = aggregate(runs, tuning, costs)
     return Leaderboard(quick=quick, header=leaderboard_header(runs, meta, quick, runs_dir), runs=runs, table=table,
                        rows=rounded(table), effects=detectable_effects(table), shapes=inference_table(costs),
                        ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir),
-                       compute=compute_table(runs), cross=tuple(cross_dataset(table, runs)), records=stored.records,
+                       compute=compute_table(runs, tuning), cross=tuple(cross_dataset(table, runs)), records=stored.records,
                        inspected=stored.inspected)
 
 

@@ -32,7 +32,8 @@ ENVIRONMENT_BEFORE = {"allocator": "default"}
 COST_COLUMNS = ("dataset", "teacher", "catalogue", "synthetic", "n_items", "n_users", "kind", "model", "dim",
                 "params", "size_bytes", "batch_users", "median_s", "q25_s", "q75_s", "min_s", "max_s", "n")
 COST_ADVICE = "restore it, or run `python -m kdbench cost` again to measure it anew"
-TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", "budget_unit", "epochs_spent"]
+TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", "budget_unit", "epochs_spent",
+                  "compute_seconds", "threads"]
 
 
 # Reading the run files is most of a report's time on a real catalogue (megabytes of per-user JSON
@@ -156,10 +157,12 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_tuning(runs_dir: str | Path) -> pd.DataFrame:
-    """The tuning studies' summaries beside the runs (`tuning/*/*/*.json`), one row each."""
+    """The tuning studies' summaries beside the runs (`tuning/*/*/*.json`), one row each; `threads`
+    is each trial's torch threads, from the study's identity."""
     root = Path(runs_dir) / "tuning"
     rows = [read_mapping(p, TUNING_SUMMARY_ADVICE) for p in sorted(root.glob("*/*/*.json"))] if root.is_dir() else []
-    return pd.DataFrame([{k: r.get(k) for k in TUNING_COLUMNS} for r in rows], columns=TUNING_COLUMNS)
+    return pd.DataFrame([{k: r.get(k) for k in TUNING_COLUMNS} | {"threads": (r.get("identity") or {}).get("threads")}
+                         for r in rows], columns=TUNING_COLUMNS)
 
 
 def load_costs(runs_dir: str | Path) -> pd.DataFrame:
