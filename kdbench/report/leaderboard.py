@@ -62,8 +62,8 @@ def build_leaderboard(runs_dir: str | Path, meta: dict[str, Any], quick: bool = 
     return Leaderboard(quick=quick, header=leaderboard_header(runs, meta, quick, runs_dir), runs=runs, table=table,
                        rows=rounded(table), effects=detectable_effects(table), shapes=inference_table(costs),
                        ratios=speedups(costs), curves=compression_curves(table), runs_dir=Path(runs_dir),
-                       compute=compute_table(runs, tuning), cross=tuple(cross_dataset(table, runs)), records=stored.records,
-                       inspected=stored.inspected)
+                       compute=compute_table(runs, tuning), cross=tuple(cross_dataset(table, runs)),
+                       records=stored.records, inspected=stored.inspected)
 
 
 def leaderboard_header(runs: pd.DataFrame, meta: dict[str, Any], quick: bool,
