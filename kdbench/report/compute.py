@@ -39,7 +39,7 @@ def compute_table(runs: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.
     if not len(runs) and not len(studies):
         return pd.DataFrame(columns=COMPUTE_COLUMNS)
     runs = runs.copy()
-    threads = pd.to_numeric(runs["env_threads"], errors="coerce").fillna(1.0).clip(lower=1.0)
+    threads = _threads(runs["env_threads"])
     runs["_core"] = runs["wall_seconds"].astype(float) * threads
     for part, column in PARTS.items():
         runs[f"_{part}"] = (runs[column].astype(float) * threads) if column in runs else math.nan
@@ -62,9 +62,14 @@ def _tuning_core_seconds(tuning: pd.DataFrame | None) -> pd.DataFrame:
     """Per study: dataset, pairing and its core-seconds (threads not recorded: 1)."""
     if tuning is None or not len(tuning):
         return pd.DataFrame({"dataset": [], "pairing": [], "core": []})
-    threads = pd.to_numeric(tuning["threads"], errors="coerce").fillna(1.0).clip(lower=1.0)
+    seconds = pd.to_numeric(tuning["compute_seconds"], errors="coerce")
     return pd.DataFrame({"dataset": tuning["dataset"], "pairing": tuning["pairing"],
-                         "core": pd.to_numeric(tuning["compute_seconds"], errors="coerce") * threads})
+                         "core": seconds * _threads(tuning["threads"])})
+
+
+def _threads(recorded: pd.Series) -> pd.Series:
+    """Torch threads as numbers, 1 where not recorded."""
+    return pd.to_numeric(recorded, errors="coerce").fillna(1.0).clip(lower=1.0)
 
 
 def _tuned(studies: pd.DataFrame) -> dict:
