@@ -238,3 +238,26 @@ def test_a_compressed_shape_is_told_from_a_dense_one_by_its_name():
     assert all(is_compressed_shape(name) for name in (compressed_name("BPR:64", INT8), compressed_name("BPR:5", INT4),
                                                       compressed_name("LightGCN:64", CSR, "LightGCN:8")))
     assert not any(is_compressed_shape(name) for name in ("BPR:5", "LightGCN:64", "SASRec:16:L1H1", "GRU4Rec:16"))
+
+
+def test_ensemble_teachers_seconds_per_strategy(tmp_path):
+    """HetComp's extra teachers: their training's wall seconds (the record's ensemble after the pairing's
+    own teacher), mean over seeds; 0 for a strategy without them; NaN where a record predates them."""
+    store = RunStore(tmp_path)
+    pairing = f"{TEACHER}->BPR:8"
+    for seed, value in enumerate(NDCG[("BPR:8", "scratch")]):
+        store.write("toy", pairing, "scratch", seed, record("BPR:8", "scratch", seed, value))
+        ensemble = record("BPR:8", "kd", seed, value + 0.01) | {"strategy": "hetcomp", "label": "hetcomp"}
+        ensemble["ensemble"] = [{"teacher": TEACHER, "key": "own", "wall_seconds": 500.0, "threads": "1"},
+                                {"teacher": "LightGCN:64", "key": "l", "wall_seconds": 300.0, "threads": "2"},
+                                {"teacher": "BPR:32", "key": "b", "wall_seconds": 60.0 + seed, "threads": "1"}]
+        store.write("toy", pairing, "hetcomp", seed, ensemble)
+        older = ensemble | {"ensemble": [{"teacher": TEACHER, "key": "own"}, {"teacher": "BPR:32", "key": "b"}]}
+        store.write("toy", pairing, "hetcomp@K=5", seed, older | {"label": "hetcomp@K=5"})
+    runs = load_runs(tmp_path)
+    first = runs[(runs["strategy"] == "hetcomp") & (runs["seed"] == 0)].iloc[0]
+    assert first["ensemble_teachers"] == (("l", 300.0, 2.0), ("b", 60.0, 1.0))  # threads recorded as text
+    table = aggregate(runs)
+    assert row(table, "BPR:8", "hetcomp")["ensemble_teachers_s_mean"] == pytest.approx(300 + 61)  # own teacher left out
+    assert row(table, "BPR:8", "scratch")["ensemble_teachers_s_mean"] == 0.0
+    assert math.isnan(row(table, "BPR:8", "hetcomp@K=5")["ensemble_teachers_s_mean"])

@@ -48,8 +48,15 @@ def test_hetcomp_runs_on_an_ensemble_of_teachers_with_trajectories(tmp_path):
         assert trajectory["top"].shape[1:] == (944, 100) and trajectory["observed"].shape == (944, 10)
         assert trajectory["epochs"][-1] <= 6 and len(trajectory["epochs"]) == len(trajectory["top"])
         assert runner.teacher_sources[key] == "trained now"
+        # the price of each teacher: its own training's wall time and threads, from its cached record
+        cached_meta = runner.cache.cached(key)[1]
+        assert member["wall_seconds"] == cached_meta["wall_seconds"] > 0
+        assert member["threads"] == cached_meta["environment"]["threads"] and int(member["threads"]) >= 1
     again = Runner(tmp_path / "results", tmp_path / "cache")
-    assert again.run(_cell(seed=1))["status"] == "ok"
+    later = again.run(_cell(seed=1))
+    assert later["status"] == "ok"
+    # loaded from the cache, the teachers still cost their training, not their loading
+    assert [m["wall_seconds"] for m in later["ensemble"]] == [m["wall_seconds"] for m in record["ensemble"]]
     assert sorted(again.teacher_sources) == sorted([bpr_key, lightgcn_key])
     assert all(source.startswith("loaded from the cache") for source in again.teacher_sources.values())
 

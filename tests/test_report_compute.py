@@ -74,4 +74,21 @@ def test_tuning_core_seconds_per_dataset_and_pairing_and_tuned_only_pairings(run
     f = next(line for line in compute_markdown(compute_table(runs, tuning))[0].splitlines()
              if line.startswith("| **f**"))
     cells = [c.strip() for c in f.strip("|").split("|")]
-    assert cells[1:3] == ["0", "—"] and cells[-2] == "2.00 (2h 00m 00s)"
+    assert cells[1:3] == ["0", "—"] and cells[-3] == "2.00 (2h 00m 00s)" and cells[-2] == ""  # no ensemble: blank
+
+
+def test_ensemble_teachers_count_once_per_dataset_by_cache_key(runs):
+    # HetComp's seeds and pairings learn from the same cached extra teachers: each is counted once
+    lightgcn, bpr = ("key-l", 600.0, 2.0), ("key-b", 100.0, None)  # threads not recorded: 1
+    ensemble = [_run("d", "T:64->S:8", "hetcomp", seed, 30.0) | {"ensemble_teachers": (lightgcn, bpr)}
+                for seed in (0, 1)]
+    ensemble.append(_run("d", "T:64->S:4", "hetcomp", 0, 30.0) | {"ensemble_teachers": (lightgcn,)})
+    old = _run("e", "T:64->S:8", "hetcomp", 0, 30.0) | {"ensemble_teachers": (("key-x", None, None),)}
+    table = compute_table(pd.concat([runs.assign(ensemble_teachers=[()] * len(runs)), pd.DataFrame(ensemble + [old])],
+                                    ignore_index=True)).set_index(["dataset", "pairing"])
+    assert table.loc[("d", ""), "ensemble_core_seconds"] == pytest.approx(600 * 2 + 100)
+    assert table.loc[("d", "T:64->S:8"), "ensemble_core_seconds"] == pytest.approx(1300.0)
+    assert table.loc[("d", "T:64->S:4"), "ensemble_core_seconds"] == pytest.approx(1200.0)
+    assert math.isnan(table.loc[("e", ""), "ensemble_core_seconds"])  # a record from before the figure: not 0
+    # the runs' own core-seconds are unchanged: the teachers are not runs
+    assert table.loc[("d", ""), "core_seconds"] == pytest.approx(340 + 3 * 60)

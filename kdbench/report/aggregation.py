@@ -259,10 +259,20 @@ def _training_cost(ok: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:
     for column, values in (("epoch_time_ratio", ratios), ("kd_prepare_s", prepare), ("time_to_best_s", to_best)):
         row[f"{column}_std"] = values.std(ddof=1)
         row[column + ("_vs_scratch" if column == "epoch_time_ratio" else "_mean")] = values.mean()
+    row["ensemble_teachers_s_mean"] = _ensemble_teachers_seconds(ok)
     row["best_epoch_mean"] = ok["best_epoch"].mean()
     row["epochs_run_mean"] = ok["epochs_run"].mean()
     row["hit_epoch_cap_share"] = ok["hit_epoch_cap"].astype(float).mean()
     return row
+
+
+def _ensemble_teachers_seconds(ok: pd.DataFrame) -> float:
+    """Wall seconds of training the teachers the strategy needs beyond the pairing's (HetComp's
+    ensemble, `load.ensemble_teachers`), mean over seeds (each seed's are the same cached teachers):
+    0 for a strategy without any, NaN where the records predate the figure."""
+    if not ok["ensemble_teachers"].map(len).any():
+        return 0.0
+    return float(ok["ensemble_teacher_seconds"].astype(float).mean())
 
 
 def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:

@@ -11,6 +11,10 @@ run appears under every pairing its cached teacher serves with the same record: 
 pairing's row but once in its dataset's. Tuning studies (`kdbench tune`) are not runs: their
 core-seconds, each study's trial seconds (`compute_seconds`, a killed trial's earlier part included)
 times its trials' threads, are summed in a column of their own (each study: `tuning/summary.md`).
+Neither are the teachers an ensemble strategy trains beyond the pairing's (HetComp's; `run.teachers`):
+each is trained once per dataset and cached, and its training's wall seconds and threads are in the
+records that learned from it (`load.ensemble_teachers`), so a column of their own counts each teacher
+once, by its cache key (— where a record predates those figures).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from kdbench.run.record import TEACHER
 PARTS = {"training": "train_seconds", "validation": "eval_seconds", "test": "test_seconds",
          "prepare": "kd_prepare_seconds", "teacher_load": "teacher_load_seconds", "cost": "cost_seconds"}
 COMPUTE_COLUMNS = ["dataset", "pairing", "n_runs", "core_seconds", *PARTS, "other", "tuning_core_seconds",
-                   "machines"]
+                   "ensemble_core_seconds", "machines"]
 
 
 def compute_table(runs: pd.DataFrame, tuning: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -84,8 +88,20 @@ def _row(runs: pd.DataFrame, dataset: str, pairing: str) -> dict:
         row[part] = float(runs[f"_{part}"].sum(min_count=1))
         known += 0.0 if math.isnan(row[part]) else row[part]
     row["other"] = row["core_seconds"] - known if np.isfinite(row["core_seconds"]) else math.nan
+    row["ensemble_core_seconds"] = _ensemble_core_seconds(runs)
     row["machines"] = ", ".join(sorted({str(c) for c in runs["env_cpu"].dropna()})) or "unknown"
     return row
+
+
+def _ensemble_core_seconds(runs: pd.DataFrame) -> float:
+    """Core-seconds of the ensemble teachers these runs learned from beyond their pairings' own, each
+    teacher (cache key) once, threads not recorded: 1; 0 without any, NaN if one's figure predates."""
+    if "ensemble_teachers" not in runs:
+        return 0.0
+    teachers = {key: (wall, threads) for members in runs["ensemble_teachers"] for key, wall, threads in members}
+    if any(wall is None for wall, _ in teachers.values()):
+        return math.nan
+    return math.fsum(wall * max(threads or 1.0, 1.0) for wall, threads in teachers.values())
 
 
 def compute_markdown(compute: pd.DataFrame) -> list[str]:
@@ -97,14 +113,17 @@ def compute_markdown(compute: pd.DataFrame) -> list[str]:
         name = f"**{r['dataset']}**" if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
         rows.append([name, str(r["n_runs"]), _hours(r["core_seconds"])]
                     + [_share(r[part], r["core_seconds"]) for part in (*PARTS, "other")]
-                    + [_hours(r["tuning_core_seconds"]), r["machines"]])
+                    + [_hours(r["tuning_core_seconds"]), _hours(r["ensemble_core_seconds"]) if r["ensemble_core_seconds"] else "",
+                       r["machines"]])
     headers = ["compute per dataset", "runs", "core-hours", "training", "validation", "test", "prepare",
-               "teacher load", "cost", "other", "tuning core-hours", "CPU"]
+               "teacher load", "cost", "other", "tuning core-hours", "ensemble teachers core-hours", "CPU"]
     note = ("Core-hours: wall time × torch threads, summed over the runs (a cached teacher counts once per "
             "dataset); the parts are shares of it from each run's recorded time breakdown (— where its records "
             "predate that part). Tuning core-hours: the tuning studies' trial seconds × their threads, summed "
-            "over the dataset's or pairing's studies, teacher studies included (each study: `tuning/summary.md`); "
-            "CPU names the runs' machines.")
+            "over the dataset's or pairing's studies, teacher studies included (each study: `tuning/summary.md`). "
+            "Ensemble teachers core-hours: training the teachers HetComp learns from beyond the pairing's, as "
+            "the runs that learned from them record it, each teacher once (blank: none; — where those records "
+            "predate the figure, 2026-12-08). CPU names the runs' machines.")
     return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "", note, ""]
 
 

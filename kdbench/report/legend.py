@@ -81,7 +81,10 @@ LEGEND = """### How to read these tables
   epoch time over scratch's mean epoch time, mean ± standard deviation over seeds (the overhead of
   distilling); prepare s: the strategy's one-off knowledge preparation (the teacher's rankings, ...);
   s to best: training seconds to the best model, prepare s + s/epoch × best epoch (validation passes
-  excluded), mean ± sd over seeds; best epoch: mean epoch of the restored model. cap hit: share of seeds
+  excluded), mean ± sd over seeds; ensemble teachers s: wall seconds of training the teachers the
+  strategy needs beyond the pairing's (HetComp's ensemble, with their trajectories), once per dataset
+  and shared by its seeds, a price s to best leaves out (blank: none needed; — where the records
+  predate the figure, 2026-12-08); best epoch: mean epoch of the restored model. cap hit: share of seeds
   that stopped at the epoch limit rather than by early stopping (their quality may be understated).
 - pareto.png: NDCG@10 against parameters (top) and against training seconds to the best model (bottom,
   the price of each method; horizontal bar ± sd over seeds); up-left is better in both; the dashed

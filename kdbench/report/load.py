@@ -41,7 +41,8 @@ TUNING_COLUMNS = ["dataset", "pairing", "strategy", "trials_counted", "budget", 
 PARALLEL_READ_BYTES = 64 * 2**20
 RUN_COLUMNS = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
-               "per_user", "train_interactions", "teacher_trained_further", "teacher_learning_rate",
+               "per_user", "train_interactions", "teacher_trained_further", "ensemble_teachers",
+               "ensemble_teacher_seconds", "teacher_learning_rate",
                "teacher_weight_decay", *(f"env_{k}" for k in ENVIRONMENT)]
 
 
@@ -147,6 +148,9 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     row["train_interactions"] = (pd.Series(np.asarray(counts, dtype=float), index=users)
                                  if users is not None and counts is not None else None)
     row["teacher_trained_further"] = bool(record.get("teacher_trained_further", False))
+    row["ensemble_teachers"] = members = ensemble_teachers(record) if ok else ()
+    seconds = [wall for _, wall, _ in members]
+    row["ensemble_teacher_seconds"] = math.fsum(seconds) if members and None not in seconds else math.nan
     teacher_train = (record.get("config") or {}).get("teacher_train") or {}
     for knob in ("learning_rate", "weight_decay"):  # the teacher's settings, stated in the header
         row[f"teacher_{knob}"] = teacher_train.get(knob)
@@ -154,6 +158,25 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     for key in ENVIRONMENT:
         row[f"env_{key}"] = environment.get(key, ENVIRONMENT_BEFORE.get(key) if environment else None)
     return row
+
+
+def ensemble_teachers(record: dict[str, Any]) -> tuple[tuple[str, float | None, float | None], ...]:
+    """The teachers an ensemble strategy (HetComp) trains beyond the pairing's own (the record's
+    `ensemble` after its first member, the pairing's teacher): (cache key, wall seconds, threads) of
+    each one's training; seconds and threads None in records made before they were recorded
+    (2026-12-08). () for a strategy without an ensemble."""
+    return tuple((str(member.get("key")), _number(member.get("wall_seconds")), _number(member.get("threads")))
+                 for member in (record.get("ensemble") or [])[1:] if isinstance(member, dict))
+
+
+def _number(value: Any) -> float | None:
+    """A recorded figure as a number (threads are recorded as text), None where absent or not one."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def load_tuning(runs_dir: str | Path) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from kdbench.run.record import SCRATCH, TEACHER, TUNED, VARIANT_TITLES
 MD_HEADERS = ["#", "strategy", "family", "NDCG@10", "vs scratch [95% CI]", "of teacher", "NDCG@20",
               "Recall@10", "Recall@20", "p", "p Holm", "p vs leader", "p seeds", "seeds", "params", "× smaller",
               "MB", "users/s [IQR]", "ms/user", "s/epoch", "epoch × scratch", "prepare s", "s to best",
-              "best epoch", "cap hit", "failed"]
+              "ensemble teachers s", "best epoch", "cap hit", "failed"]
 N_QUALITY = 14  # the first columns form the quality table; # and strategy repeat in the cost table
 
 
@@ -272,12 +272,18 @@ def _markdown_row(get: dict[str, Any]) -> list[str]:
         mean_std(get["epoch_time_ratio_vs_scratch"], get["epoch_time_ratio_std"], "{:.2f}"),
         mean_std(get["kd_prepare_s_mean"], get["kd_prepare_s_std"], "{:.1f}"),
         mean_std(get["time_to_best_s_mean"], get["time_to_best_s_std"], "{:.0f}"),
+        _ensemble_cell(get.get("ensemble_teachers_s_mean", math.nan)),
         fmt(get["best_epoch_mean"], "{:.0f}"),
         pct(get["hit_epoch_cap_share"] * 100 if finite(get["hit_epoch_cap_share"]) else math.nan, digits=0),
         str(get["n_failed"]),
         budget_cell(get),
         pct(get.get(TUNED_VS_DEFAULTS, math.nan), signed=True),
     ]
+
+
+def _ensemble_cell(seconds: float) -> str:
+    """Seconds of the extra teachers a strategy needs: blank where it needs none, — where not recorded."""
+    return "" if seconds == 0 else fmt(seconds, "{:,.0f}")
 
 
 def render_markdown_page(board: Leaderboard) -> str:

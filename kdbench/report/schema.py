@@ -32,6 +32,7 @@ COLUMNS = (
     "throughput_users_per_s", "throughput_iqr_low", "throughput_iqr_high", "latency_p50_ms",
     "train_s_per_epoch", "epoch_time_ratio_vs_scratch", "epoch_time_ratio_std",
     "kd_prepare_s_mean", "kd_prepare_s_std", "time_to_best_s_mean", "time_to_best_s_std",
+    "ensemble_teachers_s_mean",
     "best_epoch_mean", "epochs_run_mean", "hit_epoch_cap_share", "compute_seconds", TUNED_VS_DEFAULTS,
     "teacher_trained_further", *GROUP_COLUMNS, *(f"{metric}_mean" for metric in BEYOND_METRICS),
 )

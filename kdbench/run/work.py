@@ -270,10 +270,14 @@ def _train_student(task: CellTask) -> RunRecord:
     if task.teacher is not None and task.teacher.meta["test"]:  # the cached teacher's, before any further training (a file has none)
         record["teacher_test"] = task.teacher.meta["test"]
     record["teacher_trained_further"] = bool(strategy.updates_teacher)
-    if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams), cache keys and
-        # the lists learned from (the context holds them decoded, in the ensemble's order)
+    if task.ensemble:  # the ensemble's teachers (their specs are in the identity's hparams), cache keys,
+        # the lists learned from (the context holds them decoded, in the ensemble's order) and what each
+        # teacher's training cost (its own record's wall time and threads: the strategy's price beyond
+        # the pairing's teacher, `report.load.ensemble_teachers`)
         record["ensemble"] = [{"teacher": artifact.meta.get("model"), "key": artifact.key,
-                               "test": artifact.meta.get("test"), "trajectory": content_digest(trajectory)}
+                               "test": artifact.meta.get("test"), "trajectory": content_digest(trajectory),
+                               "wall_seconds": artifact.meta.get("wall_seconds"),
+                               "threads": (artifact.meta.get("environment") or {}).get("threads")}
                               for artifact, trajectory in zip(task.ensemble, strategy.context.trajectories)]
     return record
 

@@ -53,6 +53,9 @@ const COLUMNS = [
   col("to_best", "s to best", field("time_to_best_s_mean"), function (r) {
     return meanStd(r.time_to_best_s_mean, r.time_to_best_s_std, 0);
   }, { show: true, title: "training seconds to the best model, mean ± sd over seeds" }),
+  col("ensemble", "ensemble teachers s", field("ensemble_teachers_s_mean"), function (r) {
+    return r.ensemble_teachers_s_mean === 0 ? "" : grouped(r.ensemble_teachers_s_mean);
+  }, { title: "seconds training the teachers the strategy needs beyond the pairing's (HetComp's ensemble), once per dataset" }),
   col("best_epoch", "best epoch", field("best_epoch_mean"), function (r) { return fixed(r.best_epoch_mean, 0); }),
   col("cap", "cap hit", field("hit_epoch_cap_share"), function (r) {
     return finite(r.hit_epoch_cap_share) ? pct(r.hit_epoch_cap_share * 100, false, 0) : "—";
