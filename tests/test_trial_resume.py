@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import kdbench.tuning.trial as trial_module
+from kdbench import progress
 from conftest import write_interactions
 from kdbench.families import BackboneSpec
 from kdbench.run.cells import Cell
@@ -181,3 +182,15 @@ def test_interrupted_defaults_are_asked_again_once_as_the_defaults(tmp_path):
     again = _ask(study, reopened, settings)
     assert again[1] == first[1] == study.defaults() and again[0].user_attrs["defaults"]
     assert [t.state for t in reopened.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING]
+
+
+def test_a_trial_shows_each_epoch_on_the_progress_bar(base):
+    """The tune bar counts a trial's epochs when it ends; meanwhile each epoch is a progress line."""
+    seen: list[str] = []
+    with progress.sink(seen.append):
+        outcome = run_trial(TrialTask(base, {"learning_rate": 1e-3}, (100, 101), PRUNER, prunable=False))
+    assert outcome.error is None and outcome.epochs == 12
+    label = f"{base.cell.pairing} {base.cell.label} trial"
+    assert [line.split(",")[0] for line in seen] == [f"{label}: seed {seed} epoch {epoch}/6"
+                                                     for seed in (100, 101) for epoch in range(1, 7)]
+    assert seen[0].startswith(f"{label}: seed 100 epoch 1/6, valid NDCG@10 {outcome.curve[0][1]:.4f}")

@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from kdbench import progress
 from kdbench.run.cells import TEACHER
 from kdbench.commands.execution import Execution, progress_note, resolve_protocols, resolve_strategies
 from kdbench.errors import KdbenchError
@@ -56,8 +57,10 @@ def tune_suite(results_dir: str | Path, execution: Execution, suite_file: str | 
     ran = 0
     completed = False
     try:
+        # the bar counts a trial's epochs when it ends; meanwhile each epoch of a trial (`tuning.trial`)
+        # or of a training teacher shows beside the count
         with tqdm(total=n_studies * settings.budget + n_teachers * teachers.budget, desc="kdbench tune",
-                  unit=settings.unit[:-1], dynamic_ncols=True) as bar:
+                  unit=settings.unit[:-1], dynamic_ncols=True) as bar, progress.sink(bar.set_postfix_str):
             def advance(study, outcome) -> None:
                 nonlocal ran
                 ran += 1

@@ -10,6 +10,8 @@ back in `TrialOutcome.rungs`, so later trials compete against them). A trial spe
 trains, over all its seeds; one that reaches `epoch_allowance` (what is left of the study's budget)
 is stopped there and counts as pruned. A trial given a `resume_key` keeps its progress as it trains
 (`tuning.resume`), so a worker killed mid-trial costs only the epochs since the last validation.
+Every epoch is a progress line (`kdbench.progress`: the tune bar's postfix), since the bar itself
+counts a trial's epochs only when it ends, tens of minutes apart on a real catalogue.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from kdbench import progress
 from kdbench.errors import KdbenchError
 from kdbench.training.loop import fit
 from kdbench.run.work import CellTask, build_student_run, prepare_worker
@@ -193,9 +196,11 @@ def run_trial(task: TrialTask) -> TrialOutcome:
             cell = replace(task.base.cell, seed=seed, train=replace(task.base.cell.train, **training))
             data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), strategy_params)
 
-            def on_epoch(epoch: int, valid: float | None, first=position == 0) -> None:
+            def on_epoch(epoch: int, valid: float | None, first=position == 0, seed=seed) -> None:
                 nonlocal spent
                 spent += 1
+                progress.report(f"{cell.pairing} {cell.label} trial: seed {seed} epoch {epoch}/{cell.train.max_epochs}"
+                                + (f", valid NDCG@10 {valid:.4f}" if valid is not None else ""))
                 if first and valid is not None:
                     show(epoch, valid)
                 if task.epoch_allowance is not None and spent >= task.epoch_allowance:
