@@ -3,7 +3,9 @@ on synthetic tuned runs of four datasets with known effects."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -148,6 +150,41 @@ def test_the_section_opens_the_page_with_its_sentences(results, tmp_path):
     assert "| good " in page and "▲" in page and "▼" in page
     payload = json.loads((tmp_path / "leaderboard.json").read_text())
     assert len(payload["cross_dataset"][0]["sentences"]) == 3
+
+
+def markdown_cells(text: str, first_header: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose first header is `first_header`, as cell texts
+    (Markdown's bold left out)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().replace("**", "") for cell in line.strip("|").split("|")])
+    return rows
+
+
+def html_cells(section: str) -> list[list[str]]:
+    """The body rows of the first table in a page section, as cell texts."""
+    body = re.search(r"<tbody>(.*?)</tbody>", section, re.S).group(1)
+    return [[html.unescape(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body)]
+
+
+def test_the_page_shows_the_same_answer_above_its_table(results, tmp_path):
+    write_reports(results, tmp_path, plot=False)
+    page = (tmp_path / "index.html").read_text()
+    section = re.search(r'<section id="answer".*?</section>', page, re.S).group(0)
+    assert page.index('<section id="answer"') < page.index('id="controls"') < page.index('<section id="compute"')
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert html_cells(section) == markdown_cells(markdown, "strategy ")  # the same rows, cell for cell
+    sentences = json.loads((tmp_path / "leaderboard.json").read_text())["cross_dataset"][0]["sentences"]
+    items = re.findall(r"<li>(.*?)</li>", section)
+    assert len(items) == len(sentences) == 3
+    for item, sentence in zip(items, sentences):  # Markdown's bold as <strong>, the rest as written
+        assert html.unescape(re.sub(r"</?strong>", "**", item)) == sentence
+    assert "<strong>sparse</strong>" in items[0]
 
 
 def test_no_tuned_tables_no_answer():

@@ -15,6 +15,7 @@ from kdbench.report.page import PAGE_NAME, render_page, write_page
 from kdbench.report.page.studies import read_trials
 from kdbench.report import write_reports
 from kdbench.run.record import RunStore
+from tests.test_cross_dataset import html_cells, markdown_cells
 from tests.test_report import PAIRING, record
 
 
@@ -42,8 +43,20 @@ def test_report_writes_the_page_and_it_rebuilds_from_leaderboard_json_byte_for_b
     write_page(results)  # from leaderboard.json and the runs, without aggregating again
     assert (results / PAGE_NAME).read_bytes() == page
     board = json.loads((results / "leaderboard.json").read_text())
-    again = render_page(board["rows"], board["columns"], board["header"], results)
+    again = render_page(board["rows"], board["columns"], board["header"], results,
+                        cross_dataset=board["cross_dataset"], compute=board["compute"])
     assert again.encode() == page
+
+
+def test_the_page_shows_the_compute_per_dataset_as_leaderboard_md_does(results):
+    page = (results / PAGE_NAME).read_text()
+    section = re.search(r'<section id="compute".*?</section>', page, re.S).group(0)
+    assert page.index('id="board"') < page.index('<section id="compute"')  # below the table
+    assert '<section id="answer"' not in page  # no tuned tables: no answer, as in leaderboard.md
+    markdown = (results / "leaderboard.md").read_text()
+    rows = html_cells(section)
+    assert rows == markdown_cells(markdown, "compute per dataset")
+    assert [row[0] for row in rows] == ["toy", "toy: BPR:64 → BPR:16", "toy: BPR:64 → BPR:8"]
 
 
 def test_every_row_carries_its_runs_rerun_paths_and_its_csv_line(results):

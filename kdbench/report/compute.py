@@ -20,6 +20,7 @@ once, by its cache key (— where a record predates those figures).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -104,27 +105,46 @@ def _ensemble_core_seconds(runs: pd.DataFrame) -> float:
     return math.fsum(wall * max(threads or 1.0, 1.0) for wall, threads in teachers.values())
 
 
+COMPUTE_NOTE = (
+    "Core-hours: wall time × torch threads, summed over the runs (a cached teacher counts once per "
+    "dataset); the parts are shares of it from each run's recorded time breakdown (— where its records "
+    "predate that part). Tuning core-hours: the tuning studies' trial seconds × their threads, summed "
+    "over the dataset's or pairing's studies, teacher studies included (each study: `tuning/summary.md`). "
+    "Ensemble teachers core-hours: training the teachers HetComp learns from beyond the pairing's, as "
+    "the runs that learned from them record it, each teacher once (blank: none; — where those records "
+    "predate the figure, 2026-12-08). CPU names the runs' machines.")
+
+
 def compute_markdown(compute: pd.DataFrame) -> list[str]:
     """The header's compute table: a dataset's row in bold, its pairings below it."""
     if compute is None or not len(compute):
         return []
+    headers, rows = compute_rows(compute, strong=lambda name: f"**{name}**")
+    return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "", COMPUTE_NOTE, ""]
+
+
+def compute_from_json(rows: list[dict]) -> pd.DataFrame:
+    """The table as `leaderboard.json` holds it (missing numbers null), its numbers back as numbers."""
+    table = pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+    for column in COMPUTE_COLUMNS:
+        if column not in ("dataset", "pairing", "machines"):
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+def compute_rows(compute: pd.DataFrame, strong: Callable[[str], str] = str) -> tuple[list[str], list[list[str]]]:
+    """The table as (headers, rows of text): a dataset's name through `strong` (Markdown's bold, the
+    page's own), its pairings below it."""
     rows = []
     for r in compute.to_dict(orient="records"):
-        name = f"**{r['dataset']}**" if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
+        name = strong(r["dataset"]) if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
         rows.append([name, str(r["n_runs"]), _hours(r["core_seconds"])]
                     + [_share(r[part], r["core_seconds"]) for part in (*PARTS, "other")]
-                    + [_hours(r["tuning_core_seconds"]), _hours(r["ensemble_core_seconds"]) if r["ensemble_core_seconds"] else "",
-                       r["machines"]])
+                    + [_hours(r["tuning_core_seconds"]),
+                       _hours(r["ensemble_core_seconds"]) if r["ensemble_core_seconds"] else "", r["machines"]])
     headers = ["compute per dataset", "runs", "core-hours", "training", "validation", "test", "prepare",
                "teacher load", "cost", "other", "tuning core-hours", "ensemble teachers core-hours", "CPU"]
-    note = ("Core-hours: wall time × torch threads, summed over the runs (a cached teacher counts once per "
-            "dataset); the parts are shares of it from each run's recorded time breakdown (— where its records "
-            "predate that part). Tuning core-hours: the tuning studies' trial seconds × their threads, summed "
-            "over the dataset's or pairing's studies, teacher studies included (each study: `tuning/summary.md`). "
-            "Ensemble teachers core-hours: training the teachers HetComp learns from beyond the pairing's, as "
-            "the runs that learned from them record it, each teacher once (blank: none; — where those records "
-            "predate the figure, 2026-12-08). CPU names the runs' machines.")
-    return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "", note, ""]
+    return headers, rows
 
 
 def _hours(seconds: float) -> str:

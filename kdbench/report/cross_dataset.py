@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,7 @@ TABLE_COLUMNS = ["family", "dataset", "pairing", "strategy", "change_pct", "chan
                  "p_value_holm", "outcome", "rank"]
 SUMMARY_COLUMNS = ["family", "strategy", "n_datasets", "n_tables", "mean_rank", "mean_rank_ci_low",
                    "mean_rank_ci_high", "wins", "ties", "losses"]
+_TEXT_COLUMNS = ("family", "dataset", "pairing", "strategy", "outcome")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,20 @@ class CrossDataset:
     @property
     def enough(self) -> bool:
         return len(self.datasets) >= MIN_DATASETS
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "CrossDataset":
+        """The answer as `leaderboard.json` holds it (`exports.leaderboard_payload`: missing numbers
+        are null), its numbers back as numbers (NaN where null)."""
+        def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+            table = pd.DataFrame(rows, columns=columns)
+            for column in columns:
+                if column not in _TEXT_COLUMNS:
+                    table[column] = pd.to_numeric(table[column], errors="coerce")
+            return table
+
+        return cls(entry["family"], list(entry["datasets"]), frame(entry["tables"], TABLE_COLUMNS),
+                   frame(entry["summary"], SUMMARY_COLUMNS), list(entry.get("sentences") or []))
 
 
 def density(dataset: str) -> float:

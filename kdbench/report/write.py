@@ -37,7 +37,8 @@ class Output:
 
 def render_html(board: Leaderboard) -> str:
     payload = leaderboard_payload(board)
-    return render_page(payload["rows"], payload["columns"], payload["header"], board.runs_dir, board.records)
+    return render_page(payload["rows"], payload["columns"], payload["header"], board.runs_dir, board.records,
+                       cross_dataset=payload["cross_dataset"], compute=payload["compute"])
 
 
 OUTPUTS = (

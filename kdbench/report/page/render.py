@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kdbench.report.page.collect import page_data
+from kdbench.report.page.summaries import answer_html, compute_html
 
 PAGE_NAME = "index.html"
 # concatenated in this order into one inline script (one closure: they share its names)
@@ -29,10 +30,12 @@ SCRIPTS = ("format.js", "columns.js", "state.js", "table.js", "plot.js", "detail
 
 
 def render_page(rows: list[dict[str, Any]], columns: list[str], header: dict[str, Any],
-                runs_dir: str | Path, records: Iterable[tuple[Path, dict[str, Any]]] | None = None) -> str:
+                runs_dir: str | Path, records: Iterable[tuple[Path, dict[str, Any]]] | None = None,
+                cross_dataset: list[dict[str, Any]] = (), compute: list[dict[str, Any]] = ()) -> str:
     """The page for these leaderboard rows (`leaderboard.json`'s `rows`, `columns`, `header`), with
     the runs and tuning studies stored under `runs_dir` (the results folder the page is written to);
-    `records` as in `page_data`."""
+    `records` as in `page_data`; the answer across datasets above the table and the compute per
+    dataset below it (`leaderboard.json`'s `cross_dataset` and `compute`; none: left out)."""
     data = page_data(rows, columns, header, runs_dir, records)
     script = '"use strict";\n(function () {\n' + "".join(_asset(f"js/{n}") for n in SCRIPTS) + "})();\n"
     style = _asset("page.css")
@@ -41,9 +44,10 @@ def render_page(rows: list[dict[str, Any]], columns: list[str], header: dict[str
               "base-uri 'none'; form-action 'none'")
     title = "kdbench leaderboard" + (" (QUICK)" if header.get("quick") else "")
     parts = {"POLICY": html.escape(policy, quote=False), "TITLE": html.escape(title), "STYLE": style, "SCRIPT": script,
+             "ANSWER": answer_html(list(cross_dataset)), "COMPUTE": compute_html(list(compute)),
              "DATA": _embedded_json(data)}
     page = _asset("page.html")
-    for name in ("POLICY", "TITLE", "STYLE", "SCRIPT", "DATA"):  # DATA last: its text is never searched
+    for name in ("POLICY", "TITLE", "ANSWER", "COMPUTE", "STYLE", "SCRIPT", "DATA"):  # DATA last: its text is never searched
         page = page.replace("{{" + name + "}}", parts[name], 1 if name == "DATA" else -1)
     return page
 
@@ -56,7 +60,9 @@ def write_page(results_dir: str | Path) -> Path:
     results_dir = Path(results_dir)
     board = read_mapping(results_dir / "leaderboard.json", "run `python -m kdbench report` to rebuild it")
     path = results_dir / PAGE_NAME
-    atomic.write_text(path, render_page(board["rows"], board["columns"], board["header"], results_dir))
+    atomic.write_text(path, render_page(board["rows"], board["columns"], board["header"], results_dir,
+                                        cross_dataset=board.get("cross_dataset") or [],
+                                        compute=board.get("compute") or []))
     return path
 
 
