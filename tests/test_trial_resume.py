@@ -194,3 +194,23 @@ def test_a_trial_shows_each_epoch_on_the_progress_bar(base):
     assert [line.split(",")[0] for line in seen] == [f"{label}: seed {seed} epoch {epoch}/6"
                                                      for seed in (100, 101) for epoch in range(1, 7)]
     assert seen[0].startswith(f"{label}: seed 100 epoch 1/6, valid NDCG@10 {outcome.curve[0][1]:.4f}")
+
+
+def test_a_trial_trains_with_the_suite_s_fixed_hyperparameters_under_its_draws(base, monkeypatch):
+    """A suite fixes some hyperparameters (DE's num_experts: 5); the trial draws the rest. Before
+    2026-12-08 the draws replaced them, so DE's trials trained its default 30 experts."""
+    built = []
+    real = trial_module.build_student_run
+
+    def spy(task, hparams=None, **kwargs):
+        data, student, strategy, seconds = real(task, hparams, **kwargs)
+        built.append(dict(strategy.hparams))
+        return data, student, strategy, seconds
+
+    monkeypatch.setattr(trial_module, "build_student_run", spy)
+    fixed = replace(base, cell=replace(base.cell, hparams=(("K", 7), ("tau", 3.0))))
+    outcome = run_trial(TrialTask(fixed, {"weight": 0.5, "tau": 2.0, "learning_rate": 1e-3}, (100,), PRUNER,
+                                  prunable=False, epoch_allowance=1))
+    assert outcome.error is None
+    assert built[0]["K"] == 7 and built[0]["weight"] == 0.5  # fixed, and drawn
+    assert built[0]["tau"] == 2.0  # where a suite fixes a name the space also draws, the draw wins

@@ -240,6 +240,38 @@ def test_tuned_cells_take_the_best_hyperparameters_and_training_knobs(tmp_path):
     assert "other strategy code" in warnings[0]
 
 
+def test_a_study_with_fixed_hyperparameters_tuned_before_its_trials_used_them_is_tuned_again(tmp_path):
+    """Until 2026-12-08 a trial's draws replaced the suite's fixed hyperparameters (DE trained its
+    default 30 experts where the suite fixes 5): such a study gives no tuned row, and `tune` refuses
+    to resume it without --force (its identity lacks FIXED_IN_TRIALS)."""
+    from kdbench.tuning import Study, open_study
+    from kdbench.tuning.studies import FIXED_IN_TRIALS
+
+    cell = Cell("toy", BackboneSpec("BPR", 8), BackboneSpec("BPR", 4), "kd", 0, hparams=(("K", 20),),
+                train=TrainSettings(max_epochs=3))
+    study = Study(cell, 40, tmp_path)
+    identity = study.identity(TuningSettings(trials=2))
+    assert identity["fixed_hparams"] == {"K": 20} and identity[FIXED_IN_TRIALS] is True
+    assert FIXED_IN_TRIALS not in Study(replace(cell, hparams=()), 40, tmp_path).identity(TuningSettings(trials=2))
+    best = {"finished": True, "best_trial": 3, "trials_counted": 2, "budget": 2,
+            "best_hparams": {"weight": 0.3, "K": 20, "tau": 2.0}, "best_training": {},
+            "identity": {"strategy_code": KD.code_version(), "fixed_hparams": {"K": 20}, FIXED_IN_TRIALS: True}}
+    study.folder.mkdir(parents=True)
+    study.best_path.write_text(json.dumps(best))
+    assert [dict(c.hparams)["K"] for c in tuned_cells([cell], tmp_path, warn=lambda m: None)] == [20]
+    best["identity"].pop(FIXED_IN_TRIALS)  # tuned by trials that left K out
+    study.best_path.write_text(json.dumps(best))
+    warnings = []
+    assert tuned_cells([cell], tmp_path, warn=warnings.append) == []
+    assert "left out its fixed hyperparameters" in warnings[0] and "tune --force" in warnings[0]
+    storage = open_study(study, TuningSettings(trials=2))  # a study made by the earlier code ...
+    old = {k: v for k, v in storage.user_attrs["identity"].items() if k != FIXED_IN_TRIALS}
+    storage.set_user_attr("identity", old)
+    with pytest.raises(KdbenchError, match=f"{FIXED_IN_TRIALS}.*--force"):  # ... is not resumed
+        open_study(study, TuningSettings(trials=2))
+    assert open_study(study, TuningSettings(trials=2), force=True).user_attrs["identity"][FIXED_IN_TRIALS]
+
+
 def test_post_training_quantisation_is_tuned_through_the_study_of_the_model_it_quantises():
     from kdbench.strategies.base import tuned_through
     from kdbench.tuning.studies import study_cells

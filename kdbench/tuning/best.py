@@ -13,7 +13,7 @@ from kdbench.run.cells import TEACHER, TUNED, Cell
 from kdbench.store.reading import TUNING_SUMMARY_ADVICE, DamagedFile, read_mapping
 from kdbench.strategies import STRATEGIES, strategy_code
 from kdbench.strategies.base import tuned_through
-from kdbench.tuning.studies import Study, source_cell
+from kdbench.tuning.studies import FIXED_IN_TRIALS, Study, source_cell
 
 # What readers of a study's summary rely on (`studies.write_best` writes them all): `tuned_cells` the
 # first set, the tuning summary table all of them.
@@ -75,6 +75,9 @@ def tuned_cells(cells: list[Cell], results_dir: str | Path, warn: Callable[[str]
             problem = "tuned with other strategy code (tune again)"
         elif best["identity"]["fixed_hparams"] != json.loads(json.dumps(dict(source.hparams))):
             problem = "tuned with other fixed hyperparameters"
+        elif source.hparams and not best["identity"].get(FIXED_IN_TRIALS):
+            problem = ("tuned by trials that left out its fixed hyperparameters (before 2026-12-08; "
+                       "`tune --force` tunes it again)")
         if problem:
             if key not in warned and not (quiet_untuned and best is None):
                 warn(f"{cell.dataset} {cell.pairing} {cell.strategy}: {problem}{through}; no tuned row")

@@ -60,6 +60,8 @@ from kdbench.run.work import CellTask, TeacherArtifact
 INTERRUPTED = "interrupted"
 DEFAULTS = "defaults"  # user attribute of the published-defaults trial
 HPARAMS = "hparams"  # user attribute: what the trial trains with (the sampler may record it otherwise)
+# identity key: the trials trained with the study's fixed hyperparameters (`tuning.trial`)
+FIXED_IN_TRIALS = "fixed_hparams_in_trials"
 RESUMES = "resumes"  # user attribute: the interrupted trial whose parameters (and kept progress) this one takes
 PROGRESS = "progress"  # user attribute: the key of the trial's kept progress (`tuning.resume`)
 
@@ -121,6 +123,9 @@ class Study:
             "space": {k: v.describe(self.n_items) for k, v in sorted(self.space().items())},
             "strategy_code": strategy_code(cell.strategy),
             "fixed_hparams": dict(cell.hparams),
+            # trials made before 2026-12-08 trained without the fixed hyperparameters (DE with its
+            # default 30 experts where the suite fixes 5): such a study is another study
+            **({FIXED_IN_TRIALS: True} if cell.hparams else {}),
             "train": cell.train.as_dict(),
             "teacher_train": cell.teacher_settings.as_dict(),
             "teacher_seed": cell.teacher_seed,

@@ -1,5 +1,5 @@
-"""One tuning trial, as a worker runs it: train a student with the trial's hyperparameters on each
-tuning seed and return the mean of the best validation NDCG@10 and the epochs it trained. The test
+"""One tuning trial, as a worker runs it: train a student with the trial's hyperparameters (over the
+suite's fixed ones, `Cell.hparams`) on each tuning seed and return the mean of the best validation NDCG@10 and the epochs it trained. The test
 split is never scored here (`fit` validates on the validation split only, and nothing else is
 evaluated).
 
@@ -194,7 +194,9 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 for epoch, valid in loop["curve"] if position == 0 else ():
                     show(int(epoch), float(valid))
             cell = replace(task.base.cell, seed=seed, train=replace(task.base.cell.train, **training))
-            data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), strategy_params)
+            # the suite's fixed hyperparameters (DE's num_experts: 5), then the trial's draws
+            hparams = {**dict(cell.hparams), **strategy_params}
+            data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), hparams)
 
             def on_epoch(epoch: int, valid: float | None, first=position == 0, seed=seed) -> None:
                 nonlocal spent
