@@ -272,7 +272,9 @@ def _ensemble_teachers_seconds(ok: pd.DataFrame) -> float:
     0 for a strategy without any, NaN where the records predate the figure."""
     if not ok["ensemble_teachers"].map(len).any():
         return 0.0
-    return float(ok["ensemble_teacher_seconds"].astype(float).mean())
+    per_seed = [math.fsum(wall for _, wall, _ in members) if all(wall is not None for _, wall, _ in members)
+                else math.nan for members in ok["ensemble_teachers"]]
+    return float(np.mean(per_seed))
 
 
 def paired_tests(runs: pd.DataFrame, scratch: pd.DataFrame) -> dict[str, Any]:

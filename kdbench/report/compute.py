@@ -20,13 +20,11 @@ once, by its cache key (— where a record predates those figures).
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
-
-from kdbench.report.formatting import duration
+from kdbench.report.formatting import TextTable, duration
+from kdbench.report.values import frame_from_json
 from kdbench.run.record import TEACHER
 
 # column -> the run column (`report.load.RUN_FIELDS`) it sums
@@ -119,32 +117,26 @@ def compute_markdown(compute: pd.DataFrame) -> list[str]:
     """The header's compute table: a dataset's row in bold, its pairings below it."""
     if compute is None or not len(compute):
         return []
-    headers, rows = compute_rows(compute, strong=lambda name: f"**{name}**")
-    return [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "", COMPUTE_NOTE, ""]
+    return [compute_rows(compute).markdown(), "", COMPUTE_NOTE, ""]
 
 
 def compute_from_json(rows: list[dict]) -> pd.DataFrame:
-    """The table as `leaderboard.json` holds it (missing numbers null), its numbers back as numbers."""
-    table = pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
-    for column in COMPUTE_COLUMNS:
-        if column not in ("dataset", "pairing", "machines"):
-            table[column] = pd.to_numeric(table[column], errors="coerce")
-    return table
+    """The table as `leaderboard.json` holds it, its numbers back as numbers."""
+    return frame_from_json(rows, COMPUTE_COLUMNS, text=("dataset", "pairing", "machines"))
 
 
-def compute_rows(compute: pd.DataFrame, strong: Callable[[str], str] = str) -> tuple[list[str], list[list[str]]]:
-    """The table as (headers, rows of text): a dataset's name through `strong` (Markdown's bold, the
-    page's own), its pairings below it."""
+def compute_rows(compute: pd.DataFrame) -> TextTable:
+    """The table as text: a dataset's row strong, its pairings below it."""
     rows = []
     for r in compute.to_dict(orient="records"):
-        name = strong(r["dataset"]) if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
+        name = r["dataset"] if not r["pairing"] else f"{r['dataset']}: {r['pairing'].replace('->', ' → ')}"
         rows.append([name, str(r["n_runs"]), _hours(r["core_seconds"])]
                     + [_share(r[part], r["core_seconds"]) for part in (*PARTS, "other")]
                     + [_hours(r["tuning_core_seconds"]),
                        _hours(r["ensemble_core_seconds"]) if r["ensemble_core_seconds"] else "", r["machines"]])
     headers = ["compute per dataset", "runs", "core-hours", "training", "validation", "test", "prepare",
                "teacher load", "cost", "other", "tuning core-hours", "ensemble teachers core-hours", "CPU"]
-    return headers, rows
+    return TextTable(headers, rows, strong=[not pairing for pairing in compute["pairing"]])
 
 
 def _hours(seconds: float) -> str:

@@ -37,7 +37,7 @@ from scipy.stats import rankdata
 from kdbench.report import stats
 from kdbench.data.catalogue import CATALOGUE
 from kdbench.report.schema import PRIMARY_MEAN, VS_SCRATCH
-from kdbench.report.values import is_compression, is_sequential
+from kdbench.report.values import frame_from_json, is_compression, is_sequential
 from kdbench.run.record import SCRATCH, TEACHER, TUNED
 
 ALPHA = 0.05  # of the Holm-adjusted primary test: a win or a loss against tuned scratch
@@ -72,15 +72,10 @@ class CrossDataset:
     def from_json(cls, entry: dict[str, Any]) -> "CrossDataset":
         """The answer as `leaderboard.json` holds it (`exports.leaderboard_payload`: missing numbers
         are null), its numbers back as numbers (NaN where null)."""
-        def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-            table = pd.DataFrame(rows, columns=columns)
-            for column in columns:
-                if column not in _TEXT_COLUMNS:
-                    table[column] = pd.to_numeric(table[column], errors="coerce")
-            return table
-
-        return cls(entry["family"], list(entry["datasets"]), frame(entry["tables"], TABLE_COLUMNS),
-                   frame(entry["summary"], SUMMARY_COLUMNS), list(entry.get("sentences") or []))
+        return cls(entry["family"], list(entry["datasets"]),
+                   frame_from_json(entry["tables"], TABLE_COLUMNS, _TEXT_COLUMNS),
+                   frame_from_json(entry["summary"], SUMMARY_COLUMNS, _TEXT_COLUMNS),
+                   list(entry.get("sentences") or []))
 
 
 def density(dataset: str) -> float:

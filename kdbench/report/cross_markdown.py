@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from kdbench.report.cross_dataset import (
     ALPHA, GENERAL, LOSS, MIN_DATASETS, SPARSE_DENSITY, WIN, CrossDataset, density,
 )
-from kdbench.report.formatting import interval, pct
+from kdbench.report.formatting import TextTable, interval, pct
 from kdbench.run.record import SCRATCH
 
 MARKS = {WIN: " ▲", LOSS: " ▼"}
@@ -45,8 +42,7 @@ def cross_markdown(answers: list[CrossDataset]) -> list[str]:
         if not answer.enough:
             lines += [f"> Needs tuned tables on at least {MIN_DATASETS} datasets for an answer across datasets; "
                       f"today: {', '.join(answer.datasets)} only. What exists (ranks within it):", ""]
-        headers, rows = cross_rows(answer, strong=lambda name: f"**{name}**")
-        lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        lines += [cross_rows(answer).markdown(), ""]
         missing = unranked(answer)
         if missing:
             lines += [f"Not in every table yet, so without a rank and left out of the sentences: "
@@ -63,23 +59,21 @@ def unranked(answer: CrossDataset) -> list[str]:
             if not np.isfinite(rank)]
 
 
-def cross_rows(answer: CrossDataset, strong: Callable[[str], str] = str) -> tuple[list[str], list[list[str]]]:
-    """The section's table as (headers, rows of text), scratch's name through `strong` (Markdown's bold,
-    the page's own)."""
+def cross_rows(answer: CrossDataset) -> TextTable:
+    """The section's table as text, scratch's row strong."""
     keys = list(dict.fromkeys(zip(answer.tables["dataset"], answer.tables["pairing"])))
     cells = answer.tables.set_index(["strategy", "dataset", "pairing"])
     headers = (["strategy"] + [f"{d}: {p.replace('->', ' → ')}{_density_note(d)}" for d, p in keys]
                + ["mean rank [95%]", "wins / ties / losses"])
     rows = []
     for summary in answer.summary.itertuples(index=False):
-        name = strong(summary.strategy) if summary.strategy == SCRATCH else summary.strategy
-        row = [name] + [_cell(cells, summary.strategy, key) for key in keys]
+        row = [summary.strategy] + [_cell(cells, summary.strategy, key) for key in keys]
         rank = "—" if not np.isfinite(summary.mean_rank) else f"{summary.mean_rank:.1f}" + (
             f" [{summary.mean_rank_ci_low:.1f}, {summary.mean_rank_ci_high:.1f}]"
             if np.isfinite(summary.mean_rank_ci_low) else "")
         score = "—" if summary.strategy == SCRATCH else f"{summary.wins} / {summary.ties} / {summary.losses}"
         rows.append(row + [rank, score])
-    return headers, rows
+    return TextTable(headers, rows, strong=[strategy == SCRATCH for strategy in answer.summary["strategy"]])
 
 
 def _cell(cells: pd.DataFrame, strategy: str, key: tuple[str, str]) -> str:

@@ -4,12 +4,30 @@ absent or non-finite value is "—", means carry their spread, p-values switch t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from tabulate import tabulate
 
 from kdbench.report.values import finite
 
 SIGNIFICANCE = ((0.01, "‡"), (0.05, "†"))  # on the Holm-adjusted primary p-value
 TRAINED_TEACHER_MARK = "⁂"  # after the strategy's name: its runs trained the teacher further (BD)
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A summary table as text, built once for `leaderboard.md` and the page: `strong[i]` says
+    whether row i is shown in bold (scratch's row, a dataset's total), each renderer its own way."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    strong: list[bool]
+
+    def markdown(self) -> str:
+        """GitHub Markdown, a strong row's first cell in **bold**."""
+        rows = [[f"**{row[0]}**" if bold else row[0], *row[1:]] for row, bold in zip(self.rows, self.strong)]
+        return tabulate(rows, headers=self.headers, tablefmt="github", disable_numparse=True)
 
 
 def significance_mark(p_holm: Any) -> str:

@@ -42,8 +42,7 @@ PARALLEL_READ_BYTES = 64 * 2**20
 RUN_COLUMNS = ["dataset", "teacher", "student", "pairing", "model", "variant", "strategy", "method", "family",
                "seed", "status", "error", "created", "wall_seconds", *METRICS, *RUN_FIELDS,
                "per_user", "train_interactions", "teacher_trained_further", "ensemble_teachers",
-               "ensemble_teacher_seconds", "teacher_learning_rate",
-               "teacher_weight_decay", *(f"env_{k}" for k in ENVIRONMENT)]
+               "teacher_learning_rate", "teacher_weight_decay", *(f"env_{k}" for k in ENVIRONMENT)]
 
 
 @dataclass(frozen=True)
@@ -148,9 +147,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     row["train_interactions"] = (pd.Series(np.asarray(counts, dtype=float), index=users)
                                  if users is not None and counts is not None else None)
     row["teacher_trained_further"] = bool(record.get("teacher_trained_further", False))
-    row["ensemble_teachers"] = members = ensemble_teachers(record) if ok else ()
-    seconds = [wall for _, wall, _ in members]
-    row["ensemble_teacher_seconds"] = math.fsum(seconds) if members and None not in seconds else math.nan
+    row["ensemble_teachers"] = ensemble_teachers(record) if ok else ()
     teacher_train = (record.get("config") or {}).get("teacher_train") or {}
     for knob in ("learning_rate", "weight_decay"):  # the teacher's settings, stated in the header
         row[f"teacher_{knob}"] = teacher_train.get(knob)

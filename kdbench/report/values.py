@@ -71,3 +71,13 @@ def sig(value: Any, digits: int = 6) -> Any:
     if isinstance(value, (float, np.floating)):
         return float(f"{value:.{digits}g}") if np.isfinite(value) else None
     return value
+
+
+def frame_from_json(rows: list[dict[str, Any]], columns: list[str], text: tuple[str, ...]) -> pd.DataFrame:
+    """A table as `leaderboard.json` holds it (`exports.json_rows`: missing numbers null) back as a
+    frame of `columns`, every column not in `text` as numbers (NaN where null)."""
+    table = pd.DataFrame(rows, columns=columns)
+    for column in columns:
+        if column not in text:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table

@@ -208,11 +208,13 @@ def load_teacher(cell: Cell, artifact: TeacherArtifact, device: str, work_dir: s
     return model
 
 
-def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
+def build_student_run(task: CellTask, draws: dict[str, Any] | None = None,
                       timings: dict[str, float] | None = None):
     """(data, student model, prepared strategy, preparation seconds) of a student cell; `timings`,
     if given, receives `teacher_load_seconds` (the teacher built from its artifact). The model is
-    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher)."""
+    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher).
+    The strategy gets the cell's hyperparameters (the suite's fixed ones, e.g. DE's `num_experts`),
+    with a tuning trial's `draws` over them: a trial trains the model its tuned run will train."""
     from recbole.utils import init_seed
 
     cell = task.cell
@@ -232,7 +234,7 @@ def build_student_run(task: CellTask, hparams: dict[str, Any] | None = None,
     if from_file:
         context = replace(context, teacher=file_teacher_adapter(cell, data, context, task.device))
     context.trajectories = tuple(from_bytes(artifact.trajectory) for artifact in task.ensemble)
-    strategy = strategy_class(context, **(dict(cell.hparams) if hparams is None else hparams))
+    strategy = strategy_class(context, **{**dict(cell.hparams), **(draws or {})})
     strategy = strategy.to(task.device)
     start = time.perf_counter()
     strategy.prepare()

@@ -194,9 +194,7 @@ def run_trial(task: TrialTask) -> TrialOutcome:
                 for epoch, valid in loop["curve"] if position == 0 else ():
                     show(int(epoch), float(valid))
             cell = replace(task.base.cell, seed=seed, train=replace(task.base.cell.train, **training))
-            # the suite's fixed hyperparameters (DE's num_experts: 5), then the trial's draws
-            hparams = {**dict(cell.hparams), **strategy_params}
-            data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), hparams)
+            data, student, strategy, _ = build_student_run(replace(task.base, cell=cell), strategy_params)
 
             def on_epoch(epoch: int, valid: float | None, first=position == 0, seed=seed) -> None:
                 nonlocal spent

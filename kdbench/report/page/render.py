@@ -47,7 +47,8 @@ def render_page(rows: list[dict[str, Any]], columns: list[str], header: dict[str
              "ANSWER": answer_html(list(cross_dataset)), "COMPUTE": compute_html(list(compute)),
              "DATA": _embedded_json(data)}
     page = _asset("page.html")
-    for name in ("POLICY", "TITLE", "ANSWER", "COMPUTE", "STYLE", "SCRIPT", "DATA"):  # DATA last: its text is never searched
+    # DATA last: its text is never searched
+    for name in ("POLICY", "TITLE", "ANSWER", "COMPUTE", "STYLE", "SCRIPT", "DATA"):
         page = page.replace("{{" + name + "}}", parts[name], 1 if name == "DATA" else -1)
     return page
 

@@ -12,7 +12,7 @@ from typing import Any
 from kdbench.report.compute import COMPUTE_NOTE, compute_from_json, compute_rows
 from kdbench.report.cross_dataset import MIN_DATASETS, CrossDataset
 from kdbench.report.cross_markdown import TITLES, cross_rows, unranked
-from kdbench.run.record import SCRATCH
+from kdbench.report.formatting import TextTable
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"`([^`]+)`")
@@ -33,9 +33,7 @@ def answer_html(entries: list[dict[str, Any]]) -> str:
                          f"across datasets; today: {html.escape(', '.join(answer.datasets))} only.</p>")
         if answer.sentences:
             parts.append('<ul class="answer">' + "".join(f"<li>{_inline(s)}</li>" for s in answer.sentences) + "</ul>")
-        headers, rows = cross_rows(answer)
-        parts.append(_table(headers, rows, f"The change over tuned scratch per table: {answer.family}",
-                            strong=[row[0] == SCRATCH for row in rows]))
+        parts.append(_table(cross_rows(answer), f"The change over tuned scratch per table: {answer.family}"))
         missing = unranked(answer)
         if missing:
             parts.append(f'<p class="caption">Not in every table yet, so without a rank and left out of the '
@@ -50,22 +48,19 @@ def compute_html(rows: list[dict[str, Any]]) -> str:
     """The compute per dataset (below the table), "" where `leaderboard.json` has none."""
     if not rows:
         return ""
-    table = compute_from_json(rows)
-    headers, cells = compute_rows(table)
     return "\n".join(['<section id="compute" aria-labelledby="compute-title">',
                       '<h2 id="compute-title">Compute per dataset</h2>',
-                      _table(headers, cells, "Core-hours per dataset and pairing",
-                             strong=list(table["pairing"] == "")),  # a dataset's row, its pairings below
+                      _table(compute_rows(compute_from_json(rows)), "Core-hours per dataset and pairing"),
                       f'<p class="caption">{_inline(COMPUTE_NOTE)}</p>', "</section>", ""])
 
 
-def _table(headers: list[str], rows: list[list[str]], caption: str, strong: list[bool]) -> str:
-    """A table of text cells, each row named by its first cell (a row header, for screen readers); the
-    rows `strong` marks in bold (as leaderboard.md's)."""
-    head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers)
+def _table(table: TextTable, caption: str) -> str:
+    """A table of text cells, each row named by its first cell (a row header, for screen readers); its
+    strong rows in bold (as leaderboard.md's)."""
+    head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in table.headers)
     body = "\n".join(('<tr class="strong">' if bold else "<tr>") + f'<th scope="row">{html.escape(row[0])}</th>'
                      + "".join(f"<td>{html.escape(cell)}</td>" for cell in row[1:]) + "</tr>"
-                     for row, bold in zip(rows, strong))
+                     for row, bold in zip(table.rows, table.strong))
     return (f'<div class="scroll"><table class="summary"><caption class="visually-hidden">{html.escape(caption)}'
             f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>")
 
