@@ -156,12 +156,13 @@ def test_a_suite_runs_every_cell_under_each_of_its_protocols_with_per_strategy_t
 
 def test_the_datasets_suite_runs_each_strategy_with_the_default_suite_s_hyperparameters():
     """A strategy's row means the same settings on every dataset: the datasets suite's `hparams`
-    (DE's and PCKD's 5 experts) are the default suite's."""
+    (DE's and PCKD's 5 experts) are the default suite's, and so are its 5 seeds."""
     from kdbench.run.suites import bundled_suites
 
     default, datasets = (load_suite(bundled_suites()[name]).spec for name in ("default", "datasets"))
     assert datasets["hparams"] == default["hparams"] and default["hparams"]["pckd"] == {"num_experts": 5}
     assert datasets["strategies"] == default["strategies"]
+    assert datasets["seeds"] == default["seeds"] == [0, 1, 2, 3, 4]
 
 
 def test_dataset_narrows_a_suite_to_some_of_its_datasets_with_the_same_cells(tmp_path):
