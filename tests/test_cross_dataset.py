@@ -4,6 +4,7 @@ on synthetic tuned runs of four datasets with known effects."""
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 
@@ -165,6 +166,20 @@ def markdown_cells(text: str, first_header: str) -> list[list[str]]:
     return rows
 
 
+def markdown_strong(text: str, first_header: str) -> list[bool]:
+    """Per body row of that Markdown table: whether it is shown in bold (its first cell)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    return [line.strip("|").split("|")[0].strip().startswith("**")
+            for line in itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2:])]
+
+
+def html_strong(section: str) -> list[bool]:
+    """Per body row of the first table in a page section: whether it is shown in bold."""
+    body = re.search(r"<tbody>(.*?)</tbody>", section, re.S).group(1)
+    return [row == ' class="strong"' for row in re.findall(r"<tr([^>]*)>", body)]
+
+
 def html_cells(section: str) -> list[list[str]]:
     """The body rows of the first table in a page section, as cell texts."""
     body = re.search(r"<tbody>(.*?)</tbody>", section, re.S).group(1)
@@ -179,6 +194,9 @@ def test_the_page_shows_the_same_answer_above_its_table(results, tmp_path):
     assert page.index('<section id="answer"') < page.index('id="controls"') < page.index('<section id="compute"')
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert html_cells(section) == markdown_cells(markdown, "strategy ")  # the same rows, cell for cell
+    strong = html_strong(section)  # and the same row in bold: scratch's
+    assert strong == markdown_strong(markdown, "strategy ") and sum(strong) == 1
+    assert html_cells(section)[strong.index(True)][0] == "scratch"
     sentences = json.loads((tmp_path / "leaderboard.json").read_text())["cross_dataset"][0]["sentences"]
     items = re.findall(r"<li>(.*?)</li>", section)
     assert len(items) == len(sentences) == 3

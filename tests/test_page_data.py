@@ -15,7 +15,7 @@ from kdbench.report.page import PAGE_NAME, render_page, write_page
 from kdbench.report.page.studies import read_trials
 from kdbench.report import write_reports
 from kdbench.run.record import RunStore
-from tests.test_cross_dataset import html_cells, markdown_cells
+from tests.test_cross_dataset import html_cells, html_strong, markdown_cells, markdown_strong
 from tests.test_report import PAIRING, record
 
 
@@ -57,6 +57,8 @@ def test_the_page_shows_the_compute_per_dataset_as_leaderboard_md_does(results):
     rows = html_cells(section)
     assert rows == markdown_cells(markdown, "compute per dataset")
     assert [row[0] for row in rows] == ["toy", "toy: BPR:64 → BPR:16", "toy: BPR:64 → BPR:8"]
+    # the dataset's row in bold in both, its pairings not
+    assert html_strong(section) == markdown_strong(markdown, "compute per dataset") == [True, False, False]
 
 
 def test_every_row_carries_its_runs_rerun_paths_and_its_csv_line(results):
