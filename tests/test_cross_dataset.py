@@ -153,38 +153,39 @@ def test_the_section_opens_the_page_with_its_sentences(results, tmp_path):
     assert len(payload["cross_dataset"][0]["sentences"]) == 3
 
 
-def markdown_cells(text: str, first_header: str) -> list[list[str]]:
-    """The body rows of the Markdown table whose first header is `first_header`, as cell texts
-    (Markdown's bold left out)."""
+def markdown_body(text: str, first_header: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose first header is `first_header`, as raw cells."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip().replace("**", "") for cell in line.strip("|").split("|")])
-    return rows
-
-
-def markdown_strong(text: str, first_header: str) -> list[bool]:
-    """Per body row of that Markdown table: whether it is shown in bold (its first cell)."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
-    return [line.strip("|").split("|")[0].strip().startswith("**")
+    return [[cell.strip() for cell in line.strip("|").split("|")]
             for line in itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2:])]
 
 
-def html_strong(section: str) -> list[bool]:
-    """Per body row of the first table in a page section: whether it is shown in bold."""
+def markdown_cells(text: str, first_header: str) -> list[list[str]]:
+    """That table's body rows as cell texts (Markdown's bold left out)."""
+    return [[cell.replace("**", "") for cell in row] for row in markdown_body(text, first_header)]
+
+
+def markdown_strong(text: str, first_header: str) -> list[bool]:
+    """Per body row of that table: whether it is shown in bold (its first cell)."""
+    return [row[0].startswith("**") for row in markdown_body(text, first_header)]
+
+
+def html_body(section: str) -> list[tuple[str, str]]:
+    """The body rows of the first table in a page section: (the <tr>'s attributes, its inner HTML)."""
     body = re.search(r"<tbody>(.*?)</tbody>", section, re.S).group(1)
-    return [row == ' class="strong"' for row in re.findall(r"<tr([^>]*)>", body)]
+    return re.findall(r"<tr([^>]*)>(.*?)</tr>", body)
 
 
 def html_cells(section: str) -> list[list[str]]:
-    """The body rows of the first table in a page section, as cell texts."""
-    body = re.search(r"<tbody>(.*?)</tbody>", section, re.S).group(1)
+    """Those rows as cell texts."""
     return [[html.unescape(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
-            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body)]
+            for _, row in html_body(section)]
+
+
+def html_strong(section: str) -> list[bool]:
+    """Per body row: whether it is shown in bold."""
+    return [attributes == ' class="strong"' for attributes, _ in html_body(section)]
 
 
 def test_the_page_shows_the_same_answer_above_its_table(results, tmp_path):
