@@ -69,6 +69,12 @@ class Cell:
     def address(self) -> Address:
         return Address(self.dataset, self.pairing, self.label, self.seed, self.protocol)
 
+    def strategy_hparams(self, draws: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The strategy's keyword arguments: the cell's hyperparameters (the suite's fixed ones, e.g.
+        DE's `num_experts`) with a tuning trial's `draws` over them, so that a trial trains, and its
+        study reports as best, the model its tuned run will train."""
+        return {**dict(self.hparams), **(draws or {})}
+
     def teacher_cell(self) -> "Cell":
         return replace(self, strategy=TEACHER, seed=self.teacher_seed, hparams=(), variant=DEFAULTS)
 

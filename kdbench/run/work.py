@@ -212,9 +212,8 @@ def build_student_run(task: CellTask, draws: dict[str, Any] | None = None,
                       timings: dict[str, float] | None = None):
     """(data, student model, prepared strategy, preparation seconds) of a student cell; `timings`,
     if given, receives `teacher_load_seconds` (the teacher built from its artifact). The model is
-    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher).
-    The strategy gets the cell's hyperparameters (the suite's fixed ones, e.g. DE's `num_experts`),
-    with a tuning trial's `draws` over them: a trial trains the model its tuned run will train."""
+    the one the strategy trains (`model_to_train`: a compression baseline's compressed teacher);
+    a tuning trial's `draws` go over the cell's hyperparameters (`Cell.strategy_hparams`)."""
     from recbole.utils import init_seed
 
     cell = task.cell
@@ -234,7 +233,7 @@ def build_student_run(task: CellTask, draws: dict[str, Any] | None = None,
     if from_file:
         context = replace(context, teacher=file_teacher_adapter(cell, data, context, task.device))
     context.trajectories = tuple(from_bytes(artifact.trajectory) for artifact in task.ensemble)
-    strategy = strategy_class(context, **{**dict(cell.hparams), **(draws or {})})
+    strategy = strategy_class(context, **cell.strategy_hparams(draws))
     strategy = strategy.to(task.device)
     start = time.perf_counter()
     strategy.prepare()

@@ -505,7 +505,7 @@ def write_best(study: Study, optuna_study, settings: TuningSettings) -> dict[str
         "best_valid_ndcg@10": best.value if best else None,
         "defaults_trial": defaults.number if defaults else None,
         "defaults_valid_ndcg@10": defaults.value if defaults and defaults.state == states.COMPLETE else None,
-        "best_hparams": {**dict(study.cell.hparams), **strategy_params},
+        "best_hparams": study.cell.strategy_hparams(strategy_params),
         "best_training": training,
         "identity": study.identity(settings),
         "tuning": settings.as_dict(),
